@@ -1,0 +1,28 @@
+-- title: Servizi ANPR online ogni 1.000 residenti, comuni della Città metropolitana
+-- title_en: ANPR online services per 1,000 residents, comuni of the metropolitan city
+-- description: Uso dei servizi online dell'Anagrafe nazionale (certificati, autocertificazioni,
+--   visure, cambi di residenza, rettifiche) da parte dei residenti, ogni 1.000 residenti, per i 55
+--   comuni della Città metropolitana di Bologna.
+-- description_en: Residents' use of the national registry's online services (certificates,
+--   self-declarations, record views, changes of residence, corrections) per 1,000 residents, for the
+--   55 comuni of the metropolitan city of Bologna.
+-- unit: operazioni ogni 1.000 residenti
+-- unit_en: operations per 1,000 residents
+-- polarity: higher_is_better
+-- sources: bologna.comuni_metropolitani, anpr.popolazione_residente, anpr.attivita_residenti
+-- method: Conteggi cumulati ANPR al 21-11-2024 × 1000 / residenti ANPR, join sul codice ISTAT del
+--   comune; totale = somma delle cinque voci come pubblicata da ANPR.
+SELECT
+    c.com_istat_code AS cod_istat_comune,
+    p.comune,
+    p.residenti,
+    a.totale AS operazioni,
+    round(a.totale * 1000.0 / p.residenti, 2) AS operazioni_per_1000,
+    round(a.certificati * 1000.0 / p.residenti, 2) AS certificati_per_1000,
+    round(a.autocertificazioni * 1000.0 / p.residenti, 2) AS autocertificazioni_per_1000,
+    round(a.visure * 1000.0 / p.residenti, 2) AS visure_per_1000,
+    round(a.cambi_residenza * 1000.0 / p.residenti, 2) AS cambi_residenza_per_1000,
+    round(a.rettifiche * 1000.0 / p.residenti, 2) AS rettifiche_per_1000
+FROM bologna.comuni_metropolitani AS c
+JOIN anpr.popolazione_residente AS p ON p.cod_istat_comune = c.com_istat_code
+JOIN anpr.attivita_residenti AS a ON a.cod_istat_comune = c.com_istat_code

@@ -1,0 +1,30 @@
+-- title: Anziani per area statistica: over 65, over 80 e over 65 che vivono soli
+-- title_en: Older residents per statistical area: 65+, 80+ and over-65s living alone
+-- description: Quota di residenti con 80 anni e più e di over 65 che vivono soli (dati reali 2021),
+--   e quota stimata di over 65, per ciascuna area statistica.
+-- description_en: Share of residents aged 80 and over and of over-65s living alone (real 2021 data),
+--   and the estimated share aged 65 and over, per statistical area.
+-- unit: % dei residenti
+-- unit_en: % of residents
+-- polarity: higher_is_worse
+-- sources: bologna.fragilita, bologna.aree_statistiche
+-- method: quota_over_80_pct e over_65_soli_pct vengono dagli indici di fragilità 2021 (vuoti nelle 11
+--   aree escluse, con poche decine di residenti). I dati aperti non danno gli over 65 per area: la quota
+--   over 65 è stimata come quota over 80 × (1 + 1,8), dove 1,8 è il rapporto tra residenti di 65–79
+--   anni e di 80 anni e più nel comune (ordine di grandezza ISTAT, popolazione per età al 1° gennaio
+--   2022); è quindi proporzionale alla quota over 80 e va sostituita dal dato d'anagrafe per area quando
+--   il connettore dell'anagrafe (registry.residenti_per_area) è configurato. over_65_soli_stimati = over 65 stimati × over_65_soli_pct / 100.
+-- method_version: 1.0
+SELECT
+    a.codice_area_statistica,
+    a.area_statistica,
+    f.popolazione_residente AS residenti,
+    f.perc_residenti_oltre_80_anni AS quota_over_80_pct,
+    round(f.perc_residenti_oltre_80_anni * 2.8, 1) AS quota_over_65_stimata_pct,
+    f.pct_residenti_oltre_65_anni_che_vive_sola AS over_65_soli_pct,
+    CAST(round(f.popolazione_residente * f.perc_residenti_oltre_80_anni / 100.0) AS BIGINT) AS over_80,
+    CAST(round(f.popolazione_residente * f.perc_residenti_oltre_80_anni * 2.8 / 100.0) AS BIGINT) AS over_65_stimati,
+    CAST(round(f.popolazione_residente * f.perc_residenti_oltre_80_anni * 2.8 / 100.0
+               * f.pct_residenti_oltre_65_anni_che_vive_sola / 100.0) AS BIGINT) AS over_65_soli_stimati
+FROM bologna.aree_statistiche AS a
+JOIN bologna.fragilita AS f ON f.codice_area_statistica = a.codice_area_statistica

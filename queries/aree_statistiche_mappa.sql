@@ -1,0 +1,18 @@
+-- title: Aree statistiche di Bologna (confini)
+-- title_en: Bologna's statistical areas (boundaries)
+-- description: I 90 poligoni delle aree statistiche con zona e quartiere: lo strato di base delle
+--   mappe dei quartieri.
+-- description_en: The 90 statistical-area polygons with their zone and quartiere: the base layer of
+--   the city maps.
+-- unit: area
+-- unit_en: area
+-- polarity: neutral
+-- sources: bologna.aree_statistiche
+-- method: Confini ufficiali del Comune di Bologna (WGS84), senza trasformazioni.
+SELECT
+    codice_area_statistica,
+    area_statistica,
+    zona,
+    quartiere,
+    geometry
+FROM bologna.aree_statistiche

@@ -1,0 +1,29 @@
+-- title: Velocità e latenza misurate dalle sonde di connettività, per area statistica
+-- title_en: Throughput and latency measured by connectivity probes, per statistical area
+-- description: Mediana degli ultimi 30 giorni di download, upload (Mbit/s) e latenza (ms) misurati
+--   dalle sonde installate in scuole e biblioteche, per area statistica. Richiede i sensori (connettore
+--   MQTT `sensori`): senza, la vista non è disponibile.
+-- description_en: 30-day median of download, upload (Mbit/s) and latency (ms) measured by the probes
+--   in schools and libraries, per statistical area. Needs the sensors (MQTT connector `sensori`):
+--   without them the view is not available.
+-- unit: Mbit/s, ms
+-- unit_en: Mbit/s, ms
+-- polarity: higher_is_better
+-- sources: sensori.letture, sensori.sensori, bologna.aree_statistiche
+-- method: Letture di sensori.letture (sensor_id, metric, value, ts) con metric download_mbps,
+--   upload_mbps, latency_ms degli ultimi 30 giorni; ogni sonda è assegnata all'area che contiene la
+--   sua posizione (sensori.sensori.geometry); mediana per area con approx_median.
+-- method_version: 1.0
+SELECT
+    a.codice_area_statistica,
+    a.area_statistica,
+    count(DISTINCT s.sensor_id) AS sonde,
+    approx_median(CASE WHEN l.metric = 'download_mbps' THEN l.value END) AS download_mbps,
+    approx_median(CASE WHEN l.metric = 'upload_mbps' THEN l.value END) AS upload_mbps,
+    approx_median(CASE WHEN l.metric = 'latency_ms' THEN l.value END) AS latenza_ms
+FROM sensori.letture AS l
+JOIN sensori.sensori AS s ON s.sensor_id = l.sensor_id
+JOIN bologna.aree_statistiche AS a ON ST_Contains(a.geometry, s.geometry)
+WHERE l.metric IN ('download_mbps', 'upload_mbps', 'latency_ms')
+  AND l.ts >= now() - INTERVAL '30 days'
+GROUP BY a.codice_area_statistica, a.area_statistica

@@ -1,0 +1,18 @@
+-- title: Famiglie residenti per area statistica e anno
+-- title_en: Resident households per statistical area and year
+-- description: Numero di famiglie residenti in ciascuna area statistica dal 2016, e quante sono
+--   composte da una sola persona.
+-- description_en: Number of resident households in each statistical area since 2016, and how many
+--   are one-person households.
+-- unit: famiglie
+-- unit_en: households
+-- polarity: neutral
+-- sources: bologna.famiglie
+-- method: Somma per area e anno delle famiglie di ogni ampiezza; famiglie_una_persona = ampiezza 1.
+SELECT
+    codice_area_statistica,
+    anno,
+    sum(numero_famiglie) AS famiglie,
+    sum(CASE WHEN dimensione_familiare = '1' THEN numero_famiglie ELSE 0 END) AS famiglie_una_persona
+FROM bologna.famiglie
+GROUP BY codice_area_statistica, anno

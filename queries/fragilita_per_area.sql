@@ -1,0 +1,22 @@
+-- title: Indici di fragilità per area statistica (2021)
+-- title_en: Fragility indices per statistical area (2021)
+-- description: Gli indici di fragilità potenziale demografica, sociale, economica e complessiva
+--   calcolati dal Comune di Bologna (100 = media cittadina).
+-- description_en: The demographic, social, economic and overall potential-fragility indices computed
+--   by the Comune di Bologna (100 = city average).
+-- unit: indice (100 = media di Bologna)
+-- unit_en: index (100 = Bologna average)
+-- polarity: higher_is_worse
+-- sources: bologna.fragilita, bologna.aree_statistiche
+-- method: Valori pubblicati dal Comune (indici di fragilità 2021), senza ricalcolo; vuoti nelle 11 aree
+--   escluse dal calcolo comunale perché poco popolate.
+SELECT
+    a.codice_area_statistica,
+    a.area_statistica,
+    f.indice_potenziale_fragilita_demografica AS fragilita_demografica,
+    f.indice_potenziale_fragilita_sociale AS fragilita_sociale,
+    f.indice_potenziale_fragilita_economica AS fragilita_economica,
+    f.indice_complessivo_fragilita AS fragilita_complessiva,
+    f.gruppo AS gruppo_fragilita
+FROM bologna.aree_statistiche AS a
+JOIN bologna.fragilita AS f ON f.codice_area_statistica = a.codice_area_statistica

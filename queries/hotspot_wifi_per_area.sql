@@ -1,0 +1,27 @@
+-- title: Hotspot Wi-Fi pubblici ogni 1.000 residenti per area statistica
+-- title_en: Public Wi-Fi hotspots per 1,000 residents per statistical area
+-- description: Gli access point BolognaWiFi attribuiti alle aree statistiche con un join spaziale
+--   (il punto dell'hotspot contenuto nel poligono dell'area), rapportati ai residenti 2021.
+-- description_en: BolognaWiFi access points assigned to statistical areas by a spatial join
+--   (the hotspot's point inside the area's polygon), per 1,000 residents in 2021.
+-- unit: hotspot ogni 1.000 residenti
+-- unit_en: hotspots per 1,000 residents
+-- polarity: higher_is_better
+-- sources: bologna.aree_statistiche, bologna.hotspot_wifi, bologna.fragilita
+-- method: ST_Contains(area.geometry, hotspot.geometry); aree senza hotspot contano 0.
+WITH hotspot_per_area AS (
+    SELECT a.codice_area_statistica, count(h.hostname) AS hotspot
+    FROM bologna.aree_statistiche AS a
+    LEFT JOIN bologna.hotspot_wifi AS h ON ST_Contains(a.geometry, h.geometry)
+    GROUP BY a.codice_area_statistica
+)
+SELECT
+    a.codice_area_statistica,
+    a.area_statistica,
+    h.hotspot,
+    f.popolazione_residente AS residenti,
+    round(h.hotspot * 1000.0 / f.popolazione_residente, 4) AS hotspot_per_1000_residenti
+FROM hotspot_per_area AS h
+JOIN bologna.aree_statistiche AS a ON a.codice_area_statistica = h.codice_area_statistica
+JOIN bologna.fragilita AS f ON f.codice_area_statistica = h.codice_area_statistica
+ORDER BY a.codice_area_statistica

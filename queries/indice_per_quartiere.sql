@@ -1,0 +1,20 @@
+-- title: Indice del divario digitale per quartiere
+-- title_en: Digital-divide index per quartiere
+-- description: Media dell'indice composito del divario digitale nelle aree di ciascun quartiere,
+--   pesata sui residenti.
+-- description_en: Mean of the composite digital-divide index over each quartiere's areas, weighted
+--   by residents.
+-- unit: punteggio 0–100 (più alto = più divario)
+-- unit_en: score 0–100 (higher = more divide)
+-- polarity: higher_is_worse
+-- sources: indice_divario_digitale, aree_statistiche_mappa, residenti_per_area
+-- method: Σ(indice × residenti) / Σ residenti sulle aree del quartiere con l'indice calcolato.
+SELECT
+    m.quartiere,
+    round(sum(i.indice * r.residenti) / sum(r.residenti), 2) AS indice,
+    sum(r.residenti) AS residenti
+FROM indice_divario_digitale AS i
+JOIN aree_statistiche_mappa AS m ON m.codice_area_statistica = i.codice_area_statistica
+JOIN residenti_per_area AS r ON r.codice_area_statistica = i.codice_area_statistica
+WHERE i.indice IS NOT NULL
+GROUP BY m.quartiere

@@ -1,0 +1,12 @@
+-- title: Sensori della città
+-- title_en: City sensors
+-- description: Sonde di connettività, contapersone e altri sensori registrati. Richiede i sensori
+--   (connettore MQTT `sensori`): senza, lo strato non è disponibile.
+-- description_en: Connectivity probes, people counters and other registered sensors. Needs the
+--   sensors (MQTT connector `sensori`): without them the layer is not available.
+-- unit: sensore
+-- unit_en: sensor
+-- polarity: neutral
+-- sources: sensori.sensori
+-- method: Registro dei sensori (sensor_id, kind, geometry), senza trasformazioni.
+SELECT sensor_id AS nome, kind AS tipo, geometry FROM sensori.sensori

@@ -1,0 +1,18 @@
+-- title: Reddito imponibile mediano per area statistica e anno
+-- title_en: Median taxable income per statistical area and year
+-- description: Reddito imponibile mediano dei contribuenti residenti in ciascuna area statistica,
+--   2016–2021.
+-- description_en: Median taxable income of the resident taxpayers of each statistical area, 2016–2021.
+-- unit: euro
+-- unit_en: euro
+-- polarity: higher_is_better
+-- sources: bologna.reddito_mediano, bologna.aree_statistiche
+-- method: Il file del reddito nomina l'area senza codice: join sul nome in maiuscolo; le righe il cui
+--   nome non corrisponde a un'area (i senza fissa dimora, un nome abbreviato) restano fuori.
+SELECT
+    a.codice_area_statistica,
+    r.anno,
+    r.reddito_mediano,
+    r.contribuenti
+FROM bologna.reddito_mediano AS r
+JOIN bologna.aree_statistiche AS a ON upper(a.area_statistica) = upper(r.area_statistica)

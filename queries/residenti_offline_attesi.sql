@@ -1,0 +1,63 @@
+-- title: Residenti adulti offline attesi per area statistica
+-- title_en: Expected offline adult residents per statistical area
+-- description: Quanti adulti ci si aspetta che non usino Internet, applicando alla popolazione di
+--   ciascuna area, per fascia d'età, la quota ISTAT di chi non ha usato Internet negli ultimi 3 mesi.
+-- description_en: How many adults are expected not to use the Internet, applying to each area's
+--   population, by age band, ISTAT's share of people who did not use the Internet in the last 3 months.
+-- unit: % dei residenti adulti
+-- unit_en: % of adult residents
+-- polarity: higher_is_worse
+-- sources: bologna.fragilita, bologna.aree_statistiche, bologna.zone, bologna.popolazione
+-- method: Tassi di uso di Internet negli ultimi 3 mesi (ISTAT, "Cittadini e ICT" 2024: oltre 93% da
+--   11 a 54 anni, 68,1% a 65–74, 31,4% da 75 anni in su; 55–64 interpolati a 88% e 81%), portati sulle
+--   fasce disponibili: 18–64 anni 91%; 65–79 anni 56% (2/3 × 68,1% + 1/3 × 31,4%, il peso dei 65–74
+--   sui 65–79); 80 anni e più 31,4% (il dato ISTAT dei 75+, che per gli 80+ sovrastima l'uso). Fasce per area, stimate: adulti = residenti 2021 × (1 − quota 0–17 anni della zona nel 2021,
+--   dalla serie della popolazione per zona; l'area è assegnata alla zona che contiene un suo punto
+--   interno); 80+ = residenti × quota over 80 (indici di fragilità); 65–79 = 80+ × 1,8 (rapporto
+--   cittadino, vedi anziani_per_area); 18–64 = adulti − 65–79 − 80+. offline = Σ fascia × (1 − tasso).
+--   Vuoto nelle 11 aree escluse, che non hanno la quota over 80.
+-- method_version: 1.0
+WITH area_zone AS (
+    SELECT a.codice_area_statistica, z.nome_zona
+    FROM bologna.aree_statistiche AS a
+    JOIN bologna.zone AS z ON ST_Contains(z.geometry, ST_PointOnSurface(a.geometry))
+),
+minors_share AS (
+    SELECT
+        zona,
+        sum(CASE WHEN eta = '00_17' THEN residenti ELSE 0 END) * 1.0 / sum(residenti) AS quota_0_17
+    FROM bologna.popolazione
+    WHERE anno = 2021
+    GROUP BY zona
+),
+bands AS (
+    SELECT
+        a.codice_area_statistica,
+        a.area_statistica,
+        f.popolazione_residente AS residenti,
+        f.popolazione_residente * (1 - m.quota_0_17) AS adulti,
+        f.popolazione_residente * f.perc_residenti_oltre_80_anni / 100.0 AS eta_80_piu,
+        f.popolazione_residente * f.perc_residenti_oltre_80_anni / 100.0 * 1.8 AS eta_65_79
+    FROM bologna.aree_statistiche AS a
+    JOIN bologna.fragilita AS f ON f.codice_area_statistica = a.codice_area_statistica
+    JOIN area_zone AS az ON az.codice_area_statistica = a.codice_area_statistica
+    JOIN minors_share AS m ON m.zona = az.nome_zona
+),
+offline AS (
+    SELECT
+        *,
+        adulti - eta_65_79 - eta_80_piu AS eta_18_64,
+        (adulti - eta_65_79 - eta_80_piu) * (1 - 0.91) + eta_65_79 * (1 - 0.56) + eta_80_piu * (1 - 0.314) AS offline_attesi
+    FROM bands
+)
+SELECT
+    codice_area_statistica,
+    area_statistica,
+    residenti,
+    CAST(round(adulti) AS BIGINT) AS adulti,
+    CAST(round(eta_18_64) AS BIGINT) AS adulti_18_64,
+    CAST(round(eta_65_79) AS BIGINT) AS adulti_65_79,
+    CAST(round(eta_80_piu) AS BIGINT) AS adulti_80_piu,
+    CAST(round(offline_attesi) AS BIGINT) AS offline_attesi,
+    round(offline_attesi * 100.0 / adulti, 2) AS quota_offline_attesi_pct
+FROM offline

@@ -1,0 +1,22 @@
+-- title: Visite ai luoghi di supporto digitale (contapersone)
+-- title_en: Visits to digital-support places (people counters)
+-- description: Persone entrate ogni giorno nelle biblioteche e nei punti di facilitazione digitale
+--   dotati di contapersone. Richiede i sensori (connettore MQTT `sensori`): senza, la vista non è
+--   disponibile.
+-- description_en: People entering the libraries and digital facilitation points that have a people
+--   counter, per day. Needs the sensors (MQTT connector `sensori`): without them the view is not
+--   available.
+-- unit: visite al giorno
+-- unit_en: visits per day
+-- polarity: higher_is_better
+-- sources: sensori.letture, sensori.sensori
+-- method: Somma giornaliera delle letture con metric 'people' dei sensori di tipo 'people_counter'.
+-- method_version: 1.0
+SELECT
+    date_trunc('day', l.ts) AS giorno,
+    count(DISTINCT l.sensor_id) AS contapersone,
+    sum(l.value) AS visite
+FROM sensori.letture AS l
+JOIN sensori.sensori AS s ON s.sensor_id = l.sensor_id
+WHERE l.metric = 'people' AND s.kind = 'people_counter'
+GROUP BY date_trunc('day', l.ts)

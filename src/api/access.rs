@@ -1,0 +1,201 @@
+//! Who is calling and how often: the API key (or the configured anonymous role), a token bucket
+//! per key with the ModI `X-RateLimit-*` headers, and the audit trail of SQL queries and dataset
+//! pulls, allowed or denied.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::audit::{AuditEntry, AuditLog};
+use crate::auth::{AuthError, KeyStore, Principal, Role};
+use crate::config::{AccessConfig, AnonymousRole, DashboardAccess};
+
+type Limiter = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+
+pub struct Access {
+    pub keys: KeyStore,
+    pub audit: AuditLog,
+    pub config: AccessConfig,
+    limiter: Limiter,
+}
+
+impl Access {
+    pub fn new(data_dir: &std::path::Path, config: AccessConfig) -> Self {
+        let per_minute = NonZeroU32::new(config.requests_per_minute.max(1)).expect("at least 1");
+        let burst = NonZeroU32::new(config.burst.max(1)).expect("at least 1");
+        let quota = Quota::per_minute(per_minute).allow_burst(burst);
+        let limiter = RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>();
+        Self { keys: KeyStore::new(data_dir), audit: AuditLog::open(data_dir), config, limiter }
+    }
+
+    fn anonymous(&self) -> Option<Principal> {
+        let role = match self.config.anonymous {
+            AnonymousRole::None => return None,
+            AnonymousRole::Partner => Role::Partner,
+            AnonymousRole::Analyst => Role::Analyst,
+            AnonymousRole::Admin => Role::Admin,
+        };
+        Some(Principal { key_id: "anonymous".into(), role, datasets: Default::default() })
+    }
+}
+
+/// The caller of a request: `None` when there is no key and anonymous access is off.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Option<Principal>);
+
+impl Caller {
+    /// The principal, if its role is at least `role`; 401 without a key, 403 with too weak a key.
+    pub fn require(&self, role: Role) -> Result<&Principal, ApiError> {
+        match &self.0 {
+            None => Err(ApiError::Unauthorized("this endpoint needs an API key (Authorization: Bearer ck_...)".into())),
+            Some(p) if p.is_at_least(role) => Ok(p),
+            Some(p) => Err(ApiError::Forbidden(format!("a {} key cannot use this endpoint; it needs a {} key", p.role.as_str(), role.as_str()))),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Ok(parts.extensions.get::<Caller>().cloned().unwrap_or(Caller(None)))
+    }
+}
+
+/// What a handler tells the audit trail about the request it served.
+#[derive(Debug, Clone)]
+pub struct AuditDetail {
+    pub action: &'static str,
+    pub target: String,
+    pub rows: u64,
+}
+
+/// Attach audit details to a response (successful or not).
+pub fn with_audit(detail: AuditDetail, response: impl IntoResponse) -> Response {
+    let mut response = response.into_response();
+    response.extensions_mut().insert(detail);
+    response
+}
+
+fn presented_key(headers: &HeaderMap) -> Option<String> {
+    if let Some(value) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(value.trim().to_string());
+    }
+    let authorization = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+}
+
+fn audited(path: &str) -> Option<&'static str> {
+    if path.starts_with("/api/v1/sql") {
+        Some("sql")
+    } else if path.starts_with("/api/v1/datasets") {
+        Some("dataset")
+    } else {
+        None
+    }
+}
+
+/// Authenticate, rate-limit and audit every request.
+pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let access = state.access.clone();
+    let path = request.uri().path().to_string();
+    let action = audited(&path);
+    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_else(|| "local".into());
+
+    let caller = match presented_key(request.headers()) {
+        Some(key) => match access.keys.authenticate(&key) {
+            Ok(principal) => Ok(Some(principal)),
+            Err(AuthError::Store { path, message }) => Err(ApiError::Internal(format!("key store {path}: {message}"))),
+            Err(e) => Err(ApiError::Unauthorized(e.to_string())),
+        },
+        None => Ok(access.anonymous()),
+    };
+    let caller = match caller {
+        Ok(caller) => caller,
+        Err(error) => {
+            let response = error.into_response();
+            if let Some(action) = action {
+                record(&access.audit, None, action, &path, &response, started, "denied");
+            }
+            return response;
+        }
+    };
+
+    let dashboard_route = path == "/" || path.starts_with("/assets") || path.starts_with("/api/v1/dashboards");
+    if dashboard_route && access.config.dashboard == DashboardAccess::Key && caller.is_none() {
+        return ApiError::Unauthorized("the dashboard needs an API key in this installation".into()).into_response();
+    }
+
+    let limited = path.starts_with("/api/");
+    let bucket = caller.as_ref().filter(|p| p.key_id != "anonymous").map(|p| format!("key:{}", p.key_id)).unwrap_or(format!("ip:{client}"));
+    let mut rate_headers = HeaderMap::new();
+    if limited {
+        let limit = access.config.requests_per_minute;
+        match access.limiter.check_key(&bucket) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                rate_headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
+                rate_headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+                let reset = snapshot.quota().replenish_interval().as_secs().max(1);
+                rate_headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now()).as_secs().max(1);
+                let mut response = ApiError::RateLimited(format!("too many requests: at most {limit} per minute for this key; retry in {wait} s")).into_response();
+                let headers = response.headers_mut();
+                headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(wait));
+                headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
+                headers.insert("x-ratelimit-remaining", HeaderValue::from(0));
+                headers.insert("x-ratelimit-reset", HeaderValue::from(wait));
+                if let Some(action) = action {
+                    record(&access.audit, caller.as_ref(), action, &path, &response, started, "rate_limited");
+                }
+                return response;
+            }
+        }
+    }
+
+    let mut request = request;
+    request.extensions_mut().insert(Caller(caller.clone()));
+    let mut response = next.run(request).await;
+    response.headers_mut().extend(rate_headers);
+    if let Some(action) = action {
+        let outcome = match response.status() {
+            s if s.is_success() || s == StatusCode::NOT_MODIFIED => "ok",
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "denied",
+            s if s.is_server_error() => "error",
+            _ => "invalid",
+        };
+        record(&access.audit, caller.as_ref(), action, &path, &response, started, outcome);
+    }
+    response
+}
+
+fn record(audit: &AuditLog, caller: Option<&Principal>, action: &str, path: &str, response: &Response, started: Instant, outcome: &str) {
+    let detail = response.extensions().get::<AuditDetail>();
+    audit.record(AuditEntry {
+        time: chrono::Utc::now(),
+        key_id: caller.map_or_else(|| "none".to_string(), |p| p.key_id.clone()),
+        role: caller.map_or_else(|| "none".to_string(), |p| p.role.as_str().to_string()),
+        action: detail.map_or(action, |d| d.action).to_string(),
+        target: detail.map_or_else(|| path.to_string(), |d| d.target.clone()),
+        rows: detail.map_or(0, |d| d.rows),
+        duration_ms: started.elapsed().as_millis() as u64,
+        status: response.status().as_u16(),
+        outcome: outcome.to_string(),
+    });
+}

@@ -1,0 +1,338 @@
+//! `/api/v1/dashboards`: what the map dashboard reads. A dashboard's definition with, for every saved
+//! query it names, the query's metadata, whether it runs and how fresh its source tables are; the
+//! rows of those queries (JSON, or CSV to download); and map layers as GeoJSON.
+//!
+//! Results are cached per saved query until the store changes (or for `CACHE_TTL`), and concurrent
+//! requests for the same query share one execution: a dashboard opening runs each query once.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use arrow::array::Array;
+use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::datatypes::{DataType, Schema};
+use arrow::record_batch::RecordBatch;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::format::{Format, encode};
+use crate::config::DashboardFile;
+use crate::dashboards::source_tables;
+use crate::geometry::{is_geometry, wkb_to_geo};
+use crate::query::{QueryError, QueryResult};
+use crate::service::Service;
+use crate::store::TableState;
+
+/// How long a cached result may be served even if the store has not changed: bounds the effect of
+/// a result computed in the instant between a commit and the views being re-planned.
+const CACHE_TTL: Duration = Duration::from_secs(60);
+/// Decimals kept in GeoJSON coordinates: 1e-6° is about 0.1 m, far below what a map shows.
+const COORDINATE_SCALE: f64 = 1e6;
+/// Bodies smaller than this are not worth compressing.
+const GZIP_MIN_BYTES: usize = 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/dashboards", get(list))
+        .route("/api/v1/dashboards/{name}", get(definition))
+        .route("/api/v1/dashboards/{name}/data/{query}", get(data))
+        .route("/api/v1/dashboards/{name}/layers/{query}", get(layer))
+}
+
+fn dashboard<'a>(state: &'a AppState, name: &str) -> Result<&'a DashboardFile, ApiError> {
+    state
+        .service
+        .config
+        .dashboards
+        .iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("no dashboard `{name}`; GET /api/v1/dashboards lists them")))
+}
+
+/// Dashboards in menu order.
+async fn list(State(state): State<AppState>) -> impl IntoResponse {
+    let mut dashboards: Vec<&DashboardFile> = state.service.config.dashboards.iter().collect();
+    dashboards.sort_by(|a, b| (a.dashboard.order, &a.name).cmp(&(b.dashboard.order, &b.name)));
+    let list: Vec<Value> = dashboards
+        .iter()
+        .map(|d| {
+            json!({
+                "name": d.name,
+                "title": d.dashboard.title,
+                "title_en": d.dashboard.title_en,
+                "description": d.dashboard.description,
+                "description_en": d.dashboard.description_en,
+                "has_map": d.dashboard.map.is_some(),
+            })
+        })
+        .collect();
+    axum::Json(list)
+}
+
+/// The definition, plus metadata, status and freshness of every saved query it reads. Also starts
+/// computing those queries, so their data is ready by the time the page asks for it.
+async fn definition(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let file = dashboard(&state, &name)?;
+    let service = &state.service;
+    let views = service.engine.views();
+    let statuses = service.store.statuses();
+    let now = Utc::now();
+    let mut queries = serde_json::Map::new();
+    for (_, query) in file.dashboard.query_references() {
+        if queries.contains_key(query) {
+            continue;
+        }
+        let saved = service.engine.saved().iter().find(|q| q.name == query);
+        let view = views.iter().find(|v| v.name == query);
+        let ok = view.is_some_and(|v| v.ok);
+        let sources: Vec<Value> = source_tables(query, service.engine.saved())
+            .into_iter()
+            .map(|table| {
+                let status = statuses.iter().find(|s| format!("{}.{}", s.schema, s.table) == table);
+                match status {
+                    Some(s) => {
+                        let effective = s.effective_state(now);
+                        json!({
+                            "table": table,
+                            "state": effective,
+                            "stale": !matches!(effective, TableState::Fresh),
+                            "last_success": s.last_success,
+                            "last_error": s.last_error,
+                        })
+                    }
+                    None => json!({ "table": table, "state": "missing", "stale": true, "last_success": null,
+                                    "last_error": "no connector provides this table" }),
+                }
+            })
+            .collect();
+        // The oldest last success is when the panel's data as a whole was last brought up to date.
+        let updated_at: Option<DateTime<Utc>> = sources
+            .iter()
+            .map(|s| s["last_success"].as_str().and_then(|t| t.parse::<DateTime<Utc>>().ok()))
+            .collect::<Option<Vec<_>>>()
+            .and_then(|times| times.into_iter().min());
+        let stale = sources.iter().any(|s| s["stale"] == json!(true));
+        queries.insert(
+            query.to_string(),
+            json!({
+                "name": query,
+                "metadata": saved.map(|q| q.metadata.clone()),
+                "ok": ok,
+                "error": view.and_then(|v| v.error.clone()),
+                "freshness": { "updated_at": updated_at, "stale": stale, "sources": sources },
+            }),
+        );
+        if ok {
+            let service = service.clone();
+            let query = query.to_string();
+            tokio::spawn(async move {
+                let _ = cached_result(&service, &query).await;
+            });
+        }
+    }
+    let body = json!({
+        "name": file.name,
+        "dashboard": file.dashboard,
+        "queries": queries,
+        "generated_at": now,
+    });
+    Ok(axum::Json(body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct DataParams {
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+/// The rows of a saved query the dashboard reads, geometry left out, in a stable order.
+async fn data(
+    State(state): State<AppState>,
+    Path((name, query)): Path<(String, String)>,
+    Query(params): Query<DataParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let file = dashboard(&state, &name)?;
+    if !file.dashboard.reads(&query) {
+        return Err(ApiError::NotFound(format!("dashboard `{name}` does not read the saved query `{query}`")));
+    }
+    let format = match params.format.as_deref() {
+        None | Some("json") => Format::Json,
+        Some("csv") => Format::Csv,
+        Some(other) => return Err(ApiError::NotAcceptable(format!("format `{other}` is not available here; use json or csv"))),
+    };
+    let result = cached_result(&state.service, &query).await?;
+    let table = tokio::task::spawn_blocking(move || without_geometry_sorted(&result))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let rows = table.rows();
+    let body = encode(&table, format)?;
+    let mut response = compressed(&headers, body, format.content_type());
+    let out = response.headers_mut();
+    out.insert("x-row-count", HeaderValue::from(rows));
+    if format == Format::Csv {
+        let disposition = format!("attachment; filename=\"{query}.csv\"");
+        out.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).map_err(|e| ApiError::Internal(e.to_string()))?);
+    }
+    Ok(response)
+}
+
+/// A map layer of the dashboard (its areas or a point layer) as a GeoJSON FeatureCollection.
+async fn layer(State(state): State<AppState>, Path((name, query)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let file = dashboard(&state, &name)?;
+    let map = file.dashboard.map.as_ref();
+    let geometry_column = map.and_then(|m| {
+        if m.areas.query == query {
+            return Some(m.areas.geometry.clone());
+        }
+        m.points.iter().find(|p| p.query == query).map(|p| p.geometry.clone())
+    });
+    let Some(geometry_column) = geometry_column else {
+        return Err(ApiError::NotFound(format!("`{query}` is not a map layer of dashboard `{name}`")));
+    };
+    let result = cached_result(&state.service, &query).await?;
+    let body = tokio::task::spawn_blocking(move || feature_collection(&result, &geometry_column))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(compressed(&headers, body, "application/geo+json"))
+}
+
+type Slot = Arc<tokio::sync::OnceCell<Arc<QueryResult>>>;
+
+struct CacheEntry {
+    version: u64,
+    created: Instant,
+    slot: Slot,
+}
+
+/// Results by (service, saved query). Keyed by the service too, as a test process may run several.
+fn cache() -> &'static Mutex<HashMap<(usize, String), CacheEntry>> {
+    static CACHE: OnceLock<Mutex<HashMap<(usize, String), CacheEntry>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// The result of `SELECT * FROM queries.<query>`, from the cache while the store is unchanged.
+/// A saved query that does not plan over the current tables is refused with the planner's reason.
+async fn cached_result(service: &Arc<Service>, query: &str) -> Result<Arc<QueryResult>, ApiError> {
+    if let Some(view) = service.engine.views().into_iter().find(|v| v.name == query && !v.ok) {
+        let reason = view.error.unwrap_or_default();
+        return Err(ApiError::BadRequest(format!("the saved query `{query}` does not run over the current tables: {reason}")));
+    }
+    let version = *service.store.subscribe().borrow();
+    let key = (Arc::as_ptr(service) as usize, query.to_string());
+    let slot = {
+        let mut cache = cache().lock().expect("dashboard cache lock");
+        let entry = cache.entry(key).or_insert_with(|| CacheEntry { version, created: Instant::now(), slot: Slot::default() });
+        if entry.version != version || entry.created.elapsed() > CACHE_TTL {
+            *entry = CacheEntry { version, created: Instant::now(), slot: Slot::default() };
+        }
+        entry.slot.clone()
+    };
+    let sql = format!("SELECT * FROM {}.\"{query}\"", crate::query::QUERIES_SCHEMA);
+    let engine = service.engine.clone();
+    let result = slot
+        .get_or_try_init(|| async move { engine.execute(&sql).await.map(Arc::new) })
+        .await
+        .map_err(|e| match e {
+            QueryError::Invalid(detail) => {
+                ApiError::BadRequest(format!("the saved query `{query}` does not run over the current tables: {detail}"))
+            }
+            other => ApiError::Query(other),
+        })?;
+    Ok(result.clone())
+}
+
+/// The non-geometry columns, sorted by every sortable column in order, so a CSV is reproducible.
+fn without_geometry_sorted(result: &QueryResult) -> Result<QueryResult, ApiError> {
+    let failed = |e: arrow::error::ArrowError| ApiError::Internal(format!("cannot prepare the rows: {e}"));
+    let keep: Vec<usize> = (0..result.schema.fields().len()).filter(|&i| !is_geometry(result.schema.field(i))).collect();
+    let schema = Arc::new(result.schema.project(&keep).map_err(failed)?);
+    let batches: Vec<RecordBatch> = result.batches.iter().map(|b| b.project(&keep)).collect::<Result<_, _>>().map_err(failed)?;
+    let all = concat_batches(&schema, &batches).map_err(failed)?;
+    let sort_columns: Vec<SortColumn> = all
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .filter(|(_, field)| sortable(field.data_type()))
+        .map(|(column, _)| SortColumn { values: column.clone(), options: None })
+        .collect();
+    let sorted = if sort_columns.is_empty() || all.num_rows() < 2 {
+        all
+    } else {
+        let indices = lexsort_to_indices(&sort_columns, None).map_err(failed)?;
+        take_record_batch(&all, &indices).map_err(failed)?
+    };
+    Ok(QueryResult { schema, batches: vec![sorted] })
+}
+
+fn sortable(data_type: &DataType) -> bool {
+    data_type.is_primitive() || matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean)
+}
+
+/// Rows as GeoJSON features: the geometry column becomes the geometry, the others the properties.
+fn feature_collection(result: &QueryResult, geometry_column: &str) -> Result<Vec<u8>, ApiError> {
+    let schema: &Schema = &result.schema;
+    let Ok(geometry_index) = schema.index_of(geometry_column) else {
+        return Err(ApiError::Internal(format!("the layer has no column `{geometry_column}`")));
+    };
+    let keep: Vec<usize> = (0..schema.fields().len()).filter(|&i| !is_geometry(schema.field(i))).collect();
+    let mut features = Vec::with_capacity(result.rows());
+    for batch in &result.batches {
+        let properties_batch = batch.project(&keep).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let properties_result = QueryResult { schema: properties_batch.schema(), batches: vec![properties_batch] };
+        let properties: Vec<Value> = serde_json::from_slice(&encode(&properties_result, Format::Json)?)
+            .map_err(|e| ApiError::Internal(format!("cannot read back the properties: {e}")))?;
+        let geometries = batch
+            .column(geometry_index)
+            .as_any()
+            .downcast_ref::<arrow::array::BinaryArray>()
+            .ok_or_else(|| ApiError::Internal(format!("`{geometry_column}` is not a WKB geometry column")))?;
+        for (row, properties) in properties.into_iter().enumerate() {
+            let geometry = match geometries.is_valid(row).then(|| wkb_to_geo(geometries.value(row))) {
+                Some(Ok(geometry)) => {
+                    let rounded = geo::MapCoords::map_coords(&geometry, |c| geo::Coord {
+                        x: (c.x * COORDINATE_SCALE).round() / COORDINATE_SCALE,
+                        y: (c.y * COORDINATE_SCALE).round() / COORDINATE_SCALE,
+                    });
+                    serde_json::to_value(geojson::Geometry::new(geojson::GeometryValue::from(&rounded)))
+                        .map_err(|e| ApiError::Internal(e.to_string()))?
+                }
+                Some(Err(_)) | None => Value::Null,
+            };
+            features.push(json!({ "type": "Feature", "geometry": geometry, "properties": properties }));
+        }
+    }
+    serde_json::to_vec(&json!({ "type": "FeatureCollection", "features": features })).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// The body, gzip-compressed when the client accepts it and it is worth it.
+fn compressed(headers: &HeaderMap, body: Vec<u8>, content_type: &'static str) -> Response {
+    let accepts_gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.split(';').next().is_some_and(|e| e.trim() == "gzip")));
+    let mut response_headers = HeaderMap::new();
+    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if accepts_gzip && body.len() >= GZIP_MIN_BYTES {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+        if encoder.write_all(&body).is_ok() {
+            if let Ok(gzipped) = encoder.finish() {
+                response_headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                return (response_headers, gzipped).into_response();
+            }
+        }
+    }
+    (response_headers, body).into_response()
+}

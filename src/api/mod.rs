@@ -1,0 +1,63 @@
+//! The HTTP API: requests become queries, results become responses. One router per audience.
+
+pub mod access;
+mod dashboards;
+mod datasets;
+pub mod error;
+pub mod format;
+mod ops;
+mod sql;
+mod web;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tower_http::trace::TraceLayer;
+
+use crate::service::Service;
+pub use error::ApiError;
+pub use ops::prometheus;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<Service>,
+    pub access: Arc<access::Access>,
+    pub datasets: Arc<datasets::DatasetCache>,
+}
+
+impl AppState {
+    /// The API's state over a service: keys, rate limits and the audit log from its configuration.
+    /// The audit log becomes the admin-only table `city.system.audit`.
+    pub fn new(service: Arc<Service>) -> Self {
+        let access = Arc::new(access::Access::new(&service.config.data_dir(), service.config.service.access.clone()));
+        let _ = service.store.schema_provider("system").register_table("audit".to_string(), access.audit.table());
+        Self { service, access, datasets: Default::default() }
+    }
+}
+
+pub fn app(state: AppState) -> Router {
+    prometheus();
+    // Leave room for a JSON envelope around the largest SQL accepted.
+    let body_limit = state.service.engine.limits().max_sql_bytes + 1024;
+    Router::new()
+        .merge(web::router())
+        .merge(sql::router())
+        .merge(ops::router())
+        .merge(datasets::router())
+        .merge(dashboards::router())
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), access::middleware))
+        .layer(middleware::from_fn(count_requests))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn count_requests(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    metrics::counter!("cruscotto_http_requests_total", "status" => response.status().as_u16().to_string()).increment(1);
+    response
+}

@@ -1,0 +1,98 @@
+//! Operations: /healthz (alive), /readyz (initial load done), /status (per table and view),
+//! /metrics (Prometheus text format).
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use chrono::Utc;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+
+use super::AppState;
+use crate::store::TableState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics_text))
+}
+
+/// The process-wide Prometheus recorder, installed once however many apps a process builds.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+async fn healthz() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#)
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let service = &state.service;
+    let statuses = service.store.statuses();
+    let loading: Vec<String> =
+        statuses.iter().filter(|s| s.state == TableState::Loading).map(|s| format!("{}.{}", s.schema, s.table)).collect();
+    let failed: Vec<String> =
+        statuses.iter().filter(|s| s.state == TableState::Failed).map(|s| format!("{}.{}", s.schema, s.table)).collect();
+    let ready = service.initial_load_done() && loading.is_empty();
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "ready": ready,
+        "loading": loading,
+        "failed": failed,
+    });
+    (code, axum::Json(body))
+}
+
+async fn status(State(state): State<AppState>) -> impl IntoResponse {
+    let service = &state.service;
+    let now = Utc::now();
+    let tables: Vec<serde_json::Value> = service
+        .store
+        .statuses()
+        .into_iter()
+        .map(|s| {
+            let effective = s.effective_state(now);
+            let mut value = serde_json::to_value(&s).unwrap_or_default();
+            value["state"] = serde_json::to_value(effective).unwrap_or_default();
+            value["stale"] = json!(matches!(effective, TableState::Stale | TableState::Failed));
+            value["name"] = json!(format!("{}.{}", s.schema, s.table));
+            value
+        })
+        .collect();
+    let degraded = tables.iter().any(|t| t["stale"] == json!(true)) || service.engine.views().iter().any(|v| !v.ok);
+    axum::Json(json!({
+        "service": "cruscotto",
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_at": service.started_at(),
+        "status": if degraded { "degraded" } else { "ok" },
+        "tables": tables,
+        "views": service.engine.views(),
+    }))
+}
+
+async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    let now = Utc::now();
+    for s in state.service.store.statuses() {
+        let labels = [("schema", s.schema.clone()), ("table", s.table.clone())];
+        metrics::gauge!("cruscotto_table_rows", &labels).set(s.rows as f64);
+        metrics::gauge!("cruscotto_table_rejected_records", &labels).set(s.rejected as f64);
+        let stale = matches!(s.effective_state(now), TableState::Stale | TableState::Failed);
+        metrics::gauge!("cruscotto_table_stale", &labels).set(if stale { 1.0 } else { 0.0 });
+        if let Some(success) = s.last_success {
+            metrics::gauge!("cruscotto_table_last_success_timestamp_seconds", &labels).set(success.timestamp() as f64);
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render())
+}

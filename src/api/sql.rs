@@ -1,0 +1,146 @@
+//! `/api/v1/sql`: read-only SQL for analysts. The SQL comes as the body (`text/plain` or
+//! `application/sql`), as JSON `{"sql": "..."}`, or as `?q=` on a GET.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::AppState;
+use super::access::{AuditDetail, Caller, with_audit};
+use super::error::ApiError;
+use crate::auth::Role;
+use super::format::{Format, encode};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/sql", get(sql_get).post(sql_post))
+        .route("/api/v1/queries", get(saved_queries))
+        .route("/api/v1/tables", get(tables))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SqlParams {
+    /// Output format: json, ndjson, csv, arrow, parquet.
+    format: Option<String>,
+    /// The SQL, for GET requests.
+    q: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlBody {
+    sql: String,
+}
+
+async fn sql_get(State(state): State<AppState>, caller: Caller, Query(params): Query<SqlParams>, headers: HeaderMap) -> Response {
+    let Some(sql) = params.q.clone() else {
+        return ApiError::BadRequest("missing `q`: the SQL to run (or POST it as the body)".into()).into_response();
+    };
+    run(state, caller, &sql, params.format.as_deref(), &headers).await
+}
+
+async fn sql_post(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<SqlParams>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match read_sql(&state, &headers, body) {
+        Ok(sql) => run(state, caller, &sql, params.format.as_deref(), &headers).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+fn read_sql(state: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
+    let body = body.map_err(|rejection| match rejection {
+        BytesRejection::FailedToBufferBody(e) if e.body_text().contains("length limit") => ApiError::PayloadTooLarge(format!(
+            "the request body is over the limit of {} bytes",
+            state.service.engine.limits().max_sql_bytes
+        )),
+        other => ApiError::BadRequest(other.body_text()),
+    })?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("text/plain");
+    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let sql = match media.as_str() {
+        "application/json" => {
+            let parsed: SqlBody = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::BadRequest(format!("the JSON body must be {{\"sql\": \"...\"}}: {e}")))?;
+            parsed.sql
+        }
+        "text/plain" | "application/sql" | "" | "application/x-www-form-urlencoded" => {
+            String::from_utf8(body.to_vec()).map_err(|_| ApiError::BadRequest("the SQL is not valid UTF-8".into()))?
+        }
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "cannot read a `{other}` body; send the SQL as text/plain or application/sql, or JSON {{\"sql\": \"...\"}}"
+            )));
+        }
+    };
+    Ok(sql)
+}
+
+/// Run the SQL for an analyst or admin; the audit trail records the text, the rows and the outcome.
+async fn run(state: AppState, caller: Caller, sql: &str, format: Option<&str>, headers: &HeaderMap) -> Response {
+    let result = execute(&state, &caller, sql, format, headers).await;
+    let rows = result.as_ref().map_or(0, |(rows, _)| *rows);
+    let detail = AuditDetail { action: "sql", target: sql.to_string(), rows };
+    match result {
+        Ok((_, response)) => with_audit(detail, response),
+        Err(error) => with_audit(detail, error),
+    }
+}
+
+async fn execute(state: &AppState, caller: &Caller, sql: &str, format: Option<&str>, headers: &HeaderMap) -> Result<(u64, Response), ApiError> {
+    let principal = caller.require(Role::Analyst)?;
+    let format = Format::negotiate(format, headers)?;
+    let result = state.service.engine.execute_as(sql, principal.role).await?;
+    let rows = result.rows();
+    let body = tokio::task::spawn_blocking(move || encode(&result, format))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    headers.insert("x-row-count", HeaderValue::from(rows));
+    Ok((rows as u64, response))
+}
+
+/// The saved queries with their metadata, and whether each plans over the current tables.
+async fn saved_queries(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Role::Analyst)?;
+    let views = state.service.engine.views();
+    let queries: Vec<serde_json::Value> = state
+        .service
+        .engine
+        .saved()
+        .iter()
+        .map(|q| {
+            let view = views.iter().find(|v| v.name == q.name);
+            serde_json::json!({
+                "name": q.name,
+                "view": format!("city.queries.{}", q.name),
+                "metadata": q.metadata,
+                "sql": q.sql,
+                "ok": view.is_some_and(|v| v.ok),
+                "error": view.and_then(|v| v.error.clone()),
+            })
+        })
+        .collect();
+    Ok(axum::Json(queries))
+}
+
+/// Every table an analyst can query, with its columns.
+async fn tables(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Role::Analyst)?;
+    let sql = "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns \
+               WHERE table_catalog = 'city' ORDER BY table_schema, table_name, ordinal_position";
+    let result = state.service.engine.execute(sql).await?;
+    let body = encode(&result, Format::Json)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}

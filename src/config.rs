@@ -1,0 +1,520 @@
+//! `cruscotto.toml` plus `connectors/`, `queries/` and `dashboards/`: parse, interpolate `${ENV}`,
+//! validate. Every problem is collected with its file and line so `cruscotto check` can report all
+//! of them at once instead of stopping at the first.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+use crate::connectors::ConnectorConfig;
+use crate::query::saved::SavedQuery;
+
+/// The service's own settings, from `cruscotto.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Address the HTTP API listens on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where snapshots, cursors and other state are persisted, relative to the config file.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Folder with one TOML file per connector.
+    #[serde(default = "default_connectors_dir")]
+    pub connectors_dir: PathBuf,
+    /// Folder with saved SQL queries; each file becomes a view in schema `queries`.
+    #[serde(default = "default_queries_dir")]
+    pub queries_dir: PathBuf,
+    /// Folder with dashboard definitions.
+    #[serde(default = "default_dashboards_dir")]
+    pub dashboards_dir: PathBuf,
+    /// Folder with published datasets for partner agencies, one TOML file each.
+    #[serde(default = "default_datasets_dir")]
+    pub datasets_dir: PathBuf,
+    /// Limits applied to every SQL query, whoever sends it.
+    #[serde(default)]
+    pub query: QueryLimits,
+    /// Who may call what: keys, anonymous access, rate limits, disclosure control.
+    #[serde(default)]
+    pub access: AccessConfig,
+    /// The composite digital-divide index: pillars query, weights, method version.
+    #[serde(default)]
+    pub index: Option<crate::dashboards::IndexConfig>,
+}
+
+/// Access control. Keys are managed with `cruscotto keys create|list|revoke`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Role of requests that carry no key: `none` (a key is required), `partner`, `analyst` or
+    /// `admin`. The demo sets `analyst` so it can be tried on 127.0.0.1 without keys.
+    #[serde(default = "default_anonymous")]
+    pub anonymous: AnonymousRole,
+    /// Whether the dashboard is `public` or needs a key (`key`).
+    #[serde(default = "default_dashboard_access")]
+    pub dashboard: DashboardAccess,
+    /// Requests a key (or an anonymous client address) may make per minute, sustained.
+    #[serde(default = "default_requests_per_minute")]
+    pub requests_per_minute: u32,
+    /// Requests a key may make in a burst above the sustained rate.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    /// Smallest count of persons a partner may see; smaller cells are suppressed.
+    #[serde(default = "default_min_count")]
+    pub min_count: u64,
+    /// Largest page a dataset request may ask for.
+    #[serde(default = "default_max_page")]
+    pub max_page: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnonymousRole {
+    None,
+    Partner,
+    Analyst,
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DashboardAccess {
+    Public,
+    Key,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            anonymous: default_anonymous(),
+            dashboard: default_dashboard_access(),
+            requests_per_minute: default_requests_per_minute(),
+            burst: default_burst(),
+            min_count: default_min_count(),
+            max_page: default_max_page(),
+        }
+    }
+}
+
+fn default_anonymous() -> AnonymousRole {
+    AnonymousRole::None
+}
+fn default_dashboard_access() -> DashboardAccess {
+    DashboardAccess::Public
+}
+fn default_requests_per_minute() -> u32 {
+    1200
+}
+fn default_burst() -> u32 {
+    600
+}
+fn default_min_count() -> u64 {
+    10
+}
+fn default_max_page() -> usize {
+    10_000
+}
+fn default_datasets_dir() -> PathBuf {
+    PathBuf::from("datasets")
+}
+
+/// Bounds on every query: a query that trips one gets an error naming the limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryLimits {
+    /// Wall-clock time a query may take, planning included.
+    #[serde(with = "humantime_serde", default = "default_timeout")]
+    pub timeout: Duration,
+    /// Memory one query may reserve for joins, sorts and aggregations (DataFusion memory pool).
+    #[serde(default = "default_memory_limit")]
+    pub memory_limit: ByteSize,
+    /// Rows a result may hold; larger results are refused rather than truncated.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+    /// Queries executing at the same time; others wait their turn (bounds total memory).
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
+    /// Largest SQL text accepted, in bytes.
+    #[serde(default = "default_max_sql_bytes")]
+    pub max_sql_bytes: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            timeout: default_timeout(),
+            memory_limit: default_memory_limit(),
+            max_rows: default_max_rows(),
+            max_concurrent: default_max_concurrent(),
+            max_sql_bytes: default_max_sql_bytes(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("var")
+}
+fn default_connectors_dir() -> PathBuf {
+    PathBuf::from("connectors")
+}
+fn default_queries_dir() -> PathBuf {
+    PathBuf::from("queries")
+}
+fn default_dashboards_dir() -> PathBuf {
+    PathBuf::from("dashboards")
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_memory_limit() -> ByteSize {
+    ByteSize::mib(512)
+}
+fn default_max_rows() -> usize {
+    1_000_000
+}
+fn default_max_concurrent() -> usize {
+    4
+}
+fn default_max_sql_bytes() -> usize {
+    64 * 1024
+}
+
+/// One connector file: its name (the file stem, which is also its schema in catalog `city`).
+#[derive(Debug, Clone)]
+pub struct NamedConnector {
+    pub name: String,
+    pub file: PathBuf,
+    pub config: ConnectorConfig,
+}
+
+/// A dashboard definition (`dashboards/<name>.toml`); every saved query it names must exist.
+#[derive(Debug, Clone)]
+pub struct DashboardFile {
+    pub name: String,
+    pub file: PathBuf,
+    pub dashboard: crate::dashboards::Dashboard,
+}
+
+/// Everything the service runs from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Folder of `cruscotto.toml`: relative paths in every file are resolved against it.
+    pub base_dir: PathBuf,
+    pub service: ServiceConfig,
+    pub connectors: Vec<NamedConnector>,
+    pub queries: Vec<SavedQuery>,
+    pub dashboards: Vec<DashboardFile>,
+    pub datasets: Vec<crate::datasets::Dataset>,
+    /// Problems that do not stop the service, reported by `check` and logged at start-up.
+    pub warnings: Vec<Problem>,
+}
+
+/// One thing wrong with the configuration, located as precisely as the parser allows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub file: PathBuf,
+    /// `line N` or `key path`, when known.
+    pub location: Option<String>,
+    pub message: String,
+    /// A warning does not stop the service (a source file may appear later); an error does.
+    pub warning: bool,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Some(location) => write!(f, "{}: {}: {}", self.file.display(), location, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// All problems found, each on its own line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl Problem {
+    pub fn new(file: &Path, location: Option<String>, message: impl Into<String>) -> Self {
+        Self { file: file.to_path_buf(), location, message: message.into(), warning: false }
+    }
+
+    pub fn warning(file: &Path, location: Option<String>, message: impl Into<String>) -> Self {
+        Self { warning: true, ..Self::new(file, location, message) }
+    }
+
+    /// A TOML or serde error, with the line and column the parser reported.
+    pub fn from_toml(file: &Path, text: &str, error: &toml::de::Error) -> Self {
+        let location = error.span().map(|span| {
+            let (line, column) = line_and_column(text, span.start);
+            format!("line {line}, column {column}")
+        });
+        Self::new(file, location, error.message().trim().to_string())
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Replace `${NAME}` with the environment variable NAME; `$${` stays a literal `${`.
+/// A variable that is not set is a problem naming the file and line, never an empty string.
+pub fn interpolate_env(file: &Path, text: &str) -> Result<String, Problem> {
+    interpolate_with(file, text, |name| std::env::var(name).ok())
+}
+
+fn interpolate_with(
+    file: &Path,
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, Problem> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('$') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start..];
+        if after.starts_with("$${") {
+            out.push_str("${");
+            rest = &after[3..];
+        } else if let Some(body) = after.strip_prefix("${") {
+            let offset = text.len() - after.len();
+            let (line, _) = line_and_column(text, offset);
+            let Some(end) = body.find('}') else {
+                return Err(Problem::new(file, Some(format!("line {line}")), "`${` without a closing `}`"));
+            };
+            let name = &body[..end];
+            let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(Problem::new(
+                    file,
+                    Some(format!("line {line}")),
+                    format!("`${{{name}}}` is not a valid environment variable reference"),
+                ));
+            }
+            match lookup(name) {
+                Some(value) => out.push_str(&value),
+                None => {
+                    return Err(Problem::new(
+                        file,
+                        Some(format!("line {line}")),
+                        format!("environment variable `{name}` is not set"),
+                    ));
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl Config {
+    /// Load and validate everything. Returns all problems found, not just the first.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
+
+        let service = match read_toml::<ServiceConfig>(path) {
+            Ok(service) => service,
+            Err(problem) => {
+                return Err(ConfigError { problems: vec![problem] });
+            }
+        };
+
+        let connectors = load_connectors(&base_dir.join(&service.connectors_dir), &mut problems);
+        for connector in &connectors {
+            problems.extend(connector.config.validate(&connector.file, &base_dir));
+        }
+        let mut queries = crate::query::saved::load_dir(&base_dir.join(&service.queries_dir), &mut problems);
+        let index = service.index.clone().unwrap_or_default();
+        match index.saved_query(path, &queries, service.index.is_some()) {
+            Ok(Some(generated)) => queries.push(generated),
+            Ok(None) => {}
+            Err(found) => problems.extend(found),
+        }
+        let dashboards = load_dashboards(&base_dir.join(&service.dashboards_dir), &queries, &mut problems);
+        let datasets = crate::datasets::load_dir(&base_dir.join(&service.datasets_dir), &queries, &mut problems);
+
+        if service.query.max_rows == 0 || service.query.max_concurrent == 0 {
+            problems.push(Problem::new(path, Some("[query]".into()), "max_rows and max_concurrent must be at least 1"));
+        }
+
+        let (warnings, problems): (Vec<Problem>, Vec<Problem>) = problems.into_iter().partition(|p| p.warning);
+        if problems.is_empty() {
+            Ok(Config { base_dir, service, connectors, queries, dashboards, datasets, warnings })
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// Resolve a path from a config file against the folder of `cruscotto.toml`.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        resolve(&self.base_dir, path)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.resolve(&self.service.data_dir)
+    }
+}
+
+pub fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) }
+}
+
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Problem> {
+    let raw = std::fs::read_to_string(path)
+        .map_err(|e| Problem::new(path, None, format!("cannot read the file: {e}")))?;
+    let text = interpolate_env(path, &raw)?;
+    toml::from_str(&text).map_err(|e| Problem::from_toml(path, &text, &e))
+}
+
+/// Files with the given extension in a folder, sorted so that order never depends on the disk.
+pub fn files_with_extension(dir: &Path, extension: &str) -> std::io::Result<Vec<PathBuf>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == extension))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// A name usable unquoted in SQL: lowercase letters, digits and `_`, not starting with a digit.
+pub fn is_sql_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn load_connectors(dir: &Path, problems: &mut Vec<Problem>) -> Vec<NamedConnector> {
+    let files = match files_with_extension(dir, "toml") {
+        Ok(files) => files,
+        Err(e) => {
+            problems.push(Problem::new(dir, None, format!("cannot list the folder: {e}")));
+            return Vec::new();
+        }
+    };
+    let mut connectors = Vec::new();
+    for file in files {
+        let name = file.file_stem().unwrap_or_default().to_string_lossy().to_string();
+        if !is_sql_identifier(&name) || crate::store::RESERVED_SCHEMAS.contains(&name.as_str()) {
+            problems.push(Problem::new(
+                &file,
+                None,
+                format!(
+                    "the file name `{name}` is the connector's schema in SQL: use lowercase letters, digits and `_`, and not one of {:?}",
+                    crate::store::RESERVED_SCHEMAS
+                ),
+            ));
+            continue;
+        }
+        let raw = match std::fs::read_to_string(&file) {
+            Ok(raw) => raw,
+            Err(e) => {
+                problems.push(Problem::new(&file, None, format!("cannot read the file: {e}")));
+                continue;
+            }
+        };
+        let text = match interpolate_env(&file, &raw) {
+            Ok(text) => text,
+            Err(problem) => {
+                problems.push(problem);
+                continue;
+            }
+        };
+        match ConnectorConfig::parse(&file, &text) {
+            Ok(config) => connectors.push(NamedConnector { name, file, config }),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    connectors
+}
+
+fn load_dashboards(dir: &Path, queries: &[SavedQuery], problems: &mut Vec<Problem>) -> Vec<DashboardFile> {
+    let files = match files_with_extension(dir, "toml") {
+        Ok(files) => files,
+        Err(e) => {
+            problems.push(Problem::new(dir, None, format!("cannot list the folder: {e}")));
+            return Vec::new();
+        }
+    };
+    let mut dashboards = Vec::new();
+    for file in files {
+        let name = file.file_stem().unwrap_or_default().to_string_lossy().to_string();
+        if !is_sql_identifier(&name) {
+            problems.push(Problem::new(&file, None, format!("`{name}` is the dashboard's name in URLs: use lowercase letters, digits and `_`")));
+            continue;
+        }
+        let dashboard = match read_toml::<crate::dashboards::Dashboard>(&file) {
+            Ok(dashboard) => dashboard,
+            Err(problem) => {
+                problems.push(problem);
+                continue;
+            }
+        };
+        problems.extend(dashboard.validate(&file, queries));
+        dashboards.push(DashboardFile { name, file, dashboard });
+    }
+    dashboards
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "REGISTRY_URL").then(|| "postgres://db/registry".to_string())
+    }
+
+    #[test]
+    fn interpolates_set_variables_and_keeps_escaped_dollars() {
+        let file = Path::new("x.toml");
+        let text = "url = \"${REGISTRY_URL}\"\nprice = \"$5 and $${LITERAL}\"";
+        let out = interpolate_with(file, text, env).unwrap();
+        assert_eq!(out, "url = \"postgres://db/registry\"\nprice = \"$5 and ${LITERAL}\"");
+    }
+
+    #[test]
+    fn a_missing_variable_names_the_variable_and_line() {
+        let file = Path::new("connectors/registry.toml");
+        let err = interpolate_with(file, "a = 1\nurl = \"${MISSING_ONE}\"", env).unwrap_err();
+        assert_eq!(err.to_string(), "connectors/registry.toml: line 2: environment variable `MISSING_ONE` is not set");
+    }
+
+    #[test]
+    fn unknown_service_keys_are_rejected_with_their_line() {
+        let text = "listen = \"127.0.0.1:1\"\nlisten_port = 9\n";
+        let err = toml::from_str::<ServiceConfig>(text).unwrap_err();
+        let problem = Problem::from_toml(Path::new("cruscotto.toml"), text, &err);
+        assert_eq!(problem.location.as_deref(), Some("line 2, column 1"));
+        assert!(problem.message.contains("unknown field `listen_port`"), "{}", problem.message);
+    }
+
+    #[test]
+    fn sql_identifiers() {
+        assert!(is_sql_identifier("bologna"));
+        assert!(is_sql_identifier("wifi_2024"));
+        assert!(!is_sql_identifier("Bologna"));
+        assert!(!is_sql_identifier("2bologna"));
+        assert!(!is_sql_identifier("bo-logna"));
+    }
+}

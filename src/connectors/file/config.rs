@@ -1,0 +1,283 @@
+//! Configuration of the `file` connector: one connector file lists several tables, each read from
+//! one file (CSV, JSON, NDJSON, Parquet or GeoJSON).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{Problem, is_sql_identifier, resolve};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConnectorConfig {
+    /// Always `"file"`.
+    pub kind: String,
+    /// What these tables are, for people reading /status.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// How often the files are read again.
+    #[serde(with = "humantime_serde", default = "default_refresh")]
+    pub refresh: Duration,
+    /// The tables, one `[[table]]` each.
+    #[serde(rename = "table", default)]
+    pub tables: Vec<FileTableConfig>,
+}
+
+fn default_refresh() -> Duration {
+    Duration::from_secs(3600)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    Csv,
+    Json,
+    Ndjson,
+    Parquet,
+    Geojson,
+}
+
+impl FileFormat {
+    fn from_extension(path: &Path) -> Option<Self> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "csv" | "tsv" | "txt" => Some(Self::Csv),
+            "json" => Some(Self::Json),
+            "ndjson" | "jsonl" => Some(Self::Ndjson),
+            "parquet" => Some(Self::Parquet),
+            "geojson" => Some(Self::Geojson),
+            _ => None,
+        }
+    }
+}
+
+/// How header names become column names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnNames {
+    /// `% residenti oltre 65 anni` → `pct_residenti_oltre_65_anni`: usable in SQL without quotes.
+    #[default]
+    SnakeCase,
+    /// Keep the names as written in the file.
+    Keep,
+}
+
+/// A declared column type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    Text,
+    Int,
+    Float,
+    Bool,
+    Date,
+    Timestamp,
+}
+
+/// Build a point geometry column from coordinates held in ordinary columns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointColumns {
+    /// Column with the longitude (WGS84).
+    #[serde(default)]
+    pub lon: Option<String>,
+    /// Column with the latitude (WGS84).
+    #[serde(default)]
+    pub lat: Option<String>,
+    /// Or one column holding "lat, lon" (as Bologna's open data writes `Geo Point`).
+    #[serde(default)]
+    pub lat_lon: Option<String>,
+    /// Name of the geometry column produced.
+    #[serde(default = "default_geometry_column")]
+    pub column: String,
+}
+
+pub fn default_geometry_column() -> String {
+    "geometry".to_string()
+}
+
+/// Turn a wide table (one column per year) into rows of (name, value).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unpivot {
+    /// The wide columns, by (normalised) name.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// Or every column whose name matches this regular expression, e.g. `^[0-9]{4}$`.
+    #[serde(default)]
+    pub columns_matching: Option<String>,
+    /// Column receiving the former column name, e.g. `anno`.
+    pub name_column: String,
+    /// Column receiving the value, e.g. `residenti`.
+    pub value_column: String,
+    /// Type of the name column: `int` when the names are years.
+    #[serde(default = "default_unpivot_name_type")]
+    pub name_type: ColumnType,
+}
+
+fn default_unpivot_name_type() -> ColumnType {
+    ColumnType::Text
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTableConfig {
+    /// Table name in SQL: `city.<connector>.<name>`.
+    pub name: String,
+    /// File to read, relative to `cruscotto.toml`.
+    pub path: PathBuf,
+    /// Format; by default from the extension.
+    #[serde(default)]
+    pub format: Option<FileFormat>,
+    /// What the table holds, shown in /status and the catalog.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Field separator (CSV).
+    #[serde(default = "default_delimiter")]
+    pub delimiter: char,
+    /// Quote character (CSV).
+    #[serde(default = "default_quote")]
+    pub quote: char,
+    /// Text encoding: `utf-8`, `latin1`, `windows-1252`, or any WHATWG label. A UTF-8 BOM is stripped.
+    #[serde(default = "default_encoding")]
+    pub encoding: String,
+    /// Whether the first row holds the column names (CSV).
+    #[serde(default = "default_true")]
+    pub header: bool,
+    /// Lines to skip before the header (CSV).
+    #[serde(default)]
+    pub skip_lines: usize,
+    /// Decimal separator: `.` or `,` (CSV).
+    #[serde(default = "default_decimal")]
+    pub decimal: char,
+    /// Thousands separator, removed from numbers (CSV), e.g. `.` in Italian files.
+    #[serde(default)]
+    pub thousands: Option<char>,
+    /// Values read as NULL (CSV). The empty string always is.
+    #[serde(default)]
+    pub null_values: Vec<String>,
+    /// How header names become column names.
+    #[serde(default)]
+    pub column_names: ColumnNames,
+    /// Renames applied after normalisation: `{ cod_area_statistica = "codice_area_statistica" }`.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// Declared types by (final) column name; other columns are inferred from every value.
+    #[serde(default)]
+    pub schema: BTreeMap<String, ColumnType>,
+    /// Where the records are in a JSON document, as a JSON pointer (`/data/items`).
+    #[serde(default)]
+    pub json_pointer: Option<String>,
+    /// Build a point geometry from coordinate columns.
+    #[serde(default)]
+    pub point: Option<PointColumns>,
+    /// Reshape a wide table into rows.
+    #[serde(default)]
+    pub unpivot: Option<Unpivot>,
+    /// Keep only rows matching this SQL predicate, e.g. `anno = 2021`.
+    #[serde(default)]
+    pub filter: Option<String>,
+}
+
+fn default_delimiter() -> char {
+    ','
+}
+fn default_quote() -> char {
+    '"'
+}
+fn default_encoding() -> String {
+    "utf-8".to_string()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_decimal() -> char {
+    '.'
+}
+
+impl FileTableConfig {
+    pub fn format(&self) -> Option<FileFormat> {
+        self.format.or_else(|| FileFormat::from_extension(&self.path))
+    }
+}
+
+impl FileConnectorConfig {
+    pub fn validate(&self, file: &Path, base_dir: &Path) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let at = |i: usize, key: &str| Some(format!("table[{i}].{key}"));
+        if self.tables.is_empty() {
+            problems.push(Problem::new(file, None, "no `[[table]]`: a file connector needs at least one table"));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, table) in self.tables.iter().enumerate() {
+            if !is_sql_identifier(&table.name) {
+                problems.push(Problem::new(
+                    file,
+                    at(i, "name"),
+                    format!("`{}` is not a valid table name: use lowercase letters, digits and `_`", table.name),
+                ));
+            }
+            if !names.insert(table.name.clone()) {
+                problems.push(Problem::new(file, at(i, "name"), format!("table `{}` is declared twice", table.name)));
+            }
+            if table.format().is_none() {
+                problems.push(Problem::new(
+                    file,
+                    at(i, "format"),
+                    format!(
+                        "cannot tell the format of `{}` from its extension: set format = \"csv\" | \"json\" | \"ndjson\" | \"parquet\" | \"geojson\"",
+                        table.path.display()
+                    ),
+                ));
+            }
+            let path = resolve(base_dir, &table.path);
+            if !path.is_file() {
+                problems.push(Problem::warning(
+                    file,
+                    at(i, "path"),
+                    format!("`{}` does not exist or is not a file; the table will be marked failed until it appears", path.display()),
+                ));
+            }
+            if encoding_rs::Encoding::for_label(table.encoding.as_bytes()).is_none() {
+                problems.push(Problem::new(file, at(i, "encoding"), format!("unknown encoding `{}`", table.encoding)));
+            }
+            if !matches!(table.decimal, '.' | ',') {
+                problems.push(Problem::new(file, at(i, "decimal"), "the decimal separator must be `.` or `,`"));
+            }
+            if table.thousands == Some(table.decimal) {
+                problems.push(Problem::new(file, at(i, "thousands"), "the thousands separator must differ from the decimal separator"));
+            }
+            if !table.delimiter.is_ascii() || !table.quote.is_ascii() {
+                problems.push(Problem::new(file, at(i, "delimiter"), "the delimiter and quote must be ASCII characters"));
+            }
+            if let Some(point) = &table.point {
+                let pair = point.lon.is_some() && point.lat.is_some();
+                if pair == point.lat_lon.is_some() {
+                    problems.push(Problem::new(file, at(i, "point"), "set either `lon` and `lat`, or `lat_lon`"));
+                }
+            }
+            if let Some(unpivot) = &table.unpivot {
+                if unpivot.columns.is_empty() == unpivot.columns_matching.is_none() {
+                    problems.push(Problem::new(file, at(i, "unpivot"), "set either `columns` or `columns_matching`"));
+                }
+                if let Some(pattern) = &unpivot.columns_matching {
+                    if let Err(e) = regex_lite_check(pattern) {
+                        problems.push(Problem::new(file, at(i, "unpivot.columns_matching"), e));
+                    }
+                }
+            }
+            if let Some(filter) = &table.filter {
+                if let Err(e) = datafusion::sql::parser::DFParser::parse_sql_into_expr(filter) {
+                    problems.push(Problem::new(file, at(i, "filter"), format!("not a SQL predicate: {e}")));
+                }
+            }
+        }
+        problems
+    }
+}
+
+fn regex_lite_check(pattern: &str) -> Result<(), String> {
+    regex::Regex::new(pattern).map(|_| ()).map_err(|e| format!("not a regular expression: {e}"))
+}

@@ -1,0 +1,195 @@
+//! The `file` connector: CSV, JSON, NDJSON, Parquet and GeoJSON files on disk, re-read on an
+//! interval. Each `[[table]]` is read on its own, so one missing file fails only its table.
+
+mod config;
+// The `http` connector reads response bodies with the same readers, typer and reshaping.
+pub(crate) mod csv;
+pub(crate) mod json;
+pub(crate) mod names;
+pub(crate) mod reshape;
+pub(crate) mod typed;
+
+pub use config::{ColumnNames, ColumnType, FileConnectorConfig, FileFormat, FileTableConfig, PointColumns};
+
+use std::path::{Path, PathBuf};
+
+use arrow::compute::concat_batches;
+use arrow::datatypes::{Field, Schema};
+use arrow::record_batch::RecordBatch;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use super::{Connector, ConnectorError, LoadState, LoadedTable, RejectedRecord, TableLoad};
+use crate::config::resolve;
+
+pub struct FileConnector {
+    config: FileConnectorConfig,
+    base_dir: PathBuf,
+}
+
+impl FileConnector {
+    pub fn new(config: FileConnectorConfig, base_dir: &Path) -> Self {
+        Self { config, base_dir: base_dir.to_path_buf() }
+    }
+}
+
+impl Connector for FileConnector {
+    fn load<'a>(&'a self, _state: &'a LoadState) -> BoxFuture<'a, Vec<TableLoad>> {
+        async move {
+            let mut loads = Vec::with_capacity(self.config.tables.len());
+            for table in &self.config.tables {
+                let path = resolve(&self.base_dir, &table.path);
+                let result = load_table(table.clone(), path.clone()).await;
+                loads.push(TableLoad { table: table.name.clone(), source: path.display().to_string(), result });
+            }
+            loads
+        }
+        .boxed()
+    }
+}
+
+/// Read, type and reshape one table.
+pub async fn load_table(table: FileTableConfig, path: PathBuf) -> Result<LoadedTable, ConnectorError> {
+    let source = path.display().to_string();
+    let reading = {
+        let table = table.clone();
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || read_file(&table, &path))
+    };
+    let (mut batch, rejected) = reading
+        .await
+        .map_err(|e| ConnectorError::Parse { path: path.clone(), message: format!("reader task failed: {e}") })??;
+    if let Some(point) = &table.point {
+        batch = reshape::add_point(&source, batch, point)?;
+    }
+    if let Some(spec) = &table.unpivot {
+        batch = reshape::unpivot(&source, batch, spec)?;
+    }
+    if let Some(predicate) = &table.filter {
+        batch = reshape::filter(&source, batch, predicate).await?;
+    }
+    Ok(LoadedTable::replace(batch.schema(), vec![batch], rejected))
+}
+
+/// The final name of a column: normalised, then renamed.
+fn column_name(table: &FileTableConfig, original: &str, position: usize) -> String {
+    let name = match table.column_names {
+        ColumnNames::SnakeCase => names::snake_case(original, position),
+        ColumnNames::Keep => original.to_string(),
+    };
+    table.rename.get(&name).cloned().unwrap_or(name)
+}
+
+fn read_file(table: &FileTableConfig, path: &Path) -> Result<(RecordBatch, Vec<RejectedRecord>), ConnectorError> {
+    let format = table.format().ok_or_else(|| ConnectorError::Parse {
+        path: path.to_path_buf(),
+        message: "unknown format: set `format`".into(),
+    })?;
+    if format == FileFormat::Parquet {
+        return read_parquet(table, path).map(|batch| (batch, Vec::new()));
+    }
+    let bytes = std::fs::read(path).map_err(|source| ConnectorError::Read { path: path.to_path_buf(), source })?;
+    let text = csv::decode(path, &bytes, &table.encoding)?;
+    let source = path.display().to_string();
+    let rename = |key: &str| column_name(table, key, 0);
+    let (batch, rejected) = match format {
+        FileFormat::Csv => {
+            let (text_table, mut rejected) = csv::parse(path, &text, table)?;
+            let columns = names::deduplicate(
+                text_table.header.iter().enumerate().map(|(i, h)| column_name(table, h, i + 1)).collect(),
+            );
+            check_declared(path, table, &columns)?;
+            let number_format = typed::NumberFormat { decimal: table.decimal, thousands: table.thousands };
+            let (batch, bad_values) = typed::to_record_batch(&source, text_table, &columns, &table.schema, number_format, table.delimiter)?;
+            rejected.extend(bad_values);
+            (batch, rejected)
+        }
+        FileFormat::Json => {
+            let (objects, rejected) = json::read_json(path, &text, table.json_pointer.as_deref())?;
+            (json::objects_to_batch(path, objects, rename)?, rejected)
+        }
+        FileFormat::Ndjson => {
+            let (objects, rejected) = json::read_ndjson(path, &text);
+            (json::objects_to_batch(path, objects, rename)?, rejected)
+        }
+        FileFormat::Geojson => {
+            let geometry_column = config::default_geometry_column();
+            let (objects, geometry, rejected) = json::read_geojson(path, &text, &geometry_column)?;
+            let batch = json::objects_to_batch(path, objects, rename)?;
+            (json::with_geometry(path, batch, &geometry_column, geometry)?, rejected)
+        }
+        FileFormat::Parquet => unreachable!("handled above"),
+    };
+    let batch = if matches!(format, FileFormat::Csv) { batch } else { cast_declared(path, table, batch)? };
+    Ok((batch, rejected))
+}
+
+fn check_declared(path: &Path, table: &FileTableConfig, columns: &[String]) -> Result<(), ConnectorError> {
+    for name in table.schema.keys() {
+        if !columns.contains(name) {
+            return Err(ConnectorError::Column {
+                path: path.to_path_buf(),
+                column: name.clone(),
+                message: format!("declared in `schema` but not in the file; columns are {columns:?}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// For self-describing formats, a declared type is a cast; a value that does not fit is an error
+/// naming the column.
+fn cast_declared(path: &Path, table: &FileTableConfig, batch: RecordBatch) -> Result<RecordBatch, ConnectorError> {
+    let schema = batch.schema();
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    check_declared(path, table, &names)?;
+    if table.schema.is_empty() {
+        return Ok(batch);
+    }
+    let mut fields = Vec::with_capacity(names.len());
+    let mut columns = Vec::with_capacity(names.len());
+    for (field, array) in schema.fields().iter().zip(batch.columns()) {
+        let Some(kind) = table.schema.get(field.name()) else {
+            fields.push(field.as_ref().clone());
+            columns.push(array.clone());
+            continue;
+        };
+        let target = match kind {
+            ColumnType::Text => arrow::datatypes::DataType::Utf8,
+            ColumnType::Int => arrow::datatypes::DataType::Int64,
+            ColumnType::Float => arrow::datatypes::DataType::Float64,
+            ColumnType::Bool => arrow::datatypes::DataType::Boolean,
+            ColumnType::Date => arrow::datatypes::DataType::Date32,
+            ColumnType::Timestamp => arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+        };
+        let options = arrow::compute::CastOptions { safe: false, ..Default::default() };
+        let cast = arrow::compute::cast_with_options(array, &target, &options).map_err(|e| ConnectorError::Column {
+            path: path.to_path_buf(),
+            column: field.name().clone(),
+            message: format!("cannot be read as {kind:?}: {e}"),
+        })?;
+        fields.push(Field::new(field.name(), target, true));
+        columns.push(cast);
+    }
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| ConnectorError::Parse { path: path.to_path_buf(), message: e.to_string() })
+}
+
+fn read_parquet(table: &FileTableConfig, path: &Path) -> Result<RecordBatch, ConnectorError> {
+    let parse = |e: String| ConnectorError::Parse { path: path.to_path_buf(), message: e };
+    let file = std::fs::File::open(path).map_err(|source| ConnectorError::Read { path: path.to_path_buf(), source })?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parse(e.to_string()))?;
+    let schema = builder.schema().clone();
+    let reader = builder.build().map_err(|e| parse(e.to_string()))?;
+    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().map_err(|e| parse(e.to_string()))?;
+    let batch = concat_batches(&schema, &batches).map_err(|e| parse(e.to_string()))?;
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| f.as_ref().clone().with_name(column_name(table, f.name(), i + 1)))
+        .collect();
+    let batch = RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), batch.columns().to_vec())
+        .map_err(|e| parse(e.to_string()))?;
+    cast_declared(path, table, batch)
+}

@@ -1,0 +1,303 @@
+//! Text cells to typed Arrow columns. A declared type is enforced (a value that does not fit
+//! rejects its row, with the reason); an undeclared column gets the narrowest type every value
+//! fits, looking at all values, not a sample.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use chrono::{NaiveDate, NaiveDateTime};
+
+use super::config::ColumnType;
+use super::csv::TextTable;
+use crate::connectors::{ConnectorError, RejectedRecord, truncate_raw};
+
+/// How numbers are written in the file.
+#[derive(Debug, Clone, Copy)]
+pub struct NumberFormat {
+    pub decimal: char,
+    pub thousands: Option<char>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Date(i32),
+    Timestamp(i64),
+}
+
+/// Parse one cell as a type; `Err` says why not, in words for the person fixing the file.
+fn parse_as(kind: ColumnType, text: &str, format: NumberFormat) -> Result<Option<Value>, String> {
+    match kind {
+        ColumnType::Text => Ok(None),
+        ColumnType::Int => parse_int(text, format).map(Value::Int).map(Some).ok_or_else(|| format!("`{text}` is not an integer")),
+        ColumnType::Float => parse_float(text, format).map(Value::Float).map(Some).ok_or_else(|| format!("`{text}` is not a number")),
+        ColumnType::Bool => parse_bool(text).map(Value::Bool).map(Some).ok_or_else(|| format!("`{text}` is not true/false")),
+        ColumnType::Date => parse_date(text).map(Value::Date).map(Some).ok_or_else(|| format!("`{text}` is not a date (YYYY-MM-DD, DD/MM/YYYY or DD-MM-YYYY)")),
+        ColumnType::Timestamp => parse_timestamp(text)
+            .map(Value::Timestamp)
+            .map(Some)
+            .ok_or_else(|| format!("`{text}` is not a timestamp (RFC 3339 or YYYY-MM-DD HH:MM:SS)")),
+    }
+}
+
+/// Digits with an optional sign, and thousands separators only where they group by three.
+fn strip_thousands(text: &str, thousands: Option<char>) -> Option<String> {
+    let Some(sep) = thousands else { return Some(text.to_string()) };
+    if !text.contains(sep) {
+        return Some(text.to_string());
+    }
+    let (integer, rest) = match text.find(|c: char| !(c.is_ascii_digit() || c == sep || c == '-' || c == '+')) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let unsigned = integer.trim_start_matches(['-', '+']);
+    let mut groups = unsigned.split(sep);
+    let first = groups.next()?;
+    if first.is_empty() || first.len() > 3 || !groups.all(|g| g.len() == 3) {
+        return None;
+    }
+    Some(format!("{}{}", integer.replace(sep, ""), rest))
+}
+
+fn parse_int(text: &str, format: NumberFormat) -> Option<i64> {
+    strip_thousands(text, format.thousands)?.parse().ok()
+}
+
+fn parse_float(text: &str, format: NumberFormat) -> Option<f64> {
+    let plain = strip_thousands(text, format.thousands)?;
+    let plain = if format.decimal == ',' {
+        if plain.contains('.') {
+            return None;
+        }
+        plain.replace(',', ".")
+    } else {
+        if plain.contains(',') {
+            return None;
+        }
+        plain
+    };
+    let digits = plain.trim_start_matches(['-', '+']);
+    if !digits.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        return None; // refuse `inf`, `NaN`: no open-data file means them
+    }
+    plain.parse().ok()
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+
+fn parse_date(text: &str) -> Option<i32> {
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(text, "%d/%m/%Y"))
+        .or_else(|_| NaiveDate::parse_from_str(text, "%d-%m-%Y"))
+        .ok()?;
+    i32::try_from((date - EPOCH).num_days()).ok()
+}
+
+fn parse_timestamp(text: &str) -> Option<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp_micros());
+    }
+    ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%d/%m/%Y %H:%M:%S"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+        .map(|t| t.and_utc().timestamp_micros())
+}
+
+/// A code such as `069001` or `01`: its leading zero matters, so inference keeps it as text
+/// (a declared `int` still reads it as a number).
+fn is_code(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() > 1 && bytes[0] == b'0' && bytes.iter().all(u8::is_ascii_digit)
+}
+
+/// The narrowest type every non-null value fits; text when none other does.
+fn infer(values: impl Iterator<Item = String>, format: NumberFormat) -> ColumnType {
+    let mut candidates = vec![ColumnType::Int, ColumnType::Float, ColumnType::Bool, ColumnType::Date, ColumnType::Timestamp];
+    let mut any = false;
+    for value in values {
+        any = true;
+        if is_code(&value) {
+            return ColumnType::Text;
+        }
+        candidates.retain(|kind| parse_as(*kind, &value, format).is_ok());
+        if candidates.is_empty() {
+            return ColumnType::Text;
+        }
+    }
+    if any { candidates[0] } else { ColumnType::Text }
+}
+
+fn data_type(kind: ColumnType) -> DataType {
+    match kind {
+        ColumnType::Text => DataType::Utf8,
+        ColumnType::Int => DataType::Int64,
+        ColumnType::Float => DataType::Float64,
+        ColumnType::Bool => DataType::Boolean,
+        ColumnType::Date => DataType::Date32,
+        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+    }
+}
+
+enum Builder {
+    Text(StringBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+    Date(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+}
+
+impl Builder {
+    fn new(kind: ColumnType) -> Self {
+        match kind {
+            ColumnType::Text => Builder::Text(StringBuilder::new()),
+            ColumnType::Int => Builder::Int(Int64Builder::new()),
+            ColumnType::Float => Builder::Float(Float64Builder::new()),
+            ColumnType::Bool => Builder::Bool(BooleanBuilder::new()),
+            ColumnType::Date => Builder::Date(Date32Builder::new()),
+            ColumnType::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::new()),
+        }
+    }
+
+    fn append(&mut self, text: Option<&str>, value: Option<Value>) {
+        match (self, value) {
+            (Builder::Text(b), _) => b.append_option(text),
+            (Builder::Int(b), Some(Value::Int(v))) => b.append_value(v),
+            (Builder::Float(b), Some(Value::Float(v))) => b.append_value(v),
+            (Builder::Bool(b), Some(Value::Bool(v))) => b.append_value(v),
+            (Builder::Date(b), Some(Value::Date(v))) => b.append_value(v),
+            (Builder::Timestamp(b), Some(Value::Timestamp(v))) => b.append_value(v),
+            (Builder::Int(b), _) => b.append_null(),
+            (Builder::Float(b), _) => b.append_null(),
+            (Builder::Bool(b), _) => b.append_null(),
+            (Builder::Date(b), _) => b.append_null(),
+            (Builder::Timestamp(b), _) => b.append_null(),
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            Builder::Text(mut b) => Arc::new(b.finish()),
+            Builder::Int(mut b) => Arc::new(b.finish()),
+            Builder::Float(mut b) => Arc::new(b.finish()),
+            Builder::Bool(mut b) => Arc::new(b.finish()),
+            Builder::Date(mut b) => Arc::new(b.finish()),
+            Builder::Timestamp(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Build one record batch. `columns` are the final names (already normalised and renamed), in
+/// header order; `declared` maps some of them to enforced types.
+pub fn to_record_batch(
+    source: &str,
+    table: TextTable,
+    columns: &[String],
+    declared: &BTreeMap<String, ColumnType>,
+    format: NumberFormat,
+    delimiter: char,
+) -> Result<(RecordBatch, Vec<RejectedRecord>), ConnectorError> {
+    let kinds: Vec<ColumnType> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            declared.get(name).copied().unwrap_or_else(|| {
+                infer(table.rows.iter().filter_map(|r| r.cells[i].clone()), format)
+            })
+        })
+        .collect();
+
+    let mut builders: Vec<Builder> = kinds.iter().map(|k| Builder::new(*k)).collect();
+    let mut rejected = Vec::new();
+    let mut parsed: Vec<Option<Value>> = Vec::with_capacity(columns.len());
+    for row in &table.rows {
+        parsed.clear();
+        let mut problem = None;
+        for (i, cell) in row.cells.iter().enumerate() {
+            let value = match cell {
+                Some(text) => parse_as(kinds[i], text, format),
+                None => Ok(None),
+            };
+            match value {
+                Ok(value) => parsed.push(value),
+                Err(reason) => {
+                    problem = Some(format!("column `{}`: {reason}", columns[i]));
+                    break;
+                }
+            }
+        }
+        if let Some(reason) = problem {
+            let raw = row.cells.iter().map(|c| c.as_deref().unwrap_or("")).collect::<Vec<_>>().join(&delimiter.to_string());
+            rejected.push(RejectedRecord { source: source.to_string(), line: Some(row.line), reason, raw: truncate_raw(&raw) });
+            continue;
+        }
+        for (i, value) in parsed.drain(..).enumerate() {
+            builders[i].append(row.cells[i].as_deref(), value);
+        }
+    }
+
+    let fields: Vec<Field> = columns.iter().zip(&kinds).map(|(name, kind)| Field::new(name, data_type(*kind), true)).collect();
+    let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+        .map_err(|e| ConnectorError::Parse { path: source.into(), message: e.to_string() })?;
+    Ok((batch, rejected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ITALIAN: NumberFormat = NumberFormat { decimal: ',', thousands: Some('.') };
+    const PLAIN: NumberFormat = NumberFormat { decimal: '.', thousands: None };
+
+    #[test]
+    fn italian_numbers() {
+        assert_eq!(parse_float("4402575,4660000000", ITALIAN), Some(4402575.466));
+        assert_eq!(parse_int("1.948", ITALIAN), Some(1948));
+        assert_eq!(parse_int("1.234.567", ITALIAN), Some(1234567));
+        assert_eq!(parse_float("-1.234,5", ITALIAN), Some(-1234.5));
+        assert_eq!(parse_int("21.77", ITALIAN), None, "groups of three only");
+        assert_eq!(parse_float("3.9", ITALIAN), None, "a decimal point is not an Italian decimal");
+        assert_eq!(parse_float("3.9", PLAIN), Some(3.9));
+        assert_eq!(parse_float("nan", PLAIN), None);
+    }
+
+    #[test]
+    fn codes_with_leading_zeros_stay_text() {
+        let values = ["069001", "037006"].map(String::from);
+        assert_eq!(infer(values.into_iter(), PLAIN), ColumnType::Text);
+        let values = ["0", "12", "-3"].map(String::from);
+        assert_eq!(infer(values.into_iter(), PLAIN), ColumnType::Int);
+        let values = ["0.5", "03/01/2024"].map(String::from);
+        assert_eq!(infer(values[..1].iter().cloned(), PLAIN), ColumnType::Float);
+        assert_eq!(infer(values[1..].iter().cloned(), PLAIN), ColumnType::Date);
+        assert_eq!(parse_int("01", PLAIN), Some(1), "a declared int reads a code as its number");
+    }
+
+    #[test]
+    fn inference_picks_the_narrowest_type() {
+        let infer_of = |v: &[&str]| infer(v.iter().map(|s| s.to_string()), PLAIN);
+        assert_eq!(infer_of(&["1", "2.5"]), ColumnType::Float);
+        assert_eq!(infer_of(&["2023-05-31", "2024-06-20"]), ColumnType::Date);
+        assert_eq!(infer_of(&["2024-06-20 10:00:00"]), ColumnType::Timestamp);
+        assert_eq!(infer_of(&["true", "FALSE"]), ColumnType::Bool);
+        assert_eq!(infer_of(&["1", "x"]), ColumnType::Text);
+        assert_eq!(infer_of(&[]), ColumnType::Text);
+    }
+}

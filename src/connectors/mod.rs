@@ -1,0 +1,213 @@
+//! Connectors turn a source into Arrow record batches, and nothing else: the store persists and
+//! exposes them. The kind of a connector is chosen by `kind = "..."` in its file under `connectors/`.
+
+pub mod file;
+pub mod http;
+pub mod postgres;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use futures::future::BoxFuture;
+
+use crate::config::Problem;
+
+/// The closed set of connector kinds, one variant per `kind`.
+#[derive(Debug, Clone)]
+pub enum ConnectorConfig {
+    File(file::FileConnectorConfig),
+    Postgres(postgres::PostgresConnectorConfig),
+    // Boxed: its authentication and paging settings make it much larger than the others.
+    Http(Box<http::HttpConnectorConfig>),
+}
+
+impl ConnectorConfig {
+    pub const KINDS: &'static [&'static str] = &["file", "postgres", "http"];
+
+    /// Parse a connector file. The kind is read first, then the whole file is parsed as that
+    /// kind's struct, so an unknown key is reported with its line (an internally tagged enum would
+    /// lose the position).
+    pub fn parse(file: &Path, text: &str) -> Result<Self, Problem> {
+        let kind = toml::from_str::<toml::Table>(text)
+            .map_err(|e| Problem::from_toml(file, text, &e))
+            .map(|table| {
+                table.get("kind").and_then(|k| k.as_str().map(str::to_string))
+            })?;
+        match kind.as_deref() {
+            Some("file") => toml::from_str(text)
+                .map(ConnectorConfig::File)
+                .map_err(|e| Problem::from_toml(file, text, &e)),
+            Some("postgres") => toml::from_str(text)
+                .map(ConnectorConfig::Postgres)
+                .map_err(|e| Problem::from_toml(file, text, &e)),
+            Some("http") => toml::from_str(text)
+                .map(|config| ConnectorConfig::Http(Box::new(config)))
+                .map_err(|e| Problem::from_toml(file, text, &e)),
+            Some(other) => Err(Problem::new(
+                file,
+                Some("kind".into()),
+                format!("unknown connector kind `{other}`; expected one of {:?}", Self::KINDS),
+            )),
+            None => Err(Problem::new(
+                file,
+                None,
+                format!("missing `kind`; expected one of {:?}", Self::KINDS),
+            )),
+        }
+    }
+
+    /// Checks that need more than parsing (paths exist, SQL filters parse, names are valid).
+    pub fn validate(&self, file: &Path, base_dir: &Path) -> Vec<Problem> {
+        match self {
+            ConnectorConfig::File(config) => config.validate(file, base_dir),
+            ConnectorConfig::Postgres(config) => config.validate(file, base_dir),
+            ConnectorConfig::Http(config) => config.validate(file, base_dir),
+        }
+    }
+
+    /// How long to wait after a successful load before loading again.
+    pub fn refresh(&self) -> Duration {
+        match self {
+            ConnectorConfig::File(config) => config.refresh,
+            ConnectorConfig::Postgres(config) => config.refresh,
+            ConnectorConfig::Http(config) => config.refresh,
+        }
+    }
+
+    pub fn table_names(&self) -> Vec<String> {
+        match self {
+            ConnectorConfig::File(config) => config.tables.iter().map(|t| t.name.clone()).collect(),
+            ConnectorConfig::Postgres(config) => config.tables.iter().map(|t| t.name.clone()).collect(),
+            // A disabled connector declares nothing: it must not appear in /status or hold /readyz.
+            ConnectorConfig::Http(config) if !config.enabled => Vec::new(),
+            ConnectorConfig::Http(config) => config.tables.iter().map(|t| t.name.clone()).collect(),
+        }
+    }
+
+    pub fn build(&self, base_dir: &Path) -> Box<dyn Connector> {
+        match self {
+            ConnectorConfig::File(config) => Box::new(file::FileConnector::new(config.clone(), base_dir)),
+            ConnectorConfig::Postgres(config) => Box::new(postgres::PostgresConnector::new(config.clone(), base_dir)),
+            ConnectorConfig::Http(config) => Box::new(http::HttpConnector::new((**config).clone(), base_dir)),
+        }
+    }
+
+    /// Checks that need the source itself (a database connection); `cruscotto check` runs them.
+    pub async fn check_source(&self, file: &Path, base_dir: &Path) -> Vec<Problem> {
+        match self {
+            ConnectorConfig::Postgres(config) => postgres::check_source(config, file, base_dir).await,
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A source of tables. `load` reads every table of the connector once; each table succeeds or
+/// fails on its own, so one bad file never hides the others.
+pub trait Connector: Send + Sync {
+    fn load<'a>(&'a self, state: &'a LoadState) -> BoxFuture<'a, Vec<TableLoad>>;
+}
+
+/// What the store has committed, as a connector needs it to load incrementally.
+#[derive(Debug, Clone, Default)]
+pub struct LoadState {
+    /// Table name → the cursor committed with its last appended rows.
+    pub cursors: std::collections::BTreeMap<String, String>,
+}
+
+impl LoadState {
+    /// The last committed cursor of a table: load only what comes after it.
+    pub fn cursor(&self, table: &str) -> Option<&str> {
+        self.cursors.get(table).map(String::as_str)
+    }
+}
+
+/// How a load changes its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadMode {
+    /// The rows are the whole table: they replace the previous snapshot.
+    #[default]
+    Replace,
+    /// The rows come after those already stored (an incremental pull): they are appended, and
+    /// the cursor is committed with them in one step, so a crash neither loses nor repeats rows.
+    Append,
+}
+
+/// The outcome of loading one table.
+pub struct TableLoad {
+    pub table: String,
+    /// Where the data came from, for /status (a path, a URL without secrets, a topic).
+    pub source: String,
+    pub result: Result<LoadedTable, ConnectorError>,
+}
+
+/// A complete table, ready to replace the previous snapshot.
+#[derive(Debug, Clone)]
+pub struct LoadedTable {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    /// Records that could not be read, each with where it was and why.
+    pub rejected: Vec<RejectedRecord>,
+    pub mode: LoadMode,
+    /// For `Append`: the position reached (e.g. the largest event id), committed with the rows.
+    pub cursor: Option<String>,
+}
+
+impl LoadedTable {
+    /// A complete table replacing the previous snapshot.
+    pub fn replace(schema: SchemaRef, batches: Vec<RecordBatch>, rejected: Vec<RejectedRecord>) -> Self {
+        Self { schema, batches, rejected, mode: LoadMode::Replace, cursor: None }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// A record that could not be loaded. It is kept, never silently dropped.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RejectedRecord {
+    /// The file or endpoint the record came from.
+    pub source: String,
+    /// 1-based line in the source, when it has lines.
+    pub line: Option<u64>,
+    pub reason: String,
+    /// The record as it was read, truncated to a bounded length.
+    pub raw: String,
+}
+
+/// Longest raw record kept in the rejected-records table.
+pub const MAX_RAW_RECORD: usize = 2048;
+
+pub fn truncate_raw(raw: &str) -> String {
+    if raw.len() <= MAX_RAW_RECORD {
+        return raw.to_string();
+    }
+    let mut end = MAX_RAW_RECORD;
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &raw[..end])
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("{}: column `{column}`: {message}", path.display())]
+    Column { path: PathBuf, column: String, message: String },
+    #[error("{}: {message}", path.display())]
+    Transform { path: PathBuf, message: String },
+    /// `source_url` never holds a password (see `postgres::redacted_url`).
+    #[error("PostgreSQL at {source_url}, table `{table}`: {message}")]
+    Postgres { source_url: String, table: String, message: String },
+    /// `url` never holds credentials (see `http::client::display_url`).
+    #[error("{url}: {message}")]
+    Http { url: String, message: String },
+    /// Credentials refused or unusable: a key, a token, a voucher. Never holds a secret.
+    #[error("authentication failed: {message}")]
+    Authentication { message: String },
+}

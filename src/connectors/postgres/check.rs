@@ -1,0 +1,97 @@
+//! `cruscotto check` against the database itself: every query is prepared (never run), so syntax errors, missing tables or columns, unsupported column types
+//! and identifying columns hidden behind `*` are found before the service starts.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::config::{PostgresConnectorConfig, identifying_warning, is_identifying, query_shape};
+use super::connect::{self, describe, describe_pool};
+use super::load::{columns, cursor_type, user_query};
+use crate::config::Problem;
+
+/// Longest wait for the database during a check: a check should answer quickly either way.
+const CHECK_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn check_source(config: &PostgresConnectorConfig, file: &Path, base_dir: &Path) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut quick = config.clone();
+    quick.connect_timeout = config.connect_timeout.min(CHECK_CONNECT_TIMEOUT);
+    quick.pool_size = 1;
+    let source = connect::redacted_url(&config.url);
+    let not_checked = |reason: String| {
+        Problem::warning(
+            file,
+            Some("url".into()),
+            format!("could not connect to PostgreSQL at {source} ({reason}): the queries' syntax and column types were not checked"),
+        )
+    };
+    let pool = match connect::pool(&quick, base_dir) {
+        Ok(pool) => pool,
+        Err(reason) => return vec![not_checked(reason)],
+    };
+    let client = match pool.get().await {
+        Ok(client) => client,
+        Err(e) => {
+            problems.push(not_checked(describe_pool(&e)));
+            // Without the database, at least say when a query does not even parse as SQL.
+            for (i, table) in config.tables.iter().enumerate() {
+                if let Some(error) = query_shape(&table.query).parse_error {
+                    problems.push(Problem::warning(
+                        file,
+                        Some(format!("table[{i}].query")),
+                        format!("does not parse as SQL (checked offline, PostgreSQL may still accept it): {error}"),
+                    ));
+                }
+            }
+            return problems;
+        }
+    };
+    for (i, table) in config.tables.iter().enumerate() {
+        let at = |key: &str| Some(format!("table[{i}].{key}"));
+        let query = user_query(&table.query);
+        // Preparing plans nothing and runs nothing; outside a transaction one failure does not
+        // hide the problems of the next tables.
+        let statement = match client.prepare(query).await {
+            Ok(statement) => statement,
+            Err(e) => {
+                problems.push(Problem::new(file, at("query"), describe(&e, Some(query))));
+                continue;
+            }
+        };
+        if let Err(message) = columns(&statement) {
+            problems.push(Problem::new(file, at("query"), message));
+        }
+        if let Some(column) = &table.cursor_column {
+            match statement.columns().iter().find(|c| c.name() == column) {
+                None => problems.push(Problem::new(
+                    file,
+                    at("cursor_column"),
+                    format!(
+                        "`{column}` is not a column of the query (columns: {})",
+                        statement.columns().iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+                    ),
+                )),
+                Some(c) => {
+                    if let Err(message) = cursor_type(c.type_()) {
+                        problems.push(Problem::new(file, at("cursor_column"), message));
+                    }
+                }
+            }
+        }
+        // `SELECT *` hides what leaves the database: look at what PostgreSQL says it returns.
+        let shape = query_shape(&table.query);
+        let groups = shape.groups.unwrap_or_else(|| table.query.to_ascii_lowercase().contains("group by"));
+        if !groups {
+            let hidden: Vec<String> = statement
+                .columns()
+                .iter()
+                .map(|c| c.name().to_string())
+                .filter(|name| is_identifying(name) && !shape.identifying.contains(name))
+                .collect();
+            if !hidden.is_empty() {
+                problems.push(Problem::warning(file, at("query"), identifying_warning(&hidden)));
+            }
+        }
+    }
+    problems
+}

@@ -1,0 +1,16 @@
+//! cruscotto: a city's population registry, service logs, sensors and interoperability APIs in one
+//! SQL layer, served to administrators, analysts and partner agencies. See DESIGN.md.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod connectors;
+pub mod dashboards;
+pub mod datasets;
+pub mod geometry;
+pub mod query;
+pub mod sdc;
+pub mod service;
+pub mod simulate;
+pub mod store;

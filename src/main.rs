@@ -1,0 +1,294 @@
+//! The command line: `serve` (the default), `query`, `check`, `simulate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use cruscotto::api::{self, AppState, format};
+use cruscotto::config::Config;
+use cruscotto::service::Service;
+
+#[derive(Parser)]
+#[command(name = "cruscotto", version, about = "A city's data in one SQL layer, with a map dashboard")]
+struct Cli {
+    /// The configuration file; connectors/, queries/ and dashboards/ are found beside it.
+    #[arg(long, short, env = "CRUSCOTTO_CONFIG", default_value = "cruscotto.toml", global = true)]
+    config: PathBuf,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the dashboard and the API (the default).
+    Serve {
+        /// Listen on this address instead of the configured one (e.g. 127.0.0.1:0).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Load every source once, run one read-only SQL statement and print the result.
+    Query {
+        sql: String,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        format: Output,
+    },
+    /// Validate the configuration without starting anything; exits 1 on any problem.
+    Check,
+    /// Manage API keys (stored hashed in <data_dir>/keys.json; a running server sees changes at once).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Fill a database with realistic synthetic data for the demo city.
+    Simulate {
+        #[command(subcommand)]
+        target: SimulateTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key and print it: this is the only time it is shown.
+    Create {
+        /// Who the key is for, e.g. "AUSL Bologna".
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: cruscotto::auth::Role,
+        /// For partner keys: the datasets the key may read, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        datasets: Vec<String>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by id; it fails at the next request.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum SimulateTarget {
+    /// Create schemas `anagrafe` (residents) and `servizi` (service events) and fill them.
+    Postgres {
+        /// The database to fill (it must exist), e.g. postgres://postgres@127.0.0.1:5432/test.
+        #[arg(long, env = "SIMULATOR_URL")]
+        url: String,
+        /// The same seed gives the same database.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Number of service events over the year.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Year of the service events.
+        #[arg(long, default_value_t = 2023)]
+        year: i32,
+        /// The fragility file giving each area's 2021 population and share over 80
+        /// [default: data/bologna/indici-di-fragilita-dal-2021.csv beside the configuration].
+        #[arg(long)]
+        fragility: Option<PathBuf>,
+        /// Drop and refill `anagrafe` and `servizi` when they already exist.
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Csv,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,datafusion=warn"));
+    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => subscriber.json().init(),
+        LogFormat::Text => subscriber.init(),
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command.unwrap_or(Command::Serve { listen: None }) {
+        Command::Check => Ok(check(&cli.config).await),
+        Command::Keys { action } => {
+            let config = Config::load(&cli.config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+            keys(&config, action)
+        }
+        Command::Simulate { target } => simulate(&cli.config, target).await,
+        Command::Serve { listen } => {
+            let config = Config::load(&cli.config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+            for warning in &config.warnings {
+                tracing::warn!(%warning, "configuration");
+            }
+            serve(config, listen).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Query { sql, format } => {
+            let config = Config::load(&cli.config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+            query(config, &sql, format).await
+        }
+    }
+}
+
+fn keys(config: &Config, action: KeysAction) -> anyhow::Result<ExitCode> {
+    let store = cruscotto::auth::KeyStore::new(&config.data_dir());
+    match action {
+        KeysAction::Create { name, role, datasets } => {
+            for dataset in &datasets {
+                if !config.datasets.iter().any(|d| &d.name == dataset) {
+                    anyhow::bail!("`{dataset}` is not a published dataset (no file datasets/{dataset}.toml)");
+                }
+            }
+            if role == cruscotto::auth::Role::Partner && datasets.is_empty() {
+                anyhow::bail!("a partner key needs --datasets: the datasets it may read");
+            }
+            let (record, key) = store.create(&name, role, datasets.into_iter().collect())?;
+            eprintln!("created key {} ({}) for {}; store it now, it is not shown again:", record.id, role.as_str(), record.name);
+            println!("{key}");
+        }
+        KeysAction::List => {
+            for key in store.list()? {
+                let datasets: Vec<&str> = key.datasets.iter().map(String::as_str).collect();
+                let state = key.revoked_at.map_or("active".to_string(), |t| format!("revoked {t}"));
+                println!("{}\t{}\t{}\t{}\t{}\t{}", key.id, key.role.as_str(), key.name, datasets.join(","), key.created_at, state);
+            }
+        }
+        KeysAction::Revoke { id } => {
+            if !store.revoke(&id)? {
+                anyhow::bail!("no key with id `{id}`");
+            }
+            eprintln!("key {id} revoked");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            // Checks against the sources themselves (a database: syntax, column types).
+            let mut against_sources = Vec::new();
+            for connector in &config.connectors {
+                against_sources.extend(connector.config.check_source(&connector.file, &config.base_dir).await);
+            }
+            let (warnings, errors): (Vec<_>, Vec<_>) = against_sources.into_iter().partition(|p| p.warning);
+            for warning in config.warnings.iter().chain(&warnings) {
+                eprintln!("warning: {warning}");
+            }
+            if !errors.is_empty() {
+                for problem in &errors {
+                    eprintln!("error: {problem}");
+                }
+                eprintln!("{} error(s) found", errors.len());
+                return ExitCode::FAILURE;
+            }
+            let tables: usize = config.connectors.iter().map(|c| c.config.table_names().len()).sum();
+            println!(
+                "{}: ok ({} connectors, {} tables, {} saved queries, {} dashboards)",
+                path.display(),
+                config.connectors.len(),
+                tables,
+                config.queries.len(),
+                config.dashboards.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            for problem in &e.problems {
+                let severity = if problem.warning { "warning" } else { "error" };
+                eprintln!("{severity}: {problem}");
+            }
+            eprintln!("{} error(s) found", e.problems.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    let address = listen.unwrap_or(config.service.listen);
+    let service = Service::new(config).await;
+    service.spawn_background();
+    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, "listening");
+    // A line tests and scripts can wait for.
+    println!("cruscotto listening on http://{local}");
+    let app = api::app(AppState::new(service)).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+async fn query(config: Config, sql: &str, output: Output) -> anyhow::Result<ExitCode> {
+    let service = Service::new(config).await;
+    service.load_all_once().await;
+    for status in service.store.statuses() {
+        if let Some(error) = &status.last_error {
+            eprintln!("warning: {}.{}: {error}", status.schema, status.table);
+        }
+    }
+    match service.engine.execute(sql).await {
+        Ok(result) => {
+            match output {
+                Output::Table => {
+                    let (_, batches) = format::as_text_columns(&result, false);
+                    println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+                    eprintln!("{} row(s)", result.rows());
+                }
+                Output::Csv => print!("{}", String::from_utf8(format::encode(&result, format::Format::Csv)?)?),
+                Output::Json => println!("{}", String::from_utf8(format::encode(&result, format::Format::Json)?)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn simulate(config: &std::path::Path, target: SimulateTarget) -> anyhow::Result<ExitCode> {
+    let SimulateTarget::Postgres { url, seed, events, year, fragility, replace } = target;
+    let base_dir = config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let fragility = fragility.unwrap_or_else(|| base_dir.join("data/bologna/indici-di-fragilita-dal-2021.csv"));
+    let options = cruscotto::simulate::Options { url, seed, events, year, fragility, replace };
+    let started = std::time::Instant::now();
+    let summary = cruscotto::simulate::postgres(&options).await?;
+    println!(
+        "simulated Bologna into {}: {} areas, {} residents in {} households, {} service events in {year} \
+         (seed {seed}; generated in {:.1}s, loaded in {:.1}s, {:.1}s in all)",
+        cruscotto::connectors::postgres::redacted_url(&options.url),
+        summary.areas,
+        summary.residents,
+        summary.households,
+        summary.events,
+        summary.generate.as_secs_f64(),
+        summary.load.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,159 @@
+//! Wiring: the store, the query engine over it, and one refresh loop per connector. A connector
+//! that fails leaves the last good snapshot in place and is retried with backoff and jitter.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rand::RngExt;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, NamedConnector};
+use crate::connectors::Connector;
+use crate::query::QueryEngine;
+use crate::store::Store;
+
+/// First retry delay after a failure; it doubles up to the refresh interval (at most `MAX_BACKOFF`).
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+pub struct Service {
+    pub config: Config,
+    pub store: Arc<Store>,
+    pub engine: Arc<QueryEngine>,
+    initial_load_done: AtomicBool,
+    started_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Service {
+    /// Build the store and engine, restoring the snapshots persisted by an earlier run so that
+    /// data is served at once, even when a source is gone.
+    pub async fn new(config: Config) -> Arc<Self> {
+        let partitions = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let store = Store::new(&config.data_dir(), partitions);
+        for connector in &config.connectors {
+            for table in connector.config.table_names() {
+                store.declare(&connector.name, &table, &connector.file.display().to_string(), connector.config.refresh());
+                if let Err(e) = store.restore(&connector.name, &table) {
+                    warn!(schema = %connector.name, table = %table, error = %e, "cannot restore snapshot");
+                }
+            }
+        }
+        let engine = QueryEngine::new(&store, config.queries.clone(), config.service.query.clone());
+        engine.rebuild_views().await;
+        Arc::new(Self { config, store, engine, initial_load_done: AtomicBool::new(false), started_at: chrono::Utc::now() })
+    }
+
+    pub fn started_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.started_at
+    }
+
+    /// Whether every connector has been loaded once since start-up.
+    pub fn initial_load_done(&self) -> bool {
+        self.initial_load_done.load(Ordering::Acquire)
+    }
+
+    /// Load every connector once, then re-plan the views. Returns whether every table loaded.
+    pub async fn load_all_once(&self) -> bool {
+        let mut all_ok = true;
+        for connector in &self.config.connectors {
+            let runner = connector.config.build(&self.config.base_dir);
+            all_ok &= load_connector(&self.store, connector, runner.as_ref()).await;
+        }
+        self.engine.rebuild_views().await;
+        self.initial_load_done.store(true, Ordering::Release);
+        all_ok
+    }
+
+    /// Start the background work of a running server: the first load, then one refresh loop per
+    /// connector, and a task re-planning the views whenever a table changes.
+    pub fn spawn_background(self: &Arc<Self>) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            service.load_all_once().await;
+            info!("initial load done");
+            for connector in service.config.connectors.clone() {
+                let store = service.store.clone();
+                let base_dir = service.config.base_dir.clone();
+                tokio::spawn(async move { refresh_loop(store, connector, base_dir).await });
+            }
+        });
+        let service = self.clone();
+        let mut changes = self.store.subscribe();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                // Several tables of a connector commit together: let them land, then plan once.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                changes.borrow_and_update();
+                service.engine.rebuild_views().await;
+            }
+        });
+    }
+}
+
+/// Load one connector and commit or record each table. Returns whether all succeeded.
+async fn load_connector(store: &Store, connector: &NamedConnector, runner: &dyn Connector) -> bool {
+    let mut all_ok = true;
+    let state = store.load_state(&connector.name);
+    for load in runner.load(&state).await {
+        let outcome = match load.result {
+            Ok(loaded) => match store.commit(&connector.name, &load.table, &load.source, loaded).await {
+                Ok(()) => "ok",
+                Err(e) => {
+                    error!(schema = %connector.name, table = %load.table, error = %e, "commit failed");
+                    store.record_failure(&connector.name, &load.table, &load.source, &e.to_string());
+                    all_ok = false;
+                    "error"
+                }
+            },
+            Err(e) => {
+                store.record_failure(&connector.name, &load.table, &load.source, &e.to_string());
+                all_ok = false;
+                "error"
+            }
+        };
+        metrics::counter!("cruscotto_table_loads_total", "schema" => connector.name.clone(), "table" => load.table.clone(), "outcome" => outcome)
+            .increment(1);
+    }
+    all_ok
+}
+
+async fn refresh_loop(store: Arc<Store>, connector: NamedConnector, base_dir: std::path::PathBuf) {
+    let runner = connector.config.build(&base_dir);
+    let refresh = connector.config.refresh();
+    let mut failures = 0u32;
+    loop {
+        let delay = if failures == 0 { refresh } else { backoff(failures, refresh) };
+        tokio::time::sleep(delay).await;
+        if load_connector(&store, &connector, runner.as_ref()).await {
+            failures = 0;
+        } else {
+            failures = failures.saturating_add(1);
+            warn!(connector = %connector.name, failures, "refresh failed; retrying with backoff");
+        }
+    }
+}
+
+/// Exponential backoff with ±25% jitter, capped by the refresh interval and `MAX_BACKOFF`.
+fn backoff(failures: u32, refresh: Duration) -> Duration {
+    let exponential = FIRST_BACKOFF.saturating_mul(1u32 << failures.min(16).saturating_sub(1));
+    let capped = exponential.min(refresh).min(MAX_BACKOFF);
+    let jitter = rand::rng().random_range(0.75..1.25);
+    capped.mul_f64(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let refresh = Duration::from_secs(60);
+        let first = backoff(1, refresh);
+        assert!(first >= Duration::from_millis(750) && first <= Duration::from_millis(1250), "{first:?}");
+        let fourth = backoff(4, refresh);
+        assert!(fourth >= Duration::from_secs(6) && fourth <= Duration::from_secs(10), "{fourth:?}");
+        assert!(backoff(30, refresh) <= Duration::from_secs(75));
+        assert!(backoff(30, Duration::from_secs(3600)) <= Duration::from_secs(375));
+    }
+}

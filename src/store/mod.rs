@@ -1,0 +1,459 @@
+//! Tables, and nothing else: snapshot tables replaced atomically and persisted as Parquet, their
+//! status (source, rows, last success, last error) and the records their sources rejected.
+//!
+//! A query resolves each table once, when it is planned, to the immutable `MemTable` registered at
+//! that moment; a refresh registers a new `MemTable` in its place. So a query sees either the old
+//! table or the new one, never a mix.
+
+mod persist;
+mod schema;
+mod system;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Utc};
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider};
+use datafusion::datasource::MemTable;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::connectors::{LoadMode, LoadState, LoadedTable, RejectedRecord};
+
+/// The catalog every table lives in.
+pub const CATALOG: &str = "city";
+/// Schemas the service uses itself; a connector may not take these names.
+pub const RESERVED_SCHEMAS: &[&str] = &["system", "queries", "information_schema", "public"];
+/// Rows per record batch in a registered table: small enough to spread over the cores.
+const ROWS_PER_BATCH: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot persist the snapshot of `{table}` to {}: {message}", path.display())]
+    Persist { table: String, path: PathBuf, message: String },
+    #[error("cannot read the persisted snapshot {}: {message}", path.display())]
+    ReadSnapshot { path: PathBuf, message: String },
+    #[error("table `{table}`: {message}")]
+    Register { table: String, message: String },
+}
+
+/// Where a table stands, as /status reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableState {
+    /// Not loaded yet.
+    Loading,
+    /// The last load succeeded.
+    Fresh,
+    /// Data is served, but the last load failed or the data is older than it should be.
+    Stale,
+    /// No data: the source failed and there is no snapshot to fall back on.
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableStatus {
+    pub schema: String,
+    pub table: String,
+    pub source: String,
+    pub state: TableState,
+    pub rows: usize,
+    pub rejected: usize,
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_attempt: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// Expected time between refreshes.
+    #[serde(with = "humantime_serde")]
+    pub refresh: Duration,
+    /// Whether the rows served come from the snapshot persisted by an earlier run.
+    pub from_persisted_snapshot: bool,
+}
+
+impl TableStatus {
+    /// Stale also when the last success is older than three refresh intervals (a stuck source).
+    pub fn effective_state(&self, now: DateTime<Utc>) -> TableState {
+        if self.state == TableState::Fresh {
+            if let Some(success) = self.last_success {
+                let age = (now - success).to_std().unwrap_or_default();
+                if age > self.refresh.saturating_mul(3) {
+                    return TableState::Stale;
+                }
+            }
+        }
+        self.state
+    }
+}
+
+type Key = (String, String);
+
+#[derive(Debug, Clone, Default)]
+struct TableData {
+    schema: Option<SchemaRef>,
+    batches: Vec<RecordBatch>,
+    rejected: Vec<RejectedRecord>,
+    cursor: Option<String>,
+    /// Number of the next appended segment on disk.
+    next_segment: u64,
+}
+
+fn field_names(schema: &SchemaRef) -> Vec<String> {
+    schema.fields().iter().map(|f| f.name().clone()).collect()
+}
+
+pub struct Store {
+    data_dir: PathBuf,
+    catalog: Arc<MemoryCatalogProvider>,
+    status: RwLock<BTreeMap<Key, TableStatus>>,
+    /// What each table holds now; the registered `MemTable`s share these batches.
+    data: RwLock<BTreeMap<Key, TableData>>,
+    /// Commits are serialised so an append always builds on the previous commit.
+    commit_lock: tokio::sync::Mutex<()>,
+    target_partitions: usize,
+    /// Bumped after every change of a table, so the query layer can re-plan its views.
+    version: tokio::sync::watch::Sender<u64>,
+}
+
+impl Store {
+    pub fn new(data_dir: &Path, target_partitions: usize) -> Arc<Self> {
+        let catalog = Arc::new(MemoryCatalogProvider::new());
+        let (version, _) = tokio::sync::watch::channel(0);
+        let store = Arc::new(Self {
+            data_dir: data_dir.to_path_buf(),
+            catalog,
+            status: RwLock::new(BTreeMap::new()),
+            data: RwLock::new(BTreeMap::new()),
+            commit_lock: tokio::sync::Mutex::new(()),
+            target_partitions: target_partitions.max(1),
+            version,
+        });
+        store.schema_provider("system");
+        store.refresh_system_tables();
+        store
+    }
+
+    pub fn catalog(&self) -> Arc<dyn CatalogProvider> {
+        self.catalog.clone()
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// The schema provider of a schema, created on first use.
+    pub fn schema_provider(&self, schema: &str) -> Arc<dyn SchemaProvider> {
+        if let Some(existing) = self.catalog.schema(schema) {
+            return existing;
+        }
+        let provider: Arc<dyn SchemaProvider> = Arc::new(schema::SnapshotSchema::default());
+        let _ = self.catalog.register_schema(schema, provider.clone());
+        self.catalog.schema(schema).unwrap_or(provider)
+    }
+
+    /// Declare a table before its first load, so /status lists it as loading.
+    pub fn declare(&self, schema: &str, table: &str, source: &str, refresh: Duration) {
+        self.schema_provider(schema);
+        let mut status = self.status.write().expect("status lock");
+        let entry = status.entry((schema.into(), table.into())).or_insert_with(|| blank_status(schema, table, source));
+        entry.refresh = refresh;
+    }
+
+    fn snapshot_path(&self, schema: &str, table: &str) -> PathBuf {
+        self.data_dir.join("snapshots").join(schema).join(format!("{table}.parquet"))
+    }
+
+    fn segments_dir(&self, schema: &str, table: &str) -> PathBuf {
+        self.data_dir.join("snapshots").join(schema).join(table)
+    }
+
+    /// The cursors committed for a connector's tables.
+    pub fn load_state(&self, schema: &str) -> LoadState {
+        let data = self.data.read().expect("data lock");
+        let cursors = data
+            .iter()
+            .filter(|((s, _), _)| s == schema)
+            .filter_map(|((_, table), d)| Some((table.clone(), d.cursor.clone()?)))
+            .collect();
+        LoadState { cursors }
+    }
+
+    /// Make freshly loaded rows durable, then visible: a replacing load becomes the new snapshot,
+    /// an appending one a new segment with its cursor. If persisting fails nothing is swapped in:
+    /// what is served is always what a restart would serve.
+    pub async fn commit(&self, schema: &str, table: &str, source: &str, loaded: LoadedTable) -> Result<(), StoreError> {
+        let _one_commit_at_a_time = self.commit_lock.lock().await;
+        let now = Utc::now();
+        let key: Key = (schema.into(), table.into());
+        let previous = self.data.read().expect("data lock").get(&key).cloned().unwrap_or_default();
+        if loaded.mode == LoadMode::Append {
+            if let Some(existing) = &previous.schema {
+                if existing.fields() != loaded.schema.fields() {
+                    return Err(StoreError::Register {
+                        table: table.into(),
+                        message: format!("appended rows have columns {:?}, the table has {:?}", field_names(&loaded.schema), field_names(existing)),
+                    });
+                }
+            }
+        }
+        let meta = persist::SnapshotMeta {
+            source: source.to_string(),
+            loaded_at: now,
+            rejected: loaded.rejected.clone(),
+            cursor: loaded.cursor.clone(),
+            supersedes_segments_below: previous.next_segment,
+        };
+        let (path, segments) = match loaded.mode {
+            LoadMode::Replace => (self.snapshot_path(schema, table), None),
+            LoadMode::Append => {
+                let dir = self.segments_dir(schema, table);
+                (persist::segment_path(&dir, previous.next_segment), Some(dir))
+            }
+        };
+        let persisted = {
+            let (path, loaded) = (path.clone(), loaded.clone());
+            tokio::task::spawn_blocking(move || persist::write(&path, &loaded, &meta)).await
+        };
+        match persisted {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => return Err(StoreError::Persist { table: table.into(), path, message }),
+            Err(e) => return Err(StoreError::Persist { table: table.into(), path, message: e.to_string() }),
+        }
+
+        let mut next = previous.clone();
+        match loaded.mode {
+            LoadMode::Replace => {
+                next.batches = loaded.batches.clone();
+                next.rejected = loaded.rejected.clone();
+                next.cursor = None;
+                // The snapshot supersedes every segment; they are only clutter now.
+                let _ = std::fs::remove_dir_all(self.segments_dir(schema, table));
+            }
+            LoadMode::Append => {
+                if segments.is_some() && previous.next_segment == 0 {
+                    // A table that starts appending drops any replacing snapshot of an old setup.
+                    let _ = std::fs::remove_file(self.snapshot_path(schema, table));
+                }
+                next.batches.extend(loaded.batches.iter().cloned());
+                next.rejected.extend(loaded.rejected.iter().cloned());
+                next.cursor = loaded.cursor.clone().or(previous.cursor.clone());
+                next.next_segment += 1;
+            }
+        }
+        next.schema = Some(loaded.schema.clone());
+        self.register(schema, table, &loaded.schema, &next.batches)?;
+        let rows: usize = next.batches.iter().map(RecordBatch::num_rows).sum();
+        let rejected = next.rejected.len();
+        self.data.write().expect("data lock").insert(key.clone(), next);
+        {
+            let mut status = self.status.write().expect("status lock");
+            let entry = status.entry(key).or_insert_with(|| blank_status(schema, table, source));
+            entry.source = source.into();
+            entry.state = TableState::Fresh;
+            entry.rows = rows;
+            entry.rejected = rejected;
+            entry.last_success = Some(now);
+            entry.last_attempt = Some(now);
+            entry.last_error = None;
+            entry.from_persisted_snapshot = false;
+        }
+        info!(schema, table, rows, mode = ?loaded.mode, "table committed");
+        self.changed();
+        Ok(())
+    }
+
+    /// A load failed: keep serving what we have, say why in /status.
+    pub fn record_failure(&self, schema: &str, table: &str, source: &str, error: &str) {
+        let mut status = self.status.write().expect("status lock");
+        let entry = status.entry((schema.into(), table.into())).or_insert_with(|| blank_status(schema, table, source));
+        entry.last_attempt = Some(Utc::now());
+        entry.last_error = Some(error.to_string());
+        entry.state = if entry.last_success.is_some() { TableState::Stale } else { TableState::Failed };
+        warn!(schema, table, error, "load failed; the last good snapshot stays");
+        drop(status);
+        self.changed();
+    }
+
+    /// At start-up, serve what an earlier run persisted (the snapshot, then the segments appended
+    /// after it), marked stale until a refresh succeeds.
+    pub fn restore(&self, schema: &str, table: &str) -> Result<bool, StoreError> {
+        let read = |path: &Path| persist::read(path).map_err(|message| StoreError::ReadSnapshot { path: path.to_path_buf(), message });
+        let mut data = TableData::default();
+        let mut source = String::new();
+        let mut loaded_at = None;
+        let mut superseded_below = 0;
+        if let Some((loaded, meta)) = read(&self.snapshot_path(schema, table))? {
+            data.schema = Some(loaded.schema.clone());
+            data.batches = loaded.batches;
+            data.rejected = meta.rejected;
+            superseded_below = meta.supersedes_segments_below;
+            data.next_segment = superseded_below;
+            source = meta.source;
+            loaded_at = Some(meta.loaded_at);
+        }
+        let dir = self.segments_dir(schema, table);
+        let segments = persist::list_segments(&dir).map_err(|message| StoreError::ReadSnapshot { path: dir.clone(), message })?;
+        for (sequence, path) in segments.into_iter().filter(|(sequence, _)| *sequence >= superseded_below) {
+            let Some((loaded, meta)) = read(&path)? else { continue };
+            data.schema = Some(loaded.schema.clone());
+            data.batches.extend(loaded.batches);
+            data.rejected.extend(meta.rejected);
+            data.cursor = meta.cursor.or(data.cursor);
+            data.next_segment = sequence + 1;
+            source = meta.source;
+            loaded_at = Some(meta.loaded_at);
+        }
+        let (Some(table_schema), Some(loaded_at)) = (data.schema.clone(), loaded_at) else {
+            return Ok(false);
+        };
+        self.register(schema, table, &table_schema, &data.batches)?;
+        let rows: usize = data.batches.iter().map(RecordBatch::num_rows).sum();
+        let rejected = data.rejected.len();
+        self.data.write().expect("data lock").insert((schema.into(), table.into()), data);
+        {
+            let mut status = self.status.write().expect("status lock");
+            let entry = status.entry((schema.into(), table.into())).or_insert_with(|| blank_status(schema, table, &source));
+            entry.state = TableState::Stale;
+            entry.rows = rows;
+            entry.rejected = rejected;
+            entry.last_success = Some(loaded_at);
+            entry.from_persisted_snapshot = true;
+            entry.last_error = Some("served from the persisted snapshot; not refreshed since start-up".into());
+        }
+        info!(schema, table, rows, "restored persisted snapshot");
+        self.changed();
+        Ok(true)
+    }
+
+    fn register(&self, schema: &str, table: &str, table_schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(), StoreError> {
+        let partitions = partition(batches, self.target_partitions);
+        let mem = MemTable::try_new(table_schema.clone(), partitions)
+            .map_err(|e| StoreError::Register { table: table.into(), message: e.to_string() })?;
+        self.schema_provider(schema)
+            .register_table(table.to_string(), Arc::new(mem))
+            .map_err(|e| StoreError::Register { table: table.into(), message: e.to_string() })?;
+        Ok(())
+    }
+
+    pub fn statuses(&self) -> Vec<TableStatus> {
+        self.status.read().expect("status lock").values().cloned().collect()
+    }
+
+    pub fn rejected_records(&self) -> Vec<(String, String, RejectedRecord)> {
+        let data = self.data.read().expect("data lock");
+        data.iter()
+            .flat_map(|((schema, table), d)| d.rejected.iter().map(move |r| (schema.clone(), table.clone(), r.clone())))
+            .collect()
+    }
+
+    fn changed(&self) {
+        self.refresh_system_tables();
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    fn refresh_system_tables(&self) {
+        let system = self.schema_provider("system");
+        for (name, table) in [
+            ("tables", system::tables_table(&self.statuses())),
+            ("rejected_records", system::rejected_table(&self.rejected_records())),
+        ] {
+            if let Err(e) = system.register_table(name.to_string(), table) {
+                warn!(table = name, error = %e, "cannot register system table");
+            }
+        }
+    }
+}
+
+fn blank_status(schema: &str, table: &str, source: &str) -> TableStatus {
+    TableStatus {
+        schema: schema.into(),
+        table: table.into(),
+        source: source.into(),
+        state: TableState::Loading,
+        rows: 0,
+        rejected: 0,
+        last_success: None,
+        last_attempt: None,
+        last_error: None,
+        refresh: Duration::from_secs(3600),
+        from_persisted_snapshot: false,
+    }
+}
+
+/// Slice batches to a bounded size and deal them round-robin over the partitions, so scans of a
+/// large table use every core.
+fn partition(batches: &[RecordBatch], partitions: usize) -> Vec<Vec<RecordBatch>> {
+    let mut out = vec![Vec::new(); partitions];
+    let mut next = 0;
+    for batch in batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let length = ROWS_PER_BATCH.min(batch.num_rows() - offset);
+            out[next % partitions].push(batch.slice(offset, length));
+            next += 1;
+            offset += length;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn rows(values: &[i64], mode: LoadMode, cursor: Option<&str>) -> LoadedTable {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap();
+        LoadedTable { schema, batches: vec![batch], rejected: Vec::new(), mode, cursor: cursor.map(str::to_string) }
+    }
+
+    fn ids(store: &Store) -> Vec<i64> {
+        let data = store.data.read().unwrap();
+        data[&("log".to_string(), "events".to_string())]
+            .batches
+            .iter()
+            .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn appends_commit_their_cursor_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), 2);
+        store.commit("log", "events", "pg", rows(&[1, 2], LoadMode::Append, Some("2"))).await.unwrap();
+        store.commit("log", "events", "pg", rows(&[3], LoadMode::Append, Some("3"))).await.unwrap();
+        assert_eq!(store.load_state("log").cursor("events"), Some("3"));
+        assert_eq!(ids(&store), vec![1, 2, 3]);
+
+        let restarted = Store::new(dir.path(), 2);
+        assert!(restarted.restore("log", "events").unwrap());
+        assert_eq!(ids(&restarted), vec![1, 2, 3]);
+        assert_eq!(restarted.load_state("log").cursor("events"), Some("3"));
+        restarted.commit("log", "events", "pg", rows(&[4], LoadMode::Append, Some("4"))).await.unwrap();
+        assert_eq!(ids(&restarted), vec![1, 2, 3, 4]);
+
+        // A full reload replaces everything, and a restart does not resurrect the old segments.
+        restarted.commit("log", "events", "pg", rows(&[10, 11], LoadMode::Replace, None)).await.unwrap();
+        let again = Store::new(dir.path(), 2);
+        assert!(again.restore("log", "events").unwrap());
+        assert_eq!(ids(&again), vec![10, 11]);
+        assert_eq!(again.load_state("log").cursor("events"), None);
+    }
+
+    #[tokio::test]
+    async fn an_append_with_other_columns_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), 2);
+        store.commit("log", "events", "pg", rows(&[1], LoadMode::Append, Some("1"))).await.unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("other", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![5]))]).unwrap();
+        let wrong = LoadedTable { schema, batches: vec![batch], rejected: Vec::new(), mode: LoadMode::Append, cursor: Some("5".into()) };
+        let error = store.commit("log", "events", "pg", wrong).await.unwrap_err().to_string();
+        assert!(error.contains("appended rows have columns [\"other\"], the table has [\"id\"]"), "{error}");
+        assert_eq!(store.load_state("log").cursor("events"), Some("1"));
+    }
+}

@@ -1,0 +1,98 @@
+//! Snapshots on disk: one Parquet file per table, its metadata (source, load time, rejected
+//! records) inside the same file, written to a temporary name, fsynced and renamed, so a crash
+//! leaves either the old snapshot or the new one.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use crate::connectors::{LoadedTable, RejectedRecord};
+
+const META_KEY: &str = "cruscotto.snapshot";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub source: String,
+    pub loaded_at: DateTime<Utc>,
+    pub rejected: Vec<RejectedRecord>,
+    /// For appended segments: the cursor reached with these rows.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// For a replacing snapshot: segments numbered below this are superseded by it.
+    #[serde(default)]
+    pub supersedes_segments_below: u64,
+}
+
+pub fn write(path: &Path, loaded: &LoadedTable, meta: &SnapshotMeta) -> Result<(), String> {
+    let dir = path.parent().ok_or("no parent folder")?;
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let temporary = path.with_extension("parquet.tmp");
+    let meta_json = serde_json::to_string(meta).map_err(|e| e.to_string())?;
+    let properties = WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+        .set_key_value_metadata(Some(vec![KeyValue::new(META_KEY.to_string(), meta_json)]))
+        .build();
+    let file = File::create(&temporary).map_err(|e| e.to_string())?;
+    let mut writer = ArrowWriter::try_new(file, loaded.schema.clone(), Some(properties)).map_err(|e| e.to_string())?;
+    for batch in &loaded.batches {
+        writer.write(batch).map_err(|e| e.to_string())?;
+    }
+    let mut file = writer.into_inner().map_err(|e| e.to_string())?;
+    file.flush().map_err(|e| e.to_string())?;
+    file.sync_all().map_err(|e| e.to_string())?;
+    std::fs::rename(&temporary, path).map_err(|e| e.to_string())?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The snapshot at `path`, or `None` if there is none.
+pub fn read(path: &Path) -> Result<Option<(LoadedTable, SnapshotMeta)>, String> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
+    let meta_json = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|kv| kv.key == META_KEY))
+        .and_then(|kv| kv.value.clone())
+        .ok_or("not a cruscotto snapshot (no metadata)")?;
+    let meta: SnapshotMeta = serde_json::from_str(&meta_json).map_err(|e| e.to_string())?;
+    let schema = builder.schema().clone();
+    let reader = builder.build().map_err(|e| e.to_string())?;
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let mut loaded = LoadedTable::replace(schema, batches, meta.rejected.clone());
+    loaded.cursor = meta.cursor.clone();
+    Ok(Some((loaded, meta)))
+}
+
+/// The file of an appended segment: `<dir>/<sequence>.parquet`, zero-padded so names sort.
+pub fn segment_path(dir: &Path, sequence: u64) -> std::path::PathBuf {
+    dir.join(format!("{sequence:012}.parquet"))
+}
+
+/// The segments in a folder, in order.
+pub fn list_segments(dir: &Path) -> Result<Vec<(u64, std::path::PathBuf)>, String> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut segments: Vec<(u64, std::path::PathBuf)> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .filter_map(|p| Some((p.file_stem()?.to_str()?.parse().ok()?, p)))
+        .collect();
+    segments.sort();
+    Ok(segments)
+}

@@ -1,0 +1,66 @@
+//! `cruscotto check` and `cruscotto query`, run as a user would.
+
+mod common;
+
+use common::ConfigDir;
+
+#[test]
+fn check_accepts_the_shipped_configuration() {
+    let (code, stdout, stderr) = ConfigDir::demo().run(&["check"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(": ok (2 connectors, 14 tables, 26 saved queries"), "{stdout}");
+}
+
+#[test]
+fn check_reports_every_problem_with_file_and_line_or_key() {
+    let config = ConfigDir::empty();
+    config.write("data/a.csv", "x\n1\n");
+    config.write("cruscotto.toml", "data_dir = \"var\"\n[query]\ntimeout = \"5s\"\nmax_rows = 10\n");
+    config.write("connectors/typo.toml", "kind = \"file\"\n\n[[table]]\nname = \"a\"\npath = \"data/a.csv\"\ndelimitr = \";\"\n");
+    config.write("connectors/strano.toml", "kind = \"ftp\"\n");
+    config.write("connectors/segreto.toml", "kind = \"file\"\n[[table]]\nname = \"a\"\npath = \"${CRUSCOTTO_TEST_UNSET_VAR}\"\n");
+    config.write("connectors/filtro.toml", "kind = \"file\"\n[[table]]\nname = \"Bad-Name\"\npath = \"data/a.csv\"\nfilter = \"x >\"\n");
+    config.write("queries/scrive.sql", "-- title: Scrive\n-- colour: red\nDROP TABLE a\n");
+    config.write("dashboards/panoramica.toml", "title = \"Panoramica\"\n[[panels]]\nquery = \"non_esiste\"\n");
+
+    let (code, _, stderr) = config.run(&["check"]);
+    assert_eq!(code, 1, "{stderr}");
+    let expected = [
+        "connectors/typo.toml: line 6, column 1: unknown field `delimitr`",
+        "connectors/strano.toml: kind: unknown connector kind `ftp`",
+        "connectors/segreto.toml: line 4: environment variable `CRUSCOTTO_TEST_UNSET_VAR` is not set",
+        "connectors/filtro.toml: table[0].name: `Bad-Name` is not a valid table name",
+        "connectors/filtro.toml: table[0].filter: not a SQL predicate",
+        "queries/scrive.sql: line 2: unknown metadata key `colour`",
+        "queries/scrive.sql: line 3: `DROP TABLE` is not allowed",
+        "dashboards/panoramica.toml: panels[0].query: `non_esiste` is not a saved query",
+    ];
+    for line in expected {
+        assert!(stderr.contains(line), "missing `{line}` in:\n{stderr}");
+    }
+    assert!(stderr.contains("8 error(s) found"), "{stderr}");
+
+    // An unknown key in cruscotto.toml itself.
+    config.write("cruscotto.toml", "data_dir = \"var\"\nport = 8080\n");
+    let (code, _, stderr) = config.run(&["check"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cruscotto.toml: line 2, column 1: unknown field `port`"), "{stderr}");
+}
+
+#[test]
+fn query_prints_a_table_from_the_terminal() {
+    let config = ConfigDir::demo();
+    let (code, stdout, stderr) =
+        config.run(&["query", "SELECT count(*) AS aree, sum(residenti) AS residenti FROM queries.residenti_per_area"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("| aree | residenti |"), "{stdout}");
+    assert!(stdout.contains("| 90   | 392162    |"), "{stdout}");
+
+    let (code, stdout, _) = config.run(&["query", "--format", "csv", "SELECT codice_area_statistica FROM bologna.aree_statistiche ORDER BY 1 LIMIT 2"]);
+    assert_eq!(code, 0);
+    assert_eq!(stdout, "codice_area_statistica\n1\n2\n");
+
+    let (code, _, stderr) = config.run(&["query", "DROP TABLE bologna.zone"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("`DROP TABLE` is not allowed"), "{stderr}");
+}

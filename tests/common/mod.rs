@@ -1,0 +1,236 @@
+//! The real binary, started on 127.0.0.1:0 against a configuration in a temporary folder.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_cruscotto");
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// A folder holding a configuration: `cruscotto.toml` and the folders beside it.
+pub struct ConfigDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl ConfigDir {
+    /// An empty configuration (no connectors, no queries).
+    pub fn empty() -> Self {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        for sub in ["connectors", "queries", "dashboards"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        let this = Self { dir };
+        this.write("cruscotto.toml", "data_dir = \"var\"\n[access]\nanonymous = \"analyst\"\n");
+        this
+    }
+
+    /// The shipped demo configuration, with the repository's data/ linked in and its own data_dir.
+    pub fn demo() -> Self {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let repo = Path::new(REPO);
+        std::fs::copy(repo.join("cruscotto.toml"), dir.path().join("cruscotto.toml")).unwrap();
+        for sub in ["connectors", "queries", "dashboards", "datasets"] {
+            copy_dir(&repo.join(sub), &dir.path().join(sub));
+        }
+        std::os::unix::fs::symlink(repo.join("data"), dir.path().join("data")).unwrap();
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.path().join("cruscotto.toml")
+    }
+
+    pub fn write(&self, relative: &str, text: &str) {
+        self.write_bytes(relative, text.as_bytes());
+    }
+
+    pub fn write_bytes(&self, relative: &str, bytes: &[u8]) {
+        let path = self.dir.path().join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// Replace a file atomically (write a temporary file, then rename), as a publisher should.
+    pub fn replace(&self, relative: &str, text: &str) {
+        let path = self.dir.path().join(relative);
+        let temporary = path.with_extension("partial");
+        std::fs::write(&temporary, text).unwrap();
+        std::fs::rename(temporary, path).unwrap();
+    }
+
+    /// Run `cruscotto <args>` with this configuration and return (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let output = Command::new(BINARY)
+            .arg("--config")
+            .arg(self.config_file())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("the binary runs");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    if !from.exists() {
+        return;
+    }
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// A running `cruscotto serve`, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub client: reqwest::blocking::Client,
+}
+
+impl Server {
+    pub fn start(config: &ConfigDir) -> Self {
+        let mut child = Command::new(BINARY)
+            .arg("--config")
+            .arg(config.config_file())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("cruscotto listening on ") {
+                        break url.trim().to_string();
+                    }
+                }
+                _ => panic!("the server exited before listening"),
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let client = http_client();
+        Self { child, url, client }
+    }
+
+    /// Start and wait until the first load of every source is done.
+    pub fn start_ready(config: &ConfigDir) -> Self {
+        let server = Self::start(config);
+        server.wait_until("ready", |s| s.get("/readyz").status() == 200);
+        server
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::blocking::Response {
+        self.client.get(format!("{}{path}", self.url)).send().expect("GET")
+    }
+
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get(path).json().expect("JSON")
+    }
+
+    /// POST SQL as the body; returns the response.
+    pub fn sql(&self, sql: &str) -> reqwest::blocking::Response {
+        self.client
+            .post(format!("{}/api/v1/sql", self.url))
+            .header("content-type", "text/plain")
+            .body(sql.to_string())
+            .send()
+            .expect("POST")
+    }
+
+    /// Run SQL that must succeed and return its rows as JSON objects.
+    pub fn rows(&self, sql: &str) -> Vec<serde_json::Value> {
+        let response = self.sql(sql);
+        let status = response.status();
+        let text = response.text().unwrap();
+        assert_eq!(status, 200, "{sql}\n{text}");
+        serde_json::from_str::<Vec<serde_json::Value>>(&text).expect("a JSON array")
+    }
+
+    /// Wait for a condition with a deadline, never a fixed sleep.
+    pub fn wait_until(&self, what: &str, condition: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !condition(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn table_status(&self, name: &str) -> serde_json::Value {
+        let status = self.get_json("/status");
+        status["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no table {name} in /status: {status}"))
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// `start`, with extra environment variables for the binary (e.g. secrets that connector
+    /// files reference as `${VAR}`).
+    pub fn start_with_env(config: &ConfigDir, env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(BINARY)
+            .arg("--config")
+            .arg(config.config_file())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("cruscotto listening on ") {
+                        break url.trim().to_string();
+                    }
+                }
+                _ => panic!("the server exited before listening"),
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let client = http_client();
+        Self { child, url, client }
+    }
+}
+
+/// A blocking HTTP client for the tests. reqwest is built without a bundled crypto provider (the
+/// service chooses ring explicitly), so the tests install ring as the process default first.
+pub fn http_client() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap()
+}

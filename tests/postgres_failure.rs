@@ -1,0 +1,167 @@
+//! PostgreSQL going away and coming back, access revoked and restored, a query with a syntax
+//! error: the last good snapshot is served and flagged stale, the error is in /status (without the
+//! password), and the connector recovers by itself. `cruscotto check` finds what it can.
+
+mod common;
+mod postgres_support;
+
+use common::{ConfigDir, Server};
+use postgres_support::{Pg, Relay, URL, unique};
+
+fn rows(server: &Server, table: &str) -> i64 {
+    server.rows(&format!("SELECT count(*) AS n FROM {table}"))[0]["n"].as_i64().unwrap()
+}
+
+fn error_of(server: &Server, table: &str) -> String {
+    server.table_status(table)["last_error"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn postgres_down_then_back_serves_the_stale_snapshot_and_recovers() {
+    let pg = Pg::connect();
+    let schema = unique("t_down");
+    pg.execute(&format!(
+        "CREATE SCHEMA {schema}; CREATE TABLE {schema}.residenti AS SELECT i AS area, 10 * i AS n FROM generate_series(1, 3) AS i"
+    ));
+    let relay = Relay::start();
+    let config = ConfigDir::empty();
+    // Trust authentication never asks for the password: it is there to prove it never shows.
+    config.write(
+        "connectors/registro.toml",
+        &format!(
+            "kind = \"postgres\"\nurl = \"{}\"\nrefresh = \"1s\"\nconnect_timeout = \"2s\"\n\
+             [[table]]\nname = \"residenti\"\nquery = \"SELECT area, n FROM {schema}.residenti\"\n",
+            relay.url("postgres:s3greto-comunale")
+        ),
+    );
+    let server = Server::start_ready(&config);
+    assert_eq!(rows(&server, "registro.residenti"), 3);
+    assert_eq!(server.table_status("registro.residenti")["state"], "fresh");
+
+    relay.cut();
+    pg.execute(&format!("INSERT INTO {schema}.residenti VALUES (4, 40), (5, 50)"));
+    server.wait_until("the table to turn stale", |s| s.table_status("registro.residenti")["state"] == "stale");
+    let error = error_of(&server, "registro.residenti");
+    assert!(error.contains(&format!("PostgreSQL at postgres://postgres@127.0.0.1:{}/test", relay.port)), "{error}");
+    assert!(error.to_lowercase().contains("connect") || error.contains("closed"), "{error}");
+    assert_eq!(rows(&server, "registro.residenti"), 3, "the last good snapshot is served");
+    let status = server.get("/status").text().unwrap();
+    assert!(!status.contains("s3greto"), "the password leaked into /status: {status}");
+
+    relay.restore();
+    server.wait_until("recovery", |s| s.table_status("registro.residenti")["state"] == "fresh" && rows(s, "registro.residenti") == 5);
+    assert!(server.table_status("registro.residenti")["last_error"].is_null());
+    server.stop();
+    pg.execute(&format!("DROP SCHEMA {schema} CASCADE"));
+}
+
+#[test]
+fn access_revoked_mid_run_then_restored() {
+    let pg = Pg::connect();
+    let schema = unique("t_revoke");
+    let role = unique("lettore");
+    pg.execute(&format!(
+        "CREATE ROLE {role} LOGIN;
+         CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.eventi AS SELECT i AS id FROM generate_series(1, 7) AS i;
+         GRANT USAGE ON SCHEMA {schema} TO {role};
+         GRANT SELECT ON {schema}.eventi TO {role};"
+    ));
+    let config = ConfigDir::empty();
+    config.write(
+        "connectors/servizi.toml",
+        &format!(
+            "kind = \"postgres\"\nurl = \"postgres://{role}@127.0.0.1:5432/test\"\nrefresh = \"1s\"\nconnect_timeout = \"2s\"\n\
+             [[table]]\nname = \"eventi\"\nquery = \"SELECT id FROM {schema}.eventi\"\n"
+        ),
+    );
+    let server = Server::start_ready(&config);
+    assert_eq!(rows(&server, "servizi.eventi"), 7);
+
+    // The table's privilege is revoked: queries fail on the open connections.
+    pg.execute(&format!("REVOKE SELECT ON {schema}.eventi FROM {role}; INSERT INTO {schema}.eventi VALUES (8)"));
+    server.wait_until("permission denied in /status", |s| {
+        s.table_status("servizi.eventi")["state"] == "stale" && error_of(s, "servizi.eventi").contains("permission denied for table eventi")
+    });
+    assert_eq!(rows(&server, "servizi.eventi"), 7);
+
+    // The login is revoked and its sessions ended: new connections are refused.
+    pg.execute(&format!(
+        "ALTER ROLE {role} NOLOGIN; SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+    ));
+    server.wait_until("the refused login in /status", |s| error_of(s, "servizi.eventi").contains("not permitted to log in"));
+    assert_eq!(server.table_status("servizi.eventi")["state"], "stale");
+    assert_eq!(rows(&server, "servizi.eventi"), 7);
+
+    pg.execute(&format!("ALTER ROLE {role} LOGIN; GRANT SELECT ON {schema}.eventi TO {role}"));
+    server.wait_until("recovery", |s| s.table_status("servizi.eventi")["state"] == "fresh" && rows(s, "servizi.eventi") == 8);
+    server.stop();
+    pg.execute(&format!(
+        "DROP SCHEMA {schema} CASCADE; SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'; DROP OWNED BY {role}; DROP ROLE {role}"
+    ));
+}
+
+#[test]
+fn a_query_with_a_syntax_error_is_reported_by_status_and_check() {
+    let pg = Pg::connect();
+    let schema = unique("t_syntax");
+    pg.execute(&format!(
+        "CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.residenti (codice_fiscale text, nome text, area int, durata interval);
+         INSERT INTO {schema}.residenti VALUES ('RSSMRA80A01A944X', 'Mario', 1, '1 day');"
+    ));
+    let config = ConfigDir::empty();
+    config.write(
+        "connectors/registro.toml",
+        &format!(
+            "kind = \"postgres\"\nurl = \"{URL}\"\n\
+             [[table]]\nname = \"per_area\"\nquery = \"\"\"\nSELECT area,\n       count(*)\n  FROM {schema}.residenti\n WHERE area = = 1\n GROUP BY area\"\"\"\n\
+             [[table]]\nname = \"nominativi\"\nquery = \"SELECT codice_fiscale, nome AS n FROM {schema}.residenti\"\n\
+             [[table]]\nname = \"tutto\"\nquery = \"SELECT * FROM {schema}.residenti\"\n"
+        ),
+    );
+
+    let (code, _, stderr) = config.run(&["check"]);
+    assert_eq!(code, 1, "{stderr}");
+    for expected in [
+        "connectors/registro.toml: table[0].query: syntax error at or near \"=\" (line 4, column 15 of the query)".to_string(),
+        "connectors/registro.toml: table[1].query: the query selects identifying columns (`codice_fiscale`, `nome`) without GROUP BY".into(),
+        "connectors/registro.toml: table[2].query: column `durata`: type `interval` is not supported".into(),
+        "connectors/registro.toml: table[2].query: the query selects identifying columns (`codice_fiscale`, `nome`) without GROUP BY".into(),
+    ] {
+        assert!(stderr.contains(&expected), "missing `{expected}` in:\n{stderr}");
+    }
+    assert!(stderr.contains("2 error(s) found"), "{stderr}");
+
+    let server = Server::start(&config);
+    server.wait_until("the syntax error in /status", |s| {
+        let status = s.table_status("registro.per_area");
+        status["state"] == "failed" && status["last_error"].as_str().is_some_and(|e| e.contains("syntax error at or near \"=\" (line 4, column 15 of the query)"))
+    });
+    // The other tables of the connector load or fail on their own.
+    server.wait_until("the good table to load and the bad one to fail", |s| {
+        s.table_status("registro.nominativi")["state"] == "fresh" && s.table_status("registro.tutto")["state"] == "failed"
+    });
+    assert!(error_of(&server, "registro.tutto").contains("column `durata`: type `interval` is not supported"));
+    server.stop();
+
+    // Without the database, check says so and still checks what it can offline.
+    let unreachable = ConfigDir::empty();
+    unreachable.write(
+        "connectors/registro.toml",
+        "kind = \"postgres\"\nurl = \"postgres://postgres:segreta@127.0.0.1:1/test\"\n\
+         [[table]]\nname = \"per_area\"\nquery = \"SELECT area, count(*) FROM x WHERE area = = 1 GROUP BY area\"\n",
+    );
+    let (code, stdout, stderr) = unreachable.run(&["check"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(": ok (1 connectors, 1 tables"), "{stdout}");
+    assert!(
+        stderr.lines().any(|line| line.starts_with("warning: ")
+            && line.contains("connectors/registro.toml: url: could not connect to PostgreSQL at postgres://postgres@127.0.0.1:1/test")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the queries' syntax and column types were not checked"), "{stderr}");
+    assert!(stderr.contains("table[0].query: does not parse as SQL"), "{stderr}");
+    assert!(!stderr.contains("segreta"), "{stderr}");
+    pg.execute(&format!("DROP SCHEMA {schema} CASCADE"));
+}

@@ -1,0 +1,347 @@
+// The dashboard page: reads the dashboard definition from /api/v1/dashboards/{name}, draws the
+// choropleth first, then point layers and panels. The URL holds the state (dashboard, indicator,
+// selected area, language, visible layers) so a view can be shared.
+
+import { setLanguage, t, pick, formatNumber, lang } from './i18n.mjs';
+import { getJson, el, dataTable, freshness, csvLink, unavailableReason } from './util.mjs';
+import { renderLegend } from './map.mjs';
+import { renderPanel, renderSeries, disposeCharts } from './panels.mjs';
+
+const params = new URLSearchParams(window.location.search);
+const state = {
+  dashboard: params.get('dashboard'),
+  indicator: params.get('indicator'),
+  area: params.get('area'),
+  lang: params.get('lang') === 'en' ? 'en' : 'it',
+  layers: params.has('layers') ? new Set(params.get('layers').split(',').filter(Boolean)) : null,
+};
+const timings = { start: performance.now() };
+const dataCache = new Map();
+let definition = null;
+let choropleth = null;
+let shownRows = [];
+
+function rowsOf(query) {
+  if (!dataCache.has(query)) dataCache.set(query, getJson(`/api/v1/dashboards/${encodeURIComponent(state.dashboard)}/data/${encodeURIComponent(query)}`));
+  return dataCache.get(query);
+}
+
+function saveState() {
+  const next = new URLSearchParams();
+  next.set('dashboard', state.dashboard);
+  if (state.indicator) next.set('indicator', state.indicator);
+  if (state.area !== null && state.area !== undefined) next.set('area', state.area);
+  if (state.lang === 'en') next.set('lang', 'en');
+  if (state.layers) next.set('layers', [...state.layers].join(','));
+  window.history.replaceState(null, '', `?${next}`);
+}
+
+const map = () => definition.dashboard.map;
+const info = (query) => definition.queries[query];
+const indicatorKey = (indicator) => `${indicator.query}:${indicator.value}`;
+const areaIdKey = (indicator) => indicator.id ?? map().areas.id;
+
+function indicatorLabel(indicator) {
+  return indicator.label ? pick(indicator, 'label') : pick(info(indicator.query)?.metadata, 'title');
+}
+
+function indicatorUnit(indicator) {
+  return indicator.unit ? pick(indicator, 'unit') : pick(info(indicator.query)?.metadata, 'unit');
+}
+
+function currentIndicator() {
+  const available = map().indicators.filter((i) => info(i.query)?.ok);
+  return available.find((i) => indicatorKey(i) === state.indicator) ?? available.find((i) => i.default) ?? available[0];
+}
+
+async function main() {
+  setLanguage(state.lang);
+  const dashboards = await getJson('/api/v1/dashboards');
+  if (!dashboards.length) throw new Error('no dashboards configured (dashboards/*.toml)');
+  if (!dashboards.some((d) => d.name === state.dashboard)) state.dashboard = dashboards[0].name;
+  definition = await getJson(`/api/v1/dashboards/${encodeURIComponent(state.dashboard)}`);
+  renderChrome(dashboards);
+  if (map()) {
+    const mapModule = await import('./map.mjs');
+    const areas = map().areas;
+    const container = document.getElementById('map');
+    container.setAttribute('aria-label', pick(definition.dashboard, 'title'));
+    choropleth = new mapModule.Choropleth(container, {
+      areasUrl: `/api/v1/dashboards/${encodeURIComponent(state.dashboard)}/layers/${encodeURIComponent(areas.query)}`,
+      idKey: areas.id,
+      nameKey: areas.name,
+      basemap: map().basemap,
+      onSelect: (id) => selectArea(id, { fromMap: true }),
+    });
+    window.cruscotto.map = choropleth;
+    await showIndicator();
+    timings.choropleth = performance.now();
+    document.body.dataset.choropleth = 'ready';
+    if (state.area !== null) await selectArea(state.area, { zoom: true });
+    loadPointLayers();
+  } else {
+    document.getElementById('map-row').hidden = true;
+  }
+  renderPanels();
+  document.body.dataset.panels = 'requested';
+}
+
+function renderChrome(dashboards) {
+  const nav = document.getElementById('dashboards');
+  nav.replaceChildren(...dashboards.map((d) => {
+    const current = d.name === state.dashboard;
+    const href = `?dashboard=${encodeURIComponent(d.name)}${state.lang === 'en' ? '&lang=en' : ''}`;
+    return el('li', { class: 'nav-item' }, el('a', { class: `nav-link${current ? ' active' : ''}`, href, 'aria-current': current ? 'page' : undefined, dataset: { dashboard: d.name }, text: pick(d, 'title') }));
+  }));
+  document.getElementById('title').textContent = pick(definition.dashboard, 'title');
+  document.getElementById('description').textContent = pick(definition.dashboard, 'description');
+  document.title = `${pick(definition.dashboard, 'title')} — cruscotto`;
+  const button = document.getElementById('language');
+  button.textContent = t('language');
+  button.lang = state.lang === 'en' ? 'it' : 'en';
+  button.onclick = () => switchLanguage(state.lang === 'en' ? 'it' : 'en');
+  if (map()) renderIndicatorPicker();
+}
+
+function renderIndicatorPicker() {
+  const select = document.getElementById('indicator');
+  const current = currentIndicator();
+  select.replaceChildren(...map().indicators.map((indicator) => {
+    const ok = info(indicator.query)?.ok;
+    const label = `${indicatorLabel(indicator)}${ok ? '' : ` ${t('unavailable_suffix')}`}`;
+    return el('option', { value: indicatorKey(indicator), disabled: !ok, selected: current && indicatorKey(indicator) === indicatorKey(current), text: label });
+  }));
+  select.onchange = async () => {
+    state.indicator = select.value;
+    saveState();
+    await showIndicator();
+    if (state.area !== null) await renderAreaPanel(state.area);
+  };
+  const unavailable = map().indicators.filter((i) => !info(i.query)?.ok);
+  const box = document.getElementById('unavailable');
+  box.replaceChildren();
+  if (unavailable.length) {
+    const seen = new Set();
+    box.append(el('strong', { text: `${t('unavailable')}: ` }), ...unavailable.filter((i) => !seen.has(i.query) && seen.add(i.query)).map((i, n) =>
+      el('span', { dataset: { unavailable: i.query } }, n ? '; ' : '', `${indicatorLabel(i)} — ${unavailableReason(info(i.query))}`)));
+  }
+}
+
+async function showIndicator() {
+  const indicator = currentIndicator();
+  if (!indicator) return;
+  state.indicator = indicatorKey(indicator);
+  document.body.dataset.indicator = state.indicator;
+  const metadata = info(indicator.query)?.metadata ?? {};
+  const rows = await rowsOf(indicator.query);
+  await choropleth.ready;
+  const higherIsBetter = metadata.polarity === 'higher_is_better';
+  const legend = choropleth.show(rows, {
+    idKey: areaIdKey(indicator), valueKey: indicator.value, classes: indicator.classes, breaks: indicator.breaks,
+    higherIsBetter, decimals: indicator.decimals, unit: indicatorUnit(indicator),
+  });
+  const polarity = metadata.polarity === 'higher_is_worse' ? t('higher_worse') : higherIsBetter ? t('higher_better') : '';
+  renderLegend(document.getElementById('legend'), legend, [indicator.classes === 'fixed' ? t('classes_fixed') : t('classes_quantile'), polarity].filter(Boolean).join('; '));
+  const version = indicator.version && rows[0]?.[indicator.version];
+  const infoLine = document.getElementById('indicator-info');
+  infoLine.replaceChildren(
+    el('span', { text: `${indicatorUnit(indicator)}${version ? ` · ${t('method_version')} ${version}` : ''}. ` }),
+    el('details', { class: 'd-inline' }, el('summary', { class: 'd-inline', text: t('method') }), el('span', { class: 'small', text: ` ${pick(metadata, 'description')} ${metadata.method ?? ''}` })),
+  );
+  infoLine.append(freshness(info(indicator.query)));
+  shownRows = rows;
+  renderMapTable(indicator, rows);
+  await choropleth.idle();
+  timings.drawn ??= performance.now();
+  document.body.dataset.drawn = state.indicator;
+}
+
+function renderMapTable(indicator, rows) {
+  const areas = map().areas;
+  const byId = new Map(rows.map((r) => [String(r[areaIdKey(indicator)]), r]));
+  const tableRows = choropleth.features
+    .map((f) => ({ id: f.properties[areas.id], name: f.properties[areas.name], value: byId.get(String(f.properties[areas.id]))?.[indicator.value] ?? null }))
+    .sort((a, b) => String(a.name).localeCompare(String(b.name), 'it'));
+  const table = dataTable(tableRows, [
+    { key: 'name', label: pick(areas, 'label') || t('name') },
+    { key: 'value', label: `${indicatorLabel(indicator)} (${indicatorUnit(indicator)})`, decimals: indicator.decimals },
+  ], {
+    caption: indicatorLabel(indicator),
+    rowHeader: 'name',
+    rowAction: { label: t('select'), render: (row) => el('button', { type: 'button', class: 'btn btn-link btn-xs p-0', 'aria-label': `${t('select')} ${row.name}`, onclick: () => selectArea(row.id, { zoom: true, focus: true }), text: t('select') }) },
+  });
+  const box = document.getElementById('map-table');
+  box.replaceChildren(table, el('p', {}, csvLink(state.dashboard, indicator.query)));
+}
+
+async function selectArea(id, { zoom = false, focus = false } = {}) {
+  if (!choropleth) return;
+  await choropleth.ready;
+  const feature = choropleth.features.find((f) => String(f.properties[map().areas.id]) === String(id));
+  if (!feature) return;
+  state.area = String(id);
+  saveState();
+  choropleth.select(feature.properties[map().areas.id]);
+  if (zoom) choropleth.zoomToArea(id);
+  await renderAreaPanel(id);
+  if (focus) document.getElementById('area-panel').focus();
+}
+
+async function renderAreaPanel(id) {
+  const areas = map().areas;
+  const feature = choropleth.features.find((f) => String(f.properties[areas.id]) === String(id));
+  const body = document.getElementById('area-body');
+  disposeCharts(body);
+  const properties = feature.properties;
+  const extra = Object.entries(properties).filter(([k]) => k !== areas.id && k !== areas.name).map(([, v]) => v).filter((v) => typeof v === 'string');
+  body.replaceChildren(
+    el('h3', { class: 'h5 mb-0', id: 'area-name', dataset: { area: String(id) }, text: properties[areas.name] }),
+    el('p', { class: 'small text-muted', text: [`${pick(areas, 'label') || ''} ${id}`.trim(), ...extra].join(' · ') }),
+    el('h4', { class: 'h6', text: t('area_indicators') }),
+  );
+  const list = el('dl', { class: 'area-indicators' });
+  body.append(list);
+  const current = currentIndicator();
+  for (const indicator of map().indicators.filter((i) => info(i.query)?.ok)) {
+    const rows = await rowsOf(indicator.query);
+    const idKey = areaIdKey(indicator);
+    const row = rows.find((r) => String(r[idKey]) === String(id));
+    const value = row?.[indicator.value] ?? null;
+    const ranked = rows.map((r) => r[indicator.value]).filter((v) => v !== null && Number.isFinite(v)).sort((a, b) => b - a);
+    const rank = value === null ? null : ranked.indexOf(value) + 1;
+    const version = indicator.version && row?.[indicator.version];
+    const isCurrent = current && indicatorKey(indicator) === indicatorKey(current);
+    list.append(
+      el('dt', { class: isCurrent ? 'current' : undefined, text: indicatorLabel(indicator) }),
+      el('dd', { dataset: { indicator: indicatorKey(indicator), value: value === null ? '' : String(value) } },
+        el('span', { class: 'value', text: `${formatNumber(value, indicator.decimals)} ${value === null ? '' : indicatorUnit(indicator)}` }),
+        rank ? el('span', { class: 'small text-muted', text: ` · ${t('rank')} ${rank} ${t('rank_of')} ${ranked.length} (${t('rank_note')})` }) : null,
+        version ? el('span', { class: 'small text-muted', text: ` · ${t('method_version')} ${version}` }) : null),
+    );
+  }
+  const series = map().series.filter((s) => info(s.query)?.ok);
+  if (series.length) body.append(el('h4', { class: 'h6 mt-3', text: t('series') }));
+  for (const s of series) {
+    const rows = await rowsOf(s.query);
+    await renderSeries(body, s, info(s.query), rows, id);
+  }
+  document.body.dataset.area = String(id);
+}
+
+async function loadPointLayers() {
+  const fieldset = document.getElementById('layers');
+  fieldset.querySelectorAll('.form-check, p').forEach((n) => n.remove());
+  fieldset.hidden = !map().points.length;
+  const options = document.getElementById('search-options');
+  options.replaceChildren(...choropleth.features.map((f) => el('option', { value: String(f.properties[map().areas.name]) })));
+  for (const layer of map().points) {
+    const layerInfo = info(layer.query);
+    const visible = state.layers ? state.layers.has(layer.name) : layer.visible;
+    const inputId = `layer-${layer.name}`;
+    const check = el('div', { class: 'form-check' },
+      el('input', { class: 'form-check-input', type: 'checkbox', id: inputId, checked: visible && layerInfo?.ok, disabled: !layerInfo?.ok, dataset: { layer: layer.name } }),
+      el('label', { class: 'form-check-label', for: inputId }, pointLayerLabel(layer)));
+    fieldset.append(check);
+    if (!layerInfo?.ok) continue;
+    const geojson = await getJson(`/api/v1/dashboards/${encodeURIComponent(state.dashboard)}/layers/${encodeURIComponent(layer.query)}`);
+    choropleth.addPoints(layer.name, geojson, { colour: layer.color, labelKey: layer.label, visible });
+    options.append(...geojson.features.map((f) => el('option', { value: String(f.properties[layer.label]) })));
+    check.querySelector('input').addEventListener('change', (event) => {
+      const current = state.layers ?? new Set(map().points.filter((p) => p.visible).map((p) => p.name));
+      if (event.target.checked) current.add(layer.name); else current.delete(layer.name);
+      state.layers = current;
+      choropleth.setPointsVisible(layer.name, event.target.checked);
+      saveState();
+    });
+  }
+  document.getElementById('search-form').onsubmit = (event) => {
+    event.preventDefault();
+    search(document.getElementById('search').value);
+  };
+  document.body.dataset.layers = 'ready';
+}
+
+function search(text) {
+  const wanted = text.trim().toLocaleLowerCase('it');
+  if (!wanted) return;
+  const areas = map().areas;
+  const area = choropleth.features.find((f) => String(f.properties[areas.name]).toLocaleLowerCase('it') === wanted)
+    ?? choropleth.features.find((f) => String(f.properties[areas.name]).toLocaleLowerCase('it').includes(wanted));
+  if (area) {
+    selectArea(area.properties[areas.id], { zoom: true, focus: true });
+    return;
+  }
+  for (const [name, layer] of choropleth.pointLayers) {
+    const point = layer.geojson.features.find((f) => String(f.properties[layer.labelKey]).toLocaleLowerCase('it').includes(wanted));
+    if (point) {
+      choropleth.setPointsVisible(name, true);
+      const box = document.querySelector(`input[data-layer="${name}"]`);
+      if (box) box.checked = true;
+      choropleth.flyToPoint(point.geometry.coordinates, String(point.properties[layer.labelKey]));
+      return;
+    }
+  }
+  const errors = document.getElementById('errors');
+  errors.textContent = `${t('not_found')} “${text}”`;
+  errors.classList.remove('d-none');
+  setTimeout(() => errors.classList.add('d-none'), 4000);
+}
+
+function renderPanels() {
+  const container = document.getElementById('panels');
+  disposeCharts(container);
+  const panels = definition.dashboard.panels;
+  document.getElementById('panels-heading').hidden = !panels.length;
+  container.replaceChildren(...panels.map((panel) => {
+    const panelInfo = info(panel.query);
+    return renderPanel(state.dashboard, panel, panelInfo, panelInfo?.ok ? rowsOf(panel.query) : Promise.resolve([]));
+  }));
+}
+
+async function switchLanguage(next) {
+  state.lang = next;
+  setLanguage(next);
+  saveState();
+  renderChrome(await getJson('/api/v1/dashboards'));
+  if (map()) {
+    await showIndicator();
+    if (state.area !== null) await renderAreaPanel(state.area);
+    await loadPointLayersLabels();
+  }
+  renderPanels();
+}
+
+/** Point layers stay on the map; only their labels change language. */
+async function loadPointLayersLabels() {
+  for (const layer of map().points) {
+    const label = document.querySelector(`label[for="layer-${layer.name}"]`);
+    if (label) label.replaceChildren(...pointLayerLabel(layer));
+  }
+}
+
+function pointLayerLabel(layer) {
+  const layerInfo = info(layer.query);
+  const title = layer.title ? pick(layer, 'title') : pick(layerInfo?.metadata, 'title');
+  return [
+    el('span', { class: 'dot', style: `background:${layer.color}`, 'aria-hidden': 'true' }),
+    ` ${title}`,
+    layerInfo?.ok ? null : el('span', { class: 'small text-muted' }, ` ${t('unavailable_suffix')}: ${unavailableReason(layerInfo)}`),
+  ].filter(Boolean);
+}
+
+window.cruscotto = {
+  timings,
+  state,
+  renderedAreaIds: () => choropleth?.renderedAreaIds() ?? [],
+  /** Screen position (CSS pixels, relative to the map canvas) of a longitude/latitude. */
+  project: (lngLat) => choropleth.map.project(lngLat),
+  lang,
+};
+
+main().catch((error) => {
+  const errors = document.getElementById('errors');
+  errors.textContent = `${t('error')}: ${error.message}`;
+  errors.classList.remove('d-none');
+  document.body.dataset.choropleth = 'error';
+  console.error(error);
+});

@@ -1,0 +1,200 @@
+// The choropleth: the dashboard's areas from GeoJSON coloured by one indicator, a legend,
+// a hover tooltip, point layers, a highlighted selected area. MapLibre GL JS, no basemap unless
+// the dashboard configures one, so nothing is fetched from elsewhere.
+
+import { Map as MapLibre, NavigationControl, Popup, LngLatBounds } from '/assets/vendor/maplibre-gl/maplibre-gl.mjs';
+import { t, formatNumber } from './i18n.mjs';
+import { el } from './util.mjs';
+
+// Viridis, five classes: colour-blind safe and readable in greyscale. Index 0 = least divide.
+const PALETTE = ['#fde725', '#5ec962', '#21918c', '#3b528b', '#440154'];
+const NO_DATA = '#d9d9d9';
+
+/** Class breaks: upper bounds of every class but the last. */
+export function quantileBreaks(values, classes = PALETTE.length) {
+  const sorted = values.filter((v) => v !== null && Number.isFinite(v)).sort((a, b) => a - b);
+  if (!sorted.length) return [];
+  const breaks = [];
+  for (let i = 1; i < classes; i += 1) {
+    const value = sorted[Math.min(sorted.length - 1, Math.floor((i * sorted.length) / classes) - 1)];
+    if (!breaks.length || value > breaks[breaks.length - 1]) breaks.push(value);
+  }
+  if (breaks[breaks.length - 1] >= sorted[sorted.length - 1]) breaks.pop();
+  return breaks;
+}
+
+export function classOf(value, breaks) {
+  if (value === null || value === undefined || !Number.isFinite(value)) return -1;
+  const index = breaks.findIndex((b) => value <= b);
+  return index === -1 ? breaks.length : index;
+}
+
+/** Colours for n classes; reversed when higher is better, so darker always means worse. */
+function colours(count, higherIsBetter) {
+  const last = PALETTE.length - 1;
+  const list = count <= 1 ? [PALETTE[last]] : Array.from({ length: count }, (_, i) => PALETTE[Math.round((i * last) / (count - 1))]);
+  return higherIsBetter ? list.reverse() : list;
+}
+
+export class Choropleth {
+  constructor(container, { areasUrl, idKey, nameKey, basemap, onSelect }) {
+    this.idKey = idKey;
+    this.nameKey = nameKey;
+    this.onSelect = onSelect;
+    this.values = new Map();
+    this.selected = null;
+    this.pointLayers = new Map();
+    const style = { version: 8, sources: {}, layers: [{ id: 'background', type: 'background', paint: { 'background-color': '#eef1f4' } }] };
+    if (basemap) {
+      style.sources.basemap = { type: 'raster', tiles: [basemap.tiles], tileSize: 256, attribution: basemap.attribution };
+      style.layers.push({ id: 'basemap', type: 'raster', source: 'basemap', paint: { 'raster-opacity': 0.6 } });
+    }
+    this.map = new MapLibre({ container, style, center: [11.34, 44.49], zoom: 10, attributionControl: basemap ? { compact: true } : false, dragRotate: false, pitchWithRotate: false });
+    this.map.addControl(new NavigationControl({ showCompass: false }), 'top-right');
+    this.map.getCanvas().setAttribute('aria-label', container.getAttribute('aria-label') ?? 'map');
+    this.popup = new Popup({ closeButton: false, closeOnClick: false, className: 'area-tooltip' });
+    this.loaded = new Promise((resolve) => this.map.on('load', resolve));
+    this.areas = fetch(areasUrl).then((r) => {
+      if (!r.ok) throw new Error(`${areasUrl}: ${r.status}`);
+      return r.json();
+    });
+    this.ready = Promise.all([this.loaded, this.areas]).then(([, geojson]) => this.addAreas(geojson));
+  }
+
+  addAreas(geojson) {
+    this.features = geojson.features;
+    this.map.addSource('areas', { type: 'geojson', data: geojson, promoteId: this.idKey });
+    this.map.addLayer({ id: 'areas-fill', type: 'fill', source: 'areas', paint: { 'fill-color': ['coalesce', ['feature-state', 'colour'], NO_DATA], 'fill-opacity': 0.85 } });
+    this.map.addLayer({ id: 'areas-line', type: 'line', source: 'areas', paint: { 'line-color': '#ffffff', 'line-width': 0.8 } });
+    this.map.addLayer({
+      id: 'areas-selected', type: 'line', source: 'areas',
+      paint: { 'line-color': '#ff9900', 'line-width': ['case', ['boolean', ['feature-state', 'selected'], false], 4, 0] },
+    });
+    const bounds = new LngLatBounds();
+    for (const feature of geojson.features) extendBounds(bounds, feature.geometry);
+    this.bounds = bounds;
+    this.map.fitBounds(bounds, { padding: 20, animate: false });
+    this.map.on('mousemove', 'areas-fill', (event) => this.hover(event));
+    this.map.on('mouseleave', 'areas-fill', () => { this.map.getCanvas().style.cursor = ''; this.popup.remove(); });
+    this.map.on('click', 'areas-fill', (event) => {
+      const feature = event.features?.[0];
+      if (feature) this.onSelect?.(feature.properties[this.idKey]);
+    });
+    return geojson;
+  }
+
+  hover(event) {
+    const feature = event.features?.[0];
+    if (!feature) return;
+    this.map.getCanvas().style.cursor = 'pointer';
+    const id = feature.properties[this.idKey];
+    const value = this.values.get(String(id));
+    const text = `${feature.properties[this.nameKey]}: ${value === undefined || value === null ? t('no_data') : formatNumber(value, this.decimals)}${this.unit ? ` ${this.unit}` : ''}`;
+    this.popup.setLngLat(event.lngLat).setText(text).addTo(this.map);
+  }
+
+  /** Colour the areas by `rows[valueKey]`, matched on `rows[idKey]`. Returns the legend's classes. */
+  show(rows, { idKey, valueKey, classes, breaks: fixedBreaks, higherIsBetter, decimals, unit }) {
+    this.values = new Map(rows.map((r) => [String(r[idKey]), r[valueKey]]));
+    this.decimals = decimals;
+    this.unit = unit;
+    const values = [...this.values.values()];
+    const breaks = classes === 'fixed' ? fixedBreaks : quantileBreaks(values);
+    const palette = colours(breaks.length + 1, higherIsBetter);
+    for (const feature of this.features) {
+      const id = feature.properties[this.idKey];
+      const cls = classOf(this.values.get(String(id)), breaks);
+      this.map.setFeatureState({ source: 'areas', id }, { colour: cls === -1 ? NO_DATA : palette[cls], value: this.values.get(String(id)) ?? null });
+    }
+    const finite = values.filter((v) => v !== null && Number.isFinite(v));
+    const min = Math.min(...finite);
+    const max = Math.max(...finite);
+    const legend = palette.map((colour, i) => {
+      const low = i === 0 ? min : breaks[i - 1];
+      const high = i === breaks.length ? max : breaks[i];
+      return { colour, label: `${i === 0 ? '' : '> '}${formatNumber(low, decimals)} – ${formatNumber(high, decimals)}`, count: values.filter((v) => classOf(v, breaks) === i).length };
+    });
+    const missing = values.filter((v) => v === null || !Number.isFinite(v)).length + this.features.filter((f) => !this.values.has(String(f.properties[this.idKey]))).length;
+    if (missing) legend.push({ colour: NO_DATA, label: t('no_data'), count: missing });
+    return legend;
+  }
+
+  /** Resolves once the map has drawn what was last set. */
+  idle() {
+    return new Promise((resolve) => {
+      this.map.once('idle', resolve);
+      this.map.triggerRepaint();
+    });
+  }
+
+  select(id) {
+    if (this.selected !== null) this.map.setFeatureState({ source: 'areas', id: this.selected }, { selected: false });
+    this.selected = id;
+    if (id === null || id === undefined) return;
+    this.map.setFeatureState({ source: 'areas', id }, { selected: true });
+  }
+
+  zoomToArea(id) {
+    const feature = this.features.find((f) => String(f.properties[this.idKey]) === String(id));
+    if (!feature) return;
+    const bounds = new LngLatBounds();
+    extendBounds(bounds, feature.geometry);
+    this.map.fitBounds(bounds, { padding: 60, maxZoom: 15, duration: 600 });
+  }
+
+  /** A point layer from GeoJSON, drawn as circles; `visible` sets its initial visibility. */
+  addPoints(name, geojson, { colour, labelKey, visible }) {
+    const id = `points-${name}`;
+    this.map.addSource(id, { type: 'geojson', data: geojson });
+    this.map.addLayer({
+      id, type: 'circle', source: id,
+      layout: { visibility: visible ? 'visible' : 'none' },
+      paint: { 'circle-radius': 5, 'circle-color': colour, 'circle-stroke-color': '#ffffff', 'circle-stroke-width': 1.5 },
+    });
+    this.pointLayers.set(name, { id, geojson, labelKey });
+    this.map.on('click', id, (event) => {
+      const feature = event.features?.[0];
+      if (!feature) return;
+      new Popup({ closeButton: true }).setLngLat(feature.geometry.coordinates).setText(String(feature.properties[labelKey] ?? '')).addTo(this.map);
+    });
+    this.map.on('mouseenter', id, () => { this.map.getCanvas().style.cursor = 'pointer'; });
+    this.map.on('mouseleave', id, () => { this.map.getCanvas().style.cursor = ''; });
+  }
+
+  setPointsVisible(name, visible) {
+    const layer = this.pointLayers.get(name);
+    if (layer) this.map.setLayoutProperty(layer.id, 'visibility', visible ? 'visible' : 'none');
+  }
+
+  flyToPoint(coordinates, label) {
+    this.map.flyTo({ center: coordinates, zoom: 15, duration: 600 });
+    new Popup({ closeButton: true }).setLngLat(coordinates).setText(label).addTo(this.map);
+  }
+
+  /** The ids of the areas drawn in the current view (for tests and the benchmark). */
+  renderedAreaIds() {
+    const ids = new Set(this.map.queryRenderedFeatures({ layers: ['areas-fill'] }).map((f) => f.properties[this.idKey]));
+    return [...ids];
+  }
+}
+
+function extendBounds(bounds, geometry) {
+  if (!geometry) return;
+  const visit = (coordinates) => {
+    if (typeof coordinates[0] === 'number') bounds.extend(coordinates);
+    else coordinates.forEach(visit);
+  };
+  visit(geometry.coordinates);
+}
+
+/** The legend as a list: a swatch, the range and how many areas fall in it. */
+export function renderLegend(list, legend, note) {
+  list.replaceChildren(
+    ...legend.map((entry) => el('li', {},
+      el('span', { class: 'swatch', style: `background:${entry.colour}`, 'aria-hidden': 'true' }),
+      ` ${entry.label} `,
+      el('span', { class: 'text-muted small', text: `(${entry.count})` }),
+    )),
+    note ? el('li', { class: 'small text-muted', text: note }) : null,
+  );
+}
