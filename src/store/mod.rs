@@ -198,6 +198,18 @@ impl Store {
                 }
             }
         }
+        let nothing_new = loaded.mode == LoadMode::Append
+            && previous.schema.is_some()
+            && loaded.rows() == 0
+            && loaded.rejected.is_empty()
+            && (loaded.cursor.is_none() || loaded.cursor == previous.cursor);
+        if nothing_new {
+            // An incremental pull that found nothing: no empty segment on disk, the table is
+            // simply up to date.
+            let rows = previous.batches.iter().map(RecordBatch::num_rows).sum();
+            self.mark_fresh(key, source, rows, previous.rejected.len(), now);
+            return Ok(());
+        }
         let meta = persist::SnapshotMeta {
             source: source.to_string(),
             loaded_at: now,
@@ -247,21 +259,23 @@ impl Store {
         let rows: usize = next.batches.iter().map(RecordBatch::num_rows).sum();
         let rejected = next.rejected.len();
         self.data.write().expect("data lock").insert(key.clone(), next);
-        {
-            let mut status = self.status.write().expect("status lock");
-            let entry = status.entry(key).or_insert_with(|| blank_status(schema, table, source));
-            entry.source = source.into();
-            entry.state = TableState::Fresh;
-            entry.rows = rows;
-            entry.rejected = rejected;
-            entry.last_success = Some(now);
-            entry.last_attempt = Some(now);
-            entry.last_error = None;
-            entry.from_persisted_snapshot = false;
-        }
+        self.mark_fresh(key, source, rows, rejected, now);
         info!(schema, table, rows, mode = ?loaded.mode, "table committed");
         self.changed();
         Ok(())
+    }
+
+    fn mark_fresh(&self, key: Key, source: &str, rows: usize, rejected: usize, now: DateTime<Utc>) {
+        let mut status = self.status.write().expect("status lock");
+        let entry = status.entry(key.clone()).or_insert_with(|| blank_status(&key.0, &key.1, source));
+        entry.source = source.into();
+        entry.state = TableState::Fresh;
+        entry.rows = rows;
+        entry.rejected = rejected;
+        entry.last_success = Some(now);
+        entry.last_attempt = Some(now);
+        entry.last_error = None;
+        entry.from_persisted_snapshot = false;
     }
 
     /// A load failed: keep serving what we have, say why in /status.
@@ -442,6 +456,25 @@ mod tests {
         assert!(again.restore("log", "events").unwrap());
         assert_eq!(ids(&again), vec![10, 11]);
         assert_eq!(again.load_state("log").cursor("events"), None);
+    }
+
+    #[tokio::test]
+    async fn a_pull_that_found_nothing_writes_no_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), 2);
+        store.commit("log", "events", "pg", rows(&[1, 2], LoadMode::Append, Some("2"))).await.unwrap();
+        let segments = || persist::list_segments(&store.segments_dir("log", "events")).unwrap().len();
+        assert_eq!(segments(), 1);
+        for _ in 0..3 {
+            store.commit("log", "events", "pg", rows(&[], LoadMode::Append, Some("2"))).await.unwrap();
+        }
+        assert_eq!(segments(), 1, "empty pulls left segments behind");
+        assert_eq!(ids(&store), vec![1, 2]);
+        let status = store.statuses().into_iter().find(|s| s.table == "events").unwrap();
+        assert_eq!((status.state, status.rows), (TableState::Fresh, 2));
+        store.commit("log", "events", "pg", rows(&[3], LoadMode::Append, Some("3"))).await.unwrap();
+        assert_eq!(segments(), 2);
+        assert_eq!(ids(&store), vec![1, 2, 3]);
     }
 
     #[tokio::test]
