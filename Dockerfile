@@ -2,6 +2,10 @@
 # Build: docker build -t cruscotto .   (compiling DataFusion takes a while: ~25 min on two cores)
 
 FROM rust:1-bookworm AS build
+# build.rs runs `npm ci` in web/ once: the dashboard's libraries are embedded in the binary.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nodejs npm \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin cruscotto
