@@ -24,9 +24,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::access::Caller;
 use super::error::ApiError;
 use super::extract::{Path, Query};
 use super::format::{Format, encode};
+use crate::auth::Role;
 use crate::config::DashboardFile;
 use crate::dashboards::source_tables;
 use crate::geometry::{is_geometry, wkb_to_geo};
@@ -186,6 +188,7 @@ struct DataParams {
     ))]
 async fn data(
     State(state): State<AppState>,
+    caller: Caller,
     Path((name, query)): Path<(String, String)>,
     Query(params): Query<DataParams>,
     headers: HeaderMap,
@@ -199,7 +202,7 @@ async fn data(
         Some("csv") => Format::Csv,
         Some(other) => return Err(ApiError::NotAcceptable(format!("format `{other}` is not available here; use json or csv"))),
     };
-    let result = cached_result(&state.service, &query).await?;
+    let result = protected(&state, &caller, &query, cached_result(&state.service, &query).await?)?;
     let table = tokio::task::spawn_blocking(move || without_geometry_sorted(&result))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
@@ -226,7 +229,7 @@ async fn data(
         (status = 400, description = "The saved query does not run over the current tables"),
         (status = 404, description = "No such dashboard, or no such layer in it"),
     ))]
-async fn layer(State(state): State<AppState>, Path((name, query)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn layer(State(state): State<AppState>, caller: Caller, Path((name, query)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
     let file = dashboard(&state, &name)?;
     let map = file.dashboard.map.as_ref();
     let geometry_column = map.and_then(|m| {
@@ -238,11 +241,30 @@ async fn layer(State(state): State<AppState>, Path((name, query)): Path<(String,
     let Some(geometry_column) = geometry_column else {
         return Err(ApiError::NotFound(format!("`{query}` is not a map layer of dashboard `{name}`")));
     };
-    let result = cached_result(&state.service, &query).await?;
+    let result = protected(&state, &caller, &query, cached_result(&state.service, &query).await?)?;
     let body = tokio::task::spawn_blocking(move || feature_collection(&result, &geometry_column))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok(compressed(&headers, body, "application/geo+json"))
+}
+
+/// A public dashboard must not give away what the dataset API hides from partners: below analyst
+/// (anonymous visitors, partner keys), a saved query that declares counts of persons (`persons` in
+/// its metadata) is answered after the same disclosure control, and the cached raw result is
+/// left as it is for analysts and admins.
+fn protected(state: &AppState, caller: &Caller, query: &str, result: Arc<QueryResult>) -> Result<Arc<QueryResult>, ApiError> {
+    if caller.0.as_ref().is_some_and(|p| p.is_at_least(Role::Analyst)) {
+        return Ok(result);
+    }
+    let Some(persons) = state.service.engine.saved().iter().find(|q| q.name == query).and_then(|q| q.person_counts()) else {
+        return Ok(result);
+    };
+    let batch = crate::sdc::suppress(&result.batches, &persons, state.access.config.min_count)
+        .map_err(|e| ApiError::Internal(format!("disclosure control of `{query}`: {e}")))?;
+    if batch.num_columns() == 0 {
+        return Ok(result);
+    }
+    Ok(Arc::new(QueryResult { schema: batch.schema(), batches: vec![batch] }))
 }
 
 type Slot = Arc<tokio::sync::OnceCell<Arc<QueryResult>>>;
