@@ -78,6 +78,15 @@ fn the_document_is_openapi_3_1_with_security_problems_and_rate_limit_headers() {
         }
     }
 
+    // Every reference resolves (a parameter's enum once pointed to a schema never registered).
+    let mut references = Vec::new();
+    collect_references(&doc, &mut references);
+    assert!(!references.is_empty());
+    for reference in references {
+        let pointer = reference.strip_prefix('#').unwrap_or_else(|| panic!("external reference {reference}"));
+        assert!(doc.pointer(pointer).is_some(), "unresolvable reference {reference}");
+    }
+
     // The dataset API's query parameters.
     let rows = &doc["paths"]["/api/v1/datasets/{name}"]["get"];
     let parameters: BTreeSet<&str> = rows["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
@@ -129,6 +138,19 @@ fn the_document_lists_exactly_the_routes_the_router_serves() {
         assert!(FRONT_END.contains(&route.as_str()) || paths.contains(route.as_str()), "`.route(\"{route}\", ...)` is served but not in the OpenAPI document; register it with `routes!`");
     }
     assert_eq!(registered.iter().filter(|r| FRONT_END.contains(&r.as_str())).count(), FRONT_END.len(), "{registered:?}");
+}
+
+fn collect_references(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(reference)) = map.get("$ref") {
+                out.push(reference.clone());
+            }
+            map.values().for_each(|v| collect_references(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_references(v, out)),
+        _ => {}
+    }
 }
 
 /// The literal paths given to `.route(` in the sources.

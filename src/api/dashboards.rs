@@ -93,7 +93,7 @@ async fn list(State(state): State<AppState>) -> impl IntoResponse {
 /// The definition, plus metadata, status and freshness of every saved query it reads. Also starts
 /// computing those queries, so their data is ready by the time the page asks for it.
 #[utoipa::path(get, path = "/api/v1/dashboards/{name}", tag = "dashboards",
-    params(("name" = String, Path, description = "The dashboard")),
+    params(("name" = String, Path, description = "The dashboard", example = "divario_digitale")),
     responses(
         (status = 200, description = "The definition, and for each saved query it reads: metadata, ok/error, freshness", body = serde_json::Value),
         (status = 404, description = "No such dashboard"),
@@ -175,9 +175,9 @@ struct DataParams {
 /// The rows of a saved query the dashboard reads, geometry left out, in a stable order.
 #[utoipa::path(get, path = "/api/v1/dashboards/{name}/data/{query}", tag = "dashboards",
     params(
-        ("name" = String, Path, description = "The dashboard"),
-        ("query" = String, Path, description = "A saved query the dashboard reads"),
-        ("format" = Option<DataFormat>, Query, description = "`json` (default) or `csv` (a download)"),
+        ("name" = String, Path, description = "The dashboard", example = "divario_digitale"),
+        ("query" = String, Path, description = "A saved query the dashboard reads", example = "anziani_per_area"),
+        ("format" = inline(Option<DataFormat>), Query, description = "`json` (default) or `csv` (a download)"),
     ),
     responses(
         (status = 200, description = "The rows", headers(("X-Row-Count" = u64, description = "Rows in the result")),
@@ -221,8 +221,8 @@ async fn data(
 /// A map layer of the dashboard (its areas or a point layer) as a GeoJSON FeatureCollection.
 #[utoipa::path(get, path = "/api/v1/dashboards/{name}/layers/{query}", tag = "dashboards",
     params(
-        ("name" = String, Path, description = "The dashboard"),
-        ("query" = String, Path, description = "The saved query of one of its map layers"),
+        ("name" = String, Path, description = "The dashboard", example = "divario_digitale"),
+        ("query" = String, Path, description = "The saved query of one of its map layers", example = "aree_statistiche_mappa"),
     ),
     responses(
         (status = 200, description = "A FeatureCollection; coordinates to 6 decimals", body = serde_json::Value, content_type = "application/geo+json"),

@@ -158,8 +158,8 @@ fn dcat(d: &Dataset, modified: Option<chrono::DateTime<chrono::Utc>>) -> Value {
 /// a cell below the threshold is null, with `<column>_suppressed` true.
 #[utoipa::path(get, path = "/api/v1/datasets/{name}", tag = "datasets",
     params(
-        ("name" = String, Path, description = "The dataset, as `dct:identifier` in the catalogue"),
-        ("format" = Option<DatasetFormat>, Query, description = "Result format (GeoJSON for datasets with a geometry); else the `Accept` header, else JSON"),
+        ("name" = String, Path, description = "The dataset, as `dct:identifier` in the catalogue", example = "residenti_per_area"),
+        ("format" = inline(Option<DatasetFormat>), Query, description = "Result format (GeoJSON for datasets with a geometry); else the `Accept` header, else JSON"),
         ("fields" = Option<String>, Query, description = "Columns to return, comma-separated; the key is needed when there is more than one page", example = "codice_area_statistica,residenti"),
         ("cursor" = Option<String>, Query, description = "Where the next page starts: `next_cursor` of the previous page; valid only for the dataset that gave it"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Rows per page (default 1000; at most `access.max_page`, 10000 by default)"),

@@ -39,8 +39,8 @@ struct SqlBody {
 /// Run read-only SQL given as `?q=`; for analysts and admins.
 #[utoipa::path(get, path = "/api/v1/sql", tag = "sql",
     params(
-        ("q" = String, Query, description = "One read-only statement: SELECT, WITH, EXPLAIN, SHOW or DESCRIBE"),
-        ("format" = Option<ResultFormat>, Query, description = "Result format; else the `Accept` header, else JSON"),
+        ("q" = String, Query, description = "One read-only statement: SELECT, WITH, EXPLAIN, SHOW or DESCRIBE", example = "SELECT * FROM residenti_per_area LIMIT 5"),
+        ("format" = inline(Option<ResultFormat>), Query, description = "Result format; else the `Accept` header, else JSON"),
     ),
     responses(
         (status = 200, description = "The rows: a JSON array of objects, or the format asked for", headers(("X-Row-Count" = u64, description = "Rows in the result")),
@@ -60,9 +60,9 @@ async fn sql_get(State(state): State<AppState>, caller: Caller, Query(params): Q
 
 /// Run read-only SQL sent as the body; for analysts and admins.
 #[utoipa::path(post, path = "/api/v1/sql", tag = "sql",
-    params(("format" = Option<ResultFormat>, Query, description = "Result format; else the `Accept` header, else JSON")),
+    params(("format" = inline(Option<ResultFormat>), Query, description = "Result format; else the `Accept` header, else JSON")),
     request_body(description = "One read-only statement, as text or as `{\"sql\": \"...\"}`",
-        content((String = "text/plain"), (String = "application/sql"), (SqlBody = "application/json"))),
+        content((String = "text/plain", example = "SELECT zona, sum(residenti) AS residenti FROM residenti_per_area GROUP BY zona"), (String = "application/sql"), (SqlBody = "application/json"))),
     responses(
         (status = 200, description = "The rows: a JSON array of objects, or the format asked for", headers(("X-Row-Count" = u64, description = "Rows in the result")),
          content((Vec<serde_json::Value> = "application/json"), ("application/x-ndjson"), ("text/csv"), ("application/vnd.apache.arrow.stream"), ("application/vnd.apache.parquet"))),
