@@ -218,6 +218,9 @@ fn the_rate_limit_answers_429_with_retry_after() {
     let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after));
     assert_eq!(response.headers()["x-ratelimit-remaining"], "0");
+    assert_eq!(response.headers()["x-ratelimit-limit"], "60");
+    let reset: u64 = response.headers()["x-ratelimit-reset"].to_str().unwrap().parse().unwrap();
+    assert_eq!(reset, retry_after, "the bucket resets when a retry is allowed");
     assert_eq!(response.headers()["content-type"], "application/problem+json");
 }
 
