@@ -61,6 +61,8 @@ done
 echo "cruscotto at $url (pid $server_pid)"
 
 status=0
+# From the temporary folder: schemathesis keeps state in ./.schemathesis, not for the repository.
+cd "$work"
 st run "$url/api/v1/openapi.json" \
     --checks "$checks" \
     --header "X-API-Key: $key" \
