@@ -15,6 +15,8 @@
 --   2022); è quindi proporzionale alla quota over 80 e va sostituita dal dato d'anagrafe per area quando
 --   il connettore dell'anagrafe (registry.residenti_per_area) è configurato. over_65_soli_stimati = over 65 stimati × over_65_soli_pct / 100.
 -- method_version: 1.0
+-- persons: over_80, over_65_stimati, over_65_soli_stimati
+-- persons_derived: over_80, over_65_stimati, over_65_soli_stimati, quota_over_80_pct, quota_over_65_stimata_pct, over_65_soli_pct
 SELECT
     a.codice_area_statistica,
     a.area_statistica,

@@ -9,6 +9,7 @@
 -- polarity: neutral
 -- sources: bologna.famiglie
 -- method: Somma per area e anno delle famiglie di ogni ampiezza; famiglie_una_persona = ampiezza 1.
+-- persons: famiglie_una_persona
 SELECT
     codice_area_statistica,
     anno,

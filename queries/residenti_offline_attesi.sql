@@ -17,6 +17,8 @@
 --   cittadino, vedi anziani_per_area); 18–64 = adulti − 65–79 − 80+. offline = Σ fascia × (1 − tasso).
 --   Vuoto nelle 11 aree escluse, che non hanno la quota over 80.
 -- method_version: 1.0
+-- persons: adulti_80_piu, adulti_65_79, adulti_18_64, offline_attesi
+-- persons_derived: adulti_80_piu, adulti_65_79, adulti_18_64, offline_attesi, quota_offline_attesi_pct
 WITH area_zone AS (
     SELECT a.codice_area_statistica, z.nome_zona
     FROM bologna.aree_statistiche AS a

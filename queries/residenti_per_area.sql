@@ -9,6 +9,8 @@
 -- polarity: neutral
 -- sources: bologna.aree_statistiche, bologna.fragilita
 -- method: residenti = popolazione residente 2021 (indici di fragilità); over_80_stimati = residenti × quota / 100, arrotondato.
+-- persons: residenti, over_80_stimati
+-- persons_derived: over_80_stimati, quota_over_80_pct
 SELECT
     a.codice_area_statistica,
     a.area_statistica,

@@ -79,6 +79,15 @@ pub enum AuthError {
     Store { path: String, message: String },
 }
 
+/// What the cheap checks of a key found.
+#[derive(Debug, PartialEq)]
+pub enum Lookup {
+    /// This secret was verified before: no hashing needed.
+    Verified(Principal),
+    /// The key's id exists and is not revoked; only argon2 can tell whether the secret is right.
+    NeedsHashing,
+}
+
 /// The keys file, cached in memory and re-read when it changes on disk.
 pub struct KeyStore {
     path: PathBuf,
@@ -140,21 +149,43 @@ impl KeyStore {
 
     /// Check a presented key.
     pub fn authenticate(&self, presented: &str) -> Result<Principal, AuthError> {
+        match self.lookup(presented)? {
+            Lookup::Verified(principal) => Ok(principal),
+            Lookup::NeedsHashing => self.verify(presented),
+        }
+    }
+
+    /// The cheap part of checking a key: its form, its id, revocation, and whether this very secret
+    /// was verified before. What is left needs argon2, which costs on purpose: the caller decides
+    /// whether this client may spend it now (see `api::access`).
+    pub fn lookup(&self, presented: &str) -> Result<Lookup, AuthError> {
         let (id, secret) = parse_key(presented).ok_or(AuthError::Malformed)?;
         self.refresh()?;
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        let cache = self.cache.read().expect("key cache");
+        let record = cache.keys.get(id).ok_or(AuthError::Unknown)?;
+        if record.revoked_at.is_some() {
+            return Err(AuthError::Revoked);
+        }
+        if cache.verified.get(id) == Some(&digest) {
+            return Ok(Lookup::Verified(principal(record)));
+        }
+        Ok(Lookup::NeedsHashing)
+    }
+
+    /// Check a key's secret against its argon2 hash, and remember it for the next requests.
+    pub fn verify(&self, presented: &str) -> Result<Principal, AuthError> {
+        let (id, secret) = parse_key(presented).ok_or(AuthError::Malformed)?;
         let record = {
             let cache = self.cache.read().expect("key cache");
             let record = cache.keys.get(id).cloned().ok_or(AuthError::Unknown)?;
             if record.revoked_at.is_some() {
                 return Err(AuthError::Revoked);
             }
-            if cache.verified.get(id) == Some(&digest) {
-                return Ok(principal(&record));
-            }
             record
         };
         Argon2::default().verify_password(secret.as_bytes(), record.hash.as_str()).map_err(|_| AuthError::Unknown)?;
+        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         self.cache.write().expect("key cache").verified.insert(id.to_string(), digest);
         Ok(principal(&record))
     }

@@ -96,9 +96,10 @@ pub fn suppress(batches: &[RecordBatch], persons: &PersonCounts, min_count: u64)
             }
         }
     }
+    // The flag says whether the count is hidden, for its own size or with another count it derives from.
     for count in &persons.counts {
         fields.push(Field::new(format!("{count}_suppressed"), DataType::Boolean, false));
-        columns.push(Arc::new(BooleanArray::from(masks[count].clone())));
+        columns.push(Arc::new(BooleanArray::from(applies[count].clone())));
     }
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }

@@ -218,5 +218,219 @@ fn the_rate_limit_answers_429_with_retry_after() {
     let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after));
     assert_eq!(response.headers()["x-ratelimit-remaining"], "0");
+    assert_eq!(response.headers()["x-ratelimit-limit"], "60");
+    let reset: u64 = response.headers()["x-ratelimit-reset"].to_str().unwrap().parse().unwrap();
+    assert_eq!(reset, retry_after, "the bucket resets when a retry is allowed");
     assert_eq!(response.headers()["content-type"], "application/problem+json");
+}
+
+fn request(server: &Server, method: &str, path: &str, body: Option<&str>, key: Option<&str>) -> reqwest::blocking::Response {
+    let mut request = server.client.request(method.parse().unwrap(), format!("{}{path}", server.url));
+    if let Some(body) = body {
+        request = request.header("content-type", "text/plain").body(body.to_string());
+    }
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    request.send().unwrap()
+}
+
+#[test]
+fn the_role_endpoint_matrix() {
+    let config = secured("");
+    let (_, partner) = create_key(&config, "partner", "residenti_per_area");
+    let (analyst_id, analyst) = create_key(&config, "analyst", "");
+    let (_, admin) = create_key(&config, "admin", "");
+    let server = Server::start_ready(&config);
+
+    // Expected status without a key, then as partner, analyst and admin.
+    let matrix: &[(&str, &str, Option<&str>, [u16; 4])] = &[
+        ("GET", "/healthz", None, [200; 4]),
+        ("GET", "/status", None, [200; 4]),
+        ("GET", "/metrics", None, [200; 4]),
+        ("GET", "/api/v1/openapi.json", None, [200; 4]),
+        ("GET", "/api/v1/dashboards", None, [200; 4]),
+        ("GET", "/api/v1/dashboards/divario_digitale/data/sintesi_citta", None, [200; 4]),
+        ("GET", "/api/v1/datasets", None, [401, 200, 200, 200]),
+        ("GET", "/api/v1/datasets/residenti_per_area", None, [401, 200, 200, 200]),
+        ("GET", "/api/v1/datasets/certificati_anpr", None, [401, 404, 200, 200]),
+        ("GET", "/api/v1/sql?q=SELECT%201", None, [401, 403, 200, 200]),
+        ("POST", "/api/v1/sql", Some("SELECT 1"), [401, 403, 200, 200]),
+        ("POST", "/api/v1/sql", Some("SELECT * FROM queries.residenti_per_area"), [401, 403, 200, 200]),
+        ("POST", "/api/v1/sql", Some("SELECT count(*) FROM system.audit"), [401, 403, 403, 200]),
+        ("GET", "/api/v1/tables", None, [401, 403, 200, 200]),
+        ("GET", "/api/v1/queries", None, [401, 403, 200, 200]),
+    ];
+    let keys = [None, Some(partner.as_str()), Some(analyst.as_str()), Some(admin.as_str())];
+    let roles = ["no key", "partner", "analyst", "admin"];
+    let mut wrong = Vec::new();
+    for (method, path, body, expected) in matrix {
+        for ((key, role), want) in keys.iter().zip(roles).zip(expected) {
+            let response = request(&server, method, path, *body, *key);
+            let status = response.status().as_u16();
+            if status >= 400 {
+                assert_eq!(response.headers()["content-type"], "application/problem+json", "{method} {path} as {role}");
+            }
+            if status != *want {
+                wrong.push(format!("{method} {path} {body:?} as {role}: {status}, expected {want}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+
+    // A revoked key fails at the very next request, whatever the endpoint.
+    assert_eq!(sql(&server, "SELECT 1", Some(&analyst)).status(), 200);
+    let (code, _, stderr) = config.run(&["keys", "revoke", &analyst_id]);
+    assert_eq!(code, 0, "{stderr}");
+    let response = sql(&server, "SELECT 1", Some(&analyst));
+    assert_eq!(response.status(), 401);
+    assert!(response.text().unwrap().contains("revoked"));
+    assert_eq!(get(&server, "/api/v1/datasets/residenti_per_area", Some(&analyst)).status(), 401);
+}
+
+#[test]
+fn a_partner_cannot_reach_another_dataset_by_cursors_fields_or_forged_cursors() {
+    let config = secured("");
+    let (_, partner) = create_key(&config, "partner", "residenti_per_area");
+    let (_, analyst) = create_key(&config, "analyst", "");
+    let server = Server::start_ready(&config);
+    let page: Value = get(&server, "/api/v1/datasets/residenti_per_area?limit=5", Some(&partner)).json().unwrap();
+    let own_cursor = page["next_cursor"].as_str().unwrap().to_string();
+    // The partner's own cursor does not open the other dataset, for the partner nor for an analyst.
+    assert_eq!(get(&server, &format!("/api/v1/datasets/certificati_anpr?cursor={own_cursor}"), Some(&partner)).status(), 404);
+    assert_eq!(get(&server, &format!("/api/v1/datasets/certificati_anpr?cursor={own_cursor}"), Some(&analyst)).status(), 400);
+    // A cursor forged to name the other dataset, or carrying SQL, is refused.
+    use base64::Engine;
+    let forge = |value: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string());
+    let forged = forge(serde_json::json!({"d": "certificati_anpr", "k": "0"}));
+    assert_eq!(get(&server, &format!("/api/v1/datasets/residenti_per_area?cursor={forged}"), Some(&partner)).status(), 400);
+    assert_eq!(get(&server, &format!("/api/v1/datasets/certificati_anpr?cursor={forged}"), Some(&partner)).status(), 404);
+    let injected = forge(serde_json::json!({"d": "residenti_per_area", "k": "0 OR 1=1"}));
+    assert_eq!(get(&server, &format!("/api/v1/datasets/residenti_per_area?cursor={injected}"), Some(&partner)).status(), 400);
+    // Fields and filters only name the dataset's own columns.
+    assert_eq!(get(&server, "/api/v1/datasets/residenti_per_area?fields=cod_istat_comune", Some(&partner)).status(), 400);
+    assert_eq!(get(&server, "/api/v1/datasets/residenti_per_area?cod_istat_comune=037006", Some(&partner)).status(), 400);
+    // Choosing fields does not drop the suppression of what is chosen.
+    let narrow: Value = get(&server, "/api/v1/datasets/residenti_per_area?fields=codice_area_statistica,over_80_stimati&limit=100", Some(&partner)).json().unwrap();
+    let items = narrow["items"].as_array().unwrap();
+    assert!(items.iter().any(|i| i["over_80_stimati_suppressed"] == true && i["over_80_stimati"].is_null()), "{narrow}");
+    assert!(items.iter().all(|i| i["over_80_stimati"].as_i64().is_none_or(|v| v == 0 || v >= 10)), "{narrow}");
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+#[test]
+fn filter_values_containing_sql_are_values() {
+    let config = secured("");
+    let (_, analyst) = create_key(&config, "analyst", "");
+    let server = Server::start_ready(&config);
+    let rows = |filters: &[(&str, &str)]| -> (u16, Value) {
+        let query: Vec<String> = filters.iter().map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v))).collect();
+        let response = get(&server, &format!("/api/v1/datasets/residenti_per_area?{}", query.join("&")), Some(&analyst));
+        let status = response.status().as_u16();
+        (status, response.json().unwrap())
+    };
+    for value in ["' OR 1=1 --", "Lame' OR '1'='1", "'; DROP TABLE bologna.zone; --", "Lame; DROP TABLE bologna.zone", "\" OR \"\"=\""] {
+        let (status, body) = rows(&[("zona", value)]);
+        assert_eq!(status, 200, "{value}: {body}");
+        assert_eq!(body["items"].as_array().unwrap().len(), 0, "`{value}` matched rows: {body}");
+    }
+    // In a list, each item is one value: the real zone matches, the SQL does not.
+    let (status, body) = rows(&[("zona.in", "Lame,' OR 1=1 --")]);
+    assert_eq!(status, 200);
+    let items = body["items"].as_array().unwrap();
+    assert!(!items.is_empty() && items.iter().all(|i| i["zona"] == "Lame"), "{body}");
+    // A number column takes numbers only.
+    for value in ["1 OR 1=1", "0; DROP TABLE bologna.zone", "1) OR (1=1"] {
+        let (status, body) = rows(&[("residenti.min", value)]);
+        assert_eq!(status, 400, "{value}: {body}");
+        assert_eq!(body["type"], "urn:cruscotto:problem:bad-request");
+    }
+    // And nothing was dropped.
+    let zones: Vec<Value> = sql(&server, "SELECT count(*) AS n FROM bologna.zone", Some(&analyst)).json().unwrap();
+    assert_eq!(zones[0]["n"], 18);
+}
+
+#[test]
+fn bad_keys_are_rate_limited_before_they_cost_a_hash_and_never_reach_the_audit_log() {
+    // One request a minute after a burst of 3: nothing refills while the test runs.
+    let config = secured("requests_per_minute = 1\nburst = 3");
+    let config_text = std::fs::read_to_string(config.config_file()).unwrap();
+    let config_text = config_text.replace("requests_per_minute = 1200\n", "").replace("burst = 600\n", "");
+    config.write("cruscotto.toml", &config_text);
+    let (analyst_id, analyst) = create_key(&config, "analyst", "");
+    let server = Server::start_ready(&config);
+
+    // Wrong secrets for a real key id: each would cost an argon2 verification.
+    let wrong: Vec<String> = (0..8).map(|i| format!("ck_{analyst_id}_{}", format!("{i:x}").repeat(48))).collect();
+    let mut statuses = Vec::new();
+    for key in &wrong {
+        let response = sql(&server, "SELECT 1", Some(key));
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            assert!(response.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+            assert_eq!(response.headers()["x-ratelimit-remaining"], "0");
+            assert_eq!(response.headers()["content-type"], "application/problem+json");
+        } else {
+            assert!(response.headers().contains_key("x-ratelimit-remaining"), "{:?}", response.headers());
+        }
+    }
+    assert_eq!(&statuses[..3], &[401, 401, 401], "{statuses:?}");
+    assert!(statuses[3..].iter().all(|s| *s == 429), "bad keys were not limited: {statuses:?}");
+    // Malformed and unknown keys count against the same client too, on public endpoints as well.
+    assert_eq!(get(&server, "/healthz", Some("ck_nope_123")).status(), 429);
+    assert_eq!(get(&server, "/api/v1/datasets", Some("not a key")).status(), 429);
+
+    let audit = std::fs::read_to_string(config.path().join("var/audit.jsonl")).unwrap();
+    assert!(audit.lines().any(|l| l.contains("\"outcome\":\"denied\"") && l.contains("\"status\":401")), "{audit}");
+    assert!(audit.lines().any(|l| l.contains("\"outcome\":\"rate_limited\"")), "{audit}");
+    for key in wrong.iter().chain([&analyst]) {
+        let secret = key.rsplit('_').next().unwrap();
+        assert!(!audit.contains(secret), "a secret reached the audit log: {audit}");
+    }
+    let keys_file = std::fs::read_to_string(config.path().join("var/keys.json")).unwrap();
+    assert!(!keys_file.contains(analyst.rsplit('_').next().unwrap()));
+}
+
+#[test]
+fn the_public_dashboard_does_not_give_away_what_partners_get_suppressed() {
+    let config = secured("");
+    let (_, partner) = create_key(&config, "partner", "residenti_per_area");
+    let (_, analyst) = create_key(&config, "analyst", "");
+    let server = Server::start_ready(&config);
+    let path = "/api/v1/dashboards/divario_digitale/data/anziani_per_area";
+    let raw: Vec<Value> = get(&server, path, Some(&analyst)).json().unwrap();
+    let public: Vec<Value> = get(&server, path, None).json().unwrap();
+    let as_partner: Vec<Value> = get(&server, path, Some(&partner)).json().unwrap();
+    assert_eq!(public, as_partner);
+    assert_eq!(raw.len(), public.len());
+    assert!(raw.iter().all(|r| r.get("over_80_suppressed").is_none()), "analysts see raw aggregates");
+    let by_area = |rows: &[Value]| -> BTreeMap<i64, Value> { rows.iter().map(|r| (r["codice_area_statistica"].as_i64().unwrap(), r.clone())).collect() };
+    let public = by_area(&public);
+    let mut hidden = 0;
+    for r in &raw {
+        let p = &public[&r["codice_area_statistica"].as_i64().unwrap()];
+        if r["over_80"].as_i64().is_some_and(|v| v > 0 && v < 10) {
+            assert!(p["over_80"].is_null() && p["over_80_suppressed"] == true, "{p}");
+            // Nor can it be recomputed from the share, or from the 65+ estimate (80+ × 2.8).
+            assert!(p["quota_over_80_pct"].is_null() && p["quota_over_65_stimata_pct"].is_null() && p["over_65_stimati"].is_null(), "{p}");
+        }
+        hidden += (p["over_80_suppressed"] == true) as usize;
+        for count in ["over_80", "over_65_stimati", "over_65_soli_stimati"] {
+            assert!(p[count].as_i64().is_none_or(|v| v == 0 || v >= 10), "a small count on the public dashboard: {p}");
+        }
+    }
+    assert!(hidden >= 2, "the demo has small counts of over-80s to hide");
+
+    // What the partner's dataset suppresses as a small count is not on the dashboard either.
+    let dataset: Value = get(&server, "/api/v1/datasets/residenti_per_area?limit=100", Some(&partner)).json().unwrap();
+    let raw_dataset: Value = get(&server, "/api/v1/datasets/residenti_per_area?limit=100", Some(&analyst)).json().unwrap();
+    for (d, r) in dataset["items"].as_array().unwrap().iter().zip(raw_dataset["items"].as_array().unwrap()) {
+        if r["over_80_stimati"].as_i64().is_some_and(|v| v > 0 && v < 10) {
+            assert_eq!(d["over_80_stimati_suppressed"], true);
+            assert!(public[&d["codice_area_statistica"].as_i64().unwrap()]["over_80"].is_null());
+        }
+    }
 }

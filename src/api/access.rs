@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
@@ -19,7 +20,7 @@ use governor::{Quota, RateLimiter};
 use super::AppState;
 use super::error::ApiError;
 use crate::audit::{AuditEntry, AuditLog};
-use crate::auth::{AuthError, KeyStore, Principal, Role};
+use crate::auth::{AuthError, KeyStore, Lookup, Principal, Role};
 use crate::config::{AccessConfig, AnonymousRole, DashboardAccess};
 
 type Limiter = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
@@ -109,30 +110,31 @@ fn audited(path: &str) -> Option<&'static str> {
 }
 
 /// Authenticate, rate-limit and audit every request.
+///
+/// The rate limit comes before the cost of argon2: a request whose key has not been verified
+/// before (a new key, a wrong secret, an unknown or malformed key) is first charged to the client
+/// address's bucket, so someone trying keys is limited like any client, and the hash runs off the
+/// async workers. A key once verified is cheap (a SHA-256 of the secret) and counts against its own
+/// bucket.
 pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let access = state.access.clone();
     let path = request.uri().path().to_string();
     let action = audited(&path);
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_else(|| "local".into());
+    let client_bucket = format!("ip:{client}");
 
     let caller = match presented_key(request.headers()) {
-        Some(key) => match access.keys.authenticate(&key) {
-            Ok(principal) => Ok(Some(principal)),
-            Err(AuthError::Store { path, message }) => Err(ApiError::Internal(format!("key store {path}: {message}"))),
-            Err(e) => Err(ApiError::Unauthorized(e.to_string())),
-        },
-        None => Ok(access.anonymous()),
-    };
-    let caller = match caller {
-        Ok(caller) => caller,
-        Err(error) => {
-            let response = error.into_response();
-            if let Some(action) = action {
-                record(&access.audit, None, action, &path, &response, started, "denied");
+        Some(key) => match authenticate(&access, key, &client_bucket).await {
+            Ok(principal) => Some(principal),
+            Err((response, outcome)) => {
+                if let Some(action) = action {
+                    record(&access.audit, None, action, &path, &response, started, outcome);
+                }
+                return response;
             }
-            return response;
-        }
+        },
+        None => access.anonymous(),
     };
 
     let dashboard_route = path == "/" || path.starts_with("/assets") || path.starts_with("/api/v1/dashboards");
@@ -140,27 +142,12 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
         return ApiError::Unauthorized("the dashboard needs an API key in this installation".into()).into_response();
     }
 
-    let limited = path.starts_with("/api/");
-    let bucket = caller.as_ref().filter(|p| p.key_id != "anonymous").map(|p| format!("key:{}", p.key_id)).unwrap_or(format!("ip:{client}"));
     let mut rate_headers = HeaderMap::new();
-    if limited {
-        let limit = access.config.requests_per_minute;
-        match access.limiter.check_key(&bucket) {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                rate_headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
-                rate_headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
-                let reset = snapshot.quota().replenish_interval().as_secs().max(1);
-                rate_headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
-            }
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now()).as_secs().max(1);
-                let mut response = ApiError::RateLimited(format!("too many requests: at most {limit} per minute for this key; retry in {wait} s")).into_response();
-                let headers = response.headers_mut();
-                headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(wait));
-                headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
-                headers.insert("x-ratelimit-remaining", HeaderValue::from(0));
-                headers.insert("x-ratelimit-reset", HeaderValue::from(wait));
+    if path.starts_with("/api/") {
+        let bucket = caller.as_ref().filter(|p| p.key_id != "anonymous").map(|p| format!("key:{}", p.key_id)).unwrap_or(client_bucket);
+        match access.take(&bucket) {
+            Ok(headers) => rate_headers = headers,
+            Err(response) => {
                 if let Some(action) = action {
                     record(&access.audit, caller.as_ref(), action, &path, &response, started, "rate_limited");
                 }
@@ -183,6 +170,60 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
         record(&access.audit, caller.as_ref(), action, &path, &response, started, outcome);
     }
     response
+}
+
+/// The principal of a presented key, or the answer to send (401, 429, 500) and its audit outcome.
+async fn authenticate(access: &Arc<Access>, key: String, client_bucket: &str) -> Result<Principal, (Response, &'static str)> {
+    let refused = |error: AuthError, headers: HeaderMap| {
+        let mut response = match error {
+            AuthError::Store { path, message } => ApiError::Internal(format!("key store {path}: {message}")),
+            other => ApiError::Unauthorized(other.to_string()),
+        }
+        .into_response();
+        response.headers_mut().extend(headers);
+        (response, "denied")
+    };
+    let needs_hashing = match access.keys.lookup(&key) {
+        Ok(Lookup::Verified(principal)) => return Ok(principal),
+        Ok(Lookup::NeedsHashing) => true,
+        Err(_) => false,
+    };
+    let headers = access.take(client_bucket).map_err(|response| (response, "rate_limited"))?;
+    if !needs_hashing {
+        // Checked again for the error to report; still cheap.
+        return Err(refused(access.keys.lookup(&key).err().unwrap_or(AuthError::Unknown), headers));
+    }
+    let keys = access.clone();
+    match tokio::task::spawn_blocking(move || keys.keys.verify(&key)).await {
+        Ok(Ok(principal)) => Ok(principal),
+        Ok(Err(error)) => Err(refused(error, headers)),
+        Err(e) => Err((ApiError::Internal(format!("key verification: {e}")).into_response(), "error")),
+    }
+}
+
+impl Access {
+    /// Take one request from `bucket`: the `X-RateLimit-*` headers for the answer, or the 429.
+    fn take(&self, bucket: &str) -> Result<HeaderMap, Response> {
+        let limit = self.config.requests_per_minute;
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
+        match self.limiter.check_key(&bucket.to_string()) {
+            Ok(snapshot) => {
+                headers.insert("x-ratelimit-remaining", HeaderValue::from(snapshot.remaining_burst_capacity()));
+                headers.insert("x-ratelimit-reset", HeaderValue::from(snapshot.quota().replenish_interval().as_secs().max(1)));
+                Ok(headers)
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now()).as_secs().max(1);
+                let mut response = ApiError::RateLimited(format!("too many requests: at most {limit} per minute for this key or client; retry in {wait} s")).into_response();
+                headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(wait));
+                headers.insert("x-ratelimit-remaining", HeaderValue::from(0));
+                headers.insert("x-ratelimit-reset", HeaderValue::from(wait));
+                response.headers_mut().extend(headers);
+                Err(response)
+            }
+        }
+    }
 }
 
 fn record(audit: &AuditLog, caller: Option<&Principal>, action: &str, path: &str, response: &Response, started: Instant, outcome: &str) {

@@ -14,18 +14,21 @@ use arrow::array::Array;
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{DataType, Schema};
 use arrow::record_batch::RecordBatch;
-use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
+use super::access::Caller;
 use super::error::ApiError;
+use super::extract::{Path, Query};
 use super::format::{Format, encode};
+use crate::auth::Role;
 use crate::config::DashboardFile;
 use crate::dashboards::source_tables;
 use crate::geometry::{is_geometry, wkb_to_geo};
@@ -41,12 +44,17 @@ const COORDINATE_SCALE: f64 = 1e6;
 /// Bodies smaller than this are not worth compressing.
 const GZIP_MIN_BYTES: usize = 1024;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/dashboards", get(list))
-        .route("/api/v1/dashboards/{name}", get(definition))
-        .route("/api/v1/dashboards/{name}/data/{query}", get(data))
-        .route("/api/v1/dashboards/{name}/layers/{query}", get(layer))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(definition)).routes(routes!(data)).routes(routes!(layer))
+}
+
+/// The formats of a dashboard's data, for the OpenAPI document.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // Never built: it only names the values in the OpenAPI document.
+pub enum DataFormat {
+    Json,
+    Csv,
 }
 
 fn dashboard<'a>(state: &'a AppState, name: &str) -> Result<&'a DashboardFile, ApiError> {
@@ -60,6 +68,9 @@ fn dashboard<'a>(state: &'a AppState, name: &str) -> Result<&'a DashboardFile, A
 }
 
 /// Dashboards in menu order.
+#[utoipa::path(get, path = "/api/v1/dashboards", tag = "dashboards", responses(
+    (status = 200, description = "name, title, title_en, description, description_en, has_map of each dashboard", body = Vec<serde_json::Value>),
+))]
 async fn list(State(state): State<AppState>) -> impl IntoResponse {
     let mut dashboards: Vec<&DashboardFile> = state.service.config.dashboards.iter().collect();
     dashboards.sort_by(|a, b| (a.dashboard.order, &a.name).cmp(&(b.dashboard.order, &b.name)));
@@ -81,6 +92,12 @@ async fn list(State(state): State<AppState>) -> impl IntoResponse {
 
 /// The definition, plus metadata, status and freshness of every saved query it reads. Also starts
 /// computing those queries, so their data is ready by the time the page asks for it.
+#[utoipa::path(get, path = "/api/v1/dashboards/{name}", tag = "dashboards",
+    params(("name" = String, Path, description = "The dashboard", example = "divario_digitale")),
+    responses(
+        (status = 200, description = "The definition, and for each saved query it reads: metadata, ok/error, freshness", body = serde_json::Value),
+        (status = 404, description = "No such dashboard"),
+    ))]
 async fn definition(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
     let file = dashboard(&state, &name)?;
     let service = &state.service;
@@ -156,8 +173,22 @@ struct DataParams {
 }
 
 /// The rows of a saved query the dashboard reads, geometry left out, in a stable order.
+#[utoipa::path(get, path = "/api/v1/dashboards/{name}/data/{query}", tag = "dashboards",
+    params(
+        ("name" = String, Path, description = "The dashboard", example = "divario_digitale"),
+        ("query" = String, Path, description = "A saved query the dashboard reads", example = "anziani_per_area"),
+        ("format" = inline(Option<DataFormat>), Query, description = "`json` (default) or `csv` (a download)"),
+    ),
+    responses(
+        (status = 200, description = "The rows", headers(("X-Row-Count" = u64, description = "Rows in the result")),
+         content((Vec<serde_json::Value> = "application/json"), ("text/csv"))),
+        (status = 400, description = "The saved query does not run over the current tables"),
+        (status = 404, description = "No such dashboard, or it does not read this saved query"),
+        (status = 406, description = "A format other than json or csv"),
+    ))]
 async fn data(
     State(state): State<AppState>,
+    caller: Caller,
     Path((name, query)): Path<(String, String)>,
     Query(params): Query<DataParams>,
     headers: HeaderMap,
@@ -171,7 +202,7 @@ async fn data(
         Some("csv") => Format::Csv,
         Some(other) => return Err(ApiError::NotAcceptable(format!("format `{other}` is not available here; use json or csv"))),
     };
-    let result = cached_result(&state.service, &query).await?;
+    let result = protected(&state, &caller, &query, cached_result(&state.service, &query).await?)?;
     let table = tokio::task::spawn_blocking(move || without_geometry_sorted(&result))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
@@ -188,7 +219,17 @@ async fn data(
 }
 
 /// A map layer of the dashboard (its areas or a point layer) as a GeoJSON FeatureCollection.
-async fn layer(State(state): State<AppState>, Path((name, query)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/api/v1/dashboards/{name}/layers/{query}", tag = "dashboards",
+    params(
+        ("name" = String, Path, description = "The dashboard", example = "divario_digitale"),
+        ("query" = String, Path, description = "The saved query of one of its map layers", example = "aree_statistiche_mappa"),
+    ),
+    responses(
+        (status = 200, description = "A FeatureCollection; coordinates to 6 decimals", body = serde_json::Value, content_type = "application/geo+json"),
+        (status = 400, description = "The saved query does not run over the current tables"),
+        (status = 404, description = "No such dashboard, or no such layer in it"),
+    ))]
+async fn layer(State(state): State<AppState>, caller: Caller, Path((name, query)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
     let file = dashboard(&state, &name)?;
     let map = file.dashboard.map.as_ref();
     let geometry_column = map.and_then(|m| {
@@ -200,11 +241,30 @@ async fn layer(State(state): State<AppState>, Path((name, query)): Path<(String,
     let Some(geometry_column) = geometry_column else {
         return Err(ApiError::NotFound(format!("`{query}` is not a map layer of dashboard `{name}`")));
     };
-    let result = cached_result(&state.service, &query).await?;
+    let result = protected(&state, &caller, &query, cached_result(&state.service, &query).await?)?;
     let body = tokio::task::spawn_blocking(move || feature_collection(&result, &geometry_column))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok(compressed(&headers, body, "application/geo+json"))
+}
+
+/// A public dashboard must not give away what the dataset API hides from partners: below analyst
+/// (anonymous visitors, partner keys), a saved query that declares counts of persons (`persons` in
+/// its metadata) is answered after the same disclosure control, and the cached raw result is
+/// left as it is for analysts and admins.
+fn protected(state: &AppState, caller: &Caller, query: &str, result: Arc<QueryResult>) -> Result<Arc<QueryResult>, ApiError> {
+    if caller.0.as_ref().is_some_and(|p| p.is_at_least(Role::Analyst)) {
+        return Ok(result);
+    }
+    let Some(persons) = state.service.engine.saved().iter().find(|q| q.name == query).and_then(|q| q.person_counts()) else {
+        return Ok(result);
+    };
+    let batch = crate::sdc::suppress(&result.batches, &persons, state.access.config.min_count)
+        .map_err(|e| ApiError::Internal(format!("disclosure control of `{query}`: {e}")))?;
+    if batch.num_columns() == 0 {
+        return Ok(result);
+    }
+    Ok(Arc::new(QueryResult { schema: batch.schema(), batches: vec![batch] }))
 }
 
 type Slot = Arc<tokio::sync::OnceCell<Arc<QueryResult>>>;

@@ -8,29 +8,43 @@ use std::sync::{Arc, Mutex};
 
 use arrow::array::Array;
 use arrow::record_batch::RecordBatch;
-use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use base64::Engine;
 use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::{Expr, lit};
 use datafusion::prelude::SessionContext;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::access::{AuditDetail, Caller, with_audit};
 use super::error::ApiError;
+use super::extract::{Path, Query};
 use super::format::{Format, encode};
 use crate::auth::{Principal, Role};
 use crate::datasets::Dataset;
 use crate::geometry::{is_geometry, wkb_to_geojson};
 use crate::query::QueryResult;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/datasets", get(list)).route("/api/v1/datasets/{name}", get(rows))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(rows))
+}
+
+/// The names `?format=` takes on a dataset, for the OpenAPI document.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // Never built: it only names the values in the OpenAPI document.
+pub enum DatasetFormat {
+    Json,
+    Ndjson,
+    Csv,
+    Arrow,
+    Parquet,
+    Geojson,
 }
 
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -61,6 +75,10 @@ fn visible<'a>(state: &'a AppState, principal: &Principal, name: &str) -> Result
     }
 }
 
+/// The datasets this key may read, as a DCAT-AP_IT catalogue (JSON-LD).
+#[utoipa::path(get, path = "/api/v1/datasets", tag = "datasets", responses(
+    (status = 200, description = "A `dcat:Catalog` whose `dcat:dataset` lists the datasets in the key's scope", body = serde_json::Value, content_type = "application/ld+json"),
+))]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let principal = caller.require(Role::Partner)?;
     let statuses = state.service.store.statuses();
@@ -136,6 +154,29 @@ fn dcat(d: &Dataset, modified: Option<chrono::DateTime<chrono::Utc>>) -> Value {
     value
 }
 
+/// A dataset's rows, one page at a time. Partners see counts of persons after disclosure control:
+/// a cell below the threshold is null, with `<column>_suppressed` true.
+#[utoipa::path(get, path = "/api/v1/datasets/{name}", tag = "datasets",
+    params(
+        ("name" = String, Path, description = "The dataset, as `dct:identifier` in the catalogue", example = "residenti_per_area"),
+        ("format" = inline(Option<DatasetFormat>), Query, description = "Result format (GeoJSON for datasets with a geometry); else the `Accept` header, else JSON"),
+        ("fields" = Option<String>, Query, description = "Columns to return, comma-separated; the key is needed when there is more than one page", example = "codice_area_statistica,residenti"),
+        ("cursor" = Option<String>, Query, description = "Where the next page starts: `next_cursor` of the previous page; valid only for the dataset that gave it"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Rows per page (default 1000; at most `access.max_page`, 10000 by default)"),
+        ("filters" = Option<HashMap<String, String>>, Query, style = Form, explode,
+         description = "Filters on the dataset's declared columns (`cruscotto:filters` in the catalogue): `<column>=v` (equal), `<column>.in=a,b` (one of), `<column>.min=v`, `<column>.max=v` (range, inclusive). Values are typed by the column and bound, never spliced into SQL.",
+         example = json!({"zona": "Lame", "residenti.min": "1000"})),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier answer: 304 when the page has not changed"),
+    ),
+    responses(
+        (status = 200, description = "A page of rows. JSON: `{dataset, items, next_cursor, links: {next}}`; other formats: the rows, the next page in the `Link` header",
+         headers(("ETag" = String, description = "Changes when the page's data changes"), ("X-Row-Count" = u64, description = "Rows in this page"), ("Link" = String, description = "`<url>; rel=\"next\"` when there is a next page")),
+         content((serde_json::Value = "application/json"), ("application/x-ndjson"), ("text/csv"), ("application/vnd.apache.arrow.stream"), ("application/vnd.apache.parquet"), (serde_json::Value = "application/geo+json"))),
+        (status = 304, description = "Not modified since the `ETag` given in `If-None-Match`"),
+        (status = 400, description = "A filter, `fields`, `limit` or `cursor` that is not valid for this dataset"),
+        (status = 404, description = "No such dataset, or not in this key's scope (the same answer)"),
+        (status = 406, description = "The format asked for is not available (GeoJSON without a geometry)"),
+    ))]
 async fn rows(
     State(state): State<AppState>,
     caller: Caller,
@@ -261,9 +302,14 @@ async fn serve_rows(state: &AppState, caller: &Caller, name: &str, params: &BTre
     let (content_type, body) = match format {
         None => ("application/geo+json", geojson(&result)?),
         Some(Format::Json) => {
-            let items: Value = serde_json::from_slice(&encode(&result, Format::Json)?).map_err(|e| ApiError::Internal(e.to_string()))?;
-            let body = json!({"dataset": name, "items": items, "next_cursor": next_cursor, "links": {"next": next_link}});
-            ("application/json", body.to_string().into_bytes())
+            // The rows' JSON goes in as written: parsing it back into values to wrap it cost more
+            // than writing it.
+            let items = encode(&result, Format::Json)?;
+            let mut body = Vec::with_capacity(items.len() + 256);
+            body.extend_from_slice(format!("{{\"dataset\":{},\"items\":", json!(name)).as_bytes());
+            body.extend_from_slice(&items);
+            body.extend_from_slice(format!(",\"next_cursor\":{},\"links\":{{\"next\":{}}}}}", json!(next_cursor), json!(next_link)).as_bytes());
+            ("application/json", body)
         }
         Some(other) => (other.content_type(), encode(&result, other)?),
     };
@@ -272,6 +318,7 @@ async fn serve_rows(state: &AppState, caller: &Caller, name: &str, params: &BTre
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex etag"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    headers.insert("x-row-count", HeaderValue::from(rows));
     if let Some(link) = next_link {
         if let Ok(value) = HeaderValue::from_str(&format!("<{link}>; rel=\"next\"")) {
             headers.insert(header::LINK, value);

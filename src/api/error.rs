@@ -27,18 +27,26 @@ pub enum ApiError {
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
     RateLimited(String),
     #[error("{0}")]
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An error, as RFC 9457 describes it. Every 4xx and 5xx answer of the service has this body.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"type": "urn:cruscotto:problem:not-found", "title": "Not found", "status": 404, "detail": "no dataset `x`"}))]
+pub struct Problem {
+    /// A URN naming the kind of problem, `urn:cruscotto:problem:<slug>`.
     #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: String,
+    pub kind: String,
+    /// The kind of problem, for a person.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What is wrong with this request, and what to do about it. Generic for 5xx: details are logged.
+    pub detail: String,
 }
 
 impl ApiError {
@@ -58,6 +66,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,6 +93,7 @@ impl ApiError {
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::Unauthorized(_) => ("unauthorized", "API key missing or not valid"),
             ApiError::Forbidden(_) => ("forbidden", "Not allowed for this key"),
+            ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             ApiError::RateLimited(_) => ("rate-limited", "Too many requests"),
             ApiError::Internal(_) => ("internal", "Internal error"),
         }
@@ -94,18 +104,52 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let (slug, title) = self.kind();
-        let detail = if status.is_server_error() {
+        if status.is_server_error() {
             error!(error = %self, "request failed");
-            "the server could not complete the request; the error has been logged".to_string()
-        } else {
-            self.to_string()
-        };
-        let body = Problem { kind: format!("urn:cruscotto:problem:{slug}"), title, status: status.as_u16(), detail };
-        let mut response = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        response
+        problem(status, slug, title, self.to_string())
     }
+}
+
+/// A problem+json response. The detail of a 5xx is replaced by a generic text: it is logged, never sent.
+pub fn problem(status: StatusCode, slug: &str, title: &str, detail: String) -> Response {
+    let detail = if status.is_server_error() { "the server could not complete the request; the error has been logged".to_string() } else { detail };
+    let body = Problem { kind: format!("urn:cruscotto:problem:{slug}"), title: title.to_string(), status: status.as_u16(), detail };
+    let mut response = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Every error leaves as problem+json, whichever layer produced it (a tower layer, an extractor of
+/// axum's, a handler that answered with a bare status): a plain-text or empty body is wrapped, its
+/// text kept as the detail, and the headers (`Allow`, `Retry-After`, ...) are kept.
+pub async fn errors_as_problems(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    // axum's rejections and bare statuses are plain text or empty; a JSON body (the 503 of
+    // /readyz) is a deliberate answer and stays as it is.
+    let plain = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_none_or(|v| v.starts_with("text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.map(|b| String::from_utf8_lossy(&b).trim().to_string()).unwrap_or_default();
+    if status.is_server_error() {
+        error!(status = status.as_u16(), detail = %text, "request failed");
+    }
+    let title = status.canonical_reason().unwrap_or("Error");
+    let slug = title.to_ascii_lowercase().replace(' ', "-");
+    let detail = if text.is_empty() { title.to_string() } else { text };
+    let mut wrapped = problem(status, &slug, title, detail);
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            wrapped.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    wrapped
 }

@@ -13,6 +13,17 @@ use super::error::ApiError;
 use crate::geometry::{is_geometry, wkb_column_to_wkt};
 use crate::query::QueryResult;
 
+/// The names `?format=` takes, for the OpenAPI document (`jsonl`, `ipc` and `arrows` are accepted too).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResultFormat {
+    Json,
+    Ndjson,
+    Csv,
+    Arrow,
+    Parquet,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Json,

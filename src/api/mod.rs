@@ -4,7 +4,9 @@ pub mod access;
 mod dashboards;
 mod datasets;
 pub mod error;
+mod extract;
 pub mod format;
+mod openapi;
 mod ops;
 mod sql;
 mod web;
@@ -13,9 +15,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::service::Service;
 pub use error::ApiError;
@@ -38,19 +42,32 @@ impl AppState {
     }
 }
 
+/// Every route but the browser front end's: the router and its OpenAPI document come from the
+/// same `#[utoipa::path]` declarations.
+fn documented() -> OpenApiRouter<AppState> {
+    openapi::router().merge(sql::router()).merge(ops::router()).merge(datasets::router()).merge(dashboards::router())
+}
+
+/// The OpenAPI 3.1 document served at `/api/v1/openapi.json`.
+pub fn openapi() -> serde_json::Value {
+    openapi::complete(documented().into_openapi())
+}
+
 pub fn app(state: AppState) -> Router {
     prometheus();
     // Leave room for a JSON envelope around the largest SQL accepted.
     let body_limit = state.service.engine.limits().max_sql_bytes + 1024;
+    let (api, _) = documented().split_for_parts();
     Router::new()
         .merge(web::router())
-        .merge(sql::router())
-        .merge(ops::router())
-        .merge(datasets::router())
-        .merge(dashboards::router())
-        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .merge(api)
+        .fallback(|method: Method, uri: Uri| async move { ApiError::NotFound(format!("no such endpoint: {method} {}", uri.path())) })
+        .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
+            ApiError::MethodNotAllowed(format!("{method} is not allowed on {}; the OpenAPI document at /api/v1/openapi.json lists what is", uri.path()))
+        })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), access::middleware))
+        .layer(middleware::from_fn(error::errors_as_problems))
         .layer(middleware::from_fn(count_requests))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -3,24 +3,20 @@
 
 use std::sync::OnceLock;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
 use chrono::Utc;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use crate::store::TableState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/status", get(status))
-        .route("/metrics", get(metrics_text))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(status)).routes(routes!(metrics_text))
 }
 
 /// The process-wide Prometheus recorder, installed once however many apps a process builds.
@@ -34,10 +30,18 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
+/// Alive: answers as long as the process serves requests.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "`{\"status\":\"ok\"}`", body = serde_json::Value, content_type = "application/json")))]
 async fn healthz() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#)
 }
 
+/// Ready once every source has been loaded once.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Every source has been loaded once", body = serde_json::Value, content_type = "application/json"),
+    (status = 503, description = "Some sources are still loading", body = serde_json::Value, content_type = "application/json"),
+))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let service = &state.service;
     let statuses = service.store.statuses();
@@ -55,6 +59,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (code, axum::Json(body))
 }
 
+/// Per table: state (`fresh`, `stale`, `failed`, `loading`), rows, rejected records, last success,
+/// last error; per saved query: whether it plans. Public.
+#[utoipa::path(get, path = "/status", tag = "operations",
+    responses((status = 200, description = "The state of every table and saved query", body = serde_json::Value, content_type = "application/json")))]
 async fn status(State(state): State<AppState>) -> impl IntoResponse {
     let service = &state.service;
     let now = Utc::now();
@@ -82,6 +90,9 @@ async fn status(State(state): State<AppState>) -> impl IntoResponse {
     }))
 }
 
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Metrics in the Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     let now = Utc::now();
     for s in state.service.store.statuses() {

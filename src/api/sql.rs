@@ -1,26 +1,24 @@
 //! `/api/v1/sql`: read-only SQL for analysts. The SQL comes as the body (`text/plain` or
 //! `application/sql`), as JSON `{"sql": "..."}`, or as `?q=` on a GET.
 
-use axum::Router;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::access::{AuditDetail, Caller, with_audit};
 use super::error::ApiError;
+use super::extract::Query;
+use super::format::{Format, ResultFormat, encode};
 use crate::auth::Role;
-use super::format::{Format, encode};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/sql", get(sql_get).post(sql_post))
-        .route("/api/v1/queries", get(saved_queries))
-        .route("/api/v1/tables", get(tables))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(sql_get, sql_post)).routes(routes!(saved_queries)).routes(routes!(tables))
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,12 +29,28 @@ pub struct SqlParams {
     q: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SqlBody {
+    /// One read-only statement.
     sql: String,
 }
 
+/// Run read-only SQL given as `?q=`; for analysts and admins.
+#[utoipa::path(get, path = "/api/v1/sql", tag = "sql",
+    params(
+        ("q" = String, Query, description = "One read-only statement: SELECT, WITH, EXPLAIN, SHOW or DESCRIBE", example = "SELECT * FROM residenti_per_area LIMIT 5"),
+        ("format" = inline(Option<ResultFormat>), Query, description = "Result format; else the `Accept` header, else JSON"),
+    ),
+    responses(
+        (status = 200, description = "The rows: a JSON array of objects, or the format asked for", headers(("X-Row-Count" = u64, description = "Rows in the result")),
+         content((Vec<serde_json::Value> = "application/json"), ("application/x-ndjson"), ("text/csv"), ("application/vnd.apache.arrow.stream"), ("application/vnd.apache.parquet"))),
+        (status = 400, description = "The SQL does not parse, is not read-only, or cannot be planned"),
+        (status = 403, description = "A partner key: SQL is for analysts and admins"),
+        (status = 406, description = "The format asked for is not available"),
+        (status = 413, description = "The SQL is over the size limit"),
+        (status = 422, description = "The query went over its time, memory or row limit"),
+    ))]
 async fn sql_get(State(state): State<AppState>, caller: Caller, Query(params): Query<SqlParams>, headers: HeaderMap) -> Response {
     let Some(sql) = params.q.clone() else {
         return ApiError::BadRequest("missing `q`: the SQL to run (or POST it as the body)".into()).into_response();
@@ -44,6 +58,21 @@ async fn sql_get(State(state): State<AppState>, caller: Caller, Query(params): Q
     run(state, caller, &sql, params.format.as_deref(), &headers).await
 }
 
+/// Run read-only SQL sent as the body; for analysts and admins.
+#[utoipa::path(post, path = "/api/v1/sql", tag = "sql",
+    params(("format" = inline(Option<ResultFormat>), Query, description = "Result format; else the `Accept` header, else JSON")),
+    request_body(description = "One read-only statement, as text or as `{\"sql\": \"...\"}`",
+        content((String = "text/plain", example = "SELECT zona, sum(residenti) AS residenti FROM residenti_per_area GROUP BY zona"), (String = "application/sql"), (SqlBody = "application/json"))),
+    responses(
+        (status = 200, description = "The rows: a JSON array of objects, or the format asked for", headers(("X-Row-Count" = u64, description = "Rows in the result")),
+         content((Vec<serde_json::Value> = "application/json"), ("application/x-ndjson"), ("text/csv"), ("application/vnd.apache.arrow.stream"), ("application/vnd.apache.parquet"))),
+        (status = 400, description = "The SQL does not parse, is not read-only, or cannot be planned; or the body is not valid"),
+        (status = 403, description = "A partner key: SQL is for analysts and admins"),
+        (status = 406, description = "The format asked for is not available"),
+        (status = 413, description = "The SQL is over the size limit"),
+        (status = 415, description = "A body type other than text/plain, application/sql or application/json"),
+        (status = 422, description = "The query went over its time, memory or row limit"),
+    ))]
 async fn sql_post(
     State(state): State<AppState>,
     caller: Caller,
@@ -112,6 +141,10 @@ async fn execute(state: &AppState, caller: &Caller, sql: &str, format: Option<&s
 }
 
 /// The saved queries with their metadata, and whether each plans over the current tables.
+#[utoipa::path(get, path = "/api/v1/queries", tag = "sql", responses(
+    (status = 200, description = "Every saved query: name, view, metadata, SQL, whether it plans", body = Vec<serde_json::Value>),
+    (status = 403, description = "A partner key: for analysts and admins"),
+))]
 async fn saved_queries(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
     caller.require(Role::Analyst)?;
     let views = state.service.engine.views();
@@ -136,6 +169,10 @@ async fn saved_queries(State(state): State<AppState>, caller: Caller) -> Result<
 }
 
 /// Every table an analyst can query, with its columns.
+#[utoipa::path(get, path = "/api/v1/tables", tag = "sql", responses(
+    (status = 200, description = "One row per column: table_schema, table_name, column_name, data_type", body = Vec<serde_json::Value>),
+    (status = 403, description = "A partner key: for analysts and admins"),
+))]
 async fn tables(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Analyst)?;
     let sql = "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns \

@@ -3,7 +3,7 @@
 //! `/assets/...` everything it loads, each served gzip-compressed when the browser accepts it.
 
 use axum::Router;
-use axum::extract::Path;
+use super::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;

@@ -18,9 +18,12 @@ use serde::Serialize;
 use crate::config::{Problem, files_with_extension, is_sql_identifier};
 
 /// Keys a saved query's comment block may hold.
+/// `persons` lists the columns holding counts of persons, `persons_derived` the columns a count
+/// could be recomputed from: callers below analyst get them through the dashboard after disclosure
+/// control (see `SavedQuery::person_counts`).
 pub const KEYS: &[&str] = &[
     "title", "title_en", "description", "description_en", "unit", "unit_en", "polarity", "sources", "method",
-    "method_version",
+    "method_version", "persons", "persons_derived",
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -37,6 +40,19 @@ pub struct SavedQuery {
 impl SavedQuery {
     pub fn get(&self, key: &str) -> Option<&str> {
         self.metadata.get(key).map(String::as_str)
+    }
+
+    /// The disclosure control its `persons` and `persons_derived` metadata declare: each derived
+    /// column is hidden in a row where any count is, and the whole result is one group.
+    pub fn person_counts(&self) -> Option<crate::datasets::PersonCounts> {
+        let list = |key: &str| -> Vec<String> { self.get(key).unwrap_or("").split(',').map(str::trim).filter(|c| !c.is_empty()).map(String::from).collect() };
+        let counts = list("persons");
+        if counts.is_empty() {
+            return None;
+        }
+        let derived = list("persons_derived");
+        let derived = counts.iter().map(|c| (c.clone(), derived.clone())).collect();
+        Some(crate::datasets::PersonCounts { counts, derived, groups: Vec::new() })
     }
 }
 
