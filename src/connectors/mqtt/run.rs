@@ -5,7 +5,7 @@
 //! rest: nothing is dropped. A crash before the PUBACK means the broker delivers again; the log
 //! table's deduplication by (sensor, metric, time) keeps the reading once.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +14,7 @@ use std::time::Duration;
 use rand::RngExt;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFilter, Transport};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::config::MqttConnectorConfig;
 use super::mapping::{Cell, Layout, RejectKind, Rejection, rejected_schema};
@@ -200,7 +200,23 @@ async fn write_loop(
 ) {
     let mut group: Vec<Delivery> = Vec::with_capacity(max_group);
     let compacting = Arc::new(AtomicBool::new(false));
-    while receiver.recv_many(&mut group, max_group).await > 0 {
+    // Acknowledgements of durable messages not yet handed to the event loop, in order. The
+    // writer never waits for room in the client's request channel: the event loop may itself be
+    // waiting for room in ours, and each would wait for the other.
+    let mut unsent: VecDeque<Publish> = VecDeque::new();
+    loop {
+        flush_acks(&client, &mut unsent);
+        let received = if unsent.is_empty() {
+            receiver.recv_many(&mut group, max_group).await
+        } else {
+            tokio::select! {
+                received = receiver.recv_many(&mut group, max_group) => received,
+                _ = tokio::time::sleep(Duration::from_millis(2)) => continue,
+            }
+        };
+        if received == 0 {
+            return;
+        }
         let mut failures = 0u32;
         // Until the group is durable nothing is acknowledged; a store that keeps failing keeps
         // the channel full, and the broker keeps the messages.
@@ -229,11 +245,8 @@ async fn write_loop(
                 }
             }
         }
-        for delivery in group.drain(..) {
-            if let Err(e) = client.ack(&delivery.publish).await {
-                debug!(connector = %schema, error = %e, "acknowledgement not sent (the connection is going); the broker redelivers");
-            }
-        }
+        unsent.extend(group.drain(..).map(|d| d.publish));
+        flush_acks(&client, &mut unsent);
         for table in tables.iter() {
             store.log_progress(&schema, &table.layout.table, &source, table.rejected.row_count());
             store.log_progress(&schema, &table.rejected.table, &source, 0);
@@ -247,6 +260,17 @@ async fn write_loop(
                 });
             }
         }
+    }
+}
+
+/// Hand as many acknowledgements as fit to the event loop, oldest first.
+fn flush_acks(client: &AsyncClient, unsent: &mut VecDeque<Publish>) {
+    while let Some(publish) = unsent.front() {
+        // A full request channel: the event loop drains it when it next runs; try again then.
+        if client.try_ack(publish).is_err() {
+            return;
+        }
+        unsent.pop_front();
     }
 }
 
