@@ -151,6 +151,7 @@ pub async fn sensors(options: &SensorOptions) -> Result<SensorSummary, SimulateE
     let mut ticks = tokio::time::interval(Duration::from_millis(10));
     let mut budget = 0.0;
     let mut turn = 0u64;
+    let mut last_millis = vec![0i64; registry.len()];
     'publishing: loop {
         if options.rate > 0 {
             ticks.tick().await;
@@ -167,10 +168,15 @@ pub async fn sensors(options: &SensorOptions) -> Result<SensorSummary, SimulateE
             }
             budget -= 1.0;
             // Sensors in turn, so each reports at a steady pace and never twice in one instant.
-            let sensor = &registry[(turn % registry.len() as u64) as usize];
+            let index = (turn % registry.len() as u64) as usize;
+            let sensor = &registry[index];
             let metric_turn = turn / registry.len() as u64;
             turn += 1;
-            let seconds = Utc::now().timestamp_micros() as f64 / 1e6;
+            // Each sensor's readings at least a millisecond apart: the publisher can outrun the
+            // clock, and two readings of a sensor at the same time are one reading to the connector.
+            let millis = Utc::now().timestamp_millis().max(last_millis[index] + 1);
+            last_millis[index] = millis;
+            let seconds = millis as f64 / 1e3;
             let (topic, payload) = if rng.chance(options.malformed_share) {
                 summary.malformed += 1;
                 malformed(&options.prefix, MALFORMED[(summary.malformed % MALFORMED.len() as u64) as usize], sensor, seconds)
