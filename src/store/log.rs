@@ -8,6 +8,10 @@
 //! manifest, drops segment files it does not list (a crash before the manifest was written), and
 //! replays the WAL files it has not compacted; a torn last record is dropped. Rows in memory are
 //! the segments within retention plus the WAL tail; SQL sees them as one table.
+//!
+//! One process writes a table: it holds a lock on `<table>/.lock`. Another process opening the
+//! same data folder (`cruscotto query` beside a running server) gets the table read-only: it
+//! reads segments and WAL but never truncates, compacts or deletes anything.
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -61,7 +65,8 @@ struct Manifest {
 }
 
 struct WalState {
-    writer: WalWriter,
+    /// None when the table is read-only (another process writes it).
+    writer: Option<WalWriter>,
     sequence: u64,
     /// Hashes of the dedupe columns of every row held (segments and tail).
     keys: HashSet<u64>,
@@ -99,6 +104,8 @@ pub struct LogTable {
     wal: Mutex<WalState>,
     rows: RwLock<Rows>,
     compacting: Mutex<()>,
+    /// Held while this process writes the table.
+    _lock: Option<std::fs::File>,
 }
 
 fn io_error(table: &str, path: &Path, e: impl std::fmt::Display) -> StoreError {
@@ -112,13 +119,26 @@ impl LogTable {
         let dir = data_dir.join("log").join(schema_name).join(table);
         let rollup_dir = options.rollup.as_ref().map(|r| data_dir.join("log").join(schema_name).join(&r.table));
         std::fs::create_dir_all(&dir).map_err(|e| io_error(table, &dir, e))?;
+        let lock_path = dir.join(".lock");
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| io_error(table, &lock_path, e))?;
+        let lock = match lock.try_lock() {
+            Ok(()) => Some(lock),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                warn!(schema = schema_name, table, dir = %dir.display(), "another process writes this log table; reading it only");
+                None
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_error(table, &lock_path, e)),
+        };
+        let writable = lock.is_some();
         let manifest_path = dir.join("manifest.json");
         let manifest: Manifest = match std::fs::read(&manifest_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| io_error(table, &manifest_path, e))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
             Err(e) => return Err(io_error(table, &manifest_path, e)),
         };
-        remove_unlisted_parts(&dir, &manifest);
+        if writable {
+            remove_unlisted_parts(&dir, &manifest);
+        }
         let mut rows = Rows { manifest, ..Rows::default() };
 
         for relative in rows.manifest.parts.clone() {
@@ -136,11 +156,13 @@ impl LogTable {
             last_sequence = last_sequence.max(sequence);
             if sequence <= rows.manifest.compacted_through {
                 // Compacted before a crash that came ahead of its deletion.
-                let _ = std::fs::remove_file(&path);
+                if writable {
+                    let _ = std::fs::remove_file(&path);
+                }
                 continue;
             }
             let replayed = wal::read(&path).map_err(|e| StoreError::ReadSnapshot { path: path.clone(), message: e.to_string() })?;
-            if replayed.torn_bytes > 0 {
+            if replayed.torn_bytes > 0 && writable {
                 warn!(schema = schema_name, table, file = %path.display(), torn_bytes = replayed.torn_bytes, "dropping a torn WAL record (never acknowledged)");
                 wal::truncate(&path, replayed.valid_bytes).map_err(|e| io_error(table, &path, e))?;
             }
@@ -171,7 +193,7 @@ impl LogTable {
             }
         }
         let sequence = last_sequence + 1;
-        let writer = WalWriter::open(&wal::path(&wal_dir, sequence)).map_err(|e| io_error(table, &wal_dir, e))?;
+        let writer = if writable { Some(WalWriter::open(&wal::path(&wal_dir, sequence)).map_err(|e| io_error(table, &wal_dir, e))?) } else { None };
         let log = Arc::new(Self {
             schema_name: schema_name.into(),
             table: table.into(),
@@ -182,6 +204,7 @@ impl LogTable {
             wal: Mutex::new(WalState { writer, sequence, keys, rows_in_current: 0 }),
             rows: RwLock::new(rows),
             compacting: Mutex::new(()),
+            _lock: lock,
         });
         // Recomputes rollups a crash left stale and applies retention.
         log.compact()?;
@@ -191,6 +214,15 @@ impl LogTable {
 
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    /// False when another process writes this table.
+    pub fn is_writable(&self) -> bool {
+        self._lock.is_some()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn rollup_spec(&self) -> Option<&RollupSpec> {
@@ -245,7 +277,13 @@ impl LogTable {
         if batch.num_rows() == 0 {
             return Ok(Appended { stored: 0, duplicates });
         }
-        wal.writer.append(&batch).map_err(|e| io_error(&self.table, wal.writer.path(), e))?;
+        let Some(writer) = wal.writer.as_mut() else {
+            return Err(StoreError::Register {
+                table: self.table.clone(),
+                message: format!("read-only here: another cruscotto process writes {}", self.dir.display()),
+            });
+        };
+        writer.append(&batch).map_err(|e| io_error(&self.table, writer.path(), e))?;
         if !self.options.dedupe.is_empty() {
             let hashes = row_hashes(&batch, &self.options.dedupe).map_err(|m| StoreError::Register { table: self.table.clone(), message: m })?;
             wal.keys.extend(hashes);
@@ -268,6 +306,9 @@ impl LogTable {
     /// appends go on meanwhile (into the next WAL file).
     pub fn compact(&self) -> Result<(), StoreError> {
         let _one_at_a_time = self.compacting.lock().expect("compaction lock");
+        if !self.is_writable() {
+            return Ok(());
+        }
         {
             let mut wal = self.wal.lock().expect("wal lock");
             if wal.rows_in_current > 0 {
@@ -275,7 +316,7 @@ impl LogTable {
                 let path = wal::path(&self.dir.join("wal"), next);
                 let writer = WalWriter::open(&path).map_err(|e| io_error(&self.table, &path, e))?;
                 let closed_sequence = wal.sequence;
-                wal.writer = writer;
+                wal.writer = Some(writer);
                 wal.sequence = next;
                 wal.rows_in_current = 0;
                 let mut rows = self.rows.write().expect("log rows lock");
@@ -666,7 +707,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let t = now_seconds();
         let log = LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
-        log.append(&readings("a", &[t - 10 * 86_400, t - 10 * 86_400 + 60, t])).unwrap();
+        // Two readings in one hour ten days ago, one now.
+        let old = (t - 10 * 86_400) / 3_600 * 3_600;
+        log.append(&readings("a", &[old, old + 60, t])).unwrap();
         log.compact().unwrap();
         assert_eq!(log.row_count(), 3);
         assert_eq!(log.rollup_row_count(), 2);
@@ -675,6 +718,23 @@ mod tests {
         let log = LogTable::open(dir.path(), "sensori", "letture", schema(), options(Some(5))).unwrap();
         assert_eq!(log.row_count(), 1);
         assert_eq!(log.rollup_row_count(), 2);
+    }
+
+    #[test]
+    fn a_second_process_reads_a_table_it_does_not_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = now_seconds();
+        let writer = LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
+        writer.append(&readings("a", &[t, t + 1])).unwrap();
+        let reader = LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
+        assert!(writer.is_writable() && !reader.is_writable());
+        assert_eq!(reader.row_count(), 2);
+        assert!(reader.append(&readings("b", &[t])).unwrap_err().to_string().contains("read-only"));
+        // The reader neither compacted nor deleted the writer's WAL: appends go on.
+        writer.append(&readings("a", &[t + 2])).unwrap();
+        drop((writer, reader));
+        let again = LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
+        assert_eq!(again.row_count(), 3);
     }
 
     #[test]

@@ -358,6 +358,20 @@ fields = { value = { pointer = "/v", type = "float" }, ts = { pointer = "/t", ty
     }
 
     #[test]
+    fn the_shipped_compose_connector_is_valid() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let path = base.join("connectors.compose/sensori.toml");
+        let text = crate::config::interpolate_env(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let config = ConnectorConfig::parse(&path, &text).unwrap();
+        let ConnectorConfig::Mqtt(mqtt) = &config else { panic!("not mqtt") };
+        assert!(mqtt.validate(&path, base).is_empty(), "{:?}", mqtt.validate(&path, base));
+        assert_eq!(config.table_names(), vec!["letture", "letture_scartate", "letture_orarie", "ambiente", "ambiente_scartate"]);
+        for table in &mqtt.tables {
+            crate::connectors::mqtt::Layout::new(table).unwrap();
+        }
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_reported() {
         let error = ConnectorConfig::parse(Path::new("s.toml"), &SENSORS.replace("client_id", "clientid")).unwrap_err();
         assert!(error.message.contains("unknown field `clientid`"), "{error}");

@@ -91,6 +91,13 @@ pub async fn run(store: Arc<Store>, schema: String, config: MqttConnectorConfig,
             warn!(connector = %schema, table = %table.name, "MQTT table not opened; the connector does not start");
             return;
         };
+        if !rows.is_writable() || !rejected.is_writable() {
+            let message = format!("another cruscotto process writes {}: this one serves the table read-only and does not subscribe", rows.dir().display());
+            for name in config.table_names() {
+                store.record_failure(&schema, &name, &source, &message);
+            }
+            return;
+        }
         tables.push(OpenTable { layout, rows, rejected });
     }
     let tables = Arc::new(tables);
