@@ -63,11 +63,13 @@ impl Drop for Broker {
     }
 }
 
+/// Polls every 50 ms: often enough to time a run of seconds, rarely enough not to load the
+/// two cores the ingest needs.
 fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
     let until = Instant::now() + deadline;
     while !condition() {
         assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -18,7 +18,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use arrow::array::{Array, ArrayRef, StringArray, TimestampMicrosecondArray, UInt32Array};
+use arrow::array::{Array, StringArray, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::{cast, concat_batches, take_record_batch};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -558,34 +558,36 @@ fn split_by_day<'a>(schema: &SchemaRef, time_column: &str, batches: impl Iterato
     Ok(out)
 }
 
-/// One hash per row over the given columns (their text form), for deduplication.
+/// One hash per row over the given columns, for deduplication. Text and integer-like columns
+/// (timestamps included) are hashed as they are; others through their text form.
 pub fn row_hashes(batch: &RecordBatch, columns: &[String]) -> Result<Vec<u64>, String> {
-    let arrays: Vec<ArrayRef> = columns
-        .iter()
-        .map(|c| {
-            let column = batch.column_by_name(c).ok_or_else(|| format!("no column `{c}` to deduplicate on"))?;
-            match column.data_type() {
-                DataType::Utf8 => Ok(column.clone()),
-                DataType::Timestamp(_, _) => cast(&cast(column, &DataType::Int64).map_err(|e| e.to_string())?, &DataType::Utf8).map_err(|e| e.to_string()),
-                _ => cast(column, &DataType::Utf8).map_err(|e| e.to_string()),
-            }
-        })
-        .collect::<Result<_, String>>()?;
-    let texts: Vec<&StringArray> = arrays.iter().map(|a| a.as_any().downcast_ref::<StringArray>().expect("cast to Utf8")).collect();
-    Ok((0..batch.num_rows())
-        .map(|row| {
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            for text in &texts {
-                if text.is_null(row) {
-                    0u8.hash(&mut hasher);
-                } else {
-                    1u8.hash(&mut hasher);
-                    text.value(row).hash(&mut hasher);
+    let mut hashers: Vec<std::collections::hash_map::DefaultHasher> = (0..batch.num_rows()).map(|_| Default::default()).collect();
+    for name in columns {
+        let column = batch.column_by_name(name).ok_or_else(|| format!("no column `{name}` to deduplicate on"))?;
+        match column.data_type() {
+            DataType::Utf8 => {
+                let text = column.as_any().downcast_ref::<StringArray>().expect("Utf8 is a StringArray");
+                for (row, hasher) in hashers.iter_mut().enumerate() {
+                    text.is_valid(row).then(|| text.value(row)).hash(hasher);
                 }
             }
-            hasher.finish()
-        })
-        .collect())
+            DataType::Timestamp(_, _) | DataType::Int64 | DataType::Date32 | DataType::Int32 => {
+                let numbers = cast(column, &DataType::Int64).map_err(|e| e.to_string())?;
+                let numbers = numbers.as_any().downcast_ref::<arrow::array::Int64Array>().expect("cast to Int64");
+                for (row, hasher) in hashers.iter_mut().enumerate() {
+                    numbers.is_valid(row).then(|| numbers.value(row)).hash(hasher);
+                }
+            }
+            _ => {
+                let text = cast(column, &DataType::Utf8).map_err(|e| e.to_string())?;
+                let text = text.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
+                for (row, hasher) in hashers.iter_mut().enumerate() {
+                    text.is_valid(row).then(|| text.value(row)).hash(hasher);
+                }
+            }
+        }
+    }
+    Ok(hashers.into_iter().map(|h| h.finish()).collect())
 }
 
 fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), String> {
