@@ -225,13 +225,15 @@ async fn write_loop(
             return;
         }
         let mut failures = 0u32;
+        // Built once: a retry appends the same batches.
+        let prepared = Arc::new(prepare(&tables, &mut group));
         // Until the group is durable nothing is acknowledged; a store that keeps failing keeps
         // the channel full, and the broker keeps the messages.
         loop {
             let outcome = {
                 let tables = tables.clone();
-                let prepared = prepare(&tables, &group);
-                tokio::task::spawn_blocking(move || commit(&tables, prepared)).await
+                let prepared = prepared.clone();
+                tokio::task::spawn_blocking(move || commit(&tables, &prepared)).await
             };
             match outcome {
                 Ok(Ok(stored)) => {
@@ -287,12 +289,14 @@ struct Prepared {
     rejected: Vec<Option<arrow::record_batch::RecordBatch>>,
 }
 
-fn prepare(tables: &[OpenTable], group: &[Delivery]) -> Result<Prepared, String> {
+/// Takes the decoded rows out of the deliveries (only their messages are needed afterwards, to
+/// acknowledge them).
+fn prepare(tables: &[OpenTable], group: &mut [Delivery]) -> Result<Prepared, String> {
     let mut rows: Vec<Vec<Vec<Cell>>> = vec![Vec::new(); tables.len()];
     let mut rejected: Vec<Vec<Vec<Cell>>> = vec![Vec::new(); tables.len()];
-    for delivery in group {
-        match &delivery.outcome {
-            Ok(decoded) => rows[delivery.table].extend(decoded.iter().cloned()),
+    for delivery in group.iter_mut() {
+        match &mut delivery.outcome {
+            Ok(decoded) => rows[delivery.table].append(decoded),
             Err(rejection) => rejected[delivery.table].push(vec![
                 Cell::Time(delivery.received_at),
                 Cell::Text(delivery.publish.topic.clone()),
@@ -314,8 +318,8 @@ fn prepare(tables: &[OpenTable], group: &[Delivery]) -> Result<Prepared, String>
 }
 
 /// Append a prepared group; returns the rows stored per table (after deduplication).
-fn commit(tables: &[OpenTable], prepared: Result<Prepared, String>) -> Result<Vec<(usize, usize)>, String> {
-    let prepared = prepared?;
+fn commit(tables: &[OpenTable], prepared: &Result<Prepared, String>) -> Result<Vec<(usize, usize)>, String> {
+    let prepared = prepared.as_ref().map_err(Clone::clone)?;
     let mut stored = Vec::new();
     for (i, table) in tables.iter().enumerate() {
         let mut counts = (0, 0);
