@@ -9,10 +9,10 @@
 -- unit: Mbit/s, ms
 -- unit_en: Mbit/s, ms
 -- polarity: higher_is_better
--- sources: sensori.letture, sensori.sensori, bologna.aree_statistiche
+-- sources: sensori.letture, bologna.sensori, bologna.aree_statistiche
 -- method: Letture di sensori.letture (sensor_id, metric, value, ts) con metric download_mbps,
 --   upload_mbps, latency_ms degli ultimi 30 giorni; ogni sonda è assegnata all'area che contiene la
---   sua posizione (sensori.sensori.geometry); mediana per area con approx_median.
+--   sua posizione (bologna.sensori.geometry); mediana per area con approx_median.
 -- method_version: 1.0
 SELECT
     a.codice_area_statistica,
@@ -22,7 +22,7 @@ SELECT
     approx_median(CASE WHEN l.metric = 'upload_mbps' THEN l.value END) AS upload_mbps,
     approx_median(CASE WHEN l.metric = 'latency_ms' THEN l.value END) AS latenza_ms
 FROM sensori.letture AS l
-JOIN sensori.sensori AS s ON s.sensor_id = l.sensor_id
+JOIN bologna.sensori AS s ON s.sensor_id = l.sensor_id
 JOIN bologna.aree_statistiche AS a ON ST_Contains(a.geometry, s.geometry)
 WHERE l.metric IN ('download_mbps', 'upload_mbps', 'latency_ms')
   AND l.ts >= now() - INTERVAL '30 days'

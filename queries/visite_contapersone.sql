@@ -9,7 +9,7 @@
 -- unit: visite al giorno
 -- unit_en: visits per day
 -- polarity: higher_is_better
--- sources: sensori.letture, sensori.sensori
+-- sources: sensori.letture, bologna.sensori
 -- method: Somma giornaliera delle letture con metric 'people' dei sensori di tipo 'people_counter'.
 -- method_version: 1.0
 SELECT
@@ -17,6 +17,6 @@ SELECT
     count(DISTINCT l.sensor_id) AS contapersone,
     sum(l.value) AS visite
 FROM sensori.letture AS l
-JOIN sensori.sensori AS s ON s.sensor_id = l.sensor_id
+JOIN bologna.sensori AS s ON s.sensor_id = l.sensor_id
 WHERE l.metric = 'people' AND s.kind = 'people_counter'
 GROUP BY date_trunc('day', l.ts)

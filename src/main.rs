@@ -51,7 +51,7 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
-    /// Fill a database with realistic synthetic data for the demo city.
+    /// Fill a database, or feed an MQTT broker, with realistic synthetic data for the demo city.
     Simulate {
         #[command(subcommand)]
         target: SimulateTarget,
@@ -100,6 +100,31 @@ enum SimulateTarget {
         /// Drop and refill `anagrafe` and `servizi` when they already exist.
         #[arg(long)]
         replace: bool,
+    },
+    /// Publish sensor readings (QoS 1) for the registry's sensors: Wi-Fi load, probes, people
+    /// counters, environmental SenML, and a share of malformed messages.
+    Sensors {
+        /// The broker, e.g. mqtt://127.0.0.1:1883.
+        #[arg(long, env = "MQTT_URL")]
+        broker: String,
+        /// Messages per second (0: as fast as the broker takes them).
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// Stop after this many messages [default: run until interrupted].
+        #[arg(long)]
+        count: Option<u64>,
+        /// Share of malformed messages (not JSON, missing field, wrong type, unknown sensor, bad SenML).
+        #[arg(long, default_value_t = 0.01)]
+        malformed_share: f64,
+        /// The same seed gives the same values.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The sensor registry [default: data/bologna/sensori.csv beside the configuration].
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        /// First level of every topic.
+        #[arg(long, default_value = "bologna")]
+        prefix: String,
     },
 }
 
@@ -272,8 +297,26 @@ async fn query(config: Config, sql: &str, output: Output) -> anyhow::Result<Exit
 }
 
 async fn simulate(config: &std::path::Path, target: SimulateTarget) -> anyhow::Result<ExitCode> {
-    let SimulateTarget::Postgres { url, seed, events, year, fragility, replace } = target;
     let base_dir = config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let (url, seed, events, year, fragility, replace) = match target {
+        SimulateTarget::Postgres { url, seed, events, year, fragility, replace } => (url, seed, events, year, fragility, replace),
+        SimulateTarget::Sensors { broker, rate, count, malformed_share, seed, registry, prefix } => {
+            anyhow::ensure!((0.0..=1.0).contains(&malformed_share), "--malformed-share must be between 0 and 1");
+            let registry = registry.unwrap_or_else(|| base_dir.join("data/bologna/sensori.csv"));
+            let options = cruscotto::simulate::SensorOptions { broker, rate, count, malformed_share, seed, registry, prefix };
+            let summary = cruscotto::simulate::sensors(&options).await?;
+            println!(
+                "published {} messages for {} sensors to {} ({} malformed on purpose) in {:.1}s, {:.0}/s, all acknowledged by the broker",
+                summary.published,
+                summary.sensors,
+                options.broker,
+                summary.malformed,
+                summary.elapsed.as_secs_f64(),
+                summary.published as f64 / summary.elapsed.as_secs_f64().max(1e-9)
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let fragility = fragility.unwrap_or_else(|| base_dir.join("data/bologna/indici-di-fragilita-dal-2021.csv"));
     let options = cruscotto::simulate::Options { url, seed, events, year, fragility, replace };
     let started = std::time::Instant::now();

@@ -9,7 +9,7 @@ use rand::RngExt;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, NamedConnector};
-use crate::connectors::Connector;
+use crate::connectors::{Connector, ConnectorConfig};
 use crate::query::QueryEngine;
 use crate::store::Store;
 
@@ -32,6 +32,20 @@ impl Service {
         let partitions = std::thread::available_parallelism().map_or(2, |n| n.get());
         let store = Store::new(&config.data_dir(), partitions);
         for connector in &config.connectors {
+            if let ConnectorConfig::Mqtt(mqtt) = &connector.config {
+                // Log tables recover their WAL here, before anything is served.
+                let source = connector.file.display().to_string();
+                for table in connector.config.table_names() {
+                    store.declare(&connector.name, &table, &mqtt.broker, connector.config.refresh());
+                }
+                if let Err(e) = crate::connectors::mqtt::open_tables(&store, &connector.name, mqtt, &mqtt.broker) {
+                    error!(schema = %connector.name, file = %source, error = %e, "cannot open the log tables");
+                    for table in connector.config.table_names() {
+                        store.record_failure(&connector.name, &table, &mqtt.broker, &e);
+                    }
+                }
+                continue;
+            }
             for table in connector.config.table_names() {
                 store.declare(&connector.name, &table, &connector.file.display().to_string(), connector.config.refresh());
                 if let Err(e) = store.restore(&connector.name, &table) {
@@ -56,7 +70,7 @@ impl Service {
     /// Load every connector once, then re-plan the views. Returns whether every table loaded.
     pub async fn load_all_once(&self) -> bool {
         let mut all_ok = true;
-        for connector in &self.config.connectors {
+        for connector in self.config.connectors.iter().filter(|c| !c.config.is_stream()) {
             let runner = connector.config.build(&self.config.base_dir);
             all_ok &= load_connector(&self.store, connector, runner.as_ref()).await;
         }
@@ -75,7 +89,14 @@ impl Service {
             for connector in service.config.connectors.clone() {
                 let store = service.store.clone();
                 let base_dir = service.config.base_dir.clone();
-                tokio::spawn(async move { refresh_loop(store, connector, base_dir).await });
+                match connector.config {
+                    ConnectorConfig::Mqtt(config) => {
+                        tokio::spawn(crate::connectors::mqtt::run(store, connector.name, *config, base_dir));
+                    }
+                    _ => {
+                        tokio::spawn(async move { refresh_loop(store, connector, base_dir).await });
+                    }
+                }
             }
         });
         let service = self.clone();

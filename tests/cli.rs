@@ -8,7 +8,7 @@ use common::ConfigDir;
 fn check_accepts_the_shipped_configuration() {
     let (code, stdout, stderr) = ConfigDir::demo().run(&["check"]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains(": ok (2 connectors, 14 tables, 26 saved queries"), "{stdout}");
+    assert!(stdout.contains(": ok (2 connectors, 15 tables, 26 saved queries"), "{stdout}");
 }
 
 #[test]

@@ -146,7 +146,7 @@ fn the_simulated_registry_agrees_with_the_real_area_populations() {
     let env = [("REGISTRY_URL", url.as_str()), ("SERVICE_LOGS_URL", url.as_str())];
     let (code, stdout, stderr) = cruscotto(&["--config", &config_file, "check"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stdout.contains(": ok (4 connectors, "), "{stdout}");
+    assert!(stdout.contains(": ok (5 connectors, "), "{stdout}");
     assert!(!stderr.contains("warning"), "{stderr}");
 
     let sql = "SELECT (SELECT sum(residenti) FROM registry.residenti_per_area) AS residenti, \

@@ -3,6 +3,7 @@
 
 pub mod file;
 pub mod http;
+pub mod mqtt;
 pub mod postgres;
 
 use std::path::{Path, PathBuf};
@@ -21,10 +22,11 @@ pub enum ConnectorConfig {
     Postgres(postgres::PostgresConnectorConfig),
     // Boxed: its authentication and paging settings make it much larger than the others.
     Http(Box<http::HttpConnectorConfig>),
+    Mqtt(Box<mqtt::MqttConnectorConfig>),
 }
 
 impl ConnectorConfig {
-    pub const KINDS: &'static [&'static str] = &["file", "postgres", "http"];
+    pub const KINDS: &'static [&'static str] = &["file", "postgres", "http", "mqtt"];
 
     /// Parse a connector file. The kind is read first, then the whole file is parsed as that
     /// kind's struct, so an unknown key is reported with its line (an internally tagged enum would
@@ -45,6 +47,9 @@ impl ConnectorConfig {
             Some("http") => toml::from_str(text)
                 .map(|config| ConnectorConfig::Http(Box::new(config)))
                 .map_err(|e| Problem::from_toml(file, text, &e)),
+            Some("mqtt") => toml::from_str(text)
+                .map(|config| ConnectorConfig::Mqtt(Box::new(config)))
+                .map_err(|e| Problem::from_toml(file, text, &e)),
             Some(other) => Err(Problem::new(
                 file,
                 Some("kind".into()),
@@ -64,6 +69,7 @@ impl ConnectorConfig {
             ConnectorConfig::File(config) => config.validate(file, base_dir),
             ConnectorConfig::Postgres(config) => config.validate(file, base_dir),
             ConnectorConfig::Http(config) => config.validate(file, base_dir),
+            ConnectorConfig::Mqtt(config) => config.validate(file, base_dir),
         }
     }
 
@@ -73,6 +79,8 @@ impl ConnectorConfig {
             ConnectorConfig::File(config) => config.refresh,
             ConnectorConfig::Postgres(config) => config.refresh,
             ConnectorConfig::Http(config) => config.refresh,
+            // A stream is not refreshed; this is how often readings are expected.
+            ConnectorConfig::Mqtt(config) => config.expected_interval,
         }
     }
 
@@ -83,6 +91,7 @@ impl ConnectorConfig {
             // A disabled connector declares nothing: it must not appear in /status or hold /readyz.
             ConnectorConfig::Http(config) if !config.enabled => Vec::new(),
             ConnectorConfig::Http(config) => config.tables.iter().map(|t| t.name.clone()).collect(),
+            ConnectorConfig::Mqtt(config) => config.table_names(),
         }
     }
 
@@ -91,7 +100,13 @@ impl ConnectorConfig {
             ConnectorConfig::File(config) => Box::new(file::FileConnector::new(config.clone(), base_dir)),
             ConnectorConfig::Postgres(config) => Box::new(postgres::PostgresConnector::new(config.clone(), base_dir)),
             ConnectorConfig::Http(config) => Box::new(http::HttpConnector::new((**config).clone(), base_dir)),
+            ConnectorConfig::Mqtt(_) => Box::new(mqtt::MqttConnector),
         }
+    }
+
+    /// Whether the connector is a stream (run as one long task) rather than polled.
+    pub fn is_stream(&self) -> bool {
+        matches!(self, ConnectorConfig::Mqtt(_))
     }
 
     /// Checks that need the source itself (a database connection); `cruscotto check` runs them.

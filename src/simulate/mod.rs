@@ -1,13 +1,16 @@
 //! `cruscotto simulate postgres`: a realistic registry (`anagrafe`) and service-log (`servizi`)
 //! database for Bologna, for the demo and the tests. Deterministic given a seed; rows go in with
-//! `COPY ... FROM STDIN`, so a million events take seconds.
+//! `COPY ... FROM STDIN`, so a million events take seconds. `cruscotto simulate sensors`
+//! (`sensors.rs`) publishes sensor readings over MQTT.
 
 mod events;
 mod population;
 mod rng;
+mod sensors;
 
 pub use events::{CHANNELS, SERVICES, age_band, internet_use};
 pub use population::{Area, REGISTRY_YEAR, city_share_over_80, read_areas};
+pub use sensors::{SensorOptions, SensorSummary, sensors};
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -25,6 +28,8 @@ pub enum SimulateError {
     Data { path: PathBuf, message: String },
     #[error("PostgreSQL at {url}: {message}")]
     Postgres { url: String, message: String },
+    #[error("MQTT broker {broker}: {message}")]
+    Mqtt { broker: String, message: String },
 }
 
 #[derive(Debug, Clone)]

@@ -1,13 +1,18 @@
-//! Tables, and nothing else: snapshot tables replaced atomically and persisted as Parquet, their
-//! status (source, rows, last success, last error) and the records their sources rejected.
+//! Tables, and nothing else: snapshot tables replaced atomically and persisted as Parquet, log
+//! tables appended through a write-ahead log (see `log`), their status (source, rows, last
+//! success, last error) and the records their sources rejected.
 //!
 //! A query resolves each table once, when it is planned, to the immutable `MemTable` registered at
 //! that moment; a refresh registers a new `MemTable` in its place. So a query sees either the old
 //! table or the new one, never a mix.
 
+pub mod log;
 mod persist;
+mod provider;
+pub mod rollup;
 mod schema;
 mod system;
+pub mod wal;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -115,6 +120,11 @@ pub struct Store {
     target_partitions: usize,
     /// Bumped after every change of a table, so the query layer can re-plan its views.
     version: tokio::sync::watch::Sender<u64>,
+    /// Log tables (appended by streams), each also registered as a live table in its schema.
+    logs: RwLock<BTreeMap<Key, Arc<log::LogTable>>>,
+    /// When `system.tables` was last rebuilt for a log append (appends rebuild it at most once a
+    /// second).
+    last_system_refresh: std::sync::Mutex<std::time::Instant>,
 }
 
 impl Store {
@@ -129,6 +139,8 @@ impl Store {
             commit_lock: tokio::sync::Mutex::new(()),
             target_partitions: target_partitions.max(1),
             version,
+            logs: RwLock::new(BTreeMap::new()),
+            last_system_refresh: std::sync::Mutex::new(std::time::Instant::now()),
         });
         store.schema_provider("system");
         store.refresh_system_tables();
@@ -349,6 +361,88 @@ impl Store {
             .register_table(table.to_string(), Arc::new(mem))
             .map_err(|e| StoreError::Register { table: table.into(), message: e.to_string() })?;
         Ok(())
+    }
+
+    /// Open (recovering it) a log table and register it, and its rollup table if it has one, as
+    /// live tables: queries see every append without re-planning.
+    pub fn open_log(
+        &self,
+        schema: &str,
+        table: &str,
+        source: &str,
+        columns: SchemaRef,
+        options: log::LogOptions,
+        refresh: Duration,
+    ) -> Result<Arc<log::LogTable>, StoreError> {
+        let opened = log::LogTable::open(&self.data_dir, schema, table, columns.clone(), options)?;
+        let rows: provider::RowSource = {
+            let opened = opened.clone();
+            Arc::new(move || opened.batches())
+        };
+        let live = provider::LiveTable::new(columns, rows, self.target_partitions);
+        self.schema_provider(schema)
+            .register_table(table.to_string(), Arc::new(live))
+            .map_err(|e| StoreError::Register { table: table.into(), message: e.to_string() })?;
+        if let Some(spec) = opened.rollup_spec() {
+            let rows: provider::RowSource = {
+                let opened = opened.clone();
+                Arc::new(move || opened.rollup_batches())
+            };
+            let live = provider::LiveTable::new(spec.schema(), rows, self.target_partitions);
+            self.schema_provider(schema)
+                .register_table(spec.table.clone(), Arc::new(live))
+                .map_err(|e| StoreError::Register { table: spec.table.clone(), message: e.to_string() })?;
+        }
+        self.logs.write().expect("logs lock").insert((schema.into(), table.into()), opened.clone());
+        {
+            let mut status = self.status.write().expect("status lock");
+            let mut names = vec![(table.to_string(), opened.row_count())];
+            if let Some(spec) = opened.rollup_spec() {
+                names.push((spec.table.clone(), opened.rollup_row_count()));
+            }
+            for (name, rows) in names {
+                let entry = status.entry((schema.into(), name.clone())).or_insert_with(|| blank_status(schema, &name, source));
+                entry.refresh = refresh;
+                entry.rows = rows;
+                entry.from_persisted_snapshot = rows > 0;
+            }
+        }
+        self.changed();
+        Ok(opened)
+    }
+
+    pub fn log_table(&self, schema: &str, table: &str) -> Option<Arc<log::LogTable>> {
+        self.logs.read().expect("logs lock").get(&(schema.to_string(), table.to_string())).cloned()
+    }
+
+    /// A stream delivered to a log table: its rows (and those of its rollup) and `rejected`
+    /// (records of that stream refused, kept elsewhere) go to /status, marked fresh.
+    pub fn log_progress(&self, schema: &str, table: &str, source: &str, rejected: usize) {
+        let Some(log) = self.log_table(schema, table) else { return };
+        let now = Utc::now();
+        let mut names = vec![(table.to_string(), log.row_count(), rejected)];
+        if let Some(spec) = log.rollup_spec() {
+            names.push((spec.table.clone(), log.rollup_row_count(), 0));
+        }
+        for (name, rows, rejected) in names {
+            self.mark_fresh((schema.into(), name), source, rows, rejected, now);
+        }
+        let mut last = self.last_system_refresh.lock().expect("refresh lock");
+        if last.elapsed() >= Duration::from_secs(1) {
+            *last = std::time::Instant::now();
+            drop(last);
+            self.refresh_system_tables();
+        }
+    }
+
+    /// The rows a table holds now (a snapshot or a log table), e.g. to read a registry.
+    pub fn table_batches(&self, schema: &str, table: &str) -> Option<(SchemaRef, Vec<RecordBatch>)> {
+        if let Some(log) = self.log_table(schema, table) {
+            return Some((log.schema(), log.batches()));
+        }
+        let data = self.data.read().expect("data lock");
+        let table = data.get(&(schema.to_string(), table.to_string()))?;
+        Some((table.schema.clone()?, table.batches.clone()))
     }
 
     pub fn statuses(&self) -> Vec<TableStatus> {

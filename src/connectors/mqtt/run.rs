@@ -1,0 +1,481 @@
+//! The running connector: one task reads the broker session and decodes messages, a bounded
+//! channel carries them to a writer task that makes each group durable (one fsync per log
+//! table) and only then acknowledges the group's messages (PUBACK). When the writer falls
+//! behind, the channel fills, the reader stops polling the broker, and the broker keeps the
+//! rest: nothing is dropped. A crash before the PUBACK means the broker delivers again; the log
+//! table's deduplication by (sensor, metric, time) keeps the reading once.
+
+use std::collections::{HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rand::RngExt;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFilter, Transport};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::config::MqttConnectorConfig;
+use super::mapping::{Cell, Layout, RejectKind, Rejection, rejected_schema};
+use super::topic;
+use crate::connectors::truncate_raw;
+use crate::store::Store;
+use crate::store::log::{LogOptions, LogTable};
+use crate::store::rollup::RollupSpec;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Acknowledgements waiting to be sent: more than the broker can have in flight, so the writer
+/// never waits on them.
+const ACK_CAPACITY: usize = 65_536;
+
+/// One table of the connector, opened in the store.
+struct OpenTable {
+    layout: Layout,
+    rows: Arc<LogTable>,
+    rejected: Arc<LogTable>,
+}
+
+/// A message read from the broker, decoded, on its way to being durable.
+struct Delivery {
+    publish: Publish,
+    table: usize,
+    received_at: i64,
+    outcome: Result<Vec<Vec<Cell>>, Rejection>,
+}
+
+fn days(duration: Option<Duration>) -> Option<i64> {
+    duration.map(|d| (d.as_secs() / 86_400) as i64)
+}
+
+/// Open (and recover) the connector's log tables, so their rows are served at once.
+pub fn open_tables(store: &Store, schema: &str, config: &MqttConnectorConfig, source: &str) -> Result<(), String> {
+    if !config.enabled {
+        return Ok(());
+    }
+    let refresh = config.expected_interval;
+    for table in &config.tables {
+        let layout = Layout::new(table).map_err(|e| format!("table `{}`: {e}", table.name))?;
+        let rollup = table.rollup.as_ref().map(|name| RollupSpec {
+            table: name.clone(),
+            keys: ["sensor_id", "metric"].iter().filter(|c| layout.has_column(c)).map(|c| c.to_string()).collect(),
+            value: "value".into(),
+            retention_days: days(table.rollup_retention),
+        });
+        let options = LogOptions {
+            time_column: "ts".into(),
+            dedupe: layout.dedupe_columns(),
+            retention_days: days(table.retention),
+            compact_rows: config.compact_rows,
+            rollup,
+        };
+        store.open_log(schema, &table.name, source, layout.schema(), options, refresh).map_err(|e| e.to_string())?;
+        let rejected = LogOptions { time_column: "received_at".into(), dedupe: Vec::new(), retention_days: days(table.retention), compact_rows: config.compact_rows, rollup: None };
+        store.open_log(schema, &table.rejected_table_name(), source, rejected_schema(), rejected, refresh).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Run the connector until the process ends.
+pub async fn run(store: Arc<Store>, schema: String, config: MqttConnectorConfig, base_dir: PathBuf) {
+    if !config.enabled {
+        return;
+    }
+    let source = config.broker.clone();
+    let mut tables = Vec::new();
+    for table in &config.tables {
+        let (Ok(layout), Some(rows), Some(rejected)) =
+            (Layout::new(table), store.log_table(&schema, &table.name), store.log_table(&schema, &table.rejected_table_name()))
+        else {
+            warn!(connector = %schema, table = %table.name, "MQTT table not opened; the connector does not start");
+            return;
+        };
+        if !rows.is_writable() || !rejected.is_writable() {
+            let message = format!("another cruscotto process writes {}: this one serves the table read-only and does not subscribe", rows.dir().display());
+            for name in config.table_names() {
+                store.record_failure(&schema, &name, &source, &message);
+            }
+            return;
+        }
+        tables.push(OpenTable { layout, rows, rejected });
+    }
+    let tables = Arc::new(tables);
+    let mut registry = Registry::new(store.clone(), config.registry.clone());
+    registry.wait_until_loaded(&store, &schema, &config, &source).await;
+
+    let options = match mqtt_options(&config, &base_dir) {
+        Ok(options) => options,
+        Err(e) => {
+            for name in config.table_names() {
+                store.record_failure(&schema, &name, &source, &e);
+            }
+            return;
+        }
+    };
+    let (client, mut eventloop) = AsyncClient::new(options, ACK_CAPACITY);
+    let (sender, receiver) = mpsc::channel::<Delivery>(config.channel_capacity);
+    tokio::spawn(write_loop(store.clone(), schema.clone(), source.clone(), tables.clone(), client.clone(), receiver, config.max_group));
+    tokio::spawn(compact_loop(store.clone(), schema.clone(), source.clone(), tables.clone(), config.compact_every));
+
+    let filters: Vec<SubscribeFilter> = config
+        .tables
+        .iter()
+        .flat_map(|t| t.topics.iter())
+        .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce))
+        .collect();
+    let mut failures = 0u32;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                info!(connector = %schema, broker = %source, session_present = ack.session_present, "connected to the MQTT broker");
+                failures = 0;
+                // Subscribing again on a resumed session is harmless and covers a broker that
+                // lost it.
+                if let Err(e) = client.subscribe_many(filters.clone()).await {
+                    warn!(connector = %schema, error = %e, "cannot subscribe");
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                let refused = ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
+                for (i, table) in config.tables.iter().enumerate() {
+                    if refused {
+                        store.record_failure(&schema, &table.name, &source, "the broker refused a subscription");
+                    } else {
+                        store.log_progress(&schema, &table.name, &source, tables[i].rejected.row_count());
+                        store.log_progress(&schema, &table.rejected_table_name(), &source, 0);
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let received_at = chrono::Utc::now().timestamp_micros();
+                registry.refresh();
+                let delivery = decode(&config, &tables, &registry, publish, received_at);
+                // A full channel blocks here: the broker is not polled until the writer catches up.
+                if sender.send(delivery).await.is_err() {
+                    warn!(connector = %schema, "the writer stopped; the connector stops");
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let message = format!("MQTT broker {source}: {e}");
+                for name in config.table_names() {
+                    store.record_failure(&schema, &name, &source, &message);
+                }
+                let delay = backoff(failures);
+                warn!(connector = %schema, error = %e, retry_in_ms = delay.as_millis() as u64, "MQTT connection lost; reconnecting");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+fn decode(config: &MqttConnectorConfig, tables: &[OpenTable], registry: &Registry, publish: Publish, received_at: i64) -> Delivery {
+    let index = config.tables.iter().position(|t| t.topics.iter().any(|f| topic::matches(f, &publish.topic)));
+    let Some(index) = index else {
+        let reason = format!("topic `{}` matches no table's topics", publish.topic);
+        return Delivery { publish, table: 0, received_at, outcome: Err(Rejection { kind: RejectKind::Topic, reason }) };
+    };
+    let layout = &tables[index].layout;
+    let outcome = layout.decode(&publish.topic, &publish.payload, received_at).and_then(|rows| {
+        for row in &rows {
+            if let Cell::Text(sensor) = &row[layout.sensor_column] {
+                if !registry.knows(sensor) {
+                    return Err(Rejection {
+                        kind: RejectKind::UnknownSensor,
+                        reason: format!("unknown sensor `{sensor}`: not in the registry {}", registry.name.as_deref().unwrap_or("")),
+                    });
+                }
+            }
+        }
+        Ok(rows)
+    });
+    Delivery { publish, table: index, received_at, outcome }
+}
+
+/// Make groups of deliveries durable, then acknowledge them, in the order they arrived.
+async fn write_loop(
+    store: Arc<Store>,
+    schema: String,
+    source: String,
+    tables: Arc<Vec<OpenTable>>,
+    client: AsyncClient,
+    mut receiver: mpsc::Receiver<Delivery>,
+    max_group: usize,
+) {
+    let mut group: Vec<Delivery> = Vec::with_capacity(max_group);
+    let compacting = Arc::new(AtomicBool::new(false));
+    // Acknowledgements of durable messages not yet handed to the event loop, in order. The
+    // writer never waits for room in the client's request channel: the event loop may itself be
+    // waiting for room in ours, and each would wait for the other.
+    let mut unsent: VecDeque<Publish> = VecDeque::new();
+    loop {
+        flush_acks(&client, &mut unsent);
+        let received = if unsent.is_empty() {
+            receiver.recv_many(&mut group, max_group).await
+        } else {
+            tokio::select! {
+                received = receiver.recv_many(&mut group, max_group) => received,
+                _ = tokio::time::sleep(Duration::from_millis(2)) => continue,
+            }
+        };
+        if received == 0 {
+            return;
+        }
+        let mut failures = 0u32;
+        // Built once: a retry appends the same batches.
+        let prepared = Arc::new(prepare(&tables, &mut group));
+        // Until the group is durable nothing is acknowledged; a store that keeps failing keeps
+        // the channel full, and the broker keeps the messages.
+        loop {
+            let outcome = {
+                let tables = tables.clone();
+                let prepared = prepared.clone();
+                tokio::task::spawn_blocking(move || commit(&tables, &prepared)).await
+            };
+            match outcome {
+                Ok(Ok(stored)) => {
+                    record_metrics(&schema, &tables, &group, &stored);
+                    break;
+                }
+                Ok(Err(message)) => {
+                    failures += 1;
+                    for table in tables.iter() {
+                        store.record_failure(&schema, &table.layout.table, &source, &message);
+                    }
+                    tokio::time::sleep(backoff(failures)).await;
+                }
+                Err(join) => {
+                    failures += 1;
+                    warn!(connector = %schema, error = %join, "store task failed; retrying the group");
+                    tokio::time::sleep(backoff(failures)).await;
+                }
+            }
+        }
+        unsent.extend(group.drain(..).map(|d| d.publish));
+        flush_acks(&client, &mut unsent);
+        for table in tables.iter() {
+            store.log_progress(&schema, &table.layout.table, &source, table.rejected.row_count());
+            store.log_progress(&schema, &table.rejected.table, &source, 0);
+            if table.rows.wants_compaction() && !compacting.swap(true, Ordering::AcqRel) {
+                let (rows, flag) = (table.rows.clone(), compacting.clone());
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = rows.compact() {
+                        warn!(table = %rows.table, error = %e, "compaction failed; the WAL keeps the rows");
+                    }
+                    flag.store(false, Ordering::Release);
+                });
+            }
+        }
+    }
+}
+
+/// Hand as many acknowledgements as fit to the event loop, oldest first.
+fn flush_acks(client: &AsyncClient, unsent: &mut VecDeque<Publish>) {
+    while let Some(publish) = unsent.front() {
+        // A full request channel: the event loop drains it when it next runs; try again then.
+        if client.try_ack(publish).is_err() {
+            return;
+        }
+        unsent.pop_front();
+    }
+}
+
+/// Rows and rejections of a group, per table, as record batches.
+struct Prepared {
+    rows: Vec<Option<arrow::record_batch::RecordBatch>>,
+    rejected: Vec<Option<arrow::record_batch::RecordBatch>>,
+}
+
+/// Takes the decoded rows out of the deliveries (only their messages are needed afterwards, to
+/// acknowledge them).
+fn prepare(tables: &[OpenTable], group: &mut [Delivery]) -> Result<Prepared, String> {
+    let mut rows: Vec<Vec<Vec<Cell>>> = vec![Vec::new(); tables.len()];
+    let mut rejected: Vec<Vec<Vec<Cell>>> = vec![Vec::new(); tables.len()];
+    for delivery in group.iter_mut() {
+        match &mut delivery.outcome {
+            Ok(decoded) => rows[delivery.table].append(decoded),
+            Err(rejection) => rejected[delivery.table].push(vec![
+                Cell::Time(delivery.received_at),
+                Cell::Text(delivery.publish.topic.clone()),
+                Cell::Text(rejection.kind.as_str().to_string()),
+                Cell::Text(rejection.reason.clone()),
+                Cell::Text(truncate_raw(&String::from_utf8_lossy(&delivery.publish.payload))),
+            ]),
+        }
+    }
+    let schema = rejected_schema();
+    Ok(Prepared {
+        rows: tables
+            .iter()
+            .zip(&rows)
+            .map(|(t, r)| (!r.is_empty()).then(|| t.layout.batch(r)).transpose())
+            .collect::<Result<_, String>>()?,
+        rejected: rejected.iter().map(|r| (!r.is_empty()).then(|| super::mapping::batch(&schema, r)).transpose()).collect::<Result<_, String>>()?,
+    })
+}
+
+/// Append a prepared group; returns the rows stored per table (after deduplication).
+fn commit(tables: &[OpenTable], prepared: &Result<Prepared, String>) -> Result<Vec<(usize, usize)>, String> {
+    let prepared = prepared.as_ref().map_err(Clone::clone)?;
+    let mut stored = Vec::new();
+    for (i, table) in tables.iter().enumerate() {
+        let mut counts = (0, 0);
+        if let Some(batch) = &prepared.rows[i] {
+            let appended = table.rows.append(batch).map_err(|e| e.to_string())?;
+            counts = (appended.stored, appended.duplicates);
+        }
+        if let Some(batch) = &prepared.rejected[i] {
+            table.rejected.append(batch).map_err(|e| e.to_string())?;
+        }
+        stored.push(counts);
+    }
+    Ok(stored)
+}
+
+fn record_metrics(schema: &str, tables: &[OpenTable], group: &[Delivery], stored: &[(usize, usize)]) {
+    for (table, (rows, duplicates)) in tables.iter().zip(stored) {
+        let labels = [("schema", schema.to_string()), ("table", table.layout.table.clone())];
+        metrics::counter!("cruscotto_mqtt_readings_stored_total", &labels).increment(*rows as u64);
+        metrics::counter!("cruscotto_mqtt_readings_duplicate_total", &labels).increment(*duplicates as u64);
+    }
+    for delivery in group {
+        let table = tables[delivery.table].layout.table.clone();
+        match &delivery.outcome {
+            Ok(_) => metrics::counter!("cruscotto_mqtt_messages_total", "schema" => schema.to_string(), "table" => table, "outcome" => "stored").increment(1),
+            Err(rejection) => {
+                metrics::counter!("cruscotto_mqtt_messages_total", "schema" => schema.to_string(), "table" => table.clone(), "outcome" => "rejected").increment(1);
+                metrics::counter!("cruscotto_mqtt_rejected_total", "schema" => schema.to_string(), "table" => table, "reason" => rejection.kind.as_str())
+                    .increment(1);
+            }
+        }
+    }
+}
+
+/// Compact every table's WAL at a steady pace, also when readings trickle in.
+async fn compact_loop(store: Arc<Store>, schema: String, source: String, tables: Arc<Vec<OpenTable>>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        for table in tables.iter() {
+            for log in [table.rows.clone(), table.rejected.clone()] {
+                let name = log.table.clone();
+                match tokio::task::spawn_blocking(move || log.compact()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => warn!(connector = %schema, table = %name, error = %e, "compaction failed; the WAL keeps the rows"),
+                    Err(e) => warn!(connector = %schema, table = %name, error = %e, "compaction task failed"),
+                }
+            }
+            store.log_progress(&schema, &table.layout.table, &source, table.rejected.row_count());
+        }
+    }
+}
+
+/// The sensor ids of the registry table, reloaded when the store changes.
+struct Registry {
+    store: Arc<Store>,
+    name: Option<String>,
+    changes: tokio::sync::watch::Receiver<u64>,
+    ids: HashSet<String>,
+}
+
+impl Registry {
+    fn new(store: Arc<Store>, name: Option<String>) -> Self {
+        let changes = store.subscribe();
+        Self { store, name, changes, ids: HashSet::new() }
+    }
+
+    fn knows(&self, sensor: &str) -> bool {
+        self.name.is_none() || self.ids.contains(sensor)
+    }
+
+    /// Reload the ids if the store changed; returns whether the registry table exists.
+    fn refresh(&mut self) -> bool {
+        let Some(name) = &self.name else { return true };
+        if !self.changes.has_changed().unwrap_or(false) && !self.ids.is_empty() {
+            return true;
+        }
+        self.changes.borrow_and_update();
+        let (schema, table) = name.split_once('.').unwrap_or(("", name));
+        let Some((table_schema, batches)) = self.store.table_batches(schema, table) else { return false };
+        let Ok(index) = table_schema.index_of("sensor_id") else { return false };
+        let mut ids = HashSet::new();
+        for batch in &batches {
+            let column = arrow::compute::cast(batch.column(index), &arrow::datatypes::DataType::Utf8).ok();
+            if let Some(column) = column.as_ref().and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>()) {
+                ids.extend(column.iter().flatten().map(str::to_string));
+            }
+        }
+        self.ids = ids;
+        true
+    }
+
+    /// Readings are not read before the registry is there: with a persistent session the
+    /// broker keeps them, where reading them now would reject every one as unknown.
+    async fn wait_until_loaded(&mut self, store: &Store, schema: &str, config: &MqttConnectorConfig, source: &str) {
+        let mut reported = false;
+        while !self.refresh() {
+            if !reported {
+                let message = format!("waiting for the sensor registry {} (no such table, or no `sensor_id` column)", self.name.as_deref().unwrap_or(""));
+                for name in config.table_names() {
+                    store.record_failure(schema, &name, source, &message);
+                }
+                reported = true;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.changes.changed()).await;
+        }
+    }
+}
+
+/// Session options: persistent session, manual acknowledgements, credentials, TLS.
+fn mqtt_options(config: &MqttConnectorConfig, base_dir: &Path) -> Result<MqttOptions, String> {
+    let address = config.broker_address()?;
+    let mut options = MqttOptions::new(config.client_id.clone(), address.host, address.port);
+    options.set_clean_session(false);
+    options.set_manual_acks(true);
+    options.set_keep_alive(config.keep_alive);
+    let max = config.max_payload.as_u64() as usize + 64 * 1024;
+    options.set_max_packet_size(max, 64 * 1024);
+    if let Some(user) = &config.username {
+        options.set_credentials(user.0.clone(), config.password.as_ref().map(|p| p.0.clone()).unwrap_or_default());
+    }
+    if address.tls {
+        options.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(tls_config(
+            config.ca_file.as_ref().map(|p| crate::config::resolve(base_dir, p)).as_deref(),
+        )?))));
+    }
+    Ok(options)
+}
+
+fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            for certificate in CertificateDer::pem_file_iter(path).map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))? {
+                let certificate = certificate.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                roots.add(certificate).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("ca_file {} holds no PEM certificate", path.display()));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Exponential backoff with ±25% jitter.
+fn backoff(failures: u32) -> Duration {
+    let exponential = FIRST_BACKOFF.saturating_mul(1u32 << failures.min(16).saturating_sub(1));
+    exponential.min(MAX_BACKOFF).mul_f64(rand::rng().random_range(0.75..1.25))
+}
