@@ -56,10 +56,14 @@ function currentIndicator() {
 
 async function main() {
   setLanguage(state.lang);
+  // A dashboard named in the URL is fetched beside the list: a shared view waits for one round
+  // trip, not two. One that does not exist falls back to the first dashboard listed.
+  const requested = state.dashboard ? getJson(`/api/v1/dashboards/${encodeURIComponent(state.dashboard)}`).catch(() => null) : null;
   const dashboards = await getJson('/api/v1/dashboards');
   if (!dashboards.length) throw new Error('no dashboards configured (dashboards/*.toml)');
-  if (!dashboards.some((d) => d.name === state.dashboard)) state.dashboard = dashboards[0].name;
-  definition = await getJson(`/api/v1/dashboards/${encodeURIComponent(state.dashboard)}`);
+  const known = dashboards.some((d) => d.name === state.dashboard);
+  if (!known) state.dashboard = dashboards[0].name;
+  definition = (known && (await requested)) || (await getJson(`/api/v1/dashboards/${encodeURIComponent(state.dashboard)}`));
   renderChrome(dashboards);
   if (map()) {
     const mapModule = await import('./map.mjs');

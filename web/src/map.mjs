@@ -2,9 +2,13 @@
 // a hover tooltip, point layers, a highlighted selected area. MapLibre GL JS, no basemap unless
 // the dashboard configures one, so nothing is fetched from elsewhere.
 
-import { Map as MapLibre, NavigationControl, Popup, LngLatBounds } from '/assets/vendor/maplibre-gl/maplibre-gl.mjs';
+import { Map as MapLibre, NavigationControl, Popup, LngLatBounds, prewarm } from '/assets/vendor/maplibre-gl/maplibre-gl.mjs';
 import { t, formatNumber } from './i18n.mjs';
 import { el } from './util.mjs';
+
+// Start MapLibre's worker now, while the page asks the API for the dashboard, rather than when
+// the map is created: loading the worker is a large part of the time to the first view.
+prewarm();
 
 // Viridis, five classes: colour-blind safe and readable in greyscale. Index 0 = least divide.
 const PALETTE = ['#fde725', '#5ec962', '#21918c', '#3b528b', '#440154'];
@@ -49,7 +53,9 @@ export class Choropleth {
       style.sources.basemap = { type: 'raster', tiles: [basemap.tiles], tileSize: 256, attribution: basemap.attribution };
       style.layers.push({ id: 'basemap', type: 'raster', source: 'basemap', paint: { 'raster-opacity': 0.6 } });
     }
-    this.map = new MapLibre({ container, style, center: [11.34, 44.49], zoom: 10, attributionControl: basemap ? { compact: true } : false, dragRotate: false, pitchWithRotate: false });
+    this.map = new MapLibre({ container, style, center: [11.34, 44.49], zoom: 10, attributionControl: basemap ? { compact: true } : false, dragRotate: false, pitchWithRotate: false,
+      // No cross-fade of tiles: the first view is drawn (and `idle`) as soon as its data is.
+      fadeDuration: 0 });
     this.map.addControl(new NavigationControl({ showCompass: false }), 'top-right');
     this.map.getCanvas().setAttribute('aria-label', container.getAttribute('aria-label') ?? 'map');
     this.popup = new Popup({ closeButton: false, closeOnClick: false, className: 'area-tooltip' });
