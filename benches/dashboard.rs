@@ -16,12 +16,22 @@ const RUNS: usize = 5;
 fn main() {
     let repo = Path::new(REPO);
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(Path::new(&chromium).exists(), "{chromium} is missing: `apt-get install -y chromium`");
-    assert!(repo.join("web/node_modules/playwright-core").exists(), "web/node_modules is missing: `npm ci` in web/");
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: `apt-get install -y chromium`"
+    );
+    assert!(
+        repo.join("web/node_modules/playwright-core").exists(),
+        "web/node_modules is missing: `npm ci` in web/"
+    );
 
     // The shipped demo configuration in a temporary folder, so the run leaves nothing behind.
     let dir = tempfile::tempdir().expect("temporary folder");
-    std::fs::copy(repo.join("cruscotto.toml"), dir.path().join("cruscotto.toml")).unwrap();
+    std::fs::copy(
+        repo.join("cruscotto.toml"),
+        dir.path().join("cruscotto.toml"),
+    )
+    .unwrap();
     for sub in ["connectors", "queries", "dashboards"] {
         std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         for entry in std::fs::read_dir(repo.join(sub)).unwrap() {
@@ -58,7 +68,11 @@ fn main() {
         assert!(Instant::now() < deadline, "the server did not become ready");
         std::thread::sleep(Duration::from_millis(100));
     }
-    println!("cruscotto {} on {url}; load average {}", env!("CARGO_PKG_VERSION"), load_average());
+    println!(
+        "cruscotto {} on {url}; load average {}",
+        env!("CARGO_PKG_VERSION"),
+        load_average()
+    );
 
     let status = Command::new("node")
         .arg(repo.join("benches/dashboard.mjs"))
@@ -74,7 +88,9 @@ fn main() {
 
 fn ready(url: &str) -> bool {
     let address = url.trim_start_matches("http://");
-    let Ok(mut stream) = std::net::TcpStream::connect(address) else { return false };
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else {
+        return false;
+    };
     use std::io::{Read, Write};
     let request = format!("GET /readyz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     if stream.write_all(request.as_bytes()).is_err() {
@@ -86,5 +102,7 @@ fn ready(url: &str) -> bool {
 }
 
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }

@@ -19,8 +19,12 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 /// The readings of a run; `MQTT_BENCH_READINGS` changes it for a quick try.
-static READINGS: std::sync::LazyLock<usize> =
-    std::sync::LazyLock::new(|| std::env::var("MQTT_BENCH_READINGS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000));
+static READINGS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    std::env::var("MQTT_BENCH_READINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+});
 const SENSORS: usize = 1_000;
 const TARGET_RATIO: f64 = 0.8;
 const TARGET_RATE: f64 = 50_000.0;
@@ -34,15 +38,31 @@ struct Broker {
 
 impl Broker {
     fn start(dir: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let base = std::fs::read_to_string(Path::new(REPO).join("mosquitto.conf")).expect("mosquitto.conf");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = std::fs::read_to_string(Path::new(REPO).join("mosquitto.conf"))
+            .expect("mosquitto.conf");
         let data = dir.join("mosquitto-data");
         std::fs::create_dir_all(&data).unwrap();
         let conf = dir.join("mosquitto.conf");
         // Keep the user we run as (as root, Mosquitto would switch to `mosquitto`, which cannot
         // write to this temporary folder).
-        let user = Command::new("id").arg("-un").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-        std::fs::write(&conf, format!("{base}\nlistener {port} 127.0.0.1\npersistence_location {}/\nuser {user}\n", data.display())).unwrap();
+        let user = Command::new("id")
+            .arg("-un")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        std::fs::write(
+            &conf,
+            format!(
+                "{base}\nlistener {port} 127.0.0.1\npersistence_location {}/\nuser {user}\n",
+                data.display()
+            ),
+        )
+        .unwrap();
         let log = std::fs::File::create(dir.join("mosquitto.log")).unwrap();
         let child = Command::new("/usr/sbin/mosquitto")
             .arg("-c")
@@ -51,14 +71,19 @@ impl Broker {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("mosquitto");
-        wait_for("the broker", Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        wait_for("the broker", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         Self { port, child }
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -75,7 +100,10 @@ fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool)
 
 fn reading(n: usize) -> (String, Vec<u8>) {
     let t = 1_700_000_000.0 + n as f64 / 1000.0;
-    (format!("bench/s-{}/download_mbps", n % SENSORS), format!("{{\"v\":{}.5,\"t\":{t:.3}}}", n % 100).into_bytes())
+    (
+        format!("bench/s-{}/download_mbps", n % SENSORS),
+        format!("{{\"v\":{}.5,\"t\":{t:.3}}}", n % 100).into_bytes(),
+    )
 }
 
 /// Publish every reading at QoS 1 and wait for the broker's acknowledgements.
@@ -88,13 +116,23 @@ async fn publish(port: u16, prefix: &str) {
     let publisher = tokio::spawn(async move {
         for n in 0..*READINGS {
             let (topic, payload) = reading(n);
-            client.publish(format!("{prefix}/{topic}"), QoS::AtLeastOnce, false, payload).await.unwrap();
+            client
+                .publish(
+                    format!("{prefix}/{topic}"),
+                    QoS::AtLeastOnce,
+                    false,
+                    payload,
+                )
+                .await
+                .unwrap();
         }
         client
     });
     let mut acknowledged = 0;
     while acknowledged < *READINGS {
-        if let Event::Incoming(Packet::PubAck(_)) = eventloop.poll().await.expect("publisher connection") {
+        if let Event::Incoming(Packet::PubAck(_)) =
+            eventloop.poll().await.expect("publisher connection")
+        {
             acknowledged += 1;
             if acknowledged % 20_000 == 0 {
                 eprintln!("  published {acknowledged}");
@@ -117,9 +155,13 @@ fn null_options(port: u16) -> MqttOptions {
 /// Create the null subscriber's persistent session, then leave.
 async fn null_subscribe(port: u16) {
     let (client, mut eventloop) = AsyncClient::new(null_options(port), 100);
-    client.subscribe("null/bench/#", QoS::AtLeastOnce).await.unwrap();
+    client
+        .subscribe("null/bench/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
     loop {
-        if let Event::Incoming(Packet::SubAck(_)) = eventloop.poll().await.expect("null subscriber") {
+        if let Event::Incoming(Packet::SubAck(_)) = eventloop.poll().await.expect("null subscriber")
+        {
             break;
         }
     }
@@ -141,7 +183,9 @@ async fn null_drain(port: u16) -> f64 {
     let started = Instant::now();
     let mut received = 0;
     while received < *READINGS {
-        if let Event::Incoming(Packet::Publish(publish)) = eventloop.poll().await.expect("null subscriber") {
+        if let Event::Incoming(Packet::Publish(publish)) =
+            eventloop.poll().await.expect("null subscriber")
+        {
             acks.send(publish).unwrap();
             received += 1;
             if received % 20_000 == 0 {
@@ -162,13 +206,21 @@ async fn null_drain(port: u16) -> f64 {
 fn write_config(dir: &Path, port: u16) {
     std::fs::create_dir_all(dir.join("connectors")).unwrap();
     std::fs::create_dir_all(dir.join("data")).unwrap();
-    std::fs::write(dir.join("cruscotto.toml"), "data_dir = \"var\"\n[access]\nanonymous = \"analyst\"\n[query]\nmax_rows = 10000000\n").unwrap();
+    std::fs::write(
+        dir.join("cruscotto.toml"),
+        "data_dir = \"var\"\n[access]\nanonymous = \"analyst\"\n[query]\nmax_rows = 10000000\n",
+    )
+    .unwrap();
     let mut csv = String::from("sensor_id,kind\n");
     for i in 0..SENSORS {
         csv.push_str(&format!("s-{i},connectivity_probe\n"));
     }
     std::fs::write(dir.join("data/sensori.csv"), csv).unwrap();
-    std::fs::write(dir.join("connectors/registro.toml"), "kind = \"file\"\n[[table]]\nname = \"sensori\"\npath = \"data/sensori.csv\"\n").unwrap();
+    std::fs::write(
+        dir.join("connectors/registro.toml"),
+        "kind = \"file\"\n[[table]]\nname = \"sensori\"\npath = \"data/sensori.csv\"\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.join("connectors/sensori.toml"),
         format!(
@@ -208,7 +260,10 @@ impl Cruscotto {
             .expect("the binary starts");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let url = loop {
-            let line = lines.next().expect("the server exited before listening").unwrap();
+            let line = lines
+                .next()
+                .expect("the server exited before listening")
+                .unwrap();
             if let Some(url) = line.strip_prefix("cruscotto listening on ") {
                 break url.trim().to_string();
             }
@@ -218,19 +273,37 @@ impl Cruscotto {
     }
 
     fn count(&self, client: &reqwest::blocking::Client) -> Option<u64> {
-        let response = client.post(format!("{}/api/v1/sql", self.url)).body("SELECT count(*) AS n FROM sensori.letture").send().ok()?;
+        let response = client
+            .post(format!("{}/api/v1/sql", self.url))
+            .body("SELECT count(*) AS n FROM sensori.letture")
+            .send()
+            .ok()?;
         let rows: serde_json::Value = response.json().ok()?;
         rows[0]["n"].as_u64()
     }
 
     fn table_state(&self, client: &reqwest::blocking::Client) -> Option<String> {
-        let status: serde_json::Value = client.get(format!("{}/status", self.url)).send().ok()?.json().ok()?;
-        status["tables"].as_array()?.iter().find(|t| t["name"] == "sensori.letture").and_then(|t| t["state"].as_str().map(str::to_string))
+        let status: serde_json::Value = client
+            .get(format!("{}/status", self.url))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        status["tables"]
+            .as_array()?
+            .iter()
+            .find(|t| t["name"] == "sensori.letture")
+            .and_then(|t| t["state"].as_str().map(str::to_string))
     }
 
     fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
     }
 
     fn kill(mut self) {
@@ -242,10 +315,19 @@ impl Cruscotto {
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    eprintln!("working folder (broker log in mosquitto.log): {}", dir.path().display());
+    eprintln!(
+        "working folder (broker log in mosquitto.log): {}",
+        dir.path().display()
+    );
     let broker = Broker::start(dir.path());
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    println!("mqtt ingest: {} JSON readings of {SENSORS} sensors, QoS 1, own mosquitto on 127.0.0.1:{}", *READINGS, broker.port);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "mqtt ingest: {} JSON readings of {SENSORS} sensors, QoS 1, own mosquitto on 127.0.0.1:{}",
+        *READINGS, broker.port
+    );
 
     // The null subscriber: the broker's own delivery limit.
     runtime.block_on(null_subscribe(broker.port));
@@ -256,9 +338,14 @@ fn main() {
     // cruscotto: subscribe once (the persistent session), leave, publish, come back.
     let config = dir.path().join("cruscotto");
     write_config(&config, broker.port);
-    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
     let server = Cruscotto::start(&config);
-    wait_for("the subscription", Duration::from_secs(60), || server.table_state(&http).as_deref() == Some("fresh"));
+    wait_for("the subscription", Duration::from_secs(60), || {
+        server.table_state(&http).as_deref() == Some("fresh")
+    });
     server.kill();
     eprintln!("cruscotto subscribed; publishing its backlog …");
     runtime.block_on(publish(broker.port, "cruscotto"));
@@ -266,19 +353,32 @@ fn main() {
     let started = Instant::now();
     let server = Cruscotto::start(&config);
     let mut last = 0;
-    wait_for("every reading to be queryable", Duration::from_secs(600), || {
-        last = server.count(&http).unwrap_or(last);
-        last >= *READINGS as u64
-    });
+    wait_for(
+        "every reading to be queryable",
+        Duration::from_secs(600),
+        || {
+            last = server.count(&http).unwrap_or(last);
+            last >= *READINGS as u64
+        },
+    );
     let elapsed = started.elapsed().as_secs_f64();
     let rate = *READINGS as f64 / elapsed;
     let rss_mib = server.peak_rss_kib() as f64 / 1024.0;
-    assert_eq!(last, *READINGS as u64, "exactly every reading, no duplicates");
+    assert_eq!(
+        last, *READINGS as u64,
+        "exactly every reading, no duplicates"
+    );
     server.kill();
 
     let ratio = rate / null_rate;
-    println!("cruscotto (durable + queryable):   {rate:>10.0} readings/s  ({elapsed:.1}s from process start, peak RSS {rss_mib:.0} MiB)");
+    println!(
+        "cruscotto (durable + queryable):   {rate:>10.0} readings/s  ({elapsed:.1}s from process start, peak RSS {rss_mib:.0} MiB)"
+    );
     println!("ratio cruscotto / null subscriber: {ratio:>10.2}   (target ≥ {TARGET_RATIO})");
     let verdict = |ok: bool| if ok { "ok" } else { "BELOW TARGET" };
-    println!("targets: ratio ≥ {TARGET_RATIO}: {}; ≥ {TARGET_RATE:.0} readings/s: {}", verdict(ratio >= TARGET_RATIO), verdict(rate >= TARGET_RATE));
+    println!(
+        "targets: ratio ≥ {TARGET_RATIO}: {}; ≥ {TARGET_RATE:.0} readings/s: {}",
+        verdict(ratio >= TARGET_RATIO),
+        verdict(rate >= TARGET_RATE)
+    );
 }

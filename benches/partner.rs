@@ -28,7 +28,14 @@ use serde_json::Value;
 
 const ROWS: usize = 1_000_000;
 const AREAS: i64 = 90;
-const ZONES: [&str; 6] = ["Borgo Panigale", "Navile", "Porto", "San Donato", "Santo Stefano", "Savena"];
+const ZONES: [&str; 6] = [
+    "Borgo Panigale",
+    "Navile",
+    "Porto",
+    "San Donato",
+    "Santo Stefano",
+    "Savena",
+];
 /// Rows per page of the pull: ten pages.
 const PAGE: usize = 100_000;
 const WARMUP: usize = 1;
@@ -43,18 +50,47 @@ fn main() {
     let work = tempfile::tempdir().expect("temporary folder");
     let parquet = work.path().join("righe.parquet");
     write_parquet(&parquet);
-    println!("cruscotto partner benchmark: {ROWS} rows, {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "cruscotto partner benchmark: {ROWS} rows, {} cores",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
-        println!("load average before start: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+        println!(
+            "load average before start: {}",
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
 
     let config = write_config(work.path(), &parquet);
-    let key = run_cli(&config, &["keys", "create", "--name", "bench", "--role", "partner", "--datasets", "righe_bench"]);
+    let key = run_cli(
+        &config,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "bench",
+            "--role",
+            "partner",
+            "--datasets",
+            "righe_bench",
+        ],
+    );
     let server = Process::cruscotto(&config);
-    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().expect("HTTP client");
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .expect("HTTP client");
 
-    println!("\n1. A partner pulls the {ROWS}-row dataset, pages of {PAGE} rows (median of {RUNS} runs after {WARMUP} warm-up)");
-    println!("{:<8} {:>12} {:>14} {:>10} {:>10}", "format", "rows/s", "bytes", "MB/s", "seconds");
+    println!(
+        "\n1. A partner pulls the {ROWS}-row dataset, pages of {PAGE} rows (median of {RUNS} runs after {WARMUP} warm-up)"
+    );
+    println!(
+        "{:<8} {:>12} {:>14} {:>10} {:>10}",
+        "format", "rows/s", "bytes", "MB/s", "seconds"
+    );
     for format in ["arrow", "json", "csv"] {
         let mut runs: Vec<(f64, u64)> = Vec::new();
         for run in 0..WARMUP + RUNS {
@@ -68,15 +104,30 @@ fn main() {
         }
         runs.sort_by(|a, b| a.0.total_cmp(&b.0));
         let (seconds, bytes) = runs[runs.len() / 2];
-        println!("{format:<8} {:>12.0} {bytes:>14} {:>10.1} {seconds:>10.2}", ROWS as f64 / seconds, bytes as f64 / seconds / 1e6);
+        println!(
+            "{format:<8} {:>12.0} {bytes:>14} {:>10.1} {seconds:>10.2}",
+            ROWS as f64 / seconds,
+            bytes as f64 / seconds / 1e6
+        );
     }
 
     println!("\n2. The dashboard panel under wrk, {CONNECTIONS} connections, {WRK_SECONDS} s each");
     let panel = format!("{}/api/v1/dashboards/bench/data/panel_bench", server.base);
-    let ours: Vec<Value> = client.get(&panel).send().and_then(|r| r.error_for_status()).and_then(|r| r.json()).expect("the panel answers");
+    let ours: Vec<Value> = client
+        .get(&panel)
+        .send()
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.json())
+        .expect("the panel answers");
     let roapi = Process::roapi(&parquet);
     let roapi_sql = PANEL_SQL.replace("{table}", "righe");
-    let theirs: Vec<Value> = client.post(format!("{}/api/sql", roapi.base)).body(roapi_sql.clone()).send().and_then(|r| r.error_for_status()).and_then(|r| r.json()).expect("ROAPI answers");
+    let theirs: Vec<Value> = client
+        .post(format!("{}/api/sql", roapi.base))
+        .body(roapi_sql.clone())
+        .send()
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.json())
+        .expect("ROAPI answers");
     same_answer(&ours, &theirs);
 
     let script = work.path().join("post.lua");
@@ -84,11 +135,23 @@ fn main() {
     let cruscotto = wrk(&panel, None);
     let roapi_result = wrk(&format!("{}/api/sql", roapi.base), Some(&script));
     println!("{:<10} {:>12} {:>12}", "server", "requests/s", "p99 ms");
-    println!("{:<10} {:>12.0} {:>12.2}", "cruscotto", cruscotto.0, cruscotto.1);
-    println!("{:<10} {:>12.0} {:>12.2}", "ROAPI", roapi_result.0, roapi_result.1);
+    println!(
+        "{:<10} {:>12.0} {:>12.2}",
+        "cruscotto", cruscotto.0, cruscotto.1
+    );
+    println!(
+        "{:<10} {:>12.0} {:>12.2}",
+        "ROAPI", roapi_result.0, roapi_result.1
+    );
     let throughput = cruscotto.0 / roapi_result.0;
-    println!("ratios cruscotto/ROAPI: requests/s {throughput:.2}×, p99 latency {:.2}×", cruscotto.1 / roapi_result.1);
-    println!("target (requests/s ≥ ROAPI's): {}", if throughput >= 1.0 { "met" } else { "NOT met" });
+    println!(
+        "ratios cruscotto/ROAPI: requests/s {throughput:.2}×, p99 latency {:.2}×",
+        cruscotto.1 / roapi_result.1
+    );
+    println!(
+        "target (requests/s ≥ ROAPI's): {}",
+        if throughput >= 1.0 { "met" } else { "NOT met" }
+    );
     drop(roapi);
     drop(server);
 }
@@ -103,8 +166,15 @@ fn write_parquet(path: &Path) {
         Field::new("residenti", DataType::Int64, false),
         Field::new("quota", DataType::Float64, false),
     ]));
-    let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-    let mut writer = ArrowWriter::try_new(File::create(path).expect("create the Parquet file"), schema.clone(), Some(properties)).expect("Parquet writer");
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut writer = ArrowWriter::try_new(
+        File::create(path).expect("create the Parquet file"),
+        schema.clone(),
+        Some(properties),
+    )
+    .expect("Parquet writer");
     let mut state: u64 = 0x5eed_0007;
     let mut next = move || {
         // splitmix64: the same file every run.
@@ -117,10 +187,16 @@ fn write_parquet(path: &Path) {
     for start in (0..ROWS).step_by(PAGE) {
         let ids: Vec<i64> = (start..start + PAGE).map(|i| i as i64).collect();
         let areas: Vec<i64> = ids.iter().map(|i| i % AREAS + 1).collect();
-        let zones: Vec<&str> = areas.iter().map(|a| ZONES[(*a as usize) % ZONES.len()]).collect();
+        let zones: Vec<&str> = areas
+            .iter()
+            .map(|a| ZONES[(*a as usize) % ZONES.len()])
+            .collect();
         let years: Vec<i64> = ids.iter().map(|i| 2000 + i % 24).collect();
         let counts: Vec<i64> = ids.iter().map(|_| (next() % 5000) as i64).collect();
-        let shares: Vec<f64> = ids.iter().map(|_| (next() % 10_000) as f64 / 100.0).collect();
+        let shares: Vec<f64> = ids
+            .iter()
+            .map(|_| (next() % 10_000) as f64 / 100.0)
+            .collect();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from(ids)),
             Arc::new(Int64Array::from(areas)),
@@ -129,7 +205,9 @@ fn write_parquet(path: &Path) {
             Arc::new(Int64Array::from(counts)),
             Arc::new(Float64Array::from(shares)),
         ];
-        writer.write(&RecordBatch::try_new(schema.clone(), columns).expect("batch")).expect("write a row group");
+        writer
+            .write(&RecordBatch::try_new(schema.clone(), columns).expect("batch"))
+            .expect("write a row group");
     }
     writer.close().expect("close the Parquet file");
 }
@@ -150,21 +228,48 @@ fn write_config(dir: &Path, parquet: &Path) -> PathBuf {
             dir.join("var").display().to_string()
         ),
     );
-    write("connectors/bench.toml", &format!("kind = \"file\"\nrefresh = \"24h\"\n\n[[table]]\nname = \"righe\"\npath = {:?}\n", parquet.display().to_string()));
-    write("queries/righe_bench.sql", "-- title: Righe\nSELECT * FROM bench.righe\n");
-    write("queries/panel_bench.sql", &format!("-- title: Pannello\n{}\n", PANEL_SQL.replace("{table}", "bench.righe")));
+    write(
+        "connectors/bench.toml",
+        &format!(
+            "kind = \"file\"\nrefresh = \"24h\"\n\n[[table]]\nname = \"righe\"\npath = {:?}\n",
+            parquet.display().to_string()
+        ),
+    );
+    write(
+        "queries/righe_bench.sql",
+        "-- title: Righe\nSELECT * FROM bench.righe\n",
+    );
+    write(
+        "queries/panel_bench.sql",
+        &format!(
+            "-- title: Pannello\n{}\n",
+            PANEL_SQL.replace("{table}", "bench.righe")
+        ),
+    );
     write(
         "datasets/righe_bench.toml",
         "title = \"Righe\"\ndescription = \"Banco di prova\"\nquery = \"righe_bench\"\nlicence = \"https://creativecommons.org/licenses/by/4.0/\"\n\
          publisher = \"Comune\"\nupdate_frequency = \"IRREG\"\nspatial = \"Bologna\"\nkey = \"id\"\nfilters = [\"area\"]\n",
     );
-    write("dashboards/bench.toml", "title = \"Bench\"\n\n[[panels]]\nkind = \"table\"\nquery = \"panel_bench\"\n");
+    write(
+        "dashboards/bench.toml",
+        "title = \"Bench\"\n\n[[panels]]\nkind = \"table\"\nquery = \"panel_bench\"\n",
+    );
     dir.join("cruscotto.toml")
 }
 
 fn run_cli(config: &Path, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_cruscotto")).arg("--config").arg(config).args(args).output().expect("run cruscotto");
-    assert!(output.status.success(), "cruscotto {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(env!("CARGO_BIN_EXE_cruscotto"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run cruscotto");
+    assert!(
+        output.status.success(),
+        "cruscotto {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
@@ -173,9 +278,18 @@ fn pull(client: &reqwest::blocking::Client, base: &str, key: &str, format: &str)
     let mut url = format!("{base}/api/v1/datasets/righe_bench?format={format}&limit={PAGE}");
     let (mut rows, mut bytes) = (0u64, 0u64);
     loop {
-        let response = client.get(&url).bearer_auth(key).send().expect("GET a page");
+        let response = client
+            .get(&url)
+            .bearer_auth(key)
+            .send()
+            .expect("GET a page");
         assert_eq!(response.status(), 200, "{url}");
-        rows += response.headers().get("x-row-count").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()).expect("X-Row-Count");
+        rows += response
+            .headers()
+            .get("x-row-count")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("X-Row-Count");
         let next = response
             .headers()
             .get(reqwest::header::LINK)
@@ -193,29 +307,68 @@ fn pull(client: &reqwest::blocking::Client, base: &str, key: &str, format: &str)
 
 /// Both servers give the same rows: areas, counts, sums, and means within 1e-9.
 fn same_answer(ours: &[Value], theirs: &[Value]) {
-    assert_eq!(ours.len(), AREAS as usize, "cruscotto's panel has {} rows", ours.len());
-    assert_eq!(ours.len(), theirs.len(), "ROAPI answered {} rows", theirs.len());
+    assert_eq!(
+        ours.len(),
+        AREAS as usize,
+        "cruscotto's panel has {} rows",
+        ours.len()
+    );
+    assert_eq!(
+        ours.len(),
+        theirs.len(),
+        "ROAPI answered {} rows",
+        theirs.len()
+    );
     for (a, b) in ours.iter().zip(theirs) {
         for column in ["area", "n", "residenti"] {
-            assert_eq!(a[column].as_i64(), b[column].as_i64(), "{column}: {a} vs {b}");
+            assert_eq!(
+                a[column].as_i64(),
+                b[column].as_i64(),
+                "{column}: {a} vs {b}"
+            );
         }
-        let (x, y) = (a["quota_media"].as_f64().unwrap(), b["quota_media"].as_f64().unwrap());
-        assert!((x - y).abs() <= 1e-9 * x.abs().max(1.0), "quota_media: {a} vs {b}");
+        let (x, y) = (
+            a["quota_media"].as_f64().unwrap(),
+            b["quota_media"].as_f64().unwrap(),
+        );
+        assert!(
+            (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+            "quota_media: {a} vs {b}"
+        );
     }
 }
 
 /// `wrk --latency`: (requests/s, p99 latency in ms).
 fn wrk(url: &str, script: Option<&Path>) -> (f64, f64) {
     let mut command = Command::new("wrk");
-    command.args(["-t2", &format!("-c{CONNECTIONS}"), &format!("-d{WRK_SECONDS}s"), "--latency"]);
+    command.args([
+        "-t2",
+        &format!("-c{CONNECTIONS}"),
+        &format!("-d{WRK_SECONDS}s"),
+        "--latency",
+    ]);
     if let Some(script) = script {
         command.arg("-s").arg(script);
     }
-    let output = command.arg(url).output().expect("wrk runs (apt-get install -y wrk)");
+    let output = command
+        .arg(url)
+        .output()
+        .expect("wrk runs (apt-get install -y wrk)");
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "wrk failed: {text}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(!text.contains("Non-2xx"), "{url} answered errors under load:\n{text}");
-    let rps = text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok()).unwrap_or_else(|| panic!("no Requests/sec:\n{text}"));
+    assert!(
+        output.status.success(),
+        "wrk failed: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !text.contains("Non-2xx"),
+        "{url} answered errors under load:\n{text}"
+    );
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec:\n{text}"));
     let p99 = text
         .lines()
         .map(str::trim)
@@ -260,7 +413,10 @@ impl Process {
         let base = lines
             .by_ref()
             .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("cruscotto listening on ").map(|a| a.trim().to_string()))
+            .find_map(|l| {
+                l.strip_prefix("cruscotto listening on ")
+                    .map(|a| a.trim().to_string())
+            })
             .expect("cruscotto prints its address");
         std::thread::spawn(move || for _ in lines {});
         let process = Self { child, base };
@@ -271,25 +427,51 @@ impl Process {
     fn roapi(parquet: &Path) -> Self {
         // ROAPI also serves PostgreSQL (5432 by default, taken on a machine running the tests) and
         // FlightSQL: every endpoint gets a free port.
-        let free = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        };
         let (port, postgres, flight) = (free(), free(), free());
         let child = Command::new(std::env::var("ROAPI").unwrap_or_else(|_| "roapi".into()))
-            .args(["-a", &format!("127.0.0.1:{port}"), "-p", &format!("127.0.0.1:{postgres}"), "--addr-flight-sql", &format!("127.0.0.1:{flight}")])
+            .args([
+                "-a",
+                &format!("127.0.0.1:{port}"),
+                "-p",
+                &format!("127.0.0.1:{postgres}"),
+                "--addr-flight-sql",
+                &format!("127.0.0.1:{flight}"),
+            ])
             .args(["-t", &format!("righe={}", parquet.display())])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start roapi (pip install roapi)");
-        let process = Self { child, base: format!("http://127.0.0.1:{port}") };
+        let process = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
         process.wait_for("/api/schema", Duration::from_secs(120));
         process
     }
 
     fn wait_for(&self, path: &str, within: Duration) {
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().expect("HTTP client");
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("HTTP client");
         let deadline = Instant::now() + within;
-        while !client.get(format!("{}{path}", self.base)).send().is_ok_and(|r| r.status().is_success()) {
-            assert!(Instant::now() < deadline, "{} did not answer {path} in time", self.base);
+        while !client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not answer {path} in time",
+                self.base
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = std::io::stdout().flush();

@@ -20,10 +20,12 @@ const SEED: u64 = 7;
 const RUNS: usize = 3;
 const DATABASE: &str = "cruscotto_bench";
 /// The shipped service-log query (connectors.compose/service_logs.toml), without its cursor.
-const QUERY: &str = "SELECT id, ts, servizio, canale, area_statistica, fascia_eta FROM servizi.eventi";
+const QUERY: &str =
+    "SELECT id, ts, servizio, canale, area_statistica, fascia_eta FROM servizi.eventi";
 
 fn server_url() -> String {
-    std::env::var("BENCH_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
+    std::env::var("BENCH_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
 }
 
 fn database_url() -> String {
@@ -32,20 +34,40 @@ fn database_url() -> String {
 
 fn psql(database: &str, command: &str) -> Result<String, String> {
     let output = Command::new("psql")
-        .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", &format!("{}/{database}", server_url()), "-c", command])
+        .args([
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &format!("{}/{database}", server_url()),
+            "-c",
+            command,
+        ])
         .output()
         .map_err(|e| format!("cannot run psql: {e}"))?;
     if !output.status.success() {
-        return Err(format!("psql -c {command:?}: {}", String::from_utf8_lossy(&output.stderr).trim()));
+        return Err(format!(
+            "psql -c {command:?}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
 /// Creates and fills `cruscotto_bench` with the simulator unless it already holds the events.
 fn ensure_database() {
-    let exists = psql("postgres", &format!("SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'")).expect("ask PostgreSQL") == "1";
+    let exists = psql(
+        "postgres",
+        &format!("SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"),
+    )
+    .expect("ask PostgreSQL")
+        == "1";
     if !exists {
-        psql("postgres", &format!("CREATE DATABASE {DATABASE}")).expect("create the bench database");
+        psql("postgres", &format!("CREATE DATABASE {DATABASE}"))
+            .expect("create the bench database");
     }
     let count = psql(DATABASE, "SELECT count(*) FROM servizi.eventi").ok();
     if count.as_deref() == Some(&EVENTS.to_string()) {
@@ -58,12 +80,22 @@ fn ensure_database() {
         seed: SEED,
         events: EVENTS,
         year: 2023,
-        fragility: Path::new(env!("CARGO_MANIFEST_DIR")).join("data/bologna/indici-di-fragilita-dal-2021.csv"),
+        fragility: Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data/bologna/indici-di-fragilita-dal-2021.csv"),
         replace: true,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    let summary = runtime.block_on(cruscotto::simulate::postgres(&options)).expect("simulate");
-    println!("data: {} events loaded in {:.1} s", summary.events, (summary.generate + summary.load).as_secs_f64());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let summary = runtime
+        .block_on(cruscotto::simulate::postgres(&options))
+        .expect("simulate");
+    println!(
+        "data: {} events loaded in {:.1} s",
+        summary.events,
+        (summary.generate + summary.load).as_secs_f64()
+    );
     psql(DATABASE, "VACUUM ANALYZE servizi.eventi").expect("vacuum");
 }
 
@@ -83,14 +115,26 @@ fn child_pull(limit: u64) {
         database_url()
     );
     let config = ConnectorConfig::parse(Path::new("bench.toml"), &text).expect("bench connector");
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let connector = config.build(Path::new("."));
     let before = proc_status_kib("VmHWM");
     let started = Instant::now();
     let loads = runtime.block_on(connector.load(&LoadState::default()));
     let seconds = started.elapsed().as_secs_f64();
-    let table = loads.into_iter().next().expect("one table").result.expect("the pull succeeds");
-    let arrow_bytes: usize = table.batches.iter().map(|b| b.get_array_memory_size()).sum();
+    let table = loads
+        .into_iter()
+        .next()
+        .expect("one table")
+        .result
+        .expect("the pull succeeds");
+    let arrow_bytes: usize = table
+        .batches
+        .iter()
+        .map(|b| b.get_array_memory_size())
+        .sum();
     println!(
         "{{\"rows\": {}, \"seconds\": {seconds}, \"hwm_before_kib\": {before}, \"hwm_kib\": {}, \"arrow_bytes\": {arrow_bytes}, \"batches\": {}}}",
         table.rows(),
@@ -116,7 +160,8 @@ fn run_child(limit: u64) -> Pull {
         .expect("run the pull in a child process");
     let text = String::from_utf8_lossy(&output.stdout);
     let line = text.lines().last().unwrap_or_default();
-    let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("the pull printed {text:?} ({e}); {}", output.status));
+    let value: serde_json::Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("the pull printed {text:?} ({e}); {}", output.status));
     let number = |key: &str| value[key].as_f64().unwrap_or(f64::NAN);
     Pull {
         rows: number("rows") as u64,
@@ -132,7 +177,16 @@ fn psql_copy_seconds(limit: u64) -> f64 {
     let command = format!("\\copy ({QUERY} LIMIT {limit}) to '/dev/null'");
     let started = Instant::now();
     let status = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &database_url(), "-c", &command])
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &database_url(),
+            "-c",
+            &command,
+        ])
         .stdout(Stdio::null())
         .status()
         .expect("run psql");
@@ -155,9 +209,17 @@ fn main() {
         return;
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
-    println!("cruscotto PostgreSQL pull benchmark: {EVENTS} service events, {RUNS} runs each, medians");
+    println!(
+        "cruscotto PostgreSQL pull benchmark: {EVENTS} service events, {RUNS} runs each, medians"
+    );
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
-        println!("load average before start: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+        println!(
+            "load average before start: {}",
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
     ensure_database();
     println!("query: {QUERY}");
@@ -173,18 +235,34 @@ fn main() {
             theirs.push(psql_copy_seconds(limit));
         }
         for pull in &ours {
-            assert_eq!(pull.rows, limit, "the connector pulled {} rows, expected {limit}", pull.rows);
+            assert_eq!(
+                pull.rows, limit,
+                "the connector pulled {} rows, expected {limit}",
+                pull.rows
+            );
         }
         let seconds = median(ours.iter().map(|p| p.seconds).collect());
         let psql_seconds = median(theirs);
         let hwm = median(ours.iter().map(|p| p.hwm).collect());
         let before = median(ours.iter().map(|p| p.hwm_before).collect());
         let arrow = median(ours.iter().map(|p| p.arrow).collect());
-        summary.push((limit, limit as f64 / seconds, limit as f64 / psql_seconds, hwm, before, arrow, ours[0].batches));
+        summary.push((
+            limit,
+            limit as f64 / seconds,
+            limit as f64 / psql_seconds,
+            hwm,
+            before,
+            arrow,
+            ours[0].batches,
+        ));
     }
 
-    println!("| rows      | connector rows/s | psql \\copy rows/s | ratio | peak RSS | RSS before | Arrow result | peak − before − result | batches |");
-    println!("|-----------|-----------------:|------------------:|------:|---------:|-----------:|-------------:|-----------------------:|--------:|");
+    println!(
+        "| rows      | connector rows/s | psql \\copy rows/s | ratio | peak RSS | RSS before | Arrow result | peak − before − result | batches |"
+    );
+    println!(
+        "|-----------|-----------------:|------------------:|------:|---------:|-----------:|-------------:|-----------------------:|--------:|"
+    );
     for (rows, ours, theirs, hwm, before, arrow, batches) in &summary {
         println!(
             "| {rows:>9} | {ours:>16.0} | {theirs:>17.0} | {:>4.2}× | {:>8} | {:>10} | {:>12} | {:>22} | {batches:>7} |",
@@ -198,7 +276,15 @@ fn main() {
     let (_, ours, theirs, ..) = summary[1];
     let overhead = |i: usize| summary[i].3 - summary[i].4 - summary[i].5;
     println!();
-    println!("target: ≥ 0.7× psql's rate on {EVENTS} rows: {:.2}× — {}", ours / theirs, if ours >= 0.7 * theirs { "met" } else { "NOT met" });
+    println!(
+        "target: ≥ 0.7× psql's rate on {EVENTS} rows: {:.2}× — {}",
+        ours / theirs,
+        if ours >= 0.7 * theirs {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
     println!(
         "memory beyond the result: {} at {SMALL} rows, {} at {EVENTS} rows (the result itself grows {:.1}×)",
         mib(overhead(0)),

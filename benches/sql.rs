@@ -14,7 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    Array, ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
 use arrow::compute::{cast, concat_batches};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -36,7 +38,13 @@ use parquet::file::properties::WriterProperties;
 const ROWS: usize = 10_000_000;
 const SENSORS: usize = 2_000;
 const AREAS: i64 = 90;
-const METRICS: [&str; 5] = ["clients", "download_mbps", "upload_mbps", "latency_ms", "people"];
+const METRICS: [&str; 5] = [
+    "clients",
+    "download_mbps",
+    "upload_mbps",
+    "latency_ms",
+    "people",
+];
 /// Readings per (sensor, metric) series: 2,000 sensors × 5 metrics × 1,000 = 10,000,000 rows.
 const STEPS: usize = ROWS / (SENSORS * METRICS.len());
 /// 2024-03-01T00:00:00Z in microseconds; the readings cover 30 days from there.
@@ -96,14 +104,22 @@ const QUERIES: &[BenchQuery] = &[
         label: "(b) hourly, area 42",
         sql: "SELECT date_trunc('hour', ts) AS hour, metric, avg(value) AS avg_value \
               FROM {table} WHERE area = 42 GROUP BY 1, 2 ORDER BY 1, 2",
-        columns: &[("hour", Kind::Time), ("metric", Kind::Text), ("avg_value", Kind::Float)],
+        columns: &[
+            ("hour", Kind::Time),
+            ("metric", Kind::Text),
+            ("avg_value", Kind::Float),
+        ],
     },
     BenchQuery {
         name: "c",
         label: "(c) top sensors > 80 ms",
         sql: "SELECT sensor_id, count(*) AS n, max(value) AS peak \
               FROM {table} WHERE metric = 'latency_ms' AND value > 80 GROUP BY sensor_id ORDER BY n DESC LIMIT 20",
-        columns: &[("sensor_id", Kind::Text), ("n", Kind::Int), ("peak", Kind::Float)],
+        columns: &[
+            ("sensor_id", Kind::Text),
+            ("n", Kind::Int),
+            ("peak", Kind::Float),
+        ],
     },
 ];
 
@@ -139,7 +155,11 @@ fn sensors_schema() -> SchemaRef {
         Field::new("sensor_id", DataType::Utf8, false),
         Field::new("area", DataType::Int64, false),
         Field::new("metric", DataType::Utf8, false),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
         Field::new("value", DataType::Float64, false),
     ]))
 }
@@ -170,10 +190,18 @@ fn generate_batch(schema: &SchemaRef, steps: std::ops::Range<usize>) -> RecordBa
                     "latency_ms" => {
                         let exceeds = match faulty_share(k) {
                             // A low-discrepancy sequence: the count over 1,000 steps is exact to ±1.
-                            Some(share) => ((t as f64 + 0.5) * 0.618_033_988_749_894_9 + k as f64 * 0.1).fract() < share,
+                            Some(share) => {
+                                ((t as f64 + 0.5) * 0.618_033_988_749_894_9 + k as f64 * 0.1)
+                                    .fract()
+                                    < share
+                            }
                             None => u < 0.04,
                         };
-                        if exceeds { 80.5 - 40.0 * (1.0 - w).ln() } else { 5.0 + 70.0 * w.powf(1.5) }
+                        if exceeds {
+                            80.5 - 40.0 * (1.0 - w).ln()
+                        } else {
+                            5.0 + 70.0 * w.powf(1.5)
+                        }
                     }
                     _ => (u * 60.0).floor(),
                 };
@@ -197,10 +225,17 @@ fn generate_batch(schema: &SchemaRef, steps: std::ops::Range<usize>) -> RecordBa
 
 /// Whether `path` is a complete file of the current generator.
 fn cached_file_ok(path: &Path) -> bool {
-    let Ok(file) = File::open(path) else { return false };
-    let Ok(builder) = ParquetRecordBatchReaderBuilder::try_new(file) else { return false };
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let Ok(builder) = ParquetRecordBatchReaderBuilder::try_new(file) else {
+        return false;
+    };
     let meta = builder.metadata().file_metadata();
-    let generator = meta.key_value_metadata().and_then(|kv| kv.iter().find(|kv| kv.key == GENERATOR_KEY)).and_then(|kv| kv.value.clone());
+    let generator = meta
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|kv| kv.key == GENERATOR_KEY))
+        .and_then(|kv| kv.value.clone());
     meta.num_rows() as usize == ROWS && generator.as_deref() == Some(GENERATOR)
 }
 
@@ -218,10 +253,14 @@ fn ensure_parquet(dir: &Path) -> PathBuf {
     let properties = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(STEPS_PER_GROUP * SENSORS * METRICS.len()))
-        .set_key_value_metadata(Some(vec![KeyValue::new(GENERATOR_KEY.to_string(), GENERATOR.to_string())]))
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            GENERATOR_KEY.to_string(),
+            GENERATOR.to_string(),
+        )]))
         .build();
     let file = File::create(&temporary).expect("create the Parquet file");
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(properties)).expect("Parquet writer");
+    let mut writer =
+        ArrowWriter::try_new(file, schema.clone(), Some(properties)).expect("Parquet writer");
     for first in (0..STEPS).step_by(STEPS_PER_GROUP) {
         let batch = generate_batch(&schema, first..(first + STEPS_PER_GROUP).min(STEPS));
         writer.write(&batch).expect("write a row group");
@@ -230,7 +269,13 @@ fn ensure_parquet(dir: &Path) -> PathBuf {
     writer.close().expect("finish the Parquet file");
     std::fs::rename(&temporary, &path).expect("move the Parquet file into place");
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    println!("data: generated {} ({} rows, {:.0} MB) in {:.1} s", path.display(), ROWS, size as f64 / 1e6, started.elapsed().as_secs_f64());
+    println!(
+        "data: generated {} ({} rows, {:.0} MB) in {:.1} s",
+        path.display(),
+        ROWS,
+        size as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
     path
 }
 
@@ -268,7 +313,9 @@ fn parse_time(text: &str) -> Option<i64> {
     if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f") {
         return Some(t.and_utc().timestamp_micros());
     }
-    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_micros())
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_micros())
 }
 
 fn json_cell(value: &serde_json::Value, kind: Kind) -> Result<Cell, String> {
@@ -276,14 +323,22 @@ fn json_cell(value: &serde_json::Value, kind: Kind) -> Result<Cell, String> {
     match kind {
         Kind::Int => value.as_i64().map(Cell::Int).ok_or_else(bad),
         Kind::Float => value.as_f64().map(Cell::Float).ok_or_else(bad),
-        Kind::Text => value.as_str().map(|s| Cell::Text(s.to_string())).ok_or_else(bad),
-        Kind::Time => value.as_str().and_then(parse_time).map(Cell::Time).ok_or_else(bad),
+        Kind::Text => value
+            .as_str()
+            .map(|s| Cell::Text(s.to_string()))
+            .ok_or_else(bad),
+        Kind::Time => value
+            .as_str()
+            .and_then(parse_time)
+            .map(Cell::Time)
+            .ok_or_else(bad),
     }
 }
 
 /// The server's JSON: an array of objects keyed by column name.
 fn rows_from_server_json(body: &[u8], query: &BenchQuery) -> Result<Rows, String> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
     let records = value.as_array().ok_or("the body is not a JSON array")?;
     records
         .iter()
@@ -291,7 +346,14 @@ fn rows_from_server_json(body: &[u8], query: &BenchQuery) -> Result<Rows, String
             query
                 .columns
                 .iter()
-                .map(|(name, kind)| json_cell(record.get(*name).ok_or_else(|| format!("no column `{name}` in {record}"))?, *kind))
+                .map(|(name, kind)| {
+                    json_cell(
+                        record
+                            .get(*name)
+                            .ok_or_else(|| format!("no column `{name}` in {record}"))?,
+                        *kind,
+                    )
+                })
                 .collect()
         })
         .collect()
@@ -305,9 +367,17 @@ fn rows_from_duckdb_json(rows: &serde_json::Value, query: &BenchQuery) -> Result
         .map(|row| {
             let cells = row.as_array().ok_or("a row is not an array")?;
             if cells.len() != query.columns.len() {
-                return Err(format!("a row has {} columns, expected {}", cells.len(), query.columns.len()));
+                return Err(format!(
+                    "a row has {} columns, expected {}",
+                    cells.len(),
+                    query.columns.len()
+                ));
             }
-            cells.iter().zip(query.columns).map(|(cell, (_, kind))| json_cell(cell, *kind)).collect()
+            cells
+                .iter()
+                .zip(query.columns)
+                .map(|(cell, (_, kind))| json_cell(cell, *kind))
+                .collect()
         })
         .collect()
 }
@@ -316,7 +386,11 @@ fn rows_from_batches(batches: &[RecordBatch], query: &BenchQuery) -> Result<Rows
     let mut rows = Vec::new();
     for batch in batches {
         if batch.num_columns() != query.columns.len() {
-            return Err(format!("{} columns, expected {}", batch.num_columns(), query.columns.len()));
+            return Err(format!(
+                "{} columns, expected {}",
+                batch.num_columns(),
+                query.columns.len()
+            ));
         }
         let mut columns: Vec<Vec<Cell>> = Vec::new();
         for (column, (_, kind)) in batch.columns().iter().zip(query.columns) {
@@ -329,18 +403,31 @@ fn rows_from_batches(batches: &[RecordBatch], query: &BenchQuery) -> Result<Rows
                 }
                 Kind::Float => {
                     let a = cast(column, &DataType::Float64).map_err(err)?;
-                    let a = a.as_any().downcast_ref::<Float64Array>().ok_or("not Float64")?;
-                    a.iter().map(|v| Cell::Float(v.unwrap_or(f64::NAN))).collect()
+                    let a = a
+                        .as_any()
+                        .downcast_ref::<Float64Array>()
+                        .ok_or("not Float64")?;
+                    a.iter()
+                        .map(|v| Cell::Float(v.unwrap_or(f64::NAN)))
+                        .collect()
                 }
                 Kind::Text => {
                     let a = cast(column, &DataType::Utf8).map_err(err)?;
                     let a = a.as_any().downcast_ref::<StringArray>().ok_or("not Utf8")?;
-                    a.iter().map(|v| Cell::Text(v.unwrap_or_default().to_string())).collect()
+                    a.iter()
+                        .map(|v| Cell::Text(v.unwrap_or_default().to_string()))
+                        .collect()
                 }
                 Kind::Time => {
-                    let a = cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None)).map_err(err)?;
-                    let a = a.as_any().downcast_ref::<TimestampMicrosecondArray>().ok_or("not a timestamp")?;
-                    a.iter().map(|v| Cell::Time(v.unwrap_or_default())).collect()
+                    let a = cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None))
+                        .map_err(err)?;
+                    let a = a
+                        .as_any()
+                        .downcast_ref::<TimestampMicrosecondArray>()
+                        .ok_or("not a timestamp")?;
+                    a.iter()
+                        .map(|v| Cell::Time(v.unwrap_or_default()))
+                        .collect()
                 }
             };
             columns.push(cells);
@@ -371,7 +458,9 @@ fn compare(query: &BenchQuery, reference: &Rows, other: &Rows) -> Option<String>
         let sorted = |rows: &Rows| {
             let mut rows = rows.clone();
             rows.sort_by(|a, b| match (&a[1], &b[1], &a[0], &b[0]) {
-                (Cell::Int(x), Cell::Int(y), Cell::Text(s), Cell::Text(t)) => y.cmp(x).then(s.cmp(t)),
+                (Cell::Int(x), Cell::Int(y), Cell::Text(s), Cell::Text(t)) => {
+                    y.cmp(x).then(s.cmp(t))
+                }
                 _ => std::cmp::Ordering::Equal,
             });
             rows
@@ -383,14 +472,25 @@ fn compare(query: &BenchQuery, reference: &Rows, other: &Rows) -> Option<String>
     let cut_off = reference.last().map(|r| r[1].clone());
     for (i, (r, o)) in reference.iter().zip(&other).enumerate() {
         if r.len() != o.len() || !r.iter().zip(o).all(|(x, y)| same_cell(x, y)) {
-            let show = |row: &Vec<Cell>| row.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-            let tie = query.name == "c" && Some(&r[1]) == cut_off.as_ref() && Some(&o[1]) == cut_off.as_ref();
+            let show = |row: &Vec<Cell>| {
+                row.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let tie = query.name == "c"
+                && Some(&r[1]) == cut_off.as_ref()
+                && Some(&o[1]) == cut_off.as_ref();
             return Some(format!(
                 "row {}: ({}) against ({}){}",
                 i + 1,
                 show(o),
                 show(r),
-                if tie { " [a tie at the LIMIT cut-off: both answers are correct]" } else { "" }
+                if tie {
+                    " [a tie at the LIMIT cut-off: both answers are correct]"
+                } else {
+                    ""
+                }
             ));
         }
     }
@@ -416,7 +516,10 @@ impl Drop for Server {
 
 impl Server {
     fn start(parquet: &Path) -> Server {
-        let dir = tempfile::Builder::new().prefix("cruscotto-bench-").tempdir().expect("temporary folder");
+        let dir = tempfile::Builder::new()
+            .prefix("cruscotto-bench-")
+            .tempdir()
+            .expect("temporary folder");
         let config = dir.path().join("cruscotto.toml");
         std::fs::write(
             &config,
@@ -463,19 +566,34 @@ impl Server {
                 let _ = child.kill();
                 let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
                 let why = match e {
-                    std::sync::mpsc::RecvTimeoutError::Timeout => "did not print its address within 120 s".to_string(),
-                    std::sync::mpsc::RecvTimeoutError::Disconnected => format!("exited ({status}) without printing its address"),
+                    std::sync::mpsc::RecvTimeoutError::Timeout => {
+                        "did not print its address within 120 s".to_string()
+                    }
+                    std::sync::mpsc::RecvTimeoutError::Disconnected => {
+                        format!("exited ({status}) without printing its address")
+                    }
                 };
                 panic!("the server {why}; its log:\n{}", tail(&log));
             }
         };
-        let mut server = Server { child, base, log, _dir: dir };
+        let mut server = Server {
+            child,
+            base,
+            log,
+            _dir: dir,
+        };
         // Loading 10M rows from Parquet and persisting the snapshot takes a while: poll /readyz.
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().expect("HTTP client");
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("HTTP client");
         let deadline = Instant::now() + Duration::from_secs(900);
         loop {
             if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("the server exited ({status}) before it was ready; its log:\n{}", tail(&server.log));
+                panic!(
+                    "the server exited ({status}) before it was ready; its log:\n{}",
+                    tail(&server.log)
+                );
             }
             if let Ok(response) = client.get(format!("{}/readyz", server.base)).send() {
                 if response.status() == reqwest::StatusCode::OK {
@@ -483,11 +601,19 @@ impl Server {
                 }
             }
             if Instant::now() > deadline {
-                panic!("the server was not ready within 900 s; its log:\n{}", tail(&server.log));
+                panic!(
+                    "the server was not ready within 900 s; its log:\n{}",
+                    tail(&server.log)
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        println!("server: {} ready in {:.1} s (pid {})", server.base, started.elapsed().as_secs_f64(), server.child.id());
+        println!(
+            "server: {} ready in {:.1} s (pid {})",
+            server.base,
+            started.elapsed().as_secs_f64(),
+            server.child.id()
+        );
         server
     }
 
@@ -508,12 +634,28 @@ fn tail(path: &Path) -> String {
 
 /// Sum and count of the server's `cruscotto_query_duration_seconds`, from /metrics.
 fn server_execute_seconds(client: &reqwest::blocking::Client, base: &str) -> Option<(f64, u64)> {
-    let text = client.get(format!("{base}/metrics")).send().ok()?.text().ok()?;
-    let value = |name: &str| text.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok());
-    Some((value("cruscotto_query_duration_seconds_sum")?, value("cruscotto_query_duration_seconds_count")? as u64))
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .ok()?
+        .text()
+        .ok()?;
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+    };
+    Some((
+        value("cruscotto_query_duration_seconds_sum")?,
+        value("cruscotto_query_duration_seconds_count")? as u64,
+    ))
 }
 
-fn http_query(client: &reqwest::blocking::Client, base: &str, sql: &str) -> Result<bytes::Bytes, String> {
+fn http_query(
+    client: &reqwest::blocking::Client,
+    base: &str,
+    sql: &str,
+) -> Result<bytes::Bytes, String> {
     let response = client
         .post(format!("{base}/api/v1/sql"))
         .header("content-type", "text/plain")
@@ -541,7 +683,11 @@ fn load_like_the_server(parquet: &Path) -> (SchemaRef, RecordBatch) {
     let file = File::open(parquet).expect("open the Parquet file");
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).expect("Parquet reader");
     let schema = builder.schema().clone();
-    let batches: Vec<RecordBatch> = builder.build().expect("Parquet reader").collect::<Result<_, _>>().expect("read the Parquet file");
+    let batches: Vec<RecordBatch> = builder
+        .build()
+        .expect("Parquet reader")
+        .collect::<Result<_, _>>()
+        .expect("read the Parquet file");
     let batch = concat_batches(&schema, &batches).expect("concatenate");
     (schema, batch)
 }
@@ -565,20 +711,32 @@ fn partition_like_the_server(batches: &[RecordBatch], partitions: usize) -> Vec<
 fn in_process_context(parquet: &Path) -> SessionContext {
     let (schema, batch) = load_like_the_server(parquet);
     let partitions = partition_like_the_server(&[batch], cores());
-    let config = SessionConfig::new().with_information_schema(true).with_target_partitions(cores());
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_target_partitions(cores());
     // The server's per-query runtime: a memory pool of `memory_limit`, no spilling.
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(MEMORY_LIMIT, 1.0)
-        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
         .build_arc()
         .expect("runtime environment");
-    let state = SessionStateBuilder::new().with_config(config).with_runtime_env(runtime).with_default_features().build();
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .build();
     let ctx = SessionContext::new_with_state(state);
     ctx.catalog("datafusion")
         .expect("default catalog")
         .register_schema("bench", Arc::new(MemorySchemaProvider::new()))
         .expect("register schema bench");
-    ctx.register_table("bench.readings", Arc::new(MemTable::try_new(schema, partitions).expect("MemTable"))).expect("register bench.readings");
+    ctx.register_table(
+        "bench.readings",
+        Arc::new(MemTable::try_new(schema, partitions).expect("MemTable")),
+    )
+    .expect("register bench.readings");
     ctx
 }
 
@@ -593,8 +751,13 @@ impl InProcess {
     fn query(&self, sql: &str) -> Result<Vec<RecordBatch>, String> {
         let ctx = self.ctx.clone();
         let sql = sql.to_string();
-        let task = self.runtime.spawn(async move { ctx.sql(&sql).await?.collect().await });
-        self.runtime.block_on(task).map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+        let task = self
+            .runtime
+            .spawn(async move { ctx.sql(&sql).await?.collect().await });
+        self.runtime
+            .block_on(task)
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -627,23 +790,42 @@ fn run_duckdb(parquet: &Path) -> Result<DuckDbResults, String> {
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("cannot start `{python} {}`: {e}", script.display()))?;
-    child.stdin.take().expect("piped stdin").write_all(spec.to_string().as_bytes()).map_err(|e| e.to_string())?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(spec.to_string().as_bytes())
+        .map_err(|e| e.to_string())?;
     let output = child.wait_with_output().map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&output.stdout);
-    let value: serde_json::Value =
-        serde_json::from_str(text.trim()).map_err(|e| format!("the DuckDB script printed no JSON ({e}); exit status {}", output.status))?;
+    let value: serde_json::Value = serde_json::from_str(text.trim()).map_err(|e| {
+        format!(
+            "the DuckDB script printed no JSON ({e}); exit status {}",
+            output.status
+        )
+    })?;
     if let Some(error) = value.get("error").and_then(|e| e.as_str()) {
         return Err(error.to_string());
     }
     let medians = |key: &str| -> BTreeMap<String, f64> {
-        value[key].as_object().map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect()).unwrap_or_default()
+        value[key]
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     Ok(DuckDbResults {
         version: value["version"].as_str().unwrap_or("?").to_string(),
         load_ms: value["load_ms"].as_f64().unwrap_or(f64::NAN),
         table_ms: medians("table_ms"),
         parquet_ms: medians("parquet_ms"),
-        rows: value["rows"].as_object().map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+        rows: value["rows"]
+            .as_object()
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
     })
 }
 
@@ -675,7 +857,9 @@ fn time_runs(warmup: usize, mut run: impl FnMut() -> Result<(), String>) -> Resu
 }
 
 fn mib(bytes: Option<u64>) -> String {
-    bytes.map_or("?".into(), |b| format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0)))
+    bytes.map_or("?".into(), |b| {
+        format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0))
+    })
 }
 
 fn main() {
@@ -683,12 +867,27 @@ fn main() {
     let data_dir = std::env::var_os("CRUSCOTTO_BENCH_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("cruscotto-bench"));
-    println!("cruscotto SQL benchmark: {ROWS} rows, {} cores, {WARMUP} warm-up + {RUNS} timed runs per query and engine", cores());
+    println!(
+        "cruscotto SQL benchmark: {ROWS} rows, {} cores, {WARMUP} warm-up + {RUNS} timed runs per query and engine",
+        cores()
+    );
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
-        let one: f64 = load.split_whitespace().next().and_then(|l| l.parse().ok()).unwrap_or(0.0);
-        println!("load average before start: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+        let one: f64 = load
+            .split_whitespace()
+            .next()
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0.0);
+        println!(
+            "load average before start: {}",
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
         if one > 0.5 {
-            println!("warning: the machine is busy (1-minute load {one:.2}); timings will be noisy");
+            println!(
+                "warning: the machine is busy (1-minute load {one:.2}); timings will be noisy"
+            );
         }
     }
     // reqwest is built with `rustls-no-provider` (the service's own HTTP connectors pick ring):
@@ -698,22 +897,40 @@ fn main() {
 
     let server = Server::start(&parquet);
     let rss_after_load = server.proc_status_bytes("VmHWM");
-    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().expect("HTTP client");
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .expect("HTTP client");
 
     let started = Instant::now();
     let local = InProcess {
         ctx: in_process_context(&parquet),
-        runtime: tokio::runtime::Builder::new_multi_thread().worker_threads(cores()).enable_all().build().expect("tokio runtime"),
+        runtime: tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cores())
+            .enable_all()
+            .build()
+            .expect("tokio runtime"),
     };
-    println!("in-process: loaded and partitioned like the server in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "in-process: loaded and partitioned like the server in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let mut failures: Vec<String> = Vec::new();
 
     // Sanity: both see all rows.
     let count_sql = "SELECT count(*) AS n FROM bench.readings";
-    let count_query = BenchQuery { name: "count", label: "count", sql: "", columns: &[("n", Kind::Int)] };
-    let server_count = http_query(&client, &server.base, count_sql).and_then(|b| rows_from_server_json(&b, &count_query));
-    let local_count = local.query(count_sql).and_then(|b| rows_from_batches(&b, &count_query));
+    let count_query = BenchQuery {
+        name: "count",
+        label: "count",
+        sql: "",
+        columns: &[("n", Kind::Int)],
+    };
+    let server_count = http_query(&client, &server.base, count_sql)
+        .and_then(|b| rows_from_server_json(&b, &count_query));
+    let local_count = local
+        .query(count_sql)
+        .and_then(|b| rows_from_batches(&b, &count_query));
     let expected = vec![vec![Cell::Int(ROWS as i64)]];
     if server_count.as_ref() == Ok(&expected) && local_count.as_ref() == Ok(&expected) {
         println!("row count: {ROWS} through HTTP and in process");
@@ -721,13 +938,21 @@ fn main() {
         failures.push(format!("expected {ROWS} rows in bench.readings: server {server_count:?}, in-process {local_count:?}"));
     }
 
-    println!("DuckDB: loading the file into an in-memory table and timing (python3 benches/duckdb_bench.py) …");
+    println!(
+        "DuckDB: loading the file into an in-memory table and timing (python3 benches/duckdb_bench.py) …"
+    );
     let duckdb = run_duckdb(&parquet);
     match &duckdb {
-        Ok(d) => println!("DuckDB {}: CREATE TABLE … AS SELECT * FROM read_parquet(…) took {:.1} s", d.version, d.load_ms / 1000.0),
+        Ok(d) => println!(
+            "DuckDB {}: CREATE TABLE … AS SELECT * FROM read_parquet(…) took {:.1} s",
+            d.version,
+            d.load_ms / 1000.0
+        ),
         Err(e) => {
             println!("ERROR: DuckDB did not run: {e}");
-            println!("       install it with `pip install duckdb` (or set PYTHON to an interpreter that has it)");
+            println!(
+                "       install it with `pip install duckdb` (or set PYTHON to an interpreter that has it)"
+            );
             failures.push(format!("DuckDB did not run: {e}"));
         }
     }
@@ -742,30 +967,60 @@ fn main() {
         let reference = match reference {
             Ok(rows) => rows,
             Err(e) => {
-                failures.push(format!("{}: in-process DataFusion failed: {e}", query.label));
+                failures.push(format!(
+                    "{}: in-process DataFusion failed: {e}",
+                    query.label
+                ));
                 continue;
             }
         };
         let mut line = format!("  {}: {} rows", query.label, reference.len());
-        match http_query(&client, &server.base, &sql).and_then(|body| rows_from_server_json(&body, query)) {
+        match http_query(&client, &server.base, &sql)
+            .and_then(|body| rows_from_server_json(&body, query))
+        {
             Ok(rows) => match compare(query, &reference, &rows) {
                 None => line.push_str(", HTTP = in-process"),
-                Some(diff) => failures.push(format!("{}: HTTP differs from in-process DataFusion: {diff}", query.label)),
+                Some(diff) => failures.push(format!(
+                    "{}: HTTP differs from in-process DataFusion: {diff}",
+                    query.label
+                )),
             },
             Err(e) => failures.push(format!("{}: HTTP failed: {e}", query.label)),
         }
         if let Ok(d) = &duckdb {
-            match d.rows.get(query.name).ok_or_else(|| "no rows reported".to_string()).and_then(|r| rows_from_duckdb_json(r, query)) {
+            match d
+                .rows
+                .get(query.name)
+                .ok_or_else(|| "no rows reported".to_string())
+                .and_then(|r| rows_from_duckdb_json(r, query))
+            {
                 Ok(rows) => match compare(query, &reference, &rows) {
                     None => line.push_str(", DuckDB = in-process"),
-                    Some(diff) => failures.push(format!("{}: DuckDB differs from in-process DataFusion: {diff}", query.label)),
+                    Some(diff) => failures.push(format!(
+                        "{}: DuckDB differs from in-process DataFusion: {diff}",
+                        query.label
+                    )),
                 },
                 Err(e) => failures.push(format!("{}: DuckDB result unreadable: {e}", query.label)),
             }
         }
         println!("{line}");
         if query.name == "c" {
-            let top: Vec<String> = reference.iter().take(5).map(|r| format!("{} n={} peak={:.1}", r[0], r[1], match r[2] { Cell::Float(v) => v, _ => f64::NAN })).collect();
+            let top: Vec<String> = reference
+                .iter()
+                .take(5)
+                .map(|r| {
+                    format!(
+                        "{} n={} peak={:.1}",
+                        r[0],
+                        r[1],
+                        match r[2] {
+                            Cell::Float(v) => v,
+                            _ => f64::NAN,
+                        }
+                    )
+                })
+                .collect();
             println!("    top 5: {}", top.join("; "));
         }
     }
@@ -789,14 +1044,23 @@ fn main() {
     for query in QUERIES {
         let sql = query.sql.replace("{table}", "bench.readings");
         let mut body_bytes = 0;
-        let http = time_runs(WARMUP, || http_query(&client, &server.base, &sql).map(|_| ())).and_then(|_| {
+        let http = time_runs(WARMUP, || {
+            http_query(&client, &server.base, &sql).map(|_| ())
+        })
+        .and_then(|_| {
             // Timed again with the server's own measure of `engine.execute` around it.
             let before = server_execute_seconds(&client, &server.base);
-            let median = time_runs(0, || http_query(&client, &server.base, &sql).map(|body| body_bytes = body.len()));
+            let median = time_runs(0, || {
+                http_query(&client, &server.base, &sql).map(|body| body_bytes = body.len())
+            });
             let after = server_execute_seconds(&client, &server.base);
             if let (Some((s0, n0)), Some((s1, n1))) = (before, after) {
                 if n1 > n0 {
-                    server_side.push((query.label, (s1 - s0) * 1000.0 / (n1 - n0) as f64, body_bytes));
+                    server_side.push((
+                        query.label,
+                        (s1 - s0) * 1000.0 / (n1 - n0) as f64,
+                        body_bytes,
+                    ));
                 }
             }
             median
@@ -805,19 +1069,36 @@ fn main() {
         let (http, local) = match (http, local) {
             (Ok(h), Ok(l)) => (h, l),
             (h, l) => {
-                failures.push(format!("{}: timing failed: HTTP {:?}, in-process {:?}", query.label, h.err(), l.err()));
+                failures.push(format!(
+                    "{}: timing failed: HTTP {:?}, in-process {:?}",
+                    query.label,
+                    h.err(),
+                    l.err()
+                ));
                 continue;
             }
         };
         let (duck, duck_parquet) = match &duckdb {
-            Ok(d) => (d.table_ms.get(query.name).copied(), d.parquet_ms.get(query.name).copied()),
+            Ok(d) => (
+                d.table_ms.get(query.name).copied(),
+                d.parquet_ms.get(query.name).copied(),
+            ),
             Err(_) => (None, None),
         };
-        lines.push(Line { label: query.label, name: query.name, http, local, duck, duck_parquet });
+        lines.push(Line {
+            label: query.label,
+            name: query.name,
+            http,
+            local,
+            duck,
+            duck_parquet,
+        });
     }
     // The fixed cost of a request: a query that does no work.
     let trivial = "SELECT 1 AS one";
-    let http_trivial = time_runs(WARMUP, || http_query(&client, &server.base, trivial).map(|_| ()));
+    let http_trivial = time_runs(WARMUP, || {
+        http_query(&client, &server.base, trivial).map(|_| ())
+    });
     let local_trivial = time_runs(WARMUP, || local.query(trivial).map(|_| ()));
     if let (Ok(h), Ok(l)) = (&http_trivial, &local_trivial) {
         server_sql_overhead = Some((*h, *l));
@@ -825,7 +1106,8 @@ fn main() {
     let rss_peak = server.proc_status_bytes("VmHWM");
     let rss_now = server.proc_status_bytes("VmRSS");
 
-    let opt = |v: Option<f64>, digits: usize| v.map_or("n/a".to_string(), |v| format!("{v:.digits$}"));
+    let opt =
+        |v: Option<f64>, digits: usize| v.map_or("n/a".to_string(), |v| format!("{v:.digits$}"));
     println!();
     println!(
         "| query                   | HTTP median ms | in-process median ms | DuckDB median ms | HTTP/in-process | HTTP/DuckDB |"
@@ -845,12 +1127,21 @@ fn main() {
         );
     }
     println!();
-    println!("extra, not a target: DuckDB querying read_parquet('sensors.parquet') directly (no in-memory table):");
+    println!(
+        "extra, not a target: DuckDB querying read_parquet('sensors.parquet') directly (no in-memory table):"
+    );
     for l in &lines {
-        println!("  {:<23} {:>8} ms  (HTTP/this {}×)", l.label, opt(l.duck_parquet, 1), opt(l.duck_parquet.map(|d| l.http / d), 2));
+        println!(
+            "  {:<23} {:>8} ms  (HTTP/this {}×)",
+            l.label,
+            opt(l.duck_parquet, 1),
+            opt(l.duck_parquet.map(|d| l.http / d), 2)
+        );
     }
     for (label, ms, bytes) in &server_side {
-        println!("extra: {label}: the server's own `cruscotto_query_duration_seconds` (engine.execute) mean {ms:.1} ms; JSON body {bytes} bytes");
+        println!(
+            "extra: {label}: the server's own `cruscotto_query_duration_seconds` (engine.execute) mean {ms:.1} ms; JSON body {bytes} bytes"
+        );
     }
     if let Some((h, l)) = server_sql_overhead {
         println!("extra: `SELECT 1` (fixed cost per query): HTTP {h:.2} ms, in-process {l:.2} ms");
@@ -874,9 +1165,21 @@ fn main() {
             }
         );
     }
-    println!("  all targets met: {}", if all_met && failures.is_empty() { "yes" } else { "no" });
+    println!(
+        "  all targets met: {}",
+        if all_met && failures.is_empty() {
+            "yes"
+        } else {
+            "no"
+        }
+    );
     println!();
-    println!("server memory: peak RSS (VmHWM) {} after loading, {} at the end; RSS now {}", mib(rss_after_load), mib(rss_peak), mib(rss_now));
+    println!(
+        "server memory: peak RSS (VmHWM) {} after loading, {} at the end; RSS now {}",
+        mib(rss_after_load),
+        mib(rss_peak),
+        mib(rss_now)
+    );
     if !failures.is_empty() {
         println!();
         for failure in &failures {

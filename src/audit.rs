@@ -61,7 +61,11 @@ impl AuditLog {
         if let Err(e) = &file {
             error!(path = %path.display(), error = %e, "cannot open the audit log");
         }
-        Self { path, file: Mutex::new(file.ok()), entries: Arc::new(Mutex::new(entries)) }
+        Self {
+            path,
+            file: Mutex::new(file.ok()),
+            entries: Arc::new(Mutex::new(entries)),
+        }
     }
 
     /// Append and fsync one entry. A failure is logged loudly; the entry stays in memory.
@@ -86,13 +90,19 @@ impl AuditLog {
 
     /// The log as a table; each scan sees the entries recorded so far.
     pub fn table(&self) -> Arc<dyn TableProvider> {
-        Arc::new(AuditTable { entries: self.entries.clone() })
+        Arc::new(AuditTable {
+            entries: self.entries.clone(),
+        })
     }
 }
 
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        Field::new("time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
         Field::new("key_id", DataType::Utf8, false),
         Field::new("role", DataType::Utf8, false),
         Field::new("action", DataType::Utf8, false),
@@ -112,16 +122,29 @@ struct AuditTable {
 impl AuditTable {
     fn batch(&self) -> RecordBatch {
         let entries = self.entries.lock().expect("audit entries lock").clone();
-        let text = |f: fn(&AuditEntry) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(entries.iter().map(f))) };
+        let text = |f: fn(&AuditEntry) -> &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(entries.iter().map(f)))
+        };
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(TimestampMicrosecondArray::from_iter_values(entries.iter().map(|e| e.time.timestamp_micros())).with_timezone("UTC")),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(
+                    entries.iter().map(|e| e.time.timestamp_micros()),
+                )
+                .with_timezone("UTC"),
+            ),
             text(|e| &e.key_id),
             text(|e| &e.role),
             text(|e| &e.action),
             text(|e| &e.target),
-            Arc::new(UInt64Array::from_iter_values(entries.iter().map(|e| e.rows))),
-            Arc::new(UInt64Array::from_iter_values(entries.iter().map(|e| e.duration_ms))),
-            Arc::new(UInt16Array::from_iter_values(entries.iter().map(|e| e.status))),
+            Arc::new(UInt64Array::from_iter_values(
+                entries.iter().map(|e| e.rows),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                entries.iter().map(|e| e.duration_ms),
+            )),
+            Arc::new(UInt16Array::from_iter_values(
+                entries.iter().map(|e| e.status),
+            )),
             text(|e| &e.outcome),
         ];
         RecordBatch::try_new(schema(), columns).expect("audit columns match the schema")
@@ -138,7 +161,13 @@ impl TableProvider for AuditTable {
         TableType::Base
     }
 
-    async fn scan(&self, state: &dyn Session, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let table = MemTable::try_new(schema(), vec![vec![self.batch()]])?;
         table.scan(state, projection, filters, limit).await
     }

@@ -12,7 +12,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads published datasets within its scope; small counts are suppressed.
@@ -103,16 +105,24 @@ struct Cache {
 }
 
 fn store_error(path: &Path, e: impl std::fmt::Display) -> AuthError {
-    AuthError::Store { path: path.display().to_string(), message: e.to_string() }
+    AuthError::Store {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 impl KeyStore {
     pub fn new(data_dir: &Path) -> Self {
-        Self { path: data_dir.join("keys.json"), cache: RwLock::new(Cache::default()) }
+        Self {
+            path: data_dir.join("keys.json"),
+            cache: RwLock::new(Cache::default()),
+        }
     }
 
     fn file_stamp(&self) -> Option<(SystemTime, u64)> {
-        std::fs::metadata(&self.path).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+        std::fs::metadata(&self.path)
+            .ok()
+            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
     }
 
     fn read_file(&self) -> Result<Vec<KeyRecord>, AuthError> {
@@ -130,7 +140,9 @@ impl KeyStore {
         let temporary = self.path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(keys).map_err(|e| store_error(&self.path, e))?;
         std::fs::write(&temporary, text).map_err(|e| store_error(&self.path, e))?;
-        std::fs::File::open(&temporary).and_then(|f| f.sync_all()).map_err(|e| store_error(&self.path, e))?;
+        std::fs::File::open(&temporary)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| store_error(&self.path, e))?;
         std::fs::rename(&temporary, &self.path).map_err(|e| store_error(&self.path, e))
     }
 
@@ -184,18 +196,40 @@ impl KeyStore {
             }
             record
         };
-        Argon2::default().verify_password(secret.as_bytes(), record.hash.as_str()).map_err(|_| AuthError::Unknown)?;
+        Argon2::default()
+            .verify_password(secret.as_bytes(), record.hash.as_str())
+            .map_err(|_| AuthError::Unknown)?;
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        self.cache.write().expect("key cache").verified.insert(id.to_string(), digest);
+        self.cache
+            .write()
+            .expect("key cache")
+            .verified
+            .insert(id.to_string(), digest);
         Ok(principal(&record))
     }
 
     /// Create a key; the returned string is the only time the secret is seen.
-    pub fn create(&self, name: &str, role: Role, datasets: BTreeSet<String>) -> Result<(KeyRecord, String), AuthError> {
+    pub fn create(
+        &self,
+        name: &str,
+        role: Role,
+        datasets: BTreeSet<String>,
+    ) -> Result<(KeyRecord, String), AuthError> {
         let id = random_token(6);
         let secret = random_token(24);
-        let hash = Argon2::default().hash_password(secret.as_bytes()).map_err(|e| store_error(&self.path, e))?.to_string();
-        let record = KeyRecord { id: id.clone(), name: name.to_string(), role, datasets, hash, created_at: Utc::now(), revoked_at: None };
+        let hash = Argon2::default()
+            .hash_password(secret.as_bytes())
+            .map_err(|e| store_error(&self.path, e))?
+            .to_string();
+        let record = KeyRecord {
+            id: id.clone(),
+            name: name.to_string(),
+            role,
+            datasets,
+            hash,
+            created_at: Utc::now(),
+            revoked_at: None,
+        };
         let mut keys = self.read_file()?;
         keys.push(record.clone());
         self.write_file(&keys)?;
@@ -209,7 +243,9 @@ impl KeyStore {
     /// Revoke a key by id; returns false when there is no such key.
     pub fn revoke(&self, id: &str) -> Result<bool, AuthError> {
         let mut keys = self.read_file()?;
-        let Some(record) = keys.iter_mut().find(|k| k.id == id) else { return Ok(false) };
+        let Some(record) = keys.iter_mut().find(|k| k.id == id) else {
+            return Ok(false);
+        };
         if record.revoked_at.is_none() {
             record.revoked_at = Some(Utc::now());
         }
@@ -219,8 +255,16 @@ impl KeyStore {
 }
 
 fn principal(record: &KeyRecord) -> Principal {
-    let datasets = if record.role == Role::Partner { record.datasets.clone() } else { BTreeSet::new() };
-    Principal { key_id: record.id.clone(), role: record.role, datasets }
+    let datasets = if record.role == Role::Partner {
+        record.datasets.clone()
+    } else {
+        BTreeSet::new()
+    };
+    Principal {
+        key_id: record.id.clone(),
+        role: record.role,
+        datasets,
+    }
 }
 
 fn parse_key(presented: &str) -> Option<(&str, &str)> {
@@ -246,9 +290,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyStore::new(dir.path());
         let datasets: BTreeSet<String> = ["residenti".to_string()].into();
-        let (record, key) = store.create("ASL", Role::Partner, datasets.clone()).unwrap();
+        let (record, key) = store
+            .create("ASL", Role::Partner, datasets.clone())
+            .unwrap();
         let principal = store.authenticate(&key).unwrap();
-        assert_eq!(principal, Principal { key_id: record.id.clone(), role: Role::Partner, datasets });
+        assert_eq!(
+            principal,
+            Principal {
+                key_id: record.id.clone(),
+                role: Role::Partner,
+                datasets
+            }
+        );
         assert!(principal.may_read_dataset("residenti") && !principal.may_read_dataset("altro"));
         // Cached path, then a wrong secret for the same id.
         assert!(store.authenticate(&key).is_ok());
@@ -259,6 +312,9 @@ mod tests {
         assert!(!file.contains(key.rsplit('_').next().unwrap()));
         assert!(store.revoke(&record.id).unwrap());
         assert_eq!(store.authenticate(&key), Err(AuthError::Revoked));
-        assert_eq!(store.authenticate("Bearer nonsense"), Err(AuthError::Malformed));
+        assert_eq!(
+            store.authenticate("Bearer nonsense"),
+            Err(AuthError::Malformed)
+        );
     }
 }

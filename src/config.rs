@@ -245,11 +245,19 @@ pub struct ConfigError {
 
 impl Problem {
     pub fn new(file: &Path, location: Option<String>, message: impl Into<String>) -> Self {
-        Self { file: file.to_path_buf(), location, message: message.into(), warning: false }
+        Self {
+            file: file.to_path_buf(),
+            location,
+            message: message.into(),
+            warning: false,
+        }
     }
 
     pub fn warning(file: &Path, location: Option<String>, message: impl Into<String>) -> Self {
-        Self { warning: true, ..Self::new(file, location, message) }
+        Self {
+            warning: true,
+            ..Self::new(file, location, message)
+        }
     }
 
     /// A TOML or serde error, with the line and column the parser reported.
@@ -293,10 +301,15 @@ fn interpolate_with(
             let offset = text.len() - after.len();
             let (line, _) = line_and_column(text, offset);
             let Some(end) = body.find('}') else {
-                return Err(Problem::new(file, Some(format!("line {line}")), "`${` without a closing `}`"));
+                return Err(Problem::new(
+                    file,
+                    Some(format!("line {line}")),
+                    "`${` without a closing `}`",
+                ));
             };
             let name = &body[..end];
-            let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 return Err(Problem::new(
                     file,
@@ -329,12 +342,18 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
+        let base_dir = if base_dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base_dir
+        };
 
         let service = match read_toml::<ServiceConfig>(path) {
             Ok(service) => service,
             Err(problem) => {
-                return Err(ConfigError { problems: vec![problem] });
+                return Err(ConfigError {
+                    problems: vec![problem],
+                });
             }
         };
 
@@ -342,23 +361,45 @@ impl Config {
         for connector in &connectors {
             problems.extend(connector.config.validate(&connector.file, &base_dir));
         }
-        let mut queries = crate::query::saved::load_dir(&base_dir.join(&service.queries_dir), &mut problems);
+        let mut queries =
+            crate::query::saved::load_dir(&base_dir.join(&service.queries_dir), &mut problems);
         let index = service.index.clone().unwrap_or_default();
         match index.saved_query(path, &queries, service.index.is_some()) {
             Ok(Some(generated)) => queries.push(generated),
             Ok(None) => {}
             Err(found) => problems.extend(found),
         }
-        let dashboards = load_dashboards(&base_dir.join(&service.dashboards_dir), &queries, &mut problems);
-        let datasets = crate::datasets::load_dir(&base_dir.join(&service.datasets_dir), &queries, &mut problems);
+        let dashboards = load_dashboards(
+            &base_dir.join(&service.dashboards_dir),
+            &queries,
+            &mut problems,
+        );
+        let datasets = crate::datasets::load_dir(
+            &base_dir.join(&service.datasets_dir),
+            &queries,
+            &mut problems,
+        );
 
         if service.query.max_rows == 0 || service.query.max_concurrent == 0 {
-            problems.push(Problem::new(path, Some("[query]".into()), "max_rows and max_concurrent must be at least 1"));
+            problems.push(Problem::new(
+                path,
+                Some("[query]".into()),
+                "max_rows and max_concurrent must be at least 1",
+            ));
         }
 
-        let (warnings, problems): (Vec<Problem>, Vec<Problem>) = problems.into_iter().partition(|p| p.warning);
+        let (warnings, problems): (Vec<Problem>, Vec<Problem>) =
+            problems.into_iter().partition(|p| p.warning);
         if problems.is_empty() {
-            Ok(Config { base_dir, service, connectors, queries, dashboards, datasets, warnings })
+            Ok(Config {
+                base_dir,
+                service,
+                connectors,
+                queries,
+                dashboards,
+                datasets,
+                warnings,
+            })
         } else {
             Err(ConfigError { problems })
         }
@@ -375,7 +416,11 @@ impl Config {
 }
 
 pub fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) }
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base_dir.join(path)
+    }
 }
 
 pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Problem> {
@@ -409,13 +454,21 @@ fn load_connectors(dir: &Path, problems: &mut Vec<Problem>) -> Vec<NamedConnecto
     let files = match files_with_extension(dir, "toml") {
         Ok(files) => files,
         Err(e) => {
-            problems.push(Problem::new(dir, None, format!("cannot list the folder: {e}")));
+            problems.push(Problem::new(
+                dir,
+                None,
+                format!("cannot list the folder: {e}"),
+            ));
             return Vec::new();
         }
     };
     let mut connectors = Vec::new();
     for file in files {
-        let name = file.file_stem().unwrap_or_default().to_string_lossy().to_string();
+        let name = file
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         if !is_sql_identifier(&name) || crate::store::RESERVED_SCHEMAS.contains(&name.as_str()) {
             problems.push(Problem::new(
                 &file,
@@ -430,7 +483,11 @@ fn load_connectors(dir: &Path, problems: &mut Vec<Problem>) -> Vec<NamedConnecto
         let raw = match std::fs::read_to_string(&file) {
             Ok(raw) => raw,
             Err(e) => {
-                problems.push(Problem::new(&file, None, format!("cannot read the file: {e}")));
+                problems.push(Problem::new(
+                    &file,
+                    None,
+                    format!("cannot read the file: {e}"),
+                ));
                 continue;
             }
         };
@@ -449,17 +506,29 @@ fn load_connectors(dir: &Path, problems: &mut Vec<Problem>) -> Vec<NamedConnecto
     connectors
 }
 
-fn load_dashboards(dir: &Path, queries: &[SavedQuery], problems: &mut Vec<Problem>) -> Vec<DashboardFile> {
+fn load_dashboards(
+    dir: &Path,
+    queries: &[SavedQuery],
+    problems: &mut Vec<Problem>,
+) -> Vec<DashboardFile> {
     let files = match files_with_extension(dir, "toml") {
         Ok(files) => files,
         Err(e) => {
-            problems.push(Problem::new(dir, None, format!("cannot list the folder: {e}")));
+            problems.push(Problem::new(
+                dir,
+                None,
+                format!("cannot list the folder: {e}"),
+            ));
             return Vec::new();
         }
     };
     let mut dashboards = Vec::new();
     for file in files {
-        let name = file.file_stem().unwrap_or_default().to_string_lossy().to_string();
+        let name = file
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         if !is_sql_identifier(&name) {
             problems.push(Problem::new(&file, None, format!("`{name}` is the dashboard's name in URLs: use lowercase letters, digits and `_`")));
             continue;
@@ -472,7 +541,11 @@ fn load_dashboards(dir: &Path, queries: &[SavedQuery], problems: &mut Vec<Proble
             }
         };
         problems.extend(dashboard.validate(&file, queries));
-        dashboards.push(DashboardFile { name, file, dashboard });
+        dashboards.push(DashboardFile {
+            name,
+            file,
+            dashboard,
+        });
     }
     dashboards
 }
@@ -490,14 +563,20 @@ mod tests {
         let file = Path::new("x.toml");
         let text = "url = \"${REGISTRY_URL}\"\nprice = \"$5 and $${LITERAL}\"";
         let out = interpolate_with(file, text, env).unwrap();
-        assert_eq!(out, "url = \"postgres://db/registry\"\nprice = \"$5 and ${LITERAL}\"");
+        assert_eq!(
+            out,
+            "url = \"postgres://db/registry\"\nprice = \"$5 and ${LITERAL}\""
+        );
     }
 
     #[test]
     fn a_missing_variable_names_the_variable_and_line() {
         let file = Path::new("connectors/registry.toml");
         let err = interpolate_with(file, "a = 1\nurl = \"${MISSING_ONE}\"", env).unwrap_err();
-        assert_eq!(err.to_string(), "connectors/registry.toml: line 2: environment variable `MISSING_ONE` is not set");
+        assert_eq!(
+            err.to_string(),
+            "connectors/registry.toml: line 2: environment variable `MISSING_ONE` is not set"
+        );
     }
 
     #[test]
@@ -506,7 +585,11 @@ mod tests {
         let err = toml::from_str::<ServiceConfig>(text).unwrap_err();
         let problem = Problem::from_toml(Path::new("cruscotto.toml"), text, &err);
         assert_eq!(problem.location.as_deref(), Some("line 2, column 1"));
-        assert!(problem.message.contains("unknown field `listen_port`"), "{}", problem.message);
+        assert!(
+            problem.message.contains("unknown field `listen_port`"),
+            "{}",
+            problem.message
+        );
     }
 
     #[test]

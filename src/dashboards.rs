@@ -229,7 +229,10 @@ impl Dashboard {
         if let Some(map) = &self.map {
             out.push(("map.areas.query".to_string(), map.areas.query.as_str()));
             for (i, indicator) in map.indicators.iter().enumerate() {
-                out.push((format!("map.indicators[{i}].query"), indicator.query.as_str()));
+                out.push((
+                    format!("map.indicators[{i}].query"),
+                    indicator.query.as_str(),
+                ));
             }
             for (i, layer) in map.points.iter().enumerate() {
                 out.push((format!("map.points[{i}].query"), layer.query.as_str()));
@@ -255,12 +258,18 @@ impl Dashboard {
         let at = |key: String, message: String| Problem::new(file, Some(key), message);
         for (key, query) in self.query_references() {
             if !queries.iter().any(|q| q.name == query) {
-                problems.push(at(key, format!("`{query}` is not a saved query (no file queries/{query}.sql)")));
+                problems.push(at(
+                    key,
+                    format!("`{query}` is not a saved query (no file queries/{query}.sql)"),
+                ));
             }
         }
         if let Some(map) = &self.map {
             if map.indicators.is_empty() {
-                problems.push(at("map.indicators".into(), "a map needs at least one indicator".into()));
+                problems.push(at(
+                    "map.indicators".into(),
+                    "a map needs at least one indicator".into(),
+                ));
             }
             for (i, indicator) in map.indicators.iter().enumerate() {
                 if indicator.classes == Classes::Fixed {
@@ -272,7 +281,10 @@ impl Dashboard {
                         ));
                     }
                 } else if !indicator.breaks.is_empty() {
-                    problems.push(at(format!("map.indicators[{i}].breaks"), "`breaks` needs `classes = \"fixed\"`".into()));
+                    problems.push(at(
+                        format!("map.indicators[{i}].breaks"),
+                        "`breaks` needs `classes = \"fixed\"`".into(),
+                    ));
                 }
             }
             let mut names = BTreeSet::new();
@@ -280,34 +292,59 @@ impl Dashboard {
                 if !is_sql_identifier(&layer.name) || !names.insert(layer.name.as_str()) {
                     problems.push(at(
                         format!("map.points[{i}].name"),
-                        format!("`{}` must be unique and use lowercase letters, digits and `_`", layer.name),
+                        format!(
+                            "`{}` must be unique and use lowercase letters, digits and `_`",
+                            layer.name
+                        ),
                     ));
                 }
                 if !is_hex_color(&layer.color) {
-                    problems.push(at(format!("map.points[{i}].color"), format!("`{}` is not a colour like #0066cc", layer.color)));
+                    problems.push(at(
+                        format!("map.points[{i}].color"),
+                        format!("`{}` is not a colour like #0066cc", layer.color),
+                    ));
                 }
             }
             if let Some(basemap) = &map.basemap {
-                let template = ["{z}", "{x}", "{y}"].iter().all(|p| basemap.tiles.contains(p));
+                let template = ["{z}", "{x}", "{y}"]
+                    .iter()
+                    .all(|p| basemap.tiles.contains(p));
                 if !basemap.tiles.starts_with("https://") || !template {
-                    problems.push(at("map.basemap.tiles".into(), "a tile URL template `https://…/{z}/{x}/{y}…`".into()));
+                    problems.push(at(
+                        "map.basemap.tiles".into(),
+                        "a tile URL template `https://…/{z}/{x}/{y}…`".into(),
+                    ));
                 }
             }
             for (i, series) in map.series.iter().enumerate() {
                 if series.y.is_empty() {
-                    problems.push(at(format!("map.series[{i}].y"), "name at least one column to draw".into()));
+                    problems.push(at(
+                        format!("map.series[{i}].y"),
+                        "name at least one column to draw".into(),
+                    ));
                 }
             }
         }
         for (i, panel) in self.panels.iter().enumerate() {
-            if matches!(panel.kind, PanelKind::Bar | PanelKind::Line) && (panel.x.is_none() || panel.y.is_empty()) {
-                problems.push(at(format!("panels[{i}]"), "a bar or line panel needs `x` and `y`".into()));
+            if matches!(panel.kind, PanelKind::Bar | PanelKind::Line)
+                && (panel.x.is_none() || panel.y.is_empty())
+            {
+                problems.push(at(
+                    format!("panels[{i}]"),
+                    "a bar or line panel needs `x` and `y`".into(),
+                ));
             }
             if !panel.labels.is_empty() && panel.labels.len() != panel.y.len() {
-                problems.push(at(format!("panels[{i}].labels"), "give one label per `y` column".into()));
+                problems.push(at(
+                    format!("panels[{i}].labels"),
+                    "give one label per `y` column".into(),
+                ));
             }
             if !panel.labels_en.is_empty() && panel.labels_en.len() != panel.y.len() {
-                problems.push(at(format!("panels[{i}].labels_en"), "give one label per `y` column".into()));
+                problems.push(at(
+                    format!("panels[{i}].labels_en"),
+                    "give one label per `y` column".into(),
+                ));
             }
         }
         problems
@@ -363,7 +400,10 @@ fn default_index_keys() -> Vec<String> {
     vec!["codice_area_statistica".into(), "area_statistica".into()]
 }
 fn default_index_weights() -> BTreeMap<String, f64> {
-    ["bisogno", "connettivita", "adozione", "supporto"].into_iter().map(|p| (p.to_string(), 1.0)).collect()
+    ["bisogno", "connettivita", "adozione", "supporto"]
+        .into_iter()
+        .map(|p| (p.to_string(), 1.0))
+        .collect()
 }
 fn default_method_version() -> String {
     "1.0".into()
@@ -373,25 +413,46 @@ impl IndexConfig {
     /// The saved query computing the index, or the problems with the section. `explicit` says the
     /// section was written in the file: then a missing pillars query is an error; otherwise the
     /// index is simply not generated (a configuration without the indicators).
-    pub fn saved_query(&self, file: &Path, queries: &[SavedQuery], explicit: bool) -> Result<Option<SavedQuery>, Vec<Problem>> {
+    pub fn saved_query(
+        &self,
+        file: &Path,
+        queries: &[SavedQuery],
+        explicit: bool,
+    ) -> Result<Option<SavedQuery>, Vec<Problem>> {
         let mut problems = Vec::new();
-        let at = |key: &str, message: String| Problem::new(file, Some(format!("index.{key}")), message);
+        let at =
+            |key: &str, message: String| Problem::new(file, Some(format!("index.{key}")), message);
         let Some(pillars) = queries.iter().find(|q| q.name == self.pillars_query) else {
             if explicit {
-                problems.push(at("pillars_query", format!("`{}` is not a saved query", self.pillars_query)));
+                problems.push(at(
+                    "pillars_query",
+                    format!("`{}` is not a saved query", self.pillars_query),
+                ));
                 return Err(problems);
             }
             return Ok(None);
         };
         if !is_sql_identifier(&self.name) || queries.iter().any(|q| q.name == self.name) {
-            problems.push(at("name", format!("`{}` must be a new view name (lowercase letters, digits, `_`)", self.name)));
+            problems.push(at(
+                "name",
+                format!(
+                    "`{}` must be a new view name (lowercase letters, digits, `_`)",
+                    self.name
+                ),
+            ));
         }
         for (pillar, weight) in &self.weights {
             if !is_sql_identifier(pillar) {
-                problems.push(at(&format!("weights.{pillar}"), "a pillar is a column name: lowercase letters, digits and `_`".into()));
+                problems.push(at(
+                    &format!("weights.{pillar}"),
+                    "a pillar is a column name: lowercase letters, digits and `_`".into(),
+                ));
             }
             if !weight.is_finite() || *weight < 0.0 {
-                problems.push(at(&format!("weights.{pillar}"), format!("weight {weight} must be a number ≥ 0")));
+                problems.push(at(
+                    &format!("weights.{pillar}"),
+                    format!("weight {weight} must be a number ≥ 0"),
+                ));
             }
         }
         for key in &self.keys {
@@ -399,20 +460,48 @@ impl IndexConfig {
                 problems.push(at("keys", format!("`{key}` is not a column name")));
             }
         }
-        let total: f64 = self.weights.values().filter(|w| w.is_finite() && **w > 0.0).sum();
+        let total: f64 = self
+            .weights
+            .values()
+            .filter(|w| w.is_finite() && **w > 0.0)
+            .sum();
         if total <= 0.0 {
-            problems.push(at("weights", "at least one pillar needs a weight above 0".into()));
+            problems.push(at(
+                "weights",
+                "at least one pillar needs a weight above 0".into(),
+            ));
         }
         if self.method_version.trim().is_empty() || self.method_version.contains('\'') {
-            problems.push(at("method_version", "a version such as \"1.0\", without quotes".into()));
+            problems.push(at(
+                "method_version",
+                "a version such as \"1.0\", without quotes".into(),
+            ));
         }
         if !problems.is_empty() {
             return Err(problems);
         }
-        let used: Vec<(&String, f64)> = self.weights.iter().filter(|(_, w)| **w > 0.0).map(|(p, w)| (p, w / total)).collect();
-        let weighted_sum = used.iter().map(|(p, w)| format!("{p} * {w:.6}")).collect::<Vec<_>>().join(" + ");
-        let weights_text = used.iter().map(|(p, w)| format!("{p} {:.1}%", w * 100.0)).collect::<Vec<_>>().join(", ");
-        let columns: Vec<&str> = self.keys.iter().chain(self.weights.keys()).map(String::as_str).collect();
+        let used: Vec<(&String, f64)> = self
+            .weights
+            .iter()
+            .filter(|(_, w)| **w > 0.0)
+            .map(|(p, w)| (p, w / total))
+            .collect();
+        let weighted_sum = used
+            .iter()
+            .map(|(p, w)| format!("{p} * {w:.6}"))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let weights_text = used
+            .iter()
+            .map(|(p, w)| format!("{p} {:.1}%", w * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let columns: Vec<&str> = self
+            .keys
+            .iter()
+            .chain(self.weights.keys())
+            .map(String::as_str)
+            .collect();
         let sql = format!(
             "SELECT {}, round({weighted_sum}, 2) AS indice, '{}' AS versione_metodo FROM {}.{}",
             columns.join(", "),
@@ -455,9 +544,14 @@ impl IndexConfig {
 /// The tables a statement reads, as written (`schema.table` or `table`), CTEs excluded.
 pub fn table_references(sql: &str) -> Vec<String> {
     use datafusion::sql::parser::DFParser;
-    let Ok(mut statements) = DFParser::parse_sql(sql) else { return Vec::new() };
-    let Some(statement) = statements.pop_front() else { return Vec::new() };
-    let Ok((references, _)) = datafusion::sql::resolve::resolve_table_references(&statement, true) else {
+    let Ok(mut statements) = DFParser::parse_sql(sql) else {
+        return Vec::new();
+    };
+    let Some(statement) = statements.pop_front() else {
+        return Vec::new();
+    };
+    let Ok((references, _)) = datafusion::sql::resolve::resolve_table_references(&statement, true)
+    else {
         return Vec::new();
     };
     references.iter().map(|r| r.to_string()).collect()
@@ -472,7 +566,9 @@ pub fn source_tables(query: &str, queries: &[SavedQuery]) -> BTreeSet<String> {
         if !seen.insert(name.clone()) {
             continue;
         }
-        let Some(saved) = queries.iter().find(|q| q.name == name) else { continue };
+        let Some(saved) = queries.iter().find(|q| q.name == name) else {
+            continue;
+        };
         for reference in table_references(&saved.sql) {
             let parts: Vec<&str> = reference.split('.').collect();
             let (schema, table) = match parts.as_slice() {
@@ -496,15 +592,24 @@ mod tests {
     use super::*;
 
     fn saved(name: &str, sql: &str) -> SavedQuery {
-        crate::query::saved::parse(name, Path::new("q.sql"), &format!("-- title: {name}\n-- method_version: 2.0\n{sql}")).unwrap()
+        crate::query::saved::parse(
+            name,
+            Path::new("q.sql"),
+            &format!("-- title: {name}\n-- method_version: 2.0\n{sql}"),
+        )
+        .unwrap()
     }
 
     #[test]
     fn a_panel_with_only_a_query_is_a_table() {
-        let dashboard: Dashboard = toml::from_str("title = \"Panoramica\"\n[[panels]]\nquery = \"q\"\n").unwrap();
+        let dashboard: Dashboard =
+            toml::from_str("title = \"Panoramica\"\n[[panels]]\nquery = \"q\"\n").unwrap();
         assert_eq!(dashboard.panels[0].kind, PanelKind::Table);
         let problems = dashboard.validate(Path::new("d.toml"), &[]);
-        assert_eq!(problems[0].to_string(), "d.toml: panels[0].query: `q` is not a saved query (no file queries/q.sql)");
+        assert_eq!(
+            problems[0].to_string(),
+            "d.toml: panels[0].query: `q` is not a saved query (no file queries/q.sql)"
+        );
     }
 
     #[test]
@@ -515,45 +620,93 @@ mod tests {
                     points = [{ name = \"Bad\", query = \"q\", label = \"n\", color = \"blue\" }]\n\
                     [[panels]]\nkind = \"bar\"\nquery = \"q\"\n";
         let dashboard: Dashboard = toml::from_str(text).unwrap();
-        let problems: Vec<String> = dashboard.validate(Path::new("d.toml"), &[saved("q", "SELECT 1")]).iter().map(|p| p.to_string()).collect();
+        let problems: Vec<String> = dashboard
+            .validate(Path::new("d.toml"), &[saved("q", "SELECT 1")])
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
         assert_eq!(problems.len(), 4, "{problems:?}");
-        assert!(problems[0].contains("map.indicators[0].breaks"), "{problems:?}");
+        assert!(
+            problems[0].contains("map.indicators[0].breaks"),
+            "{problems:?}"
+        );
         assert!(problems[1].contains("map.points[0].name"), "{problems:?}");
         assert!(problems[2].contains("map.points[0].color"), "{problems:?}");
-        assert!(problems[3].contains("panels[0]: a bar or line panel needs"), "{problems:?}");
+        assert!(
+            problems[3].contains("panels[0]: a bar or line panel needs"),
+            "{problems:?}"
+        );
     }
 
     #[test]
     fn the_index_is_the_normalised_weighted_mean_of_the_pillars() {
         let queries = vec![saved("pilastri", "SELECT 1 AS codice_area_statistica")];
-        let mut index = IndexConfig { pillars_query: "pilastri".into(), ..IndexConfig::default() };
+        let mut index = IndexConfig {
+            pillars_query: "pilastri".into(),
+            ..IndexConfig::default()
+        };
         index.weights.insert("bisogno".into(), 2.0);
         index.weights.insert("adozione".into(), 0.0);
-        let query = index.saved_query(Path::new("cruscotto.toml"), &queries, true).unwrap().unwrap();
+        let query = index
+            .saved_query(Path::new("cruscotto.toml"), &queries, true)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             query.sql,
             "SELECT codice_area_statistica, area_statistica, adozione, bisogno, connettivita, supporto, \
              round(bisogno * 0.500000 + connettivita * 0.250000 + supporto * 0.250000, 2) AS indice, \
              '1.0' AS versione_metodo FROM queries.pilastri"
         );
-        assert!(query.get("method").unwrap().contains("bisogno 50.0%, connettivita 25.0%, supporto 25.0%"));
+        assert!(
+            query
+                .get("method")
+                .unwrap()
+                .contains("bisogno 50.0%, connettivita 25.0%, supporto 25.0%")
+        );
         assert!(query.get("method").unwrap().contains("metodo 2.0"));
 
         index.weights.insert("bisogno".into(), -1.0);
-        let problems = index.saved_query(Path::new("cruscotto.toml"), &queries, true).unwrap_err();
-        assert_eq!(problems[0].to_string(), "cruscotto.toml: index.weights.bisogno: weight -1 must be a number ≥ 0");
-        assert!(IndexConfig::default().saved_query(Path::new("c.toml"), &[], false).unwrap().is_none());
-        assert!(IndexConfig::default().saved_query(Path::new("c.toml"), &[], true).is_err());
+        let problems = index
+            .saved_query(Path::new("cruscotto.toml"), &queries, true)
+            .unwrap_err();
+        assert_eq!(
+            problems[0].to_string(),
+            "cruscotto.toml: index.weights.bisogno: weight -1 must be a number ≥ 0"
+        );
+        assert!(
+            IndexConfig::default()
+                .saved_query(Path::new("c.toml"), &[], false)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            IndexConfig::default()
+                .saved_query(Path::new("c.toml"), &[], true)
+                .is_err()
+        );
     }
 
     #[test]
     fn sources_follow_saved_queries_to_the_store_tables() {
         let queries = vec![
-            saved("a", "WITH x AS (SELECT * FROM bologna.fragilita) SELECT * FROM x JOIN b ON true"),
-            saved("b", "SELECT * FROM queries.c JOIN anpr.popolazione_residente ON true"),
+            saved(
+                "a",
+                "WITH x AS (SELECT * FROM bologna.fragilita) SELECT * FROM x JOIN b ON true",
+            ),
+            saved(
+                "b",
+                "SELECT * FROM queries.c JOIN anpr.popolazione_residente ON true",
+            ),
             saved("c", "SELECT * FROM city.bologna.zone"),
         ];
         let sources: Vec<String> = source_tables("a", &queries).into_iter().collect();
-        assert_eq!(sources, ["anpr.popolazione_residente", "bologna.fragilita", "bologna.zone"]);
+        assert_eq!(
+            sources,
+            [
+                "anpr.popolazione_residente",
+                "bologna.fragilita",
+                "bologna.zone"
+            ]
+        );
     }
 }

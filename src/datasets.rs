@@ -79,15 +79,29 @@ pub fn load_dir(dir: &Path, queries: &[SavedQuery], problems: &mut Vec<Problem>)
     let files = match files_with_extension(dir, "toml") {
         Ok(files) => files,
         Err(e) => {
-            problems.push(Problem::new(dir, None, format!("cannot list the folder: {e}")));
+            problems.push(Problem::new(
+                dir,
+                None,
+                format!("cannot list the folder: {e}"),
+            ));
             return Vec::new();
         }
     };
     let mut datasets = Vec::new();
     for file in files {
-        let name = file.file_stem().unwrap_or_default().to_string_lossy().to_string();
+        let name = file
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         if !is_sql_identifier(&name) {
-            problems.push(Problem::new(&file, None, format!("`{name}` is the dataset's name in URLs: use lowercase letters, digits and `_`")));
+            problems.push(Problem::new(
+                &file,
+                None,
+                format!(
+                    "`{name}` is the dataset's name in URLs: use lowercase letters, digits and `_`"
+                ),
+            ));
             continue;
         }
         let config: DatasetConfig = match read_toml(&file) {
@@ -98,15 +112,30 @@ pub fn load_dir(dir: &Path, queries: &[SavedQuery], problems: &mut Vec<Problem>)
             }
         };
         if !queries.iter().any(|q| q.name == config.query) {
-            problems.push(Problem::new(&file, Some("query".into()), format!("`{}` is not a saved query (no file queries/{}.sql)", config.query, config.query)));
+            problems.push(Problem::new(
+                &file,
+                Some("query".into()),
+                format!(
+                    "`{}` is not a saved query (no file queries/{}.sql)",
+                    config.query, config.query
+                ),
+            ));
         }
         if let Some(persons) = &config.persons {
             if persons.counts.is_empty() {
-                problems.push(Problem::new(&file, Some("persons.counts".into()), "name at least one column of counts of persons"));
+                problems.push(Problem::new(
+                    &file,
+                    Some("persons.counts".into()),
+                    "name at least one column of counts of persons",
+                ));
             }
             for count in persons.derived.keys() {
                 if !persons.counts.contains(count) {
-                    problems.push(Problem::new(&file, Some(format!("persons.derived.{count}")), format!("`{count}` is not listed in persons.counts")));
+                    problems.push(Problem::new(
+                        &file,
+                        Some(format!("persons.derived.{count}")),
+                        format!("`{count}` is not listed in persons.counts"),
+                    ));
                 }
             }
         }

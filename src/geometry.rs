@@ -17,7 +17,10 @@ pub fn wkb_field(name: &str) -> Field {
 /// Whether a field holds WKB geometry (by its extension tag).
 pub fn is_geometry(field: &Field) -> bool {
     field.data_type() == &DataType::Binary
-        && field.metadata().get("ARROW:extension:name").is_some_and(|n| n == "geoarrow.wkb")
+        && field
+            .metadata()
+            .get("ARROW:extension:name")
+            .is_some_and(|n| n == "geoarrow.wkb")
 }
 
 pub fn geo_to_wkb(geometry: &geo_types::Geometry<f64>) -> Result<Vec<u8>, String> {
@@ -29,7 +32,8 @@ pub fn geo_to_wkb(geometry: &geo_types::Geometry<f64>) -> Result<Vec<u8>, String
 
 pub fn wkb_to_geo(bytes: &[u8]) -> Result<geo_types::Geometry<f64>, String> {
     let wkb = wkb::reader::read_wkb(bytes).map_err(|e| format!("invalid WKB: {e}"))?;
-    wkb.try_to_geometry().ok_or_else(|| "unsupported geometry type".to_string())
+    wkb.try_to_geometry()
+        .ok_or_else(|| "unsupported geometry type".to_string())
 }
 
 pub fn wkb_to_wkt(bytes: &[u8]) -> Result<String, String> {
@@ -47,7 +51,10 @@ pub fn wkb_to_geojson(bytes: &[u8]) -> Result<String, String> {
 
 /// A WKB column rendered as text (WKT) for the text formats (JSON, CSV, terminal tables).
 pub fn wkb_column_to_wkt(array: &ArrayRef) -> ArrayRef {
-    let binary = array.as_any().downcast_ref::<BinaryArray>().expect("geometry columns are Binary");
+    let binary = array
+        .as_any()
+        .downcast_ref::<BinaryArray>()
+        .expect("geometry columns are Binary");
     let mut out = StringBuilder::with_capacity(binary.len(), binary.len() * 32);
     for value in binary.iter() {
         match value.map(wkb_to_wkt) {
@@ -80,8 +87,11 @@ mod tests {
 
     #[test]
     fn round_trips_through_wkb() {
-        let polygon: geo_types::Geometry<f64> =
-            geo_types::Polygon::new(vec![(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 0.0)].into(), vec![]).into();
+        let polygon: geo_types::Geometry<f64> = geo_types::Polygon::new(
+            vec![(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 0.0)].into(),
+            vec![],
+        )
+        .into();
         let wkb = geo_to_wkb(&polygon).unwrap();
         assert_eq!(wkb_to_geo(&wkb).unwrap(), polygon);
         assert_eq!(wkb_to_wkt(&wkb).unwrap(), "POLYGON((0 0,1 0,1 1,0 0))");
@@ -94,6 +104,10 @@ mod tests {
     fn geometry_fields_are_tagged() {
         let field = wkb_field("geometry");
         assert!(is_geometry(&field));
-        assert!(!is_geometry(&Field::new("geometry", DataType::Binary, true)));
+        assert!(!is_geometry(&Field::new(
+            "geometry",
+            DataType::Binary,
+            true
+        )));
     }
 }

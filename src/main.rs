@@ -12,10 +12,20 @@ use cruscotto::config::Config;
 use cruscotto::service::Service;
 
 #[derive(Parser)]
-#[command(name = "cruscotto", version, about = "A city's data in one SQL layer, with a map dashboard")]
+#[command(
+    name = "cruscotto",
+    version,
+    about = "A city's data in one SQL layer, with a map dashboard"
+)]
 struct Cli {
     /// The configuration file; connectors/, queries/ and dashboards/ are found beside it.
-    #[arg(long, short, env = "CRUSCOTTO_CONFIG", default_value = "cruscotto.toml", global = true)]
+    #[arg(
+        long,
+        short,
+        env = "CRUSCOTTO_CONFIG",
+        default_value = "cruscotto.toml",
+        global = true
+    )]
     config: PathBuf,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -137,13 +147,19 @@ enum Output {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,datafusion=warn"));
-    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,datafusion=warn"));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => subscriber.json().init(),
         LogFormat::Text => subscriber.init(),
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
@@ -157,12 +173,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Serve { listen: None }) {
         Command::Check => Ok(check(&cli.config).await),
         Command::Keys { action } => {
-            let config = Config::load(&cli.config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+            let config = Config::load(&cli.config)
+                .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
             keys(&config, action)
         }
         Command::Simulate { target } => simulate(&cli.config, target).await,
         Command::Serve { listen } => {
-            let config = Config::load(&cli.config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+            let config = Config::load(&cli.config)
+                .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
             for warning in &config.warnings {
                 tracing::warn!(%warning, "configuration");
             }
@@ -170,7 +188,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Query { sql, format } => {
-            let config = Config::load(&cli.config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+            let config = Config::load(&cli.config)
+                .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
             query(config, &sql, format).await
         }
     }
@@ -179,24 +198,45 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn keys(config: &Config, action: KeysAction) -> anyhow::Result<ExitCode> {
     let store = cruscotto::auth::KeyStore::new(&config.data_dir());
     match action {
-        KeysAction::Create { name, role, datasets } => {
+        KeysAction::Create {
+            name,
+            role,
+            datasets,
+        } => {
             for dataset in &datasets {
                 if !config.datasets.iter().any(|d| &d.name == dataset) {
-                    anyhow::bail!("`{dataset}` is not a published dataset (no file datasets/{dataset}.toml)");
+                    anyhow::bail!(
+                        "`{dataset}` is not a published dataset (no file datasets/{dataset}.toml)"
+                    );
                 }
             }
             if role == cruscotto::auth::Role::Partner && datasets.is_empty() {
                 anyhow::bail!("a partner key needs --datasets: the datasets it may read");
             }
             let (record, key) = store.create(&name, role, datasets.into_iter().collect())?;
-            eprintln!("created key {} ({}) for {}; store it now, it is not shown again:", record.id, role.as_str(), record.name);
+            eprintln!(
+                "created key {} ({}) for {}; store it now, it is not shown again:",
+                record.id,
+                role.as_str(),
+                record.name
+            );
             println!("{key}");
         }
         KeysAction::List => {
             for key in store.list()? {
                 let datasets: Vec<&str> = key.datasets.iter().map(String::as_str).collect();
-                let state = key.revoked_at.map_or("active".to_string(), |t| format!("revoked {t}"));
-                println!("{}\t{}\t{}\t{}\t{}\t{}", key.id, key.role.as_str(), key.name, datasets.join(","), key.created_at, state);
+                let state = key
+                    .revoked_at
+                    .map_or("active".to_string(), |t| format!("revoked {t}"));
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    key.id,
+                    key.role.as_str(),
+                    key.name,
+                    datasets.join(","),
+                    key.created_at,
+                    state
+                );
             }
         }
         KeysAction::Revoke { id } => {
@@ -215,9 +255,15 @@ async fn check(path: &std::path::Path) -> ExitCode {
             // Checks against the sources themselves (a database: syntax, column types).
             let mut against_sources = Vec::new();
             for connector in &config.connectors {
-                against_sources.extend(connector.config.check_source(&connector.file, &config.base_dir).await);
+                against_sources.extend(
+                    connector
+                        .config
+                        .check_source(&connector.file, &config.base_dir)
+                        .await,
+                );
             }
-            let (warnings, errors): (Vec<_>, Vec<_>) = against_sources.into_iter().partition(|p| p.warning);
+            let (warnings, errors): (Vec<_>, Vec<_>) =
+                against_sources.into_iter().partition(|p| p.warning);
             for warning in config.warnings.iter().chain(&warnings) {
                 eprintln!("warning: {warning}");
             }
@@ -228,7 +274,11 @@ async fn check(path: &std::path::Path) -> ExitCode {
                 eprintln!("{} error(s) found", errors.len());
                 return ExitCode::FAILURE;
             }
-            let tables: usize = config.connectors.iter().map(|c| c.config.table_names().len()).sum();
+            let tables: usize = config
+                .connectors
+                .iter()
+                .map(|c| c.config.table_names().len())
+                .sum();
             println!(
                 "{}: ok ({} connectors, {} tables, {} saved queries, {} dashboards)",
                 path.display(),
@@ -254,12 +304,15 @@ async fn serve(config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::
     let address = listen.unwrap_or(config.service.listen);
     let service = Service::new(config).await;
     service.spawn_background();
-    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "listening");
     // A line tests and scripts can wait for.
     println!("cruscotto listening on http://{local}");
-    let app = api::app(AppState::new(service)).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = api::app(AppState::new(service))
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
@@ -284,8 +337,14 @@ async fn query(config: Config, sql: &str, output: Output) -> anyhow::Result<Exit
                     println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
                     eprintln!("{} row(s)", result.rows());
                 }
-                Output::Csv => print!("{}", String::from_utf8(format::encode(&result, format::Format::Csv)?)?),
-                Output::Json => println!("{}", String::from_utf8(format::encode(&result, format::Format::Json)?)?),
+                Output::Csv => print!(
+                    "{}",
+                    String::from_utf8(format::encode(&result, format::Format::Csv)?)?
+                ),
+                Output::Json => println!(
+                    "{}",
+                    String::from_utf8(format::encode(&result, format::Format::Json)?)?
+                ),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -297,13 +356,42 @@ async fn query(config: Config, sql: &str, output: Output) -> anyhow::Result<Exit
 }
 
 async fn simulate(config: &std::path::Path, target: SimulateTarget) -> anyhow::Result<ExitCode> {
-    let base_dir = config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let base_dir = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
     let (url, seed, events, year, fragility, replace) = match target {
-        SimulateTarget::Postgres { url, seed, events, year, fragility, replace } => (url, seed, events, year, fragility, replace),
-        SimulateTarget::Sensors { broker, rate, count, malformed_share, seed, registry, prefix } => {
-            anyhow::ensure!((0.0..=1.0).contains(&malformed_share), "--malformed-share must be between 0 and 1");
+        SimulateTarget::Postgres {
+            url,
+            seed,
+            events,
+            year,
+            fragility,
+            replace,
+        } => (url, seed, events, year, fragility, replace),
+        SimulateTarget::Sensors {
+            broker,
+            rate,
+            count,
+            malformed_share,
+            seed,
+            registry,
+            prefix,
+        } => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&malformed_share),
+                "--malformed-share must be between 0 and 1"
+            );
             let registry = registry.unwrap_or_else(|| base_dir.join("data/bologna/sensori.csv"));
-            let options = cruscotto::simulate::SensorOptions { broker, rate, count, malformed_share, seed, registry, prefix };
+            let options = cruscotto::simulate::SensorOptions {
+                broker,
+                rate,
+                count,
+                malformed_share,
+                seed,
+                registry,
+                prefix,
+            };
             let summary = cruscotto::simulate::sensors(&options).await?;
             println!(
                 "published {} messages for {} sensors to {} ({} malformed on purpose) in {:.1}s, {:.0}/s, all acknowledged by the broker",
@@ -317,8 +405,16 @@ async fn simulate(config: &std::path::Path, target: SimulateTarget) -> anyhow::R
             return Ok(ExitCode::SUCCESS);
         }
     };
-    let fragility = fragility.unwrap_or_else(|| base_dir.join("data/bologna/indici-di-fragilita-dal-2021.csv"));
-    let options = cruscotto::simulate::Options { url, seed, events, year, fragility, replace };
+    let fragility =
+        fragility.unwrap_or_else(|| base_dir.join("data/bologna/indici-di-fragilita-dal-2021.csv"));
+    let options = cruscotto::simulate::Options {
+        url,
+        seed,
+        events,
+        year,
+        fragility,
+        replace,
+    };
     let started = std::time::Instant::now();
     let summary = cruscotto::simulate::postgres(&options).await?;
     println!(

@@ -26,7 +26,11 @@ pub enum SdcError {
 }
 
 /// Suppress small cells of `batches` (one table) for a partner.
-pub fn suppress(batches: &[RecordBatch], persons: &PersonCounts, min_count: u64) -> Result<RecordBatch, SdcError> {
+pub fn suppress(
+    batches: &[RecordBatch],
+    persons: &PersonCounts,
+    min_count: u64,
+) -> Result<RecordBatch, SdcError> {
     let schema = match batches.first() {
         Some(batch) => batch.schema(),
         None => return Ok(RecordBatch::new_empty(Arc::new(Schema::empty()))),
@@ -37,13 +41,20 @@ pub fn suppress(batches: &[RecordBatch], persons: &PersonCounts, min_count: u64)
 
     let mut masks: HashMap<String, Vec<bool>> = HashMap::new();
     for count in &persons.counts {
-        let column = batch.column_by_name(count).ok_or_else(|| SdcError::MissingColumn(count.clone()))?;
+        let column = batch
+            .column_by_name(count)
+            .ok_or_else(|| SdcError::MissingColumn(count.clone()))?;
         if !column.data_type().is_numeric() {
             return Err(SdcError::NotNumeric(count.clone()));
         }
         let values = cast(column, &DataType::Float64)?;
-        let values = values.as_any().downcast_ref::<Float64Array>().expect("cast to Float64");
-        let small = |i: usize| values.is_valid(i) && values.value(i) > 0.0 && values.value(i) < min_count as f64;
+        let values = values
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("cast to Float64");
+        let small = |i: usize| {
+            values.is_valid(i) && values.value(i) > 0.0 && values.value(i) < min_count as f64
+        };
         let mut mask: Vec<bool> = (0..rows).map(small).collect();
 
         // Secondary suppression, group by group.
@@ -74,7 +85,9 @@ pub fn suppress(batches: &[RecordBatch], persons: &PersonCounts, min_count: u64)
             if batch.column_by_name(column).is_none() {
                 return Err(SdcError::MissingColumn(column.clone()));
             }
-            let entry = applies.entry(column.clone()).or_insert_with(|| vec![false; rows]);
+            let entry = applies
+                .entry(column.clone())
+                .or_insert_with(|| vec![false; rows]);
             for (slot, hidden) in entry.iter_mut().zip(&masks[count]) {
                 *slot |= *hidden;
             }
@@ -98,10 +111,17 @@ pub fn suppress(batches: &[RecordBatch], persons: &PersonCounts, min_count: u64)
     }
     // The flag says whether the count is hidden, for its own size or with another count it derives from.
     for count in &persons.counts {
-        fields.push(Field::new(format!("{count}_suppressed"), DataType::Boolean, false));
+        fields.push(Field::new(
+            format!("{count}_suppressed"),
+            DataType::Boolean,
+            false,
+        ));
         columns.push(Arc::new(BooleanArray::from(applies[count].clone())));
     }
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// Each row's group, as the text of its group columns (one group when there are none).
@@ -110,11 +130,21 @@ fn group_keys(batch: &RecordBatch, groups: &[String]) -> Result<Vec<String>, Sdc
     let formatters = groups
         .iter()
         .map(|name| {
-            let column = batch.column_by_name(name).ok_or_else(|| SdcError::MissingColumn(name.clone()))?;
+            let column = batch
+                .column_by_name(name)
+                .ok_or_else(|| SdcError::MissingColumn(name.clone()))?;
             Ok(ArrayFormatter::try_new(column.as_ref(), &options)?)
         })
         .collect::<Result<Vec<_>, SdcError>>()?;
-    Ok((0..batch.num_rows()).map(|row| formatters.iter().map(|f| f.value(row).to_string()).collect::<Vec<_>>().join("\u{1f}")).collect())
+    Ok((0..batch.num_rows())
+        .map(|row| {
+            formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect::<Vec<_>>()
+                .join("\u{1f}")
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -149,12 +179,28 @@ mod tests {
             groups: vec!["zona".into()],
         };
         let out = suppress(&[batch()], &persons, 10).unwrap();
-        let residenti = out.column_by_name("residenti").unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
+        let residenti = out
+            .column_by_name("residenti")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
         let values: Vec<Option<i64>> = residenti.iter().collect();
         // a1 (4) is small; a3 (35), the smallest other cell of zone A, goes too; zero is published.
-        assert_eq!(values, vec![None, Some(120), None, Some(50), Some(60), Some(0)]);
-        let flags = out.column_by_name("residenti_suppressed").unwrap().as_any().downcast_ref::<BooleanArray>().unwrap();
-        assert_eq!(flags.iter().flatten().collect::<Vec<_>>(), vec![true, false, true, false, false, false]);
+        assert_eq!(
+            values,
+            vec![None, Some(120), None, Some(50), Some(60), Some(0)]
+        );
+        let flags = out
+            .column_by_name("residenti_suppressed")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .unwrap();
+        assert_eq!(
+            flags.iter().flatten().collect::<Vec<_>>(),
+            vec![true, false, true, false, false, false]
+        );
         let quota = out.column_by_name("quota").unwrap();
         assert!(quota.is_null(0) && quota.is_null(2) && quota.is_valid(1));
     }

@@ -36,9 +36,19 @@ impl Service {
                 // Log tables recover their WAL here, before anything is served.
                 let source = connector.file.display().to_string();
                 for table in connector.config.table_names() {
-                    store.declare(&connector.name, &table, &mqtt.broker, connector.config.refresh());
+                    store.declare(
+                        &connector.name,
+                        &table,
+                        &mqtt.broker,
+                        connector.config.refresh(),
+                    );
                 }
-                if let Err(e) = crate::connectors::mqtt::open_tables(&store, &connector.name, mqtt, &mqtt.broker) {
+                if let Err(e) = crate::connectors::mqtt::open_tables(
+                    &store,
+                    &connector.name,
+                    mqtt,
+                    &mqtt.broker,
+                ) {
                     error!(schema = %connector.name, file = %source, error = %e, "cannot open the log tables");
                     for table in connector.config.table_names() {
                         store.record_failure(&connector.name, &table, &mqtt.broker, &e);
@@ -47,7 +57,12 @@ impl Service {
                 continue;
             }
             for table in connector.config.table_names() {
-                store.declare(&connector.name, &table, &connector.file.display().to_string(), connector.config.refresh());
+                store.declare(
+                    &connector.name,
+                    &table,
+                    &connector.file.display().to_string(),
+                    connector.config.refresh(),
+                );
                 if let Err(e) = store.restore(&connector.name, &table) {
                     warn!(schema = %connector.name, table = %table, error = %e, "cannot restore snapshot");
                 }
@@ -55,7 +70,13 @@ impl Service {
         }
         let engine = QueryEngine::new(&store, config.queries.clone(), config.service.query.clone());
         engine.rebuild_views().await;
-        Arc::new(Self { config, store, engine, initial_load_done: AtomicBool::new(false), started_at: chrono::Utc::now() })
+        Arc::new(Self {
+            config,
+            store,
+            engine,
+            initial_load_done: AtomicBool::new(false),
+            started_at: chrono::Utc::now(),
+        })
     }
 
     pub fn started_at(&self) -> chrono::DateTime<chrono::Utc> {
@@ -70,7 +91,12 @@ impl Service {
     /// Load every connector once, then re-plan the views. Returns whether every table loaded.
     pub async fn load_all_once(&self) -> bool {
         let mut all_ok = true;
-        for connector in self.config.connectors.iter().filter(|c| !c.config.is_stream()) {
+        for connector in self
+            .config
+            .connectors
+            .iter()
+            .filter(|c| !c.config.is_stream())
+        {
             let runner = connector.config.build(&self.config.base_dir);
             all_ok &= load_connector(&self.store, connector, runner.as_ref()).await;
         }
@@ -91,7 +117,12 @@ impl Service {
                 let base_dir = service.config.base_dir.clone();
                 match connector.config {
                     ConnectorConfig::Mqtt(config) => {
-                        tokio::spawn(crate::connectors::mqtt::run(store, connector.name, *config, base_dir));
+                        tokio::spawn(crate::connectors::mqtt::run(
+                            store,
+                            connector.name,
+                            *config,
+                            base_dir,
+                        ));
                     }
                     _ => {
                         tokio::spawn(async move { refresh_loop(store, connector, base_dir).await });
@@ -118,11 +149,19 @@ async fn load_connector(store: &Store, connector: &NamedConnector, runner: &dyn 
     let state = store.load_state(&connector.name);
     for load in runner.load(&state).await {
         let outcome = match load.result {
-            Ok(loaded) => match store.commit(&connector.name, &load.table, &load.source, loaded).await {
+            Ok(loaded) => match store
+                .commit(&connector.name, &load.table, &load.source, loaded)
+                .await
+            {
                 Ok(()) => "ok",
                 Err(e) => {
                     error!(schema = %connector.name, table = %load.table, error = %e, "commit failed");
-                    store.record_failure(&connector.name, &load.table, &load.source, &e.to_string());
+                    store.record_failure(
+                        &connector.name,
+                        &load.table,
+                        &load.source,
+                        &e.to_string(),
+                    );
                     all_ok = false;
                     "error"
                 }
@@ -144,7 +183,11 @@ async fn refresh_loop(store: Arc<Store>, connector: NamedConnector, base_dir: st
     let refresh = connector.config.refresh();
     let mut failures = 0u32;
     loop {
-        let delay = if failures == 0 { refresh } else { backoff(failures, refresh) };
+        let delay = if failures == 0 {
+            refresh
+        } else {
+            backoff(failures, refresh)
+        };
         tokio::time::sleep(delay).await;
         if load_connector(&store, &connector, runner.as_ref()).await {
             failures = 0;
@@ -171,9 +214,15 @@ mod tests {
     fn backoff_grows_and_is_capped() {
         let refresh = Duration::from_secs(60);
         let first = backoff(1, refresh);
-        assert!(first >= Duration::from_millis(750) && first <= Duration::from_millis(1250), "{first:?}");
+        assert!(
+            first >= Duration::from_millis(750) && first <= Duration::from_millis(1250),
+            "{first:?}"
+        );
         let fourth = backoff(4, refresh);
-        assert!(fourth >= Duration::from_secs(6) && fourth <= Duration::from_secs(10), "{fourth:?}");
+        assert!(
+            fourth >= Duration::from_secs(6) && fourth <= Duration::from_secs(10),
+            "{fourth:?}"
+        );
         assert!(backoff(30, refresh) <= Duration::from_secs(75));
         assert!(backoff(30, Duration::from_secs(3600)) <= Duration::from_secs(375));
     }

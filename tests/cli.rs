@@ -8,20 +8,38 @@ use common::ConfigDir;
 fn check_accepts_the_shipped_configuration() {
     let (code, stdout, stderr) = ConfigDir::demo().run(&["check"]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains(": ok (2 connectors, 15 tables, 26 saved queries"), "{stdout}");
+    assert!(
+        stdout.contains(": ok (2 connectors, 15 tables, 26 saved queries"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn check_reports_every_problem_with_file_and_line_or_key() {
     let config = ConfigDir::empty();
     config.write("data/a.csv", "x\n1\n");
-    config.write("cruscotto.toml", "data_dir = \"var\"\n[query]\ntimeout = \"5s\"\nmax_rows = 10\n");
-    config.write("connectors/typo.toml", "kind = \"file\"\n\n[[table]]\nname = \"a\"\npath = \"data/a.csv\"\ndelimitr = \";\"\n");
+    config.write(
+        "cruscotto.toml",
+        "data_dir = \"var\"\n[query]\ntimeout = \"5s\"\nmax_rows = 10\n",
+    );
+    config.write(
+        "connectors/typo.toml",
+        "kind = \"file\"\n\n[[table]]\nname = \"a\"\npath = \"data/a.csv\"\ndelimitr = \";\"\n",
+    );
     config.write("connectors/strano.toml", "kind = \"ftp\"\n");
-    config.write("connectors/segreto.toml", "kind = \"file\"\n[[table]]\nname = \"a\"\npath = \"${CRUSCOTTO_TEST_UNSET_VAR}\"\n");
+    config.write(
+        "connectors/segreto.toml",
+        "kind = \"file\"\n[[table]]\nname = \"a\"\npath = \"${CRUSCOTTO_TEST_UNSET_VAR}\"\n",
+    );
     config.write("connectors/filtro.toml", "kind = \"file\"\n[[table]]\nname = \"Bad-Name\"\npath = \"data/a.csv\"\nfilter = \"x >\"\n");
-    config.write("queries/scrive.sql", "-- title: Scrive\n-- colour: red\nDROP TABLE a\n");
-    config.write("dashboards/panoramica.toml", "title = \"Panoramica\"\n[[panels]]\nquery = \"non_esiste\"\n");
+    config.write(
+        "queries/scrive.sql",
+        "-- title: Scrive\n-- colour: red\nDROP TABLE a\n",
+    );
+    config.write(
+        "dashboards/panoramica.toml",
+        "title = \"Panoramica\"\n[[panels]]\nquery = \"non_esiste\"\n",
+    );
 
     let (code, _, stderr) = config.run(&["check"]);
     assert_eq!(code, 1, "{stderr}");
@@ -44,19 +62,29 @@ fn check_reports_every_problem_with_file_and_line_or_key() {
     config.write("cruscotto.toml", "data_dir = \"var\"\nport = 8080\n");
     let (code, _, stderr) = config.run(&["check"]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("cruscotto.toml: line 2, column 1: unknown field `port`"), "{stderr}");
+    assert!(
+        stderr.contains("cruscotto.toml: line 2, column 1: unknown field `port`"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn query_prints_a_table_from_the_terminal() {
     let config = ConfigDir::demo();
-    let (code, stdout, stderr) =
-        config.run(&["query", "SELECT count(*) AS aree, sum(residenti) AS residenti FROM queries.residenti_per_area"]);
+    let (code, stdout, stderr) = config.run(&[
+        "query",
+        "SELECT count(*) AS aree, sum(residenti) AS residenti FROM queries.residenti_per_area",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("| aree | residenti |"), "{stdout}");
     assert!(stdout.contains("| 90   | 392162    |"), "{stdout}");
 
-    let (code, stdout, _) = config.run(&["query", "--format", "csv", "SELECT codice_area_statistica FROM bologna.aree_statistiche ORDER BY 1 LIMIT 2"]);
+    let (code, stdout, _) = config.run(&[
+        "query",
+        "--format",
+        "csv",
+        "SELECT codice_area_statistica FROM bologna.aree_statistiche ORDER BY 1 LIMIT 2",
+    ]);
     assert_eq!(code, 0);
     assert_eq!(stdout, "codice_area_statistica\n1\n2\n");
 

@@ -19,9 +19,18 @@ fn require(path: &Path, how: &str) {
 #[test]
 fn the_dashboard_works_in_chromium() {
     let repo = Path::new(REPO);
-    require(Path::new(CHROMIUM), "install Debian's Chromium: `apt-get update && apt-get install -y chromium`");
-    require(&repo.join("web/node_modules/playwright-core"), "install the npm packages: `npm ci` in web/");
-    require(&repo.join("web/node_modules/axe-core"), "install the npm packages: `npm ci` in web/");
+    require(
+        Path::new(CHROMIUM),
+        "install Debian's Chromium: `apt-get update && apt-get install -y chromium`",
+    );
+    require(
+        &repo.join("web/node_modules/playwright-core"),
+        "install the npm packages: `npm ci` in web/",
+    );
+    require(
+        &repo.join("web/node_modules/axe-core"),
+        "install the npm packages: `npm ci` in web/",
+    );
     let screenshots = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo.join("target"))
@@ -36,12 +45,21 @@ fn the_dashboard_works_in_chromium() {
         .arg(&screenshots)
         .env("CHROMIUM", CHROMIUM)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run node ({e}): install Node.js (`apt-get install -y nodejs npm`)"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run node ({e}): install Node.js (`apt-get install -y nodejs npm`)")
+        });
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");
     eprintln!("{stderr}");
-    assert!(output.status.success(), "the browser test failed ({}):\n{stdout}\n{stderr}", output.status);
-    assert!(stdout.contains("browser test: all checks passed"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "the browser test failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(
+        stdout.contains("browser test: all checks passed"),
+        "{stdout}"
+    );
     println!("screenshots: {}", screenshots.display());
 }

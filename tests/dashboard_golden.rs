@@ -11,23 +11,44 @@ use common::{ConfigDir, Server};
 use serde_json::Value;
 
 fn golden(name: &str) -> Vec<BTreeMap<String, String>> {
-    let mut reader = csv::Reader::from_path(format!("{}/tests/golden/{name}", common::REPO)).unwrap();
+    let mut reader =
+        csv::Reader::from_path(format!("{}/tests/golden/{name}", common::REPO)).unwrap();
     let headers = reader.headers().unwrap().clone();
-    reader.records().map(|r| headers.iter().zip(r.unwrap().iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()).collect()
+    reader
+        .records()
+        .map(|r| {
+            headers
+                .iter()
+                .zip(r.unwrap().iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
 }
 
 fn number(value: &Value) -> f64 {
-    value.as_f64().unwrap_or_else(|| panic!("not a number: {value}"))
+    value
+        .as_f64()
+        .unwrap_or_else(|| panic!("not a number: {value}"))
 }
 
 /// A value from the golden file and the service's agree within `tolerance` (both empty = agree).
-fn close(row: &Value, column: &str, want: &BTreeMap<String, String>, golden_column: &str, tolerance: f64) {
+fn close(
+    row: &Value,
+    column: &str,
+    want: &BTreeMap<String, String>,
+    golden_column: &str,
+    tolerance: f64,
+) {
     match want[golden_column].as_str() {
         "" => assert!(row[column].is_null(), "{column} should be empty: {row}"),
         text => {
             let expected: f64 = text.parse().unwrap();
             let got = number(&row[column]);
-            assert!((got - expected).abs() <= tolerance, "{column}: {got} vs {expected} (±{tolerance}) in {row}");
+            assert!(
+                (got - expected).abs() <= tolerance,
+                "{column}: {got} vs {expected} (±{tolerance}) in {row}"
+            );
         }
     }
 }
@@ -39,10 +60,14 @@ fn area_indicators_and_the_index_match_the_independent_computation() {
     let expected = golden("indicators_per_area.csv");
     assert_eq!(expected.len(), 90);
 
-    let offline = server.rows("SELECT * FROM residenti_offline_attesi ORDER BY codice_area_statistica");
-    let coverage = server.rows("SELECT * FROM copertura_supporto_800m ORDER BY codice_area_statistica");
-    let pillars = server.rows("SELECT * FROM indice_divario_pilastri ORDER BY codice_area_statistica");
-    let index = server.rows("SELECT * FROM indice_divario_digitale ORDER BY codice_area_statistica");
+    let offline =
+        server.rows("SELECT * FROM residenti_offline_attesi ORDER BY codice_area_statistica");
+    let coverage =
+        server.rows("SELECT * FROM copertura_supporto_800m ORDER BY codice_area_statistica");
+    let pillars =
+        server.rows("SELECT * FROM indice_divario_pilastri ORDER BY codice_area_statistica");
+    let index =
+        server.rows("SELECT * FROM indice_divario_digitale ORDER BY codice_area_statistica");
     for rows in [&offline, &coverage, &pillars, &index] {
         assert_eq!(rows.len(), 90);
     }
@@ -54,29 +79,60 @@ fn area_indicators_and_the_index_match_the_independent_computation() {
         // Counts are rounded on both sides; Python rounds halves to even, SQL away from zero.
         close(&offline[i], "adulti", want, "adulti", 1.0);
         close(&offline[i], "offline_attesi", want, "offline_attesi", 1.0);
-        close(&offline[i], "quota_offline_attesi_pct", want, "quota_offline_attesi_pct", 0.011);
-        close(&coverage[i], "quota_entro_800m_pct", want, "quota_entro_800m_pct", 0.011);
+        close(
+            &offline[i],
+            "quota_offline_attesi_pct",
+            want,
+            "quota_offline_attesi_pct",
+            0.011,
+        );
+        close(
+            &coverage[i],
+            "quota_entro_800m_pct",
+            want,
+            "quota_entro_800m_pct",
+            0.011,
+        );
         for pillar in ["bisogno", "connettivita", "adozione", "supporto"] {
             close(&pillars[i], pillar, want, pillar, 0.011);
             close(&index[i], pillar, want, pillar, 0.011);
         }
         close(&index[i], "indice", want, "indice", 0.011);
     }
-    assert!(index.iter().all(|r| r["versione_metodo"] == "1.0"), "the method version travels with the index");
-    assert_eq!(index.iter().filter(|r| !r["indice"].is_null()).count(), 79, "the 11 excluded areas have no index");
+    assert!(
+        index.iter().all(|r| r["versione_metodo"] == "1.0"),
+        "the method version travels with the index"
+    );
+    assert_eq!(
+        index.iter().filter(|r| !r["indice"].is_null()).count(),
+        79,
+        "the 11 excluded areas have no index"
+    );
 
     // The city summary is made of the same numbers.
     let summary = &server.rows("SELECT * FROM sintesi_citta")[0];
     assert_eq!(number(&summary["residenti"]), 392_162.0);
     assert_eq!(number(&summary["hotspot_wifi"]), 303.0);
-    assert!((number(&summary["adulti_offline_attesi"]) - 74_707.0).abs() <= 5.0, "{summary}");
-    assert!((number(&summary["quota_entro_800m_pct"]) - 71.9).abs() < 0.051, "{summary}");
+    assert!(
+        (number(&summary["adulti_offline_attesi"]) - 74_707.0).abs() <= 5.0,
+        "{summary}"
+    );
+    assert!(
+        (number(&summary["quota_entro_800m_pct"]) - 71.9).abs() < 0.051,
+        "{summary}"
+    );
 
     // Support places: the 18 libraries and the 32 digital facilitation points.
     let places = server.rows(
         "SELECT (SELECT count(*) FROM mappa_biblioteche) AS libraries, (SELECT count(*) FROM mappa_facilitazione_digitale) AS facilitation",
     );
-    assert_eq!((number(&places[0]["libraries"]), number(&places[0]["facilitation"])), (18.0, 32.0));
+    assert_eq!(
+        (
+            number(&places[0]["libraries"]),
+            number(&places[0]["facilitation"])
+        ),
+        (18.0, 32.0)
+    );
 }
 
 #[test]
@@ -91,23 +147,44 @@ fn need_and_time_series_indicators_follow_their_sources() {
     assert_eq!(older.len(), 90);
     for row in older.iter().filter(|r| !r["quota_over_80_pct"].is_null()) {
         let over_80 = number(&row["quota_over_80_pct"]);
-        assert!((number(&row["quota_over_65_stimata_pct"]) - (over_80 * 2.8 * 10.0).round() / 10.0).abs() < 1e-9, "{row}");
+        assert!(
+            (number(&row["quota_over_65_stimata_pct"]) - (over_80 * 2.8 * 10.0).round() / 10.0)
+                .abs()
+                < 1e-9,
+            "{row}"
+        );
         assert_eq!(row["over_80"], row["over_80_stimati"], "{row}");
     }
-    assert_eq!(older.iter().filter(|r| r["quota_over_80_pct"].is_null()).count(), 11);
+    assert_eq!(
+        older
+            .iter()
+            .filter(|r| r["quota_over_80_pct"].is_null())
+            .count(),
+        11
+    );
     let area_1 = &older[0];
-    assert_eq!((number(&area_1["quota_over_80_pct"]), number(&area_1["over_65_soli_pct"])), (3.7, 29.9));
+    assert_eq!(
+        (
+            number(&area_1["quota_over_80_pct"]),
+            number(&area_1["over_65_soli_pct"])
+        ),
+        (3.7, 29.9)
+    );
 
-    let fragility = server.rows("SELECT * FROM fragilita_per_area WHERE codice_area_statistica = 5");
+    let fragility =
+        server.rows("SELECT * FROM fragilita_per_area WHERE codice_area_statistica = 5");
     assert_eq!(number(&fragility[0]["fragilita_complessiva"]), 100.0);
     assert_eq!(number(&fragility[0]["fragilita_demografica"]), 101.0);
 
     // Households per area and year: the 2023 total of the source file.
     let households = server.rows("SELECT sum(famiglie) AS total, count(DISTINCT codice_area_statistica) AS areas FROM famiglie_per_area_anno WHERE anno = 2023");
     assert_eq!(number(&households[0]["total"]), 211_585.0);
-    let income = server.rows("SELECT count(*) AS areas FROM reddito_mediano_per_area_anno WHERE anno = 2021");
+    let income = server
+        .rows("SELECT count(*) AS areas FROM reddito_mediano_per_area_anno WHERE anno = 2021");
     assert_eq!(number(&income[0]["areas"]), 89.0);
-    let wifi = server.rows("SELECT count(*) AS days, sum(connessioni) AS total FROM connessioni_wifi_giornaliere");
+    let wifi = server.rows(
+        "SELECT count(*) AS days, sum(connessioni) AS total FROM connessioni_wifi_giornaliere",
+    );
     assert_eq!(number(&wifi[0]["days"]), 382.0);
 
     // The quartiere bar is a resident-weighted mean of the index.
@@ -118,8 +195,14 @@ fn need_and_time_series_indicators_follow_their_sources() {
          JOIN residenti_per_area r USING (codice_area_statistica) JOIN aree_statistiche_mappa m USING (codice_area_statistica) \
          WHERE m.quartiere = 'Navile' AND i.indice IS NOT NULL",
     );
-    let navile = quartieri.iter().find(|q| q["quartiere"] == "Navile").unwrap();
-    assert!((number(&navile["indice"]) - number(&weighted[0]["mean"])).abs() < 0.006, "{navile}");
+    let navile = quartieri
+        .iter()
+        .find(|q| q["quartiere"] == "Navile")
+        .unwrap();
+    assert!(
+        (number(&navile["indice"]) - number(&weighted[0]["mean"])).abs() < 0.006,
+        "{navile}"
+    );
 }
 
 #[test]
@@ -131,9 +214,24 @@ fn metropolitan_anpr_indicators_match_the_independent_computation() {
     assert_eq!(rows.len(), 55);
     for (row, want) in rows.iter().zip(&expected) {
         assert_eq!(row["cod_istat_comune"], want["cod_istat_comune"].as_str());
-        assert_eq!(number(&row["residenti"]), want["residenti"].parse::<f64>().unwrap());
-        close(row, "operazioni_per_1000", want, "operazioni_per_1000", 0.0051);
-        close(row, "cambi_residenza_per_1000", want, "cambi_residenza_per_1000", 0.0051);
+        assert_eq!(
+            number(&row["residenti"]),
+            want["residenti"].parse::<f64>().unwrap()
+        );
+        close(
+            row,
+            "operazioni_per_1000",
+            want,
+            "operazioni_per_1000",
+            0.0051,
+        );
+        close(
+            row,
+            "cambi_residenza_per_1000",
+            want,
+            "cambi_residenza_per_1000",
+            0.0051,
+        );
     }
 }
 
@@ -141,8 +239,18 @@ fn metropolitan_anpr_indicators_match_the_independent_computation() {
 fn indicators_that_need_absent_sources_are_reported_not_ok() {
     let config = ConfigDir::demo();
     let server = Server::start_ready(&config);
-    let queries: Vec<Value> = server.get_json("/api/v1/queries").as_array().unwrap().clone();
-    let find = |name: &str| queries.iter().find(|q| q["name"] == name).unwrap_or_else(|| panic!("no query {name}")).clone();
+    let queries: Vec<Value> = server
+        .get_json("/api/v1/queries")
+        .as_array()
+        .unwrap()
+        .clone();
+    let find = |name: &str| {
+        queries
+            .iter()
+            .find(|q| q["name"] == name)
+            .unwrap_or_else(|| panic!("no query {name}"))
+            .clone()
+    };
     for (name, table) in [
         ("servizi_online_per_area", "service_logs"),
         ("accessi_spid_cie_per_adulto", "service_logs"),
@@ -154,13 +262,30 @@ fn indicators_that_need_absent_sources_are_reported_not_ok() {
         assert_eq!(query["ok"], false, "{query}");
         assert!(query["error"].as_str().unwrap().contains(table), "{query}");
     }
-    for name in ["indice_divario_digitale", "indice_divario_pilastri", "copertura_supporto_800m", "anpr_servizi_online_per_1000"] {
+    for name in [
+        "indice_divario_digitale",
+        "indice_divario_pilastri",
+        "copertura_supporto_800m",
+        "anpr_servizi_online_per_1000",
+    ] {
         assert_eq!(find(name)["ok"], true, "{name}: {}", find(name));
     }
     let index = find("indice_divario_digitale");
     assert_eq!(index["metadata"]["method_version"], "1.0");
-    assert!(index["metadata"]["method"].as_str().unwrap().contains("bisogno 25.0%"), "{index}");
+    assert!(
+        index["metadata"]["method"]
+            .as_str()
+            .unwrap()
+            .contains("bisogno 25.0%"),
+        "{index}"
+    );
     let status = server.get_json("/status");
-    let view = status["views"].as_array().unwrap().iter().find(|v| v["name"] == "servizi_online_per_area").unwrap().clone();
+    let view = status["views"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "servizi_online_per_area")
+        .unwrap()
+        .clone();
     assert_eq!(view["ok"], false);
 }

@@ -15,12 +15,20 @@ fn golden(name: &str) -> Vec<BTreeMap<String, String>> {
     let headers = reader.headers().unwrap().clone();
     reader
         .records()
-        .map(|r| headers.iter().zip(r.unwrap().iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect())
+        .map(|r| {
+            headers
+                .iter()
+                .zip(r.unwrap().iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
         .collect()
 }
 
 fn number(value: &Value) -> f64 {
-    value.as_f64().unwrap_or_else(|| panic!("not a number: {value}"))
+    value
+        .as_f64()
+        .unwrap_or_else(|| panic!("not a number: {value}"))
 }
 
 #[test]
@@ -29,44 +37,76 @@ fn saved_queries_match_the_independent_computation() {
     let server = Server::start_ready(&config);
 
     // Residents per area: 90 areas, 2021 populations summing to 392,162, shares as in the file.
-    let residents = server.rows("SELECT * FROM queries.residenti_per_area ORDER BY codice_area_statistica");
+    let residents =
+        server.rows("SELECT * FROM queries.residenti_per_area ORDER BY codice_area_statistica");
     assert_eq!(residents.len(), 90);
     let total: f64 = residents.iter().map(|r| number(&r["residenti"])).sum();
     assert_eq!(total, 392_162.0);
     let expected = golden("fragility_2021.csv");
     for (row, want) in residents.iter().zip(&expected) {
-        assert_eq!(row["codice_area_statistica"].to_string(), want["codice_area_statistica"]);
-        assert_eq!(number(&row["residenti"]), want["popolazione"].parse::<f64>().unwrap());
+        assert_eq!(
+            row["codice_area_statistica"].to_string(),
+            want["codice_area_statistica"]
+        );
+        assert_eq!(
+            number(&row["residenti"]),
+            want["popolazione"].parse::<f64>().unwrap()
+        );
         match want["perc_over_80"].as_str() {
             "" => assert!(row["quota_over_80_pct"].is_null(), "{row}"),
-            share => assert_eq!(number(&row["quota_over_80_pct"]), share.parse::<f64>().unwrap(), "{row}"),
+            share => assert_eq!(
+                number(&row["quota_over_80_pct"]),
+                share.parse::<f64>().unwrap(),
+                "{row}"
+            ),
         }
     }
 
     // Hotspots per 1,000 residents, by a spatial join of points to polygons.
-    let hotspots = server.rows("SELECT * FROM queries.hotspot_wifi_per_area ORDER BY codice_area_statistica");
+    let hotspots =
+        server.rows("SELECT * FROM queries.hotspot_wifi_per_area ORDER BY codice_area_statistica");
     assert_eq!(hotspots.len(), 90);
     let expected = golden("hotspots_per_area.csv");
     let mut sum = 0.0;
     for (row, want) in hotspots.iter().zip(&expected) {
-        assert_eq!(row["codice_area_statistica"].to_string(), want["codice_area_statistica"]);
-        assert_eq!(number(&row["hotspot"]), want["hotspots"].parse::<f64>().unwrap(), "{row}");
+        assert_eq!(
+            row["codice_area_statistica"].to_string(),
+            want["codice_area_statistica"]
+        );
+        assert_eq!(
+            number(&row["hotspot"]),
+            want["hotspots"].parse::<f64>().unwrap(),
+            "{row}"
+        );
         let rate = number(&row["hotspot_per_1000_residenti"]);
-        assert!((rate - want["hotspots_per_1000"].parse::<f64>().unwrap()).abs() < 1e-9, "{row} vs {want:?}");
+        assert!(
+            (rate - want["hotspots_per_1000"].parse::<f64>().unwrap()).abs() < 1e-9,
+            "{row} vs {want:?}"
+        );
         sum += number(&row["hotspot"]);
     }
     assert_eq!(sum, 303.0);
 
     // ANPR online certificates per 1,000 residents for the 55 comuni of the metropolitan city.
-    let anpr = server.rows("SELECT * FROM queries.anpr_certificati_per_1000 ORDER BY cod_istat_comune");
+    let anpr =
+        server.rows("SELECT * FROM queries.anpr_certificati_per_1000 ORDER BY cod_istat_comune");
     let expected = golden("anpr_certificates_per_1000.csv");
     assert_eq!(anpr.len(), 55);
     for (row, want) in anpr.iter().zip(&expected) {
         assert_eq!(row["cod_istat_comune"], want["cod_istat_comune"].as_str());
-        assert_eq!(number(&row["residenti"]), want["residenti"].parse::<f64>().unwrap());
-        assert_eq!(number(&row["certificati"]), want["certificati"].parse::<f64>().unwrap());
+        assert_eq!(
+            number(&row["residenti"]),
+            want["residenti"].parse::<f64>().unwrap()
+        );
+        assert_eq!(
+            number(&row["certificati"]),
+            want["certificati"].parse::<f64>().unwrap()
+        );
         let rate = number(&row["certificati_per_1000"]);
-        assert!((rate - want["certificati_per_1000"].parse::<f64>().unwrap()).abs() < 1e-9, "{row} vs {want:?}");
+        assert!(
+            (rate - want["certificati_per_1000"].parse::<f64>().unwrap()).abs() < 1e-9,
+            "{row} vs {want:?}"
+        );
     }
 }
 
@@ -91,7 +131,8 @@ fn every_hotspot_falls_in_exactly_one_area_the_one_its_file_names() {
 fn the_demo_tables_load_whole() {
     let config = ConfigDir::demo();
     let server = Server::start_ready(&config);
-    let count = |table: &str| number(&server.rows(&format!("SELECT count(*) AS n FROM {table}"))[0]["n"]);
+    let count =
+        |table: &str| number(&server.rows(&format!("SELECT count(*) AS n FROM {table}"))[0]["n"]);
     assert_eq!(count("bologna.aree_statistiche"), 90.0);
     assert_eq!(count("bologna.zone"), 18.0);
     assert_eq!(count("bologna.hotspot_wifi"), 303.0);
@@ -103,10 +144,12 @@ fn the_demo_tables_load_whole() {
     assert_eq!(count("anpr.popolazione_residente"), 7896.0);
     // The population series, melted: 1,171 rows × 38 years; 2023 sums to 392,017.
     assert_eq!(count("bologna.popolazione"), 1171.0 * 38.0);
-    let total_2023 = server.rows("SELECT sum(residenti) AS total FROM bologna.popolazione WHERE anno = 2023");
+    let total_2023 =
+        server.rows("SELECT sum(residenti) AS total FROM bologna.popolazione WHERE anno = 2023");
     assert_eq!(number(&total_2023[0]["total"]), 392_017.0);
     // Decimal commas read as numbers: Bologna's statistical areas cover about 140.9 km².
-    let area = server.rows("SELECT sum(mq_areast) / 1e6 AS km2 FROM bologna.aree_statistiche_attributi");
+    let area =
+        server.rows("SELECT sum(mq_areast) / 1e6 AS km2 FROM bologna.aree_statistiche_attributi");
     let km2 = number(&area[0]["km2"]);
     assert!((140.0..142.0).contains(&km2), "{km2}");
     // Nothing in the shipped demo is rejected, except what the sources themselves got wrong.

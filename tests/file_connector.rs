@@ -36,10 +36,16 @@ thousands = "."
     let server = Server::start_ready(&config);
     let rows = server.rows("SELECT * FROM prova.comuni ORDER BY popolazione DESC");
     assert_eq!(rows.len(), 4);
-    assert_eq!(rows[0], json!({"citta": "Bologna", "popolazione": 392203, "superficie_km": 140.86, "eta_media": 47.2}));
+    assert_eq!(
+        rows[0],
+        json!({"citta": "Bologna", "popolazione": 392203, "superficie_km": 140.86, "eta_media": 47.2})
+    );
     assert_eq!(rows[3]["citta"], "Sasso\nMarconi");
     let columns = server.rows("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'comuni' ORDER BY ordinal_position");
-    let types: Vec<_> = columns.iter().map(|c| c["data_type"].as_str().unwrap().to_string()).collect();
+    let types: Vec<_> = columns
+        .iter()
+        .map(|c| c["data_type"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(types, ["Utf8", "Int64", "Float64", "Float64"]);
 
     let rejected = server.rows("SELECT * FROM system.rejected_records");
@@ -47,7 +53,12 @@ thousands = "."
     assert_eq!(rejected[0]["schema_name"], "prova");
     assert_eq!(rejected[0]["table_name"], "comuni");
     assert_eq!(rejected[0]["line"], 4);
-    assert!(rejected[0]["source"].as_str().unwrap().ends_with("data/comuni.csv"));
+    assert!(
+        rejected[0]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("data/comuni.csv")
+    );
     assert_eq!(rejected[0]["reason"], "5 fields where the header has 4");
     assert_eq!(rejected[0]["raw"], "Casalecchio;36.615;17,37;47,9;extra");
     assert_eq!(server.table_status("prova.comuni")["rejected"], 1);
@@ -62,9 +73,15 @@ fn a_value_that_breaks_a_declared_type_rejects_its_row_with_the_reason() {
         "kind = \"file\"\n[[table]]\nname = \"residenti\"\npath = \"data/residenti.csv\"\nschema = { eta = \"int\" }\n",
     );
     let server = Server::start_ready(&config);
-    assert_eq!(server.rows("SELECT sum(eta) AS s FROM anagrafe.residenti")[0]["s"], 85);
+    assert_eq!(
+        server.rows("SELECT sum(eta) AS s FROM anagrafe.residenti")[0]["s"],
+        85
+    );
     let rejected = server.rows("SELECT line, reason FROM system.rejected_records");
-    assert_eq!(rejected, vec![json!({"line": 3, "reason": "column `eta`: `abc` is not an integer"})]);
+    assert_eq!(
+        rejected,
+        vec![json!({"line": 3, "reason": "column `eta`: `abc` is not an integer"})]
+    );
 }
 
 #[test]
@@ -78,16 +95,29 @@ fn a_missing_source_fails_its_table_only() {
     // `check` warns about the missing file (it may appear later: not an error)...
     let (code, _, stderr) = config.run(&["check"]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("warning: ") && stderr.contains("connectors/misto.toml: table[1].path:") && stderr.contains("assente.csv"), "{stderr}");
+    assert!(
+        stderr.contains("warning: ")
+            && stderr.contains("connectors/misto.toml: table[1].path:")
+            && stderr.contains("assente.csv"),
+        "{stderr}"
+    );
     // ...and the service starts anyway, serving what it can.
     let server = Server::start(&config);
-    server.wait_until("first load", |s| s.table_status("misto.presente")["state"] == "fresh");
+    server.wait_until("first load", |s| {
+        s.table_status("misto.presente")["state"] == "fresh"
+    });
     let missing = server.table_status("misto.assente");
     assert_eq!(missing["state"], "failed");
     assert_eq!(missing["stale"], true);
     let error = missing["last_error"].as_str().unwrap();
-    assert!(error.contains("data/assente.csv") && error.contains("No such file"), "{error}");
-    assert_eq!(server.rows("SELECT count(*) AS n FROM misto.presente")[0]["n"], 2);
+    assert!(
+        error.contains("data/assente.csv") && error.contains("No such file"),
+        "{error}"
+    );
+    assert_eq!(
+        server.rows("SELECT count(*) AS n FROM misto.presente")[0]["n"],
+        2
+    );
     assert_eq!(server.get_json("/status")["status"], "degraded");
 }
 
@@ -95,22 +125,40 @@ fn a_missing_source_fails_its_table_only() {
 fn a_restart_with_the_source_removed_serves_the_persisted_snapshot_marked_stale() {
     let config = ConfigDir::empty();
     config.write("data/sensori.csv", "id,valore\n1,10\n2,20\n3,30\n");
-    config.write("connectors/iot.toml", "kind = \"file\"\n[[table]]\nname = \"sensori\"\npath = \"data/sensori.csv\"\n");
+    config.write(
+        "connectors/iot.toml",
+        "kind = \"file\"\n[[table]]\nname = \"sensori\"\npath = \"data/sensori.csv\"\n",
+    );
     let server = Server::start_ready(&config);
-    assert_eq!(server.rows("SELECT sum(valore) AS s FROM iot.sensori")[0]["s"], 60);
+    assert_eq!(
+        server.rows("SELECT sum(valore) AS s FROM iot.sensori")[0]["s"],
+        60
+    );
     let first_success = server.table_status("iot.sensori")["last_success"].clone();
     server.stop();
 
     std::fs::remove_file(config.path().join("data/sensori.csv")).unwrap();
     let server = Server::start(&config);
-    server.wait_until("the reload attempt", |s| s.table_status("iot.sensori")["last_error"].as_str().is_some_and(|e| e.contains("cannot read")));
-    assert_eq!(server.rows("SELECT sum(valore) AS s FROM iot.sensori")[0]["s"], 60);
+    server.wait_until("the reload attempt", |s| {
+        s.table_status("iot.sensori")["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot read"))
+    });
+    assert_eq!(
+        server.rows("SELECT sum(valore) AS s FROM iot.sensori")[0]["s"],
+        60
+    );
     let table = server.table_status("iot.sensori");
     assert_eq!(table["state"], "stale");
     assert_eq!(table["stale"], true);
     assert_eq!(table["from_persisted_snapshot"], true);
     assert_eq!(table["last_success"], first_success);
-    assert!(table["last_error"].as_str().unwrap().contains("sensori.csv"));
+    assert!(
+        table["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("sensori.csv")
+    );
 }
 
 #[test]
@@ -137,7 +185,11 @@ fn readers_during_refreshes_never_see_a_partial_table() {
         std::thread::spawn(move || {
             let mut flip = false;
             while !stop.load(Ordering::Relaxed) {
-                let text = if flip { version(1000, "a") } else { version(2000, "b") };
+                let text = if flip {
+                    version(1000, "a")
+                } else {
+                    version(2000, "b")
+                };
                 let temporary = path.join("data/flusso.partial");
                 std::fs::write(&temporary, text).unwrap();
                 std::fs::rename(&temporary, path.join("data/flusso.csv")).unwrap();
@@ -151,7 +203,11 @@ fn readers_during_refreshes_never_see_a_partial_table() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while (seen_a < 20 || seen_b < 20) && std::time::Instant::now() < deadline {
         let row = &server.rows("SELECT count(*) AS n, min(label) AS lo, max(label) AS hi, sum(n) AS total FROM flusso.letture")[0];
-        match (row["n"].as_u64().unwrap(), row["lo"].as_str().unwrap(), row["hi"].as_str().unwrap()) {
+        match (
+            row["n"].as_u64().unwrap(),
+            row["lo"].as_str().unwrap(),
+            row["hi"].as_str().unwrap(),
+        ) {
             (1000, "a", "a") => {
                 assert_eq!(row["total"], 999 * 1000 / 2);
                 seen_a += 1;
@@ -165,14 +221,23 @@ fn readers_during_refreshes_never_see_a_partial_table() {
     }
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
-    assert!(seen_a >= 20 && seen_b >= 20, "both versions should have been served (a: {seen_a}, b: {seen_b})");
+    assert!(
+        seen_a >= 20 && seen_b >= 20,
+        "both versions should have been served (a: {seen_a}, b: {seen_b})"
+    );
 }
 
 #[test]
 fn json_ndjson_geojson_and_a_reshaped_wide_table() {
     let config = ConfigDir::empty();
-    config.write("data/doc.json", r#"{"data": {"items": [{"Codice": "01", "Valore": 1.5}, {"Codice": "02", "Valore": 2}]}}"#);
-    config.write("data/righe.ndjson", "{\"id\": 1, \"ok\": true}\nnot json\n{\"id\": 2, \"ok\": false}\n");
+    config.write(
+        "data/doc.json",
+        r#"{"data": {"items": [{"Codice": "01", "Valore": 1.5}, {"Codice": "02", "Valore": 2}]}}"#,
+    );
+    config.write(
+        "data/righe.ndjson",
+        "{\"id\": 1, \"ok\": true}\nnot json\n{\"id\": 2, \"ok\": false}\n",
+    );
     config.write(
         "data/punti.geojson",
         r#"{"type": "FeatureCollection", "features": [
@@ -180,7 +245,10 @@ fn json_ndjson_geojson_and_a_reshaped_wide_table() {
             {"type": "Feature", "properties": {"Nome": "fuori"}, "geometry": {"type": "Point", "coordinates": [5, 5]}}
         ]}"#,
     );
-    config.write("data/serie.csv", "Zona;2021;2022;2023\nNord;10;11;12\nSud;20;;22\n");
+    config.write(
+        "data/serie.csv",
+        "Zona;2021;2022;2023\nNord;10;11;12\nSud;20;;22\n",
+    );
     config.write(
         "connectors/vari.toml",
         r#"kind = "file"
@@ -202,8 +270,17 @@ unpivot = { columns_matching = "^[0-9]{4}$", name_column = "anno", value_column 
 "#,
     );
     let server = Server::start_ready(&config);
-    assert_eq!(server.rows("SELECT codice, valore FROM vari.doc ORDER BY codice"), vec![json!({"codice": "01", "valore": 1.5}), json!({"codice": "02", "valore": 2.0})]);
-    assert_eq!(server.rows("SELECT count(*) AS n FROM vari.righe")[0]["n"], 2);
+    assert_eq!(
+        server.rows("SELECT codice, valore FROM vari.doc ORDER BY codice"),
+        vec![
+            json!({"codice": "01", "valore": 1.5}),
+            json!({"codice": "02", "valore": 2.0})
+        ]
+    );
+    assert_eq!(
+        server.rows("SELECT count(*) AS n FROM vari.righe")[0]["n"],
+        2
+    );
     let rejected = server.rows("SELECT table_name, line FROM system.rejected_records");
     assert_eq!(rejected, vec![json!({"table_name": "righe", "line": 2})]);
     let shapes = server.rows(
@@ -213,14 +290,24 @@ unpivot = { columns_matching = "^[0-9]{4}$", name_column = "anno", value_column 
     assert_eq!(shapes[1]["area"], 4.0);
     assert_eq!(shapes[1]["contiene"], true);
     assert_eq!(shapes[1]["centro"], "POINT(1 1)");
-    let geojson: serde_json::Value = serde_json::from_str(shapes[0]["gj"].as_str().unwrap()).unwrap();
+    let geojson: serde_json::Value =
+        serde_json::from_str(shapes[0]["gj"].as_str().unwrap()).unwrap();
     assert_eq!(geojson, json!({"type": "Point", "coordinates": [5.0, 5.0]}));
     // Geometry columns come out as WKT in JSON.
-    assert_eq!(server.rows("SELECT geometry FROM vari.forme WHERE nome = 'fuori'")[0]["geometry"], "POINT(5 5)");
+    assert_eq!(
+        server.rows("SELECT geometry FROM vari.forme WHERE nome = 'fuori'")[0]["geometry"],
+        "POINT(5 5)"
+    );
     let series = server.rows("SELECT zona, anno, valore FROM vari.serie ORDER BY zona, anno");
     assert_eq!(series.len(), 6);
-    assert_eq!(series[0], json!({"zona": "Nord", "anno": 2021, "valore": 10}));
-    assert_eq!(series[4], json!({"zona": "Sud", "anno": 2022, "valore": null}));
+    assert_eq!(
+        series[0],
+        json!({"zona": "Nord", "anno": 2021, "valore": 10})
+    );
+    assert_eq!(
+        series[4],
+        json!({"zona": "Sud", "anno": 2022, "valore": null})
+    );
 }
 
 #[test]
@@ -254,8 +341,15 @@ fn a_parquet_file_loads_with_its_types_and_declared_casts() {
         "kind = \"file\"\n[[table]]\nname = \"letture\"\npath = \"data/letture.parquet\"\nschema = { area = \"text\" }\n",
     );
     let server = Server::start_ready(&config);
-    let rows = server.rows("SELECT sensor_id, area, valore FROM sensori.letture ORDER BY sensor_id");
-    assert_eq!(rows[0], json!({"sensor_id": "ap-1", "area": "5", "valore": 1.5}));
+    let rows =
+        server.rows("SELECT sensor_id, area, valore FROM sensori.letture ORDER BY sensor_id");
+    assert_eq!(
+        rows[0],
+        json!({"sensor_id": "ap-1", "area": "5", "valore": 1.5})
+    );
     assert_eq!(rows[1]["valore"], serde_json::Value::Null);
-    assert_eq!(server.rows("SELECT sum(valore) AS s FROM sensori.letture WHERE area = '5'")[0]["s"], 5.5);
+    assert_eq!(
+        server.rows("SELECT sum(valore) AS s FROM sensori.letture WHERE area = '5'")[0]["s"],
+        5.5
+    );
 }

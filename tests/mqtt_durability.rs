@@ -11,16 +11,24 @@ use common::Server;
 use mqtt_support::{Broker, publish_all, reading, sensori_config, wait_for};
 
 fn count(server: &Server) -> i64 {
-    server.rows("SELECT count(*) AS n FROM sensori.letture")[0]["n"].as_i64().unwrap()
+    server.rows("SELECT count(*) AS n FROM sensori.letture")[0]["n"]
+        .as_i64()
+        .unwrap()
 }
 
 fn distinct(server: &Server) -> i64 {
-    server.rows("SELECT count(*) AS n FROM (SELECT DISTINCT sensor_id, metric, ts FROM sensori.letture)")[0]["n"].as_i64().unwrap()
+    server.rows(
+        "SELECT count(*) AS n FROM (SELECT DISTINCT sensor_id, metric, ts FROM sensori.letture)",
+    )[0]["n"]
+        .as_i64()
+        .unwrap()
 }
 
 fn start_subscribed(config: &common::ConfigDir) -> Server {
     let server = Server::start_ready(config);
-    server.wait_until("the MQTT subscription", |s| s.table_status("sensori.letture")["state"] == "fresh");
+    server.wait_until("the MQTT subscription", |s| {
+        s.table_status("sensori.letture")["state"] == "fresh"
+    });
     server
 }
 
@@ -37,7 +45,9 @@ fn sigkill_mid_stream_then_restart_loses_nothing() {
     let publisher = std::thread::spawn(move || publish_all(port, "publisher-a", &first_half));
 
     // Kill it while readings are streaming in: some stored, some not yet.
-    wait_for("the first readings", Duration::from_secs(60), || count(&server) > 1_000);
+    wait_for("the first readings", Duration::from_secs(60), || {
+        count(&server) > 1_000
+    });
     server.stop(); // SIGKILL
     publisher.join().unwrap();
     // Readings published while cruscotto is down wait in its persistent session.
@@ -45,8 +55,15 @@ fn sigkill_mid_stream_then_restart_loses_nothing() {
 
     let server = Server::start_ready(&config);
     let stored_at_restart = count(&server);
-    assert!(stored_at_restart > 1_000, "the readings stored before the kill survive it: {stored_at_restart}");
-    wait_for("every reading after the restart", Duration::from_secs(120), || count(&server) >= total as i64);
+    assert!(
+        stored_at_restart > 1_000,
+        "the readings stored before the kill survive it: {stored_at_restart}"
+    );
+    wait_for(
+        "every reading after the restart",
+        Duration::from_secs(120),
+        || count(&server) >= total as i64,
+    );
     assert_eq!(count(&server), total as i64);
     assert_eq!(distinct(&server), total as i64);
 }
@@ -63,11 +80,19 @@ fn broker_restart_mid_stream_loses_nothing() {
     publish_all(broker.port, "publisher-a", &messages[..backlog]);
 
     let server = Server::start_ready(&config);
-    wait_for("the first readings of the backlog", Duration::from_secs(60), || count(&server) > 1_000);
+    wait_for(
+        "the first readings of the backlog",
+        Duration::from_secs(60),
+        || count(&server) > 1_000,
+    );
     // Stop the broker by its PID mid-stream (in-flight readings included) and start it again with
     // the same persistence folder.
     broker.restart();
-    assert!(broker.persisted(), "the broker saved its sessions:\n{}", broker.log());
+    assert!(
+        broker.persisted(),
+        "the broker saved its sessions:\n{}",
+        broker.log()
+    );
     publish_all(broker.port, "publisher-b", &messages[backlog..]);
 
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -83,5 +108,7 @@ fn broker_restart_mid_stream_loses_nothing() {
     }
     assert_eq!(count(&server), total as i64);
     assert_eq!(distinct(&server), total as i64);
-    server.wait_until("the connection to be fresh again", |s| s.table_status("sensori.letture")["state"] == "fresh");
+    server.wait_until("the connection to be fresh again", |s| {
+        s.table_status("sensori.letture")["state"] == "fresh"
+    });
 }

@@ -17,7 +17,9 @@ fn count(server: &Server, sql: &str) -> i64 {
 /// Start cruscotto and wait until it has subscribed (its readings table is fresh).
 fn start_subscribed(config: &common::ConfigDir) -> Server {
     let server = Server::start_ready(config);
-    server.wait_until("the MQTT subscription", |s| s.table_status("sensori.letture")["state"] == "fresh");
+    server.wait_until("the MQTT subscription", |s| {
+        s.table_status("sensori.letture")["state"] == "fresh"
+    });
     server
 }
 
@@ -34,7 +36,9 @@ fn n_readings_published_are_n_rows_without_duplicates() {
     // metric and time, so the same reading.
     publish_all(broker.port, "publisher-2", &messages[..500]);
 
-    wait_for("every reading", Duration::from_secs(120), || count(&server, "SELECT count(*) AS n FROM sensori.letture") >= total as i64);
+    wait_for("every reading", Duration::from_secs(120), || {
+        count(&server, "SELECT count(*) AS n FROM sensori.letture") >= total as i64
+    });
     let distinct = server.rows(
         "SELECT (SELECT count(*) FROM sensori.letture) AS n, \
          (SELECT count(*) FROM (SELECT DISTINCT sensor_id, metric, ts FROM sensori.letture)) AS d, \
@@ -43,23 +47,38 @@ fn n_readings_published_are_n_rows_without_duplicates() {
     assert_eq!(distinct[0]["n"], total as i64, "{distinct:?}");
     assert_eq!(distinct[0]["d"], total as i64, "{distinct:?}");
     // The payload's time is the reading's time.
-    assert!(distinct[0]["first"].as_str().unwrap().starts_with("2023-11-14T22:13:20"), "{distinct:?}");
+    assert!(
+        distinct[0]["first"]
+            .as_str()
+            .unwrap()
+            .starts_with("2023-11-14T22:13:20"),
+        "{distinct:?}"
+    );
     let per_sensor = server.rows("SELECT sensor_id, count(*) AS n FROM sensori.letture GROUP BY sensor_id ORDER BY n DESC LIMIT 1");
     assert_eq!(per_sensor[0]["n"], (total / 50) as i64);
 
     // The WAL is compacted into day partitions, and the hourly rollups follow.
     wait_for("the hourly rollups", Duration::from_secs(60), || {
-        count(&server, "SELECT coalesce(sum(readings), 0) AS n FROM sensori.letture_orarie") == total as i64
+        count(
+            &server,
+            "SELECT coalesce(sum(readings), 0) AS n FROM sensori.letture_orarie",
+        ) == total as i64
     });
     let status = server.table_status("sensori.letture");
     assert_eq!(status["rows"], total as i64, "{status}");
     let metrics = server.get("/metrics").text().unwrap();
-    assert!(metrics.contains("cruscotto_mqtt_readings_duplicate_total"), "{metrics}");
+    assert!(
+        metrics.contains("cruscotto_mqtt_readings_duplicate_total"),
+        "{metrics}"
+    );
 
     // What was acknowledged is durable: a restart serves the same rows from disk.
     server.stop();
     let server = Server::start_ready(&config);
-    assert_eq!(count(&server, "SELECT count(*) AS n FROM sensori.letture"), total as i64);
+    assert_eq!(
+        count(&server, "SELECT count(*) AS n FROM sensori.letture"),
+        total as i64
+    );
 }
 
 #[test]
@@ -70,35 +89,82 @@ fn malformed_messages_are_rejected_with_their_reason_and_the_rest_is_stored() {
 
     let message = |topic: &str, payload: &str| (topic.to_string(), payload.as_bytes().to_vec());
     let messages = vec![
-        message("city/probe/s-1/latency_ms", r#"{"v": 12.5, "t": 1700000000}"#),
+        message(
+            "city/probe/s-1/latency_ms",
+            r#"{"v": 12.5, "t": 1700000000}"#,
+        ),
         message("city/probe/s-1/latency_ms", "latency=12"),
         message("city/probe/s-2/latency_ms", r#"{"v": 13, "t": 1700000001}"#),
-        message("city/probe/s-2/latency_ms", r#"{"valore": 13, "t": 1700000002}"#),
-        message("city/probe/s-3/latency_ms", r#"{"v": "alta", "t": 1700000003}"#),
-        message("city/probe/ghost-9/latency_ms", r#"{"v": 1, "t": 1700000004}"#),
+        message(
+            "city/probe/s-2/latency_ms",
+            r#"{"valore": 13, "t": 1700000002}"#,
+        ),
+        message(
+            "city/probe/s-3/latency_ms",
+            r#"{"v": "alta", "t": 1700000003}"#,
+        ),
+        message(
+            "city/probe/ghost-9/latency_ms",
+            r#"{"v": 1, "t": 1700000004}"#,
+        ),
         message("senml/s-4", r#"{"n": "pm10", "v": 20}"#),
-        message("senml/s-4", r#"[{"bn": "s-4/", "bt": 1700000000, "bu": "ug/m3", "n": "pm10", "v": 21.5}, {"n": "pm2_5", "v": 11}]"#),
+        message(
+            "senml/s-4",
+            r#"[{"bn": "s-4/", "bt": 1700000000, "bu": "ug/m3", "n": "pm10", "v": 21.5}, {"n": "pm2_5", "v": 11}]"#,
+        ),
         message("city/probe/s-3/latency_ms", r#"{"v": 14, "t": 1700000005}"#),
         message("city/probe/s-5", r#"{"v": 1}"#),
     ];
     publish_all(broker.port, "publisher-bad", &messages);
 
     wait_for("the rejected messages", Duration::from_secs(60), || {
-        count(&server, "SELECT count(*) AS n FROM sensori.letture_scartate") + count(&server, "SELECT count(*) AS n FROM sensori.ambiente_scartate") == 6
+        count(
+            &server,
+            "SELECT count(*) AS n FROM sensori.letture_scartate",
+        ) + count(
+            &server,
+            "SELECT count(*) AS n FROM sensori.ambiente_scartate",
+        ) == 6
     });
-    wait_for("the good readings", Duration::from_secs(60), || count(&server, "SELECT count(*) AS n FROM sensori.letture") == 3);
+    wait_for("the good readings", Duration::from_secs(60), || {
+        count(&server, "SELECT count(*) AS n FROM sensori.letture") == 3
+    });
     let good = server.rows("SELECT sensor_id, value FROM sensori.letture ORDER BY ts");
-    assert_eq!(good.iter().map(|r| r["value"].as_f64().unwrap()).collect::<Vec<_>>(), vec![12.5, 13.0, 14.0]);
-    let senml = server.rows("SELECT sensor_id, metric, value, unit FROM sensori.ambiente ORDER BY metric");
+    assert_eq!(
+        good.iter()
+            .map(|r| r["value"].as_f64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![12.5, 13.0, 14.0]
+    );
+    let senml =
+        server.rows("SELECT sensor_id, metric, value, unit FROM sensori.ambiente ORDER BY metric");
     assert_eq!(senml.len(), 2, "{senml:?}");
-    assert_eq!((senml[0]["metric"].as_str(), senml[0]["unit"].as_str()), (Some("pm10"), Some("ug/m3")));
-    assert_eq!((senml[1]["metric"].as_str(), senml[1]["value"].as_f64(), senml[1]["unit"].as_str()), (Some("pm2_5"), Some(11.0), Some("ug/m3")));
+    assert_eq!(
+        (senml[0]["metric"].as_str(), senml[0]["unit"].as_str()),
+        (Some("pm10"), Some("ug/m3"))
+    );
+    assert_eq!(
+        (
+            senml[1]["metric"].as_str(),
+            senml[1]["value"].as_f64(),
+            senml[1]["unit"].as_str()
+        ),
+        (Some("pm2_5"), Some(11.0), Some("ug/m3"))
+    );
 
     let rejected = server.rows(
         "SELECT topic, error_kind, reason, payload FROM sensori.letture_scartate \
          UNION ALL SELECT topic, error_kind, reason, payload FROM sensori.ambiente_scartate ORDER BY error_kind, topic",
     );
-    let kinds: Vec<(&str, &str)> = rejected.iter().map(|r| (r["error_kind"].as_str().unwrap(), r["topic"].as_str().unwrap())).collect();
+    let kinds: Vec<(&str, &str)> = rejected
+        .iter()
+        .map(|r| {
+            (
+                r["error_kind"].as_str().unwrap(),
+                r["topic"].as_str().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(
         kinds,
         vec![
@@ -110,15 +176,49 @@ fn malformed_messages_are_rejected_with_their_reason_and_the_rest_is_stored() {
             ("wrong_type", "city/probe/s-3/latency_ms"),
         ]
     );
-    let reason = |kind: &str| rejected.iter().find(|r| r["error_kind"] == kind).unwrap()["reason"].as_str().unwrap().to_string();
+    let reason = |kind: &str| {
+        rejected.iter().find(|r| r["error_kind"] == kind).unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     assert_eq!(reason("missing_field"), "missing field `value` (/v)");
-    assert!(reason("wrong_type").contains("expected a number, found a string \"alta\""), "{}", reason("wrong_type"));
-    assert!(reason("unknown_sensor").contains("`ghost-9`") && reason("unknown_sensor").contains("registro.sensori"), "{}", reason("unknown_sensor"));
-    assert!(reason("not_json").starts_with("not JSON"), "{}", reason("not_json"));
-    assert_eq!(rejected.iter().find(|r| r["error_kind"] == "not_json").unwrap()["payload"], "latency=12");
+    assert!(
+        reason("wrong_type").contains("expected a number, found a string \"alta\""),
+        "{}",
+        reason("wrong_type")
+    );
+    assert!(
+        reason("unknown_sensor").contains("`ghost-9`")
+            && reason("unknown_sensor").contains("registro.sensori"),
+        "{}",
+        reason("unknown_sensor")
+    );
+    assert!(
+        reason("not_json").starts_with("not JSON"),
+        "{}",
+        reason("not_json")
+    );
+    assert_eq!(
+        rejected
+            .iter()
+            .find(|r| r["error_kind"] == "not_json")
+            .unwrap()["payload"],
+        "latency=12"
+    );
 
     let status = server.table_status("sensori.letture");
-    assert_eq!((status["rows"].as_i64(), status["rejected"].as_i64()), (Some(3), Some(5)), "{status}");
+    assert_eq!(
+        (status["rows"].as_i64(), status["rejected"].as_i64()),
+        (Some(3), Some(5)),
+        "{status}"
+    );
     let metrics = server.get("/metrics").text().unwrap();
-    assert!(metrics.lines().any(|l| l.starts_with("cruscotto_mqtt_rejected_total") && l.contains("reason=\"unknown_sensor\"")), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("cruscotto_mqtt_rejected_total")
+                && l.contains("reason=\"unknown_sensor\"")),
+        "{metrics}"
+    );
 }

@@ -23,7 +23,12 @@ fn document(server: &Server) -> Value {
 fn documented_operations(document: &Value) -> Vec<(String, String)> {
     let mut operations = Vec::new();
     for (path, item) in document["paths"].as_object().unwrap() {
-        for method in item.as_object().unwrap().keys().filter(|m| METHODS.contains(&m.as_str())) {
+        for method in item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|m| METHODS.contains(&m.as_str()))
+        {
             operations.push((method.clone(), path.clone()));
         }
     }
@@ -32,11 +37,23 @@ fn documented_operations(document: &Value) -> Vec<(String, String)> {
 
 fn assert_problem(response: reqwest::blocking::Response, status: u16) -> Value {
     assert_eq!(response.status(), status, "{:?}", response.headers());
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     let problem: Value = response.json().expect("a problem document");
     assert_eq!(problem["status"], status, "{problem}");
-    assert!(problem["type"].as_str().unwrap().starts_with("urn:cruscotto:problem:"), "{problem}");
-    assert!(problem["title"].is_string() && problem["detail"].is_string(), "{problem}");
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:cruscotto:problem:"),
+        "{problem}"
+    );
+    assert!(
+        problem["title"].is_string() && problem["detail"].is_string(),
+        "{problem}"
+    );
     problem
 }
 
@@ -45,7 +62,11 @@ fn the_document_is_openapi_3_1_with_security_problems_and_rate_limit_headers() {
     let config = ConfigDir::demo();
     let server = Server::start(&config);
     let doc = document(&server);
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1."),
+        "{}",
+        doc["openapi"]
+    );
     assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
 
     let schemes = &doc["components"]["securitySchemes"];
@@ -55,26 +76,58 @@ fn the_document_is_openapi_3_1_with_security_problems_and_rate_limit_headers() {
     assert_eq!(schemes["bearer"]["scheme"], "bearer");
     let problem = &doc["components"]["schemas"]["Problem"];
     for field in ["type", "title", "status", "detail"] {
-        assert!(problem["properties"].get(field).is_some(), "Problem has no `{field}`: {problem}");
+        assert!(
+            problem["properties"].get(field).is_some(),
+            "Problem has no `{field}`: {problem}"
+        );
     }
 
     for (method, path) in documented_operations(&doc) {
         let operation = &doc["paths"][&path][&method];
         let responses = operation["responses"].as_object().unwrap();
-        assert!(operation["security"].is_array(), "{method} {path} has no security");
-        assert_eq!(responses["default"]["content"]["application/problem+json"]["schema"]["$ref"], "#/components/schemas/Problem", "{method} {path}");
-        for (status, response) in responses.iter().filter(|(s, _)| s.starts_with('4') || s.starts_with('5')) {
+        assert!(
+            operation["security"].is_array(),
+            "{method} {path} has no security"
+        );
+        assert_eq!(
+            responses["default"]["content"]["application/problem+json"]["schema"]["$ref"],
+            "#/components/schemas/Problem",
+            "{method} {path}"
+        );
+        for (status, response) in responses
+            .iter()
+            .filter(|(s, _)| s.starts_with('4') || s.starts_with('5'))
+        {
             if path == "/readyz" && status == "503" {
                 continue; // Not an error but the answer "not yet", a JSON status for load balancers.
             }
-            assert!(response["content"].get("application/problem+json").is_some(), "{method} {path} {status} is not problem+json");
+            assert!(
+                response["content"]
+                    .get("application/problem+json")
+                    .is_some(),
+                "{method} {path} {status} is not problem+json"
+            );
         }
         if path.starts_with("/api/") {
-            let ok = responses.iter().find(|(s, _)| s.starts_with('2')).map(|(_, r)| r).unwrap_or_else(|| panic!("{method} {path}: no 2xx"));
-            for header in ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"] {
-                assert!(ok["headers"].get(header).is_some(), "{method} {path}: no {header}");
+            let ok = responses
+                .iter()
+                .find(|(s, _)| s.starts_with('2'))
+                .map(|(_, r)| r)
+                .unwrap_or_else(|| panic!("{method} {path}: no 2xx"));
+            for header in [
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ] {
+                assert!(
+                    ok["headers"].get(header).is_some(),
+                    "{method} {path}: no {header}"
+                );
             }
-            assert!(responses["429"]["headers"].get("Retry-After").is_some(), "{method} {path}: 429 without Retry-After");
+            assert!(
+                responses["429"]["headers"].get("Retry-After").is_some(),
+                "{method} {path}: 429 without Retry-After"
+            );
         }
     }
 
@@ -83,17 +136,43 @@ fn the_document_is_openapi_3_1_with_security_problems_and_rate_limit_headers() {
     collect_references(&doc, &mut references);
     assert!(!references.is_empty());
     for reference in references {
-        let pointer = reference.strip_prefix('#').unwrap_or_else(|| panic!("external reference {reference}"));
-        assert!(doc.pointer(pointer).is_some(), "unresolvable reference {reference}");
+        let pointer = reference
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("external reference {reference}"));
+        assert!(
+            doc.pointer(pointer).is_some(),
+            "unresolvable reference {reference}"
+        );
     }
 
     // The dataset API's query parameters.
     let rows = &doc["paths"]["/api/v1/datasets/{name}"]["get"];
-    let parameters: BTreeSet<&str> = rows["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    for name in ["name", "format", "fields", "cursor", "limit", "filters", "If-None-Match"] {
-        assert!(parameters.contains(name), "no parameter `{name}`: {parameters:?}");
+    let parameters: BTreeSet<&str> = rows["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "name",
+        "format",
+        "fields",
+        "cursor",
+        "limit",
+        "filters",
+        "If-None-Match",
+    ] {
+        assert!(
+            parameters.contains(name),
+            "no parameter `{name}`: {parameters:?}"
+        );
     }
-    let filters = rows["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "filters").unwrap();
+    let filters = rows["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "filters")
+        .unwrap();
     assert_eq!(filters["in"], "query");
     assert_eq!(filters["style"], "form");
     assert_eq!(filters["explode"], true);
@@ -109,35 +188,81 @@ fn the_document_lists_exactly_the_routes_the_router_serves() {
     let server = Server::start(&config);
     let doc = document(&server);
     let operations = documented_operations(&doc);
-    let paths: BTreeSet<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
-    for expected in ["/api/v1/openapi.json", "/api/v1/sql", "/api/v1/datasets", "/api/v1/datasets/{name}", "/api/v1/tables", "/api/v1/queries",
-                     "/api/v1/dashboards", "/api/v1/dashboards/{name}", "/api/v1/dashboards/{name}/data/{query}",
-                     "/api/v1/dashboards/{name}/layers/{query}", "/status", "/healthz", "/readyz", "/metrics"] {
+    let paths: BTreeSet<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for expected in [
+        "/api/v1/openapi.json",
+        "/api/v1/sql",
+        "/api/v1/datasets",
+        "/api/v1/datasets/{name}",
+        "/api/v1/tables",
+        "/api/v1/queries",
+        "/api/v1/dashboards",
+        "/api/v1/dashboards/{name}",
+        "/api/v1/dashboards/{name}/data/{query}",
+        "/api/v1/dashboards/{name}/layers/{query}",
+        "/status",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
         assert!(paths.contains(expected), "{expected} is not documented");
     }
-    assert!(operations.contains(&("post".into(), "/api/v1/sql".into())) && operations.contains(&("get".into(), "/api/v1/sql".into())));
+    assert!(
+        operations.contains(&("post".into(), "/api/v1/sql".into()))
+            && operations.contains(&("get".into(), "/api/v1/sql".into()))
+    );
 
     for path in &paths {
-        let concrete = path.replace("{name}", "nessuno").replace("{query}", "nessuna");
+        let concrete = path
+            .replace("{name}", "nessuno")
+            .replace("{query}", "nessuna");
         let url = format!("{}{concrete}", server.url);
         for method in METHODS {
-            let response = server.client.request(method.to_uppercase().parse().unwrap(), &url).send().unwrap();
+            let response = server
+                .client
+                .request(method.to_uppercase().parse().unwrap(), &url)
+                .send()
+                .unwrap();
             let status = response.status().as_u16();
             let text = response.text().unwrap();
             if operations.contains(&(method.to_string(), path.to_string())) {
-                assert_ne!(status, 405, "{method} {path} is documented but not served: {text}");
-                assert!(!text.contains("no such endpoint"), "{method} {path} is documented but not served: {text}");
+                assert_ne!(
+                    status, 405,
+                    "{method} {path} is documented but not served: {text}"
+                );
+                assert!(
+                    !text.contains("no such endpoint"),
+                    "{method} {path} is documented but not served: {text}"
+                );
             } else {
-                assert_eq!(status, 405, "{method} {path} is served but not documented: {text}");
+                assert_eq!(
+                    status, 405,
+                    "{method} {path} is served but not documented: {text}"
+                );
             }
         }
     }
 
     let registered = plain_routes(&Path::new(REPO).join("src"));
     for route in &registered {
-        assert!(FRONT_END.contains(&route.as_str()) || paths.contains(route.as_str()), "`.route(\"{route}\", ...)` is served but not in the OpenAPI document; register it with `routes!`");
+        assert!(
+            FRONT_END.contains(&route.as_str()) || paths.contains(route.as_str()),
+            "`.route(\"{route}\", ...)` is served but not in the OpenAPI document; register it with `routes!`"
+        );
     }
-    assert_eq!(registered.iter().filter(|r| FRONT_END.contains(&r.as_str())).count(), FRONT_END.len(), "{registered:?}");
+    assert_eq!(
+        registered
+            .iter()
+            .filter(|r| FRONT_END.contains(&r.as_str()))
+            .count(),
+        FRONT_END.len(),
+        "{registered:?}"
+    );
 }
 
 fn collect_references(value: &Value, out: &mut Vec<String>) {
@@ -181,26 +306,63 @@ fn every_error_is_problem_json() {
 
     // No such route, and a route without that method (with the methods it has).
     let problem = assert_problem(server.get("/api/v1/nowhere"), 404);
-    assert!(problem["detail"].as_str().unwrap().contains("/api/v1/nowhere"), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/api/v1/nowhere"),
+        "{problem}"
+    );
     assert_problem(server.get("/nowhere/at/all"), 404);
-    let response = client.delete(format!("{}/api/v1/sql", server.url)).send().unwrap();
-    let allow = response.headers().get("allow").map(|v| v.to_str().unwrap().to_string());
+    let response = client
+        .delete(format!("{}/api/v1/sql", server.url))
+        .send()
+        .unwrap();
+    let allow = response
+        .headers()
+        .get("allow")
+        .map(|v| v.to_str().unwrap().to_string());
     assert_problem(response, 405);
     assert!(allow.is_some_and(|a| a.contains("GET") && a.contains("POST")));
-    assert_problem(client.put(format!("{}/status", server.url)).send().unwrap(), 405);
+    assert_problem(
+        client.put(format!("{}/status", server.url)).send().unwrap(),
+        405,
+    );
 
     // A query string that does not deserialize (a parameter twice), a path segment that is not UTF-8.
     let problem = assert_problem(server.get("/api/v1/sql?q=SELECT%201&q=SELECT%202"), 400);
-    assert!(problem["detail"].as_str().unwrap().contains("duplicate"), "{problem}");
-    assert_problem(server.get("/api/v1/dashboards/divario_digitale/data/sintesi_citta?format=json&format=csv"), 400);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("duplicate"),
+        "{problem}"
+    );
+    assert_problem(
+        server.get("/api/v1/dashboards/divario_digitale/data/sintesi_citta?format=json&format=csv"),
+        400,
+    );
     assert_problem(server.get("/api/v1/dashboards/%FF%FE"), 400);
     assert_problem(server.get("/api/v1/datasets/%C3%28"), 400);
 
     // Malformed JSON, a body type that is not read, a body over the limit.
-    let post = |content_type: &str, body: Vec<u8>| client.post(format!("{}/api/v1/sql", server.url)).header("content-type", content_type).body(body).send().unwrap();
-    let problem = assert_problem(post("application/json", br#"{"sql": "SELECT 1""#.to_vec()), 400);
-    assert!(problem["detail"].as_str().unwrap().contains("JSON"), "{problem}");
-    assert_problem(post("application/json", br#"{"query": "SELECT 1"}"#.to_vec()), 400);
+    let post = |content_type: &str, body: Vec<u8>| {
+        client
+            .post(format!("{}/api/v1/sql", server.url))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    let problem = assert_problem(
+        post("application/json", br#"{"sql": "SELECT 1""#.to_vec()),
+        400,
+    );
+    assert!(
+        problem["detail"].as_str().unwrap().contains("JSON"),
+        "{problem}"
+    );
+    assert_problem(
+        post("application/json", br#"{"query": "SELECT 1"}"#.to_vec()),
+        400,
+    );
     assert_problem(post("image/png", b"SELECT 1".to_vec()), 415);
 
     // Handler errors keep their shape, and a 5xx never carries details.

@@ -37,10 +37,23 @@ fn insert(pg: &Pg, schema: &str, ids: std::ops::RangeInclusive<i64>) {
 async fn served_ids(store: &Store) -> Vec<i64> {
     let ctx = datafusion::prelude::SessionContext::new();
     ctx.register_catalog("city", store.catalog());
-    let batches = ctx.sql("SELECT id FROM city.log.eventi ORDER BY id").await.unwrap().collect().await.unwrap();
+    let batches = ctx
+        .sql("SELECT id FROM city.log.eventi ORDER BY id")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     batches
         .iter()
-        .flat_map(|b| b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().values().to_vec())
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
         .collect()
 }
 
@@ -50,10 +63,16 @@ fn a_crash_between_pull_and_commit_neither_loses_nor_repeats_rows() {
     let schema = unique("t_cursor");
     pg.execute(&format!("CREATE SCHEMA {schema}; CREATE TABLE {schema}.eventi (id bigint, ts timestamptz, servizio text)"));
     let data_dir = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let config = connector(&schema);
-        let (client, connection) = tokio_postgres::connect(URL, tokio_postgres::NoTls).await.unwrap();
+        let (client, connection) = tokio_postgres::connect(URL, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(connection);
         let insert = |_: &Pg, schema: &str, ids| {
             let sql = insert_sql(schema, ids);
@@ -68,12 +87,24 @@ fn a_crash_between_pull_and_commit_neither_loses_nor_repeats_rows() {
         let runner = config.build(Path::new("."));
         let load = runner.load(&store.load_state("log")).await.pop().unwrap();
         let loaded = load.result.unwrap();
-        assert_eq!((loaded.mode, loaded.rows(), loaded.cursor.as_deref()), (LoadMode::Append, 5, Some("5")));
-        store.commit("log", "eventi", &load.source, loaded).await.unwrap();
+        assert_eq!(
+            (loaded.mode, loaded.rows(), loaded.cursor.as_deref()),
+            (LoadMode::Append, 5, Some("5"))
+        );
+        store
+            .commit("log", "eventi", &load.source, loaded)
+            .await
+            .unwrap();
 
         // Rows 6..=8 are pulled, then the process dies before the store commits them.
         insert(&pg, &schema, 6..=8).await;
-        let pulled = runner.load(&store.load_state("log")).await.pop().unwrap().result.unwrap();
+        let pulled = runner
+            .load(&store.load_state("log"))
+            .await
+            .pop()
+            .unwrap()
+            .result
+            .unwrap();
         assert_eq!((pulled.rows(), pulled.cursor.as_deref()), (3, Some("8")));
         drop(pulled);
         drop(runner);
@@ -88,14 +119,20 @@ fn a_crash_between_pull_and_commit_neither_loses_nor_repeats_rows() {
         let load = runner.load(&store.load_state("log")).await.pop().unwrap();
         let loaded = load.result.unwrap();
         assert_eq!((loaded.rows(), loaded.cursor.as_deref()), (5, Some("10")));
-        store.commit("log", "eventi", &load.source, loaded).await.unwrap();
+        store
+            .commit("log", "eventi", &load.source, loaded)
+            .await
+            .unwrap();
         assert_eq!(served_ids(&store).await, (1..=10).collect::<Vec<_>>());
 
         // Nothing new: nothing appended, the cursor stays.
         let load = runner.load(&store.load_state("log")).await.pop().unwrap();
         let loaded = load.result.unwrap();
         assert_eq!((loaded.rows(), loaded.cursor.as_deref()), (0, Some("10")));
-        store.commit("log", "eventi", &load.source, loaded).await.unwrap();
+        store
+            .commit("log", "eventi", &load.source, loaded)
+            .await
+            .unwrap();
         assert_eq!(served_ids(&store).await, (1..=10).collect::<Vec<_>>());
     });
     pg.execute(&format!("DROP SCHEMA {schema} CASCADE"));
@@ -116,7 +153,11 @@ fn the_running_service_appends_new_rows_and_recovers_from_a_failed_commit_withou
              query = \"SELECT id, ts, servizio FROM {schema}.eventi\"\ncursor_column = \"id\"\n"
         ),
     );
-    let count = |server: &Server| server.rows("SELECT count(*) AS n, count(DISTINCT id) AS d, max(id) AS m FROM log.eventi")[0].clone();
+    let count = |server: &Server| {
+        server.rows("SELECT count(*) AS n, count(DISTINCT id) AS d, max(id) AS m FROM log.eventi")
+            [0]
+        .clone()
+    };
     let server = Server::start_ready(&config);
     assert_eq!(count(&server)["n"], 100);
 
@@ -131,22 +172,38 @@ fn the_running_service_appends_new_rows_and_recovers_from_a_failed_commit_withou
     insert(&pg, &schema, 151..=160);
     server.wait_until("the failed commit in /status", |s| {
         let status = s.table_status("log.eventi");
-        status["state"] == "stale" && status["last_error"].as_str().is_some_and(|e| e.contains("cannot persist"))
+        status["state"] == "stale"
+            && status["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("cannot persist"))
     });
-    assert_eq!(count(&server)["n"], 150, "rows that were not committed are not served");
+    assert_eq!(
+        count(&server)["n"],
+        150,
+        "rows that were not committed are not served"
+    );
 
     // The disk is back: the same rows are pulled again from the committed cursor, once.
     std::fs::remove_file(&segments).unwrap();
     std::fs::rename(&aside, &segments).unwrap();
-    server.wait_until("recovery", |s| s.table_status("log.eventi")["state"] == "fresh" && count(s)["n"] == 160);
+    server.wait_until("recovery", |s| {
+        s.table_status("log.eventi")["state"] == "fresh" && count(s)["n"] == 160
+    });
     let c = count(&server);
-    assert_eq!((c["n"].as_i64(), c["d"].as_i64(), c["m"].as_i64()), (Some(160), Some(160), Some(160)));
+    assert_eq!(
+        (c["n"].as_i64(), c["d"].as_i64(), c["m"].as_i64()),
+        (Some(160), Some(160), Some(160))
+    );
 
     // A restart serves the committed segments and continues from their cursor.
     server.stop();
     insert(&pg, &schema, 161..=170);
     let server = Server::start_ready(&config);
-    wait_for("the rows after the restart", Duration::from_secs(60), || count(&server)["n"] == 170);
+    wait_for(
+        "the rows after the restart",
+        Duration::from_secs(60),
+        || count(&server)["n"] == 170,
+    );
     let c = count(&server);
     assert_eq!((c["d"].as_i64(), c["m"].as_i64()), (Some(170), Some(170)));
     server.stop();

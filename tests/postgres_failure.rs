@@ -9,11 +9,16 @@ use common::{ConfigDir, Server};
 use postgres_support::{Pg, Relay, URL, unique};
 
 fn rows(server: &Server, table: &str) -> i64 {
-    server.rows(&format!("SELECT count(*) AS n FROM {table}"))[0]["n"].as_i64().unwrap()
+    server.rows(&format!("SELECT count(*) AS n FROM {table}"))[0]["n"]
+        .as_i64()
+        .unwrap()
 }
 
 fn error_of(server: &Server, table: &str) -> String {
-    server.table_status(table)["last_error"].as_str().unwrap_or_default().to_string()
+    server.table_status(table)["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]
@@ -39,17 +44,40 @@ fn postgres_down_then_back_serves_the_stale_snapshot_and_recovers() {
     assert_eq!(server.table_status("registro.residenti")["state"], "fresh");
 
     relay.cut();
-    pg.execute(&format!("INSERT INTO {schema}.residenti VALUES (4, 40), (5, 50)"));
-    server.wait_until("the table to turn stale", |s| s.table_status("registro.residenti")["state"] == "stale");
+    pg.execute(&format!(
+        "INSERT INTO {schema}.residenti VALUES (4, 40), (5, 50)"
+    ));
+    server.wait_until("the table to turn stale", |s| {
+        s.table_status("registro.residenti")["state"] == "stale"
+    });
     let error = error_of(&server, "registro.residenti");
-    assert!(error.contains(&format!("PostgreSQL at postgres://postgres@127.0.0.1:{}/test", relay.port)), "{error}");
-    assert!(error.to_lowercase().contains("connect") || error.contains("closed"), "{error}");
-    assert_eq!(rows(&server, "registro.residenti"), 3, "the last good snapshot is served");
+    assert!(
+        error.contains(&format!(
+            "PostgreSQL at postgres://postgres@127.0.0.1:{}/test",
+            relay.port
+        )),
+        "{error}"
+    );
+    assert!(
+        error.to_lowercase().contains("connect") || error.contains("closed"),
+        "{error}"
+    );
+    assert_eq!(
+        rows(&server, "registro.residenti"),
+        3,
+        "the last good snapshot is served"
+    );
     let status = server.get("/status").text().unwrap();
-    assert!(!status.contains("s3greto"), "the password leaked into /status: {status}");
+    assert!(
+        !status.contains("s3greto"),
+        "the password leaked into /status: {status}"
+    );
 
     relay.restore();
-    server.wait_until("recovery", |s| s.table_status("registro.residenti")["state"] == "fresh" && rows(s, "registro.residenti") == 5);
+    server.wait_until("recovery", |s| {
+        s.table_status("registro.residenti")["state"] == "fresh"
+            && rows(s, "registro.residenti") == 5
+    });
     assert!(server.table_status("registro.residenti")["last_error"].is_null());
     server.stop();
     pg.execute(&format!("DROP SCHEMA {schema} CASCADE"));
@@ -79,9 +107,12 @@ fn access_revoked_mid_run_then_restored() {
     assert_eq!(rows(&server, "servizi.eventi"), 7);
 
     // The table's privilege is revoked: queries fail on the open connections.
-    pg.execute(&format!("REVOKE SELECT ON {schema}.eventi FROM {role}; INSERT INTO {schema}.eventi VALUES (8)"));
+    pg.execute(&format!(
+        "REVOKE SELECT ON {schema}.eventi FROM {role}; INSERT INTO {schema}.eventi VALUES (8)"
+    ));
     server.wait_until("permission denied in /status", |s| {
-        s.table_status("servizi.eventi")["state"] == "stale" && error_of(s, "servizi.eventi").contains("permission denied for table eventi")
+        s.table_status("servizi.eventi")["state"] == "stale"
+            && error_of(s, "servizi.eventi").contains("permission denied for table eventi")
     });
     assert_eq!(rows(&server, "servizi.eventi"), 7);
 
@@ -89,12 +120,18 @@ fn access_revoked_mid_run_then_restored() {
     pg.execute(&format!(
         "ALTER ROLE {role} NOLOGIN; SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
     ));
-    server.wait_until("the refused login in /status", |s| error_of(s, "servizi.eventi").contains("not permitted to log in"));
+    server.wait_until("the refused login in /status", |s| {
+        error_of(s, "servizi.eventi").contains("not permitted to log in")
+    });
     assert_eq!(server.table_status("servizi.eventi")["state"], "stale");
     assert_eq!(rows(&server, "servizi.eventi"), 7);
 
-    pg.execute(&format!("ALTER ROLE {role} LOGIN; GRANT SELECT ON {schema}.eventi TO {role}"));
-    server.wait_until("recovery", |s| s.table_status("servizi.eventi")["state"] == "fresh" && rows(s, "servizi.eventi") == 8);
+    pg.execute(&format!(
+        "ALTER ROLE {role} LOGIN; GRANT SELECT ON {schema}.eventi TO {role}"
+    ));
+    server.wait_until("recovery", |s| {
+        s.table_status("servizi.eventi")["state"] == "fresh" && rows(s, "servizi.eventi") == 8
+    });
     server.stop();
     pg.execute(&format!(
         "DROP SCHEMA {schema} CASCADE; SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'; DROP OWNED BY {role}; DROP ROLE {role}"
@@ -136,13 +173,20 @@ fn a_query_with_a_syntax_error_is_reported_by_status_and_check() {
     let server = Server::start(&config);
     server.wait_until("the syntax error in /status", |s| {
         let status = s.table_status("registro.per_area");
-        status["state"] == "failed" && status["last_error"].as_str().is_some_and(|e| e.contains("syntax error at or near \"=\" (line 4, column 15 of the query)"))
+        status["state"] == "failed"
+            && status["last_error"].as_str().is_some_and(|e| {
+                e.contains("syntax error at or near \"=\" (line 4, column 15 of the query)")
+            })
     });
     // The other tables of the connector load or fail on their own.
     server.wait_until("the good table to load and the bad one to fail", |s| {
-        s.table_status("registro.nominativi")["state"] == "fresh" && s.table_status("registro.tutto")["state"] == "failed"
+        s.table_status("registro.nominativi")["state"] == "fresh"
+            && s.table_status("registro.tutto")["state"] == "failed"
     });
-    assert!(error_of(&server, "registro.tutto").contains("column `durata`: type `interval` is not supported"));
+    assert!(
+        error_of(&server, "registro.tutto")
+            .contains("column `durata`: type `interval` is not supported")
+    );
     server.stop();
 
     // Without the database, check says so and still checks what it can offline.
@@ -160,8 +204,14 @@ fn a_query_with_a_syntax_error_is_reported_by_status_and_check() {
             && line.contains("connectors/registro.toml: url: could not connect to PostgreSQL at postgres://postgres@127.0.0.1:1/test")),
         "{stderr}"
     );
-    assert!(stderr.contains("the queries' syntax and column types were not checked"), "{stderr}");
-    assert!(stderr.contains("table[0].query: does not parse as SQL"), "{stderr}");
+    assert!(
+        stderr.contains("the queries' syntax and column types were not checked"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("table[0].query: does not parse as SQL"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("segreta"), "{stderr}");
     pg.execute(&format!("DROP SCHEMA {schema} CASCADE"));
 }

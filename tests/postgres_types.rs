@@ -7,8 +7,8 @@ mod postgres_support;
 use std::path::Path;
 
 use arrow::array::{
-    Array, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array, Int16Array, Int32Array, Int64Array,
-    ListArray, StringArray, TimestampMicrosecondArray,
+    Array, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array, Int16Array,
+    Int32Array, Int64Array, ListArray, StringArray, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -16,9 +16,19 @@ use cruscotto::connectors::{ConnectorConfig, LoadMode, LoadState, LoadedTable, T
 use postgres_support::{Pg, URL, unique};
 
 fn load(connector_toml: &str) -> Vec<TableLoad> {
-    let config = ConnectorConfig::parse(Path::new("connectors/registro.toml"), connector_toml).expect("valid connector file");
-    assert!(config.validate(Path::new("connectors/registro.toml"), Path::new(".")).iter().all(|p| p.warning));
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let config = ConnectorConfig::parse(Path::new("connectors/registro.toml"), connector_toml)
+        .expect("valid connector file");
+    assert!(
+        config
+            .validate(Path::new("connectors/registro.toml"), Path::new("."))
+            .iter()
+            .all(|p| p.warning)
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let connector = config.build(Path::new("."));
         connector.load(&LoadState::default()).await
@@ -26,7 +36,17 @@ fn load(connector_toml: &str) -> Vec<TableLoad> {
 }
 
 fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
-    batch.column_by_name(name).unwrap_or_else(|| panic!("no column {name}")).as_any().downcast_ref::<T>().unwrap_or_else(|| panic!("column {name} has type {}", batch.column_by_name(name).unwrap().data_type()))
+    batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+        .as_any()
+        .downcast_ref::<T>()
+        .unwrap_or_else(|| {
+            panic!(
+                "column {name} has type {}",
+                batch.column_by_name(name).unwrap().data_type()
+            )
+        })
 }
 
 fn one_batch(loaded: &LoadedTable) -> RecordBatch {
@@ -64,22 +84,48 @@ fn every_supported_type_round_trips_with_nulls() {
     ));
     pg.execute(&format!("DROP SCHEMA {schema} CASCADE"));
 
-    let loaded = loads.into_iter().next().unwrap().result.expect("the table loads");
+    let loaded = loads
+        .into_iter()
+        .next()
+        .unwrap()
+        .result
+        .expect("the table loads");
     assert_eq!(loaded.mode, LoadMode::Replace);
     // Rows stream into batches of `batch_rows`.
-    assert_eq!(loaded.batches.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(), vec![2, 1]);
+    assert_eq!(
+        loaded
+            .batches
+            .iter()
+            .map(RecordBatch::num_rows)
+            .collect::<Vec<_>>(),
+        vec![2, 1]
+    );
     assert!(loaded.rejected.is_empty(), "{:?}", loaded.rejected);
     let b = one_batch(&loaded);
-    let types: Vec<(String, DataType)> = b.schema().fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+    let types: Vec<(String, DataType)> = b
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect();
     let type_of = |name: &str| types.iter().find(|(n, _)| n == name).unwrap().1.clone();
     assert_eq!(type_of("importo"), DataType::Decimal128(20, 6));
     assert_eq!(type_of("quota"), DataType::Decimal128(5, 2));
     assert_eq!(type_of("libero"), DataType::Decimal128(38, 10));
-    assert_eq!(type_of("istante"), DataType::Timestamp(TimeUnit::Microsecond, None));
-    assert_eq!(type_of("istante_tz"), DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())));
+    assert_eq!(
+        type_of("istante"),
+        DataType::Timestamp(TimeUnit::Microsecond, None)
+    );
+    assert_eq!(
+        type_of("istante_tz"),
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    );
     assert_eq!(type_of("giorno"), DataType::Date32);
 
-    assert_eq!(column::<Int32Array>(&b, "id").values().to_vec(), vec![1, 2, 3]);
+    assert_eq!(
+        column::<Int32Array>(&b, "id").values().to_vec(),
+        vec![1, 2, 3]
+    );
     let flag = column::<BooleanArray>(&b, "flag");
     assert!(flag.value(0) && flag.is_null(1) && !flag.value(2));
     assert_eq!(column::<Int16Array>(&b, "small").value(0), -32768);
@@ -89,8 +135,14 @@ fn every_supported_type_round_trips_with_nulls() {
     let importo = column::<Decimal128Array>(&b, "importo");
     assert_eq!(importo.value(0), 12_345_678_901_234_123_456);
     assert_eq!(importo.value_as_string(0), "12345678901234.123456");
-    assert_eq!(column::<Decimal128Array>(&b, "quota").value_as_string(0), "-999.99");
-    assert_eq!(column::<Decimal128Array>(&b, "libero").value(0), 15_000_000_000);
+    assert_eq!(
+        column::<Decimal128Array>(&b, "quota").value_as_string(0),
+        "-999.99"
+    );
+    assert_eq!(
+        column::<Decimal128Array>(&b, "libero").value(0),
+        15_000_000_000
+    );
     assert_eq!(column::<StringArray>(&b, "nome").value(0), "àèìòù €");
     assert_eq!(column::<StringArray>(&b, "codice").value(0), "AB12");
     assert_eq!(column::<StringArray>(&b, "sigla").value(0), "BO ");
@@ -98,20 +150,44 @@ fn every_supported_type_round_trips_with_nulls() {
     // 2021-12-31 is day 18992 since 1970-01-01; 1900-01-01 is before the epoch.
     assert_eq!(column::<Date32Array>(&b, "giorno").value(0), 18_992);
     assert_eq!(column::<Date32Array>(&b, "giorno").value(2), -25_567);
-    assert_eq!(column::<TimestampMicrosecondArray>(&b, "istante").value(0), 1_709_214_330_123_456);
-    assert_eq!(column::<TimestampMicrosecondArray>(&b, "istante").value(2), 0);
+    assert_eq!(
+        column::<TimestampMicrosecondArray>(&b, "istante").value(0),
+        1_709_214_330_123_456
+    );
+    assert_eq!(
+        column::<TimestampMicrosecondArray>(&b, "istante").value(2),
+        0
+    );
     // 10:00 at +02 is 08:00 UTC.
-    assert_eq!(column::<TimestampMicrosecondArray>(&b, "istante_tz").value(0), 1_717_228_800_000_000);
-    assert_eq!(column::<TimestampMicrosecondArray>(&b, "istante_tz").value(2), 946_684_799_999_999);
-    assert_eq!(column::<StringArray>(&b, "uid").value(0), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
-    let doc: serde_json::Value = serde_json::from_str(column::<StringArray>(&b, "doc").value(0)).unwrap();
+    assert_eq!(
+        column::<TimestampMicrosecondArray>(&b, "istante_tz").value(0),
+        1_717_228_800_000_000
+    );
+    assert_eq!(
+        column::<TimestampMicrosecondArray>(&b, "istante_tz").value(2),
+        946_684_799_999_999
+    );
+    assert_eq!(
+        column::<StringArray>(&b, "uid").value(0),
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(column::<StringArray>(&b, "doc").value(0)).unwrap();
     assert_eq!(doc, serde_json::json!({"a": [1, 2], "b": null}));
     assert_eq!(column::<StringArray>(&b, "doc_json").value(0), "{\"x\":1}");
 
     let labels = column::<ListArray>(&b, "etichette");
     let first = labels.value(0);
     let first = first.as_any().downcast_ref::<StringArray>().unwrap();
-    assert_eq!((first.len(), first.value(0), first.is_null(1), first.value(2)), (3, "uno", true, "tre"));
+    assert_eq!(
+        (
+            first.len(),
+            first.value(0),
+            first.is_null(1),
+            first.value(2)
+        ),
+        (3, "uno", true, "tre")
+    );
     assert!(labels.is_null(1));
     assert_eq!(labels.value(2).len(), 0);
     assert!(!labels.is_null(2));
@@ -119,7 +195,15 @@ fn every_supported_type_round_trips_with_nulls() {
     let small = small.as_any().downcast_ref::<Int16Array>().unwrap();
     assert_eq!((small.value(0), small.is_null(1)), (1, true));
     let numbers = column::<ListArray>(&b, "numeri").value(0);
-    assert_eq!(numbers.as_any().downcast_ref::<Int32Array>().unwrap().values().to_vec(), vec![7, 8, 9]);
+    assert_eq!(
+        numbers
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .unwrap()
+            .values()
+            .to_vec(),
+        vec![7, 8, 9]
+    );
     let big = column::<ListArray>(&b, "grandi").value(0);
     let big = big.as_any().downcast_ref::<Int64Array>().unwrap();
     assert!(big.is_null(0));
@@ -127,7 +211,11 @@ fn every_supported_type_round_trips_with_nulls() {
 
     // The second row is NULL in every column but the id.
     for index in 1..b.num_columns() {
-        assert!(b.column(index).is_null(1), "column {} row 2 should be NULL", b.schema().field(index).name());
+        assert!(
+            b.column(index).is_null(1),
+            "column {} row 2 should be NULL",
+            b.schema().field(index).name()
+        );
     }
 }
 
@@ -148,20 +236,61 @@ fn values_that_do_not_fit_are_rejected_with_their_reason_and_unsupported_types_n
     pg.execute(&format!("DROP SCHEMA {schema} CASCADE"));
 
     let mut loads = loads.into_iter();
-    let values = loads.next().unwrap().result.expect("the table loads without the rejected rows");
+    let values = loads
+        .next()
+        .unwrap()
+        .result
+        .expect("the table loads without the rejected rows");
     let b = one_batch(&values);
     assert_eq!(column::<Int32Array>(&b, "id").values().to_vec(), vec![1]);
-    assert_eq!(column::<Decimal128Array>(&b, "valore").value_as_string(0), "2.5000000000");
-    let reasons: Vec<(Option<u64>, String)> = values.rejected.iter().map(|r| (r.line, r.reason.clone())).collect();
+    assert_eq!(
+        column::<Decimal128Array>(&b, "valore").value_as_string(0),
+        "2.5000000000"
+    );
+    let reasons: Vec<(Option<u64>, String)> = values
+        .rejected
+        .iter()
+        .map(|r| (r.line, r.reason.clone()))
+        .collect();
     assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert_eq!(reasons[0].0, Some(2));
-    assert!(reasons[0].1.starts_with("column `valore`: 0.33333333333333333333 does not fit numeric(38,10)"), "{reasons:?}");
-    assert!(reasons[1].1.contains("column `giorno`: the date is ±infinity"), "{reasons:?}");
-    assert!(reasons[2].1.contains("column `valore`: NaN does not fit"), "{reasons:?}");
-    assert!(values.rejected[0].raw.contains("id=2") && values.rejected[0].raw.contains("giorno=2024-01-02"), "{}", values.rejected[0].raw);
+    assert!(
+        reasons[0]
+            .1
+            .starts_with("column `valore`: 0.33333333333333333333 does not fit numeric(38,10)"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1]
+            .1
+            .contains("column `giorno`: the date is ±infinity"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].1.contains("column `valore`: NaN does not fit"),
+        "{reasons:?}"
+    );
+    assert!(
+        values.rejected[0].raw.contains("id=2")
+            && values.rejected[0].raw.contains("giorno=2024-01-02"),
+        "{}",
+        values.rejected[0].raw
+    );
 
-    let error = loads.next().unwrap().result.err().expect("unsupported types fail the table").to_string();
-    assert!(error.contains("column `attesa`: type `interval` is not supported"), "{error}");
-    assert!(error.contains("column `luogo`: type `point` is not supported"), "{error}");
+    let error = loads
+        .next()
+        .unwrap()
+        .result
+        .err()
+        .expect("unsupported types fail the table")
+        .to_string();
+    assert!(
+        error.contains("column `attesa`: type `interval` is not supported"),
+        "{error}"
+    );
+    assert!(
+        error.contains("column `luogo`: type `point` is not supported"),
+        "{error}"
+    );
     assert!(error.contains("cast it in the query"), "{error}");
 }

@@ -7,13 +7,22 @@ use common::{ConfigDir, Server};
 use serde_json::Value;
 
 fn small_table(config: &ConfigDir) {
-    config.write("data/t.csv", "id,name,value\n1,uno,1.5\n2,due,2.5\n3,tre,\n");
-    config.write("connectors/demo.toml", "kind = \"file\"\n[[table]]\nname = \"t\"\npath = \"data/t.csv\"\n");
+    config.write(
+        "data/t.csv",
+        "id,name,value\n1,uno,1.5\n2,due,2.5\n3,tre,\n",
+    );
+    config.write(
+        "connectors/demo.toml",
+        "kind = \"file\"\n[[table]]\nname = \"t\"\npath = \"data/t.csv\"\n",
+    );
 }
 
 fn problem(response: reqwest::blocking::Response) -> (u16, Value) {
     let status = response.status().as_u16();
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert_eq!(content_type, "application/problem+json");
     (status, response.json().unwrap())
 }
@@ -26,21 +35,52 @@ fn results_come_in_every_format() {
     let sql = "SELECT id, name, value FROM demo.t ORDER BY id";
 
     let rows = server.rows(sql);
-    assert_eq!(rows[0], serde_json::json!({"id": 1, "name": "uno", "value": 1.5}));
+    assert_eq!(
+        rows[0],
+        serde_json::json!({"id": 1, "name": "uno", "value": 1.5})
+    );
     assert_eq!(rows[2]["value"], Value::Null);
 
     // JSON body instead of plain SQL.
-    let response = server.client.post(format!("{}/api/v1/sql", server.url)).json(&serde_json::json!({"sql": sql})).send().unwrap();
+    let response = server
+        .client
+        .post(format!("{}/api/v1/sql", server.url))
+        .json(&serde_json::json!({"sql": sql}))
+        .send()
+        .unwrap();
     assert_eq!(response.json::<Vec<Value>>().unwrap().len(), 3);
 
     // CSV by Accept header.
-    let response = server.client.post(format!("{}/api/v1/sql", server.url)).header("accept", "text/csv").body(sql).send().unwrap();
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
-    assert_eq!(response.text().unwrap(), "id,name,value\n1,uno,1.5\n2,due,2.5\n3,tre,\n");
+    let response = server
+        .client
+        .post(format!("{}/api/v1/sql", server.url))
+        .header("accept", "text/csv")
+        .body(sql)
+        .send()
+        .unwrap();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert_eq!(
+        response.text().unwrap(),
+        "id,name,value\n1,uno,1.5\n2,due,2.5\n3,tre,\n"
+    );
 
     // Arrow IPC stream by ?format=.
-    let bytes = server.client.post(format!("{}/api/v1/sql?format=arrow", server.url)).body(sql).send().unwrap().bytes().unwrap();
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None).unwrap();
+    let bytes = server
+        .client
+        .post(format!("{}/api/v1/sql?format=arrow", server.url))
+        .body(sql)
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
+            .unwrap();
     let batches: Vec<_> = reader.collect::<Result<_, _>>().unwrap();
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
     assert_eq!(batches[0].schema().field(1).name(), "name");
@@ -54,16 +94,33 @@ fn results_come_in_every_format() {
         .send()
         .unwrap();
     let bytes = bytes::Bytes::from(response.bytes().unwrap().to_vec());
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap();
     let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(rows, 3);
 
     // GET with ?q= and NDJSON.
-    let text = server.get(&format!("/api/v1/sql?format=ndjson&q={}", "SELECT%201%20AS%20x")).text().unwrap();
+    let text = server
+        .get(&format!(
+            "/api/v1/sql?format=ndjson&q={}",
+            "SELECT%201%20AS%20x"
+        ))
+        .text()
+        .unwrap();
     assert_eq!(text.trim(), "{\"x\":1}");
 
     // A format we do not have.
-    let (status, body) = problem(server.client.post(format!("{}/api/v1/sql", server.url)).header("accept", "image/png").body(sql).send().unwrap());
+    let (status, body) = problem(
+        server
+            .client
+            .post(format!("{}/api/v1/sql", server.url))
+            .header("accept", "image/png")
+            .body(sql)
+            .send()
+            .unwrap(),
+    );
     assert_eq!(status, 406);
     assert!(body["detail"].as_str().unwrap().contains("text/csv"));
 }
@@ -74,11 +131,17 @@ fn writes_and_file_access_are_refused_naming_the_statement() {
     small_table(&config);
     let server = Server::start_ready(&config);
     let cases = [
-        ("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'", "CREATE EXTERNAL TABLE"),
+        (
+            "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+            "CREATE EXTERNAL TABLE",
+        ),
         ("CREATE TABLE x AS SELECT 1", "CREATE TABLE"),
         ("CREATE VIEW v AS SELECT 1", "CREATE VIEW"),
         ("COPY (SELECT 1) TO '/tmp/cruscotto-copy.csv'", "COPY"),
-        ("INSERT INTO demo.t VALUES (4, 'quattro', 4.0)", "INSERT INTO"),
+        (
+            "INSERT INTO demo.t VALUES (4, 'quattro', 4.0)",
+            "INSERT INTO",
+        ),
         ("UPDATE demo.t SET value = 0", "UPDATE"),
         ("DELETE FROM demo.t", "DELETE FROM"),
         ("DROP TABLE demo.t", "DROP TABLE"),
@@ -88,18 +151,32 @@ fn writes_and_file_access_are_refused_naming_the_statement() {
     for (sql, named) in cases {
         let (status, body) = problem(server.sql(sql));
         assert_eq!(status, 400, "{sql}");
-        assert!(body["detail"].as_str().unwrap().contains(&format!("`{named}`")), "{sql}: {body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("`{named}`")),
+            "{sql}: {body}"
+        );
         assert_eq!(body["status"], 400);
     }
     // A path given as a table name reaches no file.
     let (status, body) = problem(server.sql("SELECT * FROM '/etc/passwd'"));
     assert_eq!(status, 400, "{body}");
-    assert!(!body["detail"].as_str().unwrap().contains("root:"), "{body}");
+    assert!(
+        !body["detail"].as_str().unwrap().contains("root:"),
+        "{body}"
+    );
     // Nothing was changed, nothing was written.
     assert_eq!(server.rows("SELECT count(*) AS n FROM demo.t")[0]["n"], 3);
     assert!(!std::path::Path::new("/tmp/cruscotto-copy.csv").exists());
     // The read-only statements all work.
-    for sql in ["SHOW TABLES", "DESCRIBE demo.t", "EXPLAIN SELECT * FROM demo.t", "WITH a AS (SELECT 1 AS x) SELECT * FROM a"] {
+    for sql in [
+        "SHOW TABLES",
+        "DESCRIBE demo.t",
+        "EXPLAIN SELECT * FROM demo.t",
+        "WITH a AS (SELECT 1 AS x) SELECT * FROM a",
+    ] {
         assert_eq!(server.sql(sql).status(), 200, "{sql}");
     }
 }
@@ -120,10 +197,22 @@ fn invalid_sql_carries_datafusions_message() {
     let (status, _) = problem(server.sql("SELECT 1; SELECT 2"));
     assert_eq!(status, 400);
     // Malformed JSON body: same problem shape.
-    let response = server.client.post(format!("{}/api/v1/sql", server.url)).header("content-type", "application/json").body("{\"sq\": 1}").send().unwrap();
+    let response = server
+        .client
+        .post(format!("{}/api/v1/sql", server.url))
+        .header("content-type", "application/json")
+        .body("{\"sq\": 1}")
+        .send()
+        .unwrap();
     let (status, body) = problem(response);
     assert_eq!(status, 400);
-    assert!(body["detail"].as_str().unwrap().contains("{\"sql\": \"...\"}"), "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("{\"sql\": \"...\"}"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -136,20 +225,42 @@ fn each_limit_gives_its_error_and_the_next_query_succeeds() {
     );
     let server = Server::start_ready(&config);
 
-    let (status, body) = problem(server.sql("SELECT sum(value % 7) FROM generate_series(1, 100000000000)"));
-    assert_eq!((status, body["type"].as_str().unwrap()), (422, "urn:cruscotto:problem:time-limit"), "{body}");
+    let (status, body) =
+        problem(server.sql("SELECT sum(value % 7) FROM generate_series(1, 100000000000)"));
+    assert_eq!(
+        (status, body["type"].as_str().unwrap()),
+        (422, "urn:cruscotto:problem:time-limit"),
+        "{body}"
+    );
     assert!(body["detail"].as_str().unwrap().contains("1s"), "{body}");
     assert_eq!(server.rows("SELECT 1 AS ok")[0]["ok"], 1);
 
     let (status, body) = problem(server.sql("SELECT value % 1000003 AS k, count(*) AS n FROM generate_series(1, 5000000) GROUP BY k ORDER BY n DESC LIMIT 5"));
-    assert_eq!((status, body["type"].as_str().unwrap()), (422, "urn:cruscotto:problem:memory-limit"), "{body}");
-    assert!(body["detail"].as_str().unwrap().contains("16.0 MiB"), "{body}");
+    assert_eq!(
+        (status, body["type"].as_str().unwrap()),
+        (422, "urn:cruscotto:problem:memory-limit"),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("16.0 MiB"),
+        "{body}"
+    );
     assert_eq!(server.rows("SELECT 1 AS ok")[0]["ok"], 1);
 
     let (status, body) = problem(server.sql("SELECT * FROM generate_series(1, 5000)"));
-    assert_eq!((status, body["type"].as_str().unwrap()), (422, "urn:cruscotto:problem:row-limit"), "{body}");
-    assert!(body["detail"].as_str().unwrap().contains("1000 rows"), "{body}");
-    assert_eq!(server.rows("SELECT count(*) AS n FROM generate_series(1, 5000)")[0]["n"], 5000);
+    assert_eq!(
+        (status, body["type"].as_str().unwrap()),
+        (422, "urn:cruscotto:problem:row-limit"),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("1000 rows"),
+        "{body}"
+    );
+    assert_eq!(
+        server.rows("SELECT count(*) AS n FROM generate_series(1, 5000)")[0]["n"],
+        5000
+    );
 
     let long = format!("SELECT 1 AS x{}", " ".repeat(3000));
     let (status, body) = problem(server.sql(&long));
@@ -170,13 +281,26 @@ fn operations_endpoints() {
     assert!(table["last_success"].is_string());
     server.rows("SELECT 1");
     let metrics = server.get("/metrics").text().unwrap();
-    assert!(metrics.contains("cruscotto_table_rows{schema=\"demo\",table=\"t\"} 3"), "{metrics}");
-    assert!(metrics.contains("cruscotto_queries_total{outcome=\"ok\"}"), "{metrics}");
+    assert!(
+        metrics.contains("cruscotto_table_rows{schema=\"demo\",table=\"t\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cruscotto_queries_total{outcome=\"ok\"}"),
+        "{metrics}"
+    );
     let (status, _) = problem(server.get("/no/such/thing"));
     assert_eq!(status, 404);
     // The catalog lists the table with its columns; system tables are queryable.
     let tables = server.get_json("/api/v1/tables");
-    assert!(tables.as_array().unwrap().iter().any(|c| c["table_name"] == "t" && c["column_name"] == "value"));
-    let system = server.rows("SELECT state, row_count FROM system.tables WHERE schema_name = 'demo'");
+    assert!(
+        tables
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["table_name"] == "t" && c["column_name"] == "value")
+    );
+    let system =
+        server.rows("SELECT state, row_count FROM system.tables WHERE schema_name = 'demo'");
     assert_eq!(system[0]["row_count"], 3);
 }

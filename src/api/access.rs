@@ -23,7 +23,8 @@ use crate::audit::{AuditEntry, AuditLog};
 use crate::auth::{AuthError, KeyStore, Lookup, Principal, Role};
 use crate::config::{AccessConfig, AnonymousRole, DashboardAccess};
 
-type Limiter = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+type Limiter =
+    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
 
 pub struct Access {
     pub keys: KeyStore,
@@ -38,7 +39,12 @@ impl Access {
         let burst = NonZeroU32::new(config.burst.max(1)).expect("at least 1");
         let quota = Quota::per_minute(per_minute).allow_burst(burst);
         let limiter = RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>();
-        Self { keys: KeyStore::new(data_dir), audit: AuditLog::open(data_dir), config, limiter }
+        Self {
+            keys: KeyStore::new(data_dir),
+            audit: AuditLog::open(data_dir),
+            config,
+            limiter,
+        }
     }
 
     fn anonymous(&self) -> Option<Principal> {
@@ -48,7 +54,11 @@ impl Access {
             AnonymousRole::Analyst => Role::Analyst,
             AnonymousRole::Admin => Role::Admin,
         };
-        Some(Principal { key_id: "anonymous".into(), role, datasets: Default::default() })
+        Some(Principal {
+            key_id: "anonymous".into(),
+            role,
+            datasets: Default::default(),
+        })
     }
 }
 
@@ -60,9 +70,15 @@ impl Caller {
     /// The principal, if its role is at least `role`; 401 without a key, 403 with too weak a key.
     pub fn require(&self, role: Role) -> Result<&Principal, ApiError> {
         match &self.0 {
-            None => Err(ApiError::Unauthorized("this endpoint needs an API key (Authorization: Bearer ck_...)".into())),
+            None => Err(ApiError::Unauthorized(
+                "this endpoint needs an API key (Authorization: Bearer ck_...)".into(),
+            )),
             Some(p) if p.is_at_least(role) => Ok(p),
-            Some(p) => Err(ApiError::Forbidden(format!("a {} key cannot use this endpoint; it needs a {} key", p.role.as_str(), role.as_str()))),
+            Some(p) => Err(ApiError::Forbidden(format!(
+                "a {} key cannot use this endpoint; it needs a {} key",
+                p.role.as_str(),
+                role.as_str()
+            ))),
         }
     }
 }
@@ -71,7 +87,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        Ok(parts.extensions.get::<Caller>().cloned().unwrap_or(Caller(None)))
+        Ok(parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or(Caller(None)))
     }
 }
 
@@ -94,9 +114,14 @@ fn presented_key(headers: &HeaderMap) -> Option<String> {
     if let Some(value) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(value.trim().to_string());
     }
-    let authorization = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = authorization.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
 }
 
 fn audited(path: &str) -> Option<&'static str> {
@@ -121,7 +146,11 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
     let access = state.access.clone();
     let path = request.uri().path().to_string();
     let action = audited(&path);
-    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_else(|| "local".into());
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "local".into());
     let client_bucket = format!("ip:{client}");
 
     let caller = match presented_key(request.headers()) {
@@ -129,7 +158,15 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
             Ok(principal) => Some(principal),
             Err((response, outcome)) => {
                 if let Some(action) = action {
-                    record(&access.audit, None, action, &path, &response, started, outcome);
+                    record(
+                        &access.audit,
+                        None,
+                        action,
+                        &path,
+                        &response,
+                        started,
+                        outcome,
+                    );
                 }
                 return response;
             }
@@ -137,19 +174,35 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
         None => access.anonymous(),
     };
 
-    let dashboard_route = path == "/" || path.starts_with("/assets") || path.starts_with("/api/v1/dashboards");
+    let dashboard_route =
+        path == "/" || path.starts_with("/assets") || path.starts_with("/api/v1/dashboards");
     if dashboard_route && access.config.dashboard == DashboardAccess::Key && caller.is_none() {
-        return ApiError::Unauthorized("the dashboard needs an API key in this installation".into()).into_response();
+        return ApiError::Unauthorized(
+            "the dashboard needs an API key in this installation".into(),
+        )
+        .into_response();
     }
 
     let mut rate_headers = HeaderMap::new();
     if path.starts_with("/api/") {
-        let bucket = caller.as_ref().filter(|p| p.key_id != "anonymous").map(|p| format!("key:{}", p.key_id)).unwrap_or(client_bucket);
+        let bucket = caller
+            .as_ref()
+            .filter(|p| p.key_id != "anonymous")
+            .map(|p| format!("key:{}", p.key_id))
+            .unwrap_or(client_bucket);
         match access.take(&bucket) {
             Ok(headers) => rate_headers = headers,
             Err(response) => {
                 if let Some(action) = action {
-                    record(&access.audit, caller.as_ref(), action, &path, &response, started, "rate_limited");
+                    record(
+                        &access.audit,
+                        caller.as_ref(),
+                        action,
+                        &path,
+                        &response,
+                        started,
+                        "rate_limited",
+                    );
                 }
                 return response;
             }
@@ -167,16 +220,30 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
             s if s.is_server_error() => "error",
             _ => "invalid",
         };
-        record(&access.audit, caller.as_ref(), action, &path, &response, started, outcome);
+        record(
+            &access.audit,
+            caller.as_ref(),
+            action,
+            &path,
+            &response,
+            started,
+            outcome,
+        );
     }
     response
 }
 
 /// The principal of a presented key, or the answer to send (401, 429, 500) and its audit outcome.
-async fn authenticate(access: &Arc<Access>, key: String, client_bucket: &str) -> Result<Principal, (Response, &'static str)> {
+async fn authenticate(
+    access: &Arc<Access>,
+    key: String,
+    client_bucket: &str,
+) -> Result<Principal, (Response, &'static str)> {
     let refused = |error: AuthError, headers: HeaderMap| {
         let mut response = match error {
-            AuthError::Store { path, message } => ApiError::Internal(format!("key store {path}: {message}")),
+            AuthError::Store { path, message } => {
+                ApiError::Internal(format!("key store {path}: {message}"))
+            }
             other => ApiError::Unauthorized(other.to_string()),
         }
         .into_response();
@@ -188,16 +255,24 @@ async fn authenticate(access: &Arc<Access>, key: String, client_bucket: &str) ->
         Ok(Lookup::NeedsHashing) => true,
         Err(_) => false,
     };
-    let headers = access.take(client_bucket).map_err(|response| (response, "rate_limited"))?;
+    let headers = access
+        .take(client_bucket)
+        .map_err(|response| (response, "rate_limited"))?;
     if !needs_hashing {
         // Checked again for the error to report; still cheap.
-        return Err(refused(access.keys.lookup(&key).err().unwrap_or(AuthError::Unknown), headers));
+        return Err(refused(
+            access.keys.lookup(&key).err().unwrap_or(AuthError::Unknown),
+            headers,
+        ));
     }
     let keys = access.clone();
     match tokio::task::spawn_blocking(move || keys.keys.verify(&key)).await {
         Ok(Ok(principal)) => Ok(principal),
         Ok(Err(error)) => Err(refused(error, headers)),
-        Err(e) => Err((ApiError::Internal(format!("key verification: {e}")).into_response(), "error")),
+        Err(e) => Err((
+            ApiError::Internal(format!("key verification: {e}")).into_response(),
+            "error",
+        )),
     }
 }
 
@@ -209,12 +284,21 @@ impl Access {
         headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
         match self.limiter.check_key(&bucket.to_string()) {
             Ok(snapshot) => {
-                headers.insert("x-ratelimit-remaining", HeaderValue::from(snapshot.remaining_burst_capacity()));
-                headers.insert("x-ratelimit-reset", HeaderValue::from(snapshot.quota().replenish_interval().as_secs().max(1)));
+                headers.insert(
+                    "x-ratelimit-remaining",
+                    HeaderValue::from(snapshot.remaining_burst_capacity()),
+                );
+                headers.insert(
+                    "x-ratelimit-reset",
+                    HeaderValue::from(snapshot.quota().replenish_interval().as_secs().max(1)),
+                );
                 Ok(headers)
             }
             Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now()).as_secs().max(1);
+                let wait = not_until
+                    .wait_time_from(DefaultClock::default().now())
+                    .as_secs()
+                    .max(1);
                 let mut response = ApiError::RateLimited(format!("too many requests: at most {limit} per minute for this key or client; retry in {wait} s")).into_response();
                 headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(wait));
                 headers.insert("x-ratelimit-remaining", HeaderValue::from(0));
@@ -226,7 +310,15 @@ impl Access {
     }
 }
 
-fn record(audit: &AuditLog, caller: Option<&Principal>, action: &str, path: &str, response: &Response, started: Instant, outcome: &str) {
+fn record(
+    audit: &AuditLog,
+    caller: Option<&Principal>,
+    action: &str,
+    path: &str,
+    response: &Response,
+    started: Instant,
+    outcome: &str,
+) {
     let detail = response.extensions().get::<AuditDetail>();
     audit.record(AuditEntry {
         time: chrono::Utc::now(),

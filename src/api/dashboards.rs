@@ -45,7 +45,11 @@ const COORDINATE_SCALE: f64 = 1e6;
 const GZIP_MIN_BYTES: usize = 1024;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list)).routes(routes!(definition)).routes(routes!(data)).routes(routes!(layer))
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(definition))
+        .routes(routes!(data))
+        .routes(routes!(layer))
 }
 
 /// The formats of a dashboard's data, for the OpenAPI document.
@@ -64,7 +68,11 @@ fn dashboard<'a>(state: &'a AppState, name: &str) -> Result<&'a DashboardFile, A
         .dashboards
         .iter()
         .find(|d| d.name == name)
-        .ok_or_else(|| ApiError::NotFound(format!("no dashboard `{name}`; GET /api/v1/dashboards lists them")))
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no dashboard `{name}`; GET /api/v1/dashboards lists them"
+            ))
+        })
 }
 
 /// Dashboards in menu order.
@@ -98,7 +106,10 @@ async fn list(State(state): State<AppState>) -> impl IntoResponse {
         (status = 200, description = "The definition, and for each saved query it reads: metadata, ok/error, freshness", body = serde_json::Value),
         (status = 404, description = "No such dashboard"),
     ))]
-async fn definition(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn definition(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let file = dashboard(&state, &name)?;
     let service = &state.service;
     let views = service.engine.views();
@@ -135,7 +146,11 @@ async fn definition(State(state): State<AppState>, Path(name): Path<String>) -> 
         // The oldest last success is when the panel's data as a whole was last brought up to date.
         let updated_at: Option<DateTime<Utc>> = sources
             .iter()
-            .map(|s| s["last_success"].as_str().and_then(|t| t.parse::<DateTime<Utc>>().ok()))
+            .map(|s| {
+                s["last_success"]
+                    .as_str()
+                    .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+            })
             .collect::<Option<Vec<_>>>()
             .and_then(|times| times.into_iter().min());
         let stale = sources.iter().any(|s| s["stale"] == json!(true));
@@ -195,14 +210,25 @@ async fn data(
 ) -> Result<Response, ApiError> {
     let file = dashboard(&state, &name)?;
     if !file.dashboard.reads(&query) {
-        return Err(ApiError::NotFound(format!("dashboard `{name}` does not read the saved query `{query}`")));
+        return Err(ApiError::NotFound(format!(
+            "dashboard `{name}` does not read the saved query `{query}`"
+        )));
     }
     let format = match params.format.as_deref() {
         None | Some("json") => Format::Json,
         Some("csv") => Format::Csv,
-        Some(other) => return Err(ApiError::NotAcceptable(format!("format `{other}` is not available here; use json or csv"))),
+        Some(other) => {
+            return Err(ApiError::NotAcceptable(format!(
+                "format `{other}` is not available here; use json or csv"
+            )));
+        }
     };
-    let result = protected(&state, &caller, &query, cached_result(&state.service, &query).await?)?;
+    let result = protected(
+        &state,
+        &caller,
+        &query,
+        cached_result(&state.service, &query).await?,
+    )?;
     let table = tokio::task::spawn_blocking(move || without_geometry_sorted(&result))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
@@ -213,7 +239,10 @@ async fn data(
     out.insert("x-row-count", HeaderValue::from(rows));
     if format == Format::Csv {
         let disposition = format!("attachment; filename=\"{query}.csv\"");
-        out.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).map_err(|e| ApiError::Internal(e.to_string()))?);
+        out.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_str(&disposition).map_err(|e| ApiError::Internal(e.to_string()))?,
+        );
     }
     Ok(response)
 }
@@ -229,19 +258,34 @@ async fn data(
         (status = 400, description = "The saved query does not run over the current tables"),
         (status = 404, description = "No such dashboard, or no such layer in it"),
     ))]
-async fn layer(State(state): State<AppState>, caller: Caller, Path((name, query)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn layer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, query)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let file = dashboard(&state, &name)?;
     let map = file.dashboard.map.as_ref();
     let geometry_column = map.and_then(|m| {
         if m.areas.query == query {
             return Some(m.areas.geometry.clone());
         }
-        m.points.iter().find(|p| p.query == query).map(|p| p.geometry.clone())
+        m.points
+            .iter()
+            .find(|p| p.query == query)
+            .map(|p| p.geometry.clone())
     });
     let Some(geometry_column) = geometry_column else {
-        return Err(ApiError::NotFound(format!("`{query}` is not a map layer of dashboard `{name}`")));
+        return Err(ApiError::NotFound(format!(
+            "`{query}` is not a map layer of dashboard `{name}`"
+        )));
     };
-    let result = protected(&state, &caller, &query, cached_result(&state.service, &query).await?)?;
+    let result = protected(
+        &state,
+        &caller,
+        &query,
+        cached_result(&state.service, &query).await?,
+    )?;
     let body = tokio::task::spawn_blocking(move || feature_collection(&result, &geometry_column))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
@@ -252,11 +296,27 @@ async fn layer(State(state): State<AppState>, caller: Caller, Path((name, query)
 /// (anonymous visitors, partner keys), a saved query that declares counts of persons (`persons` in
 /// its metadata) is answered after the same disclosure control, and the cached raw result is
 /// left as it is for analysts and admins.
-fn protected(state: &AppState, caller: &Caller, query: &str, result: Arc<QueryResult>) -> Result<Arc<QueryResult>, ApiError> {
-    if caller.0.as_ref().is_some_and(|p| p.is_at_least(Role::Analyst)) {
+fn protected(
+    state: &AppState,
+    caller: &Caller,
+    query: &str,
+    result: Arc<QueryResult>,
+) -> Result<Arc<QueryResult>, ApiError> {
+    if caller
+        .0
+        .as_ref()
+        .is_some_and(|p| p.is_at_least(Role::Analyst))
+    {
         return Ok(result);
     }
-    let Some(persons) = state.service.engine.saved().iter().find(|q| q.name == query).and_then(|q| q.person_counts()) else {
+    let Some(persons) = state
+        .service
+        .engine
+        .saved()
+        .iter()
+        .find(|q| q.name == query)
+        .and_then(|q| q.person_counts())
+    else {
         return Ok(result);
     };
     let batch = crate::sdc::suppress(&result.batches, &persons, state.access.config.min_count)
@@ -264,7 +324,10 @@ fn protected(state: &AppState, caller: &Caller, query: &str, result: Arc<QueryRe
     if batch.num_columns() == 0 {
         return Ok(result);
     }
-    Ok(Arc::new(QueryResult { schema: batch.schema(), batches: vec![batch] }))
+    Ok(Arc::new(QueryResult {
+        schema: batch.schema(),
+        batches: vec![batch],
+    }))
 }
 
 type Slot = Arc<tokio::sync::OnceCell<Arc<QueryResult>>>;
@@ -284,17 +347,32 @@ fn cache() -> &'static Mutex<HashMap<(usize, String), CacheEntry>> {
 /// The result of `SELECT * FROM queries.<query>`, from the cache while the store is unchanged.
 /// A saved query that does not plan over the current tables is refused with the planner's reason.
 async fn cached_result(service: &Arc<Service>, query: &str) -> Result<Arc<QueryResult>, ApiError> {
-    if let Some(view) = service.engine.views().into_iter().find(|v| v.name == query && !v.ok) {
+    if let Some(view) = service
+        .engine
+        .views()
+        .into_iter()
+        .find(|v| v.name == query && !v.ok)
+    {
         let reason = view.error.unwrap_or_default();
-        return Err(ApiError::BadRequest(format!("the saved query `{query}` does not run over the current tables: {reason}")));
+        return Err(ApiError::BadRequest(format!(
+            "the saved query `{query}` does not run over the current tables: {reason}"
+        )));
     }
     let version = *service.store.subscribe().borrow();
     let key = (Arc::as_ptr(service) as usize, query.to_string());
     let slot = {
         let mut cache = cache().lock().expect("dashboard cache lock");
-        let entry = cache.entry(key).or_insert_with(|| CacheEntry { version, created: Instant::now(), slot: Slot::default() });
+        let entry = cache.entry(key).or_insert_with(|| CacheEntry {
+            version,
+            created: Instant::now(),
+            slot: Slot::default(),
+        });
         if entry.version != version || entry.created.elapsed() > CACHE_TTL {
-            *entry = CacheEntry { version, created: Instant::now(), slot: Slot::default() };
+            *entry = CacheEntry {
+                version,
+                created: Instant::now(),
+                slot: Slot::default(),
+            };
         }
         entry.slot.clone()
     };
@@ -304,9 +382,9 @@ async fn cached_result(service: &Arc<Service>, query: &str) -> Result<Arc<QueryR
         .get_or_try_init(|| async move { engine.execute(&sql).await.map(Arc::new) })
         .await
         .map_err(|e| match e {
-            QueryError::Invalid(detail) => {
-                ApiError::BadRequest(format!("the saved query `{query}` does not run over the current tables: {detail}"))
-            }
+            QueryError::Invalid(detail) => ApiError::BadRequest(format!(
+                "the saved query `{query}` does not run over the current tables: {detail}"
+            )),
             other => ApiError::Query(other),
         })?;
     Ok(result.clone())
@@ -314,17 +392,28 @@ async fn cached_result(service: &Arc<Service>, query: &str) -> Result<Arc<QueryR
 
 /// The non-geometry columns, sorted by every sortable column in order, so a CSV is reproducible.
 fn without_geometry_sorted(result: &QueryResult) -> Result<QueryResult, ApiError> {
-    let failed = |e: arrow::error::ArrowError| ApiError::Internal(format!("cannot prepare the rows: {e}"));
-    let keep: Vec<usize> = (0..result.schema.fields().len()).filter(|&i| !is_geometry(result.schema.field(i))).collect();
+    let failed =
+        |e: arrow::error::ArrowError| ApiError::Internal(format!("cannot prepare the rows: {e}"));
+    let keep: Vec<usize> = (0..result.schema.fields().len())
+        .filter(|&i| !is_geometry(result.schema.field(i)))
+        .collect();
     let schema = Arc::new(result.schema.project(&keep).map_err(failed)?);
-    let batches: Vec<RecordBatch> = result.batches.iter().map(|b| b.project(&keep)).collect::<Result<_, _>>().map_err(failed)?;
+    let batches: Vec<RecordBatch> = result
+        .batches
+        .iter()
+        .map(|b| b.project(&keep))
+        .collect::<Result<_, _>>()
+        .map_err(failed)?;
     let all = concat_batches(&schema, &batches).map_err(failed)?;
     let sort_columns: Vec<SortColumn> = all
         .columns()
         .iter()
         .zip(schema.fields())
         .filter(|(_, field)| sortable(field.data_type()))
-        .map(|(column, _)| SortColumn { values: column.clone(), options: None })
+        .map(|(column, _)| SortColumn {
+            values: column.clone(),
+            options: None,
+        })
         .collect();
     let sorted = if sort_columns.is_empty() || all.num_rows() < 2 {
         all
@@ -332,47 +421,73 @@ fn without_geometry_sorted(result: &QueryResult) -> Result<QueryResult, ApiError
         let indices = lexsort_to_indices(&sort_columns, None).map_err(failed)?;
         take_record_batch(&all, &indices).map_err(failed)?
     };
-    Ok(QueryResult { schema, batches: vec![sorted] })
+    Ok(QueryResult {
+        schema,
+        batches: vec![sorted],
+    })
 }
 
 fn sortable(data_type: &DataType) -> bool {
-    data_type.is_primitive() || matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean)
+    data_type.is_primitive()
+        || matches!(
+            data_type,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean
+        )
 }
 
 /// Rows as GeoJSON features: the geometry column becomes the geometry, the others the properties.
 fn feature_collection(result: &QueryResult, geometry_column: &str) -> Result<Vec<u8>, ApiError> {
     let schema: &Schema = &result.schema;
     let Ok(geometry_index) = schema.index_of(geometry_column) else {
-        return Err(ApiError::Internal(format!("the layer has no column `{geometry_column}`")));
+        return Err(ApiError::Internal(format!(
+            "the layer has no column `{geometry_column}`"
+        )));
     };
-    let keep: Vec<usize> = (0..schema.fields().len()).filter(|&i| !is_geometry(schema.field(i))).collect();
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| !is_geometry(schema.field(i)))
+        .collect();
     let mut features = Vec::with_capacity(result.rows());
     for batch in &result.batches {
-        let properties_batch = batch.project(&keep).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let properties_result = QueryResult { schema: properties_batch.schema(), batches: vec![properties_batch] };
-        let properties: Vec<Value> = serde_json::from_slice(&encode(&properties_result, Format::Json)?)
-            .map_err(|e| ApiError::Internal(format!("cannot read back the properties: {e}")))?;
+        let properties_batch = batch
+            .project(&keep)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let properties_result = QueryResult {
+            schema: properties_batch.schema(),
+            batches: vec![properties_batch],
+        };
+        let properties: Vec<Value> =
+            serde_json::from_slice(&encode(&properties_result, Format::Json)?)
+                .map_err(|e| ApiError::Internal(format!("cannot read back the properties: {e}")))?;
         let geometries = batch
             .column(geometry_index)
             .as_any()
             .downcast_ref::<arrow::array::BinaryArray>()
-            .ok_or_else(|| ApiError::Internal(format!("`{geometry_column}` is not a WKB geometry column")))?;
+            .ok_or_else(|| {
+                ApiError::Internal(format!("`{geometry_column}` is not a WKB geometry column"))
+            })?;
         for (row, properties) in properties.into_iter().enumerate() {
-            let geometry = match geometries.is_valid(row).then(|| wkb_to_geo(geometries.value(row))) {
+            let geometry = match geometries
+                .is_valid(row)
+                .then(|| wkb_to_geo(geometries.value(row)))
+            {
                 Some(Ok(geometry)) => {
                     let rounded = geo::MapCoords::map_coords(&geometry, |c| geo::Coord {
                         x: (c.x * COORDINATE_SCALE).round() / COORDINATE_SCALE,
                         y: (c.y * COORDINATE_SCALE).round() / COORDINATE_SCALE,
                     });
-                    serde_json::to_value(geojson::Geometry::new(geojson::GeometryValue::from(&rounded)))
-                        .map_err(|e| ApiError::Internal(e.to_string()))?
+                    serde_json::to_value(geojson::Geometry::new(geojson::GeometryValue::from(
+                        &rounded,
+                    )))
+                    .map_err(|e| ApiError::Internal(e.to_string()))?
                 }
                 Some(Err(_)) | None => Value::Null,
             };
-            features.push(json!({ "type": "Feature", "geometry": geometry, "properties": properties }));
+            features
+                .push(json!({ "type": "Feature", "geometry": geometry, "properties": properties }));
         }
     }
-    serde_json::to_vec(&json!({ "type": "FeatureCollection", "features": features })).map_err(|e| ApiError::Internal(e.to_string()))
+    serde_json::to_vec(&json!({ "type": "FeatureCollection", "features": features }))
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// The body, gzip-compressed when the client accepts it and it is worth it.
@@ -380,13 +495,19 @@ fn compressed(headers: &HeaderMap, body: Vec<u8>, content_type: &'static str) ->
     let accepts_gzip = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.split(';').next().is_some_and(|e| e.trim() == "gzip")));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|e| e.split(';').next().is_some_and(|e| e.trim() == "gzip"))
+        });
     let mut response_headers = HeaderMap::new();
     response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     if accepts_gzip && body.len() >= GZIP_MIN_BYTES {
-        let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+        let mut encoder = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::fast(),
+        );
         if encoder.write_all(&body).is_ok() {
             if let Ok(gzipped) = encoder.finish() {
                 response_headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));

@@ -31,7 +31,9 @@ use crate::geometry::{is_geometry, wkb_to_geojson};
 use crate::query::QueryResult;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list)).routes(routes!(rows))
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(rows))
 }
 
 /// The names `?format=` takes on a dataset, for the OpenAPI document.
@@ -64,11 +66,21 @@ struct Cached {
 }
 
 fn find<'a>(state: &'a AppState, name: &str) -> Result<&'a Dataset, ApiError> {
-    state.service.config.datasets.iter().find(|d| d.name == name).ok_or_else(|| ApiError::NotFound(format!("no dataset `{name}`")))
+    state
+        .service
+        .config
+        .datasets
+        .iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("no dataset `{name}`")))
 }
 
 /// A partner outside the dataset's scope gets the same answer as for a dataset that does not exist.
-fn visible<'a>(state: &'a AppState, principal: &Principal, name: &str) -> Result<&'a Dataset, ApiError> {
+fn visible<'a>(
+    state: &'a AppState,
+    principal: &Principal,
+    name: &str,
+) -> Result<&'a Dataset, ApiError> {
     match find(state, name) {
         Ok(dataset) if principal.may_read_dataset(name) => Ok(dataset),
         _ => Err(ApiError::NotFound(format!("no dataset `{name}`"))),
@@ -103,7 +115,11 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response,
         "dct:title": [{"@language": "it", "@value": "Dati pubblicati da cruscotto"}, {"@language": "en", "@value": "Datasets published by cruscotto"}],
         "dcat:dataset": datasets,
     });
-    Ok(([(header::CONTENT_TYPE, "application/ld+json")], body.to_string()).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/ld+json")],
+        body.to_string(),
+    )
+        .into_response())
 }
 
 fn dcat(d: &Dataset, modified: Option<chrono::DateTime<chrono::Utc>>) -> Value {
@@ -184,18 +200,46 @@ async fn rows(
     Query(params): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let target = if params.is_empty() { name.clone() } else { format!("{name}?{}", serde_urlencoded_pairs(&params)) };
+    let target = if params.is_empty() {
+        name.clone()
+    } else {
+        format!("{name}?{}", serde_urlencoded_pairs(&params))
+    };
     match serve_rows(&state, &caller, &name, &params, &headers).await {
-        Ok((rows, response)) => with_audit(AuditDetail { action: "dataset", target, rows }, response),
-        Err(error) => with_audit(AuditDetail { action: "dataset", target, rows: 0 }, error),
+        Ok((rows, response)) => with_audit(
+            AuditDetail {
+                action: "dataset",
+                target,
+                rows,
+            },
+            response,
+        ),
+        Err(error) => with_audit(
+            AuditDetail {
+                action: "dataset",
+                target,
+                rows: 0,
+            },
+            error,
+        ),
     }
 }
 
 fn serde_urlencoded_pairs(params: &BTreeMap<String, String>) -> String {
-    params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+    params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
-async fn serve_rows(state: &AppState, caller: &Caller, name: &str, params: &BTreeMap<String, String>, headers: &HeaderMap) -> Result<(u64, Response), ApiError> {
+async fn serve_rows(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    params: &BTreeMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<(u64, Response), ApiError> {
     let principal = caller.require(Role::Partner)?;
     let dataset = visible(state, principal, name)?;
     let protect = principal.role == Role::Partner && dataset.config.persons.is_some();
@@ -204,26 +248,49 @@ async fn serve_rows(state: &AppState, caller: &Caller, name: &str, params: &BTre
         other => Some(Format::negotiate(other, headers)?),
     };
     let limit = match params.get("limit") {
-        Some(text) => text.parse::<usize>().ok().filter(|n| (1..=state.access.config.max_page).contains(n)).ok_or_else(|| {
-            ApiError::BadRequest(format!("`limit` must be a whole number from 1 to {}", state.access.config.max_page))
-        })?,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=state.access.config.max_page).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "`limit` must be a whole number from 1 to {}",
+                    state.access.config.max_page
+                ))
+            })?,
         None => 1000.min(state.access.config.max_page),
     };
     let cached = contents(state, dataset, protect).await?;
     let etag = etag(&cached.digest, params);
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
-        response.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex etag"));
+        response.headers_mut().insert(
+            header::ETAG,
+            HeaderValue::from_str(&etag).expect("hex etag"),
+        );
         return Ok((0, response));
     }
 
     let ctx = SessionContext::new();
-    let mut frame = ctx.read_batches(cached.batches.clone()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut frame = ctx
+        .read_batches(cached.batches.clone())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let schema = frame.schema().clone();
-    let column_type = |column: &str| schema.field_with_unqualified_name(column).map(|f| f.data_type().clone());
+    let column_type = |column: &str| {
+        schema
+            .field_with_unqualified_name(column)
+            .map(|f| f.data_type().clone())
+    };
 
     // Filters: only on declared columns, each value parsed to the column's type.
-    for (key, value) in params.iter().filter(|(k, _)| !RESERVED_PARAMS.contains(&k.as_str())) {
+    for (key, value) in params
+        .iter()
+        .filter(|(k, _)| !RESERVED_PARAMS.contains(&k.as_str()))
+    {
         let (column, operator) = key.split_once('.').unwrap_or((key.as_str(), "eq"));
         if !dataset.config.filters.iter().any(|f| f == column) {
             return Err(ApiError::BadRequest(format!(
@@ -231,59 +298,101 @@ async fn serve_rows(state: &AppState, caller: &Caller, name: &str, params: &BTre
                 dataset.config.filters, RESERVED_PARAMS
             )));
         }
-        let data_type = column_type(column).map_err(|_| ApiError::BadRequest(format!("the dataset has no column `{column}`")))?;
+        let data_type = column_type(column)
+            .map_err(|_| ApiError::BadRequest(format!("the dataset has no column `{column}`")))?;
         let typed = |text: &str| {
-            ScalarValue::try_from_string(text.to_string(), &data_type)
-                .map_err(|_| ApiError::BadRequest(format!("`{text}` is not a valid {data_type} value for `{column}`")))
+            ScalarValue::try_from_string(text.to_string(), &data_type).map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "`{text}` is not a valid {data_type} value for `{column}`"
+                ))
+            })
         };
         let field = Expr::Column(Column::new_unqualified(column));
         let predicate = match operator {
             "eq" => field.eq(lit(typed(value)?)),
             "in" => {
-                let values = value.split(',').map(|v| typed(v).map(lit)).collect::<Result<Vec<_>, _>>()?;
+                let values = value
+                    .split(',')
+                    .map(|v| typed(v).map(lit))
+                    .collect::<Result<Vec<_>, _>>()?;
                 field.in_list(values, false)
             }
             "min" => field.gt_eq(lit(typed(value)?)),
             "max" => field.lt_eq(lit(typed(value)?)),
-            other => return Err(ApiError::BadRequest(format!("unknown filter operator `{other}` in `{key}`: use `{column}=`, `{column}.in=`, `{column}.min=` or `{column}.max=`"))),
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown filter operator `{other}` in `{key}`: use `{column}=`, `{column}.in=`, `{column}.min=` or `{column}.max=`"
+                )));
+            }
         };
-        frame = frame.filter(predicate).map_err(|e| ApiError::BadRequest(e.strip_backtrace()))?;
+        frame = frame
+            .filter(predicate)
+            .map_err(|e| ApiError::BadRequest(e.strip_backtrace()))?;
     }
 
     // Keyset paging on the dataset's key.
     let key = &dataset.config.key;
-    let key_type = column_type(key).map_err(|_| ApiError::Internal(format!("dataset `{name}` declares key `{key}`, which is not one of its columns")))?;
+    let key_type = column_type(key).map_err(|_| {
+        ApiError::Internal(format!(
+            "dataset `{name}` declares key `{key}`, which is not one of its columns"
+        ))
+    })?;
     if let Some(cursor) = params.get("cursor") {
         let after = decode_cursor(cursor, name)?;
-        let value = ScalarValue::try_from_string(after, &key_type).map_err(|_| ApiError::BadRequest("the cursor is not valid for this dataset".into()))?;
-        frame = frame.filter(Expr::Column(Column::new_unqualified(key)).gt(lit(value))).map_err(|e| ApiError::Internal(e.strip_backtrace()))?;
+        let value = ScalarValue::try_from_string(after, &key_type)
+            .map_err(|_| ApiError::BadRequest("the cursor is not valid for this dataset".into()))?;
+        frame = frame
+            .filter(Expr::Column(Column::new_unqualified(key)).gt(lit(value)))
+            .map_err(|e| ApiError::Internal(e.strip_backtrace()))?;
     }
     frame = frame
-        .sort(vec![Expr::Column(Column::new_unqualified(key)).sort(true, false)])
+        .sort(vec![
+            Expr::Column(Column::new_unqualified(key)).sort(true, false),
+        ])
         .and_then(|f| f.limit(0, Some(limit + 1)))
         .map_err(|e| ApiError::Internal(e.strip_backtrace()))?;
 
     if let Some(fields) = params.get("fields") {
-        let mut wanted: Vec<&str> = fields.split(',').map(str::trim).filter(|f| !f.is_empty()).collect();
+        let mut wanted: Vec<&str> = fields
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .collect();
         for field in &wanted {
             if column_type(field).is_err() {
-                return Err(ApiError::BadRequest(format!("the dataset has no field `{field}`")));
+                return Err(ApiError::BadRequest(format!(
+                    "the dataset has no field `{field}`"
+                )));
             }
         }
         // Suppression flags travel with the counts they describe.
-        let flags: Vec<String> = wanted.iter().map(|f| format!("{f}_suppressed")).filter(|f| column_type(f).is_ok()).collect();
+        let flags: Vec<String> = wanted
+            .iter()
+            .map(|f| format!("{f}_suppressed"))
+            .filter(|f| column_type(f).is_ok())
+            .collect();
         wanted.extend(flags.iter().map(String::as_str));
-        frame = frame.select_columns(&wanted).map_err(|e| ApiError::BadRequest(e.strip_backtrace()))?;
+        frame = frame
+            .select_columns(&wanted)
+            .map_err(|e| ApiError::BadRequest(e.strip_backtrace()))?;
     }
 
-    let mut batches = frame.collect().await.map_err(|e| ApiError::Internal(e.strip_backtrace()))?;
+    let mut batches = frame
+        .collect()
+        .await
+        .map_err(|e| ApiError::Internal(e.strip_backtrace()))?;
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let next_cursor = if total > limit {
-        let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let all = arrow::compute::concat_batches(&batches[0].schema(), &batches)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         let page = all.slice(0, limit);
         let last = match page.schema().index_of(key) {
             Ok(i) => display_value(page.column(i), limit - 1),
-            Err(_) => return Err(ApiError::BadRequest(format!("`fields` must include the key `{key}` when the result has more than one page"))),
+            Err(_) => {
+                return Err(ApiError::BadRequest(format!(
+                    "`fields` must include the key `{key}` when the result has more than one page"
+                )));
+            }
         };
         batches = vec![page];
         Some(BASE64.encode(json!({"d": name, "k": last}).to_string()))
@@ -291,11 +400,18 @@ async fn serve_rows(state: &AppState, caller: &Caller, name: &str, params: &BTre
         None
     };
     let rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>() as u64;
-    let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(schema.as_arrow().clone()));
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| Arc::new(schema.as_arrow().clone()));
     let result = QueryResult { schema, batches };
 
     let next_link = next_cursor.as_ref().map(|c| {
-        let mut next: Vec<String> = params.iter().filter(|(k, _)| k.as_str() != "cursor").map(|(k, v)| format!("{k}={}", urlencode(v))).collect();
+        let mut next: Vec<String> = params
+            .iter()
+            .filter(|(k, _)| k.as_str() != "cursor")
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect();
         next.push(format!("cursor={c}"));
         format!("/api/v1/datasets/{name}?{}", next.join("&"))
     });
@@ -308,7 +424,14 @@ async fn serve_rows(state: &AppState, caller: &Caller, name: &str, params: &BTre
             let mut body = Vec::with_capacity(items.len() + 256);
             body.extend_from_slice(format!("{{\"dataset\":{},\"items\":", json!(name)).as_bytes());
             body.extend_from_slice(&items);
-            body.extend_from_slice(format!(",\"next_cursor\":{},\"links\":{{\"next\":{}}}}}", json!(next_cursor), json!(next_link)).as_bytes());
+            body.extend_from_slice(
+                format!(
+                    ",\"next_cursor\":{},\"links\":{{\"next\":{}}}}}",
+                    json!(next_cursor),
+                    json!(next_link)
+                )
+                .as_bytes(),
+            );
             ("application/json", body)
         }
         Some(other) => (other.content_type(), encode(&result, other)?),
@@ -316,8 +439,14 @@ async fn serve_rows(state: &AppState, caller: &Caller, name: &str, params: &BTre
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex etag"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    headers.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("hex etag"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
     headers.insert("x-row-count", HeaderValue::from(rows));
     if let Some(link) = next_link {
         if let Ok(value) = HeaderValue::from_str(&format!("<{link}>; rel=\"next\"")) {
@@ -330,7 +459,9 @@ async fn serve_rows(state: &AppState, caller: &Caller, name: &str, params: &BTre
 fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b',' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b',' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -338,11 +469,17 @@ fn urlencode(text: &str) -> String {
 
 fn display_value(column: &arrow::array::ArrayRef, row: usize) -> String {
     let options = arrow::util::display::FormatOptions::default();
-    arrow::util::display::ArrayFormatter::try_new(column.as_ref(), &options).map(|f| f.value(row).to_string()).unwrap_or_default()
+    arrow::util::display::ArrayFormatter::try_new(column.as_ref(), &options)
+        .map(|f| f.value(row).to_string())
+        .unwrap_or_default()
 }
 
 fn decode_cursor(cursor: &str, dataset: &str) -> Result<String, ApiError> {
-    let invalid = || ApiError::BadRequest("the cursor is not valid for this dataset; start again without `cursor`".into());
+    let invalid = || {
+        ApiError::BadRequest(
+            "the cursor is not valid for this dataset; start again without `cursor`".into(),
+        )
+    };
     let bytes = BASE64.decode(cursor).map_err(|_| invalid())?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
     if value["d"] != dataset {
@@ -358,32 +495,74 @@ fn etag(digest: &str, params: &BTreeMap<String, String>) -> String {
         hasher.update(format!("\u{1f}{k}={v}").as_bytes());
     }
     let hash = hasher.finalize();
-    format!("\"{}\"", hash.iter().take(12).map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "\"{}\"",
+        hash.iter()
+            .take(12)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }
 
 /// The dataset's rows for this audience, from the cache when the data has not changed.
-async fn contents(state: &AppState, dataset: &Dataset, protect: bool) -> Result<Arc<Cached>, ApiError> {
+async fn contents(
+    state: &AppState,
+    dataset: &Dataset,
+    protect: bool,
+) -> Result<Arc<Cached>, ApiError> {
     let generation = state.service.engine.generation();
     let key = (dataset.name.clone(), protect);
-    if let Some(hit) = state.datasets.entries.lock().expect("dataset cache").get(&key).filter(|c| c.generation == generation) {
+    if let Some(hit) = state
+        .datasets
+        .entries
+        .lock()
+        .expect("dataset cache")
+        .get(&key)
+        .filter(|c| c.generation == generation)
+    {
         return Ok(hit.clone());
     }
     let sql = format!("SELECT * FROM city.queries.{}", dataset.config.query);
     let result = state.service.engine.execute(&sql).await?;
     let batches = match (&dataset.config.persons, protect) {
         (Some(persons), true) => {
-            let suppressed = crate::sdc::suppress(&result.batches, persons, state.access.config.min_count)
-                .map_err(|e| ApiError::Internal(format!("disclosure control of `{}`: {e}", dataset.name)))?;
+            let suppressed =
+                crate::sdc::suppress(&result.batches, persons, state.access.config.min_count)
+                    .map_err(|e| {
+                        ApiError::Internal(format!("disclosure control of `{}`: {e}", dataset.name))
+                    })?;
             vec![suppressed]
         }
         _ => result.batches,
     };
     let mut hasher = Sha256::new();
-    let ipc = encode(&QueryResult { schema: batches.first().map(|b| b.schema()).unwrap_or(result.schema.clone()), batches: batches.clone() }, Format::Arrow)?;
+    let ipc = encode(
+        &QueryResult {
+            schema: batches
+                .first()
+                .map(|b| b.schema())
+                .unwrap_or(result.schema.clone()),
+            batches: batches.clone(),
+        },
+        Format::Arrow,
+    )?;
     hasher.update(&ipc);
-    let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    let cached = Arc::new(Cached { generation, batches, digest });
-    state.datasets.entries.lock().expect("dataset cache").insert(key, cached.clone());
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let cached = Arc::new(Cached {
+        generation,
+        batches,
+        digest,
+    });
+    state
+        .datasets
+        .entries
+        .lock()
+        .expect("dataset cache")
+        .insert(key, cached.clone());
     Ok(cached)
 }
 
@@ -392,21 +571,51 @@ fn geojson(result: &QueryResult) -> Result<Vec<u8>, ApiError> {
     let Some(geometry_index) = result.schema.fields().iter().position(|f| is_geometry(f)) else {
         return Err(ApiError::NotAcceptable("this dataset has no geometry: GeoJSON is not available; use json, csv, arrow or parquet".into()));
     };
-    let properties_schema = Arc::new(result.schema.project(&(0..result.schema.fields().len()).filter(|i| *i != geometry_index).collect::<Vec<_>>()).map_err(|e| ApiError::Internal(e.to_string()))?);
+    let properties_schema = Arc::new(
+        result
+            .schema
+            .project(
+                &(0..result.schema.fields().len())
+                    .filter(|i| *i != geometry_index)
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+    );
     let mut features = Vec::new();
     for batch in &result.batches {
-        let geometries = batch.column(geometry_index).as_any().downcast_ref::<arrow::array::BinaryArray>().expect("geometry is Binary");
-        let properties = batch.project(&(0..batch.num_columns()).filter(|i| *i != geometry_index).collect::<Vec<_>>()).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let properties: Value = serde_json::from_slice(&encode(&QueryResult { schema: properties_schema.clone(), batches: vec![properties] }, Format::Json)?)
+        let geometries = batch
+            .column(geometry_index)
+            .as_any()
+            .downcast_ref::<arrow::array::BinaryArray>()
+            .expect("geometry is Binary");
+        let properties = batch
+            .project(
+                &(0..batch.num_columns())
+                    .filter(|i| *i != geometry_index)
+                    .collect::<Vec<_>>(),
+            )
             .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let properties: Value = serde_json::from_slice(&encode(
+            &QueryResult {
+                schema: properties_schema.clone(),
+                batches: vec![properties],
+            },
+            Format::Json,
+        )?)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
         for (row, props) in properties.as_array().into_iter().flatten().enumerate() {
             let geometry = if geometries.is_null(row) {
                 Value::Null
             } else {
-                serde_json::from_str(&wkb_to_geojson(geometries.value(row)).map_err(ApiError::Internal)?).map_err(|e| ApiError::Internal(e.to_string()))?
+                serde_json::from_str(
+                    &wkb_to_geojson(geometries.value(row)).map_err(ApiError::Internal)?,
+                )
+                .map_err(|e| ApiError::Internal(e.to_string()))?
             };
             features.push(json!({"type": "Feature", "geometry": geometry, "properties": props}));
         }
     }
-    Ok(json!({"type": "FeatureCollection", "features": features}).to_string().into_bytes())
+    Ok(json!({"type": "FeatureCollection", "features": features})
+        .to_string()
+        .into_bytes())
 }

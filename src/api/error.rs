@@ -56,7 +56,9 @@ impl ApiError {
                 QueryError::Refused(_) | QueryError::Invalid(_) => StatusCode::BAD_REQUEST,
                 QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
                 QueryError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                QueryError::Timeout(_) | QueryError::Memory { .. } | QueryError::Rows(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                QueryError::Timeout(_) | QueryError::Memory { .. } | QueryError::Rows(_) => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
                 QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -76,11 +78,15 @@ impl ApiError {
     fn kind(&self) -> (&'static str, &'static str) {
         match self {
             ApiError::Query(e) => match e {
-                QueryError::Refused(crate::query::guard::GuardError::Syntax(_)) => ("sql-syntax", "The SQL does not parse"),
+                QueryError::Refused(crate::query::guard::GuardError::Syntax(_)) => {
+                    ("sql-syntax", "The SQL does not parse")
+                }
                 QueryError::Refused(_) => ("read-only", "Statement not allowed"),
                 QueryError::Invalid(_) => ("invalid-query", "The query cannot be run"),
                 QueryError::Forbidden(_) => ("forbidden", "Not allowed for this key"),
-                QueryError::TooLarge { .. } => ("sql-too-large", "The SQL text is over the size limit"),
+                QueryError::TooLarge { .. } => {
+                    ("sql-too-large", "The SQL text is over the size limit")
+                }
                 QueryError::Timeout(_) => ("time-limit", "Query time limit exceeded"),
                 QueryError::Memory { .. } => ("memory-limit", "Query memory limit exceeded"),
                 QueryError::Rows(_) => ("row-limit", "Query row limit exceeded"),
@@ -89,7 +95,9 @@ impl ApiError {
             ApiError::BadRequest(_) => ("bad-request", "Bad request"),
             ApiError::PayloadTooLarge(_) => ("body-too-large", "Request body too large"),
             ApiError::NotAcceptable(_) => ("not-acceptable", "Format not available"),
-            ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported request body type"),
+            ApiError::UnsupportedMediaType(_) => {
+                ("unsupported-media-type", "Unsupported request body type")
+            }
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::Unauthorized(_) => ("unauthorized", "API key missing or not valid"),
             ApiError::Forbidden(_) => ("forbidden", "Not allowed for this key"),
@@ -113,12 +121,25 @@ impl IntoResponse for ApiError {
 
 /// A problem+json response. The detail of a 5xx is replaced by a generic text: it is logged, never sent.
 pub fn problem(status: StatusCode, slug: &str, title: &str, detail: String) -> Response {
-    let detail = if status.is_server_error() { "the server could not complete the request; the error has been logged".to_string() } else { detail };
-    let body = Problem { kind: format!("urn:cruscotto:problem:{slug}"), title: title.to_string(), status: status.as_u16(), detail };
+    let detail = if status.is_server_error() {
+        "the server could not complete the request; the error has been logged".to_string()
+    } else {
+        detail
+    };
+    let body = Problem {
+        kind: format!("urn:cruscotto:problem:{slug}"),
+        title: title.to_string(),
+        status: status.as_u16(),
+        detail,
+    };
     let mut response = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
 }
@@ -128,23 +149,37 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// Every error leaves as problem+json, whichever layer produced it (a tower layer, an extractor of
 /// axum's, a handler that answered with a bare status): a plain-text or empty body is wrapped, its
 /// text kept as the detail, and the headers (`Allow`, `Retry-After`, ...) are kept.
-pub async fn errors_as_problems(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+pub async fn errors_as_problems(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let response = next.run(request).await;
     let status = response.status();
     // axum's rejections and bare statuses are plain text or empty; a JSON body (the 503 of
     // /readyz) is a deliberate answer and stays as it is.
-    let plain = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_none_or(|v| v.starts_with("text/plain"));
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.starts_with("text/plain"));
     if !(status.is_client_error() || status.is_server_error()) || !plain {
         return response;
     }
     let (parts, body) = response.into_parts();
-    let text = axum::body::to_bytes(body, 64 * 1024).await.map(|b| String::from_utf8_lossy(&b).trim().to_string()).unwrap_or_default();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
     if status.is_server_error() {
         error!(status = status.as_u16(), detail = %text, "request failed");
     }
     let title = status.canonical_reason().unwrap_or("Error");
     let slug = title.to_ascii_lowercase().replace(' ', "-");
-    let detail = if text.is_empty() { title.to_string() } else { text };
+    let detail = if text.is_empty() {
+        title.to_string()
+    } else {
+        text
+    };
     let mut wrapped = problem(status, &slug, title, detail);
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {

@@ -62,7 +62,9 @@ impl Format {
             "application/json" | "application/*" | "*/*" => Some(Format::Json),
             "application/x-ndjson" | "application/jsonl" => Some(Format::Ndjson),
             "text/csv" | "text/*" => Some(Format::Csv),
-            "application/vnd.apache.arrow.stream" | "application/vnd.apache.arrow.file" => Some(Format::Arrow),
+            "application/vnd.apache.arrow.stream" | "application/vnd.apache.arrow.file" => {
+                Some(Format::Arrow)
+            }
             "application/vnd.apache.parquet" | "application/x-parquet" => Some(Format::Parquet),
             _ => None,
         }
@@ -71,10 +73,17 @@ impl Format {
     /// `?format=` wins; else the first media type of `Accept` (by q-value) we can produce.
     pub fn negotiate(query_format: Option<&str>, headers: &HeaderMap) -> Result<Format, ApiError> {
         if let Some(name) = query_format {
-            return Format::from_name(name)
-                .ok_or_else(|| ApiError::NotAcceptable(format!("format `{name}` is not available; use one of {}", Self::NAMES)));
+            return Format::from_name(name).ok_or_else(|| {
+                ApiError::NotAcceptable(format!(
+                    "format `{name}` is not available; use one of {}",
+                    Self::NAMES
+                ))
+            });
         }
-        let Some(accept) = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        let Some(accept) = headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+        else {
             return Ok(Format::Json);
         };
         let mut ranges: Vec<(f32, &str)> = accept
@@ -105,7 +114,8 @@ impl Format {
 
 /// Encode a result in a format.
 pub fn encode(result: &QueryResult, format: Format) -> Result<Vec<u8>, ApiError> {
-    let failed = |e: arrow::error::ArrowError| ApiError::Internal(format!("cannot encode the result: {e}"));
+    let failed =
+        |e: arrow::error::ArrowError| ApiError::Internal(format!("cannot encode the result: {e}"));
     match format {
         Format::Json | Format::Ndjson => {
             let (_, batches) = as_text_columns(result, false);
@@ -130,10 +140,15 @@ pub fn encode(result: &QueryResult, format: Format) -> Result<Vec<u8>, ApiError>
             let (schema, batches) = as_text_columns(result, true);
             let mut out = Vec::new();
             {
-                let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut out);
                 if batches.is_empty() {
-                    let header: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-                    writer.write(&RecordBatch::new_empty(schema.clone())).map_err(failed)?;
+                    let header: Vec<&str> =
+                        schema.fields().iter().map(|f| f.name().as_str()).collect();
+                    writer
+                        .write(&RecordBatch::new_empty(schema.clone()))
+                        .map_err(failed)?;
                     drop(writer);
                     if out.is_empty() {
                         out.extend_from_slice(format!("{}\n", header.join(",")).as_bytes());
@@ -148,7 +163,8 @@ pub fn encode(result: &QueryResult, format: Format) -> Result<Vec<u8>, ApiError>
         }
         Format::Arrow => {
             let mut out = Vec::new();
-            let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut out, &result.schema).map_err(failed)?;
+            let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut out, &result.schema)
+                .map_err(failed)?;
             for batch in &result.batches {
                 writer.write(batch).map_err(failed)?;
             }
@@ -158,12 +174,17 @@ pub fn encode(result: &QueryResult, format: Format) -> Result<Vec<u8>, ApiError>
         }
         Format::Parquet => {
             let mut out = Vec::new();
-            let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, result.schema.clone(), None)
-                .map_err(|e| ApiError::Internal(format!("cannot encode the result: {e}")))?;
+            let mut writer =
+                parquet::arrow::ArrowWriter::try_new(&mut out, result.schema.clone(), None)
+                    .map_err(|e| ApiError::Internal(format!("cannot encode the result: {e}")))?;
             for batch in &result.batches {
-                writer.write(batch).map_err(|e| ApiError::Internal(format!("cannot encode the result: {e}")))?;
+                writer
+                    .write(batch)
+                    .map_err(|e| ApiError::Internal(format!("cannot encode the result: {e}")))?;
             }
-            writer.close().map_err(|e| ApiError::Internal(format!("cannot encode the result: {e}")))?;
+            writer
+                .close()
+                .map_err(|e| ApiError::Internal(format!("cannot encode the result: {e}")))?;
             Ok(out)
         }
     }
@@ -171,12 +192,23 @@ pub fn encode(result: &QueryResult, format: Format) -> Result<Vec<u8>, ApiError>
 
 /// Geometry as WKT; for CSV also nested and binary values as their display text, which the CSV
 /// writer cannot write otherwise.
-pub fn as_text_columns(result: &QueryResult, flatten_nested: bool) -> (SchemaRef, Vec<RecordBatch>) {
+pub fn as_text_columns(
+    result: &QueryResult,
+    flatten_nested: bool,
+) -> (SchemaRef, Vec<RecordBatch>) {
     let schema = &result.schema;
     let convert: Vec<bool> = schema
         .fields()
         .iter()
-        .map(|f| is_geometry(f) || (flatten_nested && (f.data_type().is_nested() || matches!(f.data_type(), DataType::Binary | DataType::LargeBinary | DataType::BinaryView))))
+        .map(|f| {
+            is_geometry(f)
+                || (flatten_nested
+                    && (f.data_type().is_nested()
+                        || matches!(
+                            f.data_type(),
+                            DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+                        )))
+        })
         .collect();
     if !convert.contains(&true) {
         return (schema.clone(), result.batches.clone());
@@ -185,7 +217,13 @@ pub fn as_text_columns(result: &QueryResult, flatten_nested: bool) -> (SchemaRef
         .fields()
         .iter()
         .zip(&convert)
-        .map(|(f, c)| if *c { Field::new(f.name(), DataType::Utf8, true) } else { f.as_ref().clone() })
+        .map(|(f, c)| {
+            if *c {
+                Field::new(f.name(), DataType::Utf8, true)
+            } else {
+                f.as_ref().clone()
+            }
+        })
         .collect();
     let text_schema = Arc::new(Schema::new(fields));
     let batches = result
@@ -203,7 +241,8 @@ pub fn as_text_columns(result: &QueryResult, flatten_nested: bool) -> (SchemaRef
                     (true, false) => display_column(column),
                 })
                 .collect();
-            RecordBatch::try_new(text_schema.clone(), columns).expect("text columns match the text schema")
+            RecordBatch::try_new(text_schema.clone(), columns)
+                .expect("text columns match the text schema")
         })
         .collect();
     (text_schema, batches)
@@ -233,14 +272,35 @@ mod tests {
 
     #[test]
     fn negotiation() {
-        assert_eq!(Format::negotiate(None, &HeaderMap::new()).unwrap(), Format::Json);
+        assert_eq!(
+            Format::negotiate(None, &HeaderMap::new()).unwrap(),
+            Format::Json
+        );
         assert_eq!(accept("text/csv").unwrap(), Format::Csv);
-        assert_eq!(accept("application/vnd.apache.arrow.stream").unwrap(), Format::Arrow);
-        assert_eq!(accept("text/html;q=0.9, application/vnd.apache.parquet").unwrap(), Format::Parquet);
-        assert_eq!(accept("text/csv;q=0.5, application/json;q=0.8").unwrap(), Format::Json);
-        assert!(matches!(accept("image/png"), Err(ApiError::NotAcceptable(_))));
+        assert_eq!(
+            accept("application/vnd.apache.arrow.stream").unwrap(),
+            Format::Arrow
+        );
+        assert_eq!(
+            accept("text/html;q=0.9, application/vnd.apache.parquet").unwrap(),
+            Format::Parquet
+        );
+        assert_eq!(
+            accept("text/csv;q=0.5, application/json;q=0.8").unwrap(),
+            Format::Json
+        );
+        assert!(matches!(
+            accept("image/png"),
+            Err(ApiError::NotAcceptable(_))
+        ));
         let headers = HeaderMap::new();
-        assert_eq!(Format::negotiate(Some("csv"), &headers).unwrap(), Format::Csv);
-        assert!(matches!(Format::negotiate(Some("xlsx"), &headers), Err(ApiError::NotAcceptable(_))));
+        assert_eq!(
+            Format::negotiate(Some("csv"), &headers).unwrap(),
+            Format::Csv
+        );
+        assert!(matches!(
+            Format::negotiate(Some("xlsx"), &headers),
+            Err(ApiError::NotAcceptable(_))
+        ));
     }
 }

@@ -36,16 +36,30 @@ impl AppState {
     /// The API's state over a service: keys, rate limits and the audit log from its configuration.
     /// The audit log becomes the admin-only table `city.system.audit`.
     pub fn new(service: Arc<Service>) -> Self {
-        let access = Arc::new(access::Access::new(&service.config.data_dir(), service.config.service.access.clone()));
-        let _ = service.store.schema_provider("system").register_table("audit".to_string(), access.audit.table());
-        Self { service, access, datasets: Default::default() }
+        let access = Arc::new(access::Access::new(
+            &service.config.data_dir(),
+            service.config.service.access.clone(),
+        ));
+        let _ = service
+            .store
+            .schema_provider("system")
+            .register_table("audit".to_string(), access.audit.table());
+        Self {
+            service,
+            access,
+            datasets: Default::default(),
+        }
     }
 }
 
 /// Every route but the browser front end's: the router and its OpenAPI document come from the
 /// same `#[utoipa::path]` declarations.
 fn documented() -> OpenApiRouter<AppState> {
-    openapi::router().merge(sql::router()).merge(ops::router()).merge(datasets::router()).merge(dashboards::router())
+    openapi::router()
+        .merge(sql::router())
+        .merge(ops::router())
+        .merge(datasets::router())
+        .merge(dashboards::router())
 }
 
 /// The OpenAPI 3.1 document served at `/api/v1/openapi.json`.

@@ -47,16 +47,25 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 async fn openapi_json() -> impl IntoResponse {
     static DOCUMENT: OnceLock<Vec<u8>> = OnceLock::new();
-    let body = DOCUMENT.get_or_init(|| serde_json::to_vec(&super::openapi()).expect("the OpenAPI document serialises"));
-    ([(header::CONTENT_TYPE, "application/json")], body.as_slice())
+    let body = DOCUMENT.get_or_init(|| {
+        serde_json::to_vec(&super::openapi()).expect("the OpenAPI document serialises")
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.as_slice(),
+    )
 }
 
-const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+const METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
 
 /// Add what every operation shares to the document the handlers declared.
 pub fn complete(api: utoipa::openapi::OpenApi) -> Value {
     let mut document = serde_json::to_value(&api).expect("the OpenAPI document serialises");
-    let components = document["components"].as_object_mut().expect("components: the Problem schema is declared");
+    let components = document["components"]
+        .as_object_mut()
+        .expect("components: the Problem schema is declared");
     components.insert(
         "securitySchemes".into(),
         json!({
@@ -81,16 +90,31 @@ pub fn complete(api: utoipa::openapi::OpenApi) -> Value {
 fn complete_operation(operation: &mut Value, limited: bool) {
     // Without a key a request acts as the configured anonymous role (none by default); a key, when
     // sent, must be valid whatever the endpoint.
-    operation["security"] = if limited { json!([{"api_key": []}, {"bearer": []}, {}]) } else { json!([{}, {"api_key": []}, {"bearer": []}]) };
+    operation["security"] = if limited {
+        json!([{"api_key": []}, {"bearer": []}, {}])
+    } else {
+        json!([{}, {"api_key": []}, {"bearer": []}])
+    };
     let responses = operation["responses"].as_object_mut().expect("responses");
     for (status, response) in responses.iter_mut() {
         let is_error = status.starts_with('4') || status.starts_with('5');
-        if is_error && response.get("content").is_none_or(|c| c.as_object().is_none_or(Map::is_empty)) {
+        if is_error
+            && response
+                .get("content")
+                .is_none_or(|c| c.as_object().is_none_or(Map::is_empty))
+        {
             response["content"] = problem_content();
         }
         if limited && status != "429" {
-            let headers = response.as_object_mut().expect("a response").entry("headers").or_insert_with(|| json!({}));
-            headers.as_object_mut().expect("headers").extend(rate_limit_headers());
+            let headers = response
+                .as_object_mut()
+                .expect("a response")
+                .entry("headers")
+                .or_insert_with(|| json!({}));
+            headers
+                .as_object_mut()
+                .expect("headers")
+                .extend(rate_limit_headers());
         }
     }
     responses.entry("401").or_insert_with(|| {
@@ -101,7 +125,9 @@ fn complete_operation(operation: &mut Value, limited: bool) {
         headers.insert("Retry-After".into(), json!({"description": "Seconds to wait before the next request", "schema": {"type": "integer", "minimum": 1}}));
         responses.entry("429").or_insert_with(|| json!({"description": "The key (or, without a key, the client address) is over its rate limit", "headers": headers, "content": problem_content()}));
     }
-    responses.entry("default").or_insert_with(|| json!({"description": "Any other error", "content": problem_content()}));
+    responses
+        .entry("default")
+        .or_insert_with(|| json!({"description": "Any other error", "content": problem_content()}));
 }
 
 fn problem_content() -> Value {
@@ -112,8 +138,17 @@ fn problem_content() -> Value {
 fn rate_limit_headers() -> Map<String, Value> {
     let header = |description: &str| json!({"description": description, "schema": {"type": "integer", "minimum": 0}});
     let mut headers = Map::new();
-    headers.insert("X-RateLimit-Limit".into(), header("Requests allowed per minute, sustained"));
-    headers.insert("X-RateLimit-Remaining".into(), header("Requests left in the current burst"));
-    headers.insert("X-RateLimit-Reset".into(), header("Seconds until one more request is allowed"));
+    headers.insert(
+        "X-RateLimit-Limit".into(),
+        header("Requests allowed per minute, sustained"),
+    );
+    headers.insert(
+        "X-RateLimit-Remaining".into(),
+        header("Requests left in the current burst"),
+    );
+    headers.insert(
+        "X-RateLimit-Reset".into(),
+        header("Seconds until one more request is allowed"),
+    );
     headers
 }

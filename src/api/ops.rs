@@ -16,7 +16,11 @@ use super::AppState;
 use crate::store::TableState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(status)).routes(routes!(metrics_text))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(status))
+        .routes(routes!(metrics_text))
 }
 
 /// The process-wide Prometheus recorder, installed once however many apps a process builds.
@@ -34,7 +38,10 @@ pub fn prometheus() -> &'static PrometheusHandle {
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "`{\"status\":\"ok\"}`", body = serde_json::Value, content_type = "application/json")))]
 async fn healthz() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#)
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
 }
 
 /// Ready once every source has been loaded once.
@@ -45,12 +52,22 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let service = &state.service;
     let statuses = service.store.statuses();
-    let loading: Vec<String> =
-        statuses.iter().filter(|s| s.state == TableState::Loading).map(|s| format!("{}.{}", s.schema, s.table)).collect();
-    let failed: Vec<String> =
-        statuses.iter().filter(|s| s.state == TableState::Failed).map(|s| format!("{}.{}", s.schema, s.table)).collect();
+    let loading: Vec<String> = statuses
+        .iter()
+        .filter(|s| s.state == TableState::Loading)
+        .map(|s| format!("{}.{}", s.schema, s.table))
+        .collect();
+    let failed: Vec<String> = statuses
+        .iter()
+        .filter(|s| s.state == TableState::Failed)
+        .map(|s| format!("{}.{}", s.schema, s.table))
+        .collect();
     let ready = service.initial_load_done() && loading.is_empty();
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "ready": ready,
         "loading": loading,
@@ -79,7 +96,8 @@ async fn status(State(state): State<AppState>) -> impl IntoResponse {
             value
         })
         .collect();
-    let degraded = tables.iter().any(|t| t["stale"] == json!(true)) || service.engine.views().iter().any(|v| !v.ok);
+    let degraded = tables.iter().any(|t| t["stale"] == json!(true))
+        || service.engine.views().iter().any(|v| !v.ok);
     axum::Json(json!({
         "service": "cruscotto",
         "version": env!("CARGO_PKG_VERSION"),
@@ -99,11 +117,18 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
         let labels = [("schema", s.schema.clone()), ("table", s.table.clone())];
         metrics::gauge!("cruscotto_table_rows", &labels).set(s.rows as f64);
         metrics::gauge!("cruscotto_table_rejected_records", &labels).set(s.rejected as f64);
-        let stale = matches!(s.effective_state(now), TableState::Stale | TableState::Failed);
+        let stale = matches!(
+            s.effective_state(now),
+            TableState::Stale | TableState::Failed
+        );
         metrics::gauge!("cruscotto_table_stale", &labels).set(if stale { 1.0 } else { 0.0 });
         if let Some(success) = s.last_success {
-            metrics::gauge!("cruscotto_table_last_success_timestamp_seconds", &labels).set(success.timestamp() as f64);
+            metrics::gauge!("cruscotto_table_last_success_timestamp_seconds", &labels)
+                .set(success.timestamp() as f64);
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        prometheus().render(),
+    )
 }

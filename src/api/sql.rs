@@ -18,7 +18,10 @@ use super::format::{Format, ResultFormat, encode};
 use crate::auth::Role;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(sql_get, sql_post)).routes(routes!(saved_queries)).routes(routes!(tables))
+    OpenApiRouter::new()
+        .routes(routes!(sql_get, sql_post))
+        .routes(routes!(saved_queries))
+        .routes(routes!(tables))
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,9 +54,15 @@ struct SqlBody {
         (status = 413, description = "The SQL is over the size limit"),
         (status = 422, description = "The query went over its time, memory or row limit"),
     ))]
-async fn sql_get(State(state): State<AppState>, caller: Caller, Query(params): Query<SqlParams>, headers: HeaderMap) -> Response {
+async fn sql_get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<SqlParams>,
+    headers: HeaderMap,
+) -> Response {
     let Some(sql) = params.q.clone() else {
-        return ApiError::BadRequest("missing `q`: the SQL to run (or POST it as the body)".into()).into_response();
+        return ApiError::BadRequest("missing `q`: the SQL to run (or POST it as the body)".into())
+            .into_response();
     };
     run(state, caller, &sql, params.format.as_deref(), &headers).await
 }
@@ -86,24 +95,40 @@ async fn sql_post(
     }
 }
 
-fn read_sql(state: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
+fn read_sql(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<String, ApiError> {
     let body = body.map_err(|rejection| match rejection {
-        BytesRejection::FailedToBufferBody(e) if e.body_text().contains("length limit") => ApiError::PayloadTooLarge(format!(
-            "the request body is over the limit of {} bytes",
-            state.service.engine.limits().max_sql_bytes
-        )),
+        BytesRejection::FailedToBufferBody(e) if e.body_text().contains("length limit") => {
+            ApiError::PayloadTooLarge(format!(
+                "the request body is over the limit of {} bytes",
+                state.service.engine.limits().max_sql_bytes
+            ))
+        }
         other => ApiError::BadRequest(other.body_text()),
     })?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("text/plain");
-    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("text/plain");
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let sql = match media.as_str() {
         "application/json" => {
-            let parsed: SqlBody = serde_json::from_slice(&body)
-                .map_err(|e| ApiError::BadRequest(format!("the JSON body must be {{\"sql\": \"...\"}}: {e}")))?;
+            let parsed: SqlBody = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::BadRequest(format!("the JSON body must be {{\"sql\": \"...\"}}: {e}"))
+            })?;
             parsed.sql
         }
         "text/plain" | "application/sql" | "" | "application/x-www-form-urlencoded" => {
-            String::from_utf8(body.to_vec()).map_err(|_| ApiError::BadRequest("the SQL is not valid UTF-8".into()))?
+            String::from_utf8(body.to_vec())
+                .map_err(|_| ApiError::BadRequest("the SQL is not valid UTF-8".into()))?
         }
         other => {
             return Err(ApiError::UnsupportedMediaType(format!(
@@ -115,17 +140,33 @@ fn read_sql(state: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesReje
 }
 
 /// Run the SQL for an analyst or admin; the audit trail records the text, the rows and the outcome.
-async fn run(state: AppState, caller: Caller, sql: &str, format: Option<&str>, headers: &HeaderMap) -> Response {
+async fn run(
+    state: AppState,
+    caller: Caller,
+    sql: &str,
+    format: Option<&str>,
+    headers: &HeaderMap,
+) -> Response {
     let result = execute(&state, &caller, sql, format, headers).await;
     let rows = result.as_ref().map_or(0, |(rows, _)| *rows);
-    let detail = AuditDetail { action: "sql", target: sql.to_string(), rows };
+    let detail = AuditDetail {
+        action: "sql",
+        target: sql.to_string(),
+        rows,
+    };
     match result {
         Ok((_, response)) => with_audit(detail, response),
         Err(error) => with_audit(detail, error),
     }
 }
 
-async fn execute(state: &AppState, caller: &Caller, sql: &str, format: Option<&str>, headers: &HeaderMap) -> Result<(u64, Response), ApiError> {
+async fn execute(
+    state: &AppState,
+    caller: &Caller,
+    sql: &str,
+    format: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(u64, Response), ApiError> {
     let principal = caller.require(Role::Analyst)?;
     let format = Format::negotiate(format, headers)?;
     let result = state.service.engine.execute_as(sql, principal.role).await?;
@@ -135,7 +176,10 @@ async fn execute(state: &AppState, caller: &Caller, sql: &str, format: Option<&s
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     let mut response = body.into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     headers.insert("x-row-count", HeaderValue::from(rows));
     Ok((rows as u64, response))
 }
@@ -145,7 +189,10 @@ async fn execute(state: &AppState, caller: &Caller, sql: &str, format: Option<&s
     (status = 200, description = "Every saved query: name, view, metadata, SQL, whether it plans", body = Vec<serde_json::Value>),
     (status = 403, description = "A partner key: for analysts and admins"),
 ))]
-async fn saved_queries(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
+async fn saved_queries(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
     caller.require(Role::Analyst)?;
     let views = state.service.engine.views();
     let queries: Vec<serde_json::Value> = state

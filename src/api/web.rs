@@ -2,8 +2,8 @@
 //! libraries from npm): nothing is fetched from elsewhere at run time. `/` is the map dashboard,
 //! `/assets/...` everything it loads, each served gzip-compressed when the browser accepts it.
 
-use axum::Router;
 use super::extract::Path;
+use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -31,7 +31,10 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(|headers: HeaderMap| async move { serve("/", &headers) }))
+        .route(
+            "/",
+            get(|headers: HeaderMap| async move { serve("/", &headers) }),
+        )
         .route("/assets/{*path}", get(asset))
 }
 
@@ -48,19 +51,34 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     // Revalidate every time (a cheap 304): the file names carry no version.
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     out.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    out.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    out.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if path == "/" {
-        out.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+        out.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        );
     }
-    let not_modified = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|tag| tag.trim() == asset.etag));
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == asset.etag));
     if not_modified {
         return (StatusCode::NOT_MODIFIED, out).into_response();
     }
-    out.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    );
     let gzip = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.split(';').next().is_some_and(|e| e.trim() == "gzip")));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|e| e.split(';').next().is_some_and(|e| e.trim() == "gzip"))
+        });
     if gzip && asset.gzip.len() < asset.body.len() {
         out.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         (out, asset.gzip).into_response()
@@ -83,7 +101,10 @@ mod tests {
             "/assets/vendor/echarts/echarts.esm.min.mjs",
             "/assets/vendor/bootstrap-italia/css/bootstrap-italia.min.css",
         ] {
-            let asset = ASSETS.iter().find(|a| a.path == path).unwrap_or_else(|| panic!("{path} is not embedded"));
+            let asset = ASSETS
+                .iter()
+                .find(|a| a.path == path)
+                .unwrap_or_else(|| panic!("{path} is not embedded"));
             assert!(asset.body.len() > 100 && !asset.gzip.is_empty(), "{path}");
         }
     }

@@ -35,7 +35,9 @@ impl ConnectorConfig {
         let kind = toml::from_str::<toml::Table>(text)
             .map_err(|e| Problem::from_toml(file, text, &e))
             .map(|table| {
-                table.get("kind").and_then(|k| k.as_str().map(str::to_string))
+                table
+                    .get("kind")
+                    .and_then(|k| k.as_str().map(str::to_string))
             })?;
         match kind.as_deref() {
             Some("file") => toml::from_str(text)
@@ -53,7 +55,10 @@ impl ConnectorConfig {
             Some(other) => Err(Problem::new(
                 file,
                 Some("kind".into()),
-                format!("unknown connector kind `{other}`; expected one of {:?}", Self::KINDS),
+                format!(
+                    "unknown connector kind `{other}`; expected one of {:?}",
+                    Self::KINDS
+                ),
             )),
             None => Err(Problem::new(
                 file,
@@ -87,7 +92,9 @@ impl ConnectorConfig {
     pub fn table_names(&self) -> Vec<String> {
         match self {
             ConnectorConfig::File(config) => config.tables.iter().map(|t| t.name.clone()).collect(),
-            ConnectorConfig::Postgres(config) => config.tables.iter().map(|t| t.name.clone()).collect(),
+            ConnectorConfig::Postgres(config) => {
+                config.tables.iter().map(|t| t.name.clone()).collect()
+            }
             // A disabled connector declares nothing: it must not appear in /status or hold /readyz.
             ConnectorConfig::Http(config) if !config.enabled => Vec::new(),
             ConnectorConfig::Http(config) => config.tables.iter().map(|t| t.name.clone()).collect(),
@@ -97,9 +104,15 @@ impl ConnectorConfig {
 
     pub fn build(&self, base_dir: &Path) -> Box<dyn Connector> {
         match self {
-            ConnectorConfig::File(config) => Box::new(file::FileConnector::new(config.clone(), base_dir)),
-            ConnectorConfig::Postgres(config) => Box::new(postgres::PostgresConnector::new(config.clone(), base_dir)),
-            ConnectorConfig::Http(config) => Box::new(http::HttpConnector::new((**config).clone(), base_dir)),
+            ConnectorConfig::File(config) => {
+                Box::new(file::FileConnector::new(config.clone(), base_dir))
+            }
+            ConnectorConfig::Postgres(config) => {
+                Box::new(postgres::PostgresConnector::new(config.clone(), base_dir))
+            }
+            ConnectorConfig::Http(config) => {
+                Box::new(http::HttpConnector::new((**config).clone(), base_dir))
+            }
             ConnectorConfig::Mqtt(_) => Box::new(mqtt::MqttConnector),
         }
     }
@@ -112,7 +125,9 @@ impl ConnectorConfig {
     /// Checks that need the source itself (a database connection); `cruscotto check` runs them.
     pub async fn check_source(&self, file: &Path, base_dir: &Path) -> Vec<Problem> {
         match self {
-            ConnectorConfig::Postgres(config) => postgres::check_source(config, file, base_dir).await,
+            ConnectorConfig::Postgres(config) => {
+                postgres::check_source(config, file, base_dir).await
+            }
             _ => Vec::new(),
         }
     }
@@ -171,8 +186,18 @@ pub struct LoadedTable {
 
 impl LoadedTable {
     /// A complete table replacing the previous snapshot.
-    pub fn replace(schema: SchemaRef, batches: Vec<RecordBatch>, rejected: Vec<RejectedRecord>) -> Self {
-        Self { schema, batches, rejected, mode: LoadMode::Replace, cursor: None }
+    pub fn replace(
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        rejected: Vec<RejectedRecord>,
+    ) -> Self {
+        Self {
+            schema,
+            batches,
+            rejected,
+            mode: LoadMode::Replace,
+            cursor: None,
+        }
     }
 
     pub fn rows(&self) -> usize {
@@ -209,16 +234,27 @@ pub fn truncate_raw(raw: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
     #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
     #[error("{}: column `{column}`: {message}", path.display())]
-    Column { path: PathBuf, column: String, message: String },
+    Column {
+        path: PathBuf,
+        column: String,
+        message: String,
+    },
     #[error("{}: {message}", path.display())]
     Transform { path: PathBuf, message: String },
     /// `source_url` never holds a password (see `postgres::redacted_url`).
     #[error("PostgreSQL at {source_url}, table `{table}`: {message}")]
-    Postgres { source_url: String, table: String, message: String },
+    Postgres {
+        source_url: String,
+        table: String,
+        message: String,
+    },
     /// `url` never holds credentials (see `http::client::display_url`).
     #[error("{url}: {message}")]
     Http { url: String, message: String },

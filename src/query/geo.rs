@@ -6,7 +6,9 @@ use std::sync::Arc;
 use arrow::array::{Array, BinaryArray, StringBuilder};
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, exec_err};
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 use datafusion::prelude::SessionContext;
 
 use crate::geometry::wkb_to_geojson;
@@ -24,7 +26,9 @@ pub struct AsGeoJson {
 
 impl Default for AsGeoJson {
     fn default() -> Self {
-        Self { signature: Signature::exact(vec![DataType::Binary], Volatility::Immutable) }
+        Self {
+            signature: Signature::exact(vec![DataType::Binary], Volatility::Immutable),
+        }
     }
 }
 

@@ -18,7 +18,9 @@ pub enum GuardError {
     Empty,
     #[error("{0} statements were sent; send one statement per request")]
     Several(usize),
-    #[error("`{0}` is not allowed: SQL here is read-only (allowed: SELECT, WITH, EXPLAIN, SHOW, DESCRIBE)")]
+    #[error(
+        "`{0}` is not allowed: SQL here is read-only (allowed: SELECT, WITH, EXPLAIN, SHOW, DESCRIBE)"
+    )]
     NotReadOnly(String),
     #[error("the table function `{0}` is not allowed (allowed: {list})", list = ALLOWED_TABLE_FUNCTIONS.join(", "))]
     TableFunction(String),
@@ -26,7 +28,8 @@ pub enum GuardError {
 
 /// Check that `sql` is one read-only statement.
 pub fn check(sql: &str) -> Result<(), GuardError> {
-    let statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {}).map_err(|e| GuardError::Syntax(strip_prefix(e.to_string())))?;
+    let statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
+        .map_err(|e| GuardError::Syntax(strip_prefix(e.to_string())))?;
     match statements.len() {
         0 => return Err(GuardError::Empty),
         1 => {}
@@ -36,7 +39,10 @@ pub fn check(sql: &str) -> Result<(), GuardError> {
 }
 
 fn strip_prefix(message: String) -> String {
-    message.strip_prefix("SQL error: ").map(str::to_string).unwrap_or(message)
+    message
+        .strip_prefix("SQL error: ")
+        .map(str::to_string)
+        .unwrap_or(message)
 }
 
 fn check_statement(statement: &DFStatement) -> Result<(), GuardError> {
@@ -50,7 +56,9 @@ fn check_statement(statement: &DFStatement) -> Result<(), GuardError> {
 fn check_sql_statement(statement: &Statement) -> Result<(), GuardError> {
     match statement {
         Statement::Query(_) => check_table_functions(statement),
-        Statement::Explain { statement: inner, .. } => check_sql_statement(inner),
+        Statement::Explain {
+            statement: inner, ..
+        } => check_sql_statement(inner),
         Statement::ExplainTable { .. }
         | Statement::ShowTables { .. }
         | Statement::ShowColumns { .. }
@@ -67,13 +75,19 @@ impl Visitor for TableFunctionFinder {
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
         let name = match factor {
-            TableFactor::Table { name, args: Some(_), .. } => Some(name.to_string()),
+            TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            } => Some(name.to_string()),
             TableFactor::Function { name, .. } => Some(name.to_string()),
             TableFactor::TableFunction { expr, .. } => Some(expr.to_string()),
             _ => None,
         };
         match name {
-            Some(name) if !ALLOWED_TABLE_FUNCTIONS.contains(&name.to_ascii_lowercase().as_str()) => {
+            Some(name)
+                if !ALLOWED_TABLE_FUNCTIONS.contains(&name.to_ascii_lowercase().as_str()) =>
+            {
                 self.0 = Some(name);
                 ControlFlow::Break(())
             }
@@ -99,7 +113,11 @@ fn statement_name(rendered: &str) -> String {
         .take_while(|word| word.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
         .take(3)
         .collect();
-    if keywords.is_empty() { rendered.split_whitespace().next().unwrap_or("").to_string() } else { keywords.join(" ") }
+    if keywords.is_empty() {
+        rendered.split_whitespace().next().unwrap_or("").to_string()
+    } else {
+        keywords.join(" ")
+    }
 }
 
 #[cfg(test)]
@@ -129,7 +147,10 @@ mod tests {
 
     #[test]
     fn writes_and_file_access_are_refused_by_name() {
-        assert!(refused("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'").starts_with("`CREATE EXTERNAL TABLE` is not allowed"));
+        assert!(
+            refused("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'")
+                .starts_with("`CREATE EXTERNAL TABLE` is not allowed")
+        );
         assert!(refused("COPY (SELECT 1) TO '/tmp/x.csv'").starts_with("`COPY` is not allowed"));
         assert!(refused("CREATE TABLE t AS SELECT 1").starts_with("`CREATE TABLE` is not allowed"));
         assert!(refused("CREATE VIEW v AS SELECT 1").starts_with("`CREATE VIEW` is not allowed"));
@@ -137,10 +158,21 @@ mod tests {
         assert!(refused("UPDATE t SET a = 1").starts_with("`UPDATE` is not allowed"));
         assert!(refused("DELETE FROM t").starts_with("`DELETE FROM` is not allowed"));
         assert!(refused("DROP TABLE t").starts_with("`DROP TABLE` is not allowed"));
-        assert!(refused("SET datafusion.execution.batch_size = 1").starts_with("`SET` is not allowed"));
-        assert!(refused("EXPLAIN CREATE TABLE t AS SELECT 1").starts_with("`CREATE TABLE` is not allowed"));
-        assert!(refused("SELECT * FROM read_csv('/etc/passwd')").contains("table function `read_csv` is not allowed"));
-        assert!(refused("SELECT * FROM t JOIN parquet_metadata('/x') p ON true").contains("`parquet_metadata`"));
+        assert!(
+            refused("SET datafusion.execution.batch_size = 1").starts_with("`SET` is not allowed")
+        );
+        assert!(
+            refused("EXPLAIN CREATE TABLE t AS SELECT 1")
+                .starts_with("`CREATE TABLE` is not allowed")
+        );
+        assert!(
+            refused("SELECT * FROM read_csv('/etc/passwd')")
+                .contains("table function `read_csv` is not allowed")
+        );
+        assert!(
+            refused("SELECT * FROM t JOIN parquet_metadata('/x') p ON true")
+                .contains("`parquet_metadata`")
+        );
     }
 
     #[test]

@@ -51,12 +51,13 @@ pub enum QueryError {
 impl QueryError {
     fn from_datafusion(error: DataFusionError, limits: &QueryLimits) -> Self {
         match error.find_root() {
-            DataFusionError::ResourcesExhausted(detail) => {
-                QueryError::Memory { limit: limits.memory_limit.to_string(), detail: detail.clone() }
-            }
-            DataFusionError::Internal(_) | DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => {
-                QueryError::Internal(error.to_string())
-            }
+            DataFusionError::ResourcesExhausted(detail) => QueryError::Memory {
+                limit: limits.memory_limit.to_string(),
+                detail: detail.clone(),
+            },
+            DataFusionError::Internal(_)
+            | DataFusionError::IoError(_)
+            | DataFusionError::ObjectStore(_) => QueryError::Internal(error.to_string()),
             _ => QueryError::Invalid(error.strip_backtrace()),
         }
     }
@@ -104,13 +105,25 @@ impl QueryEngine {
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
             .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
         let base = SessionContext::new_with_state(state);
         store.schema_provider(QUERIES_SCHEMA);
         base.register_catalog(CATALOG, store.catalog());
         geo::register(&base);
         let permits = Semaphore::new(limits.max_concurrent);
-        Arc::new(Self { base, limits, permits, saved, views: Default::default(), generation: Default::default(), rebuild: Default::default(), runtime: QueryRuntime::new() })
+        Arc::new(Self {
+            base,
+            limits,
+            permits,
+            saved,
+            views: Default::default(),
+            generation: Default::default(),
+            rebuild: Default::default(),
+            runtime: QueryRuntime::new(),
+        })
     }
 
     pub fn limits(&self) -> &QueryLimits {
@@ -130,7 +143,11 @@ impl QueryEngine {
     /// another view, so views are planned in dependency order.
     pub async fn rebuild_views(&self) {
         let _one_at_a_time = self.rebuild.lock().await;
-        let schema = self.base.catalog(CATALOG).and_then(|c| c.schema(QUERIES_SCHEMA)).expect("queries schema is registered");
+        let schema = self
+            .base
+            .catalog(CATALOG)
+            .and_then(|c| c.schema(QUERIES_SCHEMA))
+            .expect("queries schema is registered");
         let (order, mut errors) = self.dependency_order();
         for query in order {
             if errors.contains_key(&query.name) {
@@ -152,10 +169,16 @@ impl QueryEngine {
         let statuses = self
             .saved
             .iter()
-            .map(|q| ViewStatus { name: q.name.clone(), title: q.title.clone(), ok: !errors.contains_key(&q.name), error: errors.get(&q.name).cloned() })
+            .map(|q| ViewStatus {
+                name: q.name.clone(),
+                title: q.title.clone(),
+                ok: !errors.contains_key(&q.name),
+                error: errors.get(&q.name).cloned(),
+            })
             .collect();
         *self.views.write().expect("views lock") = statuses;
-        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     /// Changes whenever tables or views may hold different data: a cache key for results.
@@ -168,29 +191,47 @@ impl QueryEngine {
     fn dependency_order(&self) -> (Vec<&SavedQuery>, std::collections::BTreeMap<String, String>) {
         let state = self.base.state();
         let depends_on = |query: &SavedQuery| -> Vec<String> {
-            let Ok(statement) = state.sql_to_statement(&query.sql, &datafusion::config::Dialect::Generic) else { return Vec::new() };
-            let Ok(references) = state.resolve_table_references(&statement) else { return Vec::new() };
+            let Ok(statement) =
+                state.sql_to_statement(&query.sql, &datafusion::config::Dialect::Generic)
+            else {
+                return Vec::new();
+            };
+            let Ok(references) = state.resolve_table_references(&statement) else {
+                return Vec::new();
+            };
             references
                 .iter()
-                .filter(|r| r.schema().is_none_or(|s| s == QUERIES_SCHEMA) && r.catalog().is_none_or(|c| c == CATALOG))
+                .filter(|r| {
+                    r.schema().is_none_or(|s| s == QUERIES_SCHEMA)
+                        && r.catalog().is_none_or(|c| c == CATALOG)
+                })
                 .map(|r| r.table().to_string())
                 .filter(|name| self.saved.iter().any(|q| &q.name == name))
                 .collect()
         };
-        let dependencies: std::collections::BTreeMap<&str, Vec<String>> =
-            self.saved.iter().map(|q| (q.name.as_str(), depends_on(q))).collect();
+        let dependencies: std::collections::BTreeMap<&str, Vec<String>> = self
+            .saved
+            .iter()
+            .map(|q| (q.name.as_str(), depends_on(q)))
+            .collect();
         let mut order: Vec<&SavedQuery> = Vec::new();
         let mut errors = std::collections::BTreeMap::new();
         // Repeatedly take the views whose dependencies are all placed; what remains is a cycle.
         let mut remaining: Vec<&SavedQuery> = self.saved.iter().collect();
         while !remaining.is_empty() {
-            let (ready, blocked): (Vec<&SavedQuery>, Vec<&SavedQuery>) = remaining.into_iter().partition(|q| {
-                dependencies[q.name.as_str()].iter().all(|d| d == &q.name || order.iter().any(|o| &o.name == d))
-                    && !dependencies[q.name.as_str()].contains(&q.name)
-            });
+            let (ready, blocked): (Vec<&SavedQuery>, Vec<&SavedQuery>) =
+                remaining.into_iter().partition(|q| {
+                    dependencies[q.name.as_str()]
+                        .iter()
+                        .all(|d| d == &q.name || order.iter().any(|o| &o.name == d))
+                        && !dependencies[q.name.as_str()].contains(&q.name)
+                });
             if ready.is_empty() {
                 for query in blocked {
-                    errors.insert(query.name.clone(), "the saved query depends on itself through other saved queries".to_string());
+                    errors.insert(
+                        query.name.clone(),
+                        "the saved query depends on itself through other saved queries".to_string(),
+                    );
                 }
                 break;
             }
@@ -200,9 +241,20 @@ impl QueryEngine {
         (order, errors)
     }
 
-    async fn plan_view(&self, query: &SavedQuery) -> Result<Arc<dyn datafusion::catalog::TableProvider>, String> {
-        let plan = self.base.state().create_logical_plan(&query.sql).await.map_err(|e| e.strip_backtrace())?;
-        Ok(Arc::new(datafusion::catalog::view::ViewTable::new(plan, Some(query.sql.clone()))))
+    async fn plan_view(
+        &self,
+        query: &SavedQuery,
+    ) -> Result<Arc<dyn datafusion::catalog::TableProvider>, String> {
+        let plan = self
+            .base
+            .state()
+            .create_logical_plan(&query.sql)
+            .await
+            .map_err(|e| e.strip_backtrace())?;
+        Ok(Arc::new(datafusion::catalog::view::ViewTable::new(
+            plan,
+            Some(query.sql.clone()),
+        )))
     }
 
     /// A context for one query, sharing the catalog but with its own memory pool, so one heavy
@@ -212,15 +264,23 @@ impl QueryEngine {
         // spilling without bound to the server's disk.
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_limit.as_u64() as usize, 1.0)
-            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
             .build_arc()
             .map_err(|e| QueryError::Internal(e.to_string()))?;
-        let state = SessionStateBuilder::new_from_existing(self.base.state()).with_runtime_env(runtime).build();
+        let state = SessionStateBuilder::new_from_existing(self.base.state())
+            .with_runtime_env(runtime)
+            .build();
         Ok(SessionContext::new_with_state(state))
     }
 
     /// Run a statement for a caller of `role`: the audit log (`system.audit`) is for admins only.
-    pub async fn execute_as(self: &Arc<Self>, sql: &str, role: crate::auth::Role) -> Result<QueryResult, QueryError> {
+    pub async fn execute_as(
+        self: &Arc<Self>,
+        sql: &str,
+        role: crate::auth::Role,
+    ) -> Result<QueryResult, QueryError> {
         if role < crate::auth::Role::Admin {
             self.refuse_admin_tables(sql)?;
         }
@@ -230,12 +290,22 @@ impl QueryEngine {
     fn refuse_admin_tables(&self, sql: &str) -> Result<(), QueryError> {
         let state = self.base.state();
         // What does not parse is refused later, by the guard, with the parser's message.
-        let Ok(statement) = state.sql_to_statement(sql, &datafusion::config::Dialect::Generic) else { return Ok(()) };
-        let Ok(references) = state.resolve_table_references(&statement) else { return Ok(()) };
+        let Ok(statement) = state.sql_to_statement(sql, &datafusion::config::Dialect::Generic)
+        else {
+            return Ok(());
+        };
+        let Ok(references) = state.resolve_table_references(&statement) else {
+            return Ok(());
+        };
         for reference in references {
             let resolved = reference.resolve(CATALOG, QUERIES_SCHEMA);
-            if &*resolved.catalog == CATALOG && &*resolved.schema == "system" && &*resolved.table == "audit" {
-                return Err(QueryError::Forbidden("`system.audit` can be read with an admin key only".into()));
+            if &*resolved.catalog == CATALOG
+                && &*resolved.schema == "system"
+                && &*resolved.table == "audit"
+            {
+                return Err(QueryError::Forbidden(
+                    "`system.audit` can be read with an admin key only".into(),
+                ));
             }
         }
         Ok(())
@@ -245,41 +315,71 @@ impl QueryEngine {
     /// runtime, so a heavy query never holds up the threads answering HTTP requests.
     pub async fn execute(self: &Arc<Self>, sql: &str) -> Result<QueryResult, QueryError> {
         if sql.len() > self.limits.max_sql_bytes {
-            return Err(QueryError::TooLarge { size: sql.len(), limit: self.limits.max_sql_bytes });
+            return Err(QueryError::TooLarge {
+                size: sql.len(),
+                limit: self.limits.max_sql_bytes,
+            });
         }
         guard::check(sql)?;
         let started = Instant::now();
         let engine = self.clone();
         let sql_owned = sql.to_string();
-        let mut task = self.runtime.spawn(async move { engine.run(&sql_owned).await });
+        let mut task = self
+            .runtime
+            .spawn(async move { engine.run(&sql_owned).await });
         let result = match tokio::time::timeout(self.limits.timeout, &mut task).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => Err(QueryError::Internal(format!("query task failed: {join}"))),
             Err(_) => {
                 task.abort();
-                Err(QueryError::Timeout(humantime::format_duration(self.limits.timeout).to_string()))
+                Err(QueryError::Timeout(
+                    humantime::format_duration(self.limits.timeout).to_string(),
+                ))
             }
         };
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(QueryError::Timeout(_) | QueryError::Memory { .. } | QueryError::Rows(_) | QueryError::TooLarge { .. }) => "limit",
+            Err(
+                QueryError::Timeout(_)
+                | QueryError::Memory { .. }
+                | QueryError::Rows(_)
+                | QueryError::TooLarge { .. },
+            ) => "limit",
             Err(QueryError::Internal(_)) => "error",
             Err(_) => "invalid",
         };
         metrics::counter!("cruscotto_queries_total", "outcome" => outcome).increment(1);
-        metrics::histogram!("cruscotto_query_duration_seconds").record(started.elapsed().as_secs_f64());
-        debug!(outcome, elapsed_ms = started.elapsed().as_millis() as u64, "query");
+        metrics::histogram!("cruscotto_query_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        debug!(
+            outcome,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "query"
+        );
         result
     }
 
     async fn run(&self, sql: &str) -> Result<QueryResult, QueryError> {
         let limits = &self.limits;
-        let _permit = self.permits.acquire().await.map_err(|e| QueryError::Internal(e.to_string()))?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| QueryError::Internal(e.to_string()))?;
         let ctx = self.context_for_query()?;
-        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-        let frame = ctx.sql_with_options(sql, options).await.map_err(|e| QueryError::from_datafusion(e, limits))?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let frame = ctx
+            .sql_with_options(sql, options)
+            .await
+            .map_err(|e| QueryError::from_datafusion(e, limits))?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let mut stream = frame.execute_stream().await.map_err(|e| QueryError::from_datafusion(e, limits))?;
+        let mut stream = frame
+            .execute_stream()
+            .await
+            .map_err(|e| QueryError::from_datafusion(e, limits))?;
         let mut batches = Vec::new();
         let mut rows = 0;
         while let Some(batch) = stream.next().await {

@@ -22,8 +22,18 @@ use crate::config::{Problem, files_with_extension, is_sql_identifier};
 /// could be recomputed from: callers below analyst get them through the dashboard after disclosure
 /// control (see `SavedQuery::person_counts`).
 pub const KEYS: &[&str] = &[
-    "title", "title_en", "description", "description_en", "unit", "unit_en", "polarity", "sources", "method",
-    "method_version", "persons", "persons_derived",
+    "title",
+    "title_en",
+    "description",
+    "description_en",
+    "unit",
+    "unit_en",
+    "polarity",
+    "sources",
+    "method",
+    "method_version",
+    "persons",
+    "persons_derived",
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -45,14 +55,29 @@ impl SavedQuery {
     /// The disclosure control its `persons` and `persons_derived` metadata declare: each derived
     /// column is hidden in a row where any count is, and the whole result is one group.
     pub fn person_counts(&self) -> Option<crate::datasets::PersonCounts> {
-        let list = |key: &str| -> Vec<String> { self.get(key).unwrap_or("").split(',').map(str::trim).filter(|c| !c.is_empty()).map(String::from).collect() };
+        let list = |key: &str| -> Vec<String> {
+            self.get(key)
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect()
+        };
         let counts = list("persons");
         if counts.is_empty() {
             return None;
         }
         let derived = list("persons_derived");
-        let derived = counts.iter().map(|c| (c.clone(), derived.clone())).collect();
-        Some(crate::datasets::PersonCounts { counts, derived, groups: Vec::new() })
+        let derived = counts
+            .iter()
+            .map(|c| (c.clone(), derived.clone()))
+            .collect();
+        Some(crate::datasets::PersonCounts {
+            counts,
+            derived,
+            groups: Vec::new(),
+        })
     }
 }
 
@@ -75,12 +100,18 @@ pub fn parse(name: &str, file: &Path, text: &str) -> Result<SavedQuery, Vec<Prob
         };
         offset += line.len();
         let comment = comment.trim();
-        let key_value = comment.split_once(':').filter(|(k, _)| is_sql_identifier(k.trim()));
+        let key_value = comment
+            .split_once(':')
+            .filter(|(k, _)| is_sql_identifier(k.trim()));
         match key_value {
             Some((key, value)) => {
                 let key = key.trim().to_string();
                 if !KEYS.contains(&key.as_str()) {
-                    problems.push(Problem::new(file, Some(format!("line {}", index + 1)), format!("unknown metadata key `{key}`; expected one of {KEYS:?}")));
+                    problems.push(Problem::new(
+                        file,
+                        Some(format!("line {}", index + 1)),
+                        format!("unknown metadata key `{key}`; expected one of {KEYS:?}"),
+                    ));
                 }
                 metadata.insert(key.clone(), value.trim().to_string());
                 last_key = Some(key);
@@ -95,24 +126,49 @@ pub fn parse(name: &str, file: &Path, text: &str) -> Result<SavedQuery, Vec<Prob
             },
         }
     }
-    let sql = text[body_start..].trim().trim_end_matches(';').trim().to_string();
+    let sql = text[body_start..]
+        .trim()
+        .trim_end_matches(';')
+        .trim()
+        .to_string();
     let title = metadata.get("title").cloned().unwrap_or_default();
     if title.is_empty() {
-        problems.push(Problem::new(file, Some("line 1".into()), "missing `-- title: ...` in the leading comment block"));
+        problems.push(Problem::new(
+            file,
+            Some("line 1".into()),
+            "missing `-- title: ...` in the leading comment block",
+        ));
     }
     if sql.is_empty() {
         problems.push(Problem::new(file, None, "no SQL after the comment block"));
     } else if let Err(e) = super::guard::check(&sql) {
         let (line, _) = crate::config::line_and_column(text, body_start);
-        problems.push(Problem::new(file, Some(format!("line {line}")), e.to_string()));
+        problems.push(Problem::new(
+            file,
+            Some(format!("line {line}")),
+            e.to_string(),
+        ));
     }
     if let Some(polarity) = metadata.get("polarity") {
-        if !matches!(polarity.as_str(), "higher_is_worse" | "higher_is_better" | "neutral") {
-            problems.push(Problem::new(file, Some("polarity".into()), "polarity must be higher_is_worse, higher_is_better or neutral"));
+        if !matches!(
+            polarity.as_str(),
+            "higher_is_worse" | "higher_is_better" | "neutral"
+        ) {
+            problems.push(Problem::new(
+                file,
+                Some("polarity".into()),
+                "polarity must be higher_is_worse, higher_is_better or neutral",
+            ));
         }
     }
     if problems.is_empty() {
-        Ok(SavedQuery { name: name.to_string(), file: file.to_path_buf(), title, metadata, sql })
+        Ok(SavedQuery {
+            name: name.to_string(),
+            file: file.to_path_buf(),
+            title,
+            metadata,
+            sql,
+        })
     } else {
         Err(problems)
     }
@@ -122,15 +178,29 @@ pub fn load_dir(dir: &Path, problems: &mut Vec<Problem>) -> Vec<SavedQuery> {
     let files = match files_with_extension(dir, "sql") {
         Ok(files) => files,
         Err(e) => {
-            problems.push(Problem::new(dir, None, format!("cannot list the folder: {e}")));
+            problems.push(Problem::new(
+                dir,
+                None,
+                format!("cannot list the folder: {e}"),
+            ));
             return Vec::new();
         }
     };
     let mut queries = Vec::new();
     for file in files {
-        let name = file.file_stem().unwrap_or_default().to_string_lossy().to_string();
+        let name = file
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         if !is_sql_identifier(&name) {
-            problems.push(Problem::new(&file, None, format!("`{name}` is the view's name in SQL: use lowercase letters, digits and `_`")));
+            problems.push(Problem::new(
+                &file,
+                None,
+                format!(
+                    "`{name}` is the view's name in SQL: use lowercase letters, digits and `_`"
+                ),
+            ));
             continue;
         }
         match std::fs::read_to_string(&file) {
@@ -138,7 +208,11 @@ pub fn load_dir(dir: &Path, problems: &mut Vec<Problem>) -> Vec<SavedQuery> {
                 Ok(query) => queries.push(query),
                 Err(found) => problems.extend(found),
             },
-            Err(e) => problems.push(Problem::new(&file, None, format!("cannot read the file: {e}"))),
+            Err(e) => problems.push(Problem::new(
+                &file,
+                None,
+                format!("cannot read the file: {e}"),
+            )),
         }
     }
     queries
@@ -153,7 +227,10 @@ mod tests {
         let text = "-- title: Residenti per area\n-- description: Popolazione 2021\n--   e quota over 80.\n-- unit: persone\n\nSELECT 1 AS x;\n";
         let query = parse("residents", Path::new("q.sql"), text).unwrap();
         assert_eq!(query.title, "Residenti per area");
-        assert_eq!(query.get("description"), Some("Popolazione 2021 e quota over 80."));
+        assert_eq!(
+            query.get("description"),
+            Some("Popolazione 2021 e quota over 80.")
+        );
         assert_eq!(query.get("unit"), Some("persone"));
         assert_eq!(query.sql, "SELECT 1 AS x");
     }
@@ -163,7 +240,13 @@ mod tests {
         let text = "-- title: T\n-- colour: red\nDROP TABLE x";
         let problems = parse("q", Path::new("queries/q.sql"), text).unwrap_err();
         let messages: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        assert!(messages[0].starts_with("queries/q.sql: line 2: unknown metadata key `colour`"), "{messages:?}");
-        assert!(messages[1].starts_with("queries/q.sql: line 3: `DROP TABLE` is not allowed"), "{messages:?}");
+        assert!(
+            messages[0].starts_with("queries/q.sql: line 2: unknown metadata key `colour`"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[1].starts_with("queries/q.sql: line 3: `DROP TABLE` is not allowed"),
+            "{messages:?}"
+        );
     }
 }

@@ -45,12 +45,37 @@ pub struct Service {
 }
 
 pub const SERVICES: &[Service] = &[
-    Service { name: "certificato", weight: 0.30, ages: 18..=100, online_among_internet_users: 0.75 },
-    Service { name: "pagamento_pagopa", weight: 0.25, ages: 18..=100, online_among_internet_users: 0.85 },
-    Service { name: "ricarica_mensa", weight: 0.12, ages: 25..=59, online_among_internet_users: 0.95 },
+    Service {
+        name: "certificato",
+        weight: 0.30,
+        ages: 18..=100,
+        online_among_internet_users: 0.75,
+    },
+    Service {
+        name: "pagamento_pagopa",
+        weight: 0.25,
+        ages: 18..=100,
+        online_among_internet_users: 0.85,
+    },
+    Service {
+        name: "ricarica_mensa",
+        weight: 0.12,
+        ages: 25..=59,
+        online_among_internet_users: 0.95,
+    },
     // A login is online by nature; the others are logins assisted at a facilitation point.
-    Service { name: "accesso_spid_cie", weight: 0.28, ages: 18..=100, online_among_internet_users: 1.0 },
-    Service { name: "cambio_residenza", weight: 0.05, ages: 18..=79, online_among_internet_users: 0.60 },
+    Service {
+        name: "accesso_spid_cie",
+        weight: 0.28,
+        ages: 18..=100,
+        online_among_internet_users: 1.0,
+    },
+    Service {
+        name: "cambio_residenza",
+        weight: 0.05,
+        ages: 18..=79,
+        online_among_internet_users: 0.60,
+    },
 ];
 
 pub const CHANNELS: [&str; 3] = ["online", "sportello", "punto_facilitazione"];
@@ -77,7 +102,8 @@ pub struct Event {
 
 /// Relative activity per hour of the day for online services.
 const ONLINE_HOURS: [f64; 24] = [
-    0.3, 0.2, 0.1, 0.1, 0.1, 0.2, 0.5, 1.2, 2.5, 3.5, 3.8, 3.6, 3.0, 2.6, 3.0, 3.4, 3.4, 3.2, 3.0, 2.8, 2.6, 2.2, 1.5, 0.8,
+    0.3, 0.2, 0.1, 0.1, 0.1, 0.2, 0.5, 1.2, 2.5, 3.5, 3.8, 3.6, 3.0, 2.6, 3.0, 3.4, 3.4, 3.2, 3.0,
+    2.8, 2.6, 2.2, 1.5, 0.8,
 ];
 
 /// `count` events in `year`, sorted by time.
@@ -85,11 +111,20 @@ pub fn events(residents: &[Resident], year: i32, count: u64, seed: u64) -> Vec<E
     let mut rng = Rng::fork(seed, 0xE7E7);
     let eligible: Vec<Vec<u32>> = SERVICES
         .iter()
-        .map(|s| (0..residents.len() as u32).filter(|&i| s.ages.contains(&(year - residents[i as usize].birth_year))).collect())
+        .map(|s| {
+            (0..residents.len() as u32)
+                .filter(|&i| s.ages.contains(&(year - residents[i as usize].birth_year)))
+                .collect()
+        })
         .collect();
     let weights: Vec<f64> = SERVICES.iter().map(|s| s.weight).collect();
-    let days = if chrono::NaiveDate::from_ymd_opt(year, 2, 29).is_some() { 366 } else { 365 };
-    let first_weekday = chrono::NaiveDate::from_ymd_opt(year, 1, 1).map_or(0, |d| chrono::Datelike::weekday(&d).num_days_from_monday());
+    let days = if chrono::NaiveDate::from_ymd_opt(year, 2, 29).is_some() {
+        366
+    } else {
+        365
+    };
+    let first_weekday = chrono::NaiveDate::from_ymd_opt(year, 1, 1)
+        .map_or(0, |d| chrono::Datelike::weekday(&d).num_days_from_monday());
     let weekday = |day: u32| (first_weekday + day) % 7;
     let mut out = Vec::with_capacity(count as usize);
     while (out.len() as u64) < count {
@@ -114,7 +149,11 @@ pub fn events(residents: &[Resident], year: i32, count: u64, seed: u64) -> Vec<E
         } else {
             // Desks and facilitation points: Monday to Friday, 8:30 to 13:30 and 14:30 to 17:00.
             let minutes = rng.below(300 + 150) as u32;
-            let start = if minutes < 300 { 8 * 3600 + 1800 + 60 * minutes } else { 14 * 3600 + 1800 + 60 * (minutes - 300) };
+            let start = if minutes < 300 {
+                8 * 3600 + 1800 + 60 * minutes
+            } else {
+                14 * 3600 + 1800 + 60 * (minutes - 300)
+            };
             start + rng.below(60) as u32
         };
         let day = loop {
@@ -129,7 +168,13 @@ pub fn events(residents: &[Resident], year: i32, count: u64, seed: u64) -> Vec<E
                 break day;
             }
         };
-        out.push(Event { second_of_year: day * 86_400 + second_of_day, service: service as u8, channel, area: resident.area, age });
+        out.push(Event {
+            second_of_year: day * 86_400 + second_of_day,
+            service: service as u8,
+            channel,
+            area: resident.area,
+            age,
+        });
     }
     out.sort_by_key(|e| e.second_of_year);
     out
@@ -142,7 +187,13 @@ mod tests {
     #[test]
     fn the_old_go_online_less() {
         let residents: Vec<Resident> = (0..2000)
-            .map(|i| Resident { area: 1, birth_year: 2023 - (i % 100) as i32, female: i % 2 == 0, citizenship: 0, household: i })
+            .map(|i| Resident {
+                area: 1,
+                birth_year: 2023 - (i % 100) as i32,
+                female: i % 2 == 0,
+                citizenship: 0,
+                household: i,
+            })
             .collect();
         let events = events(&residents, 2023, 50_000, 3);
         let online = |range: std::ops::Range<i32>| {
@@ -150,7 +201,14 @@ mod tests {
             picked.iter().filter(|e| e.channel == 0).count() as f64 / picked.len() as f64
         };
         let (young, middle, old) = (online(25..45), online(65..75), online(80..100));
-        assert!(young > middle + 0.1 && middle > old + 0.2, "{young} {middle} {old}");
-        assert!(events.windows(2).all(|w| w[0].second_of_year <= w[1].second_of_year));
+        assert!(
+            young > middle + 0.1 && middle > old + 0.2,
+            "{young} {middle} {old}"
+        );
+        assert!(
+            events
+                .windows(2)
+                .all(|w| w[0].second_of_year <= w[1].second_of_year)
+        );
     }
 }

@@ -61,7 +61,10 @@ const COPY_CHUNK: usize = 1 << 20;
 
 pub async fn postgres(options: &Options) -> Result<Summary, SimulateError> {
     let url = redacted_url(&options.url);
-    let pg = |e: tokio_postgres::Error| SimulateError::Postgres { url: url.clone(), message: describe(&e) };
+    let pg = |e: tokio_postgres::Error| SimulateError::Postgres {
+        url: url.clone(),
+        message: describe(&e),
+    };
 
     let started = Instant::now();
     let areas = read_areas(&options.fragility).await?;
@@ -70,14 +73,21 @@ pub async fn postgres(options: &Options) -> Result<Summary, SimulateError> {
     let generate = started.elapsed();
 
     let started = Instant::now();
-    let config: tokio_postgres::Config = options
-        .url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| SimulateError::Postgres { url: url.clone(), message: format!("not a PostgreSQL URL: {e}") })?;
+    let config: tokio_postgres::Config =
+        options
+            .url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| SimulateError::Postgres {
+                url: url.clone(),
+                message: format!("not a PostgreSQL URL: {e}"),
+            })?;
     let (mut client, connection) = config.connect(NoTls).await.map_err(pg)?;
     let connection = tokio::spawn(connection);
     let existing: i64 = client
-        .query_one("SELECT count(*) FROM pg_namespace WHERE nspname IN ('anagrafe', 'servizi')", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname IN ('anagrafe', 'servizi')",
+            &[],
+        )
         .await
         .map_err(pg)?
         .get(0);
@@ -97,27 +107,61 @@ pub async fn postgres(options: &Options) -> Result<Summary, SimulateError> {
     let mut text = String::new();
     let city_share = city_share_over_80(&areas);
     for area in &areas {
-        let share = area.share_over_80.map_or("\\N".to_string(), |s| format!("{s:.1}"));
-        writeln!(text, "{}\t{}\t{}\t{}\t{}\t{}", area.code, copy_text(&area.name), copy_text(&area.quartiere), area.population, share, area.over_80(city_share)).unwrap();
+        let share = area
+            .share_over_80
+            .map_or("\\N".to_string(), |s| format!("{s:.1}"));
+        writeln!(
+            text,
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            area.code,
+            copy_text(&area.name),
+            copy_text(&area.quartiere),
+            area.population,
+            share,
+            area.over_80(city_share)
+        )
+        .unwrap();
     }
-    let mut copy = Copy::start(&transaction, "COPY anagrafe.aree_statistiche FROM STDIN").await.map_err(pg)?;
+    let mut copy = Copy::start(&transaction, "COPY anagrafe.aree_statistiche FROM STDIN")
+        .await
+        .map_err(pg)?;
     copy.text = text;
     copy.finish().await.map_err(pg)?;
 
-    let mut copy = Copy::start(&transaction, "COPY anagrafe.residenti FROM STDIN").await.map_err(pg)?;
+    let mut copy = Copy::start(&transaction, "COPY anagrafe.residenti FROM STDIN")
+        .await
+        .map_err(pg)?;
     for (i, r) in residents.iter().enumerate() {
         let citizenship = population::CITIZENSHIPS[r.citizenship as usize].0;
-        writeln!(copy.text, "{}\t{}\t{}\t{}\t{}\t{}", i + 1, r.area, r.birth_year, if r.female { 'F' } else { 'M' }, citizenship, r.household).unwrap();
+        writeln!(
+            copy.text,
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            i + 1,
+            r.area,
+            r.birth_year,
+            if r.female { 'F' } else { 'M' },
+            citizenship,
+            r.household
+        )
+        .unwrap();
         copy.flush_if_full().await.map_err(pg)?;
     }
     copy.finish().await.map_err(pg)?;
 
     // Event times are local (Europe/Rome); PostgreSQL applies the daylight-saving rules.
-    transaction.batch_execute("SET LOCAL TIME ZONE 'Europe/Rome'").await.map_err(pg)?;
+    transaction
+        .batch_execute("SET LOCAL TIME ZONE 'Europe/Rome'")
+        .await
+        .map_err(pg)?;
     let year_start = chrono::NaiveDate::from_ymd_opt(options.year, 1, 1)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .ok_or_else(|| SimulateError::Postgres { url: url.clone(), message: format!("{} is not a year", options.year) })?;
-    let mut copy = Copy::start(&transaction, "COPY servizi.eventi FROM STDIN").await.map_err(pg)?;
+        .ok_or_else(|| SimulateError::Postgres {
+            url: url.clone(),
+            message: format!("{} is not a year", options.year),
+        })?;
+    let mut copy = Copy::start(&transaction, "COPY servizi.eventi FROM STDIN")
+        .await
+        .map_err(pg)?;
     for (i, e) in events.iter().enumerate() {
         let at = year_start + chrono::Duration::seconds(e.second_of_year as i64);
         writeln!(
@@ -137,14 +181,24 @@ pub async fn postgres(options: &Options) -> Result<Summary, SimulateError> {
 
     transaction.batch_execute(INDEXES).await.map_err(pg)?;
     transaction.commit().await.map_err(pg)?;
-    client.batch_execute("ANALYZE anagrafe.residenti; ANALYZE servizi.eventi").await.map_err(pg)?;
+    client
+        .batch_execute("ANALYZE anagrafe.residenti; ANALYZE servizi.eventi")
+        .await
+        .map_err(pg)?;
     drop(client);
     let _ = connection.await;
 
     let mut households: Vec<u32> = residents.iter().map(|r| r.household).collect();
     households.sort_unstable();
     households.dedup();
-    Ok(Summary { areas: areas.len(), residents: residents.len(), households: households.len(), events: events.len(), generate, load: started.elapsed() })
+    Ok(Summary {
+        areas: areas.len(),
+        residents: residents.len(),
+        households: households.len(),
+        events: events.len(),
+        generate,
+        load: started.elapsed(),
+    })
 }
 
 const DROP: &str = "DROP SCHEMA IF EXISTS anagrafe CASCADE; DROP SCHEMA IF EXISTS servizi CASCADE;";
@@ -196,9 +250,15 @@ struct Copy {
 }
 
 impl Copy {
-    async fn start(transaction: &tokio_postgres::Transaction<'_>, statement: &str) -> Result<Self, tokio_postgres::Error> {
+    async fn start(
+        transaction: &tokio_postgres::Transaction<'_>,
+        statement: &str,
+    ) -> Result<Self, tokio_postgres::Error> {
         let sink = Box::pin(transaction.copy_in(statement).await?);
-        Ok(Self { sink, text: String::with_capacity(COPY_CHUNK + 256) })
+        Ok(Self {
+            sink,
+            text: String::with_capacity(COPY_CHUNK + 256),
+        })
     }
 
     async fn flush_if_full(&mut self) -> Result<(), tokio_postgres::Error> {
@@ -220,7 +280,11 @@ impl Copy {
 
 /// A value in COPY's text format.
 fn copy_text(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('\t', "\\t").replace('\n', "\\n").replace('\r', "\\r")
+    value
+        .replace('\\', "\\\\")
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
 }
 
 fn describe(e: &tokio_postgres::Error) -> String {

@@ -63,7 +63,9 @@ pub const CITIZENSHIPS: &[(&str, f64)] = &[
 
 /// Relative number of residents per five-year band from 0–4 to 75–79, a rounded shape of
 /// Bologna's 2021 age pyramid (few children, a bulge at 45–59).
-const AGE_BANDS_UNDER_80: [f64; 16] = [3.6, 4.0, 4.2, 4.2, 5.3, 6.5, 6.8, 6.9, 7.5, 8.4, 8.8, 8.3, 7.1, 6.2, 6.3, 5.4];
+const AGE_BANDS_UNDER_80: [f64; 16] = [
+    3.6, 4.0, 4.2, 4.2, 5.3, 6.5, 6.8, 6.9, 7.5, 8.4, 8.8, 8.3, 7.1, 6.2, 6.3, 5.4,
+];
 /// Relative number of residents aged 80–84, 85–89, 90–94 and 95–99.
 const AGE_BANDS_OVER_80: [f64; 4] = [45.0, 33.0, 17.0, 5.0];
 /// Share of women: higher among the oldest (the popolazione series gives 52% city-wide).
@@ -84,18 +86,26 @@ const HOUSEHOLD_SIZES: [f64; 5] = [49.0, 26.0, 13.0, 9.0, 3.0];
 
 /// The 90 statistical areas of 2021, read through the file connector.
 pub async fn read_areas(path: &Path) -> Result<Vec<Area>, SimulateError> {
-    let data_error = |message: String| SimulateError::Data { path: path.to_path_buf(), message };
+    let data_error = |message: String| SimulateError::Data {
+        path: path.to_path_buf(),
+        message,
+    };
     let mut table = toml::Table::new();
     table.insert("name".into(), "fragilita".into());
     table.insert("path".into(), path.display().to_string().into());
     table.insert("delimiter".into(), ";".into());
     table.insert("filter".into(), format!("anno = {REGISTRY_YEAR}").into());
     let config: FileTableConfig = table.try_into().map_err(|e| data_error(format!("{e}")))?;
-    let loaded = load_table(config, path.to_path_buf()).await.map_err(|e| data_error(e.to_string()))?;
+    let loaded = load_table(config, path.to_path_buf())
+        .await
+        .map_err(|e| data_error(e.to_string()))?;
     let mut areas = Vec::new();
     for batch in &loaded.batches {
         let column = |name: &str, to: &DataType| {
-            let index = batch.schema().index_of(name).map_err(|_| data_error(format!("no column `{name}`")))?;
+            let index = batch
+                .schema()
+                .index_of(name)
+                .map_err(|_| data_error(format!("no column `{name}`")))?;
             cast(batch.column(index), to).map_err(|e| data_error(format!("column `{name}`: {e}")))
         };
         let codes = column("cod_area_statistica", &DataType::Int64)?;
@@ -103,14 +113,32 @@ pub async fn read_areas(path: &Path) -> Result<Vec<Area>, SimulateError> {
         let quartieri = column("quartiere", &DataType::Utf8)?;
         let populations = column("popolazione_residente", &DataType::Int64)?;
         let shares = column("perc_residenti_oltre_80_anni", &DataType::Float64)?;
-        let codes = codes.as_any().downcast_ref::<Int64Array>().expect("cast to Int64");
-        let names = names.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
-        let quartieri = quartieri.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
-        let populations = populations.as_any().downcast_ref::<Int64Array>().expect("cast to Int64");
-        let shares = shares.as_any().downcast_ref::<Float64Array>().expect("cast to Float64");
+        let codes = codes
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("cast to Int64");
+        let names = names
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("cast to Utf8");
+        let quartieri = quartieri
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("cast to Utf8");
+        let populations = populations
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("cast to Int64");
+        let shares = shares
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("cast to Float64");
         for row in 0..batch.num_rows() {
             if codes.is_null(row) || populations.is_null(row) {
-                return Err(data_error(format!("row {} has no area code or population", row + 1)));
+                return Err(data_error(format!(
+                    "row {} has no area code or population",
+                    row + 1
+                )));
             }
             areas.push(Area {
                 code: codes.value(row) as i32,
@@ -132,9 +160,16 @@ pub async fn read_areas(path: &Path) -> Result<Vec<Area>, SimulateError> {
 pub fn city_share_over_80(areas: &[Area]) -> f64 {
     let (over, total) = areas
         .iter()
-        .filter_map(|a| a.share_over_80.map(|s| (a.population as f64 * s / 100.0, a.population as f64)))
+        .filter_map(|a| {
+            a.share_over_80
+                .map(|s| (a.population as f64 * s / 100.0, a.population as f64))
+        })
         .fold((0.0, 0.0), |(o, t), (a, b)| (o + a, t + b));
-    if total > 0.0 { 100.0 * over / total } else { 0.0 }
+    if total > 0.0 {
+        100.0 * over / total
+    } else {
+        0.0
+    }
 }
 
 /// Every resident, area by area; household ids are unique across the city.
@@ -152,14 +187,24 @@ pub fn residents(areas: &[Area], seed: u64) -> Vec<Resident> {
                 } else {
                     5 * rng.weighted(&AGE_BANDS_UNDER_80) as i32 + rng.below(5) as i32
                 };
-                let female = rng.chance(if age >= 80 { FEMALE_OVER_80 } else { FEMALE_UNDER_80 });
+                let female = rng.chance(if age >= 80 {
+                    FEMALE_OVER_80
+                } else {
+                    FEMALE_UNDER_80
+                });
                 let citizenship = if rng.chance(foreign_share(age)) {
                     let weights: Vec<f64> = CITIZENSHIPS.iter().map(|c| c.1).collect();
                     rng.weighted(&weights) as u8
                 } else {
                     0
                 };
-                Resident { area: area.code, birth_year: REGISTRY_YEAR - age, female, citizenship, household: 0 }
+                Resident {
+                    area: area.code,
+                    birth_year: REGISTRY_YEAR - age,
+                    female,
+                    citizenship,
+                    household: 0,
+                }
             })
             .collect();
         assign_households(&mut people, &mut rng, &mut next_household);
@@ -181,7 +226,9 @@ fn assign_households(people: &mut [Resident], rng: &mut Rng, next: &mut u32) {
         people[head].household = id;
         let size = 1 + rng.weighted(&HOUSEHOLD_SIZES);
         for _ in 1..size {
-            let Some(member) = minors.pop().or_else(|| adults.pop()) else { break };
+            let Some(member) = minors.pop().or_else(|| adults.pop()) else {
+                break;
+            };
             people[member].household = id;
         }
         families.push((id, size));
@@ -203,22 +250,40 @@ mod tests {
     use super::*;
 
     fn area(code: i32, population: u32, share: Option<f64>) -> Area {
-        Area { code, name: format!("a{code}"), quartiere: "q".into(), population, share_over_80: share }
+        Area {
+            code,
+            name: format!("a{code}"),
+            quartiere: "q".into(),
+            population,
+            share_over_80: share,
+        }
     }
 
     #[test]
     fn each_area_gets_its_population_and_over_80s() {
-        let areas = vec![area(1, 1000, Some(12.3)), area(2, 81, None), area(3, 5000, Some(4.0))];
+        let areas = vec![
+            area(1, 1000, Some(12.3)),
+            area(2, 81, None),
+            area(3, 5000, Some(4.0)),
+        ];
         let people = residents(&areas, 42);
         let city = city_share_over_80(&areas);
         for a in &areas {
             let mine: Vec<_> = people.iter().filter(|r| r.area == a.code).collect();
             assert_eq!(mine.len() as u32, a.population);
-            let old = mine.iter().filter(|r| REGISTRY_YEAR - r.birth_year >= 80).count() as u32;
+            let old = mine
+                .iter()
+                .filter(|r| REGISTRY_YEAR - r.birth_year >= 80)
+                .count() as u32;
             assert_eq!(old, a.over_80(city));
         }
         assert!(people.iter().all(|r| r.household > 0));
         let again = residents(&areas, 42);
-        assert!(people.iter().zip(&again).all(|(a, b)| a.birth_year == b.birth_year && a.household == b.household));
+        assert!(
+            people
+                .iter()
+                .zip(&again)
+                .all(|(a, b)| a.birth_year == b.birth_year && a.household == b.household)
+        );
     }
 }

@@ -45,18 +45,35 @@ struct Sensor {
 }
 
 /// The malformed messages produced, one of each in turn.
-const MALFORMED: &[&str] = &["not_json", "missing_field", "wrong_type", "unknown_sensor", "not_senml"];
+const MALFORMED: &[&str] = &[
+    "not_json",
+    "missing_field",
+    "wrong_type",
+    "unknown_sensor",
+    "not_senml",
+];
 
 fn read_registry(path: &Path) -> Result<Vec<Sensor>, SimulateError> {
-    let data = |message: String| SimulateError::Data { path: path.to_path_buf(), message };
+    let data = |message: String| SimulateError::Data {
+        path: path.to_path_buf(),
+        message,
+    };
     let mut reader = csv::Reader::from_path(path).map_err(|e| data(e.to_string()))?;
     let headers = reader.headers().map_err(|e| data(e.to_string()))?.clone();
-    let column = |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| data(format!("no `{name}` column")));
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| data(format!("no `{name}` column")))
+    };
     let (id, kind) = (column("sensor_id")?, column("kind")?);
     let mut sensors = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| data(e.to_string()))?;
-        sensors.push(Sensor { id: record[id].to_string(), kind: record[kind].to_string() });
+        sensors.push(Sensor {
+            id: record[id].to_string(),
+            kind: record[kind].to_string(),
+        });
     }
     if sensors.is_empty() {
         return Err(data("no sensors".into()));
@@ -68,27 +85,62 @@ fn read_registry(path: &Path) -> Result<Vec<Sensor>, SimulateError> {
 /// morning and afternoon.
 fn daily_curve(hour_utc: u32) -> f64 {
     const CURVE: [f64; 24] = [
-        0.05, 0.03, 0.02, 0.02, 0.02, 0.04, 0.1, 0.3, 0.55, 0.75, 0.9, 1.0, 0.95, 0.85, 0.85, 0.9, 0.95, 0.9, 0.8, 0.65, 0.5, 0.35, 0.2, 0.1,
+        0.05, 0.03, 0.02, 0.02, 0.02, 0.04, 0.1, 0.3, 0.55, 0.75, 0.9, 1.0, 0.95, 0.85, 0.85, 0.9,
+        0.95, 0.9, 0.8, 0.65, 0.5, 0.35, 0.2, 0.1,
     ];
     CURVE[((hour_utc + 1) % 24) as usize]
 }
 
 /// One message: topic and payload.
-fn reading(prefix: &str, sensor: &Sensor, metric_turn: u64, seconds: f64, rng: &mut Rng) -> (String, String) {
+fn reading(
+    prefix: &str,
+    sensor: &Sensor,
+    metric_turn: u64,
+    seconds: f64,
+    rng: &mut Rng,
+) -> (String, String) {
     let hour = Utc::now().hour();
     let curve = daily_curve(hour);
     let json = |kind: &str, metric: &str, value: f64, unit: &str| {
-        (format!("{prefix}/{kind}/{}/{metric}", sensor.id), format!("{{\"v\":{value:.2},\"t\":{seconds:.3},\"u\":\"{unit}\"}}"))
+        (
+            format!("{prefix}/{kind}/{}/{metric}", sensor.id),
+            format!("{{\"v\":{value:.2},\"t\":{seconds:.3},\"u\":\"{unit}\"}}"),
+        )
     };
     match sensor.kind.as_str() {
-        "wifi_ap" => json("wifi", "clients", (curve * 40.0 * (0.6 + 0.8 * rng.unit())).round(), "clients"),
+        "wifi_ap" => json(
+            "wifi",
+            "clients",
+            (curve * 40.0 * (0.6 + 0.8 * rng.unit())).round(),
+            "clients",
+        ),
         "connectivity_probe" => match metric_turn % 3 {
             // Throughput falls a little when the library is busy.
-            0 => json("sonda", "download_mbps", 80.0 + 120.0 * rng.unit() * (1.1 - 0.4 * curve), "Mbit/s"),
-            1 => json("sonda", "upload_mbps", 15.0 + 35.0 * rng.unit() * (1.1 - 0.4 * curve), "Mbit/s"),
-            _ => json("sonda", "latency_ms", 8.0 + 30.0 * rng.unit() * (0.6 + curve), "ms"),
+            0 => json(
+                "sonda",
+                "download_mbps",
+                80.0 + 120.0 * rng.unit() * (1.1 - 0.4 * curve),
+                "Mbit/s",
+            ),
+            1 => json(
+                "sonda",
+                "upload_mbps",
+                15.0 + 35.0 * rng.unit() * (1.1 - 0.4 * curve),
+                "Mbit/s",
+            ),
+            _ => json(
+                "sonda",
+                "latency_ms",
+                8.0 + 30.0 * rng.unit() * (0.6 + curve),
+                "ms",
+            ),
         },
-        "people_counter" => json("contapersone", "people", (curve * 12.0 * rng.unit()).round(), "persone"),
+        "people_counter" => json(
+            "contapersone",
+            "people",
+            (curve * 12.0 * rng.unit()).round(),
+            "persone",
+        ),
         _ => {
             let pack = format!(
                 "[{{\"bn\":\"{}/\",\"bt\":{seconds:.3},\"n\":\"pm10\",\"u\":\"ug/m3\",\"v\":{:.1}}},\
@@ -107,11 +159,26 @@ fn reading(prefix: &str, sensor: &Sensor, metric_turn: u64, seconds: f64, rng: &
 
 fn malformed(prefix: &str, kind: &str, sensor: &Sensor, seconds: f64) -> (String, String) {
     match kind {
-        "not_json" => (format!("{prefix}/sonda/{}/latency_ms", sensor.id), "latency=12ms".to_string()),
-        "missing_field" => (format!("{prefix}/sonda/{}/latency_ms", sensor.id), format!("{{\"valore\":12,\"t\":{seconds:.3}}}")),
-        "wrong_type" => (format!("{prefix}/sonda/{}/latency_ms", sensor.id), format!("{{\"v\":\"alta\",\"t\":{seconds:.3}}}")),
-        "unknown_sensor" => ("{prefix}/sonda/sonda-sconosciuta-99/latency_ms".replace("{prefix}", prefix), format!("{{\"v\":12,\"t\":{seconds:.3}}}")),
-        _ => (format!("{prefix}/ambiente/{}", sensor.id), "{\"n\":\"pm10\",\"v\":21}".to_string()),
+        "not_json" => (
+            format!("{prefix}/sonda/{}/latency_ms", sensor.id),
+            "latency=12ms".to_string(),
+        ),
+        "missing_field" => (
+            format!("{prefix}/sonda/{}/latency_ms", sensor.id),
+            format!("{{\"valore\":12,\"t\":{seconds:.3}}}"),
+        ),
+        "wrong_type" => (
+            format!("{prefix}/sonda/{}/latency_ms", sensor.id),
+            format!("{{\"v\":\"alta\",\"t\":{seconds:.3}}}"),
+        ),
+        "unknown_sensor" => (
+            "{prefix}/sonda/sonda-sconosciuta-99/latency_ms".replace("{prefix}", prefix),
+            format!("{{\"v\":12,\"t\":{seconds:.3}}}"),
+        ),
+        _ => (
+            format!("{prefix}/ambiente/{}", sensor.id),
+            "{\"n\":\"pm10\",\"v\":21}".to_string(),
+        ),
     }
 }
 
@@ -119,10 +186,23 @@ fn malformed(prefix: &str, kind: &str, sensor: &Sensor, seconds: f64) -> (String
 /// every one.
 pub async fn sensors(options: &SensorOptions) -> Result<SensorSummary, SimulateError> {
     let registry = read_registry(&options.registry)?;
-    let broker = |message: String| SimulateError::Mqtt { broker: options.broker.clone(), message };
-    let rest = options.broker.strip_prefix("mqtt://").ok_or_else(|| broker("use an mqtt:// URL".into()))?;
-    let (host, port) = rest.trim_end_matches('/').rsplit_once(':').map_or((rest, 1883), |(h, p)| (h, p.parse().unwrap_or(1883)));
-    let mut mqtt = MqttOptions::new(format!("cruscotto-simulator-{}", std::process::id()), host, port);
+    let broker = |message: String| SimulateError::Mqtt {
+        broker: options.broker.clone(),
+        message,
+    };
+    let rest = options
+        .broker
+        .strip_prefix("mqtt://")
+        .ok_or_else(|| broker("use an mqtt:// URL".into()))?;
+    let (host, port) = rest
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .map_or((rest, 1883), |(h, p)| (h, p.parse().unwrap_or(1883)));
+    let mut mqtt = MqttOptions::new(
+        format!("cruscotto-simulator-{}", std::process::id()),
+        host,
+        port,
+    );
     mqtt.set_keep_alive(Duration::from_secs(30));
     mqtt.set_inflight(1000);
     let (client, mut eventloop) = AsyncClient::new(mqtt, 10_000);
@@ -146,7 +226,10 @@ pub async fn sensors(options: &SensorOptions) -> Result<SensorSummary, SimulateE
     });
 
     let mut rng = Rng::fork(options.seed, 1);
-    let mut summary = SensorSummary { sensors: registry.len(), ..SensorSummary::default() };
+    let mut summary = SensorSummary {
+        sensors: registry.len(),
+        ..SensorSummary::default()
+    };
     let started = Instant::now();
     let mut ticks = tokio::time::interval(Duration::from_millis(10));
     let mut budget = 0.0;
@@ -179,11 +262,19 @@ pub async fn sensors(options: &SensorOptions) -> Result<SensorSummary, SimulateE
             let seconds = millis as f64 / 1e3;
             let (topic, payload) = if rng.chance(options.malformed_share) {
                 summary.malformed += 1;
-                malformed(&options.prefix, MALFORMED[(summary.malformed % MALFORMED.len() as u64) as usize], sensor, seconds)
+                malformed(
+                    &options.prefix,
+                    MALFORMED[(summary.malformed % MALFORMED.len() as u64) as usize],
+                    sensor,
+                    seconds,
+                )
             } else {
                 reading(&options.prefix, sensor, metric_turn, seconds, &mut rng)
             };
-            client.publish(topic, QoS::AtLeastOnce, false, payload).await.map_err(|e| broker(e.to_string()))?;
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .map_err(|e| broker(e.to_string()))?;
             summary.published += 1;
         }
     }
@@ -207,15 +298,29 @@ mod tests {
     #[test]
     fn readings_fit_the_shipped_connector() {
         let mut rng = Rng::new(1);
-        let probe = Sensor { id: "sonda-x".into(), kind: "connectivity_probe".into() };
+        let probe = Sensor {
+            id: "sonda-x".into(),
+            kind: "connectivity_probe".into(),
+        };
         let (topic, payload) = reading("bologna", &probe, 2, 1_700_000_000.5, &mut rng);
         assert_eq!(topic, "bologna/sonda/sonda-x/latency_ms");
         let value: serde_json::Value = serde_json::from_str(&payload).unwrap();
-        assert!(value["v"].is_number() && value["t"].as_f64() == Some(1_700_000_000.5), "{payload}");
-        let environment = Sensor { id: "amb-01".into(), kind: "environment".into() };
+        assert!(
+            value["v"].is_number() && value["t"].as_f64() == Some(1_700_000_000.5),
+            "{payload}"
+        );
+        let environment = Sensor {
+            id: "amb-01".into(),
+            kind: "environment".into(),
+        };
         let (topic, pack) = reading("bologna", &environment, 0, 1_700_000_000.0, &mut rng);
         assert_eq!(topic, "bologna/ambiente/amb-01");
-        assert_eq!(crate::connectors::mqtt::resolve_senml(pack.as_bytes(), 0).unwrap().len(), 4);
+        assert_eq!(
+            crate::connectors::mqtt::resolve_senml(pack.as_bytes(), 0)
+                .unwrap()
+                .len(),
+            4
+        );
         for kind in MALFORMED {
             let (_, payload) = malformed("bologna", kind, &probe, 1.0);
             assert!(!payload.is_empty());

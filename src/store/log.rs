@@ -109,18 +109,36 @@ pub struct LogTable {
 }
 
 fn io_error(table: &str, path: &Path, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Persist { table: table.to_string(), path: path.to_path_buf(), message: e.to_string() }
+    StoreError::Persist {
+        table: table.to_string(),
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 impl LogTable {
     /// Open a log table, recovering what an earlier run left: segments listed in the manifest,
     /// then the WAL files not yet compacted.
-    pub fn open(data_dir: &Path, schema_name: &str, table: &str, schema: SchemaRef, options: LogOptions) -> Result<Arc<Self>, StoreError> {
+    pub fn open(
+        data_dir: &Path,
+        schema_name: &str,
+        table: &str,
+        schema: SchemaRef,
+        options: LogOptions,
+    ) -> Result<Arc<Self>, StoreError> {
         let dir = data_dir.join("log").join(schema_name).join(table);
-        let rollup_dir = options.rollup.as_ref().map(|r| data_dir.join("log").join(schema_name).join(&r.table));
+        let rollup_dir = options
+            .rollup
+            .as_ref()
+            .map(|r| data_dir.join("log").join(schema_name).join(&r.table));
         std::fs::create_dir_all(&dir).map_err(|e| io_error(table, &dir, e))?;
         let lock_path = dir.join(".lock");
-        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| io_error(table, &lock_path, e))?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_error(table, &lock_path, e))?;
         let lock = match lock.try_lock() {
             Ok(()) => Some(lock),
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -132,19 +150,29 @@ impl LogTable {
         let writable = lock.is_some();
         let manifest_path = dir.join("manifest.json");
         let manifest: Manifest = match std::fs::read(&manifest_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| io_error(table, &manifest_path, e))?,
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| io_error(table, &manifest_path, e))?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
             Err(e) => return Err(io_error(table, &manifest_path, e)),
         };
         if writable {
             remove_unlisted_parts(&dir, &manifest);
         }
-        let mut rows = Rows { manifest, ..Rows::default() };
+        let mut rows = Rows {
+            manifest,
+            ..Rows::default()
+        };
 
         for relative in rows.manifest.parts.clone() {
             let path = dir.join(&relative);
-            let Some(day) = day_of_part(&relative) else { continue };
-            let batch = read_parquet(&path).map_err(|e| StoreError::ReadSnapshot { path: path.clone(), message: e })?;
+            let Some(day) = day_of_part(&relative) else {
+                continue;
+            };
+            let batch = read_parquet(&path).map_err(|e| StoreError::ReadSnapshot {
+                path: path.clone(),
+                message: e,
+            })?;
             check_schema(table, &path, &schema, &batch.schema())?;
             rows.parts.entry(day).or_default().push((relative, batch));
         }
@@ -161,10 +189,14 @@ impl LogTable {
                 }
                 continue;
             }
-            let replayed = wal::read(&path).map_err(|e| StoreError::ReadSnapshot { path: path.clone(), message: e.to_string() })?;
+            let replayed = wal::read(&path).map_err(|e| StoreError::ReadSnapshot {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
             if replayed.torn_bytes > 0 && writable {
                 warn!(schema = schema_name, table, file = %path.display(), torn_bytes = replayed.torn_bytes, "dropping a torn WAL record (never acknowledged)");
-                wal::truncate(&path, replayed.valid_bytes).map_err(|e| io_error(table, &path, e))?;
+                wal::truncate(&path, replayed.valid_bytes)
+                    .map_err(|e| io_error(table, &path, e))?;
             }
             for batch in &replayed.batches {
                 check_schema(table, &path, &schema, &batch.schema())?;
@@ -178,22 +210,51 @@ impl LogTable {
                     Ok(batch) => {
                         rows.rollups.insert(day, batch);
                     }
-                    Err(e) => warn!(file = %path.display(), error = %e, "cannot read a rollup; it is recomputed"),
+                    Err(e) => {
+                        warn!(file = %path.display(), error = %e, "cannot read a rollup; it is recomputed")
+                    }
                 }
             }
         }
 
-        rows.total = rows.parts.values().flatten().map(|(_, b)| b.num_rows()).sum::<usize>()
-            + rows.closed.iter().flat_map(|(_, b)| b).map(RecordBatch::num_rows).sum::<usize>();
+        rows.total = rows
+            .parts
+            .values()
+            .flatten()
+            .map(|(_, b)| b.num_rows())
+            .sum::<usize>()
+            + rows
+                .closed
+                .iter()
+                .flat_map(|(_, b)| b)
+                .map(RecordBatch::num_rows)
+                .sum::<usize>();
         let mut keys = HashSet::new();
         if !options.dedupe.is_empty() {
-            let all = rows.parts.values().flatten().map(|(_, b)| b).chain(rows.closed.iter().flat_map(|(_, b)| b));
+            let all = rows
+                .parts
+                .values()
+                .flatten()
+                .map(|(_, b)| b)
+                .chain(rows.closed.iter().flat_map(|(_, b)| b));
             for batch in all {
-                keys.extend(row_hashes(batch, &options.dedupe).map_err(|m| StoreError::Register { table: table.into(), message: m })?);
+                keys.extend(row_hashes(batch, &options.dedupe).map_err(|m| {
+                    StoreError::Register {
+                        table: table.into(),
+                        message: m,
+                    }
+                })?);
             }
         }
         let sequence = last_sequence + 1;
-        let writer = if writable { Some(WalWriter::open(&wal::path(&wal_dir, sequence)).map_err(|e| io_error(table, &wal_dir, e))?) } else { None };
+        let writer = if writable {
+            Some(
+                WalWriter::open(&wal::path(&wal_dir, sequence))
+                    .map_err(|e| io_error(table, &wal_dir, e))?,
+            )
+        } else {
+            None
+        };
         let log = Arc::new(Self {
             schema_name: schema_name.into(),
             table: table.into(),
@@ -201,14 +262,24 @@ impl LogTable {
             rollup_dir,
             schema,
             options,
-            wal: Mutex::new(WalState { writer, sequence, keys, rows_in_current: 0 }),
+            wal: Mutex::new(WalState {
+                writer,
+                sequence,
+                keys,
+                rows_in_current: 0,
+            }),
             rows: RwLock::new(rows),
             compacting: Mutex::new(()),
             _lock: lock,
         });
         // Recomputes rollups a crash left stale and applies retention.
         log.compact()?;
-        info!(schema = schema_name, table, rows = log.row_count(), "log table opened");
+        info!(
+            schema = schema_name,
+            table,
+            rows = log.row_count(),
+            "log table opened"
+        );
         Ok(log)
     }
 
@@ -232,14 +303,25 @@ impl LogTable {
     /// Every row held, segments first, then the WAL tail, in append order.
     pub fn batches(&self) -> Vec<RecordBatch> {
         let rows = self.rows.read().expect("log rows lock");
-        let mut out: Vec<RecordBatch> = rows.parts.values().flatten().map(|(_, b)| b.clone()).collect();
+        let mut out: Vec<RecordBatch> = rows
+            .parts
+            .values()
+            .flatten()
+            .map(|(_, b)| b.clone())
+            .collect();
         out.extend(rows.closed.iter().flat_map(|(_, b)| b.iter().cloned()));
         out.extend(rows.current.iter().cloned());
         out
     }
 
     pub fn rollup_batches(&self) -> Vec<RecordBatch> {
-        self.rows.read().expect("log rows lock").rollups.values().cloned().collect()
+        self.rows
+            .read()
+            .expect("log rows lock")
+            .rollups
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn row_count(&self) -> usize {
@@ -247,7 +329,10 @@ impl LogTable {
     }
 
     pub fn rollup_row_count(&self) -> usize {
-        self.rollup_batches().iter().map(RecordBatch::num_rows).sum()
+        self.rollup_batches()
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum()
     }
 
     /// Append rows and make them durable: when this returns `Ok`, they are fsynced in the WAL and
@@ -258,7 +343,11 @@ impl LogTable {
         let (batch, duplicates) = if self.options.dedupe.is_empty() {
             (batch.clone(), 0)
         } else {
-            let hashes = row_hashes(batch, &self.options.dedupe).map_err(|m| StoreError::Register { table: self.table.clone(), message: m })?;
+            let hashes =
+                row_hashes(batch, &self.options.dedupe).map_err(|m| StoreError::Register {
+                    table: self.table.clone(),
+                    message: m,
+                })?;
             let mut seen = HashSet::new();
             let keep: Vec<u32> = hashes
                 .iter()
@@ -270,22 +359,39 @@ impl LogTable {
             let kept = if duplicates == 0 {
                 batch.clone()
             } else {
-                take_record_batch(batch, &UInt32Array::from(keep)).map_err(|e| StoreError::Register { table: self.table.clone(), message: e.to_string() })?
+                take_record_batch(batch, &UInt32Array::from(keep)).map_err(|e| {
+                    StoreError::Register {
+                        table: self.table.clone(),
+                        message: e.to_string(),
+                    }
+                })?
             };
             (kept, duplicates)
         };
         if batch.num_rows() == 0 {
-            return Ok(Appended { stored: 0, duplicates });
+            return Ok(Appended {
+                stored: 0,
+                duplicates,
+            });
         }
         let Some(writer) = wal.writer.as_mut() else {
             return Err(StoreError::Register {
                 table: self.table.clone(),
-                message: format!("read-only here: another cruscotto process writes {}", self.dir.display()),
+                message: format!(
+                    "read-only here: another cruscotto process writes {}",
+                    self.dir.display()
+                ),
             });
         };
-        writer.append(&batch).map_err(|e| io_error(&self.table, writer.path(), e))?;
+        writer
+            .append(&batch)
+            .map_err(|e| io_error(&self.table, writer.path(), e))?;
         if !self.options.dedupe.is_empty() {
-            let hashes = row_hashes(&batch, &self.options.dedupe).map_err(|m| StoreError::Register { table: self.table.clone(), message: m })?;
+            let hashes =
+                row_hashes(&batch, &self.options.dedupe).map_err(|m| StoreError::Register {
+                    table: self.table.clone(),
+                    message: m,
+                })?;
             wal.keys.extend(hashes);
         }
         wal.rows_in_current += batch.num_rows();
@@ -326,8 +432,11 @@ impl LogTable {
         }
         let (closed, mut manifest, parts_per_day) = {
             let rows = self.rows.read().expect("log rows lock");
-            let per_day: BTreeMap<i64, Vec<RecordBatch>> =
-                rows.parts.iter().map(|(d, p)| (*d, p.iter().map(|(_, b)| b.clone()).collect())).collect();
+            let per_day: BTreeMap<i64, Vec<RecordBatch>> = rows
+                .parts
+                .iter()
+                .map(|(d, p)| (*d, p.iter().map(|(_, b)| b.clone()).collect()))
+                .collect();
             (rows.closed.clone(), rows.manifest.clone(), per_day)
         };
         let cutoff = self.options.retention_days.map(|days| today() - days);
@@ -335,8 +444,15 @@ impl LogTable {
         let mut replaced_days = Vec::new();
         let mut expired_rows = 0;
         if let Some(through) = closed.iter().map(|(s, _)| *s).max() {
-            let by_day = split_by_day(&self.schema, &self.options.time_column, closed.iter().flat_map(|(_, b)| b))
-                .map_err(|m| StoreError::Register { table: self.table.clone(), message: m })?;
+            let by_day = split_by_day(
+                &self.schema,
+                &self.options.time_column,
+                closed.iter().flat_map(|(_, b)| b),
+            )
+            .map_err(|m| StoreError::Register {
+                table: self.table.clone(),
+                message: m,
+            })?;
             for (day, mut batches) in by_day {
                 if cutoff.is_some_and(|c| day < c) {
                     expired_rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
@@ -350,18 +466,32 @@ impl LogTable {
                     batches = all;
                     replaced_days.push(day);
                 }
-                let batch = concat_batches(&self.schema, &batches).map_err(|e| StoreError::Register { table: self.table.clone(), message: e.to_string() })?;
-                let relative = format!("day={}/part-{:012}.parquet", day_name(day), manifest.next_part);
+                let batch =
+                    concat_batches(&self.schema, &batches).map_err(|e| StoreError::Register {
+                        table: self.table.clone(),
+                        message: e.to_string(),
+                    })?;
+                let relative = format!(
+                    "day={}/part-{:012}.parquet",
+                    day_name(day),
+                    manifest.next_part
+                );
                 manifest.next_part += 1;
-                write_parquet(&self.dir.join(&relative), &batch).map_err(|e| io_error(&self.table, &self.dir.join(&relative), e))?;
+                write_parquet(&self.dir.join(&relative), &batch)
+                    .map_err(|e| io_error(&self.table, &self.dir.join(&relative), e))?;
                 new_parts.entry(day).or_default().push((relative, batch));
             }
             let replaced: Vec<String> = {
                 let rows = self.rows.read().expect("log rows lock");
-                replaced_days.iter().flat_map(|d| rows.parts[d].iter().map(|(p, _)| p.clone())).collect()
+                replaced_days
+                    .iter()
+                    .flat_map(|d| rows.parts[d].iter().map(|(p, _)| p.clone()))
+                    .collect()
             };
             manifest.parts.retain(|p| !replaced.contains(p));
-            manifest.parts.extend(new_parts.values().flatten().map(|(p, _)| p.clone()));
+            manifest
+                .parts
+                .extend(new_parts.values().flatten().map(|(p, _)| p.clone()));
             manifest.compacted_through = manifest.compacted_through.max(through);
             if self.options.rollup.is_some() {
                 manifest.rollup_dirty.extend(new_parts.keys().copied());
@@ -384,7 +514,9 @@ impl LogTable {
             for path in replaced {
                 let _ = std::fs::remove_file(self.dir.join(path));
             }
-            for (sequence, path) in wal::list(&self.dir.join("wal")).map_err(|e| io_error(&self.table, &self.dir, e))? {
+            for (sequence, path) in
+                wal::list(&self.dir.join("wal")).map_err(|e| io_error(&self.table, &self.dir, e))?
+            {
                 if sequence <= through {
                     let _ = std::fs::remove_file(path);
                 }
@@ -395,14 +527,31 @@ impl LogTable {
         Ok(())
     }
 
-    fn apply_retention(&self, cutoff: Option<i64>, manifest: &mut Manifest) -> Result<(), StoreError> {
+    fn apply_retention(
+        &self,
+        cutoff: Option<i64>,
+        manifest: &mut Manifest,
+    ) -> Result<(), StoreError> {
         let Some(cutoff) = cutoff else { return Ok(()) };
-        let expired: Vec<i64> = self.rows.read().expect("log rows lock").parts.keys().copied().filter(|d| *d < cutoff).collect();
+        let expired: Vec<i64> = self
+            .rows
+            .read()
+            .expect("log rows lock")
+            .parts
+            .keys()
+            .copied()
+            .filter(|d| *d < cutoff)
+            .collect();
         if expired.is_empty() {
             return Ok(());
         }
-        let prefixes: Vec<String> = expired.iter().map(|d| format!("day={}/", day_name(*d))).collect();
-        manifest.parts.retain(|p| !prefixes.iter().any(|prefix| p.starts_with(prefix)));
+        let prefixes: Vec<String> = expired
+            .iter()
+            .map(|d| format!("day={}/", day_name(*d)))
+            .collect();
+        manifest
+            .parts
+            .retain(|p| !prefixes.iter().any(|prefix| p.starts_with(prefix)));
         self.write_manifest(manifest)?;
         {
             let mut rows = self.rows.write().expect("log rows lock");
@@ -421,17 +570,35 @@ impl LogTable {
     }
 
     fn refresh_rollups(&self, manifest: &mut Manifest) -> Result<(), StoreError> {
-        let (Some(spec), Some(rollup_dir)) = (&self.options.rollup, &self.rollup_dir) else { return Ok(()) };
+        let (Some(spec), Some(rollup_dir)) = (&self.options.rollup, &self.rollup_dir) else {
+            return Ok(());
+        };
         for day in manifest.rollup_dirty.clone() {
-            let batches: Vec<RecordBatch> =
-                self.rows.read().expect("log rows lock").parts.get(&day).map(|p| p.iter().map(|(_, b)| b.clone()).collect()).unwrap_or_default();
+            let batches: Vec<RecordBatch> = self
+                .rows
+                .read()
+                .expect("log rows lock")
+                .parts
+                .get(&day)
+                .map(|p| p.iter().map(|(_, b)| b.clone()).collect())
+                .unwrap_or_default();
             if batches.is_empty() {
                 continue;
             }
-            let rollup = rollup::hourly(spec, &self.options.time_column, &batches).map_err(|m| StoreError::Register { table: spec.table.clone(), message: m })?;
+            let rollup =
+                rollup::hourly(spec, &self.options.time_column, &batches).map_err(|m| {
+                    StoreError::Register {
+                        table: spec.table.clone(),
+                        message: m,
+                    }
+                })?;
             let path = rollup_dir.join(format!("day={}.parquet", day_name(day)));
             write_parquet(&path, &rollup).map_err(|e| io_error(&spec.table, &path, e))?;
-            self.rows.write().expect("log rows lock").rollups.insert(day, rollup);
+            self.rows
+                .write()
+                .expect("log rows lock")
+                .rollups
+                .insert(day, rollup);
         }
         if !manifest.rollup_dirty.is_empty() {
             manifest.rollup_dirty.clear();
@@ -440,10 +607,23 @@ impl LogTable {
         }
         if let Some(days) = spec.retention_days {
             let cutoff = today() - days;
-            let expired: Vec<i64> = self.rows.read().expect("log rows lock").rollups.keys().copied().filter(|d| *d < cutoff).collect();
+            let expired: Vec<i64> = self
+                .rows
+                .read()
+                .expect("log rows lock")
+                .rollups
+                .keys()
+                .copied()
+                .filter(|d| *d < cutoff)
+                .collect();
             for day in expired {
-                let _ = std::fs::remove_file(rollup_dir.join(format!("day={}.parquet", day_name(day))));
-                self.rows.write().expect("log rows lock").rollups.remove(&day);
+                let _ =
+                    std::fs::remove_file(rollup_dir.join(format!("day={}.parquet", day_name(day))));
+                self.rows
+                    .write()
+                    .expect("log rows lock")
+                    .rollups
+                    .remove(&day);
             }
         }
         Ok(())
@@ -452,7 +632,8 @@ impl LogTable {
     fn write_manifest(&self, manifest: &Manifest) -> Result<(), StoreError> {
         let path = self.dir.join("manifest.json");
         let temporary = self.dir.join("manifest.json.tmp");
-        let bytes = serde_json::to_vec_pretty(manifest).map_err(|e| io_error(&self.table, &path, e))?;
+        let bytes =
+            serde_json::to_vec_pretty(manifest).map_err(|e| io_error(&self.table, &path, e))?;
         let write = || -> std::io::Result<()> {
             let mut file = std::fs::File::create(&temporary)?;
             std::io::Write::write_all(&mut file, &bytes)?;
@@ -464,11 +645,22 @@ impl LogTable {
     }
 }
 
-fn check_schema(table: &str, path: &Path, expected: &SchemaRef, found: &SchemaRef) -> Result<(), StoreError> {
+fn check_schema(
+    table: &str,
+    path: &Path,
+    expected: &SchemaRef,
+    found: &SchemaRef,
+) -> Result<(), StoreError> {
     if expected.fields() == found.fields() {
         return Ok(());
     }
-    let names = |s: &SchemaRef| s.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ");
+    let names = |s: &SchemaRef| {
+        s.fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     Err(StoreError::Register {
         table: table.into(),
         message: format!(
@@ -486,12 +678,20 @@ fn today() -> i64 {
 }
 
 fn day_name(day: i64) -> String {
-    DateTime::from_timestamp(day * 86_400, 0).map_or_else(|| day.to_string(), |t| t.date_naive().format("%Y-%m-%d").to_string())
+    DateTime::from_timestamp(day * 86_400, 0).map_or_else(
+        || day.to_string(),
+        |t| t.date_naive().format("%Y-%m-%d").to_string(),
+    )
 }
 
 fn parse_day(name: &str) -> Option<i64> {
     let date = NaiveDate::parse_from_str(name, "%Y-%m-%d").ok()?;
-    Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp().div_euclid(86_400))
+    Some(
+        date.and_hms_opt(0, 0, 0)?
+            .and_utc()
+            .timestamp()
+            .div_euclid(86_400),
+    )
 }
 
 /// `day=2024-05-01/part-….parquet` → its day.
@@ -501,15 +701,34 @@ fn day_of_part(relative: &str) -> Option<i64> {
 
 /// Segment files a crash left behind before the manifest listed them.
 fn remove_unlisted_parts(dir: &Path, manifest: &Manifest) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for day_dir in entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()) {
-        let Some(day_name) = day_dir.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for day_dir in entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+    {
+        let Some(day_name) = day_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
+            continue;
+        };
         if !day_name.starts_with("day=") {
             continue;
         }
-        let Ok(files) = std::fs::read_dir(&day_dir) else { continue };
+        let Ok(files) = std::fs::read_dir(&day_dir) else {
+            continue;
+        };
         for file in files.filter_map(|e| e.ok()).map(|e| e.path()) {
-            let relative = format!("{day_name}/{}", file.file_name().and_then(|n| n.to_str()).unwrap_or_default());
+            let relative = format!(
+                "{day_name}/{}",
+                file.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+            );
             if !manifest.parts.contains(&relative) {
                 warn!(file = %file.display(), "removing a segment no manifest lists (a compaction interrupted by a crash)");
                 let _ = std::fs::remove_file(&file);
@@ -520,7 +739,9 @@ fn remove_unlisted_parts(dir: &Path, manifest: &Manifest) {
 }
 
 fn list_rollups(dir: &Path) -> Vec<(i64, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut out: Vec<(i64, PathBuf)> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter_map(|p| {
@@ -534,15 +755,30 @@ fn list_rollups(dir: &Path) -> Vec<(i64, PathBuf)> {
 }
 
 /// Rows grouped by the day of their time column (null times go to day 0).
-fn split_by_day<'a>(schema: &SchemaRef, time_column: &str, batches: impl Iterator<Item = &'a RecordBatch>) -> Result<BTreeMap<i64, Vec<RecordBatch>>, String> {
+fn split_by_day<'a>(
+    schema: &SchemaRef,
+    time_column: &str,
+    batches: impl Iterator<Item = &'a RecordBatch>,
+) -> Result<BTreeMap<i64, Vec<RecordBatch>>, String> {
     let index = schema.index_of(time_column).map_err(|e| e.to_string())?;
     let mut out: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
     for batch in batches {
-        let times = cast(batch.column(index), &DataType::Timestamp(TimeUnit::Microsecond, None)).map_err(|e| e.to_string())?;
-        let times = times.as_any().downcast_ref::<TimestampMicrosecondArray>().expect("cast to timestamp");
+        let times = cast(
+            batch.column(index),
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+        )
+        .map_err(|e| e.to_string())?;
+        let times = times
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .expect("cast to timestamp");
         let mut rows: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
         for row in 0..batch.num_rows() {
-            let day = if times.is_null(row) { 0 } else { times.value(row).div_euclid(DAY_MICROS) };
+            let day = if times.is_null(row) {
+                0
+            } else {
+                times.value(row).div_euclid(DAY_MICROS)
+            };
             rows.entry(day).or_default().push(row as u32);
         }
         if rows.len() == 1 {
@@ -551,7 +787,8 @@ fn split_by_day<'a>(schema: &SchemaRef, time_column: &str, batches: impl Iterato
             continue;
         }
         for (day, indices) in rows {
-            let part = take_record_batch(batch, &UInt32Array::from(indices)).map_err(|e| e.to_string())?;
+            let part =
+                take_record_batch(batch, &UInt32Array::from(indices)).map_err(|e| e.to_string())?;
             out.entry(day).or_default().push(part);
         }
     }
@@ -561,26 +798,41 @@ fn split_by_day<'a>(schema: &SchemaRef, time_column: &str, batches: impl Iterato
 /// One hash per row over the given columns, for deduplication. Text and integer-like columns
 /// (timestamps included) are hashed as they are; others through their text form.
 pub fn row_hashes(batch: &RecordBatch, columns: &[String]) -> Result<Vec<u64>, String> {
-    let mut hashers: Vec<std::collections::hash_map::DefaultHasher> = (0..batch.num_rows()).map(|_| Default::default()).collect();
+    let mut hashers: Vec<std::collections::hash_map::DefaultHasher> =
+        (0..batch.num_rows()).map(|_| Default::default()).collect();
     for name in columns {
-        let column = batch.column_by_name(name).ok_or_else(|| format!("no column `{name}` to deduplicate on"))?;
+        let column = batch
+            .column_by_name(name)
+            .ok_or_else(|| format!("no column `{name}` to deduplicate on"))?;
         match column.data_type() {
             DataType::Utf8 => {
-                let text = column.as_any().downcast_ref::<StringArray>().expect("Utf8 is a StringArray");
+                let text = column
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("Utf8 is a StringArray");
                 for (row, hasher) in hashers.iter_mut().enumerate() {
                     text.is_valid(row).then(|| text.value(row)).hash(hasher);
                 }
             }
             DataType::Timestamp(_, _) | DataType::Int64 | DataType::Date32 | DataType::Int32 => {
                 let numbers = cast(column, &DataType::Int64).map_err(|e| e.to_string())?;
-                let numbers = numbers.as_any().downcast_ref::<arrow::array::Int64Array>().expect("cast to Int64");
+                let numbers = numbers
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .expect("cast to Int64");
                 for (row, hasher) in hashers.iter_mut().enumerate() {
-                    numbers.is_valid(row).then(|| numbers.value(row)).hash(hasher);
+                    numbers
+                        .is_valid(row)
+                        .then(|| numbers.value(row))
+                        .hash(hasher);
                 }
             }
             _ => {
                 let text = cast(column, &DataType::Utf8).map_err(|e| e.to_string())?;
-                let text = text.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
+                let text = text
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("cast to Utf8");
                 for (row, hasher) in hashers.iter_mut().enumerate() {
                     text.is_valid(row).then(|| text.value(row)).hash(hasher);
                 }
@@ -594,21 +846,30 @@ fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), String> {
     let dir = path.parent().ok_or("no parent folder")?;
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let temporary = path.with_extension("parquet.tmp");
-    let properties = WriterProperties::builder().set_compression(parquet::basic::Compression::ZSTD(Default::default())).build();
+    let properties = WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+        .build();
     let file = std::fs::File::create(&temporary).map_err(|e| e.to_string())?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties)).map_err(|e| e.to_string())?;
+    let mut writer =
+        ArrowWriter::try_new(file, batch.schema(), Some(properties)).map_err(|e| e.to_string())?;
     writer.write(batch).map_err(|e| e.to_string())?;
     let file = writer.into_inner().map_err(|e| e.to_string())?;
     file.sync_all().map_err(|e| e.to_string())?;
     std::fs::rename(&temporary, path).map_err(|e| e.to_string())?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| e.to_string())
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| e.to_string())
 }
 
 fn read_parquet(path: &Path) -> Result<RecordBatch, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
     let schema = builder.schema().clone();
-    let batches = builder.build().map_err(|e| e.to_string())?.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let batches = builder
+        .build()
+        .map_err(|e| e.to_string())?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
     concat_batches(&schema, &batches).map_err(|e| e.to_string())
 }
 
@@ -623,7 +884,11 @@ mod tests {
             Field::new("sensor_id", DataType::Utf8, false),
             Field::new("metric", DataType::Utf8, false),
             Field::new("value", DataType::Float64, true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
         ]))
     }
 
@@ -649,8 +914,15 @@ mod tests {
             vec![
                 Arc::new(StringArray::from(vec![sensor; seconds.len()])),
                 Arc::new(StringArray::from(vec!["people"; seconds.len()])),
-                Arc::new(Float64Array::from(seconds.iter().map(|s| *s as f64).collect::<Vec<_>>())),
-                Arc::new(TimestampMicrosecondArray::from(seconds.iter().map(|s| s * 1_000_000).collect::<Vec<_>>()).with_timezone("UTC")),
+                Arc::new(Float64Array::from(
+                    seconds.iter().map(|s| *s as f64).collect::<Vec<_>>(),
+                )),
+                Arc::new(
+                    TimestampMicrosecondArray::from(
+                        seconds.iter().map(|s| s * 1_000_000).collect::<Vec<_>>(),
+                    )
+                    .with_timezone("UTC"),
+                ),
             ],
         )
         .unwrap()
@@ -664,16 +936,40 @@ mod tests {
     fn appends_survive_a_crash_before_compaction() {
         let dir = tempfile::tempdir().unwrap();
         let t = now_seconds();
-        let log = LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
-        assert_eq!(log.append(&readings("a", &[t, t + 1])).unwrap(), Appended { stored: 2, duplicates: 0 });
+        let log =
+            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
+        assert_eq!(
+            log.append(&readings("a", &[t, t + 1])).unwrap(),
+            Appended {
+                stored: 2,
+                duplicates: 0
+            }
+        );
         // A redelivery (same sensor, metric and time) and a duplicate inside one batch.
-        assert_eq!(log.append(&readings("a", &[t + 1, t + 2, t + 2])).unwrap(), Appended { stored: 1, duplicates: 2 });
+        assert_eq!(
+            log.append(&readings("a", &[t + 1, t + 2, t + 2])).unwrap(),
+            Appended {
+                stored: 1,
+                duplicates: 2
+            }
+        );
         drop(log); // no compaction: everything is in the WAL only
 
-        let log = LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
+        let log =
+            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
         assert_eq!(log.row_count(), 3);
-        assert_eq!(log.append(&readings("a", &[t])).unwrap().duplicates, 1, "dedupe keys are recovered");
-        assert!(wal::list(&dir.path().join("log/sensori/letture/wal")).unwrap().len() == 1, "the replayed WAL was compacted");
+        assert_eq!(
+            log.append(&readings("a", &[t])).unwrap().duplicates,
+            1,
+            "dedupe keys are recovered"
+        );
+        assert!(
+            wal::list(&dir.path().join("log/sensori/letture/wal"))
+                .unwrap()
+                .len()
+                == 1,
+            "the replayed WAL was compacted"
+        );
         assert_eq!(log.rollup_row_count() > 0, true);
     }
 
@@ -681,7 +977,8 @@ mod tests {
     fn compaction_writes_day_partitions_and_recovery_reads_them() {
         let dir = tempfile::tempdir().unwrap();
         let t = now_seconds();
-        let log = LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
+        let log =
+            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
         log.append(&readings("a", &[t - 86_400, t])).unwrap();
         log.compact().unwrap();
         log.append(&readings("b", &[t])).unwrap();
@@ -693,13 +990,18 @@ mod tests {
             .collect();
         assert_eq!(days.len(), 2, "{days:?}");
         drop(log);
-        let log = LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
+        let log =
+            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
         assert_eq!(log.row_count(), 3);
         // An orphan segment (written, then a crash before the manifest) is ignored and removed.
-        let orphan = table_dir.join(format!("day={}/part-999999999999.parquet", day_name(today())));
+        let orphan = table_dir.join(format!(
+            "day={}/part-999999999999.parquet",
+            day_name(today())
+        ));
         write_parquet(&orphan, &readings("zzz", &[t])).unwrap();
         drop(log);
-        let log = LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
+        let log =
+            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
         assert_eq!(log.row_count(), 3);
         assert!(!orphan.exists());
     }
@@ -708,7 +1010,8 @@ mod tests {
     fn retention_drops_old_days_and_rollups_outlive_them() {
         let dir = tempfile::tempdir().unwrap();
         let t = now_seconds();
-        let log = LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
+        let log =
+            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
         // Two readings in one hour ten days ago, one now.
         let old = (t - 10 * 86_400) / 3_600 * 3_600;
         log.append(&readings("a", &[old, old + 60, t])).unwrap();
@@ -717,7 +1020,8 @@ mod tests {
         assert_eq!(log.rollup_row_count(), 2);
         drop(log);
         // Raw rows kept 5 days: the old day goes, its hourly rollup stays.
-        let log = LogTable::open(dir.path(), "sensori", "letture", schema(), options(Some(5))).unwrap();
+        let log =
+            LogTable::open(dir.path(), "sensori", "letture", schema(), options(Some(5))).unwrap();
         assert_eq!(log.row_count(), 1);
         assert_eq!(log.rollup_row_count(), 2);
     }
@@ -726,16 +1030,25 @@ mod tests {
     fn a_second_process_reads_a_table_it_does_not_write() {
         let dir = tempfile::tempdir().unwrap();
         let t = now_seconds();
-        let writer = LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
+        let writer =
+            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
         writer.append(&readings("a", &[t, t + 1])).unwrap();
-        let reader = LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
+        let reader =
+            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
         assert!(writer.is_writable() && !reader.is_writable());
         assert_eq!(reader.row_count(), 2);
-        assert!(reader.append(&readings("b", &[t])).unwrap_err().to_string().contains("read-only"));
+        assert!(
+            reader
+                .append(&readings("b", &[t]))
+                .unwrap_err()
+                .to_string()
+                .contains("read-only")
+        );
         // The reader neither compacted nor deleted the writer's WAL: appends go on.
         writer.append(&readings("a", &[t + 2])).unwrap();
         drop((writer, reader));
-        let again = LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
+        let again =
+            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
         assert_eq!(again.row_count(), 3);
     }
 
@@ -743,15 +1056,22 @@ mod tests {
     fn a_torn_wal_tail_is_dropped_on_recovery() {
         let dir = tempfile::tempdir().unwrap();
         let t = now_seconds();
-        let log = LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
+        let log =
+            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
         log.append(&readings("a", &[t])).unwrap();
         log.append(&readings("a", &[t + 1])).unwrap();
         drop(log);
         let wal_dir = dir.path().join("log/sensori/letture/wal");
-        let (_, last) = wal::list(&wal_dir).unwrap().into_iter().rev().find(|(_, p)| std::fs::metadata(p).unwrap().len() > 0).unwrap();
+        let (_, last) = wal::list(&wal_dir)
+            .unwrap()
+            .into_iter()
+            .rev()
+            .find(|(_, p)| std::fs::metadata(p).unwrap().len() > 0)
+            .unwrap();
         let bytes = std::fs::read(&last).unwrap();
         std::fs::write(&last, &bytes[..bytes.len() - 7]).unwrap();
-        let log = LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
+        let log =
+            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
         assert_eq!(log.row_count(), 1);
     }
 }

@@ -39,7 +39,11 @@ const ROWS_PER_BATCH: usize = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot persist the snapshot of `{table}` to {}: {message}", path.display())]
-    Persist { table: String, path: PathBuf, message: String },
+    Persist {
+        table: String,
+        path: PathBuf,
+        message: String,
+    },
     #[error("cannot read the persisted snapshot {}: {message}", path.display())]
     ReadSnapshot { path: PathBuf, message: String },
     #[error("table `{table}`: {message}")]
@@ -169,12 +173,17 @@ impl Store {
     pub fn declare(&self, schema: &str, table: &str, source: &str, refresh: Duration) {
         self.schema_provider(schema);
         let mut status = self.status.write().expect("status lock");
-        let entry = status.entry((schema.into(), table.into())).or_insert_with(|| blank_status(schema, table, source));
+        let entry = status
+            .entry((schema.into(), table.into()))
+            .or_insert_with(|| blank_status(schema, table, source));
         entry.refresh = refresh;
     }
 
     fn snapshot_path(&self, schema: &str, table: &str) -> PathBuf {
-        self.data_dir.join("snapshots").join(schema).join(format!("{table}.parquet"))
+        self.data_dir
+            .join("snapshots")
+            .join(schema)
+            .join(format!("{table}.parquet"))
     }
 
     fn segments_dir(&self, schema: &str, table: &str) -> PathBuf {
@@ -195,17 +204,33 @@ impl Store {
     /// Make freshly loaded rows durable, then visible: a replacing load becomes the new snapshot,
     /// an appending one a new segment with its cursor. If persisting fails nothing is swapped in:
     /// what is served is always what a restart would serve.
-    pub async fn commit(&self, schema: &str, table: &str, source: &str, loaded: LoadedTable) -> Result<(), StoreError> {
+    pub async fn commit(
+        &self,
+        schema: &str,
+        table: &str,
+        source: &str,
+        loaded: LoadedTable,
+    ) -> Result<(), StoreError> {
         let _one_commit_at_a_time = self.commit_lock.lock().await;
         let now = Utc::now();
         let key: Key = (schema.into(), table.into());
-        let previous = self.data.read().expect("data lock").get(&key).cloned().unwrap_or_default();
+        let previous = self
+            .data
+            .read()
+            .expect("data lock")
+            .get(&key)
+            .cloned()
+            .unwrap_or_default();
         if loaded.mode == LoadMode::Append {
             if let Some(existing) = &previous.schema {
                 if existing.fields() != loaded.schema.fields() {
                     return Err(StoreError::Register {
                         table: table.into(),
-                        message: format!("appended rows have columns {:?}, the table has {:?}", field_names(&loaded.schema), field_names(existing)),
+                        message: format!(
+                            "appended rows have columns {:?}, the table has {:?}",
+                            field_names(&loaded.schema),
+                            field_names(existing)
+                        ),
                     });
                 }
             }
@@ -233,7 +258,10 @@ impl Store {
             LoadMode::Replace => (self.snapshot_path(schema, table), None),
             LoadMode::Append => {
                 let dir = self.segments_dir(schema, table);
-                (persist::segment_path(&dir, previous.next_segment), Some(dir))
+                (
+                    persist::segment_path(&dir, previous.next_segment),
+                    Some(dir),
+                )
             }
         };
         let persisted = {
@@ -242,8 +270,20 @@ impl Store {
         };
         match persisted {
             Ok(Ok(())) => {}
-            Ok(Err(message)) => return Err(StoreError::Persist { table: table.into(), path, message }),
-            Err(e) => return Err(StoreError::Persist { table: table.into(), path, message: e.to_string() }),
+            Ok(Err(message)) => {
+                return Err(StoreError::Persist {
+                    table: table.into(),
+                    path,
+                    message,
+                });
+            }
+            Err(e) => {
+                return Err(StoreError::Persist {
+                    table: table.into(),
+                    path,
+                    message: e.to_string(),
+                });
+            }
         }
 
         let mut next = previous.clone();
@@ -270,7 +310,10 @@ impl Store {
         self.register(schema, table, &loaded.schema, &next.batches)?;
         let rows: usize = next.batches.iter().map(RecordBatch::num_rows).sum();
         let rejected = next.rejected.len();
-        self.data.write().expect("data lock").insert(key.clone(), next);
+        self.data
+            .write()
+            .expect("data lock")
+            .insert(key.clone(), next);
         self.mark_fresh(key, source, rows, rejected, now);
         info!(schema, table, rows, mode = ?loaded.mode, "table committed");
         self.changed();
@@ -279,7 +322,9 @@ impl Store {
 
     fn mark_fresh(&self, key: Key, source: &str, rows: usize, rejected: usize, now: DateTime<Utc>) {
         let mut status = self.status.write().expect("status lock");
-        let entry = status.entry(key.clone()).or_insert_with(|| blank_status(&key.0, &key.1, source));
+        let entry = status
+            .entry(key.clone())
+            .or_insert_with(|| blank_status(&key.0, &key.1, source));
         entry.source = source.into();
         entry.state = TableState::Fresh;
         entry.rows = rows;
@@ -293,11 +338,20 @@ impl Store {
     /// A load failed: keep serving what we have, say why in /status.
     pub fn record_failure(&self, schema: &str, table: &str, source: &str, error: &str) {
         let mut status = self.status.write().expect("status lock");
-        let entry = status.entry((schema.into(), table.into())).or_insert_with(|| blank_status(schema, table, source));
+        let entry = status
+            .entry((schema.into(), table.into()))
+            .or_insert_with(|| blank_status(schema, table, source));
         entry.last_attempt = Some(Utc::now());
         entry.last_error = Some(error.to_string());
-        entry.state = if entry.last_success.is_some() { TableState::Stale } else { TableState::Failed };
-        warn!(schema, table, error, "load failed; the last good snapshot stays");
+        entry.state = if entry.last_success.is_some() {
+            TableState::Stale
+        } else {
+            TableState::Failed
+        };
+        warn!(
+            schema,
+            table, error, "load failed; the last good snapshot stays"
+        );
         drop(status);
         self.changed();
     }
@@ -305,7 +359,12 @@ impl Store {
     /// At start-up, serve what an earlier run persisted (the snapshot, then the segments appended
     /// after it), marked stale until a refresh succeeds.
     pub fn restore(&self, schema: &str, table: &str) -> Result<bool, StoreError> {
-        let read = |path: &Path| persist::read(path).map_err(|message| StoreError::ReadSnapshot { path: path.to_path_buf(), message });
+        let read = |path: &Path| {
+            persist::read(path).map_err(|message| StoreError::ReadSnapshot {
+                path: path.to_path_buf(),
+                message,
+            })
+        };
         let mut data = TableData::default();
         let mut source = String::new();
         let mut loaded_at = None;
@@ -320,9 +379,18 @@ impl Store {
             loaded_at = Some(meta.loaded_at);
         }
         let dir = self.segments_dir(schema, table);
-        let segments = persist::list_segments(&dir).map_err(|message| StoreError::ReadSnapshot { path: dir.clone(), message })?;
-        for (sequence, path) in segments.into_iter().filter(|(sequence, _)| *sequence >= superseded_below) {
-            let Some((loaded, meta)) = read(&path)? else { continue };
+        let segments =
+            persist::list_segments(&dir).map_err(|message| StoreError::ReadSnapshot {
+                path: dir.clone(),
+                message,
+            })?;
+        for (sequence, path) in segments
+            .into_iter()
+            .filter(|(sequence, _)| *sequence >= superseded_below)
+        {
+            let Some((loaded, meta)) = read(&path)? else {
+                continue;
+            };
             data.schema = Some(loaded.schema.clone());
             data.batches.extend(loaded.batches);
             data.rejected.extend(meta.rejected);
@@ -337,29 +405,48 @@ impl Store {
         self.register(schema, table, &table_schema, &data.batches)?;
         let rows: usize = data.batches.iter().map(RecordBatch::num_rows).sum();
         let rejected = data.rejected.len();
-        self.data.write().expect("data lock").insert((schema.into(), table.into()), data);
+        self.data
+            .write()
+            .expect("data lock")
+            .insert((schema.into(), table.into()), data);
         {
             let mut status = self.status.write().expect("status lock");
-            let entry = status.entry((schema.into(), table.into())).or_insert_with(|| blank_status(schema, table, &source));
+            let entry = status
+                .entry((schema.into(), table.into()))
+                .or_insert_with(|| blank_status(schema, table, &source));
             entry.state = TableState::Stale;
             entry.rows = rows;
             entry.rejected = rejected;
             entry.last_success = Some(loaded_at);
             entry.from_persisted_snapshot = true;
-            entry.last_error = Some("served from the persisted snapshot; not refreshed since start-up".into());
+            entry.last_error =
+                Some("served from the persisted snapshot; not refreshed since start-up".into());
         }
         info!(schema, table, rows, "restored persisted snapshot");
         self.changed();
         Ok(true)
     }
 
-    fn register(&self, schema: &str, table: &str, table_schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(), StoreError> {
+    fn register(
+        &self,
+        schema: &str,
+        table: &str,
+        table_schema: &SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<(), StoreError> {
         let partitions = partition(batches, self.target_partitions);
-        let mem = MemTable::try_new(table_schema.clone(), partitions)
-            .map_err(|e| StoreError::Register { table: table.into(), message: e.to_string() })?;
+        let mem = MemTable::try_new(table_schema.clone(), partitions).map_err(|e| {
+            StoreError::Register {
+                table: table.into(),
+                message: e.to_string(),
+            }
+        })?;
         self.schema_provider(schema)
             .register_table(table.to_string(), Arc::new(mem))
-            .map_err(|e| StoreError::Register { table: table.into(), message: e.to_string() })?;
+            .map_err(|e| StoreError::Register {
+                table: table.into(),
+                message: e.to_string(),
+            })?;
         Ok(())
     }
 
@@ -382,7 +469,10 @@ impl Store {
         let live = provider::LiveTable::new(columns, rows, self.target_partitions);
         self.schema_provider(schema)
             .register_table(table.to_string(), Arc::new(live))
-            .map_err(|e| StoreError::Register { table: table.into(), message: e.to_string() })?;
+            .map_err(|e| StoreError::Register {
+                table: table.into(),
+                message: e.to_string(),
+            })?;
         if let Some(spec) = opened.rollup_spec() {
             let rows: provider::RowSource = {
                 let opened = opened.clone();
@@ -391,9 +481,15 @@ impl Store {
             let live = provider::LiveTable::new(spec.schema(), rows, self.target_partitions);
             self.schema_provider(schema)
                 .register_table(spec.table.clone(), Arc::new(live))
-                .map_err(|e| StoreError::Register { table: spec.table.clone(), message: e.to_string() })?;
+                .map_err(|e| StoreError::Register {
+                    table: spec.table.clone(),
+                    message: e.to_string(),
+                })?;
         }
-        self.logs.write().expect("logs lock").insert((schema.into(), table.into()), opened.clone());
+        self.logs
+            .write()
+            .expect("logs lock")
+            .insert((schema.into(), table.into()), opened.clone());
         {
             let mut status = self.status.write().expect("status lock");
             let mut names = vec![(table.to_string(), opened.row_count())];
@@ -401,7 +497,9 @@ impl Store {
                 names.push((spec.table.clone(), opened.rollup_row_count()));
             }
             for (name, rows) in names {
-                let entry = status.entry((schema.into(), name.clone())).or_insert_with(|| blank_status(schema, &name, source));
+                let entry = status
+                    .entry((schema.into(), name.clone()))
+                    .or_insert_with(|| blank_status(schema, &name, source));
                 entry.refresh = refresh;
                 entry.rows = rows;
                 entry.from_persisted_snapshot = rows > 0;
@@ -412,13 +510,19 @@ impl Store {
     }
 
     pub fn log_table(&self, schema: &str, table: &str) -> Option<Arc<log::LogTable>> {
-        self.logs.read().expect("logs lock").get(&(schema.to_string(), table.to_string())).cloned()
+        self.logs
+            .read()
+            .expect("logs lock")
+            .get(&(schema.to_string(), table.to_string()))
+            .cloned()
     }
 
     /// A stream delivered to a log table: its rows (and those of its rollup) and `rejected`
     /// (records of that stream refused, kept elsewhere) go to /status, marked fresh.
     pub fn log_progress(&self, schema: &str, table: &str, source: &str, rejected: usize) {
-        let Some(log) = self.log_table(schema, table) else { return };
+        let Some(log) = self.log_table(schema, table) else {
+            return;
+        };
         let now = Utc::now();
         let mut names = vec![(table.to_string(), log.row_count(), rejected)];
         if let Some(spec) = log.rollup_spec() {
@@ -436,7 +540,11 @@ impl Store {
     }
 
     /// The rows a table holds now (a snapshot or a log table), e.g. to read a registry.
-    pub fn table_batches(&self, schema: &str, table: &str) -> Option<(SchemaRef, Vec<RecordBatch>)> {
+    pub fn table_batches(
+        &self,
+        schema: &str,
+        table: &str,
+    ) -> Option<(SchemaRef, Vec<RecordBatch>)> {
         if let Some(log) = self.log_table(schema, table) {
             return Some((log.schema(), log.batches()));
         }
@@ -446,13 +554,22 @@ impl Store {
     }
 
     pub fn statuses(&self) -> Vec<TableStatus> {
-        self.status.read().expect("status lock").values().cloned().collect()
+        self.status
+            .read()
+            .expect("status lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn rejected_records(&self) -> Vec<(String, String, RejectedRecord)> {
         let data = self.data.read().expect("data lock");
         data.iter()
-            .flat_map(|((schema, table), d)| d.rejected.iter().map(move |r| (schema.clone(), table.clone(), r.clone())))
+            .flat_map(|((schema, table), d)| {
+                d.rejected
+                    .iter()
+                    .map(move |r| (schema.clone(), table.clone(), r.clone()))
+            })
             .collect()
     }
 
@@ -465,7 +582,10 @@ impl Store {
         let system = self.schema_provider("system");
         for (name, table) in [
             ("tables", system::tables_table(&self.statuses())),
-            ("rejected_records", system::rejected_table(&self.rejected_records())),
+            (
+                "rejected_records",
+                system::rejected_table(&self.rejected_records()),
+            ),
         ] {
             if let Err(e) = system.register_table(name.to_string(), table) {
                 warn!(table = name, error = %e, "cannot register system table");
@@ -515,8 +635,18 @@ mod tests {
 
     fn rows(values: &[i64], mode: LoadMode, cursor: Option<&str>) -> LoadedTable {
         let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap();
-        LoadedTable { schema, batches: vec![batch], rejected: Vec::new(), mode, cursor: cursor.map(str::to_string) }
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(values.to_vec()))],
+        )
+        .unwrap();
+        LoadedTable {
+            schema,
+            batches: vec![batch],
+            rejected: Vec::new(),
+            mode,
+            cursor: cursor.map(str::to_string),
+        }
     }
 
     fn ids(store: &Store) -> Vec<i64> {
@@ -524,7 +654,14 @@ mod tests {
         data[&("log".to_string(), "events".to_string())]
             .batches
             .iter()
-            .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
             .collect()
     }
 
@@ -532,8 +669,24 @@ mod tests {
     async fn appends_commit_their_cursor_and_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path(), 2);
-        store.commit("log", "events", "pg", rows(&[1, 2], LoadMode::Append, Some("2"))).await.unwrap();
-        store.commit("log", "events", "pg", rows(&[3], LoadMode::Append, Some("3"))).await.unwrap();
+        store
+            .commit(
+                "log",
+                "events",
+                "pg",
+                rows(&[1, 2], LoadMode::Append, Some("2")),
+            )
+            .await
+            .unwrap();
+        store
+            .commit(
+                "log",
+                "events",
+                "pg",
+                rows(&[3], LoadMode::Append, Some("3")),
+            )
+            .await
+            .unwrap();
         assert_eq!(store.load_state("log").cursor("events"), Some("3"));
         assert_eq!(ids(&store), vec![1, 2, 3]);
 
@@ -541,11 +694,27 @@ mod tests {
         assert!(restarted.restore("log", "events").unwrap());
         assert_eq!(ids(&restarted), vec![1, 2, 3]);
         assert_eq!(restarted.load_state("log").cursor("events"), Some("3"));
-        restarted.commit("log", "events", "pg", rows(&[4], LoadMode::Append, Some("4"))).await.unwrap();
+        restarted
+            .commit(
+                "log",
+                "events",
+                "pg",
+                rows(&[4], LoadMode::Append, Some("4")),
+            )
+            .await
+            .unwrap();
         assert_eq!(ids(&restarted), vec![1, 2, 3, 4]);
 
         // A full reload replaces everything, and a restart does not resurrect the old segments.
-        restarted.commit("log", "events", "pg", rows(&[10, 11], LoadMode::Replace, None)).await.unwrap();
+        restarted
+            .commit(
+                "log",
+                "events",
+                "pg",
+                rows(&[10, 11], LoadMode::Replace, None),
+            )
+            .await
+            .unwrap();
         let again = Store::new(dir.path(), 2);
         assert!(again.restore("log", "events").unwrap());
         assert_eq!(ids(&again), vec![10, 11]);
@@ -556,17 +725,49 @@ mod tests {
     async fn a_pull_that_found_nothing_writes_no_segment() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path(), 2);
-        store.commit("log", "events", "pg", rows(&[1, 2], LoadMode::Append, Some("2"))).await.unwrap();
-        let segments = || persist::list_segments(&store.segments_dir("log", "events")).unwrap().len();
+        store
+            .commit(
+                "log",
+                "events",
+                "pg",
+                rows(&[1, 2], LoadMode::Append, Some("2")),
+            )
+            .await
+            .unwrap();
+        let segments = || {
+            persist::list_segments(&store.segments_dir("log", "events"))
+                .unwrap()
+                .len()
+        };
         assert_eq!(segments(), 1);
         for _ in 0..3 {
-            store.commit("log", "events", "pg", rows(&[], LoadMode::Append, Some("2"))).await.unwrap();
+            store
+                .commit(
+                    "log",
+                    "events",
+                    "pg",
+                    rows(&[], LoadMode::Append, Some("2")),
+                )
+                .await
+                .unwrap();
         }
         assert_eq!(segments(), 1, "empty pulls left segments behind");
         assert_eq!(ids(&store), vec![1, 2]);
-        let status = store.statuses().into_iter().find(|s| s.table == "events").unwrap();
+        let status = store
+            .statuses()
+            .into_iter()
+            .find(|s| s.table == "events")
+            .unwrap();
         assert_eq!((status.state, status.rows), (TableState::Fresh, 2));
-        store.commit("log", "events", "pg", rows(&[3], LoadMode::Append, Some("3"))).await.unwrap();
+        store
+            .commit(
+                "log",
+                "events",
+                "pg",
+                rows(&[3], LoadMode::Append, Some("3")),
+            )
+            .await
+            .unwrap();
         assert_eq!(segments(), 2);
         assert_eq!(ids(&store), vec![1, 2, 3]);
     }
@@ -575,12 +776,38 @@ mod tests {
     async fn an_append_with_other_columns_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path(), 2);
-        store.commit("log", "events", "pg", rows(&[1], LoadMode::Append, Some("1"))).await.unwrap();
-        let schema = Arc::new(Schema::new(vec![Field::new("other", DataType::Int64, false)]));
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![5]))]).unwrap();
-        let wrong = LoadedTable { schema, batches: vec![batch], rejected: Vec::new(), mode: LoadMode::Append, cursor: Some("5".into()) };
-        let error = store.commit("log", "events", "pg", wrong).await.unwrap_err().to_string();
-        assert!(error.contains("appended rows have columns [\"other\"], the table has [\"id\"]"), "{error}");
+        store
+            .commit(
+                "log",
+                "events",
+                "pg",
+                rows(&[1], LoadMode::Append, Some("1")),
+            )
+            .await
+            .unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "other",
+            DataType::Int64,
+            false,
+        )]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![5]))])
+            .unwrap();
+        let wrong = LoadedTable {
+            schema,
+            batches: vec![batch],
+            rejected: Vec::new(),
+            mode: LoadMode::Append,
+            cursor: Some("5".into()),
+        };
+        let error = store
+            .commit("log", "events", "pg", wrong)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("appended rows have columns [\"other\"], the table has [\"id\"]"),
+            "{error}"
+        );
         assert_eq!(store.load_state("log").cursor("events"), Some("1"));
     }
 }

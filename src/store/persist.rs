@@ -40,7 +40,8 @@ pub fn write(path: &Path, loaded: &LoadedTable, meta: &SnapshotMeta) -> Result<(
         .set_key_value_metadata(Some(vec![KeyValue::new(META_KEY.to_string(), meta_json)]))
         .build();
     let file = File::create(&temporary).map_err(|e| e.to_string())?;
-    let mut writer = ArrowWriter::try_new(file, loaded.schema.clone(), Some(properties)).map_err(|e| e.to_string())?;
+    let mut writer = ArrowWriter::try_new(file, loaded.schema.clone(), Some(properties))
+        .map_err(|e| e.to_string())?;
     for batch in &loaded.batches {
         writer.write(batch).map_err(|e| e.to_string())?;
     }
@@ -48,7 +49,9 @@ pub fn write(path: &Path, loaded: &LoadedTable, meta: &SnapshotMeta) -> Result<(
     file.flush().map_err(|e| e.to_string())?;
     file.sync_all().map_err(|e| e.to_string())?;
     std::fs::rename(&temporary, path).map_err(|e| e.to_string())?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| e.to_string())?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -70,7 +73,9 @@ pub fn read(path: &Path) -> Result<Option<(LoadedTable, SnapshotMeta)>, String> 
     let meta: SnapshotMeta = serde_json::from_str(&meta_json).map_err(|e| e.to_string())?;
     let schema = builder.schema().clone();
     let reader = builder.build().map_err(|e| e.to_string())?;
-    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
     let mut loaded = LoadedTable::replace(schema, batches, meta.rejected.clone());
     loaded.cursor = meta.cursor.clone();
     Ok(Some((loaded, meta)))

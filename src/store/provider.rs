@@ -24,13 +24,19 @@ pub struct LiveTable {
 
 impl std::fmt::Debug for LiveTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveTable").field("schema", &self.schema).finish()
+        f.debug_struct("LiveTable")
+            .field("schema", &self.schema)
+            .finish()
     }
 }
 
 impl LiveTable {
     pub fn new(schema: SchemaRef, rows: RowSource, partitions: usize) -> Self {
-        Self { schema, rows, partitions: partitions.max(1) }
+        Self {
+            schema,
+            rows,
+            partitions: partitions.max(1),
+        }
     }
 }
 

@@ -17,7 +17,13 @@ pub struct SnapshotSchema {
 #[async_trait]
 impl SchemaProvider for SnapshotSchema {
     fn table_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.tables.read().expect("schema lock").keys().cloned().collect();
+        let mut names: Vec<String> = self
+            .tables
+            .read()
+            .expect("schema lock")
+            .keys()
+            .cloned()
+            .collect();
         names.sort();
         names
     }
@@ -27,8 +33,16 @@ impl SchemaProvider for SnapshotSchema {
     }
 
     /// Replace (or add) a table; returns the table it replaced.
-    fn register_table(&self, name: String, table: Arc<dyn TableProvider>) -> Result<Option<Arc<dyn TableProvider>>> {
-        Ok(self.tables.write().expect("schema lock").insert(name, table))
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        Ok(self
+            .tables
+            .write()
+            .expect("schema lock")
+            .insert(name, table))
     }
 
     fn deregister_table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {

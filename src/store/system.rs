@@ -19,17 +19,23 @@ fn utc_micros() -> DataType {
 
 fn table(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Arc<dyn TableProvider> {
     let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(schema.clone(), columns).expect("system table columns match their schema");
+    let batch = RecordBatch::try_new(schema.clone(), columns)
+        .expect("system table columns match their schema");
     Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("system table schema is valid"))
 }
 
 pub fn tables_table(statuses: &[TableStatus]) -> Arc<dyn TableProvider> {
     let now = Utc::now();
     let text = |f: &dyn Fn(&TableStatus) -> Option<String>| -> ArrayRef {
-        Arc::new(StringArray::from(statuses.iter().map(f).collect::<Vec<_>>()))
+        Arc::new(StringArray::from(
+            statuses.iter().map(f).collect::<Vec<_>>(),
+        ))
     };
     let time = |f: &dyn Fn(&TableStatus) -> Option<i64>| -> ArrayRef {
-        Arc::new(TimestampMicrosecondArray::from(statuses.iter().map(f).collect::<Vec<_>>()).with_timezone("UTC"))
+        Arc::new(
+            TimestampMicrosecondArray::from(statuses.iter().map(f).collect::<Vec<_>>())
+                .with_timezone("UTC"),
+        )
     };
     table(
         vec![
@@ -47,9 +53,20 @@ pub fn tables_table(statuses: &[TableStatus]) -> Arc<dyn TableProvider> {
             text(&|s| Some(s.schema.clone())),
             text(&|s| Some(s.table.clone())),
             text(&|s| Some(s.source.clone())),
-            text(&|s| serde_json::to_value(s.effective_state(now)).ok().and_then(|v| v.as_str().map(str::to_string))),
-            Arc::new(UInt64Array::from(statuses.iter().map(|s| s.rows as u64).collect::<Vec<_>>())),
-            Arc::new(UInt64Array::from(statuses.iter().map(|s| s.rejected as u64).collect::<Vec<_>>())),
+            text(&|s| {
+                serde_json::to_value(s.effective_state(now))
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+            }),
+            Arc::new(UInt64Array::from(
+                statuses.iter().map(|s| s.rows as u64).collect::<Vec<_>>(),
+            )),
+            Arc::new(UInt64Array::from(
+                statuses
+                    .iter()
+                    .map(|s| s.rejected as u64)
+                    .collect::<Vec<_>>(),
+            )),
             time(&|s| s.last_success.map(|t| t.timestamp_micros())),
             time(&|s| s.last_attempt.map(|t| t.timestamp_micros())),
             text(&|s| s.last_error.clone()),
@@ -74,7 +91,9 @@ pub fn rejected_table(records: &[(String, String, RejectedRecord)]) -> Arc<dyn T
             text(&|r| r.0.clone()),
             text(&|r| r.1.clone()),
             text(&|r| r.2.source.clone()),
-            Arc::new(UInt64Array::from(records.iter().map(|r| r.2.line).collect::<Vec<_>>())),
+            Arc::new(UInt64Array::from(
+                records.iter().map(|r| r.2.line).collect::<Vec<_>>(),
+            )),
             text(&|r| r.2.reason.clone()),
             text(&|r| r.2.raw.clone()),
         ],

@@ -21,7 +21,11 @@ pub enum WalError {
     #[error("write-ahead log {}: {message}", path.display())]
     Io { path: PathBuf, message: String },
     #[error("write-ahead log {}: record at byte {offset}: {message}", path.display())]
-    Decode { path: PathBuf, offset: u64, message: String },
+    Decode {
+        path: PathBuf,
+        offset: u64,
+        message: String,
+    },
 }
 
 /// An open WAL file, appended to by one writer.
@@ -35,13 +39,24 @@ impl WalWriter {
     /// Create (or open for appending) the WAL file at `path`, fsyncing its folder so the file
     /// itself survives a crash.
     pub fn open(path: &Path) -> Result<Self, WalError> {
-        let io = |e: std::io::Error| WalError::Io { path: path.to_path_buf(), message: e.to_string() };
+        let io = |e: std::io::Error| WalError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io)?;
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
         let bytes = file.metadata().map_err(io)?.len();
         File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        Ok(Self { path: path.to_path_buf(), file, bytes })
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            bytes,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -55,12 +70,18 @@ impl WalWriter {
     /// Append one record holding `batch` and make it durable (one `fdatasync` per call: callers
     /// gather a group of rows into one batch, which is the group commit).
     pub fn append(&mut self, batch: &RecordBatch) -> Result<(), WalError> {
-        let payload = encode(batch).map_err(|message| WalError::Io { path: self.path.clone(), message })?;
+        let payload = encode(batch).map_err(|message| WalError::Io {
+            path: self.path.clone(),
+            message,
+        })?;
         let mut frame = Vec::with_capacity(HEADER + payload.len());
         frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         frame.extend_from_slice(&payload);
-        let io = |e: std::io::Error| WalError::Io { path: self.path.clone(), message: e.to_string() };
+        let io = |e: std::io::Error| WalError::Io {
+            path: self.path.clone(),
+            message: e.to_string(),
+        };
         self.file.write_all(&frame).map_err(io)?;
         self.file.sync_data().map_err(io)?;
         self.bytes += frame.len() as u64;
@@ -79,7 +100,9 @@ fn encode(batch: &RecordBatch) -> Result<Vec<u8>, String> {
 
 fn decode(payload: &[u8]) -> Result<Vec<RecordBatch>, String> {
     let reader = StreamReader::try_new(payload, None).map_err(|e| e.to_string())?;
-    reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())
 }
 
 /// What `read` found in a WAL file.
@@ -96,9 +119,15 @@ pub struct Replayed {
 /// write and is left out; a bad record followed by good ones cannot come from a crash, and is an
 /// error rather than silently skipped data.
 pub fn read(path: &Path) -> Result<Replayed, WalError> {
-    let io = |e: std::io::Error| WalError::Io { path: path.to_path_buf(), message: e.to_string() };
+    let io = |e: std::io::Error| WalError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let mut bytes = Vec::new();
-    File::open(path).map_err(io)?.read_to_end(&mut bytes).map_err(io)?;
+    File::open(path)
+        .map_err(io)?
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
     let mut batches = Vec::new();
     let mut offset = 0usize;
     while offset < bytes.len() {
@@ -106,7 +135,9 @@ pub fn read(path: &Path) -> Result<Replayed, WalError> {
         let whole = rest.len() >= HEADER && {
             let length = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
             let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
-            length <= MAX_RECORD && rest.len() >= HEADER + length && crc32fast::hash(&rest[HEADER..HEADER + length]) == crc
+            length <= MAX_RECORD
+                && rest.len() >= HEADER + length
+                && crc32fast::hash(&rest[HEADER..HEADER + length]) == crc
         };
         if !whole {
             if has_valid_record_after(&bytes, offset + 1) {
@@ -119,12 +150,20 @@ pub fn read(path: &Path) -> Result<Replayed, WalError> {
             break;
         }
         let length = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
-        let decoded = decode(&rest[HEADER..HEADER + length])
-            .map_err(|message| WalError::Decode { path: path.to_path_buf(), offset: offset as u64, message })?;
+        let decoded =
+            decode(&rest[HEADER..HEADER + length]).map_err(|message| WalError::Decode {
+                path: path.to_path_buf(),
+                offset: offset as u64,
+                message,
+            })?;
         batches.extend(decoded);
         offset += HEADER + length;
     }
-    Ok(Replayed { batches, valid_bytes: offset as u64, torn_bytes: (bytes.len() - offset) as u64 })
+    Ok(Replayed {
+        batches,
+        valid_bytes: offset as u64,
+        torn_bytes: (bytes.len() - offset) as u64,
+    })
 }
 
 /// Whether a whole record with a matching CRC starts anywhere at or after `from`: a torn write
@@ -134,13 +173,19 @@ fn has_valid_record_after(bytes: &[u8], from: usize) -> bool {
         let rest = &bytes[start..];
         let length = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
-        length > 0 && length <= MAX_RECORD && rest.len() >= HEADER + length && crc32fast::hash(&rest[HEADER..HEADER + length]) == crc
+        length > 0
+            && length <= MAX_RECORD
+            && rest.len() >= HEADER + length
+            && crc32fast::hash(&rest[HEADER..HEADER + length]) == crc
     })
 }
 
 /// Cut a torn tail off, so the next writer appends after the last valid record.
 pub fn truncate(path: &Path, valid_bytes: u64) -> Result<(), WalError> {
-    let io = |e: std::io::Error| WalError::Io { path: path.to_path_buf(), message: e.to_string() };
+    let io = |e: std::io::Error| WalError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let file = OpenOptions::new().write(true).open(path).map_err(io)?;
     file.set_len(valid_bytes).map_err(io)?;
     file.sync_all().map_err(io)
@@ -156,7 +201,12 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(WalError::Io { path: dir.to_path_buf(), message: e.to_string() }),
+        Err(e) => {
+            return Err(WalError::Io {
+                path: dir.to_path_buf(),
+                message: e.to_string(),
+            });
+        }
     };
     let mut files: Vec<(u64, PathBuf)> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -175,16 +225,33 @@ mod tests {
     use std::sync::Arc;
 
     fn batch(ids: &[i64]) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("s", DataType::Utf8, true)]));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, true),
+        ]));
         let names: Vec<String> = ids.iter().map(|i| format!("sensor-{i}")).collect();
-        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(StringArray::from(names))]).unwrap()
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(ids.to_vec())),
+                Arc::new(StringArray::from(names)),
+            ],
+        )
+        .unwrap()
     }
 
     fn ids(replayed: &Replayed) -> Vec<i64> {
         replayed
             .batches
             .iter()
-            .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
             .collect()
     }
 
@@ -261,7 +328,10 @@ mod tests {
         bytes[HEADER + 10] ^= 0x01;
         std::fs::write(&file, &bytes).unwrap();
         let error = read(&file).unwrap_err().to_string();
-        assert!(error.contains("corrupt record followed by valid ones"), "{error}");
+        assert!(
+            error.contains("corrupt record followed by valid ones"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -271,7 +341,11 @@ mod tests {
             WalWriter::open(&path(dir.path(), sequence)).unwrap();
         }
         std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
-        let listed: Vec<u64> = list(dir.path()).unwrap().into_iter().map(|(s, _)| s).collect();
+        let listed: Vec<u64> = list(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
         assert_eq!(listed, vec![2, 7, 10]);
     }
 }

@@ -22,7 +22,10 @@ impl ConfigDir {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
         let this = Self { dir };
-        this.write("cruscotto.toml", "data_dir = \"var\"\n[access]\nanonymous = \"analyst\"\n");
+        this.write(
+            "cruscotto.toml",
+            "data_dir = \"var\"\n[access]\nanonymous = \"analyst\"\n",
+        );
         this
     }
 
@@ -30,7 +33,11 @@ impl ConfigDir {
     pub fn demo() -> Self {
         let dir = tempfile::tempdir().expect("temporary folder");
         let repo = Path::new(REPO);
-        std::fs::copy(repo.join("cruscotto.toml"), dir.path().join("cruscotto.toml")).unwrap();
+        std::fs::copy(
+            repo.join("cruscotto.toml"),
+            dir.path().join("cruscotto.toml"),
+        )
+        .unwrap();
         for sub in ["connectors", "queries", "dashboards", "datasets"] {
             copy_dir(&repo.join(sub), &dir.path().join(sub));
         }
@@ -137,7 +144,10 @@ impl Server {
     }
 
     pub fn get(&self, path: &str) -> reqwest::blocking::Response {
-        self.client.get(format!("{}{path}", self.url)).send().expect("GET")
+        self.client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .expect("GET")
     }
 
     pub fn get_json(&self, path: &str) -> serde_json::Value {
@@ -232,5 +242,8 @@ impl Server {
 /// service chooses ring explicitly), so the tests install ring as the process default first.
 pub fn http_client() -> reqwest::blocking::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap()
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
 }

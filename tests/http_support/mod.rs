@@ -34,7 +34,10 @@ pub struct Seen {
 
 impl Seen {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -44,7 +47,11 @@ impl Seen {
     /// The body as form fields, in order.
     pub fn form(&self) -> Vec<(String, String)> {
         let text = String::from_utf8_lossy(&self.body);
-        reqwest::Url::parse(&format!("http://form/?{text}")).unwrap().query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+        reqwest::Url::parse(&format!("http://form/?{text}"))
+            .unwrap()
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
     }
 }
 
@@ -60,7 +67,12 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
-        Self { status, headers: vec![("content-type".into(), content_type.into())], body: body.into(), delay: None }
+        Self {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.into(),
+            delay: None,
+        }
     }
 
     pub fn json(value: serde_json::Value) -> Self {
@@ -105,11 +117,18 @@ pub struct FakeApi {
 
 impl FakeApi {
     pub fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Self {
-        let shared = Arc::new(Shared { handler: Arc::new(handler), log: Mutex::new(Vec::new()) });
+        let shared = Arc::new(Shared {
+            handler: Arc::new(handler),
+            log: Mutex::new(Vec::new()),
+        });
         let (sender, receiver) = std::sync::mpsc::channel();
         let state = shared.clone();
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 sender.send(listener.local_addr().unwrap()).unwrap();
@@ -117,8 +136,13 @@ impl FakeApi {
                 axum::serve(listener, app).await.unwrap();
             });
         });
-        let address = receiver.recv_timeout(Duration::from_secs(10)).expect("the fake server starts");
-        Self { url: format!("http://{address}"), shared }
+        let address = receiver
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the fake server starts");
+        Self {
+            url: format!("http://{address}"),
+            shared,
+        }
     }
 
     /// Every request so far, in arrival order.
@@ -133,9 +157,15 @@ impl FakeApi {
 
 async fn answer(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
     let query = reqwest::Url::parse(&format!("http://fake{}", parts.uri))
-        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        .map(|u| {
+            u.query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
         .unwrap_or_default();
     let mut seen = Seen {
         method: parts.method.to_string(),
@@ -148,7 +178,9 @@ async fn answer(State(shared): State<Arc<Shared>>, request: Request) -> Response
     };
     let handler = shared.handler.clone();
     let request = seen.clone();
-    let reply = tokio::task::spawn_blocking(move || handler(&request)).await.expect("the fake's handler panicked");
+    let reply = tokio::task::spawn_blocking(move || handler(&request))
+        .await
+        .expect("the fake's handler panicked");
     seen.status = reply.status;
     shared.log.lock().unwrap().push(seen);
     if let Some(delay) = reply.delay {

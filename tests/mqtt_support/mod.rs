@@ -25,7 +25,11 @@ pub fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> b
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A broker process; stopped (SIGTERM, so it saves its sessions) when dropped.
@@ -38,7 +42,11 @@ pub struct Broker {
 impl Broker {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut broker = Self { port: free_port(), dir, child: None };
+        let mut broker = Self {
+            port: free_port(),
+            dir,
+            child: None,
+        };
         broker.spawn();
         broker
     }
@@ -52,31 +60,51 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
-        let base = std::fs::read_to_string(Path::new(REPO).join("mosquitto.conf")).expect("mosquitto.conf at the repository root");
+        let base = std::fs::read_to_string(Path::new(REPO).join("mosquitto.conf"))
+            .expect("mosquitto.conf at the repository root");
         let persistence = self.dir.path().join("data");
         std::fs::create_dir_all(&persistence).unwrap();
         // Started as root, Mosquitto would switch to user `mosquitto`, which cannot write to
         // this temporary folder: it keeps the user it was started as.
-        let user = Command::new("id").arg("-un").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-        let conf = format!("{base}\nlistener {} 127.0.0.1\npersistence_location {}/\nuser {user}\n", self.port, persistence.display());
+        let user = Command::new("id")
+            .arg("-un")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        let conf = format!(
+            "{base}\nlistener {} 127.0.0.1\npersistence_location {}/\nuser {user}\n",
+            self.port,
+            persistence.display()
+        );
         std::fs::write(self.conf_path(), conf).unwrap();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("mosquitto.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("mosquitto.log"))
+            .unwrap();
         let child = Command::new(MOSQUITTO)
             .arg("-c")
             .arg(self.conf_path())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
-            .unwrap_or_else(|e| panic!("{MOSQUITTO} must be installed (apt-get install mosquitto): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("{MOSQUITTO} must be installed (apt-get install mosquitto): {e}")
+            });
         self.child = Some(child);
         let port = self.port;
-        wait_for("the broker to listen", Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        wait_for("the broker to listen", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
     }
 
     /// Stop the broker by its PID (SIGTERM: it writes its persistence file) and wait for it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
             let _ = child.wait();
         }
     }
@@ -114,14 +142,19 @@ pub fn publish_all(port: u16, client_id: &str, messages: &[(String, Vec<u8>)]) {
     let owned: Vec<(String, Vec<u8>)> = messages.to_vec();
     let publisher = std::thread::spawn(move || {
         for (topic, payload) in owned {
-            client.publish(topic, QoS::AtLeastOnce, false, payload).unwrap();
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .unwrap();
         }
         client
     });
     let mut acknowledged = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
     for event in connection.iter() {
-        assert!(Instant::now() < deadline, "timed out publishing: {acknowledged} of {total} acknowledged");
+        assert!(
+            Instant::now() < deadline,
+            "timed out publishing: {acknowledged} of {total} acknowledged"
+        );
         match event {
             Ok(Event::Incoming(Packet::PubAck(_))) => {
                 acknowledged += 1;
@@ -141,7 +174,10 @@ pub fn publish_all(port: u16, client_id: &str, messages: &[(String, Vec<u8>)]) {
 pub fn reading(n: usize, sensors: usize) -> (String, Vec<u8>) {
     let sensor = format!("s-{}", n % sensors);
     let t = 1_700_000_000 + n as i64;
-    (format!("city/probe/{sensor}/download_mbps"), format!("{{\"v\": {}.5, \"t\": {t}}}", n % 100).into_bytes())
+    (
+        format!("city/probe/{sensor}/download_mbps"),
+        format!("{{\"v\": {}.5, \"t\": {t}}}", n % 100).into_bytes(),
+    )
 }
 
 /// A configuration with a sensor registry (`registro.sensori`: `s-0` … `s-<sensors-1>`) and an
@@ -154,7 +190,10 @@ pub fn sensori_config(broker_url: &str, sensors: usize) -> ConfigDir {
         csv.push_str(&format!("s-{i},connectivity_probe\n"));
     }
     config.write("data/sensori.csv", &csv);
-    config.write("connectors/registro.toml", "kind = \"file\"\n[[table]]\nname = \"sensori\"\npath = \"data/sensori.csv\"\n");
+    config.write(
+        "connectors/registro.toml",
+        "kind = \"file\"\n[[table]]\nname = \"sensori\"\npath = \"data/sensori.csv\"\n",
+    );
     config.write(
         "connectors/sensori.toml",
         &format!(

@@ -14,8 +14,15 @@ pub const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// A name no other test (or earlier run) uses: `prefix_<pid>_<counter>_<nanos>`.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{prefix}_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A blocking client over tokio-postgres.
@@ -30,11 +37,16 @@ impl Pg {
     }
 
     pub fn connect_to(url: &str) -> Self {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let client = runtime.block_on(async {
             let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
                 .await
-                .unwrap_or_else(|e| panic!("PostgreSQL must run on 127.0.0.1:5432 (see README, Tests): {e}"));
+                .unwrap_or_else(|e| {
+                    panic!("PostgreSQL must run on 127.0.0.1:5432 (see README, Tests): {e}")
+                });
             tokio::spawn(connection);
             client
         });
@@ -42,11 +54,15 @@ impl Pg {
     }
 
     pub fn execute(&self, sql: &str) {
-        self.runtime.block_on(self.client.batch_execute(sql)).unwrap_or_else(|e| panic!("{sql}\n{e:?}"));
+        self.runtime
+            .block_on(self.client.batch_execute(sql))
+            .unwrap_or_else(|e| panic!("{sql}\n{e:?}"));
     }
 
     pub fn rows(&self, sql: &str) -> Vec<tokio_postgres::Row> {
-        self.runtime.block_on(self.client.query(sql, &[])).unwrap_or_else(|e| panic!("{sql}\n{e:?}"))
+        self.runtime
+            .block_on(self.client.query(sql, &[]))
+            .unwrap_or_else(|e| panic!("{sql}\n{e:?}"))
     }
 
     pub fn i64(&self, sql: &str) -> i64 {
@@ -85,7 +101,11 @@ impl Relay {
     pub fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let inner = Arc::new(RelayInner { up: AtomicBool::new(false), connections: Mutex::new(Vec::new()), listener: Mutex::new(None) });
+        let inner = Arc::new(RelayInner {
+            up: AtomicBool::new(false),
+            connections: Mutex::new(Vec::new()),
+            listener: Mutex::new(None),
+        });
         let relay = Self { port, inner };
         relay.serve(listener);
         relay
@@ -101,7 +121,9 @@ impl Relay {
                     break;
                 }
                 let Ok(client) = client else { continue };
-                let Ok(server) = TcpStream::connect("127.0.0.1:5432") else { continue };
+                let Ok(server) = TcpStream::connect("127.0.0.1:5432") else {
+                    continue;
+                };
                 {
                     let mut connections = inner.connections.lock().unwrap();
                     connections.push(client.try_clone().unwrap());
@@ -114,7 +136,10 @@ impl Relay {
     }
 
     pub fn url(&self, user_and_password: &str) -> String {
-        format!("postgres://{user_and_password}@127.0.0.1:{}/test", self.port)
+        format!(
+            "postgres://{user_and_password}@127.0.0.1:{}/test",
+            self.port
+        )
     }
 
     /// PostgreSQL "goes down": nothing listens on the port any more, open connections drop.
@@ -129,7 +154,9 @@ impl Relay {
             let _ = connection.shutdown(Shutdown::Both);
         }
         // The port is closed once the accept thread has dropped its listener.
-        wait_for("the relay port to close", Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", self.port)).is_err());
+        wait_for("the relay port to close", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", self.port)).is_err()
+        });
     }
 
     /// PostgreSQL is back on the same port.

@@ -199,7 +199,8 @@ fn default_decimal() -> char {
 
 impl FileTableConfig {
     pub fn format(&self) -> Option<FileFormat> {
-        self.format.or_else(|| FileFormat::from_extension(&self.path))
+        self.format
+            .or_else(|| FileFormat::from_extension(&self.path))
     }
 }
 
@@ -208,7 +209,11 @@ impl FileConnectorConfig {
         let mut problems = Vec::new();
         let at = |i: usize, key: &str| Some(format!("table[{i}].{key}"));
         if self.tables.is_empty() {
-            problems.push(Problem::new(file, None, "no `[[table]]`: a file connector needs at least one table"));
+            problems.push(Problem::new(
+                file,
+                None,
+                "no `[[table]]`: a file connector needs at least one table",
+            ));
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, table) in self.tables.iter().enumerate() {
@@ -216,11 +221,18 @@ impl FileConnectorConfig {
                 problems.push(Problem::new(
                     file,
                     at(i, "name"),
-                    format!("`{}` is not a valid table name: use lowercase letters, digits and `_`", table.name),
+                    format!(
+                        "`{}` is not a valid table name: use lowercase letters, digits and `_`",
+                        table.name
+                    ),
                 ));
             }
             if !names.insert(table.name.clone()) {
-                problems.push(Problem::new(file, at(i, "name"), format!("table `{}` is declared twice", table.name)));
+                problems.push(Problem::new(
+                    file,
+                    at(i, "name"),
+                    format!("table `{}` is declared twice", table.name),
+                ));
             }
             if table.format().is_none() {
                 problems.push(Problem::new(
@@ -241,26 +253,50 @@ impl FileConnectorConfig {
                 ));
             }
             if encoding_rs::Encoding::for_label(table.encoding.as_bytes()).is_none() {
-                problems.push(Problem::new(file, at(i, "encoding"), format!("unknown encoding `{}`", table.encoding)));
+                problems.push(Problem::new(
+                    file,
+                    at(i, "encoding"),
+                    format!("unknown encoding `{}`", table.encoding),
+                ));
             }
             if !matches!(table.decimal, '.' | ',') {
-                problems.push(Problem::new(file, at(i, "decimal"), "the decimal separator must be `.` or `,`"));
+                problems.push(Problem::new(
+                    file,
+                    at(i, "decimal"),
+                    "the decimal separator must be `.` or `,`",
+                ));
             }
             if table.thousands == Some(table.decimal) {
-                problems.push(Problem::new(file, at(i, "thousands"), "the thousands separator must differ from the decimal separator"));
+                problems.push(Problem::new(
+                    file,
+                    at(i, "thousands"),
+                    "the thousands separator must differ from the decimal separator",
+                ));
             }
             if !table.delimiter.is_ascii() || !table.quote.is_ascii() {
-                problems.push(Problem::new(file, at(i, "delimiter"), "the delimiter and quote must be ASCII characters"));
+                problems.push(Problem::new(
+                    file,
+                    at(i, "delimiter"),
+                    "the delimiter and quote must be ASCII characters",
+                ));
             }
             if let Some(point) = &table.point {
                 let pair = point.lon.is_some() && point.lat.is_some();
                 if pair == point.lat_lon.is_some() {
-                    problems.push(Problem::new(file, at(i, "point"), "set either `lon` and `lat`, or `lat_lon`"));
+                    problems.push(Problem::new(
+                        file,
+                        at(i, "point"),
+                        "set either `lon` and `lat`, or `lat_lon`",
+                    ));
                 }
             }
             if let Some(unpivot) = &table.unpivot {
                 if unpivot.columns.is_empty() == unpivot.columns_matching.is_none() {
-                    problems.push(Problem::new(file, at(i, "unpivot"), "set either `columns` or `columns_matching`"));
+                    problems.push(Problem::new(
+                        file,
+                        at(i, "unpivot"),
+                        "set either `columns` or `columns_matching`",
+                    ));
                 }
                 if let Some(pattern) = &unpivot.columns_matching {
                     if let Err(e) = regex_lite_check(pattern) {
@@ -270,7 +306,11 @@ impl FileConnectorConfig {
             }
             if let Some(filter) = &table.filter {
                 if let Err(e) = datafusion::sql::parser::DFParser::parse_sql_into_expr(filter) {
-                    problems.push(Problem::new(file, at(i, "filter"), format!("not a SQL predicate: {e}")));
+                    problems.push(Problem::new(
+                        file,
+                        at(i, "filter"),
+                        format!("not a SQL predicate: {e}"),
+                    ));
                 }
             }
         }
@@ -279,5 +319,7 @@ impl FileConnectorConfig {
 }
 
 fn regex_lite_check(pattern: &str) -> Result<(), String> {
-    regex::Regex::new(pattern).map(|_| ()).map_err(|e| format!("not a regular expression: {e}"))
+    regex::Regex::new(pattern)
+        .map(|_| ())
+        .map_err(|e| format!("not a regular expression: {e}"))
 }

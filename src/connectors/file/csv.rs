@@ -21,9 +21,11 @@ pub struct TextRow {
 /// Decode the bytes to UTF-8 and drop any leading byte-order marks (Bologna's population series
 /// carries two).
 pub fn decode(path: &Path, bytes: &[u8], label: &str) -> Result<String, ConnectorError> {
-    let encoding = encoding_rs::Encoding::for_label(label.as_bytes()).ok_or_else(|| ConnectorError::Parse {
-        path: path.to_path_buf(),
-        message: format!("unknown encoding `{label}`"),
+    let encoding = encoding_rs::Encoding::for_label(label.as_bytes()).ok_or_else(|| {
+        ConnectorError::Parse {
+            path: path.to_path_buf(),
+            message: format!("unknown encoding `{label}`"),
+        }
     })?;
     let (text, had_errors) = if encoding == encoding_rs::UTF_8 {
         encoding.decode_with_bom_removal(bytes)
@@ -39,7 +41,9 @@ pub fn decode(path: &Path, bytes: &[u8], label: &str) -> Result<String, Connecto
         let line = bytes[..first_bad].iter().filter(|b| **b == b'\n').count() + 1;
         return Err(ConnectorError::Parse {
             path: path.to_path_buf(),
-            message: format!("line {line}: bytes that are not valid {label}; set `encoding` (e.g. \"latin1\")"),
+            message: format!(
+                "line {line}: bytes that are not valid {label}; set `encoding` (e.g. \"latin1\")"
+            ),
         });
     }
     Ok(text.trim_start_matches('\u{feff}').to_string())
@@ -62,7 +66,10 @@ pub fn parse(
         .flexible(true)
         .from_reader(body.as_bytes());
 
-    let parse_error = |e: csv::Error| ConnectorError::Parse { path: path.to_path_buf(), message: e.to_string() };
+    let parse_error = |e: csv::Error| ConnectorError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let mut records = reader.records();
     let mut header: Vec<String> = Vec::new();
     let mut rows = Vec::new();
@@ -70,8 +77,19 @@ pub fn parse(
 
     if config.header {
         match records.next() {
-            Some(record) => header = record.map_err(parse_error)?.iter().map(str::to_string).collect(),
-            None => return Err(ConnectorError::Parse { path: path.to_path_buf(), message: "the file is empty: no header row".into() }),
+            Some(record) => {
+                header = record
+                    .map_err(parse_error)?
+                    .iter()
+                    .map(str::to_string)
+                    .collect()
+            }
+            None => {
+                return Err(ConnectorError::Parse {
+                    path: path.to_path_buf(),
+                    message: "the file is empty: no header row".into(),
+                });
+            }
         }
     }
 
@@ -81,7 +99,12 @@ pub fn parse(
             Ok(record) => record,
             Err(e) => {
                 let line = e.position().map(|p| p.line() + line_offset);
-                rejected.push(RejectedRecord { source: source.clone(), line, reason: e.to_string(), raw: String::new() });
+                rejected.push(RejectedRecord {
+                    source: source.clone(),
+                    line,
+                    reason: e.to_string(),
+                    raw: String::new(),
+                });
                 continue;
             }
         };
@@ -96,8 +119,17 @@ pub fn parse(
             rejected.push(RejectedRecord {
                 source: source.clone(),
                 line: Some(line),
-                reason: format!("{} fields where the header has {}", record.len(), header.len()),
-                raw: truncate_raw(&record.iter().collect::<Vec<_>>().join(&config.delimiter.to_string())),
+                reason: format!(
+                    "{} fields where the header has {}",
+                    record.len(),
+                    header.len()
+                ),
+                raw: truncate_raw(
+                    &record
+                        .iter()
+                        .collect::<Vec<_>>()
+                        .join(&config.delimiter.to_string()),
+                ),
             });
             continue;
         }
@@ -136,22 +168,39 @@ mod tests {
     #[test]
     fn latin1_is_decoded_and_boms_are_stripped() {
         let latin1 = b"citt\xe0;et\xe0\n";
-        assert_eq!(decode(Path::new("x"), latin1, "latin1").unwrap(), "città;età\n");
+        assert_eq!(
+            decode(Path::new("x"), latin1, "latin1").unwrap(),
+            "città;età\n"
+        );
         let two_boms = "\u{feff}\u{feff}Quartiere;Zona\n".as_bytes();
-        assert_eq!(decode(Path::new("x"), two_boms, "utf-8").unwrap(), "Quartiere;Zona\n");
+        assert_eq!(
+            decode(Path::new("x"), two_boms, "utf-8").unwrap(),
+            "Quartiere;Zona\n"
+        );
     }
 
     #[test]
     fn invalid_utf8_names_the_line_and_the_fix() {
         let err = decode(Path::new("a.csv"), b"a;b\n1;citt\xe0\n", "utf-8").unwrap_err();
-        assert_eq!(err.to_string(), "a.csv: line 2: bytes that are not valid utf-8; set `encoding` (e.g. \"latin1\")");
+        assert_eq!(
+            err.to_string(),
+            "a.csv: line 2: bytes that are not valid utf-8; set `encoding` (e.g. \"latin1\")"
+        );
     }
 
     #[test]
     fn line_numbers_count_from_the_header_after_a_bom() {
-        let text = decode(Path::new("x"), "\u{feff}Anno;Codice\n2016;01\n2017;02\n".as_bytes(), "utf-8").unwrap();
+        let text = decode(
+            Path::new("x"),
+            "\u{feff}Anno;Codice\n2016;01\n2017;02\n".as_bytes(),
+            "utf-8",
+        )
+        .unwrap();
         let (table, _) = parse(Path::new("t.csv"), &text, &config(';')).unwrap();
-        assert_eq!(table.rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(
+            table.rows.iter().map(|r| r.line).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
     }
 
     #[test]

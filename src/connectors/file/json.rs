@@ -15,12 +15,20 @@ use crate::geometry::{geo_to_wkb, wkb_field};
 type Object = Map<String, Value>;
 
 fn parse_error(path: &Path, message: impl Into<String>) -> ConnectorError {
-    ConnectorError::Parse { path: path.to_path_buf(), message: message.into() }
+    ConnectorError::Parse {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
 }
 
 /// Records of a JSON document: the array at `pointer` (or the whole document if it is an array).
-pub fn read_json(path: &Path, text: &str, pointer: Option<&str>) -> Result<(Vec<Object>, Vec<RejectedRecord>), ConnectorError> {
-    let document: Value = serde_json::from_str(text).map_err(|e| parse_error(path, format!("invalid JSON: {e}")))?;
+pub fn read_json(
+    path: &Path,
+    text: &str,
+    pointer: Option<&str>,
+) -> Result<(Vec<Object>, Vec<RejectedRecord>), ConnectorError> {
+    let document: Value =
+        serde_json::from_str(text).map_err(|e| parse_error(path, format!("invalid JSON: {e}")))?;
     let records = match pointer {
         Some(pointer) => document
             .pointer(pointer)
@@ -28,7 +36,10 @@ pub fn read_json(path: &Path, text: &str, pointer: Option<&str>) -> Result<(Vec<
         None => &document,
     };
     let Value::Array(items) = records else {
-        return Err(parse_error(path, "the records are not a JSON array (set `json_pointer` to where they are)"));
+        return Err(parse_error(
+            path,
+            "the records are not a JSON array (set `json_pointer` to where they are)",
+        ));
     };
     let mut objects = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
@@ -78,11 +89,18 @@ pub fn read_geojson(
     text: &str,
     geometry_column: &str,
 ) -> Result<(Vec<Object>, ArrayRef, Vec<RejectedRecord>), ConnectorError> {
-    let geojson: geojson::GeoJson = text.parse().map_err(|e| parse_error(path, format!("invalid GeoJSON: {e}")))?;
+    let geojson: geojson::GeoJson = text
+        .parse()
+        .map_err(|e| parse_error(path, format!("invalid GeoJSON: {e}")))?;
     let features = match geojson {
         geojson::GeoJson::FeatureCollection(collection) => collection.features,
         geojson::GeoJson::Feature(feature) => vec![feature],
-        geojson::GeoJson::Geometry(_) => return Err(parse_error(path, "a bare geometry, not a Feature or FeatureCollection")),
+        geojson::GeoJson::Geometry(_) => {
+            return Err(parse_error(
+                path,
+                "a bare geometry, not a Feature or FeatureCollection",
+            ));
+        }
     };
     let mut objects = Vec::with_capacity(features.len());
     let mut geometries = BinaryBuilder::new();
@@ -109,14 +127,21 @@ pub fn read_geojson(
         }
     }
     if objects.iter().any(|o| o.contains_key(geometry_column)) {
-        return Err(parse_error(path, format!("a property is named `{geometry_column}`, which is the geometry column")));
+        return Err(parse_error(
+            path,
+            format!("a property is named `{geometry_column}`, which is the geometry column"),
+        ));
     }
     Ok((objects, Arc::new(geometries.finish()), rejected))
 }
 
 /// Objects to one record batch. Keys are renamed first (`rename` maps a key to its column name),
 /// so the schema is inferred on the final names; values of mixed types become text.
-pub fn objects_to_batch(path: &Path, objects: Vec<Object>, rename: impl Fn(&str) -> String) -> Result<RecordBatch, ConnectorError> {
+pub fn objects_to_batch(
+    path: &Path,
+    objects: Vec<Object>,
+    rename: impl Fn(&str) -> String,
+) -> Result<RecordBatch, ConnectorError> {
     let objects: Vec<Value> = objects
         .into_iter()
         .map(|object| Value::Object(object.into_iter().map(|(k, v)| (rename(&k), v)).collect()))
@@ -132,18 +157,33 @@ pub fn objects_to_batch(path: &Path, objects: Vec<Object>, rename: impl Fn(&str)
         .with_batch_size(objects.len())
         .build_decoder()
         .map_err(|e| parse_error(path, e.to_string()))?;
-    decoder.serialize(&objects).map_err(|e| parse_error(path, e.to_string()))?;
-    let batch = decoder.flush().map_err(|e| parse_error(path, e.to_string()))?;
+    decoder
+        .serialize(&objects)
+        .map_err(|e| parse_error(path, e.to_string()))?;
+    let batch = decoder
+        .flush()
+        .map_err(|e| parse_error(path, e.to_string()))?;
     Ok(batch.unwrap_or_else(|| RecordBatch::new_empty(schema)))
 }
 
 /// Append a geometry column to a batch.
-pub fn with_geometry(path: &Path, batch: RecordBatch, name: &str, geometry: ArrayRef) -> Result<RecordBatch, ConnectorError> {
-    let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+pub fn with_geometry(
+    path: &Path,
+    batch: RecordBatch,
+    name: &str,
+    geometry: ArrayRef,
+) -> Result<RecordBatch, ConnectorError> {
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.push(wkb_field(name));
     let mut columns = batch.columns().to_vec();
     columns.push(geometry);
-    let options = arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    let options =
+        arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
         .map_err(|e| parse_error(path, e.to_string()))
 }

@@ -9,7 +9,9 @@ pub(crate) mod names;
 pub(crate) mod reshape;
 pub(crate) mod typed;
 
-pub use config::{ColumnNames, ColumnType, FileConnectorConfig, FileFormat, FileTableConfig, PointColumns};
+pub use config::{
+    ColumnNames, ColumnType, FileConnectorConfig, FileFormat, FileTableConfig, PointColumns,
+};
 
 use std::path::{Path, PathBuf};
 
@@ -29,7 +31,10 @@ pub struct FileConnector {
 
 impl FileConnector {
     pub fn new(config: FileConnectorConfig, base_dir: &Path) -> Self {
-        Self { config, base_dir: base_dir.to_path_buf() }
+        Self {
+            config,
+            base_dir: base_dir.to_path_buf(),
+        }
     }
 }
 
@@ -40,7 +45,11 @@ impl Connector for FileConnector {
             for table in &self.config.tables {
                 let path = resolve(&self.base_dir, &table.path);
                 let result = load_table(table.clone(), path.clone()).await;
-                loads.push(TableLoad { table: table.name.clone(), source: path.display().to_string(), result });
+                loads.push(TableLoad {
+                    table: table.name.clone(),
+                    source: path.display().to_string(),
+                    result,
+                });
             }
             loads
         }
@@ -49,16 +58,20 @@ impl Connector for FileConnector {
 }
 
 /// Read, type and reshape one table.
-pub async fn load_table(table: FileTableConfig, path: PathBuf) -> Result<LoadedTable, ConnectorError> {
+pub async fn load_table(
+    table: FileTableConfig,
+    path: PathBuf,
+) -> Result<LoadedTable, ConnectorError> {
     let source = path.display().to_string();
     let reading = {
         let table = table.clone();
         let path = path.clone();
         tokio::task::spawn_blocking(move || read_file(&table, &path))
     };
-    let (mut batch, rejected) = reading
-        .await
-        .map_err(|e| ConnectorError::Parse { path: path.clone(), message: format!("reader task failed: {e}") })??;
+    let (mut batch, rejected) = reading.await.map_err(|e| ConnectorError::Parse {
+        path: path.clone(),
+        message: format!("reader task failed: {e}"),
+    })??;
     if let Some(point) = &table.point {
         batch = reshape::add_point(&source, batch, point)?;
     }
@@ -80,7 +93,10 @@ fn column_name(table: &FileTableConfig, original: &str, position: usize) -> Stri
     table.rename.get(&name).cloned().unwrap_or(name)
 }
 
-fn read_file(table: &FileTableConfig, path: &Path) -> Result<(RecordBatch, Vec<RejectedRecord>), ConnectorError> {
+fn read_file(
+    table: &FileTableConfig,
+    path: &Path,
+) -> Result<(RecordBatch, Vec<RejectedRecord>), ConnectorError> {
     let format = table.format().ok_or_else(|| ConnectorError::Parse {
         path: path.to_path_buf(),
         message: "unknown format: set `format`".into(),
@@ -88,7 +104,10 @@ fn read_file(table: &FileTableConfig, path: &Path) -> Result<(RecordBatch, Vec<R
     if format == FileFormat::Parquet {
         return read_parquet(table, path).map(|batch| (batch, Vec::new()));
     }
-    let bytes = std::fs::read(path).map_err(|source| ConnectorError::Read { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| ConnectorError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let text = csv::decode(path, &bytes, &table.encoding)?;
     let source = path.display().to_string();
     let rename = |key: &str| column_name(table, key, 0);
@@ -96,11 +115,26 @@ fn read_file(table: &FileTableConfig, path: &Path) -> Result<(RecordBatch, Vec<R
         FileFormat::Csv => {
             let (text_table, mut rejected) = csv::parse(path, &text, table)?;
             let columns = names::deduplicate(
-                text_table.header.iter().enumerate().map(|(i, h)| column_name(table, h, i + 1)).collect(),
+                text_table
+                    .header
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| column_name(table, h, i + 1))
+                    .collect(),
             );
             check_declared(path, table, &columns)?;
-            let number_format = typed::NumberFormat { decimal: table.decimal, thousands: table.thousands };
-            let (batch, bad_values) = typed::to_record_batch(&source, text_table, &columns, &table.schema, number_format, table.delimiter)?;
+            let number_format = typed::NumberFormat {
+                decimal: table.decimal,
+                thousands: table.thousands,
+            };
+            let (batch, bad_values) = typed::to_record_batch(
+                &source,
+                text_table,
+                &columns,
+                &table.schema,
+                number_format,
+                table.delimiter,
+            )?;
             rejected.extend(bad_values);
             (batch, rejected)
         }
@@ -116,21 +150,34 @@ fn read_file(table: &FileTableConfig, path: &Path) -> Result<(RecordBatch, Vec<R
             let geometry_column = config::default_geometry_column();
             let (objects, geometry, rejected) = json::read_geojson(path, &text, &geometry_column)?;
             let batch = json::objects_to_batch(path, objects, rename)?;
-            (json::with_geometry(path, batch, &geometry_column, geometry)?, rejected)
+            (
+                json::with_geometry(path, batch, &geometry_column, geometry)?,
+                rejected,
+            )
         }
         FileFormat::Parquet => unreachable!("handled above"),
     };
-    let batch = if matches!(format, FileFormat::Csv) { batch } else { cast_declared(path, table, batch)? };
+    let batch = if matches!(format, FileFormat::Csv) {
+        batch
+    } else {
+        cast_declared(path, table, batch)?
+    };
     Ok((batch, rejected))
 }
 
-fn check_declared(path: &Path, table: &FileTableConfig, columns: &[String]) -> Result<(), ConnectorError> {
+fn check_declared(
+    path: &Path,
+    table: &FileTableConfig,
+    columns: &[String],
+) -> Result<(), ConnectorError> {
     for name in table.schema.keys() {
         if !columns.contains(name) {
             return Err(ConnectorError::Column {
                 path: path.to_path_buf(),
                 column: name.clone(),
-                message: format!("declared in `schema` but not in the file; columns are {columns:?}"),
+                message: format!(
+                    "declared in `schema` but not in the file; columns are {columns:?}"
+                ),
             });
         }
     }
@@ -139,7 +186,11 @@ fn check_declared(path: &Path, table: &FileTableConfig, columns: &[String]) -> R
 
 /// For self-describing formats, a declared type is a cast; a value that does not fit is an error
 /// naming the column.
-fn cast_declared(path: &Path, table: &FileTableConfig, batch: RecordBatch) -> Result<RecordBatch, ConnectorError> {
+fn cast_declared(
+    path: &Path,
+    table: &FileTableConfig,
+    batch: RecordBatch,
+) -> Result<RecordBatch, ConnectorError> {
     let schema = batch.schema();
     let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     check_declared(path, table, &names)?;
@@ -160,36 +211,63 @@ fn cast_declared(path: &Path, table: &FileTableConfig, batch: RecordBatch) -> Re
             ColumnType::Float => arrow::datatypes::DataType::Float64,
             ColumnType::Bool => arrow::datatypes::DataType::Boolean,
             ColumnType::Date => arrow::datatypes::DataType::Date32,
-            ColumnType::Timestamp => arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+            ColumnType::Timestamp => {
+                arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None)
+            }
         };
-        let options = arrow::compute::CastOptions { safe: false, ..Default::default() };
-        let cast = arrow::compute::cast_with_options(array, &target, &options).map_err(|e| ConnectorError::Column {
-            path: path.to_path_buf(),
-            column: field.name().clone(),
-            message: format!("cannot be read as {kind:?}: {e}"),
+        let options = arrow::compute::CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        let cast = arrow::compute::cast_with_options(array, &target, &options).map_err(|e| {
+            ConnectorError::Column {
+                path: path.to_path_buf(),
+                column: field.name().clone(),
+                message: format!("cannot be read as {kind:?}: {e}"),
+            }
         })?;
         fields.push(Field::new(field.name(), target, true));
         columns.push(cast);
     }
-    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| ConnectorError::Parse { path: path.to_path_buf(), message: e.to_string() })
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns).map_err(|e| {
+        ConnectorError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    })
 }
 
 fn read_parquet(table: &FileTableConfig, path: &Path) -> Result<RecordBatch, ConnectorError> {
-    let parse = |e: String| ConnectorError::Parse { path: path.to_path_buf(), message: e };
-    let file = std::fs::File::open(path).map_err(|source| ConnectorError::Read { path: path.to_path_buf(), source })?;
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parse(e.to_string()))?;
+    let parse = |e: String| ConnectorError::Parse {
+        path: path.to_path_buf(),
+        message: e,
+    };
+    let file = std::fs::File::open(path).map_err(|source| ConnectorError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| parse(e.to_string()))?;
     let schema = builder.schema().clone();
     let reader = builder.build().map_err(|e| parse(e.to_string()))?;
-    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().map_err(|e| parse(e.to_string()))?;
+    let batches: Vec<RecordBatch> = reader
+        .collect::<Result<_, _>>()
+        .map_err(|e| parse(e.to_string()))?;
     let batch = concat_batches(&schema, &batches).map_err(|e| parse(e.to_string()))?;
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .enumerate()
-        .map(|(i, f)| f.as_ref().clone().with_name(column_name(table, f.name(), i + 1)))
+        .map(|(i, f)| {
+            f.as_ref()
+                .clone()
+                .with_name(column_name(table, f.name(), i + 1))
+        })
         .collect();
-    let batch = RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), batch.columns().to_vec())
-        .map_err(|e| parse(e.to_string()))?;
+    let batch = RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(fields)),
+        batch.columns().to_vec(),
+    )
+    .map_err(|e| parse(e.to_string()))?;
     cast_declared(path, table, batch)
 }

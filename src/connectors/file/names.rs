@@ -64,13 +64,25 @@ mod tests {
 
     #[test]
     fn italian_headers_become_identifiers() {
-        assert_eq!(snake_case("Perc residenti oltre 80 anni", 1), "perc_residenti_oltre_80_anni");
-        assert_eq!(snake_case("% residenti oltre 65 anni che vive sola", 1), "pct_residenti_oltre_65_anni_che_vive_sola");
-        assert_eq!(snake_case("% stranieri 0 - 19 anni", 1), "pct_stranieri_0_19_anni");
+        assert_eq!(
+            snake_case("Perc residenti oltre 80 anni", 1),
+            "perc_residenti_oltre_80_anni"
+        );
+        assert_eq!(
+            snake_case("% residenti oltre 65 anni che vive sola", 1),
+            "pct_residenti_oltre_65_anni_che_vive_sola"
+        );
+        assert_eq!(
+            snake_case("% stranieri 0 - 19 anni", 1),
+            "pct_stranieri_0_19_anni"
+        );
         assert_eq!(snake_case("Età", 1), "eta");
         assert_eq!(snake_case("zona di prossimità", 1), "zona_di_prossimita");
         assert_eq!(snake_case("ATTIVITA'", 1), "attivita");
-        assert_eq!(snake_case("Reddito imponibile mediano dei contribuenti \nresidenti", 1), "reddito_imponibile_mediano_dei_contribuenti_residenti");
+        assert_eq!(
+            snake_case("Reddito imponibile mediano dei contribuenti \nresidenti", 1),
+            "reddito_imponibile_mediano_dei_contribuenti_residenti"
+        );
         assert_eq!(snake_case("  ", 4), "column_4");
         assert_eq!(snake_case("1986", 7), "1986");
     }

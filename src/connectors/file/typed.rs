@@ -37,27 +37,43 @@ enum Value {
 fn parse_as(kind: ColumnType, text: &str, format: NumberFormat) -> Result<Option<Value>, String> {
     match kind {
         ColumnType::Text => Ok(None),
-        ColumnType::Int => parse_int(text, format).map(Value::Int).map(Some).ok_or_else(|| format!("`{text}` is not an integer")),
-        ColumnType::Float => parse_float(text, format).map(Value::Float).map(Some).ok_or_else(|| format!("`{text}` is not a number")),
-        ColumnType::Bool => parse_bool(text).map(Value::Bool).map(Some).ok_or_else(|| format!("`{text}` is not true/false")),
-        ColumnType::Date => parse_date(text).map(Value::Date).map(Some).ok_or_else(|| format!("`{text}` is not a date (YYYY-MM-DD, DD/MM/YYYY or DD-MM-YYYY)")),
+        ColumnType::Int => parse_int(text, format)
+            .map(Value::Int)
+            .map(Some)
+            .ok_or_else(|| format!("`{text}` is not an integer")),
+        ColumnType::Float => parse_float(text, format)
+            .map(Value::Float)
+            .map(Some)
+            .ok_or_else(|| format!("`{text}` is not a number")),
+        ColumnType::Bool => parse_bool(text)
+            .map(Value::Bool)
+            .map(Some)
+            .ok_or_else(|| format!("`{text}` is not true/false")),
+        ColumnType::Date => parse_date(text).map(Value::Date).map(Some).ok_or_else(|| {
+            format!("`{text}` is not a date (YYYY-MM-DD, DD/MM/YYYY or DD-MM-YYYY)")
+        }),
         ColumnType::Timestamp => parse_timestamp(text)
             .map(Value::Timestamp)
             .map(Some)
-            .ok_or_else(|| format!("`{text}` is not a timestamp (RFC 3339 or YYYY-MM-DD HH:MM:SS)")),
+            .ok_or_else(|| {
+                format!("`{text}` is not a timestamp (RFC 3339 or YYYY-MM-DD HH:MM:SS)")
+            }),
     }
 }
 
 /// Digits with an optional sign, and thousands separators only where they group by three.
 fn strip_thousands(text: &str, thousands: Option<char>) -> Option<String> {
-    let Some(sep) = thousands else { return Some(text.to_string()) };
+    let Some(sep) = thousands else {
+        return Some(text.to_string());
+    };
     if !text.contains(sep) {
         return Some(text.to_string());
     }
-    let (integer, rest) = match text.find(|c: char| !(c.is_ascii_digit() || c == sep || c == '-' || c == '+')) {
-        Some(i) => text.split_at(i),
-        None => (text, ""),
-    };
+    let (integer, rest) =
+        match text.find(|c: char| !(c.is_ascii_digit() || c == sep || c == '-' || c == '+')) {
+            Some(i) => text.split_at(i),
+            None => (text, ""),
+        };
     let unsigned = integer.trim_start_matches(['-', '+']);
     let mut groups = unsigned.split(sep);
     let first = groups.next()?;
@@ -113,10 +129,15 @@ fn parse_timestamp(text: &str) -> Option<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Some(t.timestamp_micros());
     }
-    ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%d/%m/%Y %H:%M:%S"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
-        .map(|t| t.and_utc().timestamp_micros())
+    [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%d/%m/%Y %H:%M:%S",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+    .map(|t| t.and_utc().timestamp_micros())
 }
 
 /// A code such as `069001` or `01`: its leading zero matters, so inference keeps it as text
@@ -128,7 +149,13 @@ fn is_code(text: &str) -> bool {
 
 /// The narrowest type every non-null value fits; text when none other does.
 fn infer(values: impl Iterator<Item = String>, format: NumberFormat) -> ColumnType {
-    let mut candidates = vec![ColumnType::Int, ColumnType::Float, ColumnType::Bool, ColumnType::Date, ColumnType::Timestamp];
+    let mut candidates = vec![
+        ColumnType::Int,
+        ColumnType::Float,
+        ColumnType::Bool,
+        ColumnType::Date,
+        ColumnType::Timestamp,
+    ];
     let mut any = false;
     for value in values {
         any = true;
@@ -243,8 +270,18 @@ pub fn to_record_batch(
             }
         }
         if let Some(reason) = problem {
-            let raw = row.cells.iter().map(|c| c.as_deref().unwrap_or("")).collect::<Vec<_>>().join(&delimiter.to_string());
-            rejected.push(RejectedRecord { source: source.to_string(), line: Some(row.line), reason, raw: truncate_raw(&raw) });
+            let raw = row
+                .cells
+                .iter()
+                .map(|c| c.as_deref().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join(&delimiter.to_string());
+            rejected.push(RejectedRecord {
+                source: source.to_string(),
+                line: Some(row.line),
+                reason,
+                raw: truncate_raw(&raw),
+            });
             continue;
         }
         for (i, value) in parsed.drain(..).enumerate() {
@@ -252,10 +289,18 @@ pub fn to_record_batch(
         }
     }
 
-    let fields: Vec<Field> = columns.iter().zip(&kinds).map(|(name, kind)| Field::new(name, data_type(*kind), true)).collect();
+    let fields: Vec<Field> = columns
+        .iter()
+        .zip(&kinds)
+        .map(|(name, kind)| Field::new(name, data_type(*kind), true))
+        .collect();
     let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
-        .map_err(|e| ConnectorError::Parse { path: source.into(), message: e.to_string() })?;
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| {
+        ConnectorError::Parse {
+            path: source.into(),
+            message: e.to_string(),
+        }
+    })?;
     Ok((batch, rejected))
 }
 
@@ -263,17 +308,30 @@ pub fn to_record_batch(
 mod tests {
     use super::*;
 
-    const ITALIAN: NumberFormat = NumberFormat { decimal: ',', thousands: Some('.') };
-    const PLAIN: NumberFormat = NumberFormat { decimal: '.', thousands: None };
+    const ITALIAN: NumberFormat = NumberFormat {
+        decimal: ',',
+        thousands: Some('.'),
+    };
+    const PLAIN: NumberFormat = NumberFormat {
+        decimal: '.',
+        thousands: None,
+    };
 
     #[test]
     fn italian_numbers() {
-        assert_eq!(parse_float("4402575,4660000000", ITALIAN), Some(4402575.466));
+        assert_eq!(
+            parse_float("4402575,4660000000", ITALIAN),
+            Some(4402575.466)
+        );
         assert_eq!(parse_int("1.948", ITALIAN), Some(1948));
         assert_eq!(parse_int("1.234.567", ITALIAN), Some(1234567));
         assert_eq!(parse_float("-1.234,5", ITALIAN), Some(-1234.5));
         assert_eq!(parse_int("21.77", ITALIAN), None, "groups of three only");
-        assert_eq!(parse_float("3.9", ITALIAN), None, "a decimal point is not an Italian decimal");
+        assert_eq!(
+            parse_float("3.9", ITALIAN),
+            None,
+            "a decimal point is not an Italian decimal"
+        );
         assert_eq!(parse_float("3.9", PLAIN), Some(3.9));
         assert_eq!(parse_float("nan", PLAIN), None);
     }
@@ -287,7 +345,11 @@ mod tests {
         let values = ["0.5", "03/01/2024"].map(String::from);
         assert_eq!(infer(values[..1].iter().cloned(), PLAIN), ColumnType::Float);
         assert_eq!(infer(values[1..].iter().cloned(), PLAIN), ColumnType::Date);
-        assert_eq!(parse_int("01", PLAIN), Some(1), "a declared int reads a code as its number");
+        assert_eq!(
+            parse_int("01", PLAIN),
+            Some(1),
+            "a declared int reads a code as its number"
+        );
     }
 
     #[test]

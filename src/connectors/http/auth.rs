@@ -47,7 +47,8 @@ struct TokenResponse {
 }
 
 fn sensitive(text: &str, what: &str) -> Result<HeaderValue, String> {
-    let mut value = HeaderValue::from_str(text).map_err(|_| format!("the {what} holds characters not allowed in a header"))?;
+    let mut value = HeaderValue::from_str(text)
+        .map_err(|_| format!("the {what} holds characters not allowed in a header"))?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -57,14 +58,24 @@ impl Authenticator {
         let kind = match config {
             AuthConfig::None => Kind::None,
             AuthConfig::ApiKey(key) => {
-                let header = HeaderName::from_bytes(key.header.as_bytes()).map_err(|e| format!("auth.header: {e}"))?;
+                let header = HeaderName::from_bytes(key.header.as_bytes())
+                    .map_err(|e| format!("auth.header: {e}"))?;
                 Kind::Fixed(header, sensitive(&key.value.0, "API key")?)
             }
-            AuthConfig::Bearer(bearer) => Kind::Fixed(AUTHORIZATION, sensitive(&format!("Bearer {}", bearer.token.0), "bearer token")?),
+            AuthConfig::Bearer(bearer) => Kind::Fixed(
+                AUTHORIZATION,
+                sensitive(&format!("Bearer {}", bearer.token.0), "bearer token")?,
+            ),
             AuthConfig::Oauth2(oauth) => Kind::OAuth2(oauth.clone()),
-            AuthConfig::Pdnd(pdnd) => Kind::Pdnd(Pdnd::new(pdnd.clone(), resolve(base_dir, &pdnd.private_key))),
+            AuthConfig::Pdnd(pdnd) => Kind::Pdnd(Pdnd::new(
+                pdnd.clone(),
+                resolve(base_dir, &pdnd.private_key),
+            )),
         };
-        Ok(Self { kind, token: tokio::sync::Mutex::new(None) })
+        Ok(Self {
+            kind,
+            token: tokio::sync::Mutex::new(None),
+        })
     }
 
     pub fn pdnd(&self) -> Option<&Pdnd> {
@@ -86,7 +97,10 @@ impl Authenticator {
 
     /// The credential headers of a request, obtaining a token first if none is cached or the
     /// cached one is about to expire.
-    pub async fn headers(&self, http: &HttpClient) -> Result<Vec<(HeaderName, HeaderValue)>, ConnectorError> {
+    pub async fn headers(
+        &self,
+        http: &HttpClient,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, ConnectorError> {
         match &self.kind {
             Kind::None => Ok(Vec::new()),
             Kind::Fixed(name, value) => Ok(vec![(name.clone(), value.clone())]),
@@ -105,12 +119,20 @@ impl Authenticator {
 
     async fn request_token(&self, http: &HttpClient) -> Result<CachedToken, ConnectorError> {
         let (token_url, refused) = match &self.kind {
-            Kind::OAuth2(oauth) => {
-                (oauth.token_url.clone(), format!("the authorization server refused the client credentials of `{}`", oauth.client_id))
-            }
-            Kind::Pdnd(pdnd) => {
-                (pdnd.config.token_url.clone(), format!("the PDND authorization server refused the voucher request ({})", pdnd.identity()))
-            }
+            Kind::OAuth2(oauth) => (
+                oauth.token_url.clone(),
+                format!(
+                    "the authorization server refused the client credentials of `{}`",
+                    oauth.client_id
+                ),
+            ),
+            Kind::Pdnd(pdnd) => (
+                pdnd.config.token_url.clone(),
+                format!(
+                    "the PDND authorization server refused the voucher request ({})",
+                    pdnd.identity()
+                ),
+            ),
             _ => unreachable!("only token-based authentication requests tokens"),
         };
         let (kind, url) = (&self.kind, token_url.as_str());
@@ -120,13 +142,16 @@ impl Authenticator {
                     let request = http.client().post(url).header(ACCEPT, "application/json");
                     Ok(match kind {
                         Kind::OAuth2(oauth) => {
-                            let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+                            let mut form: Vec<(&str, &str)> =
+                                vec![("grant_type", "client_credentials")];
                             if let Some(scope) = &oauth.scope {
                                 form.push(("scope", scope));
                             }
                             form.extend(oauth.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                             match oauth.client_auth {
-                                ClientAuth::Basic => request.basic_auth(&oauth.client_id, Some(&oauth.client_secret.0)).form(&form),
+                                ClientAuth::Basic => request
+                                    .basic_auth(&oauth.client_id, Some(&oauth.client_secret.0))
+                                    .form(&form),
                                 ClientAuth::Body => {
                                     form.push(("client_id", &oauth.client_id));
                                     form.push(("client_secret", &oauth.client_secret.0));
@@ -151,34 +176,54 @@ impl Authenticator {
             })
             .await
             .map_err(|e| match e {
-                ConnectorError::Http { url, message } => {
-                    ConnectorError::Authentication { message: format!("cannot reach the authorization server {url}: {message}") }
-                }
+                ConnectorError::Http { url, message } => ConnectorError::Authentication {
+                    message: format!("cannot reach the authorization server {url}: {message}"),
+                },
                 other => other,
             })?;
         if !response.status().is_success() {
             let why = http.failure(response, false).await;
-            return Err(ConnectorError::Authentication { message: format!("{refused}: {why}") });
+            return Err(ConnectorError::Authentication {
+                message: format!("{refused}: {why}"),
+            });
         }
         let body = http.body(&token_url, response).await?;
-        let answer: TokenResponse = serde_json::from_slice(&body).map_err(|e| ConnectorError::Authentication {
-            message: format!("the authorization server {token_url} answered without a token: {e}"),
-        })?;
-        if let Some(kind) = answer.token_type.as_deref().filter(|t| !t.eq_ignore_ascii_case("bearer")) {
+        let answer: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| ConnectorError::Authentication {
+                message: format!(
+                    "the authorization server {token_url} answered without a token: {e}"
+                ),
+            })?;
+        if let Some(kind) = answer
+            .token_type
+            .as_deref()
+            .filter(|t| !t.eq_ignore_ascii_case("bearer"))
+        {
             return Err(ConnectorError::Authentication {
-                message: format!("the authorization server {token_url} issued a `{kind}` token; only Bearer tokens are supported"),
+                message: format!(
+                    "the authorization server {token_url} issued a `{kind}` token; only Bearer tokens are supported"
+                ),
             });
         }
         let lifetime = match &answer.expires_in {
-            Some(serde_json::Value::Number(n)) => n.as_f64().map(|s| Duration::from_secs_f64(s.max(0.0))),
-            Some(serde_json::Value::String(s)) => s.trim().parse::<u64>().ok().map(Duration::from_secs),
+            Some(serde_json::Value::Number(n)) => {
+                n.as_f64().map(|s| Duration::from_secs_f64(s.max(0.0)))
+            }
+            Some(serde_json::Value::String(s)) => {
+                s.trim().parse::<u64>().ok().map(Duration::from_secs)
+            }
             _ => None,
         }
         .unwrap_or(DEFAULT_TOKEN_LIFETIME);
         let authorization = sensitive(&format!("Bearer {}", answer.access_token), "token")
-            .map_err(|message| ConnectorError::Authentication { message: format!("{token_url}: {message}") })?;
+            .map_err(|message| ConnectorError::Authentication {
+                message: format!("{token_url}: {message}"),
+            })?;
         info!(token_url, lifetime_s = lifetime.as_secs(), "token obtained");
-        Ok(CachedToken { authorization, renew_at: Instant::now() + lifetime.saturating_sub(renewal_margin(lifetime)) })
+        Ok(CachedToken {
+            authorization,
+            renew_at: Instant::now() + lifetime.saturating_sub(renewal_margin(lifetime)),
+        })
     }
 }
 
@@ -195,8 +240,17 @@ mod tests {
 
     #[test]
     fn tokens_are_renewed_shortly_before_they_expire() {
-        assert_eq!(renewal_margin(Duration::from_secs(600)), Duration::from_secs(60));
-        assert_eq!(renewal_margin(Duration::from_secs(100)), Duration::from_secs(20));
-        assert_eq!(renewal_margin(Duration::from_secs(3)), Duration::from_secs(2));
+        assert_eq!(
+            renewal_margin(Duration::from_secs(600)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            renewal_margin(Duration::from_secs(100)),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            renewal_margin(Duration::from_secs(3)),
+            Duration::from_secs(2)
+        );
     }
 }

@@ -31,7 +31,11 @@ impl HttpClient {
             .tls_backend_preconfigured(tls_config()?)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { client, retry: config.retry.clone(), max_response_size: config.max_response_size.as_u64() })
+        Ok(Self {
+            client,
+            retry: config.retry.clone(),
+            max_response_size: config.max_response_size.as_u64(),
+        })
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -53,7 +57,9 @@ impl HttpClient {
             let delay = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
-                    if !(status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()) || last {
+                    if !(status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error())
+                        || last
+                    {
                         return Ok(response);
                     }
                     match retry_after(response.headers()) {
@@ -69,23 +75,41 @@ impl HttpClient {
                 Err(e) => {
                     return Err(ConnectorError::Http {
                         url: target.to_string(),
-                        message: format!("no answer after {attempt} attempt(s): {}", describe_reqwest_error(&e)),
+                        message: format!(
+                            "no answer after {attempt} attempt(s): {}",
+                            describe_reqwest_error(&e)
+                        ),
                     });
                 }
             };
-            warn!(target, attempt, delay_ms = delay.as_millis() as u64, "request failed; retrying");
+            warn!(
+                target,
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                "request failed; retrying"
+            );
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
     }
 
     /// Read a successful response's body, refusing one larger than `max_response_size`.
-    pub async fn body(&self, target: &str, mut response: Response) -> Result<Bytes, ConnectorError> {
+    pub async fn body(
+        &self,
+        target: &str,
+        mut response: Response,
+    ) -> Result<Bytes, ConnectorError> {
         let too_large = || ConnectorError::Http {
             url: target.to_string(),
-            message: format!("the response is larger than `max_response_size` ({} bytes)", self.max_response_size),
+            message: format!(
+                "the response is larger than `max_response_size` ({} bytes)",
+                self.max_response_size
+            ),
         };
-        if response.content_length().is_some_and(|n| n > self.max_response_size) {
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.max_response_size)
+        {
             return Err(too_large());
         }
         let mut body = Vec::new();
@@ -101,7 +125,10 @@ impl HttpClient {
                 Err(e) => {
                     return Err(ConnectorError::Http {
                         url: target.to_string(),
-                        message: format!("the response was cut short: {}", describe_reqwest_error(&e)),
+                        message: format!(
+                            "the response was cut short: {}",
+                            describe_reqwest_error(&e)
+                        ),
                     });
                 }
             }
@@ -110,7 +137,10 @@ impl HttpClient {
 
     /// Exponential backoff with jitter: `initial × 2^(n-1)`, capped, then scaled by 50–100%.
     fn backoff(&self, attempt: u32) -> Duration {
-        let exponential = self.retry.initial_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        let exponential = self
+            .retry
+            .initial_backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
         let capped = exponential.min(self.retry.max_backoff);
         capped.mul_f64(rand::rng().random_range(0.5..=1.0))
     }
@@ -120,8 +150,17 @@ impl HttpClient {
     /// `show_text` is false for authorization servers, whose free text could echo what we sent.
     pub async fn failure(&self, response: Response, show_text: bool) -> String {
         let status = response.status();
-        let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
-        let authenticate = response.headers().get(reqwest::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let authenticate = response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let mut sentence = status.to_string();
         let body = response.bytes().await.unwrap_or_default();
         let body = &body[..body.len().min(64 * 1024)];
@@ -138,7 +177,9 @@ impl HttpClient {
 
 /// TLS with rustls over ring and the Mozilla roots: no system crypto library to depend on.
 fn tls_config() -> Result<rustls::ClientConfig, String> {
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -155,7 +196,11 @@ fn retryable(error: &reqwest::Error) -> bool {
 /// reqwest's error with its causes ("error sending request: connection refused"), never the
 /// request itself (its headers may hold credentials).
 pub fn describe_reqwest_error(error: &reqwest::Error) -> String {
-    let mut text = if error.is_timeout() { "timed out".to_string() } else { String::new() };
+    let mut text = if error.is_timeout() {
+        "timed out".to_string()
+    } else {
+        String::new()
+    };
     let mut source: Option<&dyn std::error::Error> = std::error::Error::source(error);
     while let Some(cause) = source {
         let cause_text = cause.to_string();
@@ -167,7 +212,11 @@ pub fn describe_reqwest_error(error: &reqwest::Error) -> String {
         }
         source = cause.source();
     }
-    if text.is_empty() { error.to_string() } else { text }
+    if text.is_empty() {
+        error.to_string()
+    } else {
+        text
+    }
 }
 
 /// `Retry-After` as seconds or as an HTTP date.
@@ -177,21 +226,39 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(seconds));
     }
     let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    Some((date.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or_default())
+    Some(
+        (date.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default(),
+    )
 }
 
 fn explain_body(content_type: &str, body: &[u8], show_text: bool) -> Option<String> {
     if content_type.contains("json") {
         let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-        let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::trim).filter(|s| !s.is_empty());
+        let text = |key: &str| {
+            value
+                .get(key)
+                .and_then(|v| v.as_str())
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+        };
         // RFC 9457 problem details (PDND and ModI APIs answer with these).
-        let problem: Vec<&str> = [text("title"), text("detail")].into_iter().flatten().collect();
+        let problem: Vec<&str> = [text("title"), text("detail")]
+            .into_iter()
+            .flatten()
+            .collect();
         if !problem.is_empty() {
             let mut sentence = problem.join(": ");
             if let Some(errors) = value.get("errors").and_then(|e| e.as_array()) {
                 let details: Vec<String> = errors
                     .iter()
-                    .filter_map(|e| e.get("detail").or_else(|| e.get("code")).and_then(|d| d.as_str()).map(str::to_string))
+                    .filter_map(|e| {
+                        e.get("detail")
+                            .or_else(|| e.get("code"))
+                            .and_then(|d| d.as_str())
+                            .map(str::to_string)
+                    })
                     .take(3)
                     .collect();
                 if !details.is_empty() {
@@ -216,7 +283,11 @@ fn explain_body(content_type: &str, body: &[u8], show_text: bool) -> Option<Stri
             return None;
         }
         let short: String = line.chars().take(300).collect();
-        return Some(if short.len() < line.len() { format!("{short}…") } else { short });
+        return Some(if short.len() < line.len() {
+            format!("{short}…")
+        } else {
+            short
+        });
     }
     None
 }
@@ -237,8 +308,18 @@ fn bearer_error(challenge: &str) -> Option<String> {
 
 /// A URL as shown in /status and logs: query values that look like credentials are hidden.
 pub fn display_url(url: &Url) -> String {
-    const SECRET_KEYS: &[&str] =
-        &["token", "key", "apikey", "api_key", "secret", "password", "signature", "sig", "access_token", "client_secret"];
+    const SECRET_KEYS: &[&str] = &[
+        "token",
+        "key",
+        "apikey",
+        "api_key",
+        "secret",
+        "password",
+        "signature",
+        "sig",
+        "access_token",
+        "client_secret",
+    ];
     if url.query().is_none() {
         return url.to_string();
     }
@@ -246,8 +327,17 @@ pub fn display_url(url: &Url) -> String {
     let pairs: Vec<(String, String)> = url
         .query_pairs()
         .map(|(k, v)| {
-            let secret = SECRET_KEYS.iter().any(|s| k.eq_ignore_ascii_case(s) || k.to_ascii_lowercase().ends_with(&format!("_{s}")));
-            (k.into_owned(), if secret { "***".to_string() } else { v.into_owned() })
+            let secret = SECRET_KEYS.iter().any(|s| {
+                k.eq_ignore_ascii_case(s) || k.to_ascii_lowercase().ends_with(&format!("_{s}"))
+            });
+            (
+                k.into_owned(),
+                if secret {
+                    "***".to_string()
+                } else {
+                    v.into_owned()
+                },
+            )
         })
         .collect();
     shown.query_pairs_mut().clear().extend_pairs(pairs);
@@ -266,9 +356,18 @@ mod tests {
             Some("Servizio non disponibile: Il database anagrafico non risponde")
         );
         let oauth = br#"{"error":"invalid_client","error_description":"unknown kid"}"#;
-        assert_eq!(explain_body("application/json", oauth, false).as_deref(), Some("invalid_client: unknown kid"));
-        assert_eq!(explain_body("text/plain", b"the secret assertion eyJ...", false), None);
-        assert_eq!(explain_body("text/plain", b"  down for\nmaintenance ", true).as_deref(), Some("down for maintenance"));
+        assert_eq!(
+            explain_body("application/json", oauth, false).as_deref(),
+            Some("invalid_client: unknown kid")
+        );
+        assert_eq!(
+            explain_body("text/plain", b"the secret assertion eyJ...", false),
+            None
+        );
+        assert_eq!(
+            explain_body("text/plain", b"  down for\nmaintenance ", true).as_deref(),
+            Some("down for maintenance")
+        );
     }
 
     #[test]
@@ -279,20 +378,34 @@ mod tests {
         let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
         headers.insert(RETRY_AFTER, later.parse().unwrap());
         let wait = retry_after(&headers).unwrap();
-        assert!(wait > Duration::from_secs(27) && wait <= Duration::from_secs(30), "{wait:?}");
-        headers.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert!(
+            wait > Duration::from_secs(27) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        headers.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&headers), Some(Duration::ZERO));
     }
 
     #[test]
     fn credentials_in_query_strings_are_hidden() {
-        let url = Url::parse("https://api.example.it/x?page=2&api_key=abc&access_token=def&q=token").unwrap();
-        assert_eq!(display_url(&url), "https://api.example.it/x?page=2&api_key=***&access_token=***&q=token");
+        let url =
+            Url::parse("https://api.example.it/x?page=2&api_key=abc&access_token=def&q=token")
+                .unwrap();
+        assert_eq!(
+            display_url(&url),
+            "https://api.example.it/x?page=2&api_key=***&access_token=***&q=token"
+        );
     }
 
     #[test]
     fn bearer_challenges_are_explained() {
         let challenge = r#"Bearer realm="eservice", error="invalid_token", error_description="The voucher expired""#;
-        assert_eq!(bearer_error(challenge).as_deref(), Some("invalid_token: The voucher expired"));
+        assert_eq!(
+            bearer_error(challenge).as_deref(),
+            Some("invalid_token: The voucher expired")
+        );
     }
 }

@@ -452,7 +452,10 @@ where
     let entries: BTreeMap<String, toml::Spanned<T>> = BTreeMap::deserialize(deserializer)?;
     let mut entries: Vec<(String, toml::Spanned<T>)> = entries.into_iter().collect();
     entries.sort_by_key(|(_, value)| value.span().start);
-    Ok(entries.into_iter().map(|(key, value)| (key, value.into_inner())).collect())
+    Ok(entries
+        .into_iter()
+        .map(|(key, value)| (key, value.into_inner()))
+        .collect())
 }
 
 fn default_content_type() -> String {
@@ -465,7 +468,9 @@ impl HttpTableConfig {
     /// The final name of a field: normalised (`codiceFiscale` → `codice_fiscale`), then renamed.
     pub fn column_name(&self, original: &str, position: usize) -> String {
         let name = match self.column_names {
-            ColumnNames::SnakeCase => crate::connectors::file::names::snake_case(&split_camel_case(original), position),
+            ColumnNames::SnakeCase => {
+                crate::connectors::file::names::snake_case(&split_camel_case(original), position)
+            }
             ColumnNames::Keep => original.to_string(),
         };
         self.rename.get(&name).cloned().unwrap_or(name)
@@ -482,7 +487,10 @@ fn split_camel_case(name: &str) -> String {
         if i > 0 && c.is_uppercase() {
             let previous = chars[i - 1];
             let next_is_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            if previous.is_lowercase() || previous.is_ascii_digit() || (previous.is_uppercase() && next_is_lower) {
+            if previous.is_lowercase()
+                || previous.is_ascii_digit()
+                || (previous.is_uppercase() && next_is_lower)
+            {
                 out.push(' ');
             }
         }
@@ -514,19 +522,46 @@ query = { z = "1", a = "2" }
         );
         assert!(matches!(config.auth, AuthConfig::None));
         let table = &config.tables[0];
-        assert_eq!(table.schema.keys().collect::<Vec<_>>(), ["zeta", "alfa", "mezzo"]);
+        assert_eq!(
+            table.schema.keys().collect::<Vec<_>>(),
+            ["zeta", "alfa", "mezzo"]
+        );
         assert_eq!(table.query.keys().collect::<Vec<_>>(), ["z", "a"]);
-        assert!(config.validate(Path::new("c.toml"), Path::new(".")).is_empty());
+        assert!(
+            config
+                .validate(Path::new("c.toml"), Path::new("."))
+                .is_empty()
+        );
     }
 
     #[test]
     fn camel_case_fields_become_snake_case_columns() {
-        let table: HttpTableConfig = toml::from_str("name = \"t\"\nurl = \"https://a.it\"").unwrap();
-        let names: Vec<String> = ["codiceFiscale", "dataNascita", "IDComune", "purposeId", "Età media", "residenti_2023", "URL"]
-            .iter()
-            .map(|n| table.column_name(n, 1))
-            .collect();
-        assert_eq!(names, ["codice_fiscale", "data_nascita", "id_comune", "purpose_id", "eta_media", "residenti_2023", "url"]);
+        let table: HttpTableConfig =
+            toml::from_str("name = \"t\"\nurl = \"https://a.it\"").unwrap();
+        let names: Vec<String> = [
+            "codiceFiscale",
+            "dataNascita",
+            "IDComune",
+            "purposeId",
+            "Età media",
+            "residenti_2023",
+            "URL",
+        ]
+        .iter()
+        .map(|n| table.column_name(n, 1))
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "codice_fiscale",
+                "data_nascita",
+                "id_comune",
+                "purpose_id",
+                "eta_media",
+                "residenti_2023",
+                "url"
+            ]
+        );
     }
 
     #[test]
@@ -538,11 +573,14 @@ query = { z = "1", a = "2" }
     #[test]
     fn unknown_keys_are_refused_even_inside_auth_and_pagination() {
         let text = "kind = \"http\"\nauth = { type = \"pdnd\", token_url = \"https://a\", audience = \"a\", client_id = \"c\", kid = \"k\", purpose_id = \"p\", private_key = \"k.pem\", purpose = \"x\" }\n";
-        let err = toml::from_str::<HttpConnectorConfig>(text).unwrap_err().to_string();
+        let err = toml::from_str::<HttpConnectorConfig>(text)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `purpose`"), "{err}");
-        let text =
-            "kind = \"http\"\n[[table]]\nname = \"t\"\nurl = \"https://a\"\npagination = { type = \"offset\", limit = 10, size = 3 }\n";
-        let err = toml::from_str::<HttpConnectorConfig>(text).unwrap_err().to_string();
+        let text = "kind = \"http\"\n[[table]]\nname = \"t\"\nurl = \"https://a\"\npagination = { type = \"offset\", limit = 10, size = 3 }\n";
+        let err = toml::from_str::<HttpConnectorConfig>(text)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `size`"), "{err}");
     }
 }

@@ -5,7 +5,10 @@
 
 use std::path::Path;
 
-use arrow::array::{Array, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    Array, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
 use arrow::datatypes::DataType;
 use bytes::Bytes;
 use futures::FutureExt;
@@ -16,7 +19,9 @@ use tracing::info;
 
 use super::auth::Authenticator;
 use super::client::{HttpClient, display_url};
-use super::config::{HttpConnectorConfig, HttpTableConfig, Incremental, Method, ResponseFormat, SINCE};
+use super::config::{
+    HttpConnectorConfig, HttpTableConfig, Incremental, Method, ResponseFormat, SINCE,
+};
 use super::decode::PageDecoder;
 use super::pagination::Pager;
 use crate::connectors::{Connector, ConnectorError, LoadMode, LoadState, LoadedTable, TableLoad};
@@ -45,9 +50,15 @@ impl Connector for HttpConnector {
             }
             let mut loads = Vec::with_capacity(self.config.tables.len());
             for table in &self.config.tables {
-                let source = Url::parse(&table.url).map(|u| display_url(&u)).unwrap_or_else(|_| table.url.clone());
+                let source = Url::parse(&table.url)
+                    .map(|u| display_url(&u))
+                    .unwrap_or_else(|_| table.url.clone());
                 let result = self.load_table(table, state).await;
-                loads.push(TableLoad { table: table.name.clone(), source, result });
+                loads.push(TableLoad {
+                    table: table.name.clone(),
+                    source,
+                    result,
+                });
             }
             loads
         }
@@ -56,15 +67,32 @@ impl Connector for HttpConnector {
 }
 
 fn http_error(url: &str, message: String) -> ConnectorError {
-    ConnectorError::Http { url: url.to_string(), message }
+    ConnectorError::Http {
+        url: url.to_string(),
+        message,
+    }
 }
 
 impl HttpConnector {
-    async fn load_table(&self, table: &HttpTableConfig, state: &LoadState) -> Result<LoadedTable, ConnectorError> {
-        let http = self.http.as_ref().map_err(|e| http_error(&table.url, e.clone()))?;
-        let auth = self.auth.as_ref().map_err(|e| ConnectorError::Authentication { message: e.clone() })?;
-        let since = table.incremental.as_ref().map(|inc| state.cursor(&table.name).unwrap_or(&inc.start).to_string());
-        let mut pager = Pager::new(table, since.as_deref()).map_err(|e| http_error(&table.url, e))?;
+    async fn load_table(
+        &self,
+        table: &HttpTableConfig,
+        state: &LoadState,
+    ) -> Result<LoadedTable, ConnectorError> {
+        let http = self
+            .http
+            .as_ref()
+            .map_err(|e| http_error(&table.url, e.clone()))?;
+        let auth = self
+            .auth
+            .as_ref()
+            .map_err(|e| ConnectorError::Authentication { message: e.clone() })?;
+        let since = table
+            .incremental
+            .as_ref()
+            .map(|inc| state.cursor(&table.name).unwrap_or(&inc.start).to_string());
+        let mut pager =
+            Pager::new(table, since.as_deref()).map_err(|e| http_error(&table.url, e))?;
         let body = table.body.as_ref().map(|body| match &since {
             Some(since) => body.replace(SINCE, since),
             None => body.clone(),
@@ -80,11 +108,16 @@ impl HttpConnector {
             if pages > table.max_pages {
                 return Err(http_error(
                     &shown,
-                    format!("more than {} pages (`max_pages`): is the pagination configured right?", table.max_pages),
+                    format!(
+                        "more than {} pages (`max_pages`): is the pagination configured right?",
+                        table.max_pages
+                    ),
                 ));
             }
             let (headers, bytes) = self.fetch(http, auth, table, &url, body.as_deref()).await?;
-            let page = decoder.decode(&shown, &bytes).map_err(|e| http_error(&shown, format!("page {pages}: {e}")))?;
+            let page = decoder
+                .decode(&shown, &bytes)
+                .map_err(|e| http_error(&shown, format!("page {pages}: {e}")))?;
             batches.extend(page.batch);
             rejected.extend(page.rejected);
             match pager
@@ -97,13 +130,17 @@ impl HttpConnector {
         }
         let source = display_url(&pager.first());
         // An empty CSV page has text columns only: the schema is the first page with rows.
-        let schema = decoder.schema().or_else(|| batches.first().map(RecordBatch::schema));
+        let schema = decoder
+            .schema()
+            .or_else(|| batches.first().map(RecordBatch::schema));
         batches.retain(|b| b.num_rows() > 0);
         let schema = schema.ok_or_else(|| {
             http_error(&source, "the source returned no records, so there are no columns to infer: declare `schema` to load an empty answer as an empty table".into())
         })?;
         let cursor = match (&table.incremental, &since) {
-            (Some(incremental), Some(since)) => Some(next_cursor(&batches, incremental, since).map_err(|e| http_error(&source, e))?),
+            (Some(incremental), Some(since)) => Some(
+                next_cursor(&batches, incremental, since).map_err(|e| http_error(&source, e))?,
+            ),
             _ => None,
         };
         let rows_pulled: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -115,7 +152,11 @@ impl HttpConnector {
             schema,
             batches,
             rejected,
-            mode: if table.incremental.is_some() { LoadMode::Append } else { LoadMode::Replace },
+            mode: if table.incremental.is_some() {
+                LoadMode::Append
+            } else {
+                LoadMode::Replace
+            },
             cursor,
         })
     }
@@ -129,7 +170,11 @@ impl HttpConnector {
         schema: arrow::datatypes::SchemaRef,
         batches: Vec<RecordBatch>,
     ) -> Result<Vec<RecordBatch>, ConnectorError> {
-        let mut batches = if batches.is_empty() { vec![RecordBatch::new_empty(schema)] } else { batches };
+        let mut batches = if batches.is_empty() {
+            vec![RecordBatch::new_empty(schema)]
+        } else {
+            batches
+        };
         if table.point.is_none() && table.filter.is_none() {
             return Ok(batches);
         }
@@ -139,7 +184,8 @@ impl HttpConnector {
                 reshaped = crate::connectors::file::reshape::add_point(source, reshaped, point)?;
             }
             if let Some(predicate) = &table.filter {
-                reshaped = crate::connectors::file::reshape::filter(source, reshaped, predicate).await?;
+                reshaped =
+                    crate::connectors::file::reshape::filter(source, reshaped, predicate).await?;
             }
             *batch = reshaped;
         }
@@ -157,7 +203,9 @@ impl HttpConnector {
         body: Option<&str>,
     ) -> Result<(HeaderMap, Bytes), ConnectorError> {
         let shown = display_url(url);
-        let fixed = self.fixed_headers(table).map_err(|e| http_error(&shown, e))?;
+        let fixed = self
+            .fixed_headers(table)
+            .map_err(|e| http_error(&shown, e))?;
         let method = match table.method {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,
@@ -172,12 +220,19 @@ impl HttpConnector {
                         let mut headers = fixed.clone();
                         headers.extend(auth.headers(http).await?);
                         if let Some(pdnd) = auth.pdnd() {
-                            headers.extend(pdnd.integrity_headers(body.unwrap_or_default().as_bytes(), content_type)?);
+                            headers.extend(pdnd.integrity_headers(
+                                body.unwrap_or_default().as_bytes(),
+                                content_type,
+                            )?);
                         }
                         let mut request = http.client().request(method.clone(), url.clone());
                         if let (Some(body), Some(content_type)) = (body, content_type) {
-                            let value = HeaderValue::from_str(content_type)
-                                .map_err(|_| http_error(target, "`content_type` is not a valid header value".into()))?;
+                            let value = HeaderValue::from_str(content_type).map_err(|_| {
+                                http_error(
+                                    target,
+                                    "`content_type` is not a valid header value".into(),
+                                )
+                            })?;
                             headers.insert(CONTENT_TYPE, value);
                             request = request.body(body.to_string());
                         }
@@ -196,7 +251,9 @@ impl HttpConnector {
             if !status.is_success() {
                 let why = http.failure(response, true).await;
                 return Err(if matches!(status.as_u16(), 401 | 403) {
-                    ConnectorError::Authentication { message: format!("{shown} refused the credentials: {why}") }
+                    ConnectorError::Authentication {
+                        message: format!("{shown} refused the credentials: {why}"),
+                    }
                 } else {
                     http_error(&shown, why)
                 });
@@ -217,9 +274,10 @@ impl HttpConnector {
         };
         headers.insert(ACCEPT, HeaderValue::from_static(accept));
         for (name, value) in self.config.headers.iter().chain(&table.headers) {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("`{name}` is not a valid header name"))?;
-            let mut value =
-                HeaderValue::from_str(&value.0).map_err(|_| format!("the value of header `{name}` is not valid in a header"))?;
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("`{name}` is not a valid header name"))?;
+            let mut value = HeaderValue::from_str(&value.0)
+                .map_err(|_| format!("the value of header `{name}` is not valid in a header"))?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
@@ -230,17 +288,30 @@ impl HttpConnector {
 /// The largest value of the cursor column, never behind the previous cursor (a server that
 /// ignores the `since` parameter must not move it backwards). Written back the way the API reads
 /// it: integers and numbers as such, dates as `YYYY-MM-DD`, timestamps as RFC 3339 in UTC.
-fn next_cursor(batches: &[RecordBatch], incremental: &Incremental, previous: &str) -> Result<String, String> {
+fn next_cursor(
+    batches: &[RecordBatch],
+    incremental: &Incremental,
+    previous: &str,
+) -> Result<String, String> {
     let column = &incremental.column;
     let arrays: Vec<&dyn Array> = batches
         .iter()
-        .map(|b| b.column_by_name(column).map(|c| c.as_ref()).ok_or_else(|| format!("no column `{column}` for the incremental cursor")))
+        .map(|b| {
+            b.column_by_name(column)
+                .map(|c| c.as_ref())
+                .ok_or_else(|| format!("no column `{column}` for the incremental cursor"))
+        })
         .collect::<Result<_, _>>()?;
-    let Some(data_type) = arrays.first().map(|a| a.data_type().clone()) else { return Ok(previous.to_string()) };
+    let Some(data_type) = arrays.first().map(|a| a.data_type().clone()) else {
+        return Ok(previous.to_string());
+    };
     let largest = |values: Vec<Option<String>>| values.into_iter().flatten();
     let candidate = match data_type {
         DataType::Int64 => {
-            let max = arrays.iter().filter_map(|a| arrow::compute::max(a.as_any().downcast_ref::<Int64Array>()?)).max();
+            let max = arrays
+                .iter()
+                .filter_map(|a| arrow::compute::max(a.as_any().downcast_ref::<Int64Array>()?))
+                .max();
             let previous_value = previous.trim().parse::<i64>().ok();
             return Ok(match (max, previous_value) {
                 (Some(max), Some(prev)) if prev >= max => previous.to_string(),
@@ -252,7 +323,9 @@ fn next_cursor(batches: &[RecordBatch], incremental: &Incremental, previous: &st
             let max = arrays
                 .iter()
                 .filter_map(|a| arrow::compute::max(a.as_any().downcast_ref::<Float64Array>()?))
-                .fold(None, |acc: Option<f64>, v| Some(acc.map_or(v, |a| a.max(v))));
+                .fold(None, |acc: Option<f64>, v| {
+                    Some(acc.map_or(v, |a| a.max(v)))
+                });
             let previous_value = previous.trim().parse::<f64>().ok();
             return Ok(match (max, previous_value) {
                 (Some(max), Some(prev)) if prev >= max => previous.to_string(),
@@ -272,8 +345,15 @@ fn next_cursor(batches: &[RecordBatch], incremental: &Incremental, previous: &st
         )
         .max(),
         DataType::Timestamp(_, _) => {
-            let max = arrays.iter().filter_map(|a| arrow::compute::max(a.as_any().downcast_ref::<TimestampMicrosecondArray>()?)).max();
-            let previous_value = chrono::DateTime::parse_from_rfc3339(previous.trim()).ok().map(|t| t.timestamp_micros());
+            let max = arrays
+                .iter()
+                .filter_map(|a| {
+                    arrow::compute::max(a.as_any().downcast_ref::<TimestampMicrosecondArray>()?)
+                })
+                .max();
+            let previous_value = chrono::DateTime::parse_from_rfc3339(previous.trim())
+                .ok()
+                .map(|t| t.timestamp_micros());
             return Ok(match (max, previous_value) {
                 (Some(max), Some(prev)) if prev >= max => previous.to_string(),
                 (Some(max), _) => chrono::DateTime::from_timestamp_micros(max)
@@ -283,10 +363,20 @@ fn next_cursor(batches: &[RecordBatch], incremental: &Incremental, previous: &st
             });
         }
         DataType::Utf8 => largest(
-            arrays.iter().map(|a| arrow::compute::max_string(a.as_any().downcast_ref::<StringArray>()?).map(str::to_string)).collect(),
+            arrays
+                .iter()
+                .map(|a| {
+                    arrow::compute::max_string(a.as_any().downcast_ref::<StringArray>()?)
+                        .map(str::to_string)
+                })
+                .collect(),
         )
         .max(),
-        other => return Err(format!("column `{column}` is {other}, which cannot be a cursor")),
+        other => {
+            return Err(format!(
+                "column `{column}` is {other}, which cannot be a cursor"
+            ));
+        }
     };
     // Dates (YYYY-MM-DD) and text compare as strings.
     Ok(match candidate {
@@ -301,24 +391,45 @@ mod tests {
     use std::sync::Arc;
 
     fn incremental(column: &str) -> Incremental {
-        Incremental { param: Some("since".into()), column: column.into(), start: "0".into() }
+        Incremental {
+            param: Some("since".into()),
+            column: column.into(),
+            start: "0".into(),
+        }
     }
 
     #[test]
     fn the_cursor_is_the_largest_value_and_never_goes_back() {
         let ids: Arc<dyn Array> = Arc::new(Int64Array::from(vec![Some(7), None, Some(12)]));
         let batch = RecordBatch::try_from_iter([("id", ids)]).unwrap();
-        assert_eq!(next_cursor(std::slice::from_ref(&batch), &incremental("id"), "3").unwrap(), "12");
-        assert_eq!(next_cursor(&[batch], &incremental("id"), "40").unwrap(), "40");
+        assert_eq!(
+            next_cursor(std::slice::from_ref(&batch), &incremental("id"), "3").unwrap(),
+            "12"
+        );
+        assert_eq!(
+            next_cursor(&[batch], &incremental("id"), "40").unwrap(),
+            "40"
+        );
         assert_eq!(next_cursor(&[], &incremental("id"), "40").unwrap(), "40");
 
-        let micros = chrono::DateTime::parse_from_rfc3339("2024-05-01T10:00:00+02:00").unwrap().timestamp_micros();
-        let times: Arc<dyn Array> = Arc::new(TimestampMicrosecondArray::from(vec![micros, micros - 1_000_000]));
+        let micros = chrono::DateTime::parse_from_rfc3339("2024-05-01T10:00:00+02:00")
+            .unwrap()
+            .timestamp_micros();
+        let times: Arc<dyn Array> = Arc::new(TimestampMicrosecondArray::from(vec![
+            micros,
+            micros - 1_000_000,
+        ]));
         let batch = RecordBatch::try_from_iter([("t", times)]).unwrap();
-        assert_eq!(next_cursor(&[batch], &incremental("t"), "1970-01-01T00:00:00Z").unwrap(), "2024-05-01T08:00:00Z");
+        assert_eq!(
+            next_cursor(&[batch], &incremental("t"), "1970-01-01T00:00:00Z").unwrap(),
+            "2024-05-01T08:00:00Z"
+        );
 
         let days: Arc<dyn Array> = Arc::new(Date32Array::from(vec![19_844]));
         let batch = RecordBatch::try_from_iter([("d", days)]).unwrap();
-        assert_eq!(next_cursor(&[batch], &incremental("d"), "2020-01-01").unwrap(), "2024-05-01");
+        assert_eq!(
+            next_cursor(&[batch], &incremental("d"), "2020-01-01").unwrap(),
+            "2024-05-01"
+        );
     }
 }

@@ -13,6 +13,7 @@ mod pdnd;
 mod validate;
 
 pub use config::{
-    AuthConfig, CsvOptions, HttpConnectorConfig, HttpTableConfig, Incremental, Pagination, PdndConfig, ResponseFormat, RetryConfig,
+    AuthConfig, CsvOptions, HttpConnectorConfig, HttpTableConfig, Incremental, Pagination,
+    PdndConfig, ResponseFormat, RetryConfig,
 };
 pub use connector::HttpConnector;

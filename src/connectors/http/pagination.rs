@@ -28,21 +28,35 @@ impl Pager {
             Some(since) => text.replace(SINCE, since),
             None => text.to_string(),
         };
-        let mut base = Url::parse(&with_since(&table.url, true)).map_err(|e| format!("`{}` is not a URL: {e}", table.url))?;
+        let mut base = Url::parse(&with_since(&table.url, true))
+            .map_err(|e| format!("`{}` is not a URL: {e}", table.url))?;
         if !table.query.is_empty() {
             let mut pairs = base.query_pairs_mut();
             for (key, value) in &table.query {
                 pairs.append_pair(key, &with_since(value, false));
             }
         }
-        if let (Some(Incremental { param: Some(param), .. }), Some(since)) = (&table.incremental, since) {
+        if let (
+            Some(Incremental {
+                param: Some(param), ..
+            }),
+            Some(since),
+        ) = (&table.incremental, since)
+        {
             base.query_pairs_mut().append_pair(param, since);
         }
         let (page, offset) = match &table.pagination {
             Pagination::Page(page) => (page.first, 0),
             _ => (0, 0),
         };
-        Ok(Self { pagination: table.pagination.clone(), base, page, offset, received: 0, seen: HashSet::new() })
+        Ok(Self {
+            pagination: table.pagination.clone(),
+            base,
+            page,
+            offset,
+            received: 0,
+            seen: HashSet::new(),
+        })
     }
 
     /// The URL of the first page.
@@ -57,7 +71,8 @@ impl Pager {
         let mut url = self.base.clone();
         match &self.pagination {
             Pagination::Page(page) => {
-                url.query_pairs_mut().append_pair(&page.param, &self.page.to_string());
+                url.query_pairs_mut()
+                    .append_pair(&page.param, &self.page.to_string());
                 if let (Some(param), Some(size)) = (&page.size_param, page.size) {
                     url.query_pairs_mut().append_pair(param, &size.to_string());
                 }
@@ -74,11 +89,21 @@ impl Pager {
 
     /// Given the page just read (its URL, headers, JSON document and number of records), the URL
     /// of the next page, or `None` when this was the last.
-    pub fn next(&mut self, current: &Url, headers: &HeaderMap, document: Option<&Value>, records: u64) -> Result<Option<Url>, String> {
+    pub fn next(
+        &mut self,
+        current: &Url,
+        headers: &HeaderMap,
+        document: Option<&Value>,
+        records: u64,
+    ) -> Result<Option<Url>, String> {
         self.received += records;
         let total = |pointer: &Option<String>| -> Result<Option<u64>, String> {
-            let Some(pointer) = pointer else { return Ok(None) };
-            let value = document.and_then(|d| d.pointer(pointer)).ok_or_else(|| format!("no total at JSON pointer `{pointer}`"))?;
+            let Some(pointer) = pointer else {
+                return Ok(None);
+            };
+            let value = document
+                .and_then(|d| d.pointer(pointer))
+                .ok_or_else(|| format!("no total at JSON pointer `{pointer}`"))?;
             value
                 .as_u64()
                 .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
@@ -97,7 +122,8 @@ impl Pager {
                 Ok(Some(self.numbered()))
             }
             Pagination::Offset(offset) => {
-                let complete = total(&offset.total)?.is_some_and(|total| self.offset + records >= total);
+                let complete =
+                    total(&offset.total)?.is_some_and(|total| self.offset + records >= total);
                 if records == 0 || records < offset.limit || complete {
                     return Ok(None);
                 }
@@ -112,10 +138,17 @@ impl Pager {
                     Some(Value::String(s)) if s.is_empty() => return Ok(None),
                     Some(Value::String(s)) => s.clone(),
                     Some(Value::Number(n)) => n.to_string(),
-                    Some(other) => return Err(format!("the cursor at `{}` is neither a string nor a number: {other}", cursor.next)),
+                    Some(other) => {
+                        return Err(format!(
+                            "the cursor at `{}` is neither a string nor a number: {other}",
+                            cursor.next
+                        ));
+                    }
                 };
                 if !self.seen.insert(next.clone()) {
-                    return Err(format!("the cursor `{next}` came back a second time: the API is going round in circles"));
+                    return Err(format!(
+                        "the cursor `{next}` came back a second time: the API is going round in circles"
+                    ));
                 }
                 match &cursor.param {
                     Some(param) => {
@@ -127,10 +160,15 @@ impl Pager {
                 }
             }
             Pagination::Link => {
-                let Some(next) = next_link(headers) else { return Ok(None) };
+                let Some(next) = next_link(headers) else {
+                    return Ok(None);
+                };
                 let url = self.follow(current, &next)?;
                 if !self.seen.insert(url.to_string()) {
-                    return Err(format!("the next link {} came back a second time: the API is going round in circles", display_url(&url)));
+                    return Err(format!(
+                        "the next link {} came back a second time: the API is going round in circles",
+                        display_url(&url)
+                    ));
                 }
                 Ok(Some(url))
             }
@@ -139,7 +177,9 @@ impl Pager {
 
     /// A next-page URL given by the server, resolved against the current page, same origin only.
     fn follow(&self, current: &Url, next: &str) -> Result<Url, String> {
-        let url = current.join(next).map_err(|e| format!("the next page `{next}` is not a URL: {e}"))?;
+        let url = current
+            .join(next)
+            .map_err(|e| format!("the next page `{next}` is not a URL: {e}"))?;
         if url.origin() != self.base.origin() {
             return Err(format!(
                 "the next page is on another origin ({}): not followed, the credentials of this API would go there",
@@ -162,9 +202,15 @@ pub fn next_link(headers: &HeaderMap) -> Option<String> {
             // `; rel="next", <…>`: the comma separates this link from the next one.
             let params = rest[end + 1..params_end].trim_end().trim_end_matches(',');
             let is_next = params.split(';').any(|p| {
-                let Some((key, value)) = p.split_once('=') else { return false };
+                let Some((key, value)) = p.split_once('=') else {
+                    return false;
+                };
                 key.trim().eq_ignore_ascii_case("rel")
-                    && value.trim().trim_matches('"').split_whitespace().any(|r| r.eq_ignore_ascii_case("next"))
+                    && value
+                        .trim()
+                        .trim_matches('"')
+                        .split_whitespace()
+                        .any(|r| r.eq_ignore_ascii_case("next"))
             });
             if is_next {
                 return Some(target.to_string());
@@ -193,19 +239,41 @@ mod tests {
     use super::*;
 
     fn table(extra: &str) -> HttpTableConfig {
-        toml::from_str(&format!("name = \"t\"\nurl = \"https://api.example.it/v1/x?fixed=1\"\n{extra}")).unwrap()
+        toml::from_str(&format!(
+            "name = \"t\"\nurl = \"https://api.example.it/v1/x?fixed=1\"\n{extra}"
+        ))
+        .unwrap()
     }
 
     #[test]
     fn link_headers_with_several_relations() {
         let mut headers = HeaderMap::new();
-        headers.append(LINK, r#"<https://a.it/x?page=1>; rel="first", <https://a.it/x?page=3>; rel="next last""#.parse().unwrap());
-        assert_eq!(next_link(&headers).as_deref(), Some("https://a.it/x?page=3"));
+        headers.append(
+            LINK,
+            r#"<https://a.it/x?page=1>; rel="first", <https://a.it/x?page=3>; rel="next last""#
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            next_link(&headers).as_deref(),
+            Some("https://a.it/x?page=3")
+        );
         headers.clear();
-        headers.append(LINK, r#"<https://a.it/x?page=2>; rel="next", <https://a.it/x?page=9>; rel="last""#.parse().unwrap());
-        assert_eq!(next_link(&headers).as_deref(), Some("https://a.it/x?page=2"));
+        headers.append(
+            LINK,
+            r#"<https://a.it/x?page=2>; rel="next", <https://a.it/x?page=9>; rel="last""#
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            next_link(&headers).as_deref(),
+            Some("https://a.it/x?page=2")
+        );
         headers.clear();
-        headers.append(LINK, r#"<https://a.it/x?page=1>; rel="prev""#.parse().unwrap());
+        headers.append(
+            LINK,
+            r#"<https://a.it/x?page=1>; rel="prev""#.parse().unwrap(),
+        );
         assert_eq!(next_link(&headers), None);
     }
 
@@ -214,10 +282,22 @@ mod tests {
         let table = table("pagination = { type = \"offset\", limit = 3 }");
         let mut pager = Pager::new(&table, None).unwrap();
         let first = pager.first();
-        assert_eq!(first.as_str(), "https://api.example.it/v1/x?fixed=1&offset=0&limit=3");
-        let second = pager.next(&first, &HeaderMap::new(), None, 3).unwrap().unwrap();
-        assert_eq!(second.as_str(), "https://api.example.it/v1/x?fixed=1&offset=3&limit=3");
-        assert_eq!(pager.next(&second, &HeaderMap::new(), None, 2).unwrap(), None);
+        assert_eq!(
+            first.as_str(),
+            "https://api.example.it/v1/x?fixed=1&offset=0&limit=3"
+        );
+        let second = pager
+            .next(&first, &HeaderMap::new(), None, 3)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            second.as_str(),
+            "https://api.example.it/v1/x?fixed=1&offset=3&limit=3"
+        );
+        assert_eq!(
+            pager.next(&second, &HeaderMap::new(), None, 2).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -239,13 +319,36 @@ mod tests {
         let mut pager = Pager::new(&table, None).unwrap();
         let first = pager.first();
         let document = serde_json::json!({"next": "/v1/x?cursor=abc"});
-        let next = pager.next(&first, &HeaderMap::new(), Some(&document), 10).unwrap().unwrap();
+        let next = pager
+            .next(&first, &HeaderMap::new(), Some(&document), 10)
+            .unwrap()
+            .unwrap();
         assert_eq!(next.as_str(), "https://api.example.it/v1/x?cursor=abc");
         let elsewhere = serde_json::json!({"next": "https://evil.example.com/steal"});
-        let error = pager.next(&next, &HeaderMap::new(), Some(&elsewhere), 10).unwrap_err();
-        assert!(error.contains("another origin (https://evil.example.com)"), "{error}");
+        let error = pager
+            .next(&next, &HeaderMap::new(), Some(&elsewhere), 10)
+            .unwrap_err();
+        assert!(
+            error.contains("another origin (https://evil.example.com)"),
+            "{error}"
+        );
         let again = serde_json::json!({"next": "/v1/x?cursor=abc"});
-        assert!(pager.next(&next, &HeaderMap::new(), Some(&again), 10).unwrap_err().contains("came back"));
-        assert_eq!(pager.next(&next, &HeaderMap::new(), Some(&serde_json::json!({"next": null})), 10).unwrap(), None);
+        assert!(
+            pager
+                .next(&next, &HeaderMap::new(), Some(&again), 10)
+                .unwrap_err()
+                .contains("came back")
+        );
+        assert_eq!(
+            pager
+                .next(
+                    &next,
+                    &HeaderMap::new(),
+                    Some(&serde_json::json!({"next": null})),
+                    10
+                )
+                .unwrap(),
+            None
+        );
     }
 }

@@ -55,16 +55,23 @@ impl Pdnd {
 
     /// Who we are, for error messages: the identifiers, never the key.
     pub fn identity(&self) -> String {
-        format!("client_id `{}`, kid `{}`, purposeId `{}`", self.config.client_id, self.config.kid, self.config.purpose_id)
+        format!(
+            "client_id `{}`, kid `{}`, purposeId `{}`",
+            self.config.client_id, self.config.kid, self.config.purpose_id
+        )
     }
 
     /// The private key, read at each use so a rotated key file is picked up without a restart.
     fn key(&self) -> Result<EncodingKey, ConnectorError> {
         let failed = |why: String| ConnectorError::Authentication {
-            message: format!("cannot use the PDND private key {}: {why}", self.key_path.display()),
+            message: format!(
+                "cannot use the PDND private key {}: {why}",
+                self.key_path.display()
+            ),
         };
         let pem = std::fs::read(&self.key_path).map_err(|e| failed(e.to_string()))?;
-        EncodingKey::from_rsa_pem(&pem).map_err(|e| failed(format!("not an RSA private key in PEM ({e})")))
+        EncodingKey::from_rsa_pem(&pem)
+            .map_err(|e| failed(format!("not an RSA private key in PEM ({e})")))
     }
 
     fn header(&self) -> Header {
@@ -75,8 +82,13 @@ impl Pdnd {
     }
 
     fn sign<T: Serialize>(&self, claims: &T) -> Result<String, ConnectorError> {
-        jsonwebtoken::encode(&self.header(), claims, &self.key()?).map_err(|e| ConnectorError::Authentication {
-            message: format!("cannot sign with the PDND private key {}: {e}", self.key_path.display()),
+        jsonwebtoken::encode(&self.header(), claims, &self.key()?).map_err(|e| {
+            ConnectorError::Authentication {
+                message: format!(
+                    "cannot sign with the PDND private key {}: {e}",
+                    self.key_path.display()
+                ),
+            }
         })
     }
 
@@ -98,9 +110,18 @@ impl Pdnd {
     /// INTEGRITY_REST_02: `Digest: SHA-256=<base64>` of the body as sent (empty for a GET), and
     /// an `Agid-JWT-Signature` JWS whose `signed_headers` carry that digest (and the content type
     /// when there is a body). `None` when the e-service does not require it.
-    pub fn integrity_headers(&self, body: &[u8], content_type: Option<&str>) -> Result<Vec<(HeaderName, HeaderValue)>, ConnectorError> {
-        let Some(integrity) = &self.config.integrity else { return Ok(Vec::new()) };
-        let digest = format!("SHA-256={}", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body)));
+    pub fn integrity_headers(
+        &self,
+        body: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, ConnectorError> {
+        let Some(integrity) = &self.config.integrity else {
+            return Ok(Vec::new());
+        };
+        let digest = format!(
+            "SHA-256={}",
+            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body))
+        );
         let mut signed_headers = vec![serde_json::json!({ "digest": digest })];
         if let Some(content_type) = content_type {
             signed_headers.push(serde_json::json!({ "content-type": content_type }));
@@ -118,11 +139,15 @@ impl Pdnd {
             signed_headers,
         })?;
         let value = |text: String| {
-            HeaderValue::from_str(&text)
-                .map_err(|e| ConnectorError::Authentication { message: format!("cannot build the INTEGRITY_REST_02 headers: {e}") })
+            HeaderValue::from_str(&text).map_err(|e| ConnectorError::Authentication {
+                message: format!("cannot build the INTEGRITY_REST_02 headers: {e}"),
+            })
         };
         let mut signature = value(signature)?;
         signature.set_sensitive(true);
-        Ok(vec![(HeaderName::from_static("digest"), value(digest)?), (HeaderName::from_static("agid-jwt-signature"), signature)])
+        Ok(vec![
+            (HeaderName::from_static("digest"), value(digest)?),
+            (HeaderName::from_static("agid-jwt-signature"), signature),
+        ])
     }
 }

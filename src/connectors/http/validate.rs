@@ -11,27 +11,46 @@ use crate::connectors::file::ColumnType;
 impl HttpConnectorConfig {
     pub fn validate(&self, file: &Path, base_dir: &Path) -> Vec<Problem> {
         let mut problems = Vec::new();
-        let mut error = |key: String, message: String| problems.push(Problem::new(file, Some(key), message));
+        let mut error =
+            |key: String, message: String| problems.push(Problem::new(file, Some(key), message));
         if self.tables.is_empty() {
-            error("table".into(), "no `[[table]]`: an http connector needs at least one table".into());
+            error(
+                "table".into(),
+                "no `[[table]]`: an http connector needs at least one table".into(),
+            );
         }
         for name in self.headers.keys() {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                error(format!("headers.{name}"), format!("`{name}` is not a valid header name"));
+                error(
+                    format!("headers.{name}"),
+                    format!("`{name}` is not a valid header name"),
+                );
             }
         }
         if self.retry.attempts == 0 {
-            error("retry.attempts".into(), "must be at least 1 (the first attempt)".into());
+            error(
+                "retry.attempts".into(),
+                "must be at least 1 (the first attempt)".into(),
+            );
         }
         validate_auth(&self.auth, &mut error);
         let mut names = std::collections::BTreeSet::new();
         for (i, table) in self.tables.iter().enumerate() {
             let at = |key: &str| format!("table[{i}].{key}");
             if !is_sql_identifier(&table.name) {
-                error(at("name"), format!("`{}` is not a valid table name: use lowercase letters, digits and `_`", table.name));
+                error(
+                    at("name"),
+                    format!(
+                        "`{}` is not a valid table name: use lowercase letters, digits and `_`",
+                        table.name
+                    ),
+                );
             }
             if !names.insert(table.name.clone()) {
-                error(at("name"), format!("table `{}` is declared twice", table.name));
+                error(
+                    at("name"),
+                    format!("table `{}` is declared twice", table.name),
+                );
             }
             validate_table(table, &at, &mut error);
         }
@@ -43,7 +62,10 @@ impl HttpConnectorConfig {
                 problems.push(Problem::warning(
                     file,
                     Some("auth.private_key".into()),
-                    format!("`{}` does not exist; the tables will fail until it appears", path.display()),
+                    format!(
+                        "`{}` does not exist; the tables will fail until it appears",
+                        path.display()
+                    ),
                 ));
             }
         }
@@ -52,10 +74,13 @@ impl HttpConnectorConfig {
 }
 
 fn validate_url(text: &str) -> Result<(), String> {
-    let url = reqwest::Url::parse(&text.replace(SINCE, "x")).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    let url = reqwest::Url::parse(&text.replace(SINCE, "x"))
+        .map_err(|e| format!("`{text}` is not a URL: {e}"))?;
     match url.scheme() {
         "http" | "https" => Ok(()),
-        other => Err(format!("`{text}`: the scheme must be http or https, not `{other}`")),
+        other => Err(format!(
+            "`{text}`: the scheme must be http or https, not `{other}`"
+        )),
     }
 }
 
@@ -63,7 +88,9 @@ fn validate_pointer(pointer: &str) -> Result<(), String> {
     if pointer.is_empty() || pointer.starts_with('/') {
         Ok(())
     } else {
-        Err(format!("`{pointer}` is not a JSON pointer: it starts with `/`, e.g. `/data/items`"))
+        Err(format!(
+            "`{pointer}` is not a JSON pointer: it starts with `/`, e.g. `/data/items`"
+        ))
     }
 }
 
@@ -72,7 +99,10 @@ fn validate_auth(auth: &AuthConfig, error: &mut impl FnMut(String, String)) {
         AuthConfig::None | AuthConfig::Bearer(_) => {}
         AuthConfig::ApiKey(key) => {
             if reqwest::header::HeaderName::from_bytes(key.header.as_bytes()).is_err() {
-                error("auth.header".into(), format!("`{}` is not a valid header name", key.header));
+                error(
+                    "auth.header".into(),
+                    format!("`{}` is not a valid header name", key.header),
+                );
             }
         }
         AuthConfig::Oauth2(oauth) => {
@@ -84,27 +114,40 @@ fn validate_auth(auth: &AuthConfig, error: &mut impl FnMut(String, String)) {
             if let Err(e) = validate_url(&pdnd.token_url) {
                 error("auth.token_url".into(), e);
             }
-            for (key, value) in
-                [("client_id", &pdnd.client_id), ("kid", &pdnd.kid), ("purpose_id", &pdnd.purpose_id), ("audience", &pdnd.audience)]
-            {
+            for (key, value) in [
+                ("client_id", &pdnd.client_id),
+                ("kid", &pdnd.kid),
+                ("purpose_id", &pdnd.purpose_id),
+                ("audience", &pdnd.audience),
+            ] {
                 if value.trim().is_empty() {
                     error(format!("auth.{key}"), "must not be empty".into());
                 }
             }
             if pdnd.assertion_lifetime < Duration::from_secs(1) {
-                error("auth.assertion_lifetime".into(), "must be at least one second".into());
+                error(
+                    "auth.assertion_lifetime".into(),
+                    "must be at least one second".into(),
+                );
             }
         }
     }
 }
 
-fn validate_table(table: &HttpTableConfig, at: &dyn Fn(&str) -> String, error: &mut impl FnMut(String, String)) {
+fn validate_table(
+    table: &HttpTableConfig,
+    at: &dyn Fn(&str) -> String,
+    error: &mut impl FnMut(String, String),
+) {
     if let Err(e) = validate_url(&table.url) {
         error(at("url"), e);
     }
     for name in table.headers.keys() {
         if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            error(at(&format!("headers.{name}")), format!("`{name}` is not a valid header name"));
+            error(
+                at(&format!("headers.{name}")),
+                format!("`{name}` is not a valid header name"),
+            );
         }
     }
     if let Some(pointer) = &table.json_pointer {
@@ -112,7 +155,10 @@ fn validate_table(table: &HttpTableConfig, at: &dyn Fn(&str) -> String, error: &
             error(at("json_pointer"), e);
         }
         if table.format != ResponseFormat::Json {
-            error(at("json_pointer"), "only JSON responses have a `json_pointer`".into());
+            error(
+                at("json_pointer"),
+                "only JSON responses have a `json_pointer`".into(),
+            );
         }
     }
     if table.max_pages == 0 {
@@ -170,10 +216,17 @@ fn validate_table(table: &HttpTableConfig, at: &dyn Fn(&str) -> String, error: &
             );
         }
         match table.schema.get(&incremental.column) {
-            None if !table.schema.is_empty() => {
-                error(at("incremental.column"), format!("`{}` is not a column of the declared `schema`", incremental.column))
-            }
-            Some(ColumnType::Bool) => error(at("incremental.column"), "a boolean column cannot be a cursor".into()),
+            None if !table.schema.is_empty() => error(
+                at("incremental.column"),
+                format!(
+                    "`{}` is not a column of the declared `schema`",
+                    incremental.column
+                ),
+            ),
+            Some(ColumnType::Bool) => error(
+                at("incremental.column"),
+                "a boolean column cannot be a cursor".into(),
+            ),
             _ => {}
         }
         if incremental.param.is_none() && !since_written {
@@ -187,24 +240,39 @@ fn validate_table(table: &HttpTableConfig, at: &dyn Fn(&str) -> String, error: &
         error(at("incremental"), "`{since}` is written in the request but the table has no `incremental` to give it a value".into());
     }
     if table.body.is_some() && table.method == Method::Get {
-        error(at("body"), "a GET request has no body: set `method = \"POST\"`".into());
+        error(
+            at("body"),
+            "a GET request has no body: set `method = \"POST\"`".into(),
+        );
     }
     let csv = &table.csv;
     if table.format == ResponseFormat::Csv {
         if encoding_rs::Encoding::for_label(csv.encoding.as_bytes()).is_none() {
-            error(at("csv.encoding"), format!("unknown encoding `{}`", csv.encoding));
+            error(
+                at("csv.encoding"),
+                format!("unknown encoding `{}`", csv.encoding),
+            );
         }
         if !matches!(csv.decimal, '.' | ',') {
-            error(at("csv.decimal"), "the decimal separator must be `.` or `,`".into());
+            error(
+                at("csv.decimal"),
+                "the decimal separator must be `.` or `,`".into(),
+            );
         }
         if !csv.delimiter.is_ascii() || !csv.quote.is_ascii() {
-            error(at("csv.delimiter"), "the delimiter and quote must be ASCII characters".into());
+            error(
+                at("csv.delimiter"),
+                "the delimiter and quote must be ASCII characters".into(),
+            );
         }
     }
     if let Some(point) = &table.point {
         let pair = point.lon.is_some() && point.lat.is_some();
         if pair == point.lat_lon.is_some() {
-            error(at("point"), "set either `lon` and `lat`, or `lat_lon`".into());
+            error(
+                at("point"),
+                "set either `lon` and `lat`, or `lat_lon`".into(),
+            );
         }
     }
     if let Some(filter) = &table.filter
@@ -227,16 +295,33 @@ mod tests {
         let config = parse(
             "kind = \"http\"\n[[table]]\nname = \"t\"\nurl = \"https://a/x\"\nincremental = { column = \"updated_at\", start = \"0\" }\n",
         );
-        let problems: Vec<String> = config.validate(Path::new("c.toml"), Path::new(".")).iter().map(ToString::to_string).collect();
+        let problems: Vec<String> = config
+            .validate(Path::new("c.toml"), Path::new("."))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert!(
-            problems.iter().any(|p| p.contains("table[0].incremental: an incremental table needs a declared `schema`")),
+            problems.iter().any(|p| p
+                .contains("table[0].incremental: an incremental table needs a declared `schema`")),
             "{problems:?}"
         );
-        assert!(problems.iter().any(|p| p.contains("set `param`")), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains("set `param`")),
+            "{problems:?}"
+        );
         let config = parse(
             "kind = \"http\"\n[[table]]\nname = \"t\"\nurl = \"https://a/x?dal={since}\"\nschema = { id = \"int\" }\nincremental = { column = \"updated_at\", start = \"0\" }\n",
         );
-        let problems: Vec<String> = config.validate(Path::new("c.toml"), Path::new(".")).iter().map(ToString::to_string).collect();
-        assert_eq!(problems, ["c.toml: table[0].incremental.column: `updated_at` is not a column of the declared `schema`"]);
+        let problems: Vec<String> = config
+            .validate(Path::new("c.toml"), Path::new("."))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            problems,
+            [
+                "c.toml: table[0].incremental.column: `updated_at` is not a column of the declared `schema`"
+            ]
+        );
     }
 }

@@ -172,7 +172,9 @@ fn default_expected_interval() -> Duration {
 
 impl MqttTableConfig {
     pub fn rejected_table_name(&self) -> String {
-        self.rejected_table.clone().unwrap_or_else(|| format!("{}_scartate", self.name))
+        self.rejected_table
+            .clone()
+            .unwrap_or_else(|| format!("{}_scartate", self.name))
     }
 }
 
@@ -186,24 +188,45 @@ pub struct BrokerAddress {
 
 impl MqttConnectorConfig {
     pub fn broker_address(&self) -> Result<BrokerAddress, String> {
-        let (scheme, rest) = self.broker.split_once("://").ok_or_else(|| format!("`{}` is not a URL like mqtt://host:1883", self.broker))?;
+        let (scheme, rest) = self
+            .broker
+            .split_once("://")
+            .ok_or_else(|| format!("`{}` is not a URL like mqtt://host:1883", self.broker))?;
         let tls = match scheme {
             "mqtt" | "tcp" => false,
             "mqtts" | "ssl" => true,
-            other => return Err(format!("scheme `{other}` is not supported; use mqtt:// or mqtts://")),
+            other => {
+                return Err(format!(
+                    "scheme `{other}` is not supported; use mqtt:// or mqtts://"
+                ));
+            }
         };
         let authority = rest.trim_end_matches('/');
         if authority.contains('/') || authority.contains('@') {
-            return Err(format!("`{}`: give only host and port (credentials go in username/password)", self.broker));
+            return Err(format!(
+                "`{}`: give only host and port (credentials go in username/password)",
+                self.broker
+            ));
         }
         let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) => (host, port.parse::<u16>().map_err(|_| format!("`{port}` is not a port number"))?),
+            Some((host, port)) => (
+                host,
+                port.parse::<u16>()
+                    .map_err(|_| format!("`{port}` is not a port number"))?,
+            ),
             None => (authority, if tls { 8883 } else { 1883 }),
         };
         if host.is_empty() {
             return Err(format!("`{}` has no host", self.broker));
         }
-        Ok(BrokerAddress { host: host.trim_start_matches('[').trim_end_matches(']').to_string(), port, tls })
+        Ok(BrokerAddress {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
+            tls,
+        })
     }
 
     /// Every table the connector declares: for each `[[table]]`, its rows, its rejected
@@ -223,12 +246,16 @@ impl MqttConnectorConfig {
 
     pub fn validate(&self, file: &Path, base_dir: &Path) -> Vec<Problem> {
         let mut problems = Vec::new();
-        let mut problem = |key: String, message: String| problems.push(Problem::new(file, Some(key), message));
+        let mut problem =
+            |key: String, message: String| problems.push(Problem::new(file, Some(key), message));
         if let Err(message) = self.broker_address() {
             problem("broker".into(), message);
         }
         if self.client_id.trim().is_empty() {
-            problem("client_id".into(), "must not be empty: the broker keeps the persistent session under it".into());
+            problem(
+                "client_id".into(),
+                "must not be empty: the broker keeps the persistent session under it".into(),
+            );
         }
         if self.password.is_some() && self.username.is_none() {
             problem("password".into(), "a password needs a username".into());
@@ -236,25 +263,55 @@ impl MqttConnectorConfig {
         if let Some(ca_file) = &self.ca_file {
             let path = crate::config::resolve(base_dir, ca_file);
             if !path.is_file() {
-                problem("ca_file".into(), format!("{} does not exist", path.display()));
+                problem(
+                    "ca_file".into(),
+                    format!("{} does not exist", path.display()),
+                );
             }
         }
         if let Some(registry) = &self.registry {
-            let valid = registry.split_once('.').is_some_and(|(s, t)| is_sql_identifier(s) && is_sql_identifier(t));
+            let valid = registry
+                .split_once('.')
+                .is_some_and(|(s, t)| is_sql_identifier(s) && is_sql_identifier(t));
             if !valid {
-                problem("registry".into(), format!("`{registry}` is not `schema.table`"));
+                problem(
+                    "registry".into(),
+                    format!("`{registry}` is not `schema.table`"),
+                );
             }
         }
         if self.channel_capacity == 0 || self.max_group == 0 || self.compact_rows == 0 {
-            problem("channel_capacity".into(), "channel_capacity, max_group and compact_rows must be at least 1".into());
+            problem(
+                "channel_capacity".into(),
+                "channel_capacity, max_group and compact_rows must be at least 1".into(),
+            );
         }
         if self.enabled && self.tables.is_empty() {
-            problem("table".into(), "no [[table]]: nothing to subscribe to".into());
+            problem(
+                "table".into(),
+                "no [[table]]: nothing to subscribe to".into(),
+            );
         }
         let mut seen = std::collections::BTreeSet::new();
-        for name in self.tables.iter().flat_map(|t| [Some(t.name.clone()), Some(t.rejected_table_name()), t.rollup.clone()]).flatten() {
+        for name in self
+            .tables
+            .iter()
+            .flat_map(|t| {
+                [
+                    Some(t.name.clone()),
+                    Some(t.rejected_table_name()),
+                    t.rollup.clone(),
+                ]
+            })
+            .flatten()
+        {
             if !is_sql_identifier(&name) {
-                problem("table".into(), format!("`{name}` is a table name in SQL: use lowercase letters, digits and `_`"));
+                problem(
+                    "table".into(),
+                    format!(
+                        "`{name}` is a table name in SQL: use lowercase letters, digits and `_`"
+                    ),
+                );
             }
             if !seen.insert(name.clone()) {
                 problem("table".into(), format!("table `{name}` is declared twice"));
@@ -270,7 +327,12 @@ impl MqttConnectorConfig {
                     problem(key("topics"), format!("`{filter}`: {message}"));
                 }
             }
-            let captures = match table.topic_pattern.as_deref().map(super::topic::TopicPattern::parse).transpose() {
+            let captures = match table
+                .topic_pattern
+                .as_deref()
+                .map(super::topic::TopicPattern::parse)
+                .transpose()
+            {
                 Ok(pattern) => pattern.map(|p| p.captures()).unwrap_or_default(),
                 Err(message) => {
                     problem(key("topic_pattern"), message);
@@ -280,45 +342,95 @@ impl MqttConnectorConfig {
             match table.format {
                 PayloadFormat::Json => {
                     if table.fields.is_empty() {
-                        problem(key("fields"), "a json table needs `fields` (column = { pointer, type })".into());
+                        problem(
+                            key("fields"),
+                            "a json table needs `fields` (column = { pointer, type })".into(),
+                        );
                     }
                     for (column, field) in &table.fields {
                         if !is_sql_identifier(column) {
-                            problem(key("fields"), format!("`{column}` is a column name in SQL: use lowercase letters, digits and `_`"));
+                            problem(
+                                key("fields"),
+                                format!(
+                                    "`{column}` is a column name in SQL: use lowercase letters, digits and `_`"
+                                ),
+                            );
                         }
                         if !(field.pointer.is_empty() || field.pointer.starts_with('/')) {
-                            problem(key("fields"), format!("`{column}`: `{}` is not a JSON pointer (it starts with `/`)", field.pointer));
+                            problem(
+                                key("fields"),
+                                format!(
+                                    "`{column}`: `{}` is not a JSON pointer (it starts with `/`)",
+                                    field.pointer
+                                ),
+                            );
                         }
                         if captures.contains(column) {
-                            problem(key("fields"), format!("`{column}` comes from both the topic and the payload"));
+                            problem(
+                                key("fields"),
+                                format!("`{column}` comes from both the topic and the payload"),
+                            );
                         }
                         if ["received_at"].contains(&column.as_str()) {
                             problem(key("fields"), format!("`{column}` is set by the connector"));
                         }
                     }
-                    if table.fields.get("ts").is_some_and(|f| f.kind != FieldType::Timestamp) {
-                        problem(key("fields"), "`ts` is the reading's time: its type must be `timestamp`".into());
+                    if table
+                        .fields
+                        .get("ts")
+                        .is_some_and(|f| f.kind != FieldType::Timestamp)
+                    {
+                        problem(
+                            key("fields"),
+                            "`ts` is the reading's time: its type must be `timestamp`".into(),
+                        );
                     }
-                    if !captures.iter().any(|c| c == "sensor_id") && !table.fields.contains_key("sensor_id") {
-                        problem(key("fields"), "no `sensor_id`: take it from the topic (`{sensor_id}`) or the payload".into());
+                    if !captures.iter().any(|c| c == "sensor_id")
+                        && !table.fields.contains_key("sensor_id")
+                    {
+                        problem(
+                            key("fields"),
+                            "no `sensor_id`: take it from the topic (`{sensor_id}`) or the payload"
+                                .into(),
+                        );
                     }
-                    if table.rollup.is_some() && !table.fields.get("value").is_some_and(|f| matches!(f.kind, FieldType::Float | FieldType::Int)) {
-                        problem(key("rollup"), "hourly rollups summarise a numeric `value` field".into());
+                    if table.rollup.is_some()
+                        && !table
+                            .fields
+                            .get("value")
+                            .is_some_and(|f| matches!(f.kind, FieldType::Float | FieldType::Int))
+                    {
+                        problem(
+                            key("rollup"),
+                            "hourly rollups summarise a numeric `value` field".into(),
+                        );
                     }
                 }
                 PayloadFormat::Senml => {
                     if !table.fields.is_empty() {
-                        problem(key("fields"), "SenML records have fixed columns; `fields` is for json".into());
+                        problem(
+                            key("fields"),
+                            "SenML records have fixed columns; `fields` is for json".into(),
+                        );
                     }
                 }
             }
-            for (name, value) in [("retention", table.retention), ("rollup_retention", table.rollup_retention)] {
+            for (name, value) in [
+                ("retention", table.retention),
+                ("rollup_retention", table.rollup_retention),
+            ] {
                 if value.is_some_and(|d| d < Duration::from_secs(86_400)) {
-                    problem(key(name), "must be at least one day (rows are deleted by day)".into());
+                    problem(
+                        key(name),
+                        "must be at least one day (rows are deleted by day)".into(),
+                    );
                 }
             }
             if table.rollup_retention.is_some() && table.rollup.is_none() {
-                problem(key("rollup_retention"), "set `rollup` (the rollup table's name) too".into());
+                problem(
+                    key("rollup_retention"),
+                    "set `rollup` (the rollup table's name) too".into(),
+                );
             }
         }
         problems
@@ -350,22 +462,58 @@ fields = { value = { pointer = "/v", type = "float" }, ts = { pointer = "/t", ty
     #[test]
     fn a_valid_file_parses_and_declares_its_tables() {
         let config = ConnectorConfig::parse(Path::new("connectors/sensori.toml"), SENSORS).unwrap();
-        let ConnectorConfig::Mqtt(mqtt) = &config else { panic!("not mqtt") };
-        assert!(mqtt.validate(Path::new("x.toml"), Path::new(".")).is_empty(), "{:?}", mqtt.validate(Path::new("x.toml"), Path::new(".")));
-        assert_eq!(config.table_names(), vec!["letture", "letture_scartate", "letture_orarie"]);
-        assert_eq!(mqtt.tables[0].retention, Some(Duration::from_secs(90 * 86_400)));
-        assert_eq!(mqtt.broker_address().unwrap(), BrokerAddress { host: "127.0.0.1".into(), port: 1883, tls: false });
+        let ConnectorConfig::Mqtt(mqtt) = &config else {
+            panic!("not mqtt")
+        };
+        assert!(
+            mqtt.validate(Path::new("x.toml"), Path::new("."))
+                .is_empty(),
+            "{:?}",
+            mqtt.validate(Path::new("x.toml"), Path::new("."))
+        );
+        assert_eq!(
+            config.table_names(),
+            vec!["letture", "letture_scartate", "letture_orarie"]
+        );
+        assert_eq!(
+            mqtt.tables[0].retention,
+            Some(Duration::from_secs(90 * 86_400))
+        );
+        assert_eq!(
+            mqtt.broker_address().unwrap(),
+            BrokerAddress {
+                host: "127.0.0.1".into(),
+                port: 1883,
+                tls: false
+            }
+        );
     }
 
     #[test]
     fn the_shipped_compose_connector_is_valid() {
         let base = Path::new(env!("CARGO_MANIFEST_DIR"));
         let path = base.join("connectors.compose/sensori.toml");
-        let text = crate::config::interpolate_env(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let text = crate::config::interpolate_env(&path, &std::fs::read_to_string(&path).unwrap())
+            .unwrap();
         let config = ConnectorConfig::parse(&path, &text).unwrap();
-        let ConnectorConfig::Mqtt(mqtt) = &config else { panic!("not mqtt") };
-        assert!(mqtt.validate(&path, base).is_empty(), "{:?}", mqtt.validate(&path, base));
-        assert_eq!(config.table_names(), vec!["letture", "letture_scartate", "letture_orarie", "ambiente", "ambiente_scartate"]);
+        let ConnectorConfig::Mqtt(mqtt) = &config else {
+            panic!("not mqtt")
+        };
+        assert!(
+            mqtt.validate(&path, base).is_empty(),
+            "{:?}",
+            mqtt.validate(&path, base)
+        );
+        assert_eq!(
+            config.table_names(),
+            vec![
+                "letture",
+                "letture_scartate",
+                "letture_orarie",
+                "ambiente",
+                "ambiente_scartate"
+            ]
+        );
         for table in &mqtt.tables {
             crate::connectors::mqtt::Layout::new(table).unwrap();
         }
@@ -373,11 +521,29 @@ fields = { value = { pointer = "/v", type = "float" }, ts = { pointer = "/t", ty
 
     #[test]
     fn unknown_keys_and_bad_values_are_reported() {
-        let error = ConnectorConfig::parse(Path::new("s.toml"), &SENSORS.replace("client_id", "clientid")).unwrap_err();
-        assert!(error.message.contains("unknown field `clientid`"), "{error}");
-        let text = SENSORS.replace("mqtt://127.0.0.1:1883", "http://x").replace("bologna/+/+/+", "bologna/#/x").replace("{sensor_id}", "{sensore}");
-        let ConnectorConfig::Mqtt(mqtt) = ConnectorConfig::parse(Path::new("s.toml"), &text).unwrap() else { panic!() };
-        let problems: Vec<String> = mqtt.validate(Path::new("s.toml"), Path::new(".")).iter().map(ToString::to_string).collect();
+        let error = ConnectorConfig::parse(
+            Path::new("s.toml"),
+            &SENSORS.replace("client_id", "clientid"),
+        )
+        .unwrap_err();
+        assert!(
+            error.message.contains("unknown field `clientid`"),
+            "{error}"
+        );
+        let text = SENSORS
+            .replace("mqtt://127.0.0.1:1883", "http://x")
+            .replace("bologna/+/+/+", "bologna/#/x")
+            .replace("{sensor_id}", "{sensore}");
+        let ConnectorConfig::Mqtt(mqtt) =
+            ConnectorConfig::parse(Path::new("s.toml"), &text).unwrap()
+        else {
+            panic!()
+        };
+        let problems: Vec<String> = mqtt
+            .validate(Path::new("s.toml"), Path::new("."))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let all = problems.join("\n");
         assert!(all.contains("scheme `http` is not supported"), "{all}");
         assert!(all.contains("`#` must be the last level"), "{all}");

@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use serde_json::Value;
@@ -103,8 +106,15 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(config: &MqttTableConfig) -> Result<Self, String> {
-        let pattern = config.topic_pattern.as_deref().map(TopicPattern::parse).transpose()?;
-        let captures = pattern.as_ref().map(TopicPattern::captures).unwrap_or_default();
+        let pattern = config
+            .topic_pattern
+            .as_deref()
+            .map(TopicPattern::parse)
+            .transpose()?;
+        let captures = pattern
+            .as_ref()
+            .map(TopicPattern::captures)
+            .unwrap_or_default();
         let mut columns: Vec<(Field, Source)> = Vec::new();
         match config.format {
             PayloadFormat::Json => {
@@ -118,9 +128,15 @@ impl Layout {
                     if name == "ts" {
                         continue;
                     }
-                    columns.push((Field::new(name, data_type(mapping.kind), mapping.optional), Source::Field(mapping.clone())));
+                    columns.push((
+                        Field::new(name, data_type(mapping.kind), mapping.optional),
+                        Source::Field(mapping.clone()),
+                    ));
                 }
-                columns.push((Field::new("ts", utc(), false), Source::Time(config.fields.get("ts").cloned())));
+                columns.push((
+                    Field::new("ts", utc(), false),
+                    Source::Time(config.fields.get("ts").cloned()),
+                ));
             }
             PayloadFormat::Senml => {
                 for (i, name) in captures.iter().enumerate() {
@@ -128,19 +144,49 @@ impl Layout {
                         columns.push((Field::new(name, DataType::Utf8, false), Source::Topic(i)));
                     }
                 }
-                columns.push((Field::new("sensor_id", DataType::Utf8, false), Source::Senml(SenmlColumn::SensorId)));
-                columns.push((Field::new("metric", DataType::Utf8, false), Source::Senml(SenmlColumn::Metric)));
-                columns.push((Field::new("value", DataType::Float64, true), Source::Senml(SenmlColumn::Value)));
-                columns.push((Field::new("value_text", DataType::Utf8, true), Source::Senml(SenmlColumn::Text)));
-                columns.push((Field::new("value_bool", DataType::Boolean, true), Source::Senml(SenmlColumn::Bool)));
-                columns.push((Field::new("unit", DataType::Utf8, true), Source::Senml(SenmlColumn::Unit)));
+                columns.push((
+                    Field::new("sensor_id", DataType::Utf8, false),
+                    Source::Senml(SenmlColumn::SensorId),
+                ));
+                columns.push((
+                    Field::new("metric", DataType::Utf8, false),
+                    Source::Senml(SenmlColumn::Metric),
+                ));
+                columns.push((
+                    Field::new("value", DataType::Float64, true),
+                    Source::Senml(SenmlColumn::Value),
+                ));
+                columns.push((
+                    Field::new("value_text", DataType::Utf8, true),
+                    Source::Senml(SenmlColumn::Text),
+                ));
+                columns.push((
+                    Field::new("value_bool", DataType::Boolean, true),
+                    Source::Senml(SenmlColumn::Bool),
+                ));
+                columns.push((
+                    Field::new("unit", DataType::Utf8, true),
+                    Source::Senml(SenmlColumn::Unit),
+                ));
                 columns.push((Field::new("ts", utc(), false), Source::Time(None)));
             }
         }
         columns.push((Field::new("received_at", utc(), false), Source::Arrival));
-        let sensor_column = columns.iter().position(|(f, _)| f.name() == "sensor_id").ok_or("no `sensor_id` column")?;
-        let schema = Arc::new(Schema::new(columns.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>()));
-        Ok(Self { table: config.name.clone(), format: config.format, pattern, columns, schema, sensor_column })
+        let sensor_column = columns
+            .iter()
+            .position(|(f, _)| f.name() == "sensor_id")
+            .ok_or("no `sensor_id` column")?;
+        let schema = Arc::new(Schema::new(
+            columns.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>(),
+        ));
+        Ok(Self {
+            table: config.name.clone(),
+            format: config.format,
+            pattern,
+            columns,
+            schema,
+            sensor_column,
+        })
     }
 
     pub fn schema(&self) -> SchemaRef {
@@ -149,7 +195,11 @@ impl Layout {
 
     /// The columns that identify a reading: a redelivered message repeats them.
     pub fn dedupe_columns(&self) -> Vec<String> {
-        ["sensor_id", "metric", "ts"].iter().filter(|c| self.schema.index_of(c).is_ok()).map(|c| c.to_string()).collect()
+        ["sensor_id", "metric", "ts"]
+            .iter()
+            .filter(|c| self.schema.index_of(c).is_ok())
+            .map(|c| c.to_string())
+            .collect()
     }
 
     pub fn has_column(&self, name: &str) -> bool {
@@ -157,20 +207,33 @@ impl Layout {
     }
 
     /// The rows of one message, or why it is rejected.
-    pub fn decode(&self, topic: &str, payload: &[u8], arrival_micros: i64) -> Result<Vec<Vec<Cell>>, Rejection> {
+    pub fn decode(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        arrival_micros: i64,
+    ) -> Result<Vec<Vec<Cell>>, Rejection> {
         let levels = match &self.pattern {
             Some(pattern) => pattern.extract(topic).ok_or_else(|| Rejection {
                 kind: RejectKind::Topic,
-                reason: format!("topic `{topic}` does not fit the pattern `{}`", pattern.text()),
+                reason: format!(
+                    "topic `{topic}` does not fit the pattern `{}`",
+                    pattern.text()
+                ),
             })?,
             None => Vec::new(),
         };
         match self.format {
             PayloadFormat::Json => {
-                let document: Value = serde_json::from_slice(payload)
-                    .map_err(|e| Rejection { kind: RejectKind::NotJson, reason: format!("not JSON: {e}") })?;
+                let document: Value = serde_json::from_slice(payload).map_err(|e| Rejection {
+                    kind: RejectKind::NotJson,
+                    reason: format!("not JSON: {e}"),
+                })?;
                 if !document.is_object() {
-                    return Err(Rejection { kind: RejectKind::WrongType, reason: format!("the payload is {}, not a JSON object", kind_of(&document)) });
+                    return Err(Rejection {
+                        kind: RejectKind::WrongType,
+                        reason: format!("the payload is {}, not a JSON object", kind_of(&document)),
+                    });
                 }
                 let row = self
                     .columns
@@ -178,10 +241,12 @@ impl Layout {
                     .map(|(field, source)| match source {
                         Source::Topic(i) => Ok(Cell::Text(levels[*i].to_string())),
                         Source::Field(mapping) => read_field(&document, field.name(), mapping),
-                        Source::Time(Some(mapping)) => match read_field(&document, "ts", mapping)? {
-                            Cell::Null => Ok(Cell::Time(arrival_micros)),
-                            time => Ok(time),
-                        },
+                        Source::Time(Some(mapping)) => {
+                            match read_field(&document, "ts", mapping)? {
+                                Cell::Null => Ok(Cell::Time(arrival_micros)),
+                                time => Ok(time),
+                            }
+                        }
                         Source::Time(None) | Source::Arrival => Ok(Cell::Time(arrival_micros)),
                         Source::Senml(_) => unreachable!("SenML columns only in SenML tables"),
                     })
@@ -190,9 +255,30 @@ impl Layout {
             }
             PayloadFormat::Senml => {
                 let records = senml::resolve(payload, arrival_micros)?;
-                let topic_sensor = self.pattern.as_ref().and_then(|p| p.captures().iter().position(|c| c == "sensor_id")).map(|i| levels[i]);
-                let topic_metric = self.pattern.as_ref().and_then(|p| p.captures().iter().position(|c| c == "metric")).map(|i| levels[i]);
-                records.into_iter().enumerate().map(|(index, record)| self.senml_row(index, record, &levels, topic_sensor, topic_metric, arrival_micros)).collect()
+                let topic_sensor = self
+                    .pattern
+                    .as_ref()
+                    .and_then(|p| p.captures().iter().position(|c| c == "sensor_id"))
+                    .map(|i| levels[i]);
+                let topic_metric = self
+                    .pattern
+                    .as_ref()
+                    .and_then(|p| p.captures().iter().position(|c| c == "metric"))
+                    .map(|i| levels[i]);
+                records
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, record)| {
+                        self.senml_row(
+                            index,
+                            record,
+                            &levels,
+                            topic_sensor,
+                            topic_metric,
+                            arrival_micros,
+                        )
+                    })
+                    .collect()
             }
         }
     }
@@ -208,24 +294,39 @@ impl Layout {
     ) -> Result<Vec<Cell>, Rejection> {
         // The sensor is the base name without its trailing separator, else the topic's
         // `{sensor_id}`; the metric is the record's name, else the topic's `{metric}`.
-        let from_base = record.base_name.as_deref().map(|b| b.trim_end_matches([':', '/', '.'])).filter(|b| !b.is_empty());
+        let from_base = record
+            .base_name
+            .as_deref()
+            .map(|b| b.trim_end_matches([':', '/', '.']))
+            .filter(|b| !b.is_empty());
         let sensor = match (from_base, topic_sensor) {
             (Some(base), Some(topic)) if base != topic => {
                 return Err(Rejection {
                     kind: RejectKind::Topic,
-                    reason: format!("SenML record {index}: base name `{base}` is not the topic's sensor `{topic}`"),
+                    reason: format!(
+                        "SenML record {index}: base name `{base}` is not the topic's sensor `{topic}`"
+                    ),
                 });
             }
             (Some(sensor), _) | (None, Some(sensor)) => sensor.to_string(),
             (None, None) => {
                 return Err(Rejection {
                     kind: RejectKind::MissingField,
-                    reason: format!("SenML record {index}: no sensor id (no base name `bn`, no `{{sensor_id}}` in the topic)"),
+                    reason: format!(
+                        "SenML record {index}: no sensor id (no base name `bn`, no `{{sensor_id}}` in the topic)"
+                    ),
                 });
             }
         };
-        let metric = if !record.name.is_empty() { record.name.clone() } else if let Some(m) = topic_metric { m.to_string() } else {
-            return Err(Rejection { kind: RejectKind::MissingField, reason: format!("SenML record {index}: no metric (`n`)") });
+        let metric = if !record.name.is_empty() {
+            record.name.clone()
+        } else if let Some(m) = topic_metric {
+            m.to_string()
+        } else {
+            return Err(Rejection {
+                kind: RejectKind::MissingField,
+                reason: format!("SenML record {index}: no metric (`n`)"),
+            });
         };
         Ok(self
             .columns
@@ -235,9 +336,13 @@ impl Layout {
                 Source::Senml(SenmlColumn::SensorId) => Cell::Text(sensor.clone()),
                 Source::Senml(SenmlColumn::Metric) => Cell::Text(metric.clone()),
                 Source::Senml(SenmlColumn::Value) => record.value.map_or(Cell::Null, Cell::Float),
-                Source::Senml(SenmlColumn::Text) => record.text.clone().map_or(Cell::Null, Cell::Text),
+                Source::Senml(SenmlColumn::Text) => {
+                    record.text.clone().map_or(Cell::Null, Cell::Text)
+                }
                 Source::Senml(SenmlColumn::Bool) => record.boolean.map_or(Cell::Null, Cell::Bool),
-                Source::Senml(SenmlColumn::Unit) => record.unit.clone().map_or(Cell::Null, Cell::Text),
+                Source::Senml(SenmlColumn::Unit) => {
+                    record.unit.clone().map_or(Cell::Null, Cell::Text)
+                }
                 Source::Time(_) => Cell::Time(record.time_micros),
                 Source::Arrival => Cell::Time(arrival_micros),
                 Source::Field(_) => unreachable!("JSON fields only in JSON tables"),
@@ -268,17 +373,38 @@ fn read_field(document: &Value, column: &str, mapping: &FieldMapping) -> Result<
         if mapping.optional {
             return Ok(Cell::Null);
         }
-        return Err(Rejection { kind: RejectKind::MissingField, reason: format!("missing field `{column}` ({})", mapping.pointer) });
+        return Err(Rejection {
+            kind: RejectKind::MissingField,
+            reason: format!("missing field `{column}` ({})", mapping.pointer),
+        });
     };
     let wrong = |expected: &str| Rejection {
         kind: RejectKind::WrongType,
-        reason: format!("field `{column}` ({}): expected {expected}, found {} {}", mapping.pointer, kind_of(value), crate::connectors::truncate_raw(&value.to_string())),
+        reason: format!(
+            "field `{column}` ({}): expected {expected}, found {} {}",
+            mapping.pointer,
+            kind_of(value),
+            crate::connectors::truncate_raw(&value.to_string())
+        ),
     };
     match mapping.kind {
-        FieldType::Text => value.as_str().map(|s| Cell::Text(s.to_string())).ok_or_else(|| wrong("a string")),
-        FieldType::Int => value.as_i64().map(Cell::Int).ok_or_else(|| wrong("an integer")),
-        FieldType::Float => value.as_f64().filter(|f| f.is_finite()).map(Cell::Float).ok_or_else(|| wrong("a number")),
-        FieldType::Bool => value.as_bool().map(Cell::Bool).ok_or_else(|| wrong("true or false")),
+        FieldType::Text => value
+            .as_str()
+            .map(|s| Cell::Text(s.to_string()))
+            .ok_or_else(|| wrong("a string")),
+        FieldType::Int => value
+            .as_i64()
+            .map(Cell::Int)
+            .ok_or_else(|| wrong("an integer")),
+        FieldType::Float => value
+            .as_f64()
+            .filter(|f| f.is_finite())
+            .map(Cell::Float)
+            .ok_or_else(|| wrong("a number")),
+        FieldType::Bool => value
+            .as_bool()
+            .map(Cell::Bool)
+            .ok_or_else(|| wrong("true or false")),
         FieldType::Timestamp => match value {
             Value::Number(n) => n
                 .as_f64()
@@ -287,7 +413,9 @@ fn read_field(document: &Value, column: &str, mapping: &FieldMapping) -> Result<
                 .ok_or_else(|| wrong("seconds since the epoch")),
             Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
                 .map(|t| Cell::Time(t.timestamp_micros()))
-                .map_err(|_| wrong("an RFC 3339 time (2024-05-01T10:00:00Z) or seconds since the epoch")),
+                .map_err(|_| {
+                    wrong("an RFC 3339 time (2024-05-01T10:00:00Z) or seconds since the epoch")
+                }),
             _ => Err(wrong("a time")),
         },
     }
@@ -300,7 +428,13 @@ pub fn batch(schema: &SchemaRef, rows: &[Vec<Cell>]) -> Result<RecordBatch, Stri
         .iter()
         .enumerate()
         .map(|(i, field)| -> Result<ArrayRef, String> {
-            let mismatch = |cell: &Cell| format!("column `{}`: {cell:?} does not fit {}", field.name(), field.data_type());
+            let mismatch = |cell: &Cell| {
+                format!(
+                    "column `{}`: {cell:?} does not fit {}",
+                    field.name(),
+                    field.data_type()
+                )
+            };
             Ok(match field.data_type() {
                 DataType::Utf8 => {
                     let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 16);
@@ -358,7 +492,12 @@ pub fn batch(schema: &SchemaRef, rows: &[Vec<Cell>]) -> Result<RecordBatch, Stri
                     }
                     Arc::new(b.finish().with_timezone("UTC"))
                 }
-                other => return Err(format!("column `{}`: type {other} is not produced by the MQTT connector", field.name())),
+                other => {
+                    return Err(format!(
+                        "column `{}`: type {other} is not produced by the MQTT connector",
+                        field.name()
+                    ));
+                }
             })
         })
         .collect::<Result<_, String>>()?;
@@ -386,7 +525,11 @@ mod tests {
         let text = format!(
             "kind = \"mqtt\"\nbroker = \"mqtt://h\"\nclient_id = \"c\"\n[[table]]\nname = \"letture\"\ntopics = [\"b/#\"]\n{extra}"
         );
-        let ConnectorConfig::Mqtt(config) = ConnectorConfig::parse(Path::new("s.toml"), &text).unwrap() else { panic!() };
+        let ConnectorConfig::Mqtt(config) =
+            ConnectorConfig::parse(Path::new("s.toml"), &text).unwrap()
+        else {
+            panic!()
+        };
         config.tables[0].clone()
     }
 
@@ -404,10 +547,24 @@ mod tests {
     #[test]
     fn json_fields_and_topic_levels_become_columns() {
         let layout = json_layout();
-        let names: Vec<String> = layout.schema().fields().iter().map(|f| f.name().clone()).collect();
-        assert_eq!(names, vec!["sensor_id", "metric", "unit", "value", "ts", "received_at"]);
+        let names: Vec<String> = layout
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["sensor_id", "metric", "unit", "value", "ts", "received_at"]
+        );
         assert_eq!(layout.dedupe_columns(), vec!["sensor_id", "metric", "ts"]);
-        let rows = layout.decode("b/probe/sonda-1/latency_ms", br#"{"v": 12, "t": 1700000001.5, "meta": {"u": "ms"}}"#, ARRIVAL).unwrap();
+        let rows = layout
+            .decode(
+                "b/probe/sonda-1/latency_ms",
+                br#"{"v": 12, "t": 1700000001.5, "meta": {"u": "ms"}}"#,
+                ARRIVAL,
+            )
+            .unwrap();
         assert_eq!(
             rows[0],
             vec![
@@ -420,9 +577,20 @@ mod tests {
             ]
         );
         // No time in the payload: the arrival time. RFC 3339 times are read too.
-        let rows = layout.decode("b/probe/sonda-1/latency_ms", br#"{"v": 1.5}"#, ARRIVAL).unwrap();
-        assert_eq!((rows[0][2].clone(), rows[0][4].clone()), (Cell::Null, Cell::Time(ARRIVAL)));
-        let rows = layout.decode("b/probe/s/m", br#"{"v": 1, "t": "2023-11-14T22:13:20Z"}"#, 0).unwrap();
+        let rows = layout
+            .decode("b/probe/sonda-1/latency_ms", br#"{"v": 1.5}"#, ARRIVAL)
+            .unwrap();
+        assert_eq!(
+            (rows[0][2].clone(), rows[0][4].clone()),
+            (Cell::Null, Cell::Time(ARRIVAL))
+        );
+        let rows = layout
+            .decode(
+                "b/probe/s/m",
+                br#"{"v": 1, "t": "2023-11-14T22:13:20Z"}"#,
+                0,
+            )
+            .unwrap();
         assert_eq!(rows[0][4], Cell::Time(ARRIVAL));
         let batch = layout.batch(&rows).unwrap();
         assert_eq!(batch.num_rows(), 1);
@@ -431,33 +599,74 @@ mod tests {
     #[test]
     fn json_rejections_name_the_field() {
         let layout = json_layout();
-        let reject = |topic: &str, payload: &[u8]| layout.decode(topic, payload, ARRIVAL).unwrap_err();
+        let reject =
+            |topic: &str, payload: &[u8]| layout.decode(topic, payload, ARRIVAL).unwrap_err();
         let not_json = reject("b/p/s/m", b"v=12");
         assert_eq!(not_json.kind, RejectKind::NotJson);
         let missing = reject("b/p/s/m", br#"{"valore": 12}"#);
-        assert_eq!((missing.kind, missing.reason.as_str()), (RejectKind::MissingField, "missing field `value` (/v)"));
+        assert_eq!(
+            (missing.kind, missing.reason.as_str()),
+            (RejectKind::MissingField, "missing field `value` (/v)")
+        );
         let wrong = reject("b/p/s/m", br#"{"v": "dodici"}"#);
         assert_eq!(wrong.kind, RejectKind::WrongType);
-        assert_eq!(wrong.reason, "field `value` (/v): expected a number, found a string \"dodici\"");
+        assert_eq!(
+            wrong.reason,
+            "field `value` (/v): expected a number, found a string \"dodici\""
+        );
         assert_eq!(reject("b/p/s/m", b"[1,2]").kind, RejectKind::WrongType);
         assert_eq!(reject("b/p/s", br#"{"v": 1}"#).kind, RejectKind::Topic);
-        assert_eq!(reject("b/p/s/m", br#"{"v": 1, "t": "ieri"}"#).kind, RejectKind::WrongType);
+        assert_eq!(
+            reject("b/p/s/m", br#"{"v": 1, "t": "ieri"}"#).kind,
+            RejectKind::WrongType
+        );
     }
 
     #[test]
     fn senml_records_become_rows_per_sensor_and_metric() {
-        let layout = Layout::new(&table("topic_pattern = \"b/{zona}/#\"\nformat = \"senml\"\n")).unwrap();
-        let names: Vec<String> = layout.schema().fields().iter().map(|f| f.name().clone()).collect();
-        assert_eq!(names, vec!["zona", "sensor_id", "metric", "value", "value_text", "value_bool", "unit", "ts", "received_at"]);
+        let layout = Layout::new(&table(
+            "topic_pattern = \"b/{zona}/#\"\nformat = \"senml\"\n",
+        ))
+        .unwrap();
+        let names: Vec<String> = layout
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                "zona",
+                "sensor_id",
+                "metric",
+                "value",
+                "value_text",
+                "value_bool",
+                "unit",
+                "ts",
+                "received_at"
+            ]
+        );
         let rows = layout
             .decode("b/navile/x", br#"[{"bn":"amb-3/","bt":1700000000,"bu":"ug/m3","n":"pm10","v":21.5},{"n":"pm2_5","v":12}]"#, ARRIVAL)
             .unwrap();
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows[1][..4], [Cell::Text("navile".into()), Cell::Text("amb-3".into()), Cell::Text("pm2_5".into()), Cell::Float(12.0)]);
+        assert_eq!(
+            rows[1][..4],
+            [
+                Cell::Text("navile".into()),
+                Cell::Text("amb-3".into()),
+                Cell::Text("pm2_5".into()),
+                Cell::Float(12.0)
+            ]
+        );
         assert_eq!(rows[1][6], Cell::Text("ug/m3".into()));
         assert_eq!(rows[1][7], Cell::Time(1_700_000_000_000_000));
         // Without a base name and without `{sensor_id}` in the topic, there is no sensor.
-        let error = layout.decode("b/navile", br#"[{"n":"pm10","v":1}]"#, ARRIVAL).unwrap_err();
+        let error = layout
+            .decode("b/navile", br#"[{"n":"pm10","v":1}]"#, ARRIVAL)
+            .unwrap_err();
         assert_eq!(error.kind, RejectKind::MissingField);
     }
 }

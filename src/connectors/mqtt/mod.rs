@@ -13,7 +13,10 @@ mod run;
 mod senml;
 mod topic;
 
-pub use config::{BrokerAddress, FieldMapping, FieldType, MqttConnectorConfig, MqttTableConfig, PayloadFormat, Secret};
+pub use config::{
+    BrokerAddress, FieldMapping, FieldType, MqttConnectorConfig, MqttTableConfig, PayloadFormat,
+    Secret,
+};
 pub use mapping::{Cell, Layout, RejectKind, Rejection};
 pub use run::{open_tables, run};
 pub use senml::{SenmlRecord, resolve as resolve_senml};

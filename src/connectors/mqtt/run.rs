@@ -50,7 +50,12 @@ fn days(duration: Option<Duration>) -> Option<i64> {
 }
 
 /// Open (and recover) the connector's log tables, so their rows are served at once.
-pub fn open_tables(store: &Store, schema: &str, config: &MqttConnectorConfig, source: &str) -> Result<(), String> {
+pub fn open_tables(
+    store: &Store,
+    schema: &str,
+    config: &MqttConnectorConfig,
+    source: &str,
+) -> Result<(), String> {
     if !config.enabled {
         return Ok(());
     }
@@ -59,7 +64,11 @@ pub fn open_tables(store: &Store, schema: &str, config: &MqttConnectorConfig, so
         let layout = Layout::new(table).map_err(|e| format!("table `{}`: {e}", table.name))?;
         let rollup = table.rollup.as_ref().map(|name| RollupSpec {
             table: name.clone(),
-            keys: ["sensor_id", "metric"].iter().filter(|c| layout.has_column(c)).map(|c| c.to_string()).collect(),
+            keys: ["sensor_id", "metric"]
+                .iter()
+                .filter(|c| layout.has_column(c))
+                .map(|c| c.to_string())
+                .collect(),
             value: "value".into(),
             retention_days: days(table.rollup_retention),
         });
@@ -70,39 +79,79 @@ pub fn open_tables(store: &Store, schema: &str, config: &MqttConnectorConfig, so
             compact_rows: config.compact_rows,
             rollup,
         };
-        store.open_log(schema, &table.name, source, layout.schema(), options, refresh).map_err(|e| e.to_string())?;
-        let rejected = LogOptions { time_column: "received_at".into(), dedupe: Vec::new(), retention_days: days(table.retention), compact_rows: config.compact_rows, rollup: None };
-        store.open_log(schema, &table.rejected_table_name(), source, rejected_schema(), rejected, refresh).map_err(|e| e.to_string())?;
+        store
+            .open_log(
+                schema,
+                &table.name,
+                source,
+                layout.schema(),
+                options,
+                refresh,
+            )
+            .map_err(|e| e.to_string())?;
+        let rejected = LogOptions {
+            time_column: "received_at".into(),
+            dedupe: Vec::new(),
+            retention_days: days(table.retention),
+            compact_rows: config.compact_rows,
+            rollup: None,
+        };
+        store
+            .open_log(
+                schema,
+                &table.rejected_table_name(),
+                source,
+                rejected_schema(),
+                rejected,
+                refresh,
+            )
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
 /// Run the connector until the process ends.
-pub async fn run(store: Arc<Store>, schema: String, config: MqttConnectorConfig, base_dir: PathBuf) {
+pub async fn run(
+    store: Arc<Store>,
+    schema: String,
+    config: MqttConnectorConfig,
+    base_dir: PathBuf,
+) {
     if !config.enabled {
         return;
     }
     let source = config.broker.clone();
     let mut tables = Vec::new();
     for table in &config.tables {
-        let (Ok(layout), Some(rows), Some(rejected)) =
-            (Layout::new(table), store.log_table(&schema, &table.name), store.log_table(&schema, &table.rejected_table_name()))
-        else {
+        let (Ok(layout), Some(rows), Some(rejected)) = (
+            Layout::new(table),
+            store.log_table(&schema, &table.name),
+            store.log_table(&schema, &table.rejected_table_name()),
+        ) else {
             warn!(connector = %schema, table = %table.name, "MQTT table not opened; the connector does not start");
             return;
         };
         if !rows.is_writable() || !rejected.is_writable() {
-            let message = format!("another cruscotto process writes {}: this one serves the table read-only and does not subscribe", rows.dir().display());
+            let message = format!(
+                "another cruscotto process writes {}: this one serves the table read-only and does not subscribe",
+                rows.dir().display()
+            );
             for name in config.table_names() {
                 store.record_failure(&schema, &name, &source, &message);
             }
             return;
         }
-        tables.push(OpenTable { layout, rows, rejected });
+        tables.push(OpenTable {
+            layout,
+            rows,
+            rejected,
+        });
     }
     let tables = Arc::new(tables);
     let mut registry = Registry::new(store.clone(), config.registry.clone());
-    registry.wait_until_loaded(&store, &schema, &config, &source).await;
+    registry
+        .wait_until_loaded(&store, &schema, &config, &source)
+        .await;
 
     let options = match mqtt_options(&config, &base_dir) {
         Ok(options) => options,
@@ -115,8 +164,22 @@ pub async fn run(store: Arc<Store>, schema: String, config: MqttConnectorConfig,
     };
     let (client, mut eventloop) = AsyncClient::new(options, ACK_CAPACITY);
     let (sender, receiver) = mpsc::channel::<Delivery>(config.channel_capacity);
-    tokio::spawn(write_loop(store.clone(), schema.clone(), source.clone(), tables.clone(), client.clone(), receiver, config.max_group));
-    tokio::spawn(compact_loop(store.clone(), schema.clone(), source.clone(), tables.clone(), config.compact_every));
+    tokio::spawn(write_loop(
+        store.clone(),
+        schema.clone(),
+        source.clone(),
+        tables.clone(),
+        client.clone(),
+        receiver,
+        config.max_group,
+    ));
+    tokio::spawn(compact_loop(
+        store.clone(),
+        schema.clone(),
+        source.clone(),
+        tables.clone(),
+        config.compact_every,
+    ));
 
     let filters: Vec<SubscribeFilter> = config
         .tables
@@ -137,12 +200,25 @@ pub async fn run(store: Arc<Store>, schema: String, config: MqttConnectorConfig,
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                let refused = ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
+                let refused = ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
                 for (i, table) in config.tables.iter().enumerate() {
                     if refused {
-                        store.record_failure(&schema, &table.name, &source, "the broker refused a subscription");
+                        store.record_failure(
+                            &schema,
+                            &table.name,
+                            &source,
+                            "the broker refused a subscription",
+                        );
                     } else {
-                        store.log_progress(&schema, &table.name, &source, tables[i].rejected.row_count());
+                        store.log_progress(
+                            &schema,
+                            &table.name,
+                            &source,
+                            tables[i].rejected.row_count(),
+                        );
                         store.log_progress(&schema, &table.rejected_table_name(), &source, 0);
                     }
                 }
@@ -172,27 +248,54 @@ pub async fn run(store: Arc<Store>, schema: String, config: MqttConnectorConfig,
     }
 }
 
-fn decode(config: &MqttConnectorConfig, tables: &[OpenTable], registry: &Registry, publish: Publish, received_at: i64) -> Delivery {
-    let index = config.tables.iter().position(|t| t.topics.iter().any(|f| topic::matches(f, &publish.topic)));
+fn decode(
+    config: &MqttConnectorConfig,
+    tables: &[OpenTable],
+    registry: &Registry,
+    publish: Publish,
+    received_at: i64,
+) -> Delivery {
+    let index = config
+        .tables
+        .iter()
+        .position(|t| t.topics.iter().any(|f| topic::matches(f, &publish.topic)));
     let Some(index) = index else {
         let reason = format!("topic `{}` matches no table's topics", publish.topic);
-        return Delivery { publish, table: 0, received_at, outcome: Err(Rejection { kind: RejectKind::Topic, reason }) };
+        return Delivery {
+            publish,
+            table: 0,
+            received_at,
+            outcome: Err(Rejection {
+                kind: RejectKind::Topic,
+                reason,
+            }),
+        };
     };
     let layout = &tables[index].layout;
-    let outcome = layout.decode(&publish.topic, &publish.payload, received_at).and_then(|rows| {
-        for row in &rows {
-            if let Cell::Text(sensor) = &row[layout.sensor_column] {
-                if !registry.knows(sensor) {
-                    return Err(Rejection {
-                        kind: RejectKind::UnknownSensor,
-                        reason: format!("unknown sensor `{sensor}`: not in the registry {}", registry.name.as_deref().unwrap_or("")),
-                    });
+    let outcome = layout
+        .decode(&publish.topic, &publish.payload, received_at)
+        .and_then(|rows| {
+            for row in &rows {
+                if let Cell::Text(sensor) = &row[layout.sensor_column] {
+                    if !registry.knows(sensor) {
+                        return Err(Rejection {
+                            kind: RejectKind::UnknownSensor,
+                            reason: format!(
+                                "unknown sensor `{sensor}`: not in the registry {}",
+                                registry.name.as_deref().unwrap_or("")
+                            ),
+                        });
+                    }
                 }
             }
-        }
-        Ok(rows)
-    });
-    Delivery { publish, table: index, received_at, outcome }
+            Ok(rows)
+        });
+    Delivery {
+        publish,
+        table: index,
+        received_at,
+        outcome,
+    }
 }
 
 /// Make groups of deliveries durable, then acknowledge them, in the order they arrived.
@@ -257,7 +360,12 @@ async fn write_loop(
         unsent.extend(group.drain(..).map(|d| d.publish));
         flush_acks(&client, &mut unsent);
         for table in tables.iter() {
-            store.log_progress(&schema, &table.layout.table, &source, table.rejected.row_count());
+            store.log_progress(
+                &schema,
+                &table.layout.table,
+                &source,
+                table.rejected.row_count(),
+            );
             store.log_progress(&schema, &table.rejected.table, &source, 0);
             if table.rows.wants_compaction() && !compacting.swap(true, Ordering::AcqRel) {
                 let (rows, flag) = (table.rows.clone(), compacting.clone());
@@ -302,7 +410,9 @@ fn prepare(tables: &[OpenTable], group: &mut [Delivery]) -> Result<Prepared, Str
                 Cell::Text(delivery.publish.topic.clone()),
                 Cell::Text(rejection.kind.as_str().to_string()),
                 Cell::Text(rejection.reason.clone()),
-                Cell::Text(truncate_raw(&String::from_utf8_lossy(&delivery.publish.payload))),
+                Cell::Text(truncate_raw(&String::from_utf8_lossy(
+                    &delivery.publish.payload,
+                ))),
             ]),
         }
     }
@@ -313,12 +423,22 @@ fn prepare(tables: &[OpenTable], group: &mut [Delivery]) -> Result<Prepared, Str
             .zip(&rows)
             .map(|(t, r)| (!r.is_empty()).then(|| t.layout.batch(r)).transpose())
             .collect::<Result<_, String>>()?,
-        rejected: rejected.iter().map(|r| (!r.is_empty()).then(|| super::mapping::batch(&schema, r)).transpose()).collect::<Result<_, String>>()?,
+        rejected: rejected
+            .iter()
+            .map(|r| {
+                (!r.is_empty())
+                    .then(|| super::mapping::batch(&schema, r))
+                    .transpose()
+            })
+            .collect::<Result<_, String>>()?,
     })
 }
 
 /// Append a prepared group; returns the rows stored per table (after deduplication).
-fn commit(tables: &[OpenTable], prepared: &Result<Prepared, String>) -> Result<Vec<(usize, usize)>, String> {
+fn commit(
+    tables: &[OpenTable],
+    prepared: &Result<Prepared, String>,
+) -> Result<Vec<(usize, usize)>, String> {
     let prepared = prepared.as_ref().map_err(Clone::clone)?;
     let mut stored = Vec::new();
     for (i, table) in tables.iter().enumerate() {
@@ -335,11 +455,20 @@ fn commit(tables: &[OpenTable], prepared: &Result<Prepared, String>) -> Result<V
     Ok(stored)
 }
 
-fn record_metrics(schema: &str, tables: &[OpenTable], group: &[Delivery], stored: &[(usize, usize)]) {
+fn record_metrics(
+    schema: &str,
+    tables: &[OpenTable],
+    group: &[Delivery],
+    stored: &[(usize, usize)],
+) {
     for (table, (rows, duplicates)) in tables.iter().zip(stored) {
-        let labels = [("schema", schema.to_string()), ("table", table.layout.table.clone())];
+        let labels = [
+            ("schema", schema.to_string()),
+            ("table", table.layout.table.clone()),
+        ];
         metrics::counter!("cruscotto_mqtt_readings_stored_total", &labels).increment(*rows as u64);
-        metrics::counter!("cruscotto_mqtt_readings_duplicate_total", &labels).increment(*duplicates as u64);
+        metrics::counter!("cruscotto_mqtt_readings_duplicate_total", &labels)
+            .increment(*duplicates as u64);
     }
     for delivery in group {
         let table = tables[delivery.table].layout.table.clone();
@@ -355,7 +484,13 @@ fn record_metrics(schema: &str, tables: &[OpenTable], group: &[Delivery], stored
 }
 
 /// Compact every table's WAL at a steady pace, also when readings trickle in.
-async fn compact_loop(store: Arc<Store>, schema: String, source: String, tables: Arc<Vec<OpenTable>>, every: Duration) {
+async fn compact_loop(
+    store: Arc<Store>,
+    schema: String,
+    source: String,
+    tables: Arc<Vec<OpenTable>>,
+    every: Duration,
+) {
     let mut ticks = tokio::time::interval(every);
     ticks.tick().await;
     loop {
@@ -365,11 +500,20 @@ async fn compact_loop(store: Arc<Store>, schema: String, source: String, tables:
                 let name = log.table.clone();
                 match tokio::task::spawn_blocking(move || log.compact()).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => warn!(connector = %schema, table = %name, error = %e, "compaction failed; the WAL keeps the rows"),
-                    Err(e) => warn!(connector = %schema, table = %name, error = %e, "compaction task failed"),
+                    Ok(Err(e)) => {
+                        warn!(connector = %schema, table = %name, error = %e, "compaction failed; the WAL keeps the rows")
+                    }
+                    Err(e) => {
+                        warn!(connector = %schema, table = %name, error = %e, "compaction task failed")
+                    }
                 }
             }
-            store.log_progress(&schema, &table.layout.table, &source, table.rejected.row_count());
+            store.log_progress(
+                &schema,
+                &table.layout.table,
+                &source,
+                table.rejected.row_count(),
+            );
         }
     }
 }
@@ -385,7 +529,12 @@ struct Registry {
 impl Registry {
     fn new(store: Arc<Store>, name: Option<String>) -> Self {
         let changes = store.subscribe();
-        Self { store, name, changes, ids: HashSet::new() }
+        Self {
+            store,
+            name,
+            changes,
+            ids: HashSet::new(),
+        }
     }
 
     fn knows(&self, sensor: &str) -> bool {
@@ -400,12 +549,20 @@ impl Registry {
         }
         self.changes.borrow_and_update();
         let (schema, table) = name.split_once('.').unwrap_or(("", name));
-        let Some((table_schema, batches)) = self.store.table_batches(schema, table) else { return false };
-        let Ok(index) = table_schema.index_of("sensor_id") else { return false };
+        let Some((table_schema, batches)) = self.store.table_batches(schema, table) else {
+            return false;
+        };
+        let Ok(index) = table_schema.index_of("sensor_id") else {
+            return false;
+        };
         let mut ids = HashSet::new();
         for batch in &batches {
-            let column = arrow::compute::cast(batch.column(index), &arrow::datatypes::DataType::Utf8).ok();
-            if let Some(column) = column.as_ref().and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>()) {
+            let column =
+                arrow::compute::cast(batch.column(index), &arrow::datatypes::DataType::Utf8).ok();
+            if let Some(column) = column
+                .as_ref()
+                .and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>())
+            {
                 ids.extend(column.iter().flatten().map(str::to_string));
             }
         }
@@ -415,11 +572,20 @@ impl Registry {
 
     /// Readings are not read before the registry is there: with a persistent session the
     /// broker keeps them, where reading them now would reject every one as unknown.
-    async fn wait_until_loaded(&mut self, store: &Store, schema: &str, config: &MqttConnectorConfig, source: &str) {
+    async fn wait_until_loaded(
+        &mut self,
+        store: &Store,
+        schema: &str,
+        config: &MqttConnectorConfig,
+        source: &str,
+    ) {
         let mut reported = false;
         while !self.refresh() {
             if !reported {
-                let message = format!("waiting for the sensor registry {} (no such table, or no `sensor_id` column)", self.name.as_deref().unwrap_or(""));
+                let message = format!(
+                    "waiting for the sensor registry {} (no such table, or no `sensor_id` column)",
+                    self.name.as_deref().unwrap_or("")
+                );
                 for name in config.table_names() {
                     store.record_failure(schema, &name, source, &message);
                 }
@@ -440,12 +606,25 @@ fn mqtt_options(config: &MqttConnectorConfig, base_dir: &Path) -> Result<MqttOpt
     let max = config.max_payload.as_u64() as usize + 64 * 1024;
     options.set_max_packet_size(max, 64 * 1024);
     if let Some(user) = &config.username {
-        options.set_credentials(user.0.clone(), config.password.as_ref().map(|p| p.0.clone()).unwrap_or_default());
+        options.set_credentials(
+            user.0.clone(),
+            config
+                .password
+                .as_ref()
+                .map(|p| p.0.clone())
+                .unwrap_or_default(),
+        );
     }
     if address.tls {
-        options.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(tls_config(
-            config.ca_file.as_ref().map(|p| crate::config::resolve(base_dir, p)).as_deref(),
-        )?))));
+        options.set_transport(Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(Arc::new(tls_config(
+                config
+                    .ca_file
+                    .as_ref()
+                    .map(|p| crate::config::resolve(base_dir, p))
+                    .as_deref(),
+            )?)),
+        ));
     }
     Ok(options)
 }
@@ -456,12 +635,20 @@ fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
-            for certificate in CertificateDer::pem_file_iter(path).map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))? {
-                let certificate = certificate.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-                roots.add(certificate).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            for certificate in CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?
+            {
+                let certificate =
+                    certificate.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                roots
+                    .add(certificate)
+                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
             }
             if roots.is_empty() {
-                return Err(format!("ca_file {} holds no PEM certificate", path.display()));
+                return Err(format!(
+                    "ca_file {} holds no PEM certificate",
+                    path.display()
+                ));
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -477,5 +664,7 @@ fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
 /// Exponential backoff with ±25% jitter.
 fn backoff(failures: u32) -> Duration {
     let exponential = FIRST_BACKOFF.saturating_mul(1u32 << failures.min(16).saturating_sub(1));
-    exponential.min(MAX_BACKOFF).mul_f64(rand::rng().random_range(0.75..1.25))
+    exponential
+        .min(MAX_BACKOFF)
+        .mul_f64(rand::rng().random_range(0.75..1.25))
 }

@@ -68,20 +68,27 @@ impl TopicPattern {
                 Level::Rest
             } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
                 if !is_sql_identifier(name) {
-                    return Err(format!("`{text}`: `{{{name}}}` is a column name: use lowercase letters, digits and `_`"));
+                    return Err(format!(
+                        "`{text}`: `{{{name}}}` is a column name: use lowercase letters, digits and `_`"
+                    ));
                 }
                 if levels.contains(&Level::Capture(name.to_string())) {
                     return Err(format!("`{text}`: `{{{name}}}` appears twice"));
                 }
                 Level::Capture(name.to_string())
             } else if part.contains(['{', '}', '+', '#']) {
-                return Err(format!("`{text}`: level `{part}` is neither a literal, `+`, `#` nor `{{column}}`"));
+                return Err(format!(
+                    "`{text}`: level `{part}` is neither a literal, `+`, `#` nor `{{column}}`"
+                ));
             } else {
                 Level::Literal(part.to_string())
             };
             levels.push(level);
         }
-        Ok(Self { text: text.to_string(), levels })
+        Ok(Self {
+            text: text.to_string(),
+            levels,
+        })
     }
 
     pub fn text(&self) -> &str {
@@ -140,7 +147,10 @@ mod tests {
     fn patterns_read_columns_from_levels() {
         let pattern = TopicPattern::parse("bologna/+/{sensor_id}/{metric}").unwrap();
         assert_eq!(pattern.captures(), vec!["sensor_id", "metric"]);
-        assert_eq!(pattern.extract("bologna/probe/sonda-1/latency_ms"), Some(vec!["sonda-1", "latency_ms"]));
+        assert_eq!(
+            pattern.extract("bologna/probe/sonda-1/latency_ms"),
+            Some(vec!["sonda-1", "latency_ms"])
+        );
         assert_eq!(pattern.extract("milano/probe/sonda-1/latency_ms"), None);
         assert_eq!(pattern.extract("bologna/probe/sonda-1"), None);
         assert_eq!(pattern.extract("bologna/probe/sonda-1/a/b"), None);

@@ -12,7 +12,11 @@ use crate::config::Problem;
 /// Longest wait for the database during a check: a check should answer quickly either way.
 const CHECK_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub async fn check_source(config: &PostgresConnectorConfig, file: &Path, base_dir: &Path) -> Vec<Problem> {
+pub async fn check_source(
+    config: &PostgresConnectorConfig,
+    file: &Path,
+    base_dir: &Path,
+) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut quick = config.clone();
     quick.connect_timeout = config.connect_timeout.min(CHECK_CONNECT_TIMEOUT);
@@ -22,7 +26,9 @@ pub async fn check_source(config: &PostgresConnectorConfig, file: &Path, base_di
         Problem::warning(
             file,
             Some("url".into()),
-            format!("could not connect to PostgreSQL at {source} ({reason}): the queries' syntax and column types were not checked"),
+            format!(
+                "could not connect to PostgreSQL at {source} ({reason}): the queries' syntax and column types were not checked"
+            ),
         )
     };
     let pool = match connect::pool(&quick, base_dir) {
@@ -68,7 +74,12 @@ pub async fn check_source(config: &PostgresConnectorConfig, file: &Path, base_di
                     at("cursor_column"),
                     format!(
                         "`{column}` is not a column of the query (columns: {})",
-                        statement.columns().iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+                        statement
+                            .columns()
+                            .iter()
+                            .map(|c| c.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 )),
                 Some(c) => {
@@ -80,7 +91,9 @@ pub async fn check_source(config: &PostgresConnectorConfig, file: &Path, base_di
         }
         // `SELECT *` hides what leaves the database: look at what PostgreSQL says it returns.
         let shape = query_shape(&table.query);
-        let groups = shape.groups.unwrap_or_else(|| table.query.to_ascii_lowercase().contains("group by"));
+        let groups = shape
+            .groups
+            .unwrap_or_else(|| table.query.to_ascii_lowercase().contains("group by"));
         if !groups {
             let hidden: Vec<String> = statement
                 .columns()
@@ -89,7 +102,11 @@ pub async fn check_source(config: &PostgresConnectorConfig, file: &Path, base_di
                 .filter(|name| is_identifying(name) && !shape.identifying.contains(name))
                 .collect();
             if !hidden.is_empty() {
-                problems.push(Problem::warning(file, at("query"), identifying_warning(&hidden)));
+                problems.push(Problem::warning(
+                    file,
+                    at("query"),
+                    identifying_warning(&hidden),
+                ));
             }
         }
     }

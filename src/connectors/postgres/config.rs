@@ -145,21 +145,32 @@ pub fn query_shape(query: &str) -> QueryShape {
 
     let statements = match Parser::parse_sql(&PostgreSqlDialect {}, query) {
         Ok(statements) => statements,
-        Err(e) => return QueryShape { parse_error: Some(e.to_string()), ..QueryShape::default() },
+        Err(e) => {
+            return QueryShape {
+                parse_error: Some(e.to_string()),
+                ..QueryShape::default()
+            };
+        }
     };
     let [Statement::Query(query)] = statements.as_slice() else {
-        return QueryShape { parse_error: Some("expected exactly one SELECT statement".into()), ..QueryShape::default() };
+        return QueryShape {
+            parse_error: Some("expected exactly one SELECT statement".into()),
+            ..QueryShape::default()
+        };
     };
     let SetExpr::Select(select) = query.body.as_ref() else {
         // UNION and friends: leave the judgement to the columns PostgreSQL reports.
         return QueryShape::default();
     };
-    let groups = !matches!(&select.group_by, GroupByExpr::Expressions(exprs, _) if exprs.is_empty());
+    let groups =
+        !matches!(&select.group_by, GroupByExpr::Expressions(exprs, _) if exprs.is_empty());
     let mut identifying = Vec::new();
     for item in &select.projection {
         let names = match item {
             SelectItem::UnnamedExpr(expr) => vec![column_of(expr)],
-            SelectItem::ExprWithAlias { expr, alias } => vec![column_of(expr), Some(alias.value.clone())],
+            SelectItem::ExprWithAlias { expr, alias } => {
+                vec![column_of(expr), Some(alias.value.clone())]
+            }
             _ => Vec::new(),
         };
         for name in names.into_iter().flatten() {
@@ -168,14 +179,22 @@ pub fn query_shape(query: &str) -> QueryShape {
             }
         }
     }
-    QueryShape { groups: Some(groups), identifying, parse_error: None }
+    QueryShape {
+        groups: Some(groups),
+        identifying,
+        parse_error: None,
+    }
 }
 
 pub fn identifying_warning(columns: &[String]) -> String {
     format!(
         "the query selects identifying columns ({}) without GROUP BY: aggregate in PostgreSQL \
          (e.g. counts by area, sex and age band) so individual records never leave the registry",
-        columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+        columns
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -184,25 +203,49 @@ impl PostgresConnectorConfig {
         let mut problems = Vec::new();
         let at = |i: usize, key: &str| Some(format!("table[{i}].{key}"));
         if self.tables.is_empty() {
-            problems.push(Problem::new(file, None, "no `[[table]]`: a postgres connector needs at least one table"));
+            problems.push(Problem::new(
+                file,
+                None,
+                "no `[[table]]`: a postgres connector needs at least one table",
+            ));
         }
         if let Err(e) = self.url.parse::<tokio_postgres::Config>() {
             // The parser's message never repeats the URL, so no password can leak here.
-            problems.push(Problem::new(file, Some("url".into()), format!("not a PostgreSQL connection URL: {e}")));
+            problems.push(Problem::new(
+                file,
+                Some("url".into()),
+                format!("not a PostgreSQL connection URL: {e}"),
+            ));
         }
         if self.pool_size == 0 {
-            problems.push(Problem::new(file, Some("pool_size".into()), "pool_size must be at least 1"));
+            problems.push(Problem::new(
+                file,
+                Some("pool_size".into()),
+                "pool_size must be at least 1",
+            ));
         }
         if self.batch_rows == 0 {
-            problems.push(Problem::new(file, Some("batch_rows".into()), "batch_rows must be at least 1"));
+            problems.push(Problem::new(
+                file,
+                Some("batch_rows".into()),
+                "batch_rows must be at least 1",
+            ));
         }
         if let Some(ca_file) = &self.ca_file {
             if self.tls == TlsMode::Disable {
-                problems.push(Problem::warning(file, Some("ca_file".into()), "ca_file is ignored while tls = \"disable\""));
+                problems.push(Problem::warning(
+                    file,
+                    Some("ca_file".into()),
+                    "ca_file is ignored while tls = \"disable\"",
+                ));
             }
             let path = resolve(base_dir, ca_file);
             if !path.is_file() {
-                problems.push(Problem::new(file, Some("ca_file".into()), format!("`{}` does not exist or is not a file", path.display())));
+                problems.push(Problem::new(
+                    file,
+                    Some("ca_file".into()),
+                    format!("`{}` does not exist or is not a file", path.display()),
+                ));
             }
         }
         let mut names = std::collections::BTreeSet::new();
@@ -211,11 +254,18 @@ impl PostgresConnectorConfig {
                 problems.push(Problem::new(
                     file,
                     at(i, "name"),
-                    format!("`{}` is not a valid table name: use lowercase letters, digits and `_`", table.name),
+                    format!(
+                        "`{}` is not a valid table name: use lowercase letters, digits and `_`",
+                        table.name
+                    ),
                 ));
             }
             if !names.insert(table.name.clone()) {
-                problems.push(Problem::new(file, at(i, "name"), format!("table `{}` is declared twice", table.name)));
+                problems.push(Problem::new(
+                    file,
+                    at(i, "name"),
+                    format!("table `{}` is declared twice", table.name),
+                ));
             }
             if table.query.trim().trim_end_matches(';').trim().is_empty() {
                 problems.push(Problem::new(file, at(i, "query"), "the query is empty"));
@@ -223,12 +273,20 @@ impl PostgresConnectorConfig {
             }
             if let Some(column) = &table.cursor_column {
                 if column.is_empty() || column.contains('"') {
-                    problems.push(Problem::new(file, at(i, "cursor_column"), format!("`{column}` is not a column name")));
+                    problems.push(Problem::new(
+                        file,
+                        at(i, "cursor_column"),
+                        format!("`{column}` is not a column name"),
+                    ));
                 }
             }
             let shape = query_shape(&table.query);
             if shape.groups == Some(false) && !shape.identifying.is_empty() {
-                problems.push(Problem::warning(file, at(i, "query"), identifying_warning(&shape.identifying)));
+                problems.push(Problem::warning(
+                    file,
+                    at(i, "query"),
+                    identifying_warning(&shape.identifying),
+                ));
             }
         }
         problems
@@ -241,9 +299,13 @@ mod tests {
 
     #[test]
     fn identifying_columns_without_group_by_are_found() {
-        let shape = query_shape("SELECT r.codice_fiscale, cognome AS c, area FROM anagrafe.residenti r");
+        let shape =
+            query_shape("SELECT r.codice_fiscale, cognome AS c, area FROM anagrafe.residenti r");
         assert_eq!(shape.groups, Some(false));
-        assert_eq!(shape.identifying, vec!["codice_fiscale".to_string(), "cognome".to_string()]);
+        assert_eq!(
+            shape.identifying,
+            vec!["codice_fiscale".to_string(), "cognome".to_string()]
+        );
 
         let aliased = query_shape("SELECT x AS data_nascita FROM t");
         assert_eq!(aliased.identifying, vec!["data_nascita".to_string()]);

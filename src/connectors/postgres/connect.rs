@@ -13,7 +13,10 @@ use crate::config::resolve;
 
 /// The connection as it may appear in /status and logs: `postgres://user@host:port/db`.
 pub fn redacted(config: &tokio_postgres::Config) -> String {
-    let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+    let user = config
+        .get_user()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
     let ports = config.get_ports();
     let hosts: Vec<String> = config
         .get_hosts()
@@ -42,17 +45,28 @@ pub fn redacted_url(url: &str) -> String {
 
 /// A pool, or the reason there cannot be one (reported on every pull until the config is fixed).
 pub fn pool(config: &PostgresConnectorConfig, base_dir: &Path) -> Result<Pool, String> {
-    let mut pg = config.url.parse::<tokio_postgres::Config>().map_err(|e| format!("not a PostgreSQL connection URL: {e}"))?;
+    let mut pg = config
+        .url
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| format!("not a PostgreSQL connection URL: {e}"))?;
     pg.connect_timeout(config.connect_timeout);
     pg.application_name("cruscotto");
     // Dead peers are noticed by the kernel instead of hanging a pull until the query timeout.
     pg.keepalives_idle(Duration::from_secs(30));
-    let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
     let manager = match config.tls {
         TlsMode::Disable => Manager::from_config(pg, tokio_postgres::NoTls, manager_config),
         TlsMode::Require => {
             pg.ssl_mode(tokio_postgres::config::SslMode::Require);
-            let tls = tls_connector(config.ca_file.as_ref().map(|f| resolve(base_dir, f)).as_deref())?;
+            let tls = tls_connector(
+                config
+                    .ca_file
+                    .as_ref()
+                    .map(|f| resolve(base_dir, f))
+                    .as_deref(),
+            )?;
             Manager::from_config(pg, tls, manager_config)
         }
     };
@@ -67,7 +81,9 @@ pub fn pool(config: &PostgresConnectorConfig, base_dir: &Path) -> Result<Pool, S
 }
 
 /// TLS with the server's certificate verified against `ca_file`, or the Mozilla roots.
-fn tls_connector(ca_file: Option<&Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+fn tls_connector(
+    ca_file: Option<&Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -78,10 +94,15 @@ fn tls_connector(ca_file: Option<&Path>) -> Result<tokio_postgres_rustls::MakeRu
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
             if certificates.is_empty() {
-                return Err(format!("ca_file {} holds no PEM certificate", path.display()));
+                return Err(format!(
+                    "ca_file {} holds no PEM certificate",
+                    path.display()
+                ));
             }
             for certificate in certificates {
-                roots.add(certificate).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                roots
+                    .add(certificate)
+                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -113,8 +134,13 @@ pub fn describe(error: &tokio_postgres::Error, query: Option<&str>) -> String {
         return message;
     };
     let mut message = db.message().to_string();
-    if let (Some(tokio_postgres::error::ErrorPosition::Original(position)), Some(query)) = (db.position(), query) {
-        let offset = query.char_indices().nth((*position as usize).saturating_sub(1)).map_or(query.len(), |(i, _)| i);
+    if let (Some(tokio_postgres::error::ErrorPosition::Original(position)), Some(query)) =
+        (db.position(), query)
+    {
+        let offset = query
+            .char_indices()
+            .nth((*position as usize).saturating_sub(1))
+            .map_or(query.len(), |(i, _)| i);
         let (line, column) = crate::config::line_and_column(query, offset);
         message.push_str(&format!(" (line {line}, column {column} of the query)"));
     }
@@ -143,9 +169,15 @@ mod tests {
     #[test]
     fn passwords_never_show() {
         let url = "postgres://cruscotto:s3greto@db.comune.example:6543/anagrafe?sslmode=disable";
-        assert_eq!(redacted_url(url), "postgres://cruscotto@db.comune.example:6543/anagrafe");
+        assert_eq!(
+            redacted_url(url),
+            "postgres://cruscotto@db.comune.example:6543/anagrafe"
+        );
         let keywords = "host=10.0.0.5 user=ro password=s3greto dbname=servizi";
-        assert_eq!(redacted_url(keywords), "postgres://ro@10.0.0.5:5432/servizi");
+        assert_eq!(
+            redacted_url(keywords),
+            "postgres://ro@10.0.0.5:5432/servizi"
+        );
         assert!(!redacted_url("postgres://a:s3greto@[bad").contains("s3greto"));
     }
 }

@@ -14,7 +14,10 @@ use tokio_postgres::types::{ToSql, Type};
 use super::config::{PostgresConnectorConfig, PostgresTableConfig};
 use super::connect::{self, describe, describe_pool};
 use super::types::{self, BatchBuilder, Cell, ColumnKind, Raw};
-use crate::connectors::{Connector, ConnectorError, LoadMode, LoadState, LoadedTable, RejectedRecord, TableLoad, truncate_raw};
+use crate::connectors::{
+    Connector, ConnectorError, LoadMode, LoadState, LoadedTable, RejectedRecord, TableLoad,
+    truncate_raw,
+};
 
 pub struct PostgresConnector {
     config: PostgresConnectorConfig,
@@ -27,20 +30,42 @@ impl PostgresConnector {
     pub fn new(config: PostgresConnectorConfig, base_dir: &Path) -> Self {
         let pool = connect::pool(&config, base_dir);
         let source = connect::redacted_url(&config.url);
-        Self { config, pool, source }
+        Self {
+            config,
+            pool,
+            source,
+        }
     }
 
     fn error(&self, table: &str, message: impl Into<String>) -> ConnectorError {
-        ConnectorError::Postgres { source_url: self.source.clone(), table: table.to_string(), message: message.into() }
+        ConnectorError::Postgres {
+            source_url: self.source.clone(),
+            table: table.to_string(),
+            message: message.into(),
+        }
     }
 
     /// A row that could not be decoded, kept with the column and the reason.
-    fn rejected(&self, table: &PostgresTableConfig, row: u64, names: &[String], cells: &[Cell<'_>], column: usize, reason: String) -> RejectedRecord {
+    fn rejected(
+        &self,
+        table: &PostgresTableConfig,
+        row: u64,
+        names: &[String],
+        cells: &[Cell<'_>],
+        column: usize,
+        reason: String,
+    ) -> RejectedRecord {
         let raw = names
             .iter()
             .zip(cells)
             .enumerate()
-            .map(|(i, (name, cell))| if i == column { format!("{name}=?") } else { format!("{name}={}", types::cell_text(cell)) })
+            .map(|(i, (name, cell))| {
+                if i == column {
+                    format!("{name}=?")
+                } else {
+                    format!("{name}={}", types::cell_text(cell))
+                }
+            })
             .collect::<Vec<_>>()
             .join(", ");
         RejectedRecord {
@@ -51,19 +76,37 @@ impl PostgresConnector {
         }
     }
 
-    async fn load_table(&self, table: &PostgresTableConfig, cursor: Option<&str>) -> Result<LoadedTable, ConnectorError> {
+    async fn load_table(
+        &self,
+        table: &PostgresTableConfig,
+        cursor: Option<&str>,
+    ) -> Result<LoadedTable, ConnectorError> {
         // A hung network must not hold the refresh loop forever: the server's statement_timeout
         // bounds the query, this bounds everything including a peer that vanished.
-        let limit = self.config.connect_timeout + self.config.query_timeout + Duration::from_secs(5);
+        let limit =
+            self.config.connect_timeout + self.config.query_timeout + Duration::from_secs(5);
         match tokio::time::timeout(limit, self.pull(table, cursor)).await {
             Ok(result) => result,
-            Err(_) => Err(self.error(&table.name, format!("no answer within {}", humantime::format_duration(limit)))),
+            Err(_) => Err(self.error(
+                &table.name,
+                format!("no answer within {}", humantime::format_duration(limit)),
+            )),
         }
     }
 
-    async fn pull(&self, table: &PostgresTableConfig, cursor: Option<&str>) -> Result<LoadedTable, ConnectorError> {
-        let pool = self.pool.as_ref().map_err(|e| self.error(&table.name, e.clone()))?;
-        let mut client = pool.get().await.map_err(|e| self.error(&table.name, describe_pool(&e)))?;
+    async fn pull(
+        &self,
+        table: &PostgresTableConfig,
+        cursor: Option<&str>,
+    ) -> Result<LoadedTable, ConnectorError> {
+        let pool = self
+            .pool
+            .as_ref()
+            .map_err(|e| self.error(&table.name, e.clone()))?;
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| self.error(&table.name, describe_pool(&e)))?;
         let transaction = client
             .build_transaction()
             .read_only(true)
@@ -96,10 +139,17 @@ impl PostgresConnector {
                 let message = match transaction.prepare(query).await {
                     Err(e) => describe(&e, Some(query)),
                     Ok(plain) => match &table.cursor_column {
-                        Some(column) if !plain.columns().iter().any(|c| c.name() == column) => format!(
-                            "cursor_column `{column}` is not a column of the query (columns: {})",
-                            plain.columns().iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
-                        ),
+                        Some(column) if !plain.columns().iter().any(|c| c.name() == column) => {
+                            format!(
+                                "cursor_column `{column}` is not a column of the query (columns: {})",
+                                plain
+                                    .columns()
+                                    .iter()
+                                    .map(|c| c.name())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        }
                         _ => describe(&e, None),
                     },
                 };
@@ -110,19 +160,37 @@ impl PostgresConnector {
 
         let cursor_index = match &table.cursor_column {
             Some(column) => {
-                let index = names.iter().position(|n| n == column).ok_or_else(|| self.error(&table.name, format!("cursor_column `{column}` is not a column of the query")))?;
-                Some((index, cursor_type(statement.columns()[index].type_()).map_err(|m| self.error(&table.name, format!("cursor_column `{column}`: {m}")))?))
+                let index = names.iter().position(|n| n == column).ok_or_else(|| {
+                    self.error(
+                        &table.name,
+                        format!("cursor_column `{column}` is not a column of the query"),
+                    )
+                })?;
+                Some((
+                    index,
+                    cursor_type(statement.columns()[index].type_()).map_err(|m| {
+                        self.error(&table.name, format!("cursor_column `{column}`: {m}"))
+                    })?,
+                ))
             }
             None => None,
         };
         let parameter: Option<Box<dyn ToSql + Sync + Send>> = match (cursor_index, cursor) {
-            (Some((_, kind)), Some(cursor)) => Some(
-                kind.parameter(cursor)
-                    .map_err(|m| self.error(&table.name, format!("the committed cursor `{cursor}` does not fit column `{}`: {m}", table.cursor_column.as_deref().unwrap_or_default())))?,
-            ),
+            (Some((_, kind)), Some(cursor)) => Some(kind.parameter(cursor).map_err(|m| {
+                self.error(
+                    &table.name,
+                    format!(
+                        "the committed cursor `{cursor}` does not fit column `{}`: {m}",
+                        table.cursor_column.as_deref().unwrap_or_default()
+                    ),
+                )
+            })?),
             _ => None,
         };
-        let parameters: Vec<&(dyn ToSql + Sync)> = parameter.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+        let parameters: Vec<&(dyn ToSql + Sync)> = parameter
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
 
         let batch_rows = self.config.batch_rows.max(1);
         let mut builder = BatchBuilder::new(&names, &kinds, batch_rows);
@@ -142,7 +210,9 @@ impl PostgresConnector {
                 let mut cells: Vec<Cell<'_>> = Vec::with_capacity(kinds.len());
                 let mut problem = None;
                 for (i, kind) in kinds.iter().enumerate() {
-                    let raw = row.try_get::<_, Option<Raw<'_>>>(i).map_err(|e| self.error(&table.name, e.to_string()))?;
+                    let raw = row
+                        .try_get::<_, Option<Raw<'_>>>(i)
+                        .map_err(|e| self.error(&table.name, e.to_string()))?;
                     match types::decode(*kind, raw.map(|r| r.0)) {
                         Ok(cell) => cells.push(cell),
                         Err(reason) => {
@@ -158,16 +228,25 @@ impl PostgresConnector {
                 }
                 match problem {
                     None => builder.append(&cells),
-                    Some((column, reason)) => rejected.push(self.rejected(table, row_number, &names, &cells, column, reason)),
+                    Some((column, reason)) => rejected
+                        .push(self.rejected(table, row_number, &names, &cells, column, reason)),
                 }
                 if builder.rows() >= batch_rows {
-                    batches.push(builder.finish().map_err(|e| self.error(&table.name, e.to_string()))?);
+                    batches.push(
+                        builder
+                            .finish()
+                            .map_err(|e| self.error(&table.name, e.to_string()))?,
+                    );
                 }
             }
         }
         // No empty batches: an incremental pull that found nothing adds nothing to the table.
         if builder.rows() > 0 {
-            batches.push(builder.finish().map_err(|e| self.error(&table.name, e.to_string()))?);
+            batches.push(
+                builder
+                    .finish()
+                    .map_err(|e| self.error(&table.name, e.to_string()))?,
+            );
         }
         // Read-only: nothing to keep; ending it returns the connection to the pool cleanly.
         let _ = transaction.rollback().await;
@@ -192,7 +271,11 @@ impl Connector for PostgresConnector {
             // Tables are pulled concurrently; the pool bounds how many at once.
             let pulls = self.config.tables.iter().map(|table| async move {
                 let result = self.load_table(table, state.cursor(&table.name)).await;
-                TableLoad { table: table.name.clone(), source: self.source.clone(), result }
+                TableLoad {
+                    table: table.name.clone(),
+                    source: self.source.clone(),
+                    result,
+                }
             });
             futures::future::join_all(pulls).await
         }
@@ -210,7 +293,9 @@ pub fn quote_identifier(name: &str) -> String {
 }
 
 /// The columns of a prepared statement, or an error naming every column that cannot load.
-pub fn columns(statement: &tokio_postgres::Statement) -> Result<(Vec<String>, Vec<ColumnKind>), String> {
+pub fn columns(
+    statement: &tokio_postgres::Statement,
+) -> Result<(Vec<String>, Vec<ColumnKind>), String> {
     let mut names = Vec::new();
     let mut kinds = Vec::new();
     let mut unsupported = Vec::new();
@@ -229,7 +314,9 @@ pub fn columns(statement: &tokio_postgres::Statement) -> Result<(Vec<String>, Ve
     }
     let mut seen = std::collections::BTreeSet::new();
     if let Some(duplicate) = names.iter().find(|n| !seen.insert(n.as_str())) {
-        return Err(format!("the query returns two columns named `{duplicate}`: give them distinct aliases"));
+        return Err(format!(
+            "the query returns two columns named `{duplicate}`: give them distinct aliases"
+        ));
     }
     Ok((names, kinds))
 }
@@ -253,7 +340,12 @@ pub fn cursor_type(ty: &Type) -> Result<CursorType, String> {
         Type::DATE => CursorType::Date,
         Type::TIMESTAMP => CursorType::Timestamp,
         Type::TIMESTAMPTZ => CursorType::TimestampTz,
-        _ => return Err(format!("type `{}` cannot be a cursor: use an integer id, a date or a timestamp", ty.name())),
+        _ => {
+            return Err(format!(
+                "type `{}` cannot be a cursor: use an integer id, a date or a timestamp",
+                ty.name()
+            ));
+        }
     })
 }
 
@@ -264,7 +356,8 @@ impl CursorType {
             Cell::Int16(v) => Some(v.to_string()),
             Cell::Int32(v) => Some(v.to_string()),
             Cell::Int64(v) => Some(v.to_string()),
-            Cell::Date(days) => DateTime::from_timestamp(*days as i64 * 86_400, 0).map(|d| d.date_naive().format("%Y-%m-%d").to_string()),
+            Cell::Date(days) => DateTime::from_timestamp(*days as i64 * 86_400, 0)
+                .map(|d| d.date_naive().format("%Y-%m-%d").to_string()),
             Cell::Micros(micros) => DateTime::from_timestamp_micros(*micros).map(|d| match self {
                 CursorType::TimestampTz => d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                 _ => d.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
@@ -280,9 +373,17 @@ impl CursorType {
             CursorType::Int16 => Box::new(text.parse::<i16>().map_err(|x| e(&x))?),
             CursorType::Int32 => Box::new(text.parse::<i32>().map_err(|x| e(&x))?),
             CursorType::Int64 => Box::new(text.parse::<i64>().map_err(|x| e(&x))?),
-            CursorType::Date => Box::new(NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|x| e(&x))?),
-            CursorType::Timestamp => Box::new(NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").map_err(|x| e(&x))?),
-            CursorType::TimestampTz => Box::new(DateTime::parse_from_rfc3339(text).map_err(|x| e(&x))?.with_timezone(&Utc)),
+            CursorType::Date => {
+                Box::new(NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|x| e(&x))?)
+            }
+            CursorType::Timestamp => Box::new(
+                NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").map_err(|x| e(&x))?,
+            ),
+            CursorType::TimestampTz => Box::new(
+                DateTime::parse_from_rfc3339(text)
+                    .map_err(|x| e(&x))?
+                    .with_timezone(&Utc),
+            ),
         })
     }
 }

@@ -9,7 +9,9 @@ mod load;
 mod types;
 
 pub use check::check_source;
-pub use config::{PostgresConnectorConfig, PostgresTableConfig, TlsMode, is_identifying, query_shape};
+pub use config::{
+    PostgresConnectorConfig, PostgresTableConfig, TlsMode, is_identifying, query_shape,
+};
 pub use connect::redacted_url;
 pub use load::PostgresConnector;
 pub use types::UNCONSTRAINED_NUMERIC;

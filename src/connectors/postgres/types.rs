@@ -21,8 +21,9 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder, Int16Builder,
-    Int32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder,
+    Int16Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use tokio_postgres::types::{FromSql, Kind, Type};
@@ -79,7 +80,9 @@ pub fn column_kind(ty: &Type, type_modifier: i32) -> Result<ColumnKind, String> 
         Type::DATE => ColumnKind::Date,
         Type::TIMESTAMP => ColumnKind::Timestamp,
         Type::TIMESTAMPTZ => ColumnKind::TimestampTz,
-        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::BPCHAR_ARRAY | Type::NAME_ARRAY => ColumnKind::TextList,
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::BPCHAR_ARRAY | Type::NAME_ARRAY => {
+            ColumnKind::TextList
+        }
         Type::INT2_ARRAY => ColumnKind::Int16List,
         Type::INT4_ARRAY => ColumnKind::Int32List,
         Type::INT8_ARRAY => ColumnKind::Int64List,
@@ -98,12 +101,19 @@ fn numeric_kind(type_modifier: i32) -> Result<ColumnKind, String> {
     // The scale is an 11-bit signed number since PostgreSQL 15 (it may be negative).
     let scale = ((packed & 0x7ff) ^ 1024) - 1024;
     if precision > 38 {
-        return Err(format!("numeric({precision},{scale}) has more than the 38 digits Arrow's Decimal128 holds"));
+        return Err(format!(
+            "numeric({precision},{scale}) has more than the 38 digits Arrow's Decimal128 holds"
+        ));
     }
     if !(-38..=38).contains(&scale) {
-        return Err(format!("numeric({precision},{scale}) has a scale Arrow's Decimal128 cannot hold"));
+        return Err(format!(
+            "numeric({precision},{scale}) has a scale Arrow's Decimal128 cannot hold"
+        ));
     }
-    Ok(ColumnKind::Numeric { precision: precision as u8, scale: scale as i8 })
+    Ok(ColumnKind::Numeric {
+        precision: precision as u8,
+        scale: scale as i8,
+    })
 }
 
 impl ColumnKind {
@@ -120,7 +130,9 @@ impl ColumnKind {
             ColumnKind::Text | ColumnKind::Jsonb | ColumnKind::Uuid => DataType::Utf8,
             ColumnKind::Date => DataType::Date32,
             ColumnKind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-            ColumnKind::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ColumnKind::TimestampTz => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            }
             ColumnKind::TextList => item(DataType::Utf8),
             ColumnKind::Int16List => item(DataType::Int16),
             ColumnKind::Int32List => item(DataType::Int32),
@@ -161,12 +173,15 @@ pub enum Cell<'a> {
 }
 
 fn take<const N: usize>(raw: &[u8]) -> Result<[u8; N], String> {
-    raw.try_into().map_err(|_| format!("expected {N} bytes, got {}", raw.len()))
+    raw.try_into()
+        .map_err(|_| format!("expected {N} bytes, got {}", raw.len()))
 }
 
 /// Decode one value. An error says what is wrong with the value, for the rejected-records table.
 pub fn decode(kind: ColumnKind, raw: Option<&[u8]>) -> Result<Cell<'_>, String> {
-    let Some(raw) = raw else { return Ok(Cell::Null) };
+    let Some(raw) = raw else {
+        return Ok(Cell::Null);
+    };
     Ok(match kind {
         ColumnKind::Bool => Cell::Bool(take::<1>(raw)?[0] != 0),
         ColumnKind::Int16 => Cell::Int16(i16::from_be_bytes(take(raw)?)),
@@ -174,7 +189,9 @@ pub fn decode(kind: ColumnKind, raw: Option<&[u8]>) -> Result<Cell<'_>, String> 
         ColumnKind::Int64 => Cell::Int64(i64::from_be_bytes(take(raw)?)),
         ColumnKind::Float32 => Cell::Float32(f32::from_be_bytes(take(raw)?)),
         ColumnKind::Float64 => Cell::Float64(f64::from_be_bytes(take(raw)?)),
-        ColumnKind::Numeric { precision, scale } => Cell::Decimal(numeric_to_i128(raw, precision, scale)?),
+        ColumnKind::Numeric { precision, scale } => {
+            Cell::Decimal(numeric_to_i128(raw, precision, scale)?)
+        }
         ColumnKind::Text => Cell::Text(utf8(raw)?),
         ColumnKind::Jsonb => match raw.split_first() {
             Some((1, text)) => Cell::Text(utf8(text)?),
@@ -186,16 +203,28 @@ pub fn decode(kind: ColumnKind, raw: Option<&[u8]>) -> Result<Cell<'_>, String> 
             if days == i32::MAX || days == i32::MIN {
                 return Err("the date is ±infinity, which Arrow cannot hold".into());
             }
-            Cell::Date(days.checked_add(PG_EPOCH_DAYS).ok_or("the date is out of range")?)
+            Cell::Date(
+                days.checked_add(PG_EPOCH_DAYS)
+                    .ok_or("the date is out of range")?,
+            )
         }
         ColumnKind::Timestamp | ColumnKind::TimestampTz => {
             let micros = i64::from_be_bytes(take(raw)?);
             if micros == i64::MAX || micros == i64::MIN {
                 return Err("the timestamp is ±infinity, which Arrow cannot hold".into());
             }
-            Cell::Micros(micros.checked_add(PG_EPOCH_MICROS).ok_or("the timestamp is out of range")?)
+            Cell::Micros(
+                micros
+                    .checked_add(PG_EPOCH_MICROS)
+                    .ok_or("the timestamp is out of range")?,
+            )
         }
-        ColumnKind::TextList => Cell::TextList(array_elements(raw)?.into_iter().map(|e| e.map(utf8).transpose()).collect::<Result<_, _>>()?),
+        ColumnKind::TextList => Cell::TextList(
+            array_elements(raw)?
+                .into_iter()
+                .map(|e| e.map(utf8).transpose())
+                .collect::<Result<_, _>>()?,
+        ),
         ColumnKind::Int16List | ColumnKind::Int32List | ColumnKind::Int64List => Cell::IntList(
             array_elements(raw)?
                 .into_iter()
@@ -219,20 +248,31 @@ fn utf8(raw: &[u8]) -> Result<&str, String> {
 
 fn uuid_text(b: &[u8; 16]) -> String {
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// Elements of a one-dimensional array in the binary format.
 fn array_elements(raw: &[u8]) -> Result<Vec<Option<&[u8]>>, String> {
     let int = |at: usize| -> Result<i32, String> {
-        raw.get(at..at + 4).map(|b| i32::from_be_bytes(b.try_into().unwrap())).ok_or_else(|| "truncated array".to_string())
+        raw.get(at..at + 4)
+            .map(|b| i32::from_be_bytes(b.try_into().unwrap()))
+            .ok_or_else(|| "truncated array".to_string())
     };
     let dimensions = int(0)?;
     if dimensions == 0 {
         return Ok(Vec::new());
     }
     if dimensions != 1 {
-        return Err(format!("a {dimensions}-dimensional array: only one-dimensional arrays load as lists"));
+        return Err(format!(
+            "a {dimensions}-dimensional array: only one-dimensional arrays load as lists"
+        ));
     }
     let length = int(12)?.max(0) as usize;
     let mut at = 20;
@@ -255,7 +295,9 @@ fn array_elements(raw: &[u8]) -> Result<Vec<Option<&[u8]>>, String> {
 /// precision. Refuses NaN, infinities and values needing more digits than the column type has.
 pub fn numeric_to_i128(raw: &[u8], precision: u8, scale: i8) -> Result<i128, String> {
     let field = |i: usize| -> Result<u16, String> {
-        raw.get(2 * i..2 * i + 2).map(|b| u16::from_be_bytes([b[0], b[1]])).ok_or_else(|| "truncated numeric".to_string())
+        raw.get(2 * i..2 * i + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .ok_or_else(|| "truncated numeric".to_string())
     };
     let digits = field(0)? as usize;
     let weight = field(1)? as i16 as i64;
@@ -274,7 +316,10 @@ pub fn numeric_to_i128(raw: &[u8], precision: u8, scale: i8) -> Result<i128, Str
     };
     let mut value: i128 = 0;
     for i in 0..digits {
-        value = value.checked_mul(10_000).and_then(|v| v.checked_add(field(4 + i).ok()? as i128)).ok_or_else(too_big)?;
+        value = value
+            .checked_mul(10_000)
+            .and_then(|v| v.checked_add(field(4 + i).ok()? as i128))
+            .ok_or_else(too_big)?;
     }
     // `value` is the number times 10^exponent.
     let exponent = 4 * (digits as i64 - 1 - weight);
@@ -299,7 +344,9 @@ pub fn numeric_to_i128(raw: &[u8], precision: u8, scale: i8) -> Result<i128, Str
 /// The decimal text of a binary `numeric`, for error messages.
 pub fn numeric_text(raw: &[u8]) -> Result<String, String> {
     let field = |i: usize| -> Result<u16, String> {
-        raw.get(2 * i..2 * i + 2).map(|b| u16::from_be_bytes([b[0], b[1]])).ok_or_else(|| "truncated numeric".to_string())
+        raw.get(2 * i..2 * i + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .ok_or_else(|| "truncated numeric".to_string())
     };
     let digits = field(0)? as usize;
     let weight = field(1)? as i16 as i64;
@@ -311,7 +358,13 @@ pub fn numeric_text(raw: &[u8]) -> Result<String, String> {
         0xF000 => return Ok("-Infinity".into()),
         _ => {}
     }
-    let group = |g: i64| -> Result<u16, String> { if g >= 0 && (g as usize) < digits { field(4 + g as usize) } else { Ok(0) } };
+    let group = |g: i64| -> Result<u16, String> {
+        if g >= 0 && (g as usize) < digits {
+            field(4 + g as usize)
+        } else {
+            Ok(0)
+        }
+    };
     let mut text = String::new();
     if sign == 0x4000 {
         text.push('-');
@@ -321,7 +374,11 @@ pub fn numeric_text(raw: &[u8]) -> Result<String, String> {
     } else {
         for g in 0..=weight {
             let d = group(g)?;
-            if g == 0 { text.push_str(&d.to_string()) } else { text.push_str(&format!("{d:04}")) }
+            if g == 0 {
+                text.push_str(&d.to_string())
+            } else {
+                text.push_str(&format!("{d:04}"))
+            }
         }
     }
     if dscale > 0 {
@@ -351,8 +408,10 @@ pub fn cell_text(cell: &Cell<'_>) -> String {
         Cell::Decimal(v) => v.to_string(),
         Cell::Text(v) => (*v).to_string(),
         Cell::Owned(v) => v.clone(),
-        Cell::Date(v) => chrono::DateTime::from_timestamp(*v as i64 * 86_400, 0).map_or(v.to_string(), |d| d.date_naive().to_string()),
-        Cell::Micros(v) => chrono::DateTime::from_timestamp_micros(*v).map_or(v.to_string(), |d| d.naive_utc().to_string()),
+        Cell::Date(v) => chrono::DateTime::from_timestamp(*v as i64 * 86_400, 0)
+            .map_or(v.to_string(), |d| d.date_naive().to_string()),
+        Cell::Micros(v) => chrono::DateTime::from_timestamp_micros(*v)
+            .map_or(v.to_string(), |d| d.naive_utc().to_string()),
         Cell::TextList(v) => format!("{v:?}"),
         Cell::IntList(v) => format!("{v:?}"),
     }
@@ -391,11 +450,20 @@ impl ColumnBuilder {
             ColumnKind::Int64 => Self::Int64(Int64Builder::with_capacity(capacity)),
             ColumnKind::Float32 => Self::Float32(Float32Builder::with_capacity(capacity)),
             ColumnKind::Float64 => Self::Float64(Float64Builder::with_capacity(capacity)),
-            ColumnKind::Numeric { precision, scale } => Self::Decimal(Decimal128Builder::with_capacity(capacity), precision, scale),
-            ColumnKind::Text | ColumnKind::Jsonb | ColumnKind::Uuid => Self::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
+            ColumnKind::Numeric { precision, scale } => {
+                Self::Decimal(Decimal128Builder::with_capacity(capacity), precision, scale)
+            }
+            ColumnKind::Text | ColumnKind::Jsonb | ColumnKind::Uuid => {
+                Self::Text(StringBuilder::with_capacity(capacity, capacity * 16))
+            }
             ColumnKind::Date => Self::Date(Date32Builder::with_capacity(capacity)),
-            ColumnKind::Timestamp => Self::Micros(TimestampMicrosecondBuilder::with_capacity(capacity), None),
-            ColumnKind::TimestampTz => Self::Micros(TimestampMicrosecondBuilder::with_capacity(capacity), Some("UTC".into())),
+            ColumnKind::Timestamp => {
+                Self::Micros(TimestampMicrosecondBuilder::with_capacity(capacity), None)
+            }
+            ColumnKind::TimestampTz => Self::Micros(
+                TimestampMicrosecondBuilder::with_capacity(capacity),
+                Some("UTC".into()),
+            ),
             ColumnKind::TextList => Self::TextList(ListBuilder::new(StringBuilder::new())),
             ColumnKind::Int16List => Self::Int16List(ListBuilder::new(Int16Builder::new())),
             ColumnKind::Int32List => Self::Int32List(ListBuilder::new(Int32Builder::new())),
@@ -472,7 +540,9 @@ impl ColumnBuilder {
             Self::Int64(b) => Arc::new(b.finish()),
             Self::Float32(b) => Arc::new(b.finish()),
             Self::Float64(b) => Arc::new(b.finish()),
-            Self::Decimal(b, precision, scale) => Arc::new(b.finish().with_precision_and_scale(*precision, *scale)?),
+            Self::Decimal(b, precision, scale) => {
+                Arc::new(b.finish().with_precision_and_scale(*precision, *scale)?)
+            }
             Self::Text(b) => Arc::new(b.finish()),
             Self::Date(b) => Arc::new(b.finish()),
             Self::Micros(b, timezone) => Arc::new(b.finish().with_timezone_opt(timezone.clone())),
@@ -486,10 +556,21 @@ impl ColumnBuilder {
 
 impl BatchBuilder {
     pub fn new(names: &[String], kinds: &[ColumnKind], capacity: usize) -> Self {
-        let fields: Vec<Field> = names.iter().zip(kinds).map(|(n, k)| Field::new(n, k.data_type(), true)).collect();
+        let fields: Vec<Field> = names
+            .iter()
+            .zip(kinds)
+            .map(|(n, k)| Field::new(n, k.data_type(), true))
+            .collect();
         let schema = Arc::new(Schema::new(fields));
-        let columns = kinds.iter().map(|k| ColumnBuilder::new(*k, capacity)).collect();
-        Self { schema, columns, rows: 0 }
+        let columns = kinds
+            .iter()
+            .map(|k| ColumnBuilder::new(*k, capacity))
+            .collect();
+        Self {
+            schema,
+            columns,
+            rows: 0,
+        }
     }
 
     pub fn schema(&self) -> SchemaRef {
@@ -509,7 +590,11 @@ impl BatchBuilder {
     }
 
     pub fn finish(&mut self) -> Result<arrow::record_batch::RecordBatch, arrow::error::ArrowError> {
-        let arrays = self.columns.iter_mut().map(ColumnBuilder::finish).collect::<Result<Vec<_>, _>>()?;
+        let arrays = self
+            .columns
+            .iter_mut()
+            .map(ColumnBuilder::finish)
+            .collect::<Result<Vec<_>, _>>()?;
         self.rows = 0;
         arrow::record_batch::RecordBatch::try_new(self.schema.clone(), arrays)
     }
@@ -522,7 +607,12 @@ mod tests {
     /// A numeric in the binary format: digits in base 10000.
     fn numeric(weight: i16, negative: bool, dscale: u16, digits: &[u16]) -> Vec<u8> {
         let mut out = Vec::new();
-        for v in [digits.len() as u16, weight as u16, if negative { 0x4000 } else { 0 }, dscale] {
+        for v in [
+            digits.len() as u16,
+            weight as u16,
+            if negative { 0x4000 } else { 0 },
+            dscale,
+        ] {
             out.extend_from_slice(&v.to_be_bytes());
         }
         for d in digits {
@@ -546,7 +636,10 @@ mod tests {
         // Too many decimals for the unconstrained default.
         let raw = numeric(-1, false, 12, &[1234, 5678, 9012]);
         let error = numeric_to_i128(&raw, 38, 10).unwrap_err();
-        assert!(error.contains("0.123456789012 does not fit numeric(38,10)"), "{error}");
+        assert!(
+            error.contains("0.123456789012 does not fit numeric(38,10)"),
+            "{error}"
+        );
         // Too many integer digits for the precision.
         let raw = numeric(1, false, 0, &[12, 3456]);
         assert!(numeric_to_i128(&raw, 5, 0).is_err());
@@ -555,8 +648,24 @@ mod tests {
 
     #[test]
     fn numeric_type_modifiers() {
-        assert_eq!(numeric_kind(-1).unwrap(), ColumnKind::Numeric { precision: 38, scale: 10 });
-        assert_eq!(numeric_kind(((12 << 16) | 4) + 4).unwrap(), ColumnKind::Numeric { precision: 12, scale: 4 });
-        assert!(numeric_kind(((50 << 16) | 2) + 4).unwrap_err().contains("numeric(50,2)"));
+        assert_eq!(
+            numeric_kind(-1).unwrap(),
+            ColumnKind::Numeric {
+                precision: 38,
+                scale: 10
+            }
+        );
+        assert_eq!(
+            numeric_kind(((12 << 16) | 4) + 4).unwrap(),
+            ColumnKind::Numeric {
+                precision: 12,
+                scale: 4
+            }
+        );
+        assert!(
+            numeric_kind(((50 << 16) | 2) + 4)
+                .unwrap_err()
+                .contains("numeric(50,2)")
+        );
     }
 }
