@@ -286,10 +286,60 @@ async fn layer(
         &query,
         cached_result(&state.service, &query).await?,
     )?;
-    let body = tokio::task::spawn_blocking(move || feature_collection(&result, &geometry_column))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok(compressed(&headers, body, "application/geo+json"))
+    let key = (
+        Arc::as_ptr(&state.service) as usize,
+        query.clone(),
+        geometry_column.clone(),
+    );
+    let cached = layer_cache()
+        .lock()
+        .expect("layer cache lock")
+        .get(&key)
+        .filter(|body| Arc::ptr_eq(&body.result, &result))
+        .cloned();
+    let body = match cached {
+        Some(body) => body,
+        None => {
+            let body = tokio::task::spawn_blocking(move || -> Result<LayerBody, ApiError> {
+                let plain = feature_collection(&result, &geometry_column)?;
+                let gzipped = gzip(&plain, flate2::Compression::default());
+                Ok(LayerBody {
+                    result,
+                    plain: plain.into(),
+                    gzipped: gzipped.map(Into::into),
+                })
+            })
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+            let body = Arc::new(body);
+            layer_cache()
+                .lock()
+                .expect("layer cache lock")
+                .insert(key, body.clone());
+            body
+        }
+    };
+    Ok(encoded_response(
+        &headers,
+        body.plain.clone(),
+        body.gzipped.clone(),
+        "application/geo+json",
+    ))
+}
+
+/// A layer's GeoJSON, plain and gzipped, with the result it was made from: served again while
+/// the cached result is the same.
+struct LayerBody {
+    result: Arc<QueryResult>,
+    plain: axum::body::Bytes,
+    gzipped: Option<axum::body::Bytes>,
+}
+
+/// Layer bodies by (service, saved query, geometry column).
+fn layer_cache() -> &'static Mutex<HashMap<(usize, String, String), Arc<LayerBody>>> {
+    static CACHE: OnceLock<Mutex<HashMap<(usize, String, String), Arc<LayerBody>>>> =
+        OnceLock::new();
+    CACHE.get_or_init(Default::default)
 }
 
 /// A public dashboard must not give away what the dataset API hides from partners: below analyst
@@ -492,28 +542,48 @@ fn feature_collection(result: &QueryResult, geometry_column: &str) -> Result<Vec
 
 /// The body, gzip-compressed when the client accepts it and it is worth it.
 fn compressed(headers: &HeaderMap, body: Vec<u8>, content_type: &'static str) -> Response {
-    let accepts_gzip = headers
+    let gzipped = accepts_gzip(headers)
+        .then(|| gzip(&body, flate2::Compression::fast()))
+        .flatten();
+    encoded_response(headers, body.into(), gzipped.map(Into::into), content_type)
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
             v.split(',')
                 .any(|e| e.split(';').next().is_some_and(|e| e.trim() == "gzip"))
-        });
+        })
+}
+
+/// `body` gzipped, unless it is too small to be worth it.
+fn gzip(body: &[u8], level: flate2::Compression) -> Option<Vec<u8>> {
+    if body.len() < GZIP_MIN_BYTES {
+        return None;
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), level);
+    encoder.write_all(body).ok()?;
+    encoder.finish().ok()
+}
+
+/// The gzipped body when there is one and the client accepts it, else the plain one.
+fn encoded_response(
+    headers: &HeaderMap,
+    plain: axum::body::Bytes,
+    gzipped: Option<axum::body::Bytes>,
+    content_type: &'static str,
+) -> Response {
     let mut response_headers = HeaderMap::new();
     response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    if accepts_gzip && body.len() >= GZIP_MIN_BYTES {
-        let mut encoder = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 4),
-            flate2::Compression::fast(),
-        );
-        if encoder.write_all(&body).is_ok() {
-            if let Ok(gzipped) = encoder.finish() {
-                response_headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-                return (response_headers, gzipped).into_response();
-            }
+    match gzipped {
+        Some(gzipped) if accepts_gzip(headers) => {
+            response_headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            (response_headers, gzipped).into_response()
         }
+        _ => (response_headers, plain).into_response(),
     }
-    (response_headers, body).into_response()
 }

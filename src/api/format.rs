@@ -202,6 +202,7 @@ pub fn as_text_columns(
         .iter()
         .map(|f| {
             is_geometry(f)
+                || fast_timestamp_type(f.data_type())
                 || (flatten_nested
                     && (f.data_type().is_nested()
                         || matches!(
@@ -238,7 +239,9 @@ pub fn as_text_columns(
                 .map(|((column, field), c)| match (c, is_geometry(field)) {
                     (false, _) => column.clone(),
                     (true, true) => wkb_column_to_wkt(column),
-                    (true, false) => display_column(column),
+                    (true, false) => {
+                        timestamps_as_text(column).unwrap_or_else(|| display_column(column))
+                    }
                 })
                 .collect();
             RecordBatch::try_new(text_schema.clone(), columns)
@@ -246,6 +249,119 @@ pub fn as_text_columns(
         })
         .collect();
     (text_schema, batches)
+}
+
+/// Timestamps without a time zone or in UTC: written as text here, the way Arrow's own
+/// formatter writes them (`2024-03-01T10:00:00`, `.5` → `.500`, `Z` for UTC), but several times
+/// faster, which is most of the cost of a JSON result with a time column.
+fn fast_timestamp_type(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Timestamp(_, tz) if tz.as_deref().is_none_or(|tz| tz == "UTC"))
+}
+
+/// The column as text, if it is a timestamp `fast_timestamp_type` covers and every year is
+/// within 0..=9999 (else Arrow's formatter writes it).
+fn timestamps_as_text(column: &ArrayRef) -> Option<ArrayRef> {
+    use arrow::array::{
+        TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
+        TimestampSecondArray,
+    };
+    use arrow::datatypes::TimeUnit;
+    use chrono::{Datelike, Timelike};
+    let DataType::Timestamp(unit, tz) = column.data_type() else {
+        return None;
+    };
+    if !fast_timestamp_type(column.data_type()) {
+        return None;
+    }
+    let (per_second, values): (i64, Vec<Option<i64>>) = match unit {
+        TimeUnit::Second => (
+            1,
+            column
+                .as_any()
+                .downcast_ref::<TimestampSecondArray>()?
+                .iter()
+                .collect(),
+        ),
+        TimeUnit::Millisecond => (
+            1_000,
+            column
+                .as_any()
+                .downcast_ref::<TimestampMillisecondArray>()?
+                .iter()
+                .collect(),
+        ),
+        TimeUnit::Microsecond => (
+            1_000_000,
+            column
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()?
+                .iter()
+                .collect(),
+        ),
+        TimeUnit::Nanosecond => (
+            1_000_000_000,
+            column
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()?
+                .iter()
+                .collect(),
+        ),
+    };
+    let utc = tz.is_some();
+    let mut out = arrow::array::StringBuilder::with_capacity(values.len(), values.len() * 24);
+    let mut text = String::with_capacity(32);
+    for value in values {
+        let Some(value) = value else {
+            out.append_null();
+            continue;
+        };
+        let seconds = value.div_euclid(per_second);
+        let nanos = (value.rem_euclid(per_second) * (1_000_000_000 / per_second)) as u32;
+        let time = chrono::DateTime::from_timestamp(seconds, nanos)?.naive_utc();
+        if !(0..=9999).contains(&time.year()) {
+            return None;
+        }
+        text.clear();
+        push_digits(&mut text, time.year() as u32, 4);
+        for (separator, value) in [
+            ('-', time.month()),
+            ('-', time.day()),
+            ('T', time.hour()),
+            (':', time.minute()),
+            (':', time.second()),
+        ] {
+            text.push(separator);
+            push_digits(&mut text, value, 2);
+        }
+        // Arrow's `%.f`: nothing for whole seconds, else 3, 6 or 9 digits as needed.
+        let fraction = time.nanosecond();
+        if fraction != 0 {
+            text.push('.');
+            if fraction % 1_000_000 == 0 {
+                push_digits(&mut text, fraction / 1_000_000, 3);
+            } else if fraction % 1_000 == 0 {
+                push_digits(&mut text, fraction / 1_000, 6);
+            } else {
+                push_digits(&mut text, fraction, 9);
+            }
+        }
+        if utc {
+            text.push('Z');
+        }
+        out.append_value(&text);
+    }
+    Some(Arc::new(out.finish()))
+}
+
+/// `n` in decimal, zero-padded to `width` digits (at most 9).
+fn push_digits(text: &mut String, n: u32, width: usize) {
+    let mut buffer = [b'0'; 9];
+    let mut n = n;
+    for digit in buffer[..width].iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    text.push_str(std::str::from_utf8(&buffer[..width]).expect("ASCII digits"));
 }
 
 fn display_column(column: &ArrayRef) -> ArrayRef {
@@ -268,6 +384,106 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("accept", HeaderValue::from_str(value).unwrap());
         Format::negotiate(None, &headers)
+    }
+
+    /// The fast path writes exactly what Arrow's formatter writes, for every unit, with and
+    /// without UTC, before 1970, with each length of fraction, and nulls.
+    #[test]
+    fn timestamps_as_arrow_writes_them() {
+        use arrow::array::{
+            Array, TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
+            TimestampSecondArray,
+        };
+        let nanos: Vec<Option<i64>> = vec![
+            Some(0),
+            Some(1_709_287_200_000_000_000),
+            Some(1_709_287_200_500_000_000),
+            Some(1_709_287_200_123_456_000),
+            Some(1_709_287_200_123_456_789),
+            Some(-1_000),
+            Some(-86_400_000_000_001),
+            Some(951_782_400_000_000_000),            // 2000-02-29
+            Some(253_402_300_799_999_999_999 / 1000), // 9999-12-31T23:59:59.999999999
+            None,
+        ];
+        for tz in [None, Some("UTC")] {
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(
+                    TimestampSecondArray::from(
+                        nanos
+                            .iter()
+                            .map(|v| v.map(|n| n.div_euclid(1_000_000_000)))
+                            .collect::<Vec<_>>(),
+                    )
+                    .with_timezone_opt(tz),
+                ),
+                Arc::new(
+                    TimestampMillisecondArray::from(
+                        nanos
+                            .iter()
+                            .map(|v| v.map(|n| n.div_euclid(1_000_000)))
+                            .collect::<Vec<_>>(),
+                    )
+                    .with_timezone_opt(tz),
+                ),
+                Arc::new(
+                    TimestampMicrosecondArray::from(
+                        nanos
+                            .iter()
+                            .map(|v| v.map(|n| n.div_euclid(1_000)))
+                            .collect::<Vec<_>>(),
+                    )
+                    .with_timezone_opt(tz),
+                ),
+                Arc::new(TimestampNanosecondArray::from(nanos.clone()).with_timezone_opt(tz)),
+            ];
+            for column in columns {
+                // The whole JSON body is what Arrow's JSON writer writes for the column as it is.
+                let batch = RecordBatch::try_from_iter([("t", column.clone())]).unwrap();
+                let mut direct = Vec::new();
+                let mut writer = arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow::json::writer::JsonArray>(&mut direct);
+                writer.write(&batch).unwrap();
+                writer.finish().unwrap();
+                drop(writer);
+                let result = QueryResult {
+                    schema: batch.schema(),
+                    batches: vec![batch],
+                };
+                assert_eq!(
+                    String::from_utf8(encode(&result, Format::Json).unwrap()).unwrap(),
+                    String::from_utf8(direct).unwrap()
+                );
+                let fast = timestamps_as_text(&column).expect("covered type");
+                let arrow = display_column(&column);
+                assert_eq!(fast.len(), arrow.len());
+                let fast = fast.as_any().downcast_ref::<StringArray>().unwrap();
+                let arrow = arrow.as_any().downcast_ref::<StringArray>().unwrap();
+                for i in 0..fast.len() {
+                    assert_eq!(
+                        fast.is_null(i),
+                        arrow.is_null(i),
+                        "{:?} row {i}",
+                        column.data_type()
+                    );
+                    if !fast.is_null(i) {
+                        assert_eq!(
+                            fast.value(i),
+                            arrow.value(i),
+                            "{:?} row {i}",
+                            column.data_type()
+                        );
+                    }
+                }
+            }
+        }
+        // Other time zones and out-of-range years are left to Arrow.
+        let rome: ArrayRef =
+            Arc::new(TimestampSecondArray::from(vec![0]).with_timezone("Europe/Rome"));
+        assert!(timestamps_as_text(&rome).is_none());
+        let far: ArrayRef = Arc::new(TimestampSecondArray::from(vec![400_000_000_000]));
+        assert!(timestamps_as_text(&far).is_none());
     }
 
     #[test]

@@ -17,6 +17,9 @@ use super::extract::Query;
 use super::format::{Format, ResultFormat, encode};
 use crate::auth::Role;
 
+/// Results up to this many rows are encoded on the request's own task (a millisecond or so).
+const INLINE_ENCODE_ROWS: usize = 10_000;
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(sql_get, sql_post))
@@ -171,9 +174,14 @@ async fn execute(
     let format = Format::negotiate(format, headers)?;
     let result = state.service.engine.execute_as(sql, principal.role).await?;
     let rows = result.rows();
-    let body = tokio::task::spawn_blocking(move || encode(&result, format))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    // A small result is encoded in place; a large one off the async workers.
+    let body = if rows <= INLINE_ENCODE_ROWS {
+        encode(&result, format)?
+    } else {
+        tokio::task::spawn_blocking(move || encode(&result, format))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??
+    };
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(

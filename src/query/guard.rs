@@ -26,16 +26,18 @@ pub enum GuardError {
     TableFunction(String),
 }
 
-/// Check that `sql` is one read-only statement.
-pub fn check(sql: &str) -> Result<(), GuardError> {
-    let statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
+/// Check that `sql` is one read-only statement; the statement, parsed, for the planner.
+pub fn check(sql: &str) -> Result<DFStatement, GuardError> {
+    let mut statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
         .map_err(|e| GuardError::Syntax(strip_prefix(e.to_string())))?;
     match statements.len() {
         0 => return Err(GuardError::Empty),
         1 => {}
         n => return Err(GuardError::Several(n)),
     }
-    check_statement(&statements[0])
+    let statement = statements.pop_front().expect("one statement");
+    check_statement(&statement)?;
+    Ok(statement)
 }
 
 fn strip_prefix(message: String) -> String {
@@ -141,7 +143,7 @@ mod tests {
             "SELECT * FROM generate_series(1, 3)",
             "select * from range(5)",
         ] {
-            assert_eq!(check(sql), Ok(()), "{sql}");
+            assert!(check(sql).is_ok(), "{sql}");
         }
     }
 
@@ -177,8 +179,11 @@ mod tests {
 
     #[test]
     fn one_statement_per_request() {
-        assert_eq!(check("SELECT 1; DROP TABLE t"), Err(GuardError::Several(2)));
-        assert_eq!(check("  "), Err(GuardError::Empty));
+        assert_eq!(
+            check("SELECT 1; DROP TABLE t").err(),
+            Some(GuardError::Several(2))
+        );
+        assert_eq!(check("  ").err(), Some(GuardError::Empty));
         assert!(matches!(check("SELEC 1"), Err(GuardError::Syntax(_))));
     }
 }

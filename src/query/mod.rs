@@ -12,11 +12,14 @@ use std::time::Instant;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
-use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{SessionState, SessionStateBuilder, TaskContext};
+use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
 use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -257,22 +260,17 @@ impl QueryEngine {
         )))
     }
 
-    /// A context for one query, sharing the catalog but with its own memory pool, so one heavy
-    /// query cannot starve the others.
-    fn context_for_query(&self) -> Result<SessionContext, QueryError> {
-        // No disk manager: a query over its memory limit fails with a clear error instead of
-        // spilling without bound to the server's disk.
-        let runtime = RuntimeEnvBuilder::new()
+    /// The runtime of one query: its own memory pool, so one heavy query cannot starve the
+    /// others, and no disk manager, so a query over its memory limit fails with a clear error
+    /// instead of spilling without bound to the server's disk.
+    fn runtime_for_query(&self) -> Result<Arc<RuntimeEnv>, QueryError> {
+        RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_limit.as_u64() as usize, 1.0)
             .with_disk_manager_builder(
                 DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
             )
             .build_arc()
-            .map_err(|e| QueryError::Internal(e.to_string()))?;
-        let state = SessionStateBuilder::new_from_existing(self.base.state())
-            .with_runtime_env(runtime)
-            .build();
-        Ok(SessionContext::new_with_state(state))
+            .map_err(|e| QueryError::Internal(e.to_string()))
     }
 
     /// Run a statement for a caller of `role`: the audit log (`system.audit`) is for admins only.
@@ -281,20 +279,21 @@ impl QueryEngine {
         sql: &str,
         role: crate::auth::Role,
     ) -> Result<QueryResult, QueryError> {
-        if role < crate::auth::Role::Admin {
-            self.refuse_admin_tables(sql)?;
-        }
-        self.execute(sql).await
+        self.execute_checked(sql, role >= crate::auth::Role::Admin)
+            .await
     }
 
-    fn refuse_admin_tables(&self, sql: &str) -> Result<(), QueryError> {
-        let state = self.base.state();
-        // What does not parse is refused later, by the guard, with the parser's message.
-        let Ok(statement) = state.sql_to_statement(sql, &datafusion::config::Dialect::Generic)
-        else {
-            return Ok(());
-        };
-        let Ok(references) = state.resolve_table_references(&statement) else {
+    /// Run one read-only statement under the configured limits, with every table readable.
+    pub async fn execute(self: &Arc<Self>, sql: &str) -> Result<QueryResult, QueryError> {
+        self.execute_checked(sql, true).await
+    }
+
+    fn refuse_admin_tables(
+        state: &SessionState,
+        statement: &DFStatement,
+    ) -> Result<(), QueryError> {
+        // What cannot be resolved is refused by the planner with its own message.
+        let Ok(references) = state.resolve_table_references(statement) else {
             return Ok(());
         };
         for reference in references {
@@ -311,32 +310,16 @@ impl QueryEngine {
         Ok(())
     }
 
-    /// Run one read-only statement under the configured limits. The work runs on the query
-    /// runtime, so a heavy query never holds up the threads answering HTTP requests.
-    pub async fn execute(self: &Arc<Self>, sql: &str) -> Result<QueryResult, QueryError> {
-        if sql.len() > self.limits.max_sql_bytes {
-            return Err(QueryError::TooLarge {
-                size: sql.len(),
-                limit: self.limits.max_sql_bytes,
-            });
-        }
-        guard::check(sql)?;
+    /// The SQL is parsed once: the guard checks the very statement the planner gets. The work
+    /// runs on the query runtime, so a heavy query never holds up the threads answering HTTP
+    /// requests.
+    async fn execute_checked(
+        self: &Arc<Self>,
+        sql: &str,
+        admin: bool,
+    ) -> Result<QueryResult, QueryError> {
         let started = Instant::now();
-        let engine = self.clone();
-        let sql_owned = sql.to_string();
-        let mut task = self
-            .runtime
-            .spawn(async move { engine.run(&sql_owned).await });
-        let result = match tokio::time::timeout(self.limits.timeout, &mut task).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(QueryError::Internal(format!("query task failed: {join}"))),
-            Err(_) => {
-                task.abort();
-                Err(QueryError::Timeout(
-                    humantime::format_duration(self.limits.timeout).to_string(),
-                ))
-            }
-        };
+        let result = self.execute_timed(sql, admin).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(
@@ -359,31 +342,68 @@ impl QueryEngine {
         result
     }
 
-    async fn run(&self, sql: &str) -> Result<QueryResult, QueryError> {
+    async fn execute_timed(
+        self: &Arc<Self>,
+        sql: &str,
+        admin: bool,
+    ) -> Result<QueryResult, QueryError> {
+        if sql.len() > self.limits.max_sql_bytes {
+            return Err(QueryError::TooLarge {
+                size: sql.len(),
+                limit: self.limits.max_sql_bytes,
+            });
+        }
+        let statement = guard::check(sql)?;
+        // One copy of the session state per query (it carries the query's start time for now()).
+        let state = self.base.state();
+        if !admin {
+            Self::refuse_admin_tables(&state, &statement)?;
+        }
+        let engine = self.clone();
+        let mut task = self
+            .runtime
+            .spawn(async move { engine.run(state, statement).await });
+        match tokio::time::timeout(self.limits.timeout, &mut task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(QueryError::Internal(format!("query task failed: {join}"))),
+            Err(_) => {
+                task.abort();
+                Err(QueryError::Timeout(
+                    humantime::format_duration(self.limits.timeout).to_string(),
+                ))
+            }
+        }
+    }
+
+    /// Plan with the shared session state, execute with the query's own runtime (memory pool).
+    async fn run(
+        &self,
+        state: SessionState,
+        statement: DFStatement,
+    ) -> Result<QueryResult, QueryError> {
         let limits = &self.limits;
+        let failed = |e: DataFusionError| QueryError::from_datafusion(e, limits);
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|e| QueryError::Internal(e.to_string()))?;
-        let ctx = self.context_for_query()?;
-        let options = SQLOptions::new()
+        let plan = state.statement_to_plan(statement).await.map_err(failed)?;
+        // The guard let only read-only statements through; the planner's own check agrees.
+        SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
-            .with_allow_statements(false);
-        let frame = ctx
-            .sql_with_options(sql, options)
-            .await
-            .map_err(|e| QueryError::from_datafusion(e, limits))?;
-        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let mut stream = frame
-            .execute_stream()
-            .await
-            .map_err(|e| QueryError::from_datafusion(e, limits))?;
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(failed)?;
+        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        let physical = state.create_physical_plan(&plan).await.map_err(failed)?;
+        let task = Arc::new(TaskContext::from(&state).with_runtime(self.runtime_for_query()?));
+        let mut stream = execute_stream(physical, task).map_err(failed)?;
         let mut batches = Vec::new();
         let mut rows = 0;
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| QueryError::from_datafusion(e, limits))?;
+            let batch = batch.map_err(failed)?;
             rows += batch.num_rows();
             if rows > limits.max_rows {
                 return Err(QueryError::Rows(limits.max_rows));

@@ -104,6 +104,8 @@ pub struct LogTable {
     wal: Mutex<WalState>,
     rows: RwLock<Rows>,
     compacting: Mutex<()>,
+    /// The running rollup summaries of the days compacted lately (only compaction touches them).
+    rollup_state: Mutex<BTreeMap<i64, rollup::HourlyState>>,
     /// Held while this process writes the table.
     _lock: Option<std::fs::File>,
 }
@@ -270,6 +272,7 @@ impl LogTable {
             }),
             rows: RwLock::new(rows),
             compacting: Mutex::new(()),
+            rollup_state: Mutex::default(),
             _lock: lock,
         });
         // Recomputes rollups a crash left stale and applies retention.
@@ -340,6 +343,8 @@ impl LogTable {
     pub fn append(&self, batch: &RecordBatch) -> Result<Appended, StoreError> {
         check_schema(&self.table, &self.dir, &self.schema, &batch.schema())?;
         let mut wal = self.wal.lock().expect("wal lock");
+        // The dedupe keys of the rows kept, added to the table's keys once they are durable.
+        let mut kept_keys = Vec::new();
         let (batch, duplicates) = if self.options.dedupe.is_empty() {
             (batch.clone(), 0)
         } else {
@@ -355,6 +360,7 @@ impl LogTable {
                 .filter(|(_, h)| !wal.keys.contains(*h) && seen.insert(**h))
                 .map(|(i, _)| i as u32)
                 .collect();
+            kept_keys = keep.iter().map(|&i| hashes[i as usize]).collect();
             let duplicates = batch.num_rows() - keep.len();
             let kept = if duplicates == 0 {
                 batch.clone()
@@ -386,14 +392,7 @@ impl LogTable {
         writer
             .append(&batch)
             .map_err(|e| io_error(&self.table, writer.path(), e))?;
-        if !self.options.dedupe.is_empty() {
-            let hashes =
-                row_hashes(&batch, &self.options.dedupe).map_err(|m| StoreError::Register {
-                    table: self.table.clone(),
-                    message: m,
-                })?;
-            wal.keys.extend(hashes);
-        }
+        wal.keys.extend(kept_keys);
         wal.rows_in_current += batch.num_rows();
         let stored = batch.num_rows();
         let mut rows = self.rows.write().expect("log rows lock");
@@ -441,6 +440,8 @@ impl LogTable {
         };
         let cutoff = self.options.retention_days.map(|days| today() - days);
         let mut new_parts: BTreeMap<i64, Vec<(String, RecordBatch)>> = BTreeMap::new();
+        // The rows compacted now, per day: what the rollups have not seen yet.
+        let mut fresh: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
         let mut replaced_days = Vec::new();
         let mut expired_rows = 0;
         if let Some(through) = closed.iter().map(|(s, _)| *s).max() {
@@ -458,6 +459,7 @@ impl LogTable {
                     expired_rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
                     continue;
                 }
+                fresh.insert(day, batches.clone());
                 let existing = parts_per_day.get(&day).map_or(0, Vec::len);
                 if existing + 1 > MAX_PARTS_PER_DAY {
                     // Rewrite the whole day as one segment.
@@ -523,7 +525,7 @@ impl LogTable {
             }
         }
         self.apply_retention(cutoff, &mut manifest)?;
-        self.refresh_rollups(&mut manifest)?;
+        self.refresh_rollups(&mut manifest, &fresh)?;
         Ok(())
     }
 
@@ -569,29 +571,55 @@ impl LogTable {
         Ok(())
     }
 
-    fn refresh_rollups(&self, manifest: &mut Manifest) -> Result<(), StoreError> {
+    /// Bring the rollups of the days marked dirty up to date: a day whose summaries are held
+    /// takes in just its `fresh` rows; any other (after a restart, or a day not touched lately)
+    /// is summarised again from all its rows.
+    fn refresh_rollups(
+        &self,
+        manifest: &mut Manifest,
+        fresh: &BTreeMap<i64, Vec<RecordBatch>>,
+    ) -> Result<(), StoreError> {
+        /// Days whose summaries stay in memory between compactions: readings arrive for today,
+        /// and late ones for the days just before.
+        const DAYS_HELD: usize = 3;
         let (Some(spec), Some(rollup_dir)) = (&self.options.rollup, &self.rollup_dir) else {
             return Ok(());
         };
+        let failed = |m: String| StoreError::Register {
+            table: spec.table.clone(),
+            message: m,
+        };
+        let mut states = self.rollup_state.lock().expect("rollup state lock");
         for day in manifest.rollup_dirty.clone() {
-            let batches: Vec<RecordBatch> = self
-                .rows
-                .read()
-                .expect("log rows lock")
-                .parts
-                .get(&day)
-                .map(|p| p.iter().map(|(_, b)| b.clone()).collect())
-                .unwrap_or_default();
-            if batches.is_empty() {
-                continue;
+            let incremental = match (states.get_mut(&day), fresh.get(&day)) {
+                (Some(state), Some(rows)) => Some(
+                    rows.iter()
+                        .try_for_each(|b| state.fold(spec, &self.options.time_column, b)),
+                ),
+                _ => None,
+            };
+            if !matches!(incremental, Some(Ok(()))) {
+                states.remove(&day);
+                let batches: Vec<RecordBatch> = self
+                    .rows
+                    .read()
+                    .expect("log rows lock")
+                    .parts
+                    .get(&day)
+                    .map(|p| p.iter().map(|(_, b)| b.clone()).collect())
+                    .unwrap_or_default();
+                if batches.is_empty() {
+                    continue;
+                }
+                let mut state = rollup::HourlyState::default();
+                for batch in &batches {
+                    state
+                        .fold(spec, &self.options.time_column, batch)
+                        .map_err(failed)?;
+                }
+                states.insert(day, state);
             }
-            let rollup =
-                rollup::hourly(spec, &self.options.time_column, &batches).map_err(|m| {
-                    StoreError::Register {
-                        table: spec.table.clone(),
-                        message: m,
-                    }
-                })?;
+            let rollup = states[&day].batch(spec).map_err(failed)?;
             let path = rollup_dir.join(format!("day={}.parquet", day_name(day)));
             write_parquet(&path, &rollup).map_err(|e| io_error(&spec.table, &path, e))?;
             self.rows
@@ -600,6 +628,10 @@ impl LogTable {
                 .rollups
                 .insert(day, rollup);
         }
+        while states.len() > DAYS_HELD {
+            states.pop_first();
+        }
+        drop(states);
         if !manifest.rollup_dirty.is_empty() {
             manifest.rollup_dirty.clear();
             self.write_manifest(manifest)?;

@@ -1,9 +1,9 @@
 //! Hourly rollups of a log table: per key (e.g. sensor and metric) and hour, the count, mean,
-//! minimum and maximum of a value column. They are recomputed for a whole day from that day's
-//! rows, so a late reading simply changes its day's rollup, and they are kept longer than the raw
+//! minimum and maximum of a value column. A day's summaries are kept while it receives rows and
+//! updated with each compaction's rows (recomputed from the day's rows after a restart), so a
+//! late reading simply changes its day's rollup, and they are kept longer than the raw
 //! rows (`rollup_retention`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -57,14 +57,30 @@ struct Summary {
     max: Option<f64>,
 }
 
-/// The hourly rollup of `batches` (rows of one log table), grouped by the spec's keys.
-pub fn hourly(
-    spec: &RollupSpec,
-    time_column: &str,
-    batches: &[RecordBatch],
-) -> Result<RecordBatch, String> {
-    let mut groups: BTreeMap<(Vec<Option<String>>, i64), Summary> = BTreeMap::new();
-    for batch in batches {
+/// One group of the rollup: its key values, its hour and the summary of its readings.
+struct Group {
+    keys: Vec<Option<String>>,
+    hour: i64,
+    summary: Summary,
+}
+
+/// The running hourly summaries of one day: rows are folded in as they are compacted, so a
+/// compaction costs its own rows, not the whole day's again. Rows are folded in the order they
+/// were stored, so the figures are those of summarising the day at once.
+#[derive(Default)]
+pub struct HourlyState {
+    /// Keyed by the hour and the key values, encoded as bytes (no allocation per row).
+    groups: std::collections::HashMap<Box<[u8]>, Group>,
+}
+
+impl HourlyState {
+    /// Add the rows of `batch` to the summaries.
+    pub fn fold(
+        &mut self,
+        spec: &RollupSpec,
+        time_column: &str,
+        batch: &RecordBatch,
+    ) -> Result<(), String> {
         let column = |name: &str| {
             batch
                 .column_by_name(name)
@@ -96,16 +112,39 @@ pub fn hourly(
             .as_any()
             .downcast_ref::<Float64Array>()
             .expect("cast to float");
+        let mut encoded = Vec::new();
         for row in 0..batch.num_rows() {
             if times.is_null(row) {
                 continue;
             }
-            let key: Vec<Option<String>> = keys
-                .iter()
-                .map(|k| (!k.is_null(row)).then(|| k.value(row).to_string()))
-                .collect();
             let hour = times.value(row).div_euclid(HOUR_MICROS) * HOUR_MICROS;
-            let summary = groups.entry((key, hour)).or_default();
+            encoded.clear();
+            encoded.extend_from_slice(&hour.to_le_bytes());
+            for k in &keys {
+                if k.is_null(row) {
+                    encoded.push(0);
+                } else {
+                    let value = k.value(row).as_bytes();
+                    encoded.push(1);
+                    encoded.extend_from_slice(&(value.len() as u32).to_le_bytes());
+                    encoded.extend_from_slice(value);
+                }
+            }
+            let group = match self.groups.get_mut(encoded.as_slice()) {
+                Some(group) => group,
+                None => self
+                    .groups
+                    .entry(encoded.clone().into_boxed_slice())
+                    .or_insert_with(|| Group {
+                        keys: keys
+                            .iter()
+                            .map(|k| (!k.is_null(row)).then(|| k.value(row).to_string()))
+                            .collect(),
+                        hour,
+                        summary: Summary::default(),
+                    }),
+            };
+            let summary = &mut group.summary;
             summary.readings += 1;
             if !values.is_null(row) {
                 let value = values.value(row);
@@ -115,34 +154,51 @@ pub fn hourly(
                 summary.max = Some(summary.max.map_or(value, |m| m.max(value)));
             }
         }
+        Ok(())
     }
-    let mut columns: Vec<ArrayRef> = (0..spec.keys.len())
-        .map(|i| {
-            Arc::new(StringArray::from(
-                groups.keys().map(|(k, _)| k[i].clone()).collect::<Vec<_>>(),
-            )) as ArrayRef
-        })
-        .collect();
-    columns.push(Arc::new(
-        TimestampMicrosecondArray::from(groups.keys().map(|(_, h)| *h).collect::<Vec<_>>())
-            .with_timezone("UTC"),
-    ));
-    columns.push(Arc::new(Int64Array::from(
-        groups.values().map(|s| s.readings).collect::<Vec<_>>(),
-    )));
-    columns.push(Arc::new(Float64Array::from(
-        groups
-            .values()
-            .map(|s| (s.values > 0).then(|| s.sum / s.values as f64))
-            .collect::<Vec<_>>(),
-    )));
-    columns.push(Arc::new(Float64Array::from(
-        groups.values().map(|s| s.min).collect::<Vec<_>>(),
-    )));
-    columns.push(Arc::new(Float64Array::from(
-        groups.values().map(|s| s.max).collect::<Vec<_>>(),
-    )));
-    RecordBatch::try_new(spec.schema(), columns).map_err(|e| e.to_string())
+
+    /// The summaries as the rollup table's rows, ordered by key values and hour.
+    pub fn batch(&self, spec: &RollupSpec) -> Result<RecordBatch, String> {
+        let mut groups: Vec<&Group> = self.groups.values().collect();
+        groups.sort_by(|a, b| a.keys.cmp(&b.keys).then(a.hour.cmp(&b.hour)));
+        let mut columns: Vec<ArrayRef> = (0..spec.keys.len())
+            .map(|i| {
+                Arc::new(StringArray::from_iter(
+                    groups.iter().map(|g| g.keys[i].as_deref()),
+                )) as ArrayRef
+            })
+            .collect();
+        columns.push(Arc::new(
+            TimestampMicrosecondArray::from_iter_values(groups.iter().map(|g| g.hour))
+                .with_timezone("UTC"),
+        ));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            groups.iter().map(|g| g.summary.readings),
+        )));
+        columns.push(Arc::new(Float64Array::from_iter(groups.iter().map(|g| {
+            (g.summary.values > 0).then(|| g.summary.sum / g.summary.values as f64)
+        }))));
+        columns.push(Arc::new(Float64Array::from_iter(
+            groups.iter().map(|g| g.summary.min),
+        )));
+        columns.push(Arc::new(Float64Array::from_iter(
+            groups.iter().map(|g| g.summary.max),
+        )));
+        RecordBatch::try_new(spec.schema(), columns).map_err(|e| e.to_string())
+    }
+}
+
+/// The hourly rollup of `batches` (rows of one log table), grouped by the spec's keys.
+pub fn hourly(
+    spec: &RollupSpec,
+    time_column: &str,
+    batches: &[RecordBatch],
+) -> Result<RecordBatch, String> {
+    let mut state = HourlyState::default();
+    for batch in batches {
+        state.fold(spec, time_column, batch)?;
+    }
+    state.batch(spec)
 }
 
 #[cfg(test)]

@@ -470,16 +470,29 @@ fn record_metrics(
         metrics::counter!("cruscotto_mqtt_readings_duplicate_total", &labels)
             .increment(*duplicates as u64);
     }
+    // Counted per group, not per message: a metric lookup per reading would cost more than the
+    // rest of its way to the WAL.
+    let mut messages: std::collections::BTreeMap<(usize, &'static str), u64> = Default::default();
+    let mut rejected: std::collections::BTreeMap<(usize, &'static str), u64> = Default::default();
     for delivery in group {
-        let table = tables[delivery.table].layout.table.clone();
         match &delivery.outcome {
-            Ok(_) => metrics::counter!("cruscotto_mqtt_messages_total", "schema" => schema.to_string(), "table" => table, "outcome" => "stored").increment(1),
+            Ok(_) => *messages.entry((delivery.table, "stored")).or_default() += 1,
             Err(rejection) => {
-                metrics::counter!("cruscotto_mqtt_messages_total", "schema" => schema.to_string(), "table" => table.clone(), "outcome" => "rejected").increment(1);
-                metrics::counter!("cruscotto_mqtt_rejected_total", "schema" => schema.to_string(), "table" => table, "reason" => rejection.kind.as_str())
-                    .increment(1);
+                *messages.entry((delivery.table, "rejected")).or_default() += 1;
+                *rejected
+                    .entry((delivery.table, rejection.kind.as_str()))
+                    .or_default() += 1;
             }
         }
+    }
+    for ((table, outcome), count) in messages {
+        let table = tables[table].layout.table.clone();
+        metrics::counter!("cruscotto_mqtt_messages_total", "schema" => schema.to_string(), "table" => table, "outcome" => outcome).increment(count);
+    }
+    for ((table, reason), count) in rejected {
+        let table = tables[table].layout.table.clone();
+        metrics::counter!("cruscotto_mqtt_rejected_total", "schema" => schema.to_string(), "table" => table, "reason" => reason)
+            .increment(count);
     }
 }
 
