@@ -58,7 +58,7 @@ const GENERATOR: &str = "cruscotto-bench-sensors-v1";
 const GENERATOR_KEY: &str = "cruscotto.bench.generator";
 
 const WARMUP: usize = 2;
-const RUNS: usize = 9;
+const RUNS: usize = 15;
 /// The server binary's rows per registered batch (`ROWS_PER_BATCH` in src/store/mod.rs).
 const SERVER_ROWS_PER_BATCH: usize = 64 * 1024;
 /// The `[query] memory_limit` given to the server, mirrored in process.
@@ -843,17 +843,33 @@ fn median(mut samples: Vec<f64>) -> f64 {
     }
 }
 
-fn time_runs(warmup: usize, mut run: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
+/// Medians in ms of `a` and `b`, run alternately (and each first in turn), so that on a shared
+/// machine whose load changes from one second to the next both are timed under the same load.
+fn time_alternating(
+    warmup: usize,
+    mut a: impl FnMut() -> Result<(), String>,
+    mut b: impl FnMut() -> Result<(), String>,
+) -> Result<(f64, f64), String> {
     for _ in 0..warmup {
-        run()?;
+        a()?;
+        b()?;
     }
-    let mut samples = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
+    let timed = |run: &mut dyn FnMut() -> Result<(), String>| -> Result<f64, String> {
         let started = Instant::now();
         run()?;
-        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        Ok(started.elapsed().as_secs_f64() * 1000.0)
+    };
+    let (mut samples_a, mut samples_b) = (Vec::with_capacity(RUNS), Vec::with_capacity(RUNS));
+    for i in 0..RUNS {
+        if i % 2 == 0 {
+            samples_a.push(timed(&mut a)?);
+            samples_b.push(timed(&mut b)?);
+        } else {
+            samples_b.push(timed(&mut b)?);
+            samples_a.push(timed(&mut a)?);
+        }
     }
-    Ok(median(samples))
+    Ok((median(samples_a), median(samples_b)))
 }
 
 fn mib(bytes: Option<u64>) -> String {
@@ -1044,37 +1060,28 @@ fn main() {
     for query in QUERIES {
         let sql = query.sql.replace("{table}", "bench.readings");
         let mut body_bytes = 0;
-        let http = time_runs(WARMUP, || {
-            http_query(&client, &server.base, &sql).map(|_| ())
-        })
-        .and_then(|_| {
-            // Timed again with the server's own measure of `engine.execute` around it.
-            let before = server_execute_seconds(&client, &server.base);
-            let median = time_runs(0, || {
-                http_query(&client, &server.base, &sql).map(|body| body_bytes = body.len())
-            });
-            let after = server_execute_seconds(&client, &server.base);
-            if let (Some((s0, n0)), Some((s1, n1))) = (before, after) {
-                if n1 > n0 {
-                    server_side.push((
-                        query.label,
-                        (s1 - s0) * 1000.0 / (n1 - n0) as f64,
-                        body_bytes,
-                    ));
-                }
-            }
-            median
-        });
-        let local = time_runs(WARMUP, || local.query(&sql).map(|_| ()));
-        let (http, local) = match (http, local) {
-            (Ok(h), Ok(l)) => (h, l),
-            (h, l) => {
-                failures.push(format!(
-                    "{}: timing failed: HTTP {:?}, in-process {:?}",
+        // HTTP and in-process alternate run by run, so both see the same machine; the server's
+        // own measure of `engine.execute` is read around them.
+        let before = server_execute_seconds(&client, &server.base);
+        let timed = time_alternating(
+            WARMUP,
+            || http_query(&client, &server.base, &sql).map(|body| body_bytes = body.len()),
+            || local.query(&sql).map(|_| ()),
+        );
+        let after = server_execute_seconds(&client, &server.base);
+        if let (Some((s0, n0)), Some((s1, n1))) = (before, after) {
+            if n1 > n0 {
+                server_side.push((
                     query.label,
-                    h.err(),
-                    l.err()
+                    (s1 - s0) * 1000.0 / (n1 - n0) as f64,
+                    body_bytes,
                 ));
+            }
+        }
+        let (http, local) = match timed {
+            Ok(pair) => pair,
+            Err(e) => {
+                failures.push(format!("{}: timing failed: {e}", query.label));
                 continue;
             }
         };
@@ -1096,12 +1103,12 @@ fn main() {
     }
     // The fixed cost of a request: a query that does no work.
     let trivial = "SELECT 1 AS one";
-    let http_trivial = time_runs(WARMUP, || {
-        http_query(&client, &server.base, trivial).map(|_| ())
-    });
-    let local_trivial = time_runs(WARMUP, || local.query(trivial).map(|_| ()));
-    if let (Ok(h), Ok(l)) = (&http_trivial, &local_trivial) {
-        server_sql_overhead = Some((*h, *l));
+    if let Ok(pair) = time_alternating(
+        WARMUP,
+        || http_query(&client, &server.base, trivial).map(|_| ()),
+        || local.query(trivial).map(|_| ()),
+    ) {
+        server_sql_overhead = Some(pair);
     }
     let rss_peak = server.proc_status_bytes("VmHWM");
     let rss_now = server.proc_status_bytes("VmRSS");

@@ -64,6 +64,18 @@ fn n_readings_published_are_n_rows_without_duplicates() {
             "SELECT coalesce(sum(readings), 0) AS n FROM sensori.letture_orarie",
         ) == total as i64
     });
+    // Each rollup row (built up compaction by compaction) agrees with the raw rows of its hour.
+    let check = server.rows(
+        "WITH raw AS (SELECT sensor_id, metric, date_trunc('hour', ts) AS hour, count(*) AS c, \
+         avg(value) AS a, min(value) AS lo, max(value) AS hi FROM sensori.letture GROUP BY 1, 2, 3) \
+         SELECT (SELECT count(*) FROM raw) AS groups, (SELECT count(*) FROM sensori.letture_orarie) AS rollups, \
+         (SELECT count(*) FROM raw JOIN sensori.letture_orarie o ON o.sensor_id = raw.sensor_id \
+          AND o.metric = raw.metric AND o.hour = raw.hour WHERE o.readings = raw.c \
+          AND abs(o.value_avg - raw.a) < 1e-9 AND o.value_min = raw.lo AND o.value_max = raw.hi) AS agreeing",
+    );
+    assert!(check[0]["groups"].as_i64().unwrap() > 50, "{check:?}");
+    assert_eq!(check[0]["rollups"], check[0]["groups"], "{check:?}");
+    assert_eq!(check[0]["agreeing"], check[0]["groups"], "{check:?}");
     let status = server.table_status("sensori.letture");
     assert_eq!(status["rows"], total as i64, "{status}");
     let metrics = server.get("/metrics").text().unwrap();

@@ -388,6 +388,50 @@ struct CacheEntry {
     slot: Slot,
 }
 
+/// Run every saved query a dashboard reads, in the background, once the first load is done and
+/// again after each change of the data (once the views are re-planned over it): the first visitor
+/// after a start or a refresh finds the answers computed instead of waiting for them. Answers are
+/// only computed, never served from here, so access control and disclosure control are untouched.
+pub fn spawn_warm_up(service: Arc<Service>) {
+    let queries: Vec<String> = {
+        let mut names: Vec<String> = service
+            .config
+            .dashboards
+            .iter()
+            .flat_map(|d| d.dashboard.query_references())
+            .map(|(_, query)| query.to_string())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    if queries.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut changes = service.store.subscribe();
+        while !service.initial_load_done() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        loop {
+            let generation = service.engine.generation();
+            for query in &queries {
+                // A query that does not run is reported by the dashboard itself when asked.
+                let _ = cached_result(&service, query).await;
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+            // The views are re-planned shortly after a change: warm up over the new plans.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while service.engine.generation() == generation && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            changes.borrow_and_update();
+        }
+    });
+}
+
 /// Results by (service, saved query). Keyed by the service too, as a test process may run several.
 fn cache() -> &'static Mutex<HashMap<(usize, String), CacheEntry>> {
     static CACHE: OnceLock<Mutex<HashMap<(usize, String), CacheEntry>>> = OnceLock::new();

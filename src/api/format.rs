@@ -190,6 +190,49 @@ pub fn encode(result: &QueryResult, format: Format) -> Result<Vec<u8>, ApiError>
     }
 }
 
+/// Rows per chunk of a streamed JSON body: a few tens of kilobytes.
+const CHUNK_ROWS: usize = 512;
+
+/// A JSON or NDJSON body as a stream of chunks of `CHUNK_ROWS` rows, each encoded when the
+/// connection takes it: the client reads the first rows while the next are encoded, and no task
+/// holds a worker for more than a chunk. Same bytes as `encode`.
+pub fn encode_stream(
+    result: QueryResult,
+    format: Format,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, ApiError>> + Send + 'static {
+    debug_assert!(matches!(format, Format::Json | Format::Ndjson));
+    let QueryResult { schema, batches } = result;
+    let slices: Vec<RecordBatch> = batches
+        .iter()
+        .flat_map(|batch| {
+            (0..batch.num_rows())
+                .step_by(CHUNK_ROWS)
+                .map(|offset| batch.slice(offset, CHUNK_ROWS.min(batch.num_rows() - offset)))
+        })
+        .collect();
+    let count = slices.len();
+    let chunks = slices.into_iter().enumerate().map(move |(i, slice)| {
+        let single = QueryResult {
+            schema: schema.clone(),
+            batches: vec![slice],
+        };
+        let mut body = encode(&single, format)?;
+        if format == Format::Json {
+            // `[rows]` of each slice becomes `[rows` … `,rows` … `,rows]`.
+            if i > 0 {
+                body[0] = b',';
+            }
+            if i + 1 < count {
+                body.pop();
+            }
+        }
+        Ok(bytes::Bytes::from(body))
+    });
+    let empty =
+        (count == 0 && format == Format::Json).then(|| Ok(bytes::Bytes::from_static(b"[]")));
+    futures::stream::iter(chunks.chain(empty))
+}
+
 /// Geometry as WKT; for CSV also nested and binary values as their display text, which the CSV
 /// writer cannot write otherwise.
 pub fn as_text_columns(
@@ -484,6 +527,38 @@ mod tests {
         assert!(timestamps_as_text(&rome).is_none());
         let far: ArrayRef = Arc::new(TimestampSecondArray::from(vec![400_000_000_000]));
         assert!(timestamps_as_text(&far).is_none());
+    }
+
+    /// A streamed body is byte for byte the encoded one, for one row, chunk boundaries and none.
+    #[test]
+    fn streamed_bodies_equal_encoded_ones() {
+        use arrow::array::Int64Array;
+        use futures::StreamExt;
+        for rows in [0usize, 1, CHUNK_ROWS, CHUNK_ROWS + 1, 3 * CHUNK_ROWS + 7] {
+            let batch = RecordBatch::try_from_iter([(
+                "n",
+                Arc::new(Int64Array::from_iter_values(0..rows as i64)) as ArrayRef,
+            )])
+            .unwrap();
+            // Two batches, so slices also end where a batch ends.
+            let result = QueryResult {
+                schema: batch.schema(),
+                batches: vec![batch.clone(), batch],
+            };
+            for format in [Format::Json, Format::Ndjson] {
+                let streamed: Vec<u8> = futures::executor::block_on(
+                    encode_stream(result.clone(), format)
+                        .map(|chunk| chunk.unwrap().to_vec())
+                        .concat(),
+                );
+                let whole = encode(&result, format).unwrap();
+                assert_eq!(
+                    String::from_utf8(streamed).unwrap(),
+                    String::from_utf8(whole).unwrap(),
+                    "{rows} rows, {format:?}"
+                );
+            }
+        }
     }
 
     #[test]

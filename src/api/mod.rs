@@ -1,7 +1,7 @@
 //! The HTTP API: requests become queries, results become responses. One router per audience.
 
 pub mod access;
-mod dashboards;
+pub mod dashboards;
 mod datasets;
 pub mod error;
 mod extract;

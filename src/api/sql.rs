@@ -14,11 +14,13 @@ use super::AppState;
 use super::access::{AuditDetail, Caller, with_audit};
 use super::error::ApiError;
 use super::extract::Query;
-use super::format::{Format, ResultFormat, encode};
+use super::format::{Format, ResultFormat, encode, encode_stream};
 use crate::auth::Role;
 
 /// Results up to this many rows are encoded on the request's own task (a millisecond or so).
 const INLINE_ENCODE_ROWS: usize = 10_000;
+/// JSON results over this many rows are streamed in chunks.
+const STREAM_ROWS: usize = 1_000;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -174,15 +176,18 @@ async fn execute(
     let format = Format::negotiate(format, headers)?;
     let result = state.service.engine.execute_as(sql, principal.role).await?;
     let rows = result.rows();
-    // A small result is encoded in place; a large one off the async workers.
-    let body = if rows <= INLINE_ENCODE_ROWS {
-        encode(&result, format)?
+    // JSON is streamed as it is encoded, so the client reads while the rest is written; other
+    // formats are encoded whole, a small result in place and a large one off the async workers.
+    let mut response = if matches!(format, Format::Json | Format::Ndjson) && rows > STREAM_ROWS {
+        axum::body::Body::from_stream(encode_stream(result, format)).into_response()
+    } else if rows <= INLINE_ENCODE_ROWS {
+        encode(&result, format)?.into_response()
     } else {
         tokio::task::spawn_blocking(move || encode(&result, format))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??
+            .into_response()
     };
-    let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -37,18 +37,30 @@ pub struct Broker {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Lines added to the configuration (e.g. a TLS listener).
+    extra: String,
 }
 
 impl Broker {
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// A broker whose configuration also has `extra` (after the plain listener on `port`).
+    pub fn start_with(extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut broker = Self {
             port: free_port(),
             dir,
             child: None,
+            extra: extra.to_string(),
         };
         broker.spawn();
         broker
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn url(&self) -> String {
@@ -72,9 +84,10 @@ impl Broker {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_default();
         let conf = format!(
-            "{base}\nlistener {} 127.0.0.1\npersistence_location {}/\nuser {user}\n",
+            "{base}\nlistener {} 127.0.0.1\npersistence_location {}/\nuser {user}\n{}\n",
             self.port,
-            persistence.display()
+            persistence.display(),
+            self.extra
         );
         std::fs::write(self.conf_path(), conf).unwrap();
         let log = std::fs::OpenOptions::new()

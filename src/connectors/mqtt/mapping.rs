@@ -367,8 +367,35 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
+/// `Value::pointer` (RFC 6901) without its allocations: it unescapes every token into a new
+/// string, on every reading. Tokens without `~` need no unescaping and are looked up as they are.
+fn pointer<'v>(document: &'v Value, pointer: &str) -> Option<&'v Value> {
+    if pointer.is_empty() {
+        return Some(document);
+    }
+    if pointer.contains('~') {
+        return document.pointer(pointer);
+    }
+    pointer
+        .strip_prefix('/')?
+        .split('/')
+        .try_fold(document, |target, token| match target {
+            Value::Object(map) => map.get(token),
+            Value::Array(list) => {
+                // As serde_json reads an index: no sign, no leading zero.
+                let canonical =
+                    !token.starts_with('+') && (token == "0" || !token.starts_with('0'));
+                canonical
+                    .then(|| token.parse::<usize>().ok())
+                    .flatten()
+                    .and_then(|i| list.get(i))
+            }
+            _ => None,
+        })
+}
+
 fn read_field(document: &Value, column: &str, mapping: &FieldMapping) -> Result<Cell, Rejection> {
-    let value = document.pointer(&mapping.pointer).filter(|v| !v.is_null());
+    let value = pointer(document, &mapping.pointer).filter(|v| !v.is_null());
     let Some(value) = value else {
         if mapping.optional {
             return Ok(Cell::Null);
@@ -668,5 +695,31 @@ mod tests {
             .decode("b/navile", br#"[{"n":"pm10","v":1}]"#, ARRIVAL)
             .unwrap_err();
         assert_eq!(error.kind, RejectKind::MissingField);
+    }
+
+    #[test]
+    fn pointers_read_as_serde_json_reads_them() {
+        let document: Value = serde_json::json!({
+            "v": 1.5, "a/b": 2, "m~n": 3, "list": [10, 20, {"x": "y"}], "": 4, "nested": {"deep": {"k": true}}
+        });
+        for p in [
+            "",
+            "/v",
+            "/a~1b",
+            "/m~0n",
+            "/list/0",
+            "/list/2/x",
+            "/list/01",
+            "/list/+1",
+            "/list/3",
+            "/list/x",
+            "/",
+            "/nested/deep/k",
+            "/nested/missing",
+            "v",
+            "/v/0",
+        ] {
+            assert_eq!(pointer(&document, p), document.pointer(p), "{p}");
+        }
     }
 }
