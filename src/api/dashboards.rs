@@ -413,11 +413,28 @@ pub fn spawn_warm_up(service: Arc<Service>) {
         while !service.initial_load_done() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // What the data is: a failed refresh also signals a change (for /status), but warming up
+        // again then would only burn CPU, e.g. every few seconds while an MQTT broker is away.
+        let data_of = |service: &Service| -> Vec<(String, String, usize, Option<DateTime<Utc>>)> {
+            let mut data: Vec<_> = service
+                .store
+                .statuses()
+                .into_iter()
+                .map(|s| (s.schema, s.table, s.rows, s.last_success))
+                .collect();
+            data.sort();
+            data
+        };
+        let mut warmed: Option<Vec<_>> = None;
         loop {
             let generation = service.engine.generation();
-            for query in &queries {
-                // A query that does not run is reported by the dashboard itself when asked.
-                let _ = cached_result(&service, query).await;
+            let data = data_of(&service);
+            if warmed.as_ref() != Some(&data) {
+                for query in &queries {
+                    // A query that does not run is reported by the dashboard itself when asked.
+                    let _ = cached_result(&service, query).await;
+                }
+                warmed = Some(data);
             }
             if changes.changed().await.is_err() {
                 return;
