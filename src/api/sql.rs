@@ -19,8 +19,9 @@ use crate::auth::Role;
 
 /// Results up to this many rows are encoded on the request's own task (a millisecond or so).
 const INLINE_ENCODE_ROWS: usize = 10_000;
-/// JSON results over this many rows are streamed in chunks.
-const STREAM_ROWS: usize = 1_000;
+/// JSON results over this many rows are streamed in chunks (below it, one body with its length
+/// reaches the client sooner: measured on the 3,600-row result of `benches/sql.rs`).
+const STREAM_ROWS: usize = 10_000;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
