@@ -103,8 +103,10 @@ fn a_missing_source_fails_its_table_only() {
     );
     // ...and the service starts anyway, serving what it can.
     let server = Server::start(&config);
+    // The tables of a connector are settled one after the other: wait for both.
     server.wait_until("first load", |s| {
         s.table_status("misto.presente")["state"] == "fresh"
+            && s.table_status("misto.assente")["state"] != "loading"
     });
     let missing = server.table_status("misto.assente");
     assert_eq!(missing["state"], "failed");
