@@ -8,7 +8,7 @@ mod mqtt_support;
 use std::time::Duration;
 
 use common::Server;
-use mqtt_support::{Broker, publish_all, reading, sensori_config, wait_for};
+use mqtt_support::{Broker, publish_all, reading, sensori_config, start_subscribed, wait_for};
 
 fn count(server: &Server) -> i64 {
     server.rows("SELECT count(*) AS n FROM sensori.letture")[0]["n"]
@@ -22,14 +22,6 @@ fn distinct(server: &Server) -> i64 {
     )[0]["n"]
         .as_i64()
         .unwrap()
-}
-
-fn start_subscribed(config: &common::ConfigDir) -> Server {
-    let server = Server::start_ready(config);
-    server.wait_until("the MQTT subscription", |s| {
-        s.table_status("sensori.letture")["state"] == "fresh"
-    });
-    server
 }
 
 #[test]

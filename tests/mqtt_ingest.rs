@@ -8,19 +8,10 @@ mod mqtt_support;
 use std::time::Duration;
 
 use common::Server;
-use mqtt_support::{Broker, publish_all, reading, sensori_config, wait_for};
+use mqtt_support::{Broker, publish_all, reading, sensori_config, start_subscribed, wait_for};
 
 fn count(server: &Server, sql: &str) -> i64 {
     server.rows(sql)[0]["n"].as_i64().unwrap()
-}
-
-/// Start cruscotto and wait until it has subscribed (its readings table is fresh).
-fn start_subscribed(config: &common::ConfigDir) -> Server {
-    let server = Server::start_ready(config);
-    server.wait_until("the MQTT subscription", |s| {
-        s.table_status("sensori.letture")["state"] == "fresh"
-    });
-    server
 }
 
 #[test]

@@ -12,7 +12,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{ConfigDir, Server};
-use mqtt_support::{Broker, free_port, publish_all, reading, sensori_config, wait_for};
+use mqtt_support::{
+    Broker, free_port, publish_all, reading, sensori_config, start_subscribed, wait_for,
+};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let output = Command::new("openssl")
@@ -123,10 +125,7 @@ fn readings_arrive_over_tls_and_a_broker_of_an_unknown_authority_is_refused() {
 
     // Trusting the authority that signed the broker's certificate: every reading is stored.
     let config = tls_config(tls_port, &certs.path().join("city-ca.pem"));
-    let server = Server::start_ready(&config);
-    server.wait_until("the MQTT subscription over TLS", |s| {
-        s.table_status("sensori.letture")["state"] == "fresh"
-    });
+    let server = start_subscribed(&config);
     let total = 300;
     let messages: Vec<(String, Vec<u8>)> = (0..total).map(|n| reading(n, 20)).collect();
     // Published on the plain listener: the broker hands them to the TLS session.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
-use crate::common::{ConfigDir, REPO};
+use crate::common::{ConfigDir, REPO, Server};
 
 pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 
@@ -142,6 +142,15 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Start cruscotto and wait until it has subscribed (its readings table is fresh).
+pub fn start_subscribed(config: &ConfigDir) -> Server {
+    let server = Server::start_ready(config);
+    server.wait_until("the MQTT subscription", |s| {
+        s.table_status("sensori.letture")["state"] == "fresh"
+    });
+    server
 }
 
 /// Publish every message at QoS 1 and return once the broker has acknowledged all of them.
