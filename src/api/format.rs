@@ -304,11 +304,8 @@ fn fast_timestamp_type(data_type: &DataType) -> bool {
 /// The column as text, if it is a timestamp `fast_timestamp_type` covers and every year is
 /// within 0..=9999 (else Arrow's formatter writes it).
 fn timestamps_as_text(column: &ArrayRef) -> Option<ArrayRef> {
-    use arrow::array::{
-        TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
-        TimestampSecondArray,
-    };
-    use arrow::datatypes::TimeUnit;
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Int64Type, TimeUnit};
     use chrono::{Datelike, Timelike};
     let DataType::Timestamp(unit, tz) = column.data_type() else {
         return None;
@@ -316,44 +313,19 @@ fn timestamps_as_text(column: &ArrayRef) -> Option<ArrayRef> {
     if !fast_timestamp_type(column.data_type()) {
         return None;
     }
-    let (per_second, values): (i64, Vec<Option<i64>>) = match unit {
-        TimeUnit::Second => (
-            1,
-            column
-                .as_any()
-                .downcast_ref::<TimestampSecondArray>()?
-                .iter()
-                .collect(),
-        ),
-        TimeUnit::Millisecond => (
-            1_000,
-            column
-                .as_any()
-                .downcast_ref::<TimestampMillisecondArray>()?
-                .iter()
-                .collect(),
-        ),
-        TimeUnit::Microsecond => (
-            1_000_000,
-            column
-                .as_any()
-                .downcast_ref::<TimestampMicrosecondArray>()?
-                .iter()
-                .collect(),
-        ),
-        TimeUnit::Nanosecond => (
-            1_000_000_000,
-            column
-                .as_any()
-                .downcast_ref::<TimestampNanosecondArray>()?
-                .iter()
-                .collect(),
-        ),
+    let per_second: i64 = match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
     };
+    // The same buffer read as its i64 values.
+    let values = arrow::compute::cast(column, &DataType::Int64).ok()?;
+    let values = values.as_primitive::<Int64Type>();
     let utc = tz.is_some();
     let mut out = arrow::array::StringBuilder::with_capacity(values.len(), values.len() * 24);
     let mut text = String::with_capacity(32);
-    for value in values {
+    for value in values.iter() {
         let Some(value) = value else {
             out.append_null();
             continue;
