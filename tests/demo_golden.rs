@@ -4,26 +4,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
-use common::{ConfigDir, Server};
+use common::{ConfigDir, Server, golden};
 use serde_json::Value;
-
-fn golden(name: &str) -> Vec<BTreeMap<String, String>> {
-    let path = format!("{}/tests/golden/{name}", common::REPO);
-    let mut reader = csv::Reader::from_path(&path).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    reader
-        .records()
-        .map(|r| {
-            headers
-                .iter()
-                .zip(r.unwrap().iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
 
 fn number(value: &Value) -> f64 {
     value

@@ -247,3 +247,20 @@ pub fn http_client() -> reqwest::blocking::Client {
         .build()
         .unwrap()
 }
+
+/// The rows of `tests/golden/<name>`, each a map of column name to text.
+pub fn golden(name: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let path = format!("{REPO}/tests/golden/{name}");
+    let mut reader = csv::Reader::from_path(&path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            headers
+                .iter()
+                .zip(r.unwrap().iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
