@@ -632,42 +632,71 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-/// Sum and count of the server's `cruscotto_query_duration_seconds`, from /metrics.
-fn server_execute_seconds(client: &reqwest::blocking::Client, base: &str) -> Option<(f64, u64)> {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .ok()?
-        .text()
-        .ok()?;
-    let value = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-    };
-    Some((
-        value("cruscotto_query_duration_seconds_sum")?,
-        value("cruscotto_query_duration_seconds_count")? as u64,
-    ))
+/// The timed HTTP client: reqwest's async client driven on the calling thread by a
+/// current-thread runtime, so the connection and the body are read where the time is taken
+/// (the blocking client hands every body chunk over from a background thread).
+struct HttpClient {
+    client: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
 }
 
-fn http_query(
-    client: &reqwest::blocking::Client,
-    base: &str,
-    sql: &str,
-) -> Result<bytes::Bytes, String> {
-    let response = client
-        .post(format!("{base}/api/v1/sql"))
-        .header("content-type", "text/plain")
-        .body(sql.to_string())
-        .send()
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let body = response.bytes().map_err(|e| e.to_string())?;
-    if status != reqwest::StatusCode::OK {
-        return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body)));
+/// A body and the server's `Server-Timing` durations: (query ms, encode ms).
+struct HttpAnswer {
+    body: bytes::Bytes,
+    server: Option<(f64, f64)>,
+}
+
+impl HttpClient {
+    fn new() -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(600))
+                .build()
+                .expect("HTTP client"),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("client runtime"),
+        }
     }
-    Ok(body)
+
+    fn query(&self, base: &str, sql: &str) -> Result<HttpAnswer, String> {
+        self.runtime.block_on(async {
+            let response = self
+                .client
+                .post(format!("{base}/api/v1/sql"))
+                .header("content-type", "text/plain")
+                .body(sql.to_string())
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status();
+            let server = response
+                .headers()
+                .get("server-timing")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_server_timing);
+            let body = response.bytes().await.map_err(|e| e.to_string())?;
+            if status != reqwest::StatusCode::OK {
+                return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body)));
+            }
+            Ok(HttpAnswer { body, server })
+        })
+    }
+}
+
+/// `query;dur=1.234, encode;dur=0.100` → (1.234, 0.100).
+fn parse_server_timing(text: &str) -> Option<(f64, f64)> {
+    let duration = |name: &str| {
+        text.split(',').find_map(|m| {
+            m.trim()
+                .strip_prefix(name)?
+                .strip_prefix(";dur=")?
+                .parse()
+                .ok()
+        })
+    };
+    Some((duration("query")?, duration("encode")?))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -913,10 +942,7 @@ fn main() {
 
     let server = Server::start(&parquet);
     let rss_after_load = server.proc_status_bytes("VmHWM");
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(600))
-        .build()
-        .expect("HTTP client");
+    let http = HttpClient::new();
 
     let started = Instant::now();
     let local = InProcess {
@@ -942,8 +968,9 @@ fn main() {
         sql: "",
         columns: &[("n", Kind::Int)],
     };
-    let server_count = http_query(&client, &server.base, count_sql)
-        .and_then(|b| rows_from_server_json(&b, &count_query));
+    let server_count = http
+        .query(&server.base, count_sql)
+        .and_then(|a| rows_from_server_json(&a.body, &count_query));
     let local_count = local
         .query(count_sql)
         .and_then(|b| rows_from_batches(&b, &count_query));
@@ -991,8 +1018,9 @@ fn main() {
             }
         };
         let mut line = format!("  {}: {} rows", query.label, reference.len());
-        match http_query(&client, &server.base, &sql)
-            .and_then(|body| rows_from_server_json(&body, query))
+        match http
+            .query(&server.base, &sql)
+            .and_then(|answer| rows_from_server_json(&answer.body, query))
         {
             Ok(rows) => match compare(query, &reference, &rows) {
                 None => line.push_str(", HTTP = in-process"),
@@ -1061,22 +1089,25 @@ fn main() {
         let sql = query.sql.replace("{table}", "bench.readings");
         let mut body_bytes = 0;
         // HTTP and in-process alternate run by run, so both see the same machine; the server's
-        // own measure of `engine.execute` is read around them.
-        let before = server_execute_seconds(&client, &server.base);
+        // own times (Server-Timing) are kept for every HTTP run.
+        let mut server_times = Vec::new();
         let timed = time_alternating(
             WARMUP,
-            || http_query(&client, &server.base, &sql).map(|body| body_bytes = body.len()),
+            || {
+                http.query(&server.base, &sql).map(|answer| {
+                    body_bytes = answer.body.len();
+                    server_times.extend(answer.server);
+                })
+            },
             || local.query(&sql).map(|_| ()),
         );
-        let after = server_execute_seconds(&client, &server.base);
-        if let (Some((s0, n0)), Some((s1, n1))) = (before, after) {
-            if n1 > n0 {
-                server_side.push((
-                    query.label,
-                    (s1 - s0) * 1000.0 / (n1 - n0) as f64,
-                    body_bytes,
-                ));
-            }
+        if !server_times.is_empty() {
+            server_side.push((
+                query.label,
+                median(server_times.iter().map(|t| t.0).collect()),
+                median(server_times.iter().map(|t| t.1).collect()),
+                body_bytes,
+            ));
         }
         let (http, local) = match timed {
             Ok(pair) => pair,
@@ -1105,7 +1136,7 @@ fn main() {
     let trivial = "SELECT 1 AS one";
     if let Ok(pair) = time_alternating(
         WARMUP,
-        || http_query(&client, &server.base, trivial).map(|_| ()),
+        || http.query(&server.base, trivial).map(|_| ()),
         || local.query(trivial).map(|_| ()),
     ) {
         server_sql_overhead = Some(pair);
@@ -1145,9 +1176,13 @@ fn main() {
             opt(l.duck_parquet.map(|d| l.http / d), 2)
         );
     }
-    for (label, ms, bytes) in &server_side {
+    let http_median = |label: &str| lines.iter().find(|l| l.label == label).map(|l| l.http);
+    for (label, query_ms, encode_ms, bytes) in &server_side {
+        let rest = http_median(label).map_or("n/a".to_string(), |h| {
+            format!("{:.2}", h - query_ms - encode_ms)
+        });
         println!(
-            "extra: {label}: the server's own `cruscotto_query_duration_seconds` (engine.execute) mean {ms:.1} ms; JSON body {bytes} bytes"
+            "extra: {label}: the server's Server-Timing medians: query {query_ms:.2} ms, encode {encode_ms:.2} ms; the rest of the HTTP median (HTTP, network, client) {rest} ms; JSON body {bytes} bytes"
         );
     }
     if let Some((h, l)) = server_sql_overhead {

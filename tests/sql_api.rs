@@ -48,6 +48,22 @@ fn results_come_in_every_format() {
         .json(&serde_json::json!({"sql": sql}))
         .send()
         .unwrap();
+    assert_eq!(response.headers()["x-row-count"], "3");
+    // The server's own time, split into running the query and encoding the result.
+    let timing = response.headers()["server-timing"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let duration = |name: &str| -> f64 {
+        timing
+            .split(',')
+            .find_map(|metric| metric.trim().strip_prefix(&format!("{name};dur=")))
+            .unwrap_or_else(|| panic!("no `{name}` in Server-Timing `{timing}`"))
+            .parse()
+            .unwrap()
+    };
+    assert!(duration("query") > 0.0, "{timing}");
+    assert!(duration("encode") >= 0.0, "{timing}");
     assert_eq!(response.json::<Vec<Value>>().unwrap().len(), 3);
 
     // CSV by Accept header.
