@@ -251,40 +251,6 @@ pub fn encode_stream(
     futures::stream::iter(chunks.chain(empty))
 }
 
-/// A JSON or NDJSON body encoded in `parts` slices at once: one on the calling thread, the
-/// others on Tokio's blocking threads. Same bytes as `encode`; for results of a few thousand
-/// rows, whose encoding would otherwise add a good part of a millisecond to the answer.
-pub async fn encode_parallel(
-    result: QueryResult,
-    format: Format,
-    parts: usize,
-) -> Result<Vec<u8>, ApiError> {
-    debug_assert!(matches!(format, Format::Json | Format::Ndjson));
-    let rows = result.rows();
-    if rows == 0 || parts <= 1 {
-        return encode(&result, format);
-    }
-    let mut slices = slices(&result, rows.div_ceil(parts));
-    let count = slices.len();
-    let first = slices.remove(0);
-    let others: Vec<_> = slices
-        .into_iter()
-        .enumerate()
-        .map(|(i, slice)| {
-            tokio::task::spawn_blocking(move || encode_piece(&slice, format, i + 1, count))
-        })
-        .collect();
-    let mut pieces = vec![encode_piece(&first, format, 0, count)?];
-    for other in others {
-        pieces.push(
-            other
-                .await
-                .map_err(|e| ApiError::Internal(format!("cannot encode the result: {e}")))??,
-        );
-    }
-    Ok(pieces.concat())
-}
-
 /// Geometry as WKT; for CSV also nested and binary values as their display text, which the CSV
 /// writer cannot write otherwise.
 pub fn as_text_columns(
@@ -778,15 +744,11 @@ mod tests {
         }
     }
 
-    /// A streamed body and one encoded in parallel parts are byte for byte the encoded one, for
-    /// one row, chunk boundaries and none.
+    /// A streamed body is byte for byte the encoded one, for one row, chunk boundaries and none.
     #[test]
-    fn streamed_and_parallel_bodies_equal_encoded_ones() {
+    fn streamed_bodies_equal_encoded_ones() {
         use arrow::array::Int64Array;
         use futures::StreamExt;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
         for rows in [0usize, 1, CHUNK_ROWS, CHUNK_ROWS + 1, 3 * CHUNK_ROWS + 7] {
             let batch = RecordBatch::try_from_iter([(
                 "n",
@@ -810,16 +772,6 @@ mod tests {
                     whole,
                     "{rows} rows, {format:?}"
                 );
-                for parts in [1, 2, 3, 5] {
-                    let parallel = runtime
-                        .block_on(encode_parallel(result.clone(), format, parts))
-                        .unwrap();
-                    assert_eq!(
-                        String::from_utf8(parallel).unwrap(),
-                        whole,
-                        "{rows} rows in {parts} parts, {format:?}"
-                    );
-                }
             }
         }
     }

@@ -16,7 +16,7 @@ use super::AppState;
 use super::access::{AuditDetail, Caller, with_audit};
 use super::error::ApiError;
 use super::extract::Query;
-use super::format::{Format, ResultFormat, encode, encode_parallel, encode_stream};
+use super::format::{Format, ResultFormat, encode, encode_stream};
 use crate::auth::Role;
 
 /// Results up to this many rows are encoded on the request's own task (a millisecond or so).
@@ -24,12 +24,6 @@ const INLINE_ENCODE_ROWS: usize = 10_000;
 /// JSON results over this many rows are streamed in chunks (below it, one body with its length
 /// reaches the client sooner: measured on the 3,600-row result of `benches/sql.rs`).
 const STREAM_ROWS: usize = 10_000;
-/// `available_parallelism` reads the cgroup files on every call on Linux: once is enough.
-static CORES: std::sync::LazyLock<usize> =
-    std::sync::LazyLock::new(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-/// JSON results from this many rows up to `STREAM_ROWS` are encoded in parallel, one slice per
-/// core (about 0.1 ms of encoding per thousand rows).
-const PARALLEL_ENCODE_ROWS: usize = 2_000;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -193,10 +187,6 @@ async fn execute(
     let json = matches!(format, Format::Json | Format::Ndjson);
     let mut response = if json && rows > STREAM_ROWS {
         axum::body::Body::from_stream(encode_stream(result, format)).into_response()
-    } else if json && rows >= PARALLEL_ENCODE_ROWS {
-        encode_parallel(result, format, *CORES)
-            .await?
-            .into_response()
     } else if rows <= INLINE_ENCODE_ROWS {
         encode(&result, format)?.into_response()
     } else {
