@@ -627,6 +627,22 @@ fn partition(batches: &[RecordBatch], partitions: usize) -> Vec<Vec<RecordBatch>
     out
 }
 
+/// The first column of the batches, an Int64 column, as its values: what the store's tests compare.
+#[cfg(test)]
+fn first_column_i64(batches: &[RecordBatch]) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .expect("an Int64 column")
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -651,18 +667,7 @@ mod tests {
 
     fn ids(store: &Store) -> Vec<i64> {
         let data = store.data.read().unwrap();
-        data[&("log".to_string(), "events".to_string())]
-            .batches
-            .iter()
-            .flat_map(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .unwrap()
-                    .values()
-                    .to_vec()
-            })
-            .collect()
+        first_column_i64(&data[&("log".to_string(), "events".to_string())].batches)
     }
 
     #[tokio::test]

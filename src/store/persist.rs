@@ -147,18 +147,9 @@ mod tests {
         let sizes: Vec<usize> = loaded.batches.iter().map(RecordBatch::num_rows).collect();
         let slice = super::super::ROWS_PER_BATCH;
         assert_eq!(sizes, vec![slice, slice, 1_000]);
-        let values: Vec<i64> = loaded
-            .batches
-            .iter()
-            .flat_map(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .unwrap()
-                    .values()
-                    .to_vec()
-            })
-            .collect();
-        assert_eq!(values, (0..rows as i64).collect::<Vec<_>>());
+        assert_eq!(
+            crate::store::first_column_i64(&loaded.batches),
+            (0..rows as i64).collect::<Vec<_>>()
+        );
     }
 }

@@ -241,18 +241,7 @@ mod tests {
     }
 
     fn ids(replayed: &Replayed) -> Vec<i64> {
-        replayed
-            .batches
-            .iter()
-            .flat_map(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .unwrap()
-                    .values()
-                    .to_vec()
-            })
-            .collect()
+        crate::store::first_column_i64(&replayed.batches)
     }
 
     #[test]
