@@ -32,6 +32,11 @@ use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
+/// The server's allocator (src/main.rs), so that in-process DataFusion runs on the same footing
+/// and HTTP / in-process is what the service adds, not what an allocator changes.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // ---------------------------------------------------------------------------------------------
 // Parameters
 
