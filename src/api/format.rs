@@ -119,6 +119,9 @@ pub fn encode(result: &QueryResult, format: Format) -> Result<Vec<u8>, ApiError>
     match format {
         Format::Json | Format::Ndjson => {
             let (_, batches) = text_columns(result, false, false);
+            if let Some(body) = super::json::encode(&batches, format == Format::Ndjson) {
+                return Ok(body);
+            }
             let refs: Vec<&RecordBatch> = batches.iter().collect();
             let mut out = Vec::new();
             let builder = arrow::json::WriterBuilder::new()
@@ -332,8 +335,8 @@ fn fast_timestamp_type(data_type: &DataType) -> bool {
 /// A timestamp column's values as i64 with what is needed to write them, if it is a type
 /// `fast_timestamp_type` covers and every year is within 0..=9999 (else Arrow's formatter
 /// writes it).
-struct FastTimestamps {
-    values: arrow::array::Int64Array,
+pub(super) struct FastTimestamps {
+    pub(super) values: arrow::array::Int64Array,
     per_second: i64,
     utc: bool,
     /// The day (since 1970-01-01) last written and its text.
@@ -341,7 +344,7 @@ struct FastTimestamps {
 }
 
 impl FastTimestamps {
-    fn of(column: &dyn arrow::array::Array) -> Option<Self> {
+    pub(super) fn of(column: &dyn arrow::array::Array) -> Option<Self> {
         use arrow::array::AsArray;
         use arrow::datatypes::{Int64Type, TimeUnit};
         let DataType::Timestamp(unit, tz) = column.data_type() else {
@@ -382,7 +385,7 @@ impl FastTimestamps {
     /// Appends the value as Arrow writes it (`2024-03-01T10:00:00`, `.5` → `.500`, `Z` for UTC);
     /// false, writing nothing, if its year is outside 0..=9999. The date of the previous value is
     /// kept: results are mostly in time order, so most values only need their time of day.
-    fn write(&mut self, value: i64, out: &mut Vec<u8>) -> bool {
+    pub(super) fn write(&mut self, value: i64, out: &mut Vec<u8>) -> bool {
         use chrono::Datelike;
         const DAY: i64 = 86_400;
         let seconds = value.div_euclid(self.per_second);

@@ -6,6 +6,7 @@ mod datasets;
 pub mod error;
 mod extract;
 pub mod format;
+mod json;
 mod openapi;
 mod ops;
 mod sql;
