@@ -514,7 +514,7 @@ fn display_column(column: &ArrayRef) -> ArrayRef {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
@@ -530,7 +530,7 @@ mod tests {
     }
 
     /// What Arrow's own JSON or NDJSON writer writes for the batches, with nulls written out.
-    fn arrow_writes(batches: &[RecordBatch], format: Format) -> Vec<u8> {
+    pub(in crate::api) fn arrow_writes(batches: &[RecordBatch], format: Format) -> Vec<u8> {
         let mut out = Vec::new();
         let builder = arrow::json::WriterBuilder::new().with_explicit_nulls(true);
         let refs: Vec<&RecordBatch> = batches.iter().collect();

@@ -194,20 +194,11 @@ mod tests {
     };
     use arrow::record_batch::RecordBatch;
 
+    use crate::api::format::Format;
+
     fn arrow_writes(batches: &[RecordBatch], lines: bool) -> String {
-        let mut out = Vec::new();
-        let refs: Vec<&RecordBatch> = batches.iter().collect();
-        let builder = arrow::json::WriterBuilder::new().with_explicit_nulls(true);
-        if lines {
-            let mut writer = builder.build::<_, arrow::json::writer::LineDelimited>(&mut out);
-            writer.write_batches(&refs).unwrap();
-            writer.finish().unwrap();
-        } else {
-            let mut writer = builder.build::<_, arrow::json::writer::JsonArray>(&mut out);
-            writer.write_batches(&refs).unwrap();
-            writer.finish().unwrap();
-        }
-        String::from_utf8(out).unwrap()
+        let format = if lines { Format::Ndjson } else { Format::Json };
+        String::from_utf8(crate::api::format::tests::arrow_writes(batches, format)).unwrap()
     }
 
     fn every_covered_type(rows: usize) -> RecordBatch {
