@@ -336,7 +336,7 @@ fn fast_timestamp_type(data_type: &DataType) -> bool {
 /// `fast_timestamp_type` covers and every year is within 0..=9999 (else Arrow's formatter
 /// writes it).
 pub(super) struct FastTimestamps {
-    pub(super) values: arrow::array::Int64Array,
+    values: arrow::array::Int64Array,
     per_second: i64,
     utc: bool,
     /// The day (since 1970-01-01) last written and its text.
@@ -385,7 +385,7 @@ impl FastTimestamps {
     /// Appends the value as Arrow writes it (`2024-03-01T10:00:00`, `.5` → `.500`, `Z` for UTC);
     /// false, writing nothing, if its year is outside 0..=9999. The date of the previous value is
     /// kept: results are mostly in time order, so most values only need their time of day.
-    pub(super) fn write(&mut self, value: i64, out: &mut Vec<u8>) -> bool {
+    fn write(&mut self, value: i64, out: &mut Vec<u8>) -> bool {
         use chrono::Datelike;
         const DAY: i64 = 86_400;
         let seconds = value.div_euclid(self.per_second);

@@ -9,6 +9,7 @@
 //! response. Any other column type returns `None`, and the caller uses Arrow's writer.
 
 use arrow::array::{Array, AsArray, BooleanArray, PrimitiveArray};
+use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
     ArrowPrimitiveType, DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
     Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
@@ -20,7 +21,8 @@ use super::format::FastTimestamps;
 /// Rows encoded before the output is sized for the rest.
 const SAMPLE_ROWS: usize = 64;
 
-/// One column's values, read without a dynamic call per value.
+/// One column's values, read without a dynamic call per value (timestamps through the same
+/// `FastTimestamps` encoder Arrow's writer is given in `format.rs`).
 enum Column<'a> {
     I8(&'a PrimitiveArray<Int8Type>),
     I16(&'a PrimitiveArray<Int16Type>),
@@ -84,12 +86,7 @@ impl<'a> Column<'a> {
             Column::Utf8(a) => string(a.value(row), out),
             Column::LargeUtf8(a) => string(a.value(row), out),
             Column::Utf8View(a) => string(a.value(row), out),
-            Column::Timestamp(t) => {
-                out.push(b'"');
-                let written = t.write(t.values.value(row), out);
-                debug_assert!(written, "the range was checked when the column was read");
-                out.push(b'"');
-            }
+            Column::Timestamp(t) => arrow::json::Encoder::encode(t, row, out),
         }
     }
 }
@@ -120,8 +117,10 @@ fn string(value: &str, out: &mut Vec<u8>) {
 /// The body Arrow's JSON writer (`lines` false: a JSON array; true: NDJSON) would write for these
 /// batches, or `None` when a column has a type this writer does not cover.
 pub fn encode(batches: &[RecordBatch], lines: bool) -> Option<Vec<u8>> {
+    // What the format is for no rows (Arrow's JSON writer writes nothing; the API answers `[]`).
+    let empty = || Some(if lines { Vec::new() } else { b"[]".to_vec() });
     let Some(first) = batches.first() else {
-        return Some(if lines { Vec::new() } else { b"[]".to_vec() });
+        return empty();
     };
     // `"name":` for each column, escaped as Arrow escapes it.
     let keys: Vec<Vec<u8>> = first
@@ -134,12 +133,13 @@ pub fn encode(batches: &[RecordBatch], lines: bool) -> Option<Vec<u8>> {
             key
         })
         .collect();
+    // Each column with its null mask, read once per batch rather than once per value.
     let mut columns_per_batch = Vec::with_capacity(batches.len());
     for batch in batches {
-        let columns: Option<Vec<Column>> = batch
+        let columns: Option<Vec<(Column, Option<&NullBuffer>)>> = batch
             .columns()
             .iter()
-            .map(|c| Column::of(c.as_ref()))
+            .map(|c| Some((Column::of(c.as_ref())?, c.nulls())))
             .collect();
         columns_per_batch.push(columns?);
     }
@@ -152,12 +152,12 @@ pub fn encode(batches: &[RecordBatch], lines: bool) -> Option<Vec<u8>> {
                 out.push(if written_rows == 0 { b'[' } else { b',' });
             }
             out.push(b'{');
-            for (i, (column, key)) in columns.iter_mut().zip(&keys).enumerate() {
+            for (i, ((column, nulls), key)) in columns.iter_mut().zip(&keys).enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
                 out.extend_from_slice(key);
-                if batch.column(i).is_null(row) {
+                if nulls.is_some_and(|n| n.is_null(row)) {
                     out.extend_from_slice(b"null");
                 } else {
                     column.write(row, &mut out);
@@ -176,7 +176,7 @@ pub fn encode(batches: &[RecordBatch], lines: bool) -> Option<Vec<u8>> {
         }
     }
     if written_rows == 0 {
-        return Some(if lines { Vec::new() } else { b"[]".to_vec() });
+        return empty();
     }
     if !lines {
         out.push(b']');
