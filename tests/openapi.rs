@@ -370,6 +370,10 @@ fn every_error_is_problem_json() {
     assert_problem(server.get("/api/v1/sql?q=DROP%20TABLE%20x"), 400);
     assert_problem(server.get("/api/v1/sql?q=SELECT%201&format=xlsx"), 406);
 
-    // Last: the server closes a connection whose body it did not read.
-    assert_problem(post("text/plain", vec![b' '; 2 * 1024 * 1024]), 413);
+    // A body far over the SQL limit: the server reads and drops the rest before it answers, so
+    // the client, still writing, reads the 413 instead of a reset connection (one try in three
+    // failed with a broken pipe when the server answered at once).
+    for _ in 0..8 {
+        assert_problem(post("text/plain", vec![b' '; 2 * 1024 * 1024]), 413);
+    }
 }

@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -24,6 +24,11 @@ const INLINE_ENCODE_ROWS: usize = 10_000;
 /// JSON results over this many rows are streamed in chunks (below it, one body with its length
 /// reaches the client sooner: measured on the 3,600-row result of `benches/sql.rs`).
 const STREAM_ROWS: usize = 10_000;
+/// Of a body over the SQL size limit, up to this many more bytes are read and dropped before the
+/// 413 is sent, within `DRAIN_TIME`: a server that answers and closes while the client is still
+/// writing resets the connection, and the client sees a broken pipe instead of the 413.
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -95,28 +100,53 @@ async fn sql_post(
     caller: Caller,
     Query(params): Query<SqlParams>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
-    match read_sql(&state, &headers, body) {
+    let sql = match read_body(body, state.service.engine.limits().max_sql_bytes).await {
+        Ok(body) => read_sql(&headers, &body),
+        Err(error) => Err(error),
+    };
+    match sql {
         Ok(sql) => run(state, caller, &sql, params.format.as_deref(), &headers).await,
         Err(error) => error.into_response(),
     }
 }
 
-fn read_sql(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<String, ApiError> {
-    let body = body.map_err(|rejection| match rejection {
-        BytesRejection::FailedToBufferBody(e) if e.body_text().contains("length limit") => {
-            ApiError::PayloadTooLarge(format!(
-                "the request body is over the limit of {} bytes",
-                state.service.engine.limits().max_sql_bytes
-            ))
+/// The largest body accepted around `max_sql_bytes` of SQL: room for a JSON envelope.
+pub fn body_limit(max_sql_bytes: usize) -> usize {
+    max_sql_bytes + 1024
+}
+
+/// The body, when it is within `body_limit`. A longer one is read on and dropped (see
+/// `DRAIN_BYTES`) so that the client gets to read the 413.
+async fn read_body(body: Body, max_sql_bytes: usize) -> Result<Bytes, ApiError> {
+    let limit = body_limit(max_sql_bytes);
+    let mut stream = body.into_data_stream();
+    let mut read = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("reading the request body: {e}")))?;
+        if read.len() + chunk.len() > limit {
+            let mut dropped = read.len() + chunk.len();
+            let _ = tokio::time::timeout(DRAIN_TIME, async {
+                while dropped <= limit + DRAIN_BYTES {
+                    match stream.next().await {
+                        Some(Ok(chunk)) => dropped += chunk.len(),
+                        _ => break,
+                    }
+                }
+            })
+            .await;
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the request body is over the limit of {max_sql_bytes} bytes of SQL"
+            )));
         }
-        other => ApiError::BadRequest(other.body_text()),
-    })?;
+        read.extend_from_slice(&chunk);
+    }
+    Ok(read.into())
+}
+
+fn read_sql(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -129,7 +159,7 @@ fn read_sql(
         .to_ascii_lowercase();
     let sql = match media.as_str() {
         "application/json" => {
-            let parsed: SqlBody = serde_json::from_slice(&body).map_err(|e| {
+            let parsed: SqlBody = serde_json::from_slice(body).map_err(|e| {
                 ApiError::BadRequest(format!("the JSON body must be {{\"sql\": \"...\"}}: {e}"))
             })?;
             parsed.sql
@@ -263,4 +293,51 @@ async fn tables(State(state): State<AppState>, caller: Caller) -> Result<Respons
     let result = state.service.engine.execute(sql).await?;
     let body = encode(&result, Format::Json)?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A body of `chunks` pieces of `size` bytes that counts the pieces read from it.
+    fn counted_body(chunks: usize, size: usize) -> (Body, Arc<AtomicUsize>) {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counter = pulled.clone();
+        let stream = futures::stream::iter(0..chunks).map(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(Bytes::from(vec![b' '; size]))
+        });
+        (Body::from_stream(stream), pulled)
+    }
+
+    #[tokio::test]
+    async fn a_body_within_the_limit_is_read_whole() {
+        let (body, _) = counted_body(3, 1000);
+        assert_eq!(read_body(body, 2000).await.unwrap().len(), 3000);
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_read_to_its_end_before_the_413() {
+        let (body, pulled) = counted_body(40, 1024);
+        let error = read_body(body, 2000).await.unwrap_err();
+        assert!(matches!(error, ApiError::PayloadTooLarge(_)), "{error:?}");
+        assert!(error.to_string().contains("2000 bytes"), "{error}");
+        assert_eq!(pulled.load(Ordering::SeqCst), 40);
+    }
+
+    #[tokio::test]
+    async fn draining_stops_after_drain_bytes() {
+        let chunk = 1024 * 1024;
+        let (body, pulled) = counted_body(DRAIN_BYTES / chunk * 4, chunk);
+        let error = read_body(body, 2000).await.unwrap_err();
+        assert!(matches!(error, ApiError::PayloadTooLarge(_)), "{error:?}");
+        let pulled = pulled.load(Ordering::SeqCst);
+        assert!(
+            pulled <= DRAIN_BYTES / chunk + 2,
+            "read {pulled} chunks of a MiB"
+        );
+    }
 }
