@@ -102,10 +102,9 @@ async fn sql_post(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let sql = match read_body(body, state.service.engine.limits().max_sql_bytes).await {
-        Ok(body) => read_sql(&headers, &body),
-        Err(error) => Err(error),
-    };
+    let sql = read_body(body, state.service.engine.limits().max_sql_bytes)
+        .await
+        .and_then(|body| read_sql(&headers, &body));
     match sql {
         Ok(sql) => run(state, caller, &sql, params.format.as_deref(), &headers).await,
         Err(error) => error.into_response(),
