@@ -63,7 +63,12 @@ const GENERATOR: &str = "cruscotto-bench-sensors-v1";
 const GENERATOR_KEY: &str = "cruscotto.bench.generator";
 
 const WARMUP: usize = 2;
+/// Timed runs per query and engine: at least `RUNS`, and more for a fast query until HTTP and
+/// in-process together have run `MIN_TIMED` (at most `MAX_RUNS`), so that a 20 ms query's
+/// median is not left to 15 samples of a machine whose load changes from second to second.
 const RUNS: usize = 15;
+const MIN_TIMED: Duration = Duration::from_secs(6);
+const MAX_RUNS: usize = 301;
 /// The server binary's rows per registered batch (`ROWS_PER_BATCH` in src/store/mod.rs).
 const SERVER_ROWS_PER_BATCH: usize = 64 * 1024;
 /// The `[query] memory_limit` given to the server, mirrored in process.
@@ -878,12 +883,13 @@ fn median(mut samples: Vec<f64>) -> f64 {
 }
 
 /// Medians in ms of `a` and `b`, run alternately (and each first in turn), so that on a shared
-/// machine whose load changes from one second to the next both are timed under the same load.
+/// machine whose load changes from one second to the next both are timed under the same load;
+/// and the number of timed runs of each.
 fn time_alternating(
     warmup: usize,
     mut a: impl FnMut() -> Result<(), String>,
     mut b: impl FnMut() -> Result<(), String>,
-) -> Result<(f64, f64), String> {
+) -> Result<(f64, f64, usize), String> {
     for _ in 0..warmup {
         a()?;
         b()?;
@@ -893,8 +899,10 @@ fn time_alternating(
         run()?;
         Ok(started.elapsed().as_secs_f64() * 1000.0)
     };
-    let (mut samples_a, mut samples_b) = (Vec::with_capacity(RUNS), Vec::with_capacity(RUNS));
-    for i in 0..RUNS {
+    let (mut samples_a, mut samples_b) = (Vec::new(), Vec::new());
+    let started = Instant::now();
+    let mut i = 0;
+    while i < RUNS || (started.elapsed() < MIN_TIMED && i < MAX_RUNS) {
         if i % 2 == 0 {
             samples_a.push(timed(&mut a)?);
             samples_b.push(timed(&mut b)?);
@@ -902,8 +910,9 @@ fn time_alternating(
             samples_b.push(timed(&mut b)?);
             samples_a.push(timed(&mut a)?);
         }
+        i += 1;
     }
-    Ok((median(samples_a), median(samples_b)))
+    Ok((median(samples_a), median(samples_b), i))
 }
 
 fn mib(bytes: Option<u64>) -> String {
@@ -918,8 +927,10 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("cruscotto-bench"));
     println!(
-        "cruscotto SQL benchmark: {ROWS} rows, {} cores, {WARMUP} warm-up + {RUNS} timed runs per query and engine",
-        cores()
+        "cruscotto SQL benchmark: {ROWS} rows, {} cores, {WARMUP} warm-up + at least {RUNS} timed runs per query and engine \
+         (HTTP and in-process: more for a fast query, until the pair has run {} s; DuckDB: {RUNS})",
+        cores(),
+        MIN_TIMED.as_secs()
     );
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         let one: f64 = load
@@ -1085,6 +1096,7 @@ fn main() {
         name: &'static str,
         http: f64,
         local: f64,
+        runs: usize,
         duck: Option<f64>,
         duck_parquet: Option<f64>,
     }
@@ -1114,8 +1126,8 @@ fn main() {
                 body_bytes,
             ));
         }
-        let (http, local) = match timed {
-            Ok(pair) => pair,
+        let (http, local, runs) = match timed {
+            Ok(timed) => timed,
             Err(e) => {
                 failures.push(format!("{}: timing failed: {e}", query.label));
                 continue;
@@ -1133,18 +1145,19 @@ fn main() {
             name: query.name,
             http,
             local,
+            runs,
             duck,
             duck_parquet,
         });
     }
     // The fixed cost of a request: a query that does no work.
     let trivial = "SELECT 1 AS one";
-    if let Ok(pair) = time_alternating(
+    if let Ok((h, l, _)) = time_alternating(
         WARMUP,
         || http.query(&server.base, trivial).map(|_| ()),
         || local.query(trivial).map(|_| ()),
     ) {
-        server_sql_overhead = Some(pair);
+        server_sql_overhead = Some((h, l));
     }
     let rss_peak = server.proc_status_bytes("VmHWM");
     let rss_now = server.proc_status_bytes("VmRSS");
@@ -1153,15 +1166,16 @@ fn main() {
         |v: Option<f64>, digits: usize| v.map_or("n/a".to_string(), |v| format!("{v:.digits$}"));
     println!();
     println!(
-        "| query                   | HTTP median ms | in-process median ms | DuckDB median ms | HTTP/in-process | HTTP/DuckDB |"
+        "| query                   | runs | HTTP median ms | in-process median ms | DuckDB median ms | HTTP/in-process | HTTP/DuckDB |"
     );
     println!(
-        "|-------------------------|---------------:|---------------------:|-----------------:|----------------:|------------:|"
+        "|-------------------------|-----:|---------------:|---------------------:|-----------------:|----------------:|------------:|"
     );
     for l in &lines {
         println!(
-            "| {:<23} | {:>14.1} | {:>20.1} | {:>16} | {:>14.2}× | {:>10}× |",
+            "| {:<23} | {:>4} | {:>14.1} | {:>20.1} | {:>16} | {:>14.2}× | {:>10}× |",
             l.label,
+            l.runs,
             l.http,
             l.local,
             opt(l.duck, 1),

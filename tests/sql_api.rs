@@ -141,6 +141,88 @@ fn results_come_in_every_format() {
     assert!(body["detail"].as_str().unwrap().contains("text/csv"));
 }
 
+/// Up to 10,000 rows a result is encoded whole and sent with its length; over it, JSON is
+/// streamed in chunks and the other formats are encoded off the async workers. Either way every
+/// row arrives, in order.
+#[test]
+fn small_and_large_results_arrive_whole_in_each_format() {
+    let config = ConfigDir::empty();
+    small_table(&config);
+    let server = Server::start_ready(&config);
+    let get = |rows: usize, format: &str| {
+        let response = server
+            .client
+            .post(format!("{}/api/v1/sql?format={format}", server.url))
+            .body(format!(
+                "SELECT value AS i, 'riga ' || value AS label FROM generate_series(1, {rows}) ORDER BY i"
+            ))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 200, "{rows} rows as {format}");
+        assert_eq!(response.headers()["x-row-count"], rows.to_string().as_str());
+        let length = response.headers().get("content-length").cloned();
+        (length, response.bytes().unwrap())
+    };
+    for rows in [10_000, 10_001, 25_000] {
+        let (length, body) = get(rows, "json");
+        // One body with its length up to the threshold, chunked over it.
+        assert_eq!(length.is_some(), rows <= 10_000, "{rows} rows: {length:?}");
+        let values: Vec<Value> = serde_json::from_slice(&body).unwrap();
+        assert_eq!(values.len(), rows);
+        for (k, value) in values.iter().enumerate() {
+            let i = k as i64 + 1;
+            assert_eq!(
+                value,
+                &serde_json::json!({"i": i, "label": format!("riga {i}")})
+            );
+        }
+
+        let (_, body) = get(rows, "ndjson");
+        let lines: Vec<Value> = std::str::from_utf8(&body)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines, values, "{rows} rows as NDJSON");
+
+        let (length, body) = get(rows, "csv");
+        assert!(
+            length.is_some(),
+            "{rows} rows as CSV: one body with its length"
+        );
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("i,label"));
+        let expected: Vec<String> = (1..=rows).map(|i| format!("{i},riga {i}")).collect();
+        assert_eq!(lines.collect::<Vec<_>>(), expected, "{rows} rows as CSV");
+
+        let (_, body) = get(rows, "parquet");
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            bytes::Bytes::from(body.to_vec()),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        let ids: Vec<i64> = reader
+            .flat_map(|batch| {
+                let batch = batch.unwrap();
+                let column = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .unwrap()
+                    .clone();
+                column.values().to_vec()
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            (1..=rows as i64).collect::<Vec<_>>(),
+            "{rows} rows as Parquet"
+        );
+    }
+}
+
 #[test]
 fn writes_and_file_access_are_refused_naming_the_statement() {
     let config = ConfigDir::empty();
