@@ -149,7 +149,7 @@ fn small_and_large_results_arrive_whole_in_each_format() {
     let config = ConfigDir::empty();
     small_table(&config);
     let server = Server::start_ready(&config);
-    let get = |rows: usize, format: &str| {
+    let fetch = |rows: usize, format: &str| {
         let response = server
             .client
             .post(format!("{}/api/v1/sql?format={format}", server.url))
@@ -164,7 +164,7 @@ fn small_and_large_results_arrive_whole_in_each_format() {
         (length, response.bytes().unwrap())
     };
     for rows in [10_000, 10_001, 25_000] {
-        let (length, body) = get(rows, "json");
+        let (length, body) = fetch(rows, "json");
         // One body with its length up to the threshold, chunked over it.
         assert_eq!(length.is_some(), rows <= 10_000, "{rows} rows: {length:?}");
         let values: Vec<Value> = serde_json::from_slice(&body).unwrap();
@@ -177,7 +177,7 @@ fn small_and_large_results_arrive_whole_in_each_format() {
             );
         }
 
-        let (_, body) = get(rows, "ndjson");
+        let (_, body) = fetch(rows, "ndjson");
         let lines: Vec<Value> = std::str::from_utf8(&body)
             .unwrap()
             .lines()
@@ -185,18 +185,17 @@ fn small_and_large_results_arrive_whole_in_each_format() {
             .collect();
         assert_eq!(lines, values, "{rows} rows as NDJSON");
 
-        let (length, body) = get(rows, "csv");
+        let (length, body) = fetch(rows, "csv");
         assert!(
             length.is_some(),
             "{rows} rows as CSV: one body with its length"
         );
-        let text = String::from_utf8(body.to_vec()).unwrap();
-        let mut lines = text.lines();
+        let mut lines = std::str::from_utf8(&body).unwrap().lines();
         assert_eq!(lines.next(), Some("i,label"));
         let expected: Vec<String> = (1..=rows).map(|i| format!("{i},riga {i}")).collect();
         assert_eq!(lines.collect::<Vec<_>>(), expected, "{rows} rows as CSV");
 
-        let (_, body) = get(rows, "parquet");
+        let (_, body) = fetch(rows, "parquet");
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
             bytes::Bytes::from(body.to_vec()),
         )
@@ -205,14 +204,13 @@ fn small_and_large_results_arrive_whole_in_each_format() {
         .unwrap();
         let ids: Vec<i64> = reader
             .flat_map(|batch| {
+                use arrow::array::AsArray;
                 let batch = batch.unwrap();
-                let column = batch
+                batch
                     .column(0)
-                    .as_any()
-                    .downcast_ref::<arrow::array::Int64Array>()
-                    .unwrap()
-                    .clone();
-                column.values().to_vec()
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .values()
+                    .to_vec()
             })
             .collect();
         assert_eq!(

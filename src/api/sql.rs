@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -118,7 +118,7 @@ pub fn body_limit(max_sql_bytes: usize) -> usize {
 
 /// The body, when it is within `body_limit`. A longer one is read on and dropped (see
 /// `DRAIN_BYTES`) so that the client gets to read the 413.
-async fn read_body(body: Body, max_sql_bytes: usize) -> Result<Bytes, ApiError> {
+async fn read_body(body: Body, max_sql_bytes: usize) -> Result<Vec<u8>, ApiError> {
     let limit = body_limit(max_sql_bytes);
     let mut stream = body.into_data_stream();
     let mut read = Vec::new();
@@ -142,7 +142,7 @@ async fn read_body(body: Body, max_sql_bytes: usize) -> Result<Bytes, ApiError> 
         }
         read.extend_from_slice(&chunk);
     }
-    Ok(read.into())
+    Ok(read)
 }
 
 fn read_sql(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
@@ -307,7 +307,7 @@ mod tests {
         let counter = pulled.clone();
         let stream = futures::stream::iter(0..chunks).map(move |_| {
             counter.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, std::io::Error>(Bytes::from(vec![b' '; size]))
+            Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b' '; size]))
         });
         (Body::from_stream(stream), pulled)
     }
