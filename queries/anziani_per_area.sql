@@ -7,7 +7,7 @@
 -- unit: % dei residenti
 -- unit_en: % of residents
 -- polarity: higher_is_worse
--- sources: bologna.fragilita, bologna.aree_statistiche
+-- sources: residenti_per_area, bologna.fragilita
 -- method: quota_over_80_pct e over_65_soli_pct vengono dagli indici di fragilità 2021 (vuoti nelle 11
 --   aree escluse, con poche decine di residenti). I dati aperti non danno gli over 65 per area: la quota
 --   over 65 è stimata come quota over 80 × (1 + 1,8), dove 1,8 è il rapporto tra residenti di 65–79
@@ -15,18 +15,21 @@
 --   2022); è quindi proporzionale alla quota over 80 e va sostituita dal dato d'anagrafe per area quando
 --   il connettore dell'anagrafe (registry.residenti_per_area) è configurato. over_65_soli_stimati = over 65 stimati × over_65_soli_pct / 100.
 -- method_version: 1.0
--- persons: over_80, over_65_stimati, over_65_soli_stimati
--- persons_derived: over_80, over_65_stimati, over_65_soli_stimati, quota_over_80_pct, quota_over_65_stimata_pct, over_65_soli_pct
+-- persons: residenti, over_80, over_65_stimati, over_65_soli_stimati
+-- persons_derived: quota_over_80_pct, quota_over_65_stimata_pct, over_65_stimati, over_65_soli_stimati <- over_80;
+--   quota_over_80_pct, quota_over_65_stimata_pct, over_80, over_65_soli_stimati <- over_65_stimati;
+--   over_65_soli_pct <- over_65_soli_stimati
+-- persons_key: codice_area_statistica
 SELECT
-    a.codice_area_statistica,
-    a.area_statistica,
-    f.popolazione_residente AS residenti,
-    f.perc_residenti_oltre_80_anni AS quota_over_80_pct,
-    round(f.perc_residenti_oltre_80_anni * 2.8, 1) AS quota_over_65_stimata_pct,
+    r.codice_area_statistica,
+    r.area_statistica,
+    r.residenti,
+    r.quota_over_80_pct,
+    round(r.quota_over_80_pct * 2.8, 1) AS quota_over_65_stimata_pct,
     f.pct_residenti_oltre_65_anni_che_vive_sola AS over_65_soli_pct,
-    CAST(round(f.popolazione_residente * f.perc_residenti_oltre_80_anni / 100.0) AS BIGINT) AS over_80,
-    CAST(round(f.popolazione_residente * f.perc_residenti_oltre_80_anni * 2.8 / 100.0) AS BIGINT) AS over_65_stimati,
-    CAST(round(f.popolazione_residente * f.perc_residenti_oltre_80_anni * 2.8 / 100.0
+    r.over_80_stimati AS over_80,
+    CAST(round(r.residenti * r.quota_over_80_pct * 2.8 / 100.0) AS BIGINT) AS over_65_stimati,
+    CAST(round(r.residenti * r.quota_over_80_pct * 2.8 / 100.0
                * f.pct_residenti_oltre_65_anni_che_vive_sola / 100.0) AS BIGINT) AS over_65_soli_stimati
-FROM bologna.aree_statistiche AS a
-JOIN bologna.fragilita AS f ON f.codice_area_statistica = a.codice_area_statistica
+FROM residenti_per_area AS r
+JOIN bologna.fragilita AS f ON f.codice_area_statistica = r.codice_area_statistica

@@ -7,7 +7,7 @@
 -- unit: % dei residenti
 -- unit_en: % of residents
 -- polarity: higher_is_better
--- sources: bologna.aree_statistiche, bologna.fragilita, bologna.biblioteche, bologna.risorse_sociali
+-- sources: bologna.aree_statistiche, residenti_per_area, bologna.biblioteche, bologna.risorse_sociali
 -- method: I dati aperti non localizzano i residenti dentro l'area: si assumono distribuiti in modo
 --   uniforme sulla sua superficie. Ogni area è coperta da una griglia di punti ogni 100 m circa
 --   (0,00126° di longitudine × 0,0009° di latitudine), tenendo i punti dentro il poligono (semplificato
@@ -71,11 +71,11 @@ per_area AS (
 SELECT
     a.codice_area_statistica,
     a.area_statistica,
-    f.popolazione_residente AS residenti,
+    r.residenti,
     p.punti_griglia,
     p.punti_coperti,
     round(p.punti_coperti * 100.0 / p.punti_griglia, 2) AS quota_entro_800m_pct,
-    CAST(round(f.popolazione_residente * p.punti_coperti * 1.0 / p.punti_griglia) AS BIGINT) AS residenti_entro_800m
+    CAST(round(r.residenti * p.punti_coperti * 1.0 / p.punti_griglia) AS BIGINT) AS residenti_entro_800m
 FROM per_area AS p
 JOIN bologna.aree_statistiche AS a ON a.codice_area_statistica = p.codice_area_statistica
-JOIN bologna.fragilita AS f ON f.codice_area_statistica = p.codice_area_statistica
+JOIN residenti_per_area AS r ON r.codice_area_statistica = p.codice_area_statistica

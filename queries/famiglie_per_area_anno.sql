@@ -9,7 +9,9 @@
 -- polarity: neutral
 -- sources: bologna.famiglie
 -- method: Somma per area e anno delle famiglie di ogni ampiezza; famiglie_una_persona = ampiezza 1.
--- persons: famiglie_una_persona
+-- persons: famiglie, famiglie_una_persona
+-- persons_derived: famiglie_una_persona <- famiglie
+-- persons_key: codice_area_statistica, anno
 SELECT
     codice_area_statistica,
     anno,

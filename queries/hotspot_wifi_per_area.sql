@@ -7,7 +7,7 @@
 -- unit: hotspot ogni 1.000 residenti
 -- unit_en: hotspots per 1,000 residents
 -- polarity: higher_is_better
--- sources: bologna.aree_statistiche, bologna.hotspot_wifi, bologna.fragilita
+-- sources: bologna.aree_statistiche, bologna.hotspot_wifi, residenti_per_area
 -- method: ST_Contains(area.geometry, hotspot.geometry); aree senza hotspot contano 0.
 WITH hotspot_per_area AS (
     SELECT a.codice_area_statistica, count(h.hostname) AS hotspot
@@ -19,9 +19,9 @@ SELECT
     a.codice_area_statistica,
     a.area_statistica,
     h.hotspot,
-    f.popolazione_residente AS residenti,
-    round(h.hotspot * 1000.0 / f.popolazione_residente, 4) AS hotspot_per_1000_residenti
+    r.residenti,
+    round(h.hotspot * 1000.0 / r.residenti, 4) AS hotspot_per_1000_residenti
 FROM hotspot_per_area AS h
 JOIN bologna.aree_statistiche AS a ON a.codice_area_statistica = h.codice_area_statistica
-JOIN bologna.fragilita AS f ON f.codice_area_statistica = h.codice_area_statistica
+JOIN residenti_per_area AS r ON r.codice_area_statistica = h.codice_area_statistica
 ORDER BY a.codice_area_statistica

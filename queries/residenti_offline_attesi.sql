@@ -7,7 +7,7 @@
 -- unit: % dei residenti adulti
 -- unit_en: % of adult residents
 -- polarity: higher_is_worse
--- sources: bologna.fragilita, bologna.aree_statistiche, bologna.zone, bologna.popolazione
+-- sources: residenti_per_area, bologna.aree_statistiche, bologna.zone, bologna.popolazione
 -- method: Tassi di uso di Internet negli ultimi 3 mesi (ISTAT, "Cittadini e ICT" 2024: oltre 93% da
 --   11 a 54 anni, 68,1% a 65–74, 31,4% da 75 anni in su; 55–64 interpolati a 88% e 81%), portati sulle
 --   fasce disponibili: 18–64 anni 91%; 65–79 anni 56% (2/3 × 68,1% + 1/3 × 31,4%, il peso dei 65–74
@@ -17,8 +17,10 @@
 --   cittadino, vedi anziani_per_area); 18–64 = adulti − 65–79 − 80+. offline = Σ fascia × (1 − tasso).
 --   Vuoto nelle 11 aree escluse, che non hanno la quota over 80.
 -- method_version: 1.0
--- persons: adulti_80_piu, adulti_65_79, adulti_18_64, offline_attesi
--- persons_derived: adulti_80_piu, adulti_65_79, adulti_18_64, offline_attesi, quota_offline_attesi_pct
+-- persons: residenti, adulti_80_piu
+-- persons_derived: adulti, adulti_18_64, adulti_65_79, adulti_80_piu, offline_attesi, quota_offline_attesi_pct <- residenti;
+--   adulti_18_64, adulti_65_79, offline_attesi, quota_offline_attesi_pct <- adulti_80_piu
+-- persons_key: codice_area_statistica
 WITH area_zone AS (
     SELECT a.codice_area_statistica, z.nome_zona
     FROM bologna.aree_statistiche AS a
@@ -34,15 +36,14 @@ minors_share AS (
 ),
 bands AS (
     SELECT
-        a.codice_area_statistica,
-        a.area_statistica,
-        f.popolazione_residente AS residenti,
-        f.popolazione_residente * (1 - m.quota_0_17) AS adulti,
-        f.popolazione_residente * f.perc_residenti_oltre_80_anni / 100.0 AS eta_80_piu,
-        f.popolazione_residente * f.perc_residenti_oltre_80_anni / 100.0 * 1.8 AS eta_65_79
-    FROM bologna.aree_statistiche AS a
-    JOIN bologna.fragilita AS f ON f.codice_area_statistica = a.codice_area_statistica
-    JOIN area_zone AS az ON az.codice_area_statistica = a.codice_area_statistica
+        r.codice_area_statistica,
+        r.area_statistica,
+        r.residenti,
+        r.residenti * (1 - m.quota_0_17) AS adulti,
+        r.residenti * r.quota_over_80_pct / 100.0 AS eta_80_piu,
+        r.residenti * r.quota_over_80_pct / 100.0 * 1.8 AS eta_65_79
+    FROM residenti_per_area AS r
+    JOIN area_zone AS az ON az.codice_area_statistica = r.codice_area_statistica
     JOIN minors_share AS m ON m.zona = az.nome_zona
 ),
 offline AS (

@@ -10,7 +10,9 @@
 -- sources: bologna.aree_statistiche, bologna.fragilita
 -- method: residenti = popolazione residente 2021 (indici di fragilità); over_80_stimati = residenti × quota / 100, arrotondato.
 -- persons: residenti, over_80_stimati
--- persons_derived: over_80_stimati, quota_over_80_pct
+-- persons_derived: over_80_stimati, quota_over_80_pct <- residenti; quota_over_80_pct <- over_80_stimati
+-- persons_groups: zona
+-- persons_key: codice_area_statistica
 SELECT
     a.codice_area_statistica,
     a.area_statistica,

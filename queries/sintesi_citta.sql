@@ -9,7 +9,8 @@
 -- polarity: neutral
 -- sources: residenti_offline_attesi, copertura_supporto_800m, hotspot_wifi_per_area
 -- method: Somme sulle 90 aree; le quote sono rapporti tra somme (adulti offline attesi / adulti delle
---   79 aree con dato; residenti entro 800 m / residenti).
+--   79 aree con dato; residenti entro 800 m / residenti). Nei dati pubblici le somme sono fatte sui
+--   valori pubblicati: le celle soppresse per riservatezza restano fuori, così come dalle quote.
 SELECT
     (SELECT sum(residenti) FROM residenti_offline_attesi) AS residenti,
     (SELECT sum(offline_attesi) FROM residenti_offline_attesi) AS adulti_offline_attesi,

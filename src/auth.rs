@@ -1,8 +1,11 @@
 //! API keys, roles and dataset scopes. A key is `ck_<id>_<secret>`: the id finds the record, the
 //! secret is checked against its argon2 hash. Keys live in `<data_dir>/keys.json`, re-read when
-//! the file changes, so a key revoked from the command line fails at the next request.
+//! the file changes, so a key revoked from the command line fails at the next request. The file
+//! holds no secret, only argon2 hashes, and is still readable by its owner only (0600).
 
 use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::SystemTime;
@@ -113,8 +116,18 @@ fn store_error(path: &Path, e: impl std::fmt::Display) -> AuthError {
 
 impl KeyStore {
     pub fn new(data_dir: &Path) -> Self {
+        let path = data_dir.join("keys.json");
+        // A file an older version wrote world-readable is narrowed.
+        if let Ok(metadata) = std::fs::metadata(&path)
+            && metadata.permissions().mode() & 0o077 != 0
+        {
+            match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+                Ok(()) => tracing::warn!(path = %path.display(), "the key file was readable by others: narrowed to 0600"),
+                Err(e) => tracing::error!(path = %path.display(), error = %e, "the key file is readable by others and cannot be narrowed to 0600"),
+            }
+        }
         Self {
-            path: data_dir.join("keys.json"),
+            path,
             cache: RwLock::new(Cache::default()),
         }
     }
@@ -139,9 +152,18 @@ impl KeyStore {
         }
         let temporary = self.path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(keys).map_err(|e| store_error(&self.path, e))?;
-        std::fs::write(&temporary, text).map_err(|e| store_error(&self.path, e))?;
-        std::fs::File::open(&temporary)
-            .and_then(|f| f.sync_all())
+        // Created 0600, and narrowed in case a temporary file of a crashed run was left wider.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)
+            .and_then(|mut f| {
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                f.write_all(text.as_bytes())?;
+                f.sync_all()
+            })
             .map_err(|e| store_error(&self.path, e))?;
         std::fs::rename(&temporary, &self.path).map_err(|e| store_error(&self.path, e))
     }
@@ -183,6 +205,14 @@ impl KeyStore {
             return Ok(Lookup::Verified(principal(record)));
         }
         Ok(Lookup::NeedsHashing)
+    }
+
+    /// The id and role of the key a refused key names, when there is such a key: a revoked key's
+    /// use is audited under its id. Nothing here says the secret was right.
+    pub fn named_key(&self, presented: &str) -> Option<(String, Role)> {
+        let (id, _) = parse_key(presented)?;
+        let cache = self.cache.read().expect("key cache");
+        cache.keys.get(id).map(|k| (k.id.clone(), k.role))
     }
 
     /// Check a key's secret against its argon2 hash, and remember it for the next requests.
@@ -310,8 +340,14 @@ mod tests {
         // The file never holds the secret.
         let file = std::fs::read_to_string(dir.path().join("keys.json")).unwrap();
         assert!(!file.contains(key.rsplit('_').next().unwrap()));
+        let mode = std::fs::metadata(dir.path().join("keys.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "keys.json is {mode:o}");
         assert!(store.revoke(&record.id).unwrap());
         assert_eq!(store.authenticate(&key), Err(AuthError::Revoked));
+        assert_eq!(store.named_key(&key), Some((record.id.clone(), Role::Partner)));
         assert_eq!(
             store.authenticate("Bearer nonsense"),
             Err(AuthError::Malformed)

@@ -38,12 +38,42 @@ pub struct ServiceConfig {
     /// Limits applied to every SQL query, whoever sends it.
     #[serde(default)]
     pub query: QueryLimits,
+    /// Limits on HTTP connections: slow or idle clients, open connections, request heads.
+    #[serde(default)]
+    pub http: HttpLimits,
     /// Who may call what: keys, anonymous access, rate limits, disclosure control.
     #[serde(default)]
     pub access: AccessConfig,
     /// The composite digital-divide index: pillars query, weights, method version.
     #[serde(default)]
     pub index: Option<crate::dashboards::IndexConfig>,
+    /// Who publishes the partner datasets: the DCAT-AP_IT catalogue's publisher and contact.
+    #[serde(default)]
+    pub catalogue: CatalogueConfig,
+}
+
+/// The publisher of the DCAT-AP_IT catalogue at `/api/v1/datasets` (and the contact of the API's
+/// OpenAPI document). DCAT-AP_IT identifies a public body by its code in the IPA index
+/// (indicepa.gov.it), e.g. `c_a944` for the Comune di Bologna.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogueConfig {
+    /// The publishing body's name, e.g. "Comune di Bologna".
+    #[serde(default)]
+    pub publisher: Option<String>,
+    /// The publishing body's IPA code, e.g. "c_a944".
+    #[serde(default)]
+    pub publisher_ipa: Option<String>,
+    /// What the catalogue holds, in Italian (DCAT-AP_IT makes it mandatory).
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub description_en: Option<String>,
+    /// Who answers questions about the data and the API: a name and an e-mail address.
+    #[serde(default)]
+    pub contact_name: Option<String>,
+    #[serde(default)]
+    pub contact_email: Option<String>,
 }
 
 /// Access control. Keys are managed with `cruscotto keys create|list|revoke`.
@@ -69,6 +99,53 @@ pub struct AccessConfig {
     /// Largest page a dataset request may ask for.
     #[serde(default = "default_max_page")]
     pub max_page: usize,
+    /// The audit trail: rotation, retention and aggregation of refused requests.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// The audit trail (`<data_dir>/audit.jsonl`, `[access.audit]`). Its size is bounded by
+/// `rotate_size` × (`max_files` + 1); `retention` removes older rotated files sooner.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Size at which `audit.jsonl` is closed and renamed `audit-<UTC time>.jsonl`.
+    #[serde(default = "default_audit_rotate_size")]
+    pub rotate_size: ByteSize,
+    /// Rotated files whose last entry is older than this are deleted.
+    #[serde(with = "humantime_serde", default = "default_audit_retention")]
+    pub retention: Duration,
+    /// Rotated files kept at most; the oldest are deleted first.
+    #[serde(default = "default_audit_max_files")]
+    pub max_files: usize,
+    /// Repeats of one refusal (same key, action, status) within this window become one line with
+    /// their count, so refused requests cannot grow the log at the rate they are sent.
+    #[serde(with = "humantime_serde", default = "default_audit_aggregate_window")]
+    pub aggregate_window: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            rotate_size: default_audit_rotate_size(),
+            retention: default_audit_retention(),
+            max_files: default_audit_max_files(),
+            aggregate_window: default_audit_aggregate_window(),
+        }
+    }
+}
+
+fn default_audit_rotate_size() -> ByteSize {
+    ByteSize::mib(64)
+}
+fn default_audit_retention() -> Duration {
+    Duration::from_secs(365 * 24 * 3600)
+}
+fn default_audit_max_files() -> usize {
+    64
+}
+fn default_audit_aggregate_window() -> Duration {
+    Duration::from_secs(60)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -96,6 +173,7 @@ impl Default for AccessConfig {
             burst: default_burst(),
             min_count: default_min_count(),
             max_page: default_max_page(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -141,6 +219,10 @@ pub struct QueryLimits {
     /// Largest SQL text accepted, in bytes.
     #[serde(default = "default_max_sql_bytes")]
     pub max_sql_bytes: usize,
+    /// Deepest chain of operators, set operations and parentheses a statement may nest; the
+    /// query threads' stacks are sized for it.
+    #[serde(default = "default_max_expression_depth")]
+    pub max_expression_depth: usize,
 }
 
 impl Default for QueryLimits {
@@ -151,8 +233,59 @@ impl Default for QueryLimits {
             max_rows: default_max_rows(),
             max_concurrent: default_max_concurrent(),
             max_sql_bytes: default_max_sql_bytes(),
+            max_expression_depth: default_max_expression_depth(),
         }
     }
+}
+
+/// Bounds on HTTP connections, so slow or idle clients cannot hold the server's connections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpLimits {
+    /// Time a client may take to send a request's head (request line and headers); on a kept-alive
+    /// connection it counts from the end of the previous response.
+    #[serde(with = "humantime_serde", default = "default_header_read_timeout")]
+    pub header_read_timeout: Duration,
+    /// A connection that has carried no request and received no byte for this long is closed.
+    #[serde(with = "humantime_serde", default = "default_keep_alive_timeout")]
+    pub keep_alive_timeout: Duration,
+    /// Connections open at once; a client over the limit gets a 503 at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) read, in bytes (at least 8 KiB); over it a 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Longest URI (path and query) accepted, in bytes; over it a 414.
+    #[serde(default = "default_max_uri_bytes")]
+    pub max_uri_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: default_header_read_timeout(),
+            keep_alive_timeout: default_keep_alive_timeout(),
+            max_connections: default_max_connections(),
+            max_header_bytes: default_max_header_bytes(),
+            max_uri_bytes: default_max_uri_bytes(),
+        }
+    }
+}
+
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_keep_alive_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_max_header_bytes() -> usize {
+    64 * 1024
+}
+fn default_max_uri_bytes() -> usize {
+    8 * 1024
 }
 
 fn default_listen() -> SocketAddr {
@@ -184,6 +317,9 @@ fn default_max_concurrent() -> usize {
 }
 fn default_max_sql_bytes() -> usize {
     64 * 1024
+}
+fn default_max_expression_depth() -> usize {
+    1000
 }
 
 /// One connector file: its name (the file stem, which is also its schema in catalog `city`).
@@ -362,7 +498,11 @@ impl Config {
             problems.extend(connector.config.validate(&connector.file, &base_dir));
         }
         let mut queries =
-            crate::query::saved::load_dir(&base_dir.join(&service.queries_dir), &mut problems);
+            crate::query::saved::load_dir(
+                &base_dir.join(&service.queries_dir),
+                service.query.max_expression_depth,
+                &mut problems,
+            );
         let index = service.index.clone().unwrap_or_default();
         match index.saved_query(path, &queries, service.index.is_some()) {
             Ok(Some(generated)) => queries.push(generated),

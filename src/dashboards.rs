@@ -596,6 +596,7 @@ mod tests {
             name,
             Path::new("q.sql"),
             &format!("-- title: {name}\n-- method_version: 2.0\n{sql}"),
+            1000,
         )
         .unwrap()
     }

@@ -23,7 +23,12 @@ pub struct DatasetConfig {
     pub query: String,
     /// Licence URI, e.g. https://creativecommons.org/licenses/by/4.0/
     pub licence: String,
+    /// The body that holds the rights on the data (`dct:rightsHolder`), by name.
     pub publisher: String,
+    /// Its IPA code (e.g. `m_it`); not needed when it is the catalogue's publisher
+    /// (`[catalogue]` in cruscotto.toml).
+    #[serde(default)]
+    pub publisher_ipa: Option<String>,
     /// EU frequency code: ANNUAL, MONTHLY, WEEKLY, DAILY, IRREG, …
     pub update_frequency: String,
     /// EU data-theme codes: SOCI, GOVE, TECH, HEAL, REGI, …
@@ -66,6 +71,42 @@ pub struct PersonCounts {
     /// second cell is suppressed too. Empty: the whole dataset is one group.
     #[serde(default)]
     pub groups: Vec<String>,
+}
+
+/// Disclosure control is declared once, in the saved query, so the dashboard, the map and every
+/// dataset built on the query suppress the same cells: a dataset's `[persons]` must be covered by
+/// the query's `persons_*` metadata. Returns what is missing.
+fn undeclared(dataset: &PersonCounts, query: Option<&PersonCounts>, name: &str) -> Option<String> {
+    let Some(query) = query else {
+        return Some(format!(
+            "declare the counts in queries/{name}.sql (`-- persons: ...`), where every output that reads them picks them up"
+        ));
+    };
+    let mut missing: Vec<String> = dataset
+        .counts
+        .iter()
+        .filter(|c| !query.counts.contains(c))
+        .map(|c| format!("`{c}` in `-- persons:`"))
+        .collect();
+    for (count, columns) in &dataset.derived {
+        for column in columns {
+            if !query.derived.get(count).is_some_and(|d| d.contains(column)) {
+                missing.push(format!("`{column} <- {count}` in `-- persons_derived:`"));
+            }
+        }
+    }
+    if dataset.groups != query.groups {
+        missing.push(format!(
+            "`{}` in `-- persons_groups:`",
+            dataset.groups.join(", ")
+        ));
+    }
+    (!missing.is_empty()).then(|| {
+        format!(
+            "queries/{name}.sql must declare what the dataset declares: {}",
+            missing.join(", ")
+        )
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +163,13 @@ pub fn load_dir(dir: &Path, queries: &[SavedQuery], problems: &mut Vec<Problem>)
             ));
         }
         if let Some(persons) = &config.persons {
+            let declared = queries
+                .iter()
+                .find(|q| q.name == config.query)
+                .and_then(SavedQuery::person_counts);
+            if let Some(problem) = undeclared(persons, declared.as_ref(), &config.query) {
+                problems.push(Problem::new(&file, Some("persons".into()), problem));
+            }
             if persons.counts.is_empty() {
                 problems.push(Problem::new(
                     &file,

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
@@ -316,23 +315,15 @@ async fn serve(config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
     let local = listener.local_addr()?;
-    // Without TCP_NODELAY the last partial segment of a response waits for the client's ACK of
-    // the segments before it (Nagle): a result's tail would sit in the kernel for a round trip.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
-        }
-    });
     tracing::info!(address = %local, "listening");
     // A line tests and scripts can wait for.
     println!("cruscotto listening on http://{local}");
-    let app = api::app(AppState::new(service))
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let limits = service.config.service.http.clone();
+    let app = api::app(AppState::new(service));
+    api::serve::serve(listener, app, limits, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
     Ok(())
 }
 

@@ -90,7 +90,12 @@ impl Service {
 
     /// Load every connector once, then re-plan the views. Returns whether every table loaded.
     pub async fn load_all_once(&self) -> bool {
-        let mut all_ok = true;
+        self.load_each_once().await.is_empty()
+    }
+
+    /// Load every connector once, then re-plan the views. Returns the connectors that failed.
+    async fn load_each_once(&self) -> std::collections::HashSet<String> {
+        let mut failed = std::collections::HashSet::new();
         for connector in self
             .config
             .connectors
@@ -98,11 +103,13 @@ impl Service {
             .filter(|c| !c.config.is_stream())
         {
             let runner = connector.config.build(&self.config.base_dir);
-            all_ok &= load_connector(&self.store, connector, runner.as_ref()).await;
+            if !load_connector(&self.store, connector, runner.as_ref()).await {
+                failed.insert(connector.name.clone());
+            }
         }
         self.engine.rebuild_views().await;
         self.initial_load_done.store(true, Ordering::Release);
-        all_ok
+        failed
     }
 
     /// Start the background work of a running server: the first load, then one refresh loop per
@@ -110,7 +117,7 @@ impl Service {
     pub fn spawn_background(self: &Arc<Self>) {
         let service = self.clone();
         tokio::spawn(async move {
-            service.load_all_once().await;
+            let failed = service.load_each_once().await;
             info!("initial load done");
             for connector in service.config.connectors.clone() {
                 let store = service.store.clone();
@@ -125,7 +132,12 @@ impl Service {
                         ));
                     }
                     _ => {
-                        tokio::spawn(async move { refresh_loop(store, connector, base_dir).await });
+                        // A source down at start is retried with backoff like any failed
+                        // refresh, not a whole refresh interval later.
+                        let failures = u32::from(failed.contains(&connector.name));
+                        tokio::spawn(async move {
+                            refresh_loop(store, connector, base_dir, failures).await
+                        });
                     }
                 }
             }
@@ -178,10 +190,15 @@ async fn load_connector(store: &Store, connector: &NamedConnector, runner: &dyn 
     all_ok
 }
 
-async fn refresh_loop(store: Arc<Store>, connector: NamedConnector, base_dir: std::path::PathBuf) {
+/// `failures`: how many loads in a row have failed so far (the first load's outcome).
+async fn refresh_loop(
+    store: Arc<Store>,
+    connector: NamedConnector,
+    base_dir: std::path::PathBuf,
+    mut failures: u32,
+) {
     let runner = connector.config.build(&base_dir);
     let refresh = connector.config.refresh();
-    let mut failures = 0u32;
     loop {
         let delay = if failures == 0 {
             refresh

@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 
 const TABLE: &str = "anagrafe.residenti";
 const LONG: Duration = Duration::from_secs(60);
+/// What a PDND refusal that points at no cause in particular lists.
+const USUAL_CAUSES: &str = "the clock (this machine's time must agree with PDND's within seconds: is it synchronised?); the audience (`audience` must be the one PDND publishes for client assertions, e.g. `auth.interop.pagopa.it/client-assertion`); the key (the private key and its `kid` must match a public key uploaded to this client on PDND); the purpose's state (`purpose_id` must be an active purpose, of an active agreement, with this client associated)";
 
 fn connector(token_url: &str, eservice: &EService, refresh: &str, integrity: bool) -> String {
     let integrity = if integrity {
@@ -273,7 +275,7 @@ fn a_wrong_key_is_a_clear_authentication_error_and_the_last_snapshot_stays() {
     });
     let error = last_error(&server).unwrap();
     let expected = format!(
-        "authentication failed: the PDND authorization server refused the voucher request (client_id `{CLIENT_ID}`, kid `{KID}`, purposeId `{PURPOSE_ID}`): 401 Unauthorized: invalid_client: the client assertion's signature does not match the public key registered as `{KID}`"
+        "authentication failed: the PDND authorization server refused the voucher request (client_id `{CLIENT_ID}`, kid `{KID}`, purposeId `{PURPOSE_ID}`): 401 Unauthorized: invalid_client: the client assertion's signature does not match the public key registered as `{KID}`; likely cause: the key (the private key and its `kid` must match a public key uploaded to this client on PDND)"
     );
     assert_eq!(error, expected);
     assert!(
@@ -430,7 +432,7 @@ fn a_replayed_client_assertion_is_refused_by_the_authorization_server_and_report
     assert_eq!(
         error,
         format!(
-            "authentication failed: the PDND authorization server refused the voucher request (client_id `{CLIENT_ID}`, kid `{KID}`, purposeId `{PURPOSE_ID}`): 400 Bad Request: invalid_grant: the client assertion's jti `{jti}` has already been used"
+            "authentication failed: the PDND authorization server refused the voucher request (client_id `{CLIENT_ID}`, kid `{KID}`, purposeId `{PURPOSE_ID}`): 400 Bad Request: invalid_grant: the client assertion's jti `{jti}` has already been used; usual causes: {USUAL_CAUSES}"
         )
     );
     assert_eq!(

@@ -225,3 +225,211 @@ fn malformed_messages_are_rejected_with_their_reason_and_the_rest_is_stored() {
         "{metrics}"
     );
 }
+
+#[test]
+fn readings_sharing_a_key_are_stored_once_or_rejected_as_conflict() {
+    let broker = Broker::start();
+    let config = sensori_config(&broker.url(), 10);
+    let server = start_subscribed(&config);
+
+    // Each first reading, then for the same sensor, metric and time: another value (a conflict),
+    // the same value in other bytes, or the very same bytes (both the same reading again).
+    let total = 90;
+    let mut messages = Vec::new();
+    for n in 0..total {
+        let topic = format!("city/probe/s-{}/latency_ms", n % 10);
+        let t = 1_700_100_000 + n;
+        let first = format!(r#"{{"seq": 1, "v": {n}, "t": {t}}}"#);
+        let again = match n % 3 {
+            0 => format!(r#"{{"seq": 2, "v": {}, "t": {t}}}"#, n + 1_000),
+            1 => format!(r#"{{"seq": 2, "v": {n}, "t": {t}}}"#),
+            _ => first.clone(),
+        };
+        messages.push((topic.clone(), first.into_bytes()));
+        messages.push((topic, again.into_bytes()));
+    }
+    // The example of the report, last.
+    messages.push((
+        "city/probe/s-1/people".into(),
+        br#"{"seq":1,"v":10,"t":1700000000}"#.to_vec(),
+    ));
+    messages.push((
+        "city/probe/s-1/people".into(),
+        br#"{"seq":2,"v":20,"t":1700000000}"#.to_vec(),
+    ));
+    publish_all(broker.port, "publisher-conflicts", &messages);
+
+    let conflicts = (total / 3 + 1) as i64;
+    wait_for("the conflicts", Duration::from_secs(60), || {
+        count(
+            &server,
+            "SELECT count(*) AS n FROM sensori.letture_scartate WHERE error_kind = 'conflict'",
+        ) == conflicts
+    });
+    wait_for("the readings", Duration::from_secs(60), || {
+        count(&server, "SELECT count(*) AS n FROM sensori.letture") == total as i64 + 1
+    });
+    // The first value of each reading is the one stored, once.
+    let stored = server.rows(
+        "SELECT count(*) AS n, count(DISTINCT ts) AS d, max(value) AS hi FROM sensori.letture",
+    );
+    assert_eq!(stored[0]["d"], total as i64 + 1, "{stored:?}");
+    assert_eq!(
+        stored[0]["hi"].as_f64(),
+        Some((total - 1) as f64),
+        "{stored:?}"
+    );
+    // Every conflicting message is in the rejected table, whole, with what it conflicts with.
+    let rejected = server.rows(
+        "SELECT topic, reason, payload FROM sensori.letture_scartate WHERE error_kind = 'conflict' ORDER BY received_at",
+    );
+    for (i, row) in rejected.iter().take(total / 3).enumerate() {
+        let n = i * 3;
+        assert_eq!(
+            row["payload"],
+            format!(
+                r#"{{"seq": 2, "v": {}, "t": {}}}"#,
+                n + 1_000,
+                1_700_100_000 + n
+            ),
+            "{row}"
+        );
+        let reason = row["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(&format!("sensor `s-{}`", n % 10))
+                && reason.contains("metric `latency_ms`")
+                && reason.contains("other values"),
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        rejected.last().unwrap()["payload"],
+        r#"{"seq":2,"v":20,"t":1700000000}"#
+    );
+    assert_eq!(
+        count(
+            &server,
+            "SELECT count(*) AS n FROM sensori.letture_scartate"
+        ),
+        conflicts,
+        "the same reading again is not a rejection"
+    );
+}
+
+#[test]
+fn senml_packs_are_read_by_the_rules_of_rfc_8428() {
+    let broker = Broker::start();
+    let config = sensori_config(&broker.url(), 10);
+    let server = start_subscribed(&config);
+
+    let pack = |json: &str| ("senml/s-1".to_string(), json.as_bytes().to_vec());
+    // 13 records, several sharing name and time: all are readings.
+    let mut thirteen = vec![r#"{"bn":"s-1/","bt":1700300000,"n":"pm10","v":0}"#.to_string()];
+    for i in 1..13 {
+        thirteen.push(format!(
+            r#"{{"n":"{}","v":{i}}}"#,
+            ["pm10", "pm2_5", "no2"][i % 3]
+        ));
+    }
+    let valid = [
+        // The base name alone is the name (§4.5.1).
+        pack(r#"[{"bn":"s-1","bt":1700300100,"u":"Cel","v":23.1}]"#),
+        pack(&format!("[{}]", thirteen.join(","))),
+        // A data value and a string value with the same text (§4.2).
+        pack(r#"[{"bn":"s-1/","bt":1700300200,"n":"blob","vd":"AQID"},{"n":"note","vs":"AQID"}]"#),
+    ];
+    let invalid = [
+        (pack(r#"[{"bn":"s-1/","n":"pm 10","v":1}]"#), "not_senml"),
+        (pack(r#"[{"bn":"s-1/","n":"pm10#","v":1}]"#), "not_senml"),
+        (
+            pack(r#"[{"bn":"s-1/","bver":11,"n":"pm10","v":1}]"#),
+            "not_senml",
+        ),
+        (
+            pack(r#"[{"bn":"s-1/","bver":0,"n":"pm10","v":1}]"#),
+            "not_senml",
+        ),
+        (
+            pack(r#"[{"bn":"s-1/","n":"pm10","v":1,"vs":"1"}]"#),
+            "not_senml",
+        ),
+        (
+            pack(r#"[{"bn":"s-1/","n":"pm10","vb":true,"vd":"AA"}]"#),
+            "not_senml",
+        ),
+        (
+            pack(r#"[{"bn":"s-1/","n":"pm10","vd":"AQ=="}]"#),
+            "not_senml",
+        ),
+        // −1,700,000,005 s from now is relative (§4.5.3), and lands in 1969.
+        (
+            pack(r#"[{"bn":"s-1/","n":"pm10","t":-1700000005,"v":1}]"#),
+            "implausible_time",
+        ),
+        (
+            pack(r#"[{"bn":"s-1/","n":"pm10","bt":4102444800,"v":1}]"#),
+            "implausible_time",
+        ),
+    ];
+    let mut messages: Vec<(String, Vec<u8>)> = valid.to_vec();
+    messages.extend(invalid.iter().map(|(m, _)| m.clone()));
+    publish_all(broker.port, "publisher-senml", &messages);
+
+    wait_for("the rejected packs", Duration::from_secs(60), || {
+        count(
+            &server,
+            "SELECT count(*) AS n FROM sensori.ambiente_scartate",
+        ) == invalid.len() as i64
+    });
+    wait_for("the readings", Duration::from_secs(60), || {
+        count(&server, "SELECT count(*) AS n FROM sensori.ambiente") == 1 + 13 + 2
+    });
+    let alone = server.rows(
+        "SELECT sensor_id, metric, name, value, unit FROM sensori.ambiente WHERE name = 's-1'",
+    );
+    assert_eq!(alone.len(), 1, "{alone:?}");
+    assert_eq!(
+        (
+            alone[0]["sensor_id"].as_str(),
+            alone[0]["metric"].as_str(),
+            alone[0]["value"].as_f64(),
+            alone[0]["unit"].as_str()
+        ),
+        (Some("s-1"), Some(""), Some(23.1), Some("Cel"))
+    );
+    assert_eq!(
+        count(
+            &server,
+            "SELECT count(*) AS n FROM sensori.ambiente WHERE ts = to_timestamp(1700300000) AND metric = 'pm10'"
+        ),
+        5
+    );
+    let data = server.rows(
+        "SELECT metric, value_text, value_data FROM sensori.ambiente WHERE ts = to_timestamp(1700300200) ORDER BY metric",
+    );
+    assert_eq!(
+        (
+            data[0]["value_data"].as_str(),
+            data[0]["value_text"].as_str()
+        ),
+        (Some("AQID"), None),
+        "{data:?}"
+    );
+    assert_eq!(
+        (
+            data[1]["value_data"].as_str(),
+            data[1]["value_text"].as_str()
+        ),
+        (None, Some("AQID")),
+        "{data:?}"
+    );
+    let rejected = server
+        .rows("SELECT error_kind, payload FROM sensori.ambiente_scartate ORDER BY received_at");
+    for ((message, kind), row) in invalid.iter().zip(&rejected) {
+        assert_eq!(
+            (row["error_kind"].as_str(), row["payload"].as_str()),
+            (Some(*kind), std::str::from_utf8(&message.1).ok()),
+            "{row}"
+        );
+    }
+}

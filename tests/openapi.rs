@@ -4,7 +4,8 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use common::{ConfigDir, REPO, Server};
 use serde_json::Value;
@@ -98,9 +99,6 @@ fn the_document_is_openapi_3_1_with_security_problems_and_rate_limit_headers() {
             .iter()
             .filter(|(s, _)| s.starts_with('4') || s.starts_with('5'))
         {
-            if path == "/readyz" && status == "503" {
-                continue; // Not an error but the answer "not yet", a JSON status for load balancers.
-            }
             assert!(
                 response["content"]
                     .get("application/problem+json")
@@ -376,4 +374,58 @@ fn every_error_is_problem_json() {
     for _ in 0..8 {
         assert_problem(post("text/plain", vec![b' '; 2 * 1024 * 1024]), 413);
     }
+}
+
+/// The validators shipped in tests/validators/ (or `$CRUSCOTTO_VALIDATORS`).
+fn validators() -> PathBuf {
+    std::env::var_os("CRUSCOTTO_VALIDATORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(REPO).join("tests/validators"))
+}
+
+/// The document passes the Italian API guidelines' Spectral ruleset, Full profile, with no
+/// error: the bar PDND sets for publishing an e-service. Spectral comes from `web/node_modules`
+/// (a devDependency, installed by `npm ci`).
+#[test]
+fn the_document_has_no_error_under_the_italian_guidelines_ruleset() {
+    let spectral = Path::new(REPO).join("web/node_modules/.bin/spectral");
+    assert!(
+        spectral.exists(),
+        "{} is missing: run `npm ci` in web/ (.ci/run does)",
+        spectral.display()
+    );
+    let ruleset = validators().join("oas/spectral.yml");
+    assert!(ruleset.exists(), "{} is missing", ruleset.display());
+    let config = ConfigDir::demo();
+    let server = Server::start(&config);
+    let document = document(&server);
+    // The contact is the operator's, from [catalogue].
+    assert_eq!(document["info"]["contact"]["name"], "Comune di Bologna");
+    let file = config.path().join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&document).unwrap()).unwrap();
+    let output = Command::new(&spectral)
+        .args(["lint", "--format", "json", "--quiet", "--ruleset"])
+        .arg(&ruleset)
+        .arg(&file)
+        .output()
+        .expect("spectral runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let results: Vec<Value> = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "spectral did not answer JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let errors: Vec<String> = results
+        .iter()
+        .filter(|r| r["severity"] == 0)
+        .map(|r| format!("{} at {}: {}", r["code"], r["path"], r["message"]))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{} errors under the Italian guidelines:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
+    assert!(output.status.success(), "spectral failed: {stdout}");
 }

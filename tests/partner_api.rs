@@ -204,7 +204,14 @@ fn roles_endpoints_scopes_and_revocation() {
         has(&partner_id, "denied", "anpr_certificati_per_1000"),
         "{audit:?}"
     );
-    assert!(has("none", "denied", "/api/v1/sql"), "{audit:?}");
+    // Refused without a key: the SQL text is not kept, its digest is.
+    assert!(has("none", "denied", "sha256:"), "{audit:?}");
+    assert!(
+        !audit
+            .iter()
+            .any(|e| e["key_id"] == "none" && e["target"] == "SELECT 1"),
+        "{audit:?}"
+    );
     assert!(audit.iter().any(|e| e["role"] == "analyst"
         && e["action"] == "sql"
         && e["target"] == "SELECT count(*) FROM bologna.zone"

@@ -209,3 +209,105 @@ fn the_running_service_appends_new_rows_and_recovers_from_a_failed_commit_withou
     server.stop();
     pg.execute(&format!("DROP SCHEMA {schema} CASCADE"));
 }
+
+/// A source that went backwards (refilled with fewer rows, rows deleted below the cursor, emptied)
+/// is noticed and the table reloaded in full, said in /status; rows that are merely new are
+/// appended as before, and a restart goes on from the reloaded table.
+#[test]
+fn a_source_that_went_backwards_is_reloaded_in_full() {
+    let pg = Pg::connect();
+    let schema = unique("t_rewind");
+    pg.execute(&format!("CREATE SCHEMA {schema}; CREATE TABLE {schema}.eventi (id bigint, ts timestamptz, servizio text)"));
+    insert(&pg, &schema, 1..=100);
+
+    let config = ConfigDir::empty();
+    config.write(
+        "connectors/log.toml",
+        &format!(
+            "kind = \"postgres\"\nurl = \"{URL}\"\nrefresh = \"1s\"\n[[table]]\nname = \"eventi\"\n\
+             query = \"SELECT id, ts, servizio FROM {schema}.eventi\"\ncursor_column = \"id\"\n"
+        ),
+    );
+    let ids = |server: &Server| -> Vec<i64> {
+        server
+            .rows("SELECT id FROM log.eventi ORDER BY id")
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect()
+    };
+    let reload = |server: &Server| {
+        let status = server.table_status("log.eventi");
+        (
+            status["last_reload"].clone(),
+            status["last_reload_reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        )
+    };
+    let refill = |ids: std::ops::RangeInclusive<i64>| {
+        format!("TRUNCATE {schema}.eventi; {}", insert_sql(&schema, ids))
+    };
+    let server = Server::start_ready(&config);
+    assert_eq!(ids(&server), (1..=100).collect::<Vec<_>>());
+    assert!(reload(&server).0.is_null());
+
+    // (what happened, the SQL that does it, the ids then served, whether it is a reload)
+    let variants: Vec<(&str, String, Vec<i64>, bool)> = vec![
+        ("refilled with fewer rows", refill(1..=40), (1..=40).collect(), true),
+        ("new rows", insert_sql(&schema, 41..=60), (1..=60).collect(), false),
+        (
+            "rows deleted below the cursor",
+            format!("DELETE FROM {schema}.eventi WHERE id BETWEEN 10 AND 19"),
+            (1..=9).chain(20..=60).collect(),
+            true,
+        ),
+        (
+            "refilled with fewer rows and larger ids",
+            refill(1000..=1029),
+            (1000..=1029).collect(),
+            true,
+        ),
+        (
+            "refilled with fewer rows and smaller ids",
+            refill(1..=20),
+            (1..=20).collect(),
+            true,
+        ),
+        (
+            "emptied",
+            format!("TRUNCATE {schema}.eventi"),
+            Vec::new(),
+            true,
+        ),
+        ("filled again", insert_sql(&schema, 1..=5), (1..=5).collect(), false),
+    ];
+    for (what, sql, expected, reloads) in variants {
+        let (before, _) = reload(&server);
+        pg.execute(&sql);
+        server.wait_until(what, |s| {
+            ids(s) == expected && (!reloads || reload(s).0 != before)
+        });
+        let (after, reason) = reload(&server);
+        if reloads {
+            assert!(
+                reason.starts_with("the source went backwards: the table held"),
+                "{what}: {reason}"
+            );
+            assert_eq!(server.table_status("log.eventi")["state"], "fresh", "{what}");
+        } else {
+            assert_eq!(after, before, "{what}: reloaded although nothing went backwards");
+        }
+    }
+
+    // A restart serves the reloaded table and appends to it.
+    server.stop();
+    insert(&pg, &schema, 6..=8);
+    let server = Server::start_ready(&config);
+    wait_for("the rows after the restart", Duration::from_secs(60), || {
+        ids(&server) == (1..=8).collect::<Vec<_>>()
+    });
+    assert!(reload(&server).0.is_null(), "a restart is not a reload");
+    server.stop();
+    pg.execute(&format!("DROP SCHEMA {schema} CASCADE"));
+}

@@ -1,6 +1,7 @@
 //! Who is calling and how often: the API key (or the configured anonymous role), a token bucket
 //! per key with the ModI `X-RateLimit-*` headers, and the audit trail of SQL queries and dataset
-//! pulls, allowed or denied.
+//! pulls, allowed or denied. A key header that is present is a key: one that cannot be read (not
+//! ASCII) is refused like any malformed key, never taken for no key (the anonymous role).
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -41,7 +42,7 @@ impl Access {
         let limiter = RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>();
         Self {
             keys: KeyStore::new(data_dir),
-            audit: AuditLog::open(data_dir),
+            audit: AuditLog::open(data_dir, config.audit.clone()),
             config,
             limiter,
         }
@@ -110,14 +111,28 @@ pub fn with_audit(detail: AuditDetail, response: impl IntoResponse) -> Response 
     response
 }
 
+/// Marks an answer as a refusal for the audit trail whatever its status: a partner asking for a
+/// dataset outside its scope gets the same 404 as for a dataset that does not exist, so it
+/// learns nothing, but the trail says `denied`.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditDenied;
+
+/// The key a request presents: `X-API-Key`, or an `Authorization: Bearer` token. A header that
+/// is not visible ASCII is returned as it reads (lossily), so the key check refuses it as
+/// malformed instead of treating the request as one without a key.
 fn presented_key(headers: &HeaderMap) -> Option<String> {
-    if let Some(value) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some(value.trim().to_string());
+    let text = |value: &HeaderValue| match value.to_str() {
+        Ok(text) => text.trim().to_string(),
+        Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+    };
+    if let Some(value) = headers.get("x-api-key") {
+        return Some(text(value));
     }
-    let authorization = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let authorization = headers.get(axum::http::header::AUTHORIZATION)?;
+    if authorization.to_str().is_err() {
+        return Some(text(authorization));
+    }
+    let authorization = text(authorization);
     let (scheme, token) = authorization.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -156,19 +171,27 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
     let caller = match presented_key(request.headers()) {
         Some(key) => match authenticate(&access, key, &client_bucket).await {
             Ok(principal) => Some(principal),
-            Err((response, outcome)) => {
+            Err(refusal) => {
                 if let Some(action) = action {
+                    let (key_id, role) = refusal
+                        .key
+                        .map(|(id, role)| (id, role.as_str()))
+                        .unwrap_or_else(|| ("invalid".into(), "none"));
                     record(
                         &access.audit,
-                        None,
+                        Who {
+                            key_id,
+                            role,
+                            authenticated: false,
+                        },
                         action,
                         &path,
-                        &response,
+                        &refusal.response,
                         started,
-                        outcome,
+                        refusal.outcome,
                     );
                 }
-                return response;
+                return refusal.response;
             }
         },
         None => access.anonymous(),
@@ -196,7 +219,7 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
                 if let Some(action) = action {
                     record(
                         &access.audit,
-                        caller.as_ref(),
+                        Who::of(caller.as_ref()),
                         action,
                         &path,
                         &response,
@@ -215,6 +238,7 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
     response.headers_mut().extend(rate_headers);
     if let Some(action) = action {
         let outcome = match response.status() {
+            _ if response.extensions().get::<AuditDenied>().is_some() => "denied",
             s if s.is_success() || s == StatusCode::NOT_MODIFIED => "ok",
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "denied",
             s if s.is_server_error() => "error",
@@ -222,7 +246,7 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
         };
         record(
             &access.audit,
-            caller.as_ref(),
+            Who::of(caller.as_ref()),
             action,
             &path,
             &response,
@@ -233,13 +257,24 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
     response
 }
 
-/// The principal of a presented key, or the answer to send (401, 429, 500) and its audit outcome.
+/// A presented key that was not accepted: the answer to send (401, 429, 500), its audit outcome,
+/// and, for a revoked key, the key's id and role (its use is audited under them).
+struct Refusal {
+    response: Response,
+    outcome: &'static str,
+    key: Option<(String, Role)>,
+}
+
+/// The principal of a presented key, or why not.
 async fn authenticate(
     access: &Arc<Access>,
     key: String,
     client_bucket: &str,
-) -> Result<Principal, (Response, &'static str)> {
+) -> Result<Principal, Refusal> {
     let refused = |error: AuthError, headers: HeaderMap| {
+        let revoked = (error == AuthError::Revoked)
+            .then(|| access.keys.named_key(&key))
+            .flatten();
         let mut response = match error {
             AuthError::Store { path, message } => {
                 ApiError::Internal(format!("key store {path}: {message}"))
@@ -248,31 +283,37 @@ async fn authenticate(
         }
         .into_response();
         response.headers_mut().extend(headers);
-        (response, "denied")
+        Refusal {
+            response,
+            outcome: "denied",
+            key: revoked,
+        }
     };
     let needs_hashing = match access.keys.lookup(&key) {
         Ok(Lookup::Verified(principal)) => return Ok(principal),
         Ok(Lookup::NeedsHashing) => true,
         Err(_) => false,
     };
-    let headers = access
-        .take(client_bucket)
-        .map_err(|response| (response, "rate_limited"))?;
+    let headers = access.take(client_bucket).map_err(|response| Refusal {
+        response,
+        outcome: "rate_limited",
+        key: None,
+    })?;
     if !needs_hashing {
         // Checked again for the error to report; still cheap.
-        return Err(refused(
-            access.keys.lookup(&key).err().unwrap_or(AuthError::Unknown),
-            headers,
-        ));
+        let error = access.keys.lookup(&key).err().unwrap_or(AuthError::Unknown);
+        return Err(refused(error, headers));
     }
     let keys = access.clone();
-    match tokio::task::spawn_blocking(move || keys.keys.verify(&key)).await {
+    let presented = key.clone();
+    match tokio::task::spawn_blocking(move || keys.keys.verify(&presented)).await {
         Ok(Ok(principal)) => Ok(principal),
         Ok(Err(error)) => Err(refused(error, headers)),
-        Err(e) => Err((
-            ApiError::Internal(format!("key verification: {e}")).into_response(),
-            "error",
-        )),
+        Err(e) => Err(Refusal {
+            response: ApiError::Internal(format!("key verification: {e}")).into_response(),
+            outcome: "error",
+            key: None,
+        }),
     }
 }
 
@@ -310,9 +351,38 @@ impl Access {
     }
 }
 
+/// Who the audit trail names: a key id (or `anonymous`, `none`, `invalid`) and a role.
+struct Who {
+    key_id: String,
+    role: &'static str,
+    /// A key that authenticated: accountable, and limited by its own bucket.
+    authenticated: bool,
+}
+
+impl Who {
+    fn of(caller: Option<&Principal>) -> Self {
+        match caller {
+            Some(p) => Self {
+                key_id: p.key_id.clone(),
+                role: p.role.as_str(),
+                authenticated: p.key_id != "anonymous",
+            },
+            None => Self {
+                key_id: "none".into(),
+                role: "none",
+                authenticated: false,
+            },
+        }
+    }
+}
+
+/// Write the request to the audit trail. A refused request that anyone can send over and over
+/// (401; 429, which costs no token; 403 without a key) is written without its text, aggregated
+/// with its repeats. A key's own 403 keeps its text: the key is accountable for it, and each one
+/// took a token of its bucket.
 fn record(
     audit: &AuditLog,
-    caller: Option<&Principal>,
+    who: Who,
     action: &str,
     path: &str,
     response: &Response,
@@ -320,15 +390,27 @@ fn record(
     outcome: &str,
 ) {
     let detail = response.extensions().get::<AuditDetail>();
-    audit.record(AuditEntry {
+    let refused = match response.status() {
+        StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS => true,
+        StatusCode::FORBIDDEN => !who.authenticated,
+        _ => false,
+    };
+    let entry = AuditEntry {
         time: chrono::Utc::now(),
-        key_id: caller.map_or_else(|| "none".to_string(), |p| p.key_id.clone()),
-        role: caller.map_or_else(|| "none".to_string(), |p| p.role.as_str().to_string()),
+        key_id: who.key_id,
+        role: who.role.to_string(),
         action: detail.map_or(action, |d| d.action).to_string(),
         target: detail.map_or_else(|| path.to_string(), |d| d.target.clone()),
+        target_bytes: 0,
         rows: detail.map_or(0, |d| d.rows),
         duration_ms: started.elapsed().as_millis() as u64,
         status: response.status().as_u16(),
         outcome: outcome.to_string(),
-    });
+        count: 1,
+    };
+    if refused {
+        audit.record_refused(entry);
+    } else {
+        audit.record(entry);
+    }
 }

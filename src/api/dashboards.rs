@@ -228,7 +228,8 @@ async fn data(
         &caller,
         &query,
         cached_result(&state.service, &query).await?,
-    )?;
+    )
+    .await?;
     let table = tokio::task::spawn_blocking(move || without_geometry_sorted(&result))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
@@ -285,7 +286,8 @@ async fn layer(
         &caller,
         &query,
         cached_result(&state.service, &query).await?,
-    )?;
+    )
+    .await?;
     let key = (
         Arc::as_ptr(&state.service) as usize,
         query.clone(),
@@ -343,10 +345,11 @@ fn layer_cache() -> &'static Mutex<HashMap<(usize, String, String), Arc<LayerBod
 }
 
 /// A public dashboard must not give away what the dataset API hides from partners: below analyst
-/// (anonymous visitors, partner keys), a saved query that declares counts of persons (`persons` in
-/// its metadata) is answered after the same disclosure control, and the cached raw result is
-/// left as it is for analysts and admins.
-fn protected(
+/// (anonymous visitors, partner keys), a saved query that declares counts of persons, or reads one
+/// that does, is answered with its published version (see `crate::sdc`): the same cells are
+/// suppressed in the dashboard, its map and every dataset, and what is computed from a suppressed
+/// cell is computed from NULL. Analysts and admins get the raw result.
+async fn protected(
     state: &AppState,
     caller: &Caller,
     query: &str,
@@ -359,25 +362,13 @@ fn protected(
     {
         return Ok(result);
     }
-    let Some(persons) = state
-        .service
-        .engine
-        .saved()
-        .iter()
-        .find(|q| q.name == query)
-        .and_then(|q| q.person_counts())
-    else {
-        return Ok(result);
-    };
-    let batch = crate::sdc::suppress(&result.batches, &persons, state.access.config.min_count)
-        .map_err(|e| ApiError::Internal(format!("disclosure control of `{query}`: {e}")))?;
-    if batch.num_columns() == 0 {
-        return Ok(result);
-    }
-    Ok(Arc::new(QueryResult {
-        schema: batch.schema(),
-        batches: vec![batch],
-    }))
+    let published = crate::sdc::published(&state.service, query, state.access.config.min_count)
+        .await
+        .map_err(|e| match e {
+            crate::sdc::PublishError::Query(e) => ApiError::Query(e),
+            other => ApiError::Internal(other.to_string()),
+        })?;
+    Ok(published.unwrap_or(result))
 }
 
 type Slot = Arc<tokio::sync::OnceCell<Arc<QueryResult>>>;

@@ -21,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::access::{AuditDetail, Caller, with_audit};
+use super::access::{AuditDenied, AuditDetail, Caller, with_audit};
 use super::error::ApiError;
 use super::extract::{Path, Query};
 use super::format::{Format, encode};
@@ -29,6 +29,8 @@ use crate::auth::{Principal, Role};
 use crate::datasets::Dataset;
 use crate::geometry::{is_geometry, wkb_to_geojson};
 use crate::query::QueryResult;
+
+mod catalogue;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -88,86 +90,27 @@ fn visible<'a>(
 }
 
 /// The datasets this key may read, as a DCAT-AP_IT catalogue (JSON-LD).
-#[utoipa::path(get, path = "/api/v1/datasets", tag = "datasets", responses(
+#[utoipa::path(get, path = "/api/v1/datasets", tag = "datasets", operation_id = "list_datasets", responses(
     (status = 200, description = "A `dcat:Catalog` whose `dcat:dataset` lists the datasets in the key's scope", body = serde_json::Value, content_type = "application/ld+json"),
 ))]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let principal = caller.require(Role::Partner)?;
     let statuses = state.service.store.statuses();
     let last_success = statuses.iter().filter_map(|s| s.last_success).max();
-    let datasets: Vec<Value> = state
-        .service
-        .config
+    let config = &state.service.config;
+    let datasets: Vec<&Dataset> = config
         .datasets
         .iter()
         .filter(|d| principal.may_read_dataset(&d.name))
-        .map(|d| dcat(d, last_success))
         .collect();
-    let body = json!({
-        "@context": {
-            "dcat": "http://www.w3.org/ns/dcat#",
-            "dct": "http://purl.org/dc/terms/",
-            "dcatapit": "http://dati.gov.it/onto/dcatapit#",
-            "foaf": "http://xmlns.com/foaf/0.1/",
-            "xsd": "http://www.w3.org/2001/XMLSchema#"
-        },
-        "@type": ["dcat:Catalog", "dcatapit:Catalog"],
-        "dct:title": [{"@language": "it", "@value": "Dati pubblicati da cruscotto"}, {"@language": "en", "@value": "Datasets published by cruscotto"}],
-        "dcat:dataset": datasets,
+    let body = catalogue::catalogue(&config.service.catalogue, &datasets, |d| {
+        catalogue::last_change(d, last_success)
     });
     Ok((
         [(header::CONTENT_TYPE, "application/ld+json")],
         body.to_string(),
     )
         .into_response())
-}
-
-fn dcat(d: &Dataset, modified: Option<chrono::DateTime<chrono::Utc>>) -> Value {
-    let c = &d.config;
-    let text = |it: &str, en: &Option<String>| {
-        let mut values = vec![json!({"@language": "it", "@value": it})];
-        if let Some(en) = en {
-            values.push(json!({"@language": "en", "@value": en}));
-        }
-        values
-    };
-    let url = format!("/api/v1/datasets/{}", d.name);
-    let distributions: Vec<Value> = [("JSON", "application/json"), ("CSV", "text/csv"), ("ARROW", "application/vnd.apache.arrow.stream"), ("PARQUET", "application/vnd.apache.parquet")]
-        .iter()
-        .map(|(format, media)| {
-            json!({
-                "@type": ["dcat:Distribution", "dcatapit:Distribution"],
-                "dcat:accessURL": {"@id": format!("{url}?format={}", format.to_ascii_lowercase())},
-                "dct:format": {"@id": format!("http://publications.europa.eu/resource/authority/file-type/{format}")},
-                "dcat:mediaType": media,
-                "dct:license": {"@id": c.licence},
-            })
-        })
-        .collect();
-    let mut value = json!({
-        "@id": url,
-        "@type": ["dcat:Dataset", "dcatapit:Dataset"],
-        "dct:identifier": d.name,
-        "dct:title": text(&c.title, &c.title_en),
-        "dct:description": text(&c.description, &c.description_en),
-        "dct:publisher": {"@type": ["foaf:Agent", "dcatapit:Agent"], "foaf:name": c.publisher},
-        "dct:rightsHolder": {"@type": ["foaf:Agent", "dcatapit:Agent"], "foaf:name": c.publisher},
-        "dct:accrualPeriodicity": {"@id": format!("http://publications.europa.eu/resource/authority/frequency/{}", c.update_frequency)},
-        "dcat:theme": c.themes.iter().map(|t| json!({"@id": format!("http://publications.europa.eu/resource/authority/data-theme/{t}")})).collect::<Vec<_>>(),
-        "dcat:keyword": c.keywords,
-        "dct:spatial": {"@type": "dct:Location", "dct:identifier": c.spatial},
-        "dct:license": {"@id": c.licence},
-        "dcat:distribution": distributions,
-        "cruscotto:countsOfPersons": c.persons.is_some(),
-        "cruscotto:filters": c.filters,
-    });
-    if let Some(t) = &c.temporal {
-        value["dct:temporal"] = json!({"@type": "dct:PeriodOfTime", "dcat:startDate": t.start.to_string(), "dcat:endDate": t.end.to_string()});
-    }
-    if let Some(modified) = modified {
-        value["dct:modified"] = json!(modified.date_naive().to_string());
-    }
-    value
 }
 
 /// A dataset's rows, one page at a time. Partners see counts of persons after disclosure control:
@@ -214,14 +157,26 @@ async fn rows(
             },
             response,
         ),
-        Err(error) => with_audit(
-            AuditDetail {
-                action: "dataset",
-                target,
-                rows: 0,
-            },
-            error,
-        ),
+        Err(error) => {
+            let mut response = with_audit(
+                AuditDetail {
+                    action: "dataset",
+                    target,
+                    rows: 0,
+                },
+                error,
+            );
+            // Out of scope: the answer is the 404 of a missing dataset, the audit trail says denied.
+            let out_of_scope = caller
+                .0
+                .as_ref()
+                .is_some_and(|p| !p.may_read_dataset(&name))
+                && find(&state, &name).is_ok();
+            if out_of_scope {
+                response.extensions_mut().insert(AuditDenied);
+            }
+            response
+        }
     }
 }
 
@@ -242,7 +197,8 @@ async fn serve_rows(
 ) -> Result<(u64, Response), ApiError> {
     let principal = caller.require(Role::Partner)?;
     let dataset = visible(state, principal, name)?;
-    let protect = principal.role == Role::Partner && dataset.config.persons.is_some();
+    // Partners see what the public sees: the saved query's published version (see `crate::sdc`).
+    let protect = principal.role == Role::Partner;
     let format = match params.get("format").map(String::as_str) {
         Some("geojson") => None,
         other => Some(Format::negotiate(other, headers)?),
@@ -522,18 +478,27 @@ async fn contents(
     {
         return Ok(hit.clone());
     }
-    let sql = format!("SELECT * FROM city.queries.{}", dataset.config.query);
-    let result = state.service.engine.execute(&sql).await?;
-    let batches = match (&dataset.config.persons, protect) {
-        (Some(persons), true) => {
-            let suppressed =
-                crate::sdc::suppress(&result.batches, persons, state.access.config.min_count)
-                    .map_err(|e| {
-                        ApiError::Internal(format!("disclosure control of `{}`: {e}", dataset.name))
-                    })?;
-            vec![suppressed]
+    let published = match protect {
+        true => crate::sdc::published(
+            &state.service,
+            &dataset.config.query,
+            state.access.config.min_count,
+        )
+        .await
+        .map_err(|e| match e {
+            crate::sdc::PublishError::Query(e) => ApiError::Query(e),
+            other => ApiError::Internal(format!("dataset `{}`: {other}", dataset.name)),
+        })?,
+        false => None,
+    };
+    let (result, batches) = match published {
+        Some(published) => (published.as_ref().clone(), published.batches.clone()),
+        None => {
+            let sql = format!("SELECT * FROM city.queries.{}", dataset.config.query);
+            let result = state.service.engine.execute(&sql).await?;
+            let batches = result.batches.clone();
+            (result, batches)
         }
-        _ => result.batches,
     };
     let mut hasher = Sha256::new();
     let ipc = encode(

@@ -81,6 +81,9 @@ impl ApiError {
                 QueryError::Refused(crate::query::guard::GuardError::Syntax(_)) => {
                     ("sql-syntax", "The SQL does not parse")
                 }
+                QueryError::Refused(crate::query::guard::GuardError::TooDeep { .. }) => {
+                    ("expression-depth", "The SQL nests too deeply")
+                }
                 QueryError::Refused(_) => ("read-only", "Statement not allowed"),
                 QueryError::Invalid(_) => ("invalid-query", "The query cannot be run"),
                 QueryError::Forbidden(_) => ("forbidden", "Not allowed for this key"),

@@ -9,6 +9,7 @@ pub mod format;
 mod json;
 mod openapi;
 mod ops;
+pub mod serve;
 mod sql;
 mod web;
 

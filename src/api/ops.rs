@@ -47,7 +47,7 @@ async fn healthz() -> impl IntoResponse {
 /// Ready once every source has been loaded once.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, description = "Every source has been loaded once", body = serde_json::Value, content_type = "application/json"),
-    (status = 503, description = "Some sources are still loading", body = serde_json::Value, content_type = "application/json"),
+    (status = 503, description = "Some sources are still loading, or the query pool does not answer: a problem (`urn:cruscotto:problem:not-ready`) with `ready`, `loading`, `failed`, `query_pool` and `running_queries` as for 200", body = serde_json::Value, content_type = "application/problem+json"),
 ))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let service = &state.service;
@@ -62,18 +62,41 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         .filter(|s| s.state == TableState::Failed)
         .map(|s| format!("{}.{}", s.schema, s.table))
         .collect();
-    let ready = service.initial_load_done() && loading.is_empty();
-    let code = if ready {
-        StatusCode::OK
+    // Loaded data is of no use if no query can run: a saturated query pool makes the instance
+    // unready, so a load balancer sends requests elsewhere.
+    let query_pool = service.engine.pool_health().await;
+    let running_queries = service.engine.running_queries();
+    let ready = service.initial_load_done() && loading.is_empty() && query_pool.is_ok();
+    if ready {
+        let body = json!({"ready": true, "loading": loading, "failed": failed,
+            "query_pool": "ok", "running_queries": running_queries});
+        return (StatusCode::OK, axum::Json(body)).into_response();
+    }
+    // Not ready is an error answer like any other (RFC 9457), with the status fields as members.
+    let detail = if let Err(pool) = &query_pool {
+        format!("the query pool does not answer: {pool}")
+    } else if loading.is_empty() {
+        "the first load of the sources is not finished".to_string()
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        format!("still loading: {}", loading.join(", "))
     };
     let body = json!({
-        "ready": ready,
+        "type": "urn:cruscotto:problem:not-ready",
+        "title": "Not ready",
+        "status": 503,
+        "detail": detail,
+        "ready": false,
         "loading": loading,
         "failed": failed,
+        "query_pool": query_pool.err().unwrap_or_else(|| "ok".into()),
+        "running_queries": running_queries,
     });
-    (code, axum::Json(body))
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, super::error::PROBLEM_JSON)],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Per table: state (`fresh`, `stale`, `failed`, `loading`), rows, rejected records, last success,

@@ -144,12 +144,20 @@ pub trait Connector: Send + Sync {
 pub struct LoadState {
     /// Table name → the cursor committed with its last appended rows.
     pub cursors: std::collections::BTreeMap<String, String>,
+    /// Table name → the source rows an append table holds up to its cursor (stored and rejected),
+    /// so a connector can tell when the source went backwards.
+    pub rows: std::collections::BTreeMap<String, u64>,
 }
 
 impl LoadState {
     /// The last committed cursor of a table: load only what comes after it.
     pub fn cursor(&self, table: &str) -> Option<&str> {
         self.cursors.get(table).map(String::as_str)
+    }
+
+    /// How many source rows the table holds up to its committed cursor.
+    pub fn committed_rows(&self, table: &str) -> Option<u64> {
+        self.rows.get(table).copied()
     }
 }
 
@@ -162,6 +170,9 @@ pub enum LoadMode {
     /// The rows come after those already stored (an incremental pull): they are appended, and
     /// the cursor is committed with them in one step, so a crash neither loses nor repeats rows.
     Append,
+    /// The rows are the whole of an append table again, pulled because the source went backwards
+    /// (rewritten, truncated, refilled): they replace it, with their cursor.
+    Reload,
 }
 
 /// The outcome of loading one table.

@@ -1,11 +1,20 @@
 //! The read-only guard: only SELECT, WITH, EXPLAIN, SHOW and DESCRIBE reach the planner. The SQL
 //! is parsed with DataFusion's own parser, so what is checked is exactly what would be planned.
+//!
+//! Before parsing, the guard bounds how deep the statement's trees can be. The parser builds a
+//! chain like `1+1+…+1` or `SELECT 1 UNION ALL SELECT 1 …` in a loop, but the tree it returns is as
+//! deep as the chain is long, and everything after it (visiting, planning, optimising, dropping)
+//! recurses over that tree: 2,000 terms were enough to overflow a thread's stack and abort the
+//! process. The bound is computed from the tokens, without recursion, so no input can get past it
+//! by being deep; the query threads' stacks are sized for the depth it allows (`query::runtime`).
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{Statement, TableFactor, Visit, Visitor};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 /// Table functions that only generate values; any other (in particular one reading files) is refused.
 const ALLOWED_TABLE_FUNCTIONS: &[&str] = &["generate_series", "range", "unnest"];
@@ -24,10 +33,36 @@ pub enum GuardError {
     NotReadOnly(String),
     #[error("the table function `{0}` is not allowed (allowed: {list})", list = ALLOWED_TABLE_FUNCTIONS.join(", "))]
     TableFunction(String),
+    #[error(
+        "the statement nests {depth} levels deep (a chain of {depth} operators, set operations or \
+         parentheses); the limit is {limit} (`max_expression_depth` in [query]): split the chain, \
+         e.g. `x IN (...)` instead of many ORs, or several queries"
+    )]
+    TooDeep { depth: usize, limit: usize },
 }
 
-/// Check that `sql` is one read-only statement; the statement, parsed, for the planner.
-pub fn check(sql: &str) -> Result<DFStatement, GuardError> {
+/// Check that `sql` is one read-only statement no deeper than `max_depth`; the statement, parsed,
+/// for the planner.
+pub fn check(sql: &str, max_depth: usize) -> Result<DFStatement, GuardError> {
+    check_depth(sql, max_depth)?;
+    parse(sql)
+}
+
+/// Refuse `sql` when its trees would be deeper than `max_depth` (see [`nesting_depth`]). Reads
+/// tokens only, so it is safe on any thread, before the statement is parsed.
+pub fn check_depth(sql: &str, max_depth: usize) -> Result<(), GuardError> {
+    let depth = nesting_depth(sql)?;
+    if depth > max_depth {
+        return Err(GuardError::TooDeep {
+            depth,
+            limit: max_depth,
+        });
+    }
+    Ok(())
+}
+
+/// Parse `sql`, already checked by [`check_depth`], into its one read-only statement.
+pub fn parse(sql: &str) -> Result<DFStatement, GuardError> {
     let mut statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
         .map_err(|e| GuardError::Syntax(strip_prefix(e.to_string())))?;
     match statements.len() {
@@ -38,6 +73,86 @@ pub fn check(sql: &str) -> Result<DFStatement, GuardError> {
     let statement = statements.pop_front().expect("one statement");
     check_statement(&statement)?;
     Ok(statement)
+}
+
+/// An upper bound on the depth of the trees the parser and planner build for `sql`, from its tokens
+/// alone: at each parenthesis level, the binary operators of the expression being read (a comma
+/// or a clause keyword starts the next one) plus the set operations of that level, summed over the
+/// open levels, plus the parentheses themselves. It over-counts (`a = 1 AND b = 2` counts 3 where
+/// the tree is 2 deep) but never under-counts a chain, which is what overflows.
+pub fn nesting_depth(sql: &str) -> Result<usize, GuardError> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize()
+        .map_err(|e| GuardError::Syntax(e.to_string()))?;
+    // Per open parenthesis: (operators in the current expression, set operations).
+    let mut levels: Vec<(usize, usize)> = vec![(0, 0)];
+    let mut deepest = 0;
+    for token in &tokens {
+        match token {
+            Token::LParen | Token::LBracket => levels.push((0, 0)),
+            Token::RParen | Token::RBracket => {
+                if levels.len() > 1 {
+                    levels.pop();
+                }
+            }
+            Token::Comma | Token::SemiColon => levels.last_mut().expect("a level").0 = 0,
+            Token::Word(word) => match word.keyword {
+                // A chain of set operations or joins is one tree however its parts are written:
+                // not reset by the clauses inside each part.
+                Keyword::UNION
+                | Keyword::INTERSECT
+                | Keyword::EXCEPT
+                | Keyword::MINUS
+                | Keyword::JOIN => {
+                    levels.last_mut().expect("a level").1 += 1
+                }
+                Keyword::AND
+                | Keyword::OR
+                | Keyword::XOR
+                | Keyword::NOT
+                | Keyword::IS
+                | Keyword::IN
+                | Keyword::LIKE
+                | Keyword::ILIKE
+                | Keyword::SIMILAR
+                | Keyword::BETWEEN
+                | Keyword::COLLATE
+                | Keyword::AT => levels.last_mut().expect("a level").0 += 1,
+                Keyword::SELECT
+                | Keyword::FROM
+                | Keyword::WHERE
+                | Keyword::GROUP
+                | Keyword::HAVING
+                | Keyword::ORDER
+                | Keyword::LIMIT
+                | Keyword::OFFSET
+                | Keyword::WHEN
+                | Keyword::THEN
+                | Keyword::ELSE
+                | Keyword::END
+                | Keyword::ON
+                | Keyword::USING
+                | Keyword::QUALIFY
+                | Keyword::WINDOW => levels.last_mut().expect("a level").0 = 0,
+                _ => {}
+            },
+            Token::Whitespace(_)
+            | Token::Number(..)
+            | Token::SingleQuotedString(_)
+            | Token::DoubleQuotedString(_)
+            | Token::NationalStringLiteral(_)
+            | Token::EscapedStringLiteral(_)
+            | Token::HexStringLiteral(_)
+            | Token::Period
+            | Token::Placeholder(_)
+            | Token::EOF => {}
+            // Every other token is an operator: arithmetic, comparison, `||`, `::`, JSON arrows...
+            _ => levels.last_mut().expect("a level").0 += 1,
+        }
+        let depth = levels.len() + levels.iter().map(|(ops, sets)| ops + sets).sum::<usize>();
+        deepest = deepest.max(depth);
+    }
+    Ok(deepest)
 }
 
 fn strip_prefix(message: String) -> String {
@@ -126,8 +241,10 @@ fn statement_name(rendered: &str) -> String {
 mod tests {
     use super::*;
 
+    const DEPTH: usize = 1000;
+
     fn refused(sql: &str) -> String {
-        check(sql).expect_err(sql).to_string()
+        check(sql, DEPTH).expect_err(sql).to_string()
     }
 
     #[test]
@@ -143,7 +260,7 @@ mod tests {
             "SELECT * FROM generate_series(1, 3)",
             "select * from range(5)",
         ] {
-            assert!(check(sql).is_ok(), "{sql}");
+            assert!(check(sql, DEPTH).is_ok(), "{sql}");
         }
     }
 
@@ -180,10 +297,76 @@ mod tests {
     #[test]
     fn one_statement_per_request() {
         assert_eq!(
-            check("SELECT 1; DROP TABLE t").err(),
+            check("SELECT 1; DROP TABLE t", DEPTH).err(),
             Some(GuardError::Several(2))
         );
-        assert_eq!(check("  ").err(), Some(GuardError::Empty));
-        assert!(matches!(check("SELEC 1"), Err(GuardError::Syntax(_))));
+        assert_eq!(check("  ", DEPTH).err(), Some(GuardError::Empty));
+        assert!(matches!(check("SELEC 1", DEPTH), Err(GuardError::Syntax(_))));
+    }
+
+    /// Every chain the parser builds in a loop, at every length around the limit: the bound is
+    /// never below the chain's length, so a chain over the limit is refused before it is parsed.
+    #[test]
+    fn chains_are_bounded_by_their_length() {
+        let chains: &[(&str, &str, &str)] = &[
+            ("SELECT ", "1", "+"),
+            ("SELECT ", "1", "*"),
+            ("SELECT ", "'a'", "||"),
+            ("SELECT ", "true", " AND "),
+            ("SELECT ", "false", " OR "),
+            ("SELECT ", "1", "::BIGINT"),
+            ("SELECT 1 WHERE ", "1 = 1", " AND "),
+            ("", "SELECT 1", " UNION ALL "),
+            ("", "SELECT 1, 2", " UNION "),
+            ("", "SELECT 1", " EXCEPT "),
+            ("SELECT * FROM ", "t", " CROSS JOIN "),
+            ("SELECT * FROM ", "t", " JOIN t USING (x) JOIN "),
+        ];
+        for (prefix, term, operator) in chains {
+            for terms in [10, 999, 1000, 1001, 5000] {
+                let sql = if operator.starts_with("::") {
+                    format!("{prefix}{term}{}", operator.repeat(terms - 1))
+                } else {
+                    format!("{prefix}{}", vec![*term; terms].join(operator))
+                };
+                let depth = nesting_depth(&sql).unwrap();
+                assert!(depth >= terms - 1, "{terms} x {operator:?}: depth {depth}");
+                let result = check(&sql, DEPTH);
+                if depth > DEPTH {
+                    assert!(
+                        matches!(result, Err(GuardError::TooDeep { limit: DEPTH, .. })),
+                        "{terms} x {operator:?}: {result:?}"
+                    );
+                } else {
+                    assert!(result.is_ok(), "{terms} x {operator:?}: {result:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wide_statements_are_not_deep() {
+        let columns: Vec<String> = (0..3000).map(|i| format!("{i} + 1 AS c{i}")).collect();
+        let sql = format!("SELECT {} FROM t", columns.join(", "));
+        assert!(nesting_depth(&sql).unwrap() < 10);
+        let list: Vec<String> = (0..5000).map(|i| i.to_string()).collect();
+        let sql = format!("SELECT * FROM t WHERE x IN ({})", list.join(", "));
+        assert!(nesting_depth(&sql).unwrap() < 10);
+        let whens: Vec<String> = (0..2000).map(|i| format!("WHEN x = {i} THEN {i}")).collect();
+        let sql = format!("SELECT CASE {} END FROM t", whens.join(" "));
+        assert!(nesting_depth(&sql).unwrap() < 10);
+    }
+
+    #[test]
+    fn nested_parentheses_count() {
+        for depth in [10, 500, 5000, 100_000] {
+            let sql = format!("SELECT {}1{}", "(".repeat(depth), ")".repeat(depth));
+            assert!(nesting_depth(&sql).unwrap() > depth);
+            let result = check(&sql, DEPTH);
+            assert!(
+                result.is_ok() == (depth < 40),
+                "{depth} parentheses: {result:?}"
+            );
+        }
     }
 }

@@ -2,9 +2,13 @@
 //! own state, `queries` for the saved queries as views. Every query passes the read-only guard
 //! and runs under a time limit, its own memory pool and a row limit.
 
+mod bounded;
+mod concat;
 pub mod geo;
 pub mod guard;
+mod runtime;
 pub mod saved;
+mod yields;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +31,7 @@ use tracing::{debug, warn};
 
 use crate::config::QueryLimits;
 use crate::store::{CATALOG, Store};
+use runtime::{AbortOnDrop, QueryRuntime, RunningQueries};
 use saved::SavedQuery;
 
 pub const QUERIES_SCHEMA: &str = "queries";
@@ -99,6 +104,7 @@ pub struct QueryEngine {
     /// One rebuild at a time: an older rebuild finishing last would put back stale or missing views.
     rebuild: tokio::sync::Mutex<()>,
     runtime: QueryRuntime,
+    running: RunningQueries,
 }
 
 impl QueryEngine {
@@ -111,12 +117,16 @@ impl QueryEngine {
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(yields::YieldAfterMultipliers))
             .build();
         let base = SessionContext::new_with_state(state);
         store.schema_provider(QUERIES_SCHEMA);
         base.register_catalog(CATALOG, store.catalog());
         geo::register(&base);
+        // Last, so that every function registered above is bounded.
+        bounded::register(&base, limits.memory_limit.as_u64() as usize);
         let permits = Semaphore::new(limits.max_concurrent);
+        let limits_depth = limits.max_expression_depth;
         Arc::new(Self {
             base,
             limits,
@@ -125,7 +135,8 @@ impl QueryEngine {
             views: Default::default(),
             generation: Default::default(),
             rebuild: Default::default(),
-            runtime: QueryRuntime::new(),
+            runtime: QueryRuntime::new(limits_depth),
+            running: RunningQueries::default(),
         })
     }
 
@@ -248,12 +259,18 @@ impl QueryEngine {
         &self,
         query: &SavedQuery,
     ) -> Result<Arc<dyn datafusion::catalog::TableProvider>, String> {
-        let plan = self
-            .base
-            .state()
-            .create_logical_plan(&query.sql)
-            .await
-            .map_err(|e| e.strip_backtrace())?;
+        guard::check_depth(&query.sql, self.limits.max_expression_depth)
+            .map_err(|e| e.to_string())?;
+        // On the query threads, whose stacks are sized for the depth allowed.
+        let state = self.base.state();
+        let sql = query.sql.clone();
+        let plan = AbortOnDrop(
+            self.runtime
+                .spawn(async move { state.create_logical_plan(&sql).await }),
+        )
+        .await
+        .map_err(|e| format!("planning failed: {e}"))?
+        .map_err(|e| e.strip_backtrace())?;
         Ok(Arc::new(datafusion::catalog::view::ViewTable::new(
             plan,
             Some(query.sql.clone()),
@@ -353,26 +370,54 @@ impl QueryEngine {
                 limit: self.limits.max_sql_bytes,
             });
         }
-        let statement = guard::check(sql)?;
-        // One copy of the session state per query (it carries the query's start time for now()).
-        let state = self.base.state();
-        if !admin {
-            Self::refuse_admin_tables(&state, &statement)?;
-        }
+        // The guard's depth bound reads only tokens; parsing, planning and execution, which
+        // recurse over the statement's trees, all run on the query threads, whose stacks are
+        // sized for the depth the guard lets through.
+        guard::check_depth(sql, self.limits.max_expression_depth)?;
         let engine = self.clone();
-        let mut task = self
-            .runtime
-            .spawn(async move { engine.run(state, statement).await });
-        match tokio::time::timeout(self.limits.timeout, &mut task).await {
+        let sql = sql.to_string();
+        // Dropped when the time limit passes or when the caller goes away (a client that
+        // disconnects drops the request's future): either way the query's task is aborted, and
+        // with it every stream and task DataFusion started for it.
+        let task = AbortOnDrop(self.runtime.spawn(async move {
+            let statement = guard::parse(&sql)?;
+            // One copy of the session state per query (it carries the query's start time for now()).
+            let state = engine.base.state();
+            if !admin {
+                Self::refuse_admin_tables(&state, &statement)?;
+            }
+            engine.run(state, statement).await
+        }));
+        match tokio::time::timeout(self.limits.timeout, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => Err(QueryError::Internal(format!("query task failed: {join}"))),
-            Err(_) => {
-                task.abort();
-                Err(QueryError::Timeout(
-                    humantime::format_duration(self.limits.timeout).to_string(),
-                ))
-            }
+            Err(_) => Err(QueryError::Timeout(
+                humantime::format_duration(self.limits.timeout).to_string(),
+            )),
         }
+    }
+
+    /// Whether queries can still run: the query threads answer and no query outlived its time
+    /// limit (one that did is stuck where cancellation cannot reach it). For /readyz.
+    pub async fn pool_health(&self) -> Result<(), String> {
+        let grace = self.limits.timeout + std::time::Duration::from_secs(5);
+        if let Some(age) = self.running.oldest().filter(|age| *age > grace) {
+            return Err(format!(
+                "a query has been running for {} although the time limit is {}",
+                humantime::format_duration(std::time::Duration::from_secs(age.as_secs())),
+                humantime::format_duration(self.limits.timeout)
+            ));
+        }
+        let ping = self.runtime.spawn(async {});
+        match tokio::time::timeout(std::time::Duration::from_secs(1), ping).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err("the query threads did not answer within 1 s: they are saturated".into()),
+        }
+    }
+
+    /// Queries executing now (holding one of the `max_concurrent` permits).
+    pub fn running_queries(&self) -> usize {
+        self.running.count()
     }
 
     /// Plan with the shared session state, execute with the query's own runtime (memory pool).
@@ -388,6 +433,7 @@ impl QueryEngine {
             .acquire()
             .await
             .map_err(|e| QueryError::Internal(e.to_string()))?;
+        let _running = self.running.start();
         let plan = state.statement_to_plan(statement).await.map_err(failed)?;
         // The guard let only read-only statements through; the planner's own check agrees.
         SQLOptions::new()
@@ -412,37 +458,5 @@ impl QueryEngine {
         }
         let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
         Ok(QueryResult { schema, batches })
-    }
-}
-
-/// The threads queries run on. Shut down in the background when dropped, which is allowed from
-/// inside another runtime (a plain `Runtime` drop is not).
-struct QueryRuntime(Option<tokio::runtime::Runtime>);
-
-impl QueryRuntime {
-    fn new() -> Self {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("cruscotto-query")
-            .enable_all()
-            .build()
-            .expect("the query runtime starts");
-        Self(Some(runtime))
-    }
-}
-
-impl std::ops::Deref for QueryRuntime {
-    type Target = tokio::runtime::Runtime;
-    fn deref(&self) -> &Self::Target {
-        self.0.as_ref().expect("runtime present until drop")
-    }
-}
-
-impl Drop for QueryRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
     }
 }

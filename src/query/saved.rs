@@ -17,10 +17,12 @@ use serde::Serialize;
 
 use crate::config::{Problem, files_with_extension, is_sql_identifier};
 
-/// Keys a saved query's comment block may hold.
-/// `persons` lists the columns holding counts of persons, `persons_derived` the columns a count
-/// could be recomputed from: callers below analyst get them through the dashboard after disclosure
-/// control (see `SavedQuery::person_counts`).
+/// Keys a saved query's comment block may hold. The `persons_*` keys declare disclosure control
+/// (see `crate::sdc` and `SavedQuery::person_counts`): `persons` lists the columns holding counts
+/// of persons; `persons_derived` the columns a count could be recomputed from, as
+/// `share, rate <- count; other <- count2` (a list without `<-` derives from every count);
+/// `persons_groups` the columns grouping rows whose totals are published (secondary suppression);
+/// `persons_key` the columns identifying a row (to flag counts suppressed upstream).
 pub const KEYS: &[&str] = &[
     "title",
     "title_en",
@@ -34,6 +36,8 @@ pub const KEYS: &[&str] = &[
     "method_version",
     "persons",
     "persons_derived",
+    "persons_groups",
+    "persons_key",
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,37 +56,106 @@ impl SavedQuery {
         self.metadata.get(key).map(String::as_str)
     }
 
-    /// The disclosure control its `persons` and `persons_derived` metadata declare: each derived
-    /// column is hidden in a row where any count is, and the whole result is one group.
+    /// The disclosure control its `persons_*` metadata declare, or `None` without `persons`.
     pub fn person_counts(&self) -> Option<crate::datasets::PersonCounts> {
-        let list = |key: &str| -> Vec<String> {
-            self.get(key)
-                .unwrap_or("")
-                .split(',')
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(String::from)
-                .collect()
-        };
-        let counts = list("persons");
+        let counts = self.list("persons");
         if counts.is_empty() {
             return None;
         }
-        let derived = list("persons_derived");
-        let derived = counts
-            .iter()
-            .map(|c| (c.clone(), derived.clone()))
-            .collect();
+        let mut derived: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (columns, from) in self.derivations() {
+            for count in from.unwrap_or_else(|| counts.clone()) {
+                let entry = derived.entry(count).or_default();
+                for column in &columns {
+                    if !entry.contains(column) {
+                        entry.push(column.clone());
+                    }
+                }
+            }
+        }
         Some(crate::datasets::PersonCounts {
             counts,
             derived,
-            groups: Vec::new(),
+            groups: self.list("persons_groups"),
         })
+    }
+
+    /// The columns identifying a row (`persons_key`).
+    pub fn persons_key(&self) -> Vec<String> {
+        self.list("persons_key")
+    }
+
+    fn list(&self, key: &str) -> Vec<String> {
+        split_list(self.get(key).unwrap_or(""))
+    }
+
+    /// `persons_derived` as (columns, the counts they derive from; `None` = every count).
+    fn derivations(&self) -> Vec<(Vec<String>, Option<Vec<String>>)> {
+        self.get("persons_derived")
+            .unwrap_or("")
+            .split(';')
+            .filter(|part| !part.trim().is_empty())
+            .map(|part| match part.split_once("<-") {
+                Some((columns, counts)) => (split_list(columns), Some(split_list(counts))),
+                None => (split_list(part), None),
+            })
+            .collect()
     }
 }
 
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Problems with the `persons_*` keys: names that are not columns, derivations from undeclared
+/// counts, disclosure control declared without any count.
+fn persons_problems(query: &SavedQuery) -> Vec<String> {
+    let counts = query.list("persons");
+    let mut problems = Vec::new();
+    for key in ["persons", "persons_groups", "persons_key"] {
+        for column in query.list(key) {
+            if !is_sql_identifier(&column) {
+                problems.push(format!("{key}: `{column}` is not a column name"));
+            }
+        }
+    }
+    if counts.is_empty() {
+        for key in ["persons_derived", "persons_groups", "persons_key"] {
+            if query.get(key).is_some() {
+                problems.push(format!("{key} needs `persons`, the counts it refers to"));
+            }
+        }
+    }
+    for (columns, from) in query.derivations() {
+        for column in &columns {
+            if !is_sql_identifier(column) {
+                problems.push(format!("persons_derived: `{column}` is not a column name"));
+            }
+        }
+        for count in from.into_iter().flatten() {
+            if !counts.contains(&count) {
+                problems.push(format!(
+                    "persons_derived: `{count}` is not one of the counts in `persons`"
+                ));
+            }
+        }
+    }
+    problems
+}
+
 /// Parse one saved query's text.
-pub fn parse(name: &str, file: &Path, text: &str) -> Result<SavedQuery, Vec<Problem>> {
+/// Read a saved query file; its SQL must be read-only and at most `max_depth` deep
+/// (`[query] max_expression_depth`).
+pub fn parse(
+    name: &str,
+    file: &Path,
+    text: &str,
+    max_depth: usize,
+) -> Result<SavedQuery, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut metadata: BTreeMap<String, String> = BTreeMap::new();
     let mut last_key: Option<String> = None;
@@ -141,7 +214,7 @@ pub fn parse(name: &str, file: &Path, text: &str) -> Result<SavedQuery, Vec<Prob
     }
     if sql.is_empty() {
         problems.push(Problem::new(file, None, "no SQL after the comment block"));
-    } else if let Err(e) = super::guard::check(&sql) {
+    } else if let Err(e) = super::guard::check(&sql, max_depth) {
         let (line, _) = crate::config::line_and_column(text, body_start);
         problems.push(Problem::new(
             file,
@@ -161,20 +234,24 @@ pub fn parse(name: &str, file: &Path, text: &str) -> Result<SavedQuery, Vec<Prob
             ));
         }
     }
+    let query = SavedQuery {
+        name: name.to_string(),
+        file: file.to_path_buf(),
+        title,
+        metadata,
+        sql,
+    };
+    for problem in persons_problems(&query) {
+        problems.push(Problem::new(file, Some("persons".into()), problem));
+    }
     if problems.is_empty() {
-        Ok(SavedQuery {
-            name: name.to_string(),
-            file: file.to_path_buf(),
-            title,
-            metadata,
-            sql,
-        })
+        Ok(query)
     } else {
         Err(problems)
     }
 }
 
-pub fn load_dir(dir: &Path, problems: &mut Vec<Problem>) -> Vec<SavedQuery> {
+pub fn load_dir(dir: &Path, max_depth: usize, problems: &mut Vec<Problem>) -> Vec<SavedQuery> {
     let files = match files_with_extension(dir, "sql") {
         Ok(files) => files,
         Err(e) => {
@@ -204,7 +281,7 @@ pub fn load_dir(dir: &Path, problems: &mut Vec<Problem>) -> Vec<SavedQuery> {
             continue;
         }
         match std::fs::read_to_string(&file) {
-            Ok(text) => match parse(&name, &file, &text) {
+            Ok(text) => match parse(&name, &file, &text, max_depth) {
                 Ok(query) => queries.push(query),
                 Err(found) => problems.extend(found),
             },
@@ -222,10 +299,12 @@ pub fn load_dir(dir: &Path, problems: &mut Vec<Problem>) -> Vec<SavedQuery> {
 mod tests {
     use super::*;
 
+    const DEPTH: usize = 1000;
+
     #[test]
     fn metadata_and_sql_are_split() {
         let text = "-- title: Residenti per area\n-- description: Popolazione 2021\n--   e quota over 80.\n-- unit: persone\n\nSELECT 1 AS x;\n";
-        let query = parse("residents", Path::new("q.sql"), text).unwrap();
+        let query = parse("residents", Path::new("q.sql"), text, DEPTH).unwrap();
         assert_eq!(query.title, "Residenti per area");
         assert_eq!(
             query.get("description"),
@@ -236,9 +315,34 @@ mod tests {
     }
 
     #[test]
+    fn persons_metadata_declares_counts_derivations_groups_and_key() {
+        let text = "-- title: T\n-- persons: over_80, soli\n\
+                    -- persons_derived: quota, stima <- over_80; quota_soli <- soli; tutto\n\
+                    -- persons_groups: zona\n-- persons_key: area\nSELECT 1";
+        let query = parse("q", Path::new("q.sql"), text, DEPTH).unwrap();
+        let rules = query.person_counts().unwrap();
+        assert_eq!(rules.counts, ["over_80", "soli"]);
+        assert_eq!(rules.derived["over_80"], ["quota", "stima", "tutto"]);
+        assert_eq!(rules.derived["soli"], ["quota_soli", "tutto"]);
+        assert_eq!(rules.groups, ["zona"]);
+        assert_eq!(query.persons_key(), ["area"]);
+
+        let bad = "-- title: T\n-- persons: a\n-- persons_derived: x <- b\nSELECT 1";
+        let problems = parse("q", Path::new("q.sql"), bad, DEPTH).unwrap_err();
+        assert!(
+            problems[0]
+                .to_string()
+                .contains("`b` is not one of the counts"),
+            "{problems:?}"
+        );
+        let orphan = "-- title: T\n-- persons_derived: x\nSELECT 1";
+        assert!(parse("q", Path::new("q.sql"), orphan, DEPTH).is_err());
+    }
+
+    #[test]
     fn problems_name_the_line() {
         let text = "-- title: T\n-- colour: red\nDROP TABLE x";
-        let problems = parse("q", Path::new("queries/q.sql"), text).unwrap_err();
+        let problems = parse("q", Path::new("queries/q.sql"), text, DEPTH).unwrap_err();
         let messages: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert!(
             messages[0].starts_with("queries/q.sql: line 2: unknown metadata key `colour`"),

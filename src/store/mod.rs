@@ -32,9 +32,19 @@ use crate::connectors::{LoadMode, LoadState, LoadedTable, RejectedRecord};
 /// The catalog every table lives in.
 pub const CATALOG: &str = "city";
 /// Schemas the service uses itself; a connector may not take these names.
-pub const RESERVED_SCHEMAS: &[&str] = &["system", "queries", "information_schema", "public"];
+pub const RESERVED_SCHEMAS: &[&str] = &[
+    "system",
+    "queries",
+    "information_schema",
+    "public",
+    crate::sdc::PUBLISHED_SCHEMA,
+];
 /// Rows per record batch in a registered table: small enough to spread over the cores.
 const ROWS_PER_BATCH: usize = 64 * 1024;
+/// Segments an append table may have beside its snapshot: when an append reaches this many, the
+/// table is compacted into one snapshot (and its batches into batches of `ROWS_PER_BATCH`), so a
+/// table refreshed every minute keeps a handful of files, not 1,440 a day.
+pub const COMPACT_AFTER_SEGMENTS: u64 = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -80,6 +90,10 @@ pub struct TableStatus {
     pub refresh: Duration,
     /// Whether the rows served come from the snapshot persisted by an earlier run.
     pub from_persisted_snapshot: bool,
+    /// When an append table was last reloaded in full because its source went backwards.
+    pub last_reload: Option<DateTime<Utc>>,
+    /// Why, with the rows before and after.
+    pub last_reload_reason: Option<String>,
 }
 
 impl TableStatus {
@@ -107,6 +121,8 @@ struct TableData {
     cursor: Option<String>,
     /// Number of the next appended segment on disk.
     next_segment: u64,
+    /// Segments numbered below this are in the snapshot.
+    snapshot_below: u64,
 }
 
 fn field_names(schema: &SchemaRef) -> Vec<String> {
@@ -193,16 +209,22 @@ impl Store {
     /// The cursors committed for a connector's tables.
     pub fn load_state(&self, schema: &str) -> LoadState {
         let data = self.data.read().expect("data lock");
-        let cursors = data
-            .iter()
-            .filter(|((s, _), _)| s == schema)
-            .filter_map(|((_, table), d)| Some((table.clone(), d.cursor.clone()?)))
-            .collect();
-        LoadState { cursors }
+        let mut state = LoadState::default();
+        for ((_, table), d) in data.iter().filter(|((s, _), _)| s == schema) {
+            if let Some(cursor) = &d.cursor {
+                state.cursors.insert(table.clone(), cursor.clone());
+                let rows: usize = d.batches.iter().map(RecordBatch::num_rows).sum();
+                state
+                    .rows
+                    .insert(table.clone(), (rows + d.rejected.len()) as u64);
+            }
+        }
+        state
     }
 
     /// Make freshly loaded rows durable, then visible: a replacing load becomes the new snapshot,
-    /// an appending one a new segment with its cursor. If persisting fails nothing is swapped in:
+    /// an appending one a new segment with its cursor, a reload of an append table a snapshot with
+    /// its cursor that supersedes every segment. If persisting fails nothing is swapped in:
     /// what is served is always what a restart would serve.
     pub async fn commit(
         &self,
@@ -247,15 +269,21 @@ impl Store {
             self.mark_fresh(key, source, rows, previous.rejected.len(), now);
             return Ok(());
         }
+        // A reload supersedes at least segment 0, so the next append never mistakes its snapshot
+        // for the leftover of an old setup (see below).
+        let supersedes = match loaded.mode {
+            LoadMode::Reload => previous.next_segment.max(1),
+            _ => previous.next_segment,
+        };
         let meta = persist::SnapshotMeta {
             source: source.to_string(),
             loaded_at: now,
             rejected: loaded.rejected.clone(),
             cursor: loaded.cursor.clone(),
-            supersedes_segments_below: previous.next_segment,
+            supersedes_segments_below: supersedes,
         };
         let (path, segments) = match loaded.mode {
-            LoadMode::Replace => (self.snapshot_path(schema, table), None),
+            LoadMode::Replace | LoadMode::Reload => (self.snapshot_path(schema, table), None),
             LoadMode::Append => {
                 let dir = self.segments_dir(schema, table);
                 (
@@ -287,13 +315,30 @@ impl Store {
         }
 
         let mut next = previous.clone();
+        let mut reload_reason = None;
         match loaded.mode {
-            LoadMode::Replace => {
+            LoadMode::Replace | LoadMode::Reload => {
                 next.batches = loaded.batches.clone();
                 next.rejected = loaded.rejected.clone();
                 next.cursor = None;
                 // The snapshot supersedes every segment; they are only clutter now.
                 let _ = std::fs::remove_dir_all(self.segments_dir(schema, table));
+                next.snapshot_below = supersedes;
+                if loaded.mode == LoadMode::Reload {
+                    next.cursor = loaded.cursor.clone();
+                    next.next_segment = supersedes;
+                    let before = previous.batches.iter().map(RecordBatch::num_rows).sum::<usize>()
+                        + previous.rejected.len();
+                    let reason = format!(
+                        "the source went backwards: the table held {before} rows up to cursor {}, \
+                         the source now has {} (reloaded in full, new cursor {})",
+                        previous.cursor.as_deref().unwrap_or("(none)"),
+                        loaded.rows() + loaded.rejected.len(),
+                        loaded.cursor.as_deref().unwrap_or("(none)"),
+                    );
+                    warn!(schema, table, reason = %reason, "append table reloaded in full");
+                    reload_reason = Some(reason);
+                }
             }
             LoadMode::Append => {
                 if segments.is_some() && previous.next_segment == 0 {
@@ -304,6 +349,10 @@ impl Store {
                 next.rejected.extend(loaded.rejected.iter().cloned());
                 next.cursor = loaded.cursor.clone().or(previous.cursor.clone());
                 next.next_segment += 1;
+                if next.next_segment - next.snapshot_below >= COMPACT_AFTER_SEGMENTS {
+                    self.compact(schema, table, source, now, &loaded.schema, &mut next)
+                        .await;
+                }
             }
         }
         next.schema = Some(loaded.schema.clone());
@@ -314,10 +363,66 @@ impl Store {
             .write()
             .expect("data lock")
             .insert(key.clone(), next);
-        self.mark_fresh(key, source, rows, rejected, now);
+        self.mark_fresh(key.clone(), source, rows, rejected, now);
+        if let Some(reason) = reload_reason {
+            let mut status = self.status.write().expect("status lock");
+            if let Some(entry) = status.get_mut(&key) {
+                entry.last_reload = Some(now);
+                entry.last_reload_reason = Some(reason);
+            }
+        }
         info!(schema, table, rows, mode = ?loaded.mode, "table committed");
         self.changed();
         Ok(())
+    }
+
+    /// Rewrite an append table as one snapshot superseding all its segments, then delete them.
+    /// The rows are durable in the segments already: a failure here only leaves them as they are.
+    async fn compact(
+        &self,
+        schema: &str,
+        table: &str,
+        source: &str,
+        now: DateTime<Utc>,
+        table_schema: &SchemaRef,
+        next: &mut TableData,
+    ) {
+        let batches = match rechunk(table_schema, &next.batches) {
+            Ok(batches) => batches,
+            Err(e) => {
+                warn!(schema, table, error = %e, "cannot compact the appended segments");
+                return;
+            }
+        };
+        let mut whole = LoadedTable::replace(table_schema.clone(), batches, next.rejected.clone());
+        whole.cursor = next.cursor.clone();
+        let meta = persist::SnapshotMeta {
+            source: source.to_string(),
+            loaded_at: now,
+            rejected: next.rejected.clone(),
+            cursor: next.cursor.clone(),
+            supersedes_segments_below: next.next_segment,
+        };
+        let path = self.snapshot_path(schema, table);
+        let written = {
+            let (path, whole) = (path.clone(), whole.clone());
+            tokio::task::spawn_blocking(move || persist::write(&path, &whole, &meta)).await
+        };
+        match written {
+            Ok(Ok(())) => {
+                let segments = next.next_segment - next.snapshot_below;
+                let _ = std::fs::remove_dir_all(self.segments_dir(schema, table));
+                next.snapshot_below = next.next_segment;
+                next.batches = whole.batches;
+                info!(schema, table, segments, "append table compacted into one snapshot");
+            }
+            Ok(Err(e)) => {
+                warn!(schema, table, path = %path.display(), error = %e, "cannot compact the appended segments")
+            }
+            Err(e) => {
+                warn!(schema, table, path = %path.display(), error = %e, "cannot compact the appended segments")
+            }
+        }
     }
 
     fn mark_fresh(&self, key: Key, source: &str, rows: usize, rejected: usize, now: DateTime<Utc>) {
@@ -373,8 +478,11 @@ impl Store {
             data.schema = Some(loaded.schema.clone());
             data.batches = loaded.batches;
             data.rejected = meta.rejected;
+            // A reloaded append table goes on from the cursor of its snapshot.
+            data.cursor = meta.cursor;
             superseded_below = meta.supersedes_segments_below;
             data.next_segment = superseded_below;
+            data.snapshot_below = superseded_below;
             source = meta.source;
             loaded_at = Some(meta.loaded_at);
         }
@@ -607,7 +715,33 @@ fn blank_status(schema: &str, table: &str, source: &str) -> TableStatus {
         last_error: None,
         refresh: Duration::from_secs(3600),
         from_persisted_snapshot: false,
+        last_reload: None,
+        last_reload_reason: None,
     }
+}
+
+/// Consecutive batches concatenated up to `ROWS_PER_BATCH` rows each: an append table's many
+/// small pulls become a few large batches.
+fn rechunk(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<Vec<RecordBatch>, arrow::error::ArrowError> {
+    let mut out = Vec::new();
+    let mut pending: Vec<RecordBatch> = Vec::new();
+    let mut rows = 0;
+    for batch in batches {
+        if rows > 0 && rows + batch.num_rows() > ROWS_PER_BATCH {
+            out.push(arrow::compute::concat_batches(schema, &pending)?);
+            pending.clear();
+            rows = 0;
+        }
+        rows += batch.num_rows();
+        pending.push(batch.clone());
+    }
+    if !pending.is_empty() {
+        out.push(arrow::compute::concat_batches(schema, &pending)?);
+    }
+    Ok(out)
 }
 
 /// Slice batches to a bounded size and deal them round-robin over the partitions, so scans of a
@@ -724,6 +858,148 @@ mod tests {
         assert!(again.restore("log", "events").unwrap());
         assert_eq!(ids(&again), vec![10, 11]);
         assert_eq!(again.load_state("log").cursor("events"), None);
+    }
+
+    #[tokio::test]
+    async fn a_reload_replaces_an_append_table_keeps_its_cursor_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), 2);
+        for (values, cursor) in [(&[1, 2, 3][..], "3"), (&[4, 5][..], "5")] {
+            store
+                .commit(
+                    "log",
+                    "events",
+                    "pg",
+                    rows(values, LoadMode::Append, Some(cursor)),
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.load_state("log").committed_rows("events"), Some(5));
+        store
+            .commit(
+                "log",
+                "events",
+                "pg",
+                rows(&[1, 2], LoadMode::Reload, Some("2")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ids(&store), vec![1, 2]);
+        let state = store.load_state("log");
+        assert_eq!(
+            (state.cursor("events"), state.committed_rows("events")),
+            (Some("2"), Some(2))
+        );
+        let status = store
+            .statuses()
+            .into_iter()
+            .find(|s| s.table == "events")
+            .unwrap();
+        assert!(status.last_reload.is_some());
+        assert_eq!(
+            status.last_reload_reason.as_deref(),
+            Some(
+                "the source went backwards: the table held 5 rows up to cursor 5, the source now \
+                 has 2 (reloaded in full, new cursor 2)"
+            )
+        );
+        store
+            .commit(
+                "log",
+                "events",
+                "pg",
+                rows(&[3], LoadMode::Append, Some("3")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ids(&store), vec![1, 2, 3]);
+
+        let restarted = Store::new(dir.path(), 2);
+        assert!(restarted.restore("log", "events").unwrap());
+        assert_eq!(ids(&restarted), vec![1, 2, 3]);
+        assert_eq!(restarted.load_state("log").cursor("events"), Some("3"));
+        // A reload right after a restart, then an append, then a restart again.
+        restarted
+            .commit(
+                "log",
+                "events",
+                "pg",
+                rows(&[7], LoadMode::Reload, Some("7")),
+            )
+            .await
+            .unwrap();
+        restarted
+            .commit(
+                "log",
+                "events",
+                "pg",
+                rows(&[8], LoadMode::Append, Some("8")),
+            )
+            .await
+            .unwrap();
+        let again = Store::new(dir.path(), 2);
+        assert!(again.restore("log", "events").unwrap());
+        assert_eq!(ids(&again), vec![7, 8]);
+        assert_eq!(again.load_state("log").cursor("events"), Some("8"));
+    }
+
+    #[tokio::test]
+    async fn appends_are_compacted_into_a_bounded_number_of_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), 2);
+        let files = |store: &Store| {
+            persist::list_segments(&store.segments_dir("log", "events"))
+                .unwrap()
+                .len()
+                + usize::from(store.snapshot_path("log", "events").exists())
+        };
+        let appends = 3 * COMPACT_AFTER_SEGMENTS as i64 + 5;
+        let mut most = 0;
+        for id in 1..=appends {
+            store
+                .commit(
+                    "log",
+                    "events",
+                    "pg",
+                    rows(&[id], LoadMode::Append, Some(&id.to_string())),
+                )
+                .await
+                .unwrap();
+            most = most.max(files(&store));
+        }
+        assert!(
+            most <= COMPACT_AFTER_SEGMENTS as usize,
+            "{most} files for one table"
+        );
+        assert_eq!(ids(&store), (1..=appends).collect::<Vec<_>>());
+        // Compacted batches are large, not one per pull.
+        let batches = store.data.read().unwrap()[&("log".to_string(), "events".to_string())]
+            .batches
+            .len();
+        assert!(batches < 10, "{batches} batches");
+
+        let restarted = Store::new(dir.path(), 2);
+        assert!(restarted.restore("log", "events").unwrap());
+        assert_eq!(ids(&restarted), (1..=appends).collect::<Vec<_>>());
+        let state = restarted.load_state("log");
+        let last = appends.to_string();
+        assert_eq!(
+            (state.cursor("events"), state.committed_rows("events")),
+            (Some(last.as_str()), Some(appends as u64))
+        );
+        restarted
+            .commit(
+                "log",
+                "events",
+                "pg",
+                rows(&[appends + 1], LoadMode::Append, Some("1000")),
+            )
+            .await
+            .unwrap();
+        let again = Store::new(dir.path(), 2);
+        assert!(again.restore("log", "events").unwrap());
+        assert_eq!(ids(&again), (1..=appends + 1).collect::<Vec<_>>());
     }
 
     #[tokio::test]

@@ -3,11 +3,20 @@
 //! is acknowledged upstream only once `append` has returned, i.e. after `fdatasync`; a crash in the
 //! middle of a write leaves a torn last record, which its length or CRC gives away and which
 //! `read` drops (it was never acknowledged).
+//!
+//! A record may also name the upstream messages its rows came from (keys given by the caller, in
+//! the IPC schema's metadata under `cruscotto.messages`): they are durable together with the
+//! rows, in the same fsync, so a message redelivered after a crash can be recognised whether or
+//! not its rows can be.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::Schema;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
@@ -15,6 +24,8 @@ use arrow::record_batch::RecordBatch;
 /// Largest record `read` accepts: a length beyond it can only be garbage from a torn write.
 const MAX_RECORD: usize = 1 << 30;
 const HEADER: usize = 8;
+/// The schema metadata key under which a record lists its messages' keys (hex, comma-separated).
+const MESSAGES_KEY: &str = "cruscotto.messages";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
@@ -70,7 +81,17 @@ impl WalWriter {
     /// Append one record holding `batch` and make it durable (one `fdatasync` per call: callers
     /// gather a group of rows into one batch, which is the group commit).
     pub fn append(&mut self, batch: &RecordBatch) -> Result<(), WalError> {
-        let payload = encode(batch).map_err(|message| WalError::Io {
+        self.append_with_messages(batch, &[])
+    }
+
+    /// Append one record holding `batch` and the keys of the messages it came from, durable
+    /// together.
+    pub fn append_with_messages(
+        &mut self,
+        batch: &RecordBatch,
+        messages: &[u64],
+    ) -> Result<(), WalError> {
+        let payload = encode(batch, messages).map_err(|message| WalError::Io {
             path: self.path.clone(),
             message,
         })?;
@@ -89,26 +110,54 @@ impl WalWriter {
     }
 }
 
-fn encode(batch: &RecordBatch) -> Result<Vec<u8>, String> {
+fn encode(batch: &RecordBatch, messages: &[u64]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    let mut writer = StreamWriter::try_new(&mut out, &batch.schema()).map_err(|e| e.to_string())?;
+    let schema = if messages.is_empty() {
+        batch.schema()
+    } else {
+        let keys: Vec<String> = messages.iter().map(|k| format!("{k:016x}")).collect();
+        let metadata = HashMap::from([(MESSAGES_KEY.to_string(), keys.join(","))]);
+        Arc::new(Schema::new_with_metadata(
+            batch.schema().fields().clone(),
+            metadata,
+        ))
+    };
+    let mut writer = StreamWriter::try_new(&mut out, &schema).map_err(|e| e.to_string())?;
     writer.write(batch).map_err(|e| e.to_string())?;
     writer.finish().map_err(|e| e.to_string())?;
     drop(writer);
     Ok(out)
 }
 
-fn decode(payload: &[u8]) -> Result<Vec<RecordBatch>, String> {
+/// The batches of a record (without the metadata) and the message keys it names.
+fn decode(payload: &[u8]) -> Result<(Vec<RecordBatch>, Vec<u64>), String> {
     let reader = StreamReader::try_new(payload, None).map_err(|e| e.to_string())?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())
+    let schema = reader.schema();
+    let messages = match schema.metadata().get(MESSAGES_KEY) {
+        Some(list) => list
+            .split(',')
+            .filter(|k| !k.is_empty())
+            .map(|k| u64::from_str_radix(k, 16).map_err(|e| format!("message key `{k}`: {e}")))
+            .collect::<Result<Vec<u64>, String>>()?,
+        None => Vec::new(),
+    };
+    let plain = Arc::new(Schema::new(schema.fields().clone()));
+    let batches = reader
+        .map(|batch| {
+            batch
+                .and_then(|b| RecordBatch::try_new(plain.clone(), b.columns().to_vec()))
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((batches, messages))
 }
 
 /// What `read` found in a WAL file.
 #[derive(Debug)]
 pub struct Replayed {
     pub batches: Vec<RecordBatch>,
+    /// The message keys the records named, in order.
+    pub messages: Vec<u64>,
     /// Bytes of whole, valid records; anything after them is a torn tail.
     pub valid_bytes: u64,
     /// Bytes after the last valid record (0 when the file ends cleanly).
@@ -129,6 +178,7 @@ pub fn read(path: &Path) -> Result<Replayed, WalError> {
         .read_to_end(&mut bytes)
         .map_err(io)?;
     let mut batches = Vec::new();
+    let mut messages = Vec::new();
     let mut offset = 0usize;
     while offset < bytes.len() {
         let rest = &bytes[offset..];
@@ -150,17 +200,19 @@ pub fn read(path: &Path) -> Result<Replayed, WalError> {
             break;
         }
         let length = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
-        let decoded =
+        let (decoded, keys) =
             decode(&rest[HEADER..HEADER + length]).map_err(|message| WalError::Decode {
                 path: path.to_path_buf(),
                 offset: offset as u64,
                 message,
             })?;
         batches.extend(decoded);
+        messages.extend(keys);
         offset += HEADER + length;
     }
     Ok(Replayed {
         batches,
+        messages,
         valid_bytes: offset as u64,
         torn_bytes: (bytes.len() - offset) as u64,
     })
@@ -320,6 +372,37 @@ mod tests {
         assert!(
             error.contains("corrupt record followed by valid ones"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn message_keys_are_durable_with_their_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = path(dir.path(), 1);
+        let mut wal = WalWriter::open(&file).unwrap();
+        wal.append_with_messages(&batch(&[1, 2]), &[7, u64::MAX])
+            .unwrap();
+        wal.append(&batch(&[3])).unwrap();
+        let good = wal.bytes();
+        wal.append_with_messages(&batch(&[4]), &[42]).unwrap();
+        drop(wal);
+        let replayed = read(&file).unwrap();
+        assert_eq!(ids(&replayed), vec![1, 2, 3, 4]);
+        assert_eq!(replayed.messages, vec![7, u64::MAX, 42]);
+        // The rows come back with the plain schema, whatever the record carried.
+        assert!(
+            replayed
+                .batches
+                .iter()
+                .all(|b| b.schema().metadata().is_empty())
+        );
+        // A torn record loses its keys with its rows: neither was acknowledged.
+        let bytes = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &bytes[..good as usize + 11]).unwrap();
+        let replayed = read(&file).unwrap();
+        assert_eq!(
+            (ids(&replayed), replayed.messages),
+            (vec![1, 2, 3], vec![7, u64::MAX])
         );
     }
 

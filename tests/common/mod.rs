@@ -193,6 +193,16 @@ impl Server {
             .unwrap_or_else(|| panic!("no table {name} in /status: {status}"))
     }
 
+    /// The server process's id, to read its resource use from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     pub fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -4,6 +4,8 @@
 
 pub mod pdnd;
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,6 +14,7 @@ use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
+use cruscotto::connectors::{Connector, ConnectorConfig, ConnectorError, LoadState, LoadedTable};
 
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/http");
 
@@ -117,6 +120,16 @@ pub struct FakeApi {
 
 impl FakeApi {
     pub fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_at("127.0.0.1:0", handler)
+    }
+
+    /// On a given address, e.g. a port a connector was already told about while nothing
+    /// listened there (a source that comes up after cruscotto).
+    pub fn start_at(
+        address: &str,
+        handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let address = address.to_string();
         let shared = Arc::new(Shared {
             handler: Arc::new(handler),
             log: Mutex::new(Vec::new()),
@@ -130,7 +143,7 @@ impl FakeApi {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let listener = tokio::net::TcpListener::bind(&address).await.unwrap();
                 sender.send(listener.local_addr().unwrap()).unwrap();
                 let app = axum::Router::new().fallback(answer).with_state(state);
                 axum::serve(listener, app).await.unwrap();
@@ -191,6 +204,70 @@ async fn answer(State(shared): State<Arc<Shared>>, request: Request) -> Response
         response = response.header(name, value);
     }
     response.body(Body::from(reply.body)).unwrap()
+}
+
+/// A connector built from its file's text, after `check`'s validation (warnings allowed).
+pub fn build(text: &str) -> Box<dyn Connector> {
+    let file = Path::new("connectors/api.toml");
+    let config = ConnectorConfig::parse(file, text).unwrap_or_else(|p| panic!("{p}"));
+    let errors: Vec<String> = config
+        .validate(file, Path::new("."))
+        .into_iter()
+        .filter(|p| !p.warning)
+        .map(|p| p.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    config.build(Path::new("."))
+}
+
+pub type Loads = BTreeMap<String, Result<LoadedTable, ConnectorError>>;
+
+/// One pull of every table of a connector, in process.
+pub async fn load(connector: &dyn Connector) -> Loads {
+    connector
+        .load(&LoadState::default())
+        .await
+        .into_iter()
+        .map(|l| (l.table, l.result))
+        .collect()
+}
+
+pub fn ok<'a>(loads: &'a Loads, table: &str) -> &'a LoadedTable {
+    match &loads[table] {
+        Ok(loaded) => loaded,
+        Err(e) => panic!("{table}: {e}"),
+    }
+}
+
+pub fn error(loads: &Loads, table: &str) -> String {
+    match &loads[table] {
+        Ok(loaded) => panic!(
+            "{table} should have failed, but loaded {} rows",
+            loaded.rows()
+        ),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A loaded table's rows as JSON objects.
+pub fn rows(table: &LoadedTable) -> Vec<serde_json::Value> {
+    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+    for batch in &table.batches {
+        writer.write(batch).unwrap();
+    }
+    writer.finish().unwrap();
+    let bytes = writer.into_inner();
+    if bytes.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    }
+}
+
+/// A port nothing listens on (bound, then released).
+pub fn closed_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
 }
 
 /// Wait for a condition with a deadline, never a fixed sleep.

@@ -4,9 +4,12 @@
 //! every PUBACK, and the configuration of a cruscotto reading sensors from it.
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
@@ -157,7 +160,8 @@ pub fn start_subscribed(config: &ConfigDir) -> Server {
 pub fn publish_all(port: u16, client_id: &str, messages: &[(String, Vec<u8>)]) {
     let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(30));
-    options.set_max_packet_size(1 << 20, 1 << 20);
+    // Room for the oversized messages of mqtt_oversized (MQTT's own limit).
+    options.set_max_packet_size(268_435_460, 268_435_460);
     options.set_inflight(200);
     let (client, mut connection) = Client::new(options, 1000);
     let total = messages.len();
@@ -244,4 +248,83 @@ format = "senml"
         ),
     );
     config
+}
+
+/// A TCP relay between cruscotto and the broker that can withhold cruscotto's acknowledgements
+/// (PUBACK packets) from the broker: every message delivered while it does stays unacknowledged,
+/// so the broker delivers all of them again to the next session. That makes the redelivery
+/// after a crash certain instead of a matter of when the kill lands.
+pub struct AckWithholdingRelay {
+    pub port: u16,
+    withhold: Arc<AtomicBool>,
+}
+
+impl AckWithholdingRelay {
+    pub fn start(broker_port: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let withhold = Arc::new(AtomicBool::new(false));
+        let flag = withhold.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(broker) = TcpStream::connect(("127.0.0.1", broker_port)) else {
+                    continue;
+                };
+                let (client_read, broker_write) =
+                    (client.try_clone().unwrap(), broker.try_clone().unwrap());
+                let flag = flag.clone();
+                std::thread::spawn(move || relay_client_packets(client_read, broker_write, &flag));
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (broker, client);
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(Shutdown::Both);
+                    let _ = from.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        Self { port, withhold }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    pub fn withhold_acks(&self, on: bool) {
+        self.withhold.store(on, Ordering::SeqCst);
+    }
+}
+
+/// Copy MQTT packets from the client to the broker, leaving out PUBACKs while `withhold` is set.
+fn relay_client_packets(mut client: TcpStream, mut broker: TcpStream, withhold: &AtomicBool) {
+    let mut read_packet = || -> std::io::Result<Vec<u8>> {
+        let mut packet = vec![0u8; 1];
+        client.read_exact(&mut packet)?;
+        // Remaining length: up to four 7-bit groups (MQTT 3.1.1 §2.2.3).
+        let mut length = 0usize;
+        for shift in 0..4 {
+            let mut byte = [0u8; 1];
+            client.read_exact(&mut byte)?;
+            packet.push(byte[0]);
+            length |= ((byte[0] & 0x7f) as usize) << (7 * shift);
+            if byte[0] & 0x80 == 0 {
+                break;
+            }
+        }
+        let start = packet.len();
+        packet.resize(start + length, 0);
+        client.read_exact(&mut packet[start..])?;
+        Ok(packet)
+    };
+    while let Ok(packet) = read_packet() {
+        let puback = packet[0] & 0xf0 == 0x40;
+        if puback && withhold.load(Ordering::SeqCst) {
+            continue;
+        }
+        if broker.write_all(&packet).is_err() {
+            break;
+        }
+    }
+    let _ = broker.shutdown(Shutdown::Both);
+    let _ = client.shutdown(Shutdown::Both);
 }

@@ -1,7 +1,11 @@
 //! The real PostgreSQL on 127.0.0.1:5432 (trust auth, user `postgres`, database `test`): a
 //! client for setting up and changing data, unique names so tests run in parallel, and a TCP
-//! relay that can be cut to make the database unreachable without stopping the cluster.
+//! relay that can be cut to make the database unreachable without stopping the cluster; and a
+//! cluster of the test's own (`Cluster`), started and stopped by the test.
 #![allow(dead_code)]
+
+mod cluster;
+pub use cluster::Cluster;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

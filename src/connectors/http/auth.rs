@@ -13,8 +13,7 @@ use tracing::info;
 
 use super::client::HttpClient;
 use super::config::{AuthConfig, ClientAuth, OAuth2Config};
-use super::pdnd::{CLIENT_ASSERTION_TYPE, Pdnd};
-use crate::config::resolve;
+use super::pdnd::{CLIENT_ASSERTION_TYPE, Pdnd, TRACKING_EVIDENCE};
 use crate::connectors::ConnectorError;
 
 /// Tokens whose lifetime is not given are renewed after this long (or at the first 401).
@@ -34,6 +33,8 @@ enum Kind {
 
 struct CachedToken {
     authorization: HeaderValue,
+    /// Headers bound to this token, sent with it: AUDIT_REST_02's tracking evidence.
+    bound: Vec<(HeaderName, HeaderValue)>,
     renew_at: Instant,
 }
 
@@ -67,10 +68,7 @@ impl Authenticator {
                 sensitive(&format!("Bearer {}", bearer.token.0), "bearer token")?,
             ),
             AuthConfig::Oauth2(oauth) => Kind::OAuth2(oauth.clone()),
-            AuthConfig::Pdnd(pdnd) => Kind::Pdnd(Pdnd::new(
-                pdnd.clone(),
-                resolve(base_dir, &pdnd.private_key),
-            )),
+            AuthConfig::Pdnd(pdnd) => Kind::Pdnd(Pdnd::new(pdnd.clone(), base_dir)),
         };
         Ok(Self {
             kind,
@@ -106,13 +104,13 @@ impl Authenticator {
             Kind::Fixed(name, value) => Ok(vec![(name.clone(), value.clone())]),
             Kind::OAuth2(_) | Kind::Pdnd(_) => {
                 let mut cached = self.token.lock().await;
-                if let Some(token) = cached.as_ref().filter(|t| Instant::now() < t.renew_at) {
-                    return Ok(vec![(AUTHORIZATION, token.authorization.clone())]);
+                if cached.as_ref().is_none_or(|t| Instant::now() >= t.renew_at) {
+                    *cached = Some(self.request_token(http).await?);
                 }
-                let token = self.request_token(http).await?;
-                let authorization = token.authorization.clone();
-                *cached = Some(token);
-                Ok(vec![(AUTHORIZATION, authorization)])
+                let token = cached.as_ref().expect("just obtained");
+                let mut headers = vec![(AUTHORIZATION, token.authorization.clone())];
+                headers.extend(token.bound.iter().cloned());
+                Ok(headers)
             }
         }
     }
@@ -135,7 +133,9 @@ impl Authenticator {
             ),
             _ => unreachable!("only token-based authentication requests tokens"),
         };
-        let (kind, url) = (&self.kind, token_url.as_str());
+        // The tracking evidence of the assertion last sent: the one the voucher is bound to.
+        let evidence: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let (kind, url, evidence_sent) = (&self.kind, token_url.as_str(), &evidence);
         let response = http
             .exchange(url, move || {
                 async move {
@@ -161,10 +161,12 @@ impl Authenticator {
                         }
                         Kind::Pdnd(pdnd) => {
                             // A new assertion (and jti) for every attempt.
-                            let assertion = pdnd.client_assertion()?;
+                            let signed = pdnd.client_assertion()?;
+                            *evidence_sent.lock().unwrap_or_else(|e| e.into_inner()) =
+                                signed.tracking_evidence;
                             request.form(&[
                                 ("client_id", pdnd.config.client_id.as_str()),
-                                ("client_assertion", assertion.as_str()),
+                                ("client_assertion", signed.assertion.as_str()),
                                 ("client_assertion_type", CLIENT_ASSERTION_TYPE),
                                 ("grant_type", "client_credentials"),
                             ])
@@ -176,15 +178,33 @@ impl Authenticator {
             })
             .await
             .map_err(|e| match e {
-                ConnectorError::Http { url, message } => ConnectorError::Authentication {
-                    message: format!("cannot reach the authorization server {url}: {message}"),
+                // No answer is not a refusal: the credentials were never judged.
+                ConnectorError::Http { url, message } => ConnectorError::Http {
+                    url,
+                    message: format!(
+                        "the authorization server cannot be reached (the credentials were not judged): {message}"
+                    ),
                 },
                 other => other,
             })?;
-        if !response.status().is_success() {
+        let status = response.status();
+        if status.is_server_error() {
             let why = http.failure(response, false).await;
+            return Err(ConnectorError::Http {
+                url: token_url,
+                message: format!(
+                    "the authorization server failed (the credentials were not judged): {why}"
+                ),
+            });
+        }
+        if !status.is_success() {
+            let why = http.failure(response, false).await;
+            let causes = match &self.kind {
+                Kind::Pdnd(_) => format!("; {}", pdnd_causes(&why)),
+                _ => String::new(),
+            };
             return Err(ConnectorError::Authentication {
-                message: format!("{refused}: {why}"),
+                message: format!("{refused}: {why}{causes}"),
             });
         }
         let body = http.body(&token_url, response).await?;
@@ -219,11 +239,67 @@ impl Authenticator {
             .map_err(|message| ConnectorError::Authentication {
                 message: format!("{token_url}: {message}"),
             })?;
+        let mut bound = Vec::new();
+        let mut lifetime = lifetime;
+        if let Some(evidence) = evidence.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            bound.push((
+                TRACKING_EVIDENCE,
+                sensitive(&evidence, "tracking evidence")
+                    .map_err(|message| ConnectorError::Authentication { message })?,
+            ));
+            // The evidence expires with the assertion it was signed with: the voucher is
+            // renewed before the evidence sent beside it would be refused as expired.
+            if let Kind::Pdnd(pdnd) = &self.kind {
+                lifetime = lifetime.min(pdnd.config.assertion_lifetime);
+            }
+        }
         info!(token_url, lifetime_s = lifetime.as_secs(), "token obtained");
         Ok(CachedToken {
             authorization,
+            bound,
             renew_at: Instant::now() + lifetime.saturating_sub(renewal_margin(lifetime)),
         })
+    }
+}
+
+/// The usual reasons PDND refuses a voucher request, the likely ones first: what the answer
+/// points at, or all of them when it points at none.
+fn pdnd_causes(answer: &str) -> String {
+    const CLOCK: &str = "the clock (this machine's time must agree with PDND's within seconds: is it synchronised?)";
+    const AUDIENCE: &str = "the audience (`audience` must be the one PDND publishes for client assertions, e.g. `auth.interop.pagopa.it/client-assertion`)";
+    const KEY: &str = "the key (the private key and its `kid` must match a public key uploaded to this client on PDND)";
+    const PURPOSE: &str = "the purpose's state (`purpose_id` must be an active purpose, of an active agreement, with this client associated)";
+    let answer = answer.to_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| answer.contains(w));
+    let likely: Vec<&str> = [
+        (
+            has(&[
+                "expired",
+                "iat ",
+                "`iat`",
+                "in the future",
+                "not yet valid",
+                "clock",
+            ]),
+            CLOCK,
+        ),
+        (has(&["audience", "aud ", "`aud`", "aud must"]), AUDIENCE),
+        (
+            has(&["signature", "kid", "key", "invalid_client", "client_id"]),
+            KEY,
+        ),
+        (has(&["purpose"]), PURPOSE),
+    ]
+    .into_iter()
+    .filter_map(|(matched, cause)| matched.then_some(cause))
+    .collect();
+    if likely.is_empty() {
+        format!(
+            "usual causes: {}",
+            [CLOCK, AUDIENCE, KEY, PURPOSE].join("; ")
+        )
+    } else {
+        format!("likely cause: {}", likely.join("; "))
     }
 }
 
@@ -237,6 +313,37 @@ fn renewal_margin(lifetime: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pdnd_refusals_name_their_likely_cause() {
+        let cause = |answer: &str| pdnd_causes(answer);
+        assert!(
+            cause("400 Bad Request: invalid_grant: the client assertion has expired")
+                .starts_with("likely cause: the clock (")
+        );
+        assert!(
+            cause("400 Bad Request: invalid_request: aud must be `x`")
+                .starts_with("likely cause: the audience (")
+        );
+        assert!(
+            cause("401 Unauthorized: invalid_client: no key `k` is registered")
+                .starts_with("likely cause: the key (")
+        );
+        assert!(
+            cause("400 Bad Request: the purpose is not associated with this client")
+                .starts_with("likely cause: the purpose's state (")
+        );
+        let unknown = cause("400 Bad Request: invalid_grant: jti already used");
+        assert!(
+            unknown.starts_with("usual causes: the clock ("),
+            "{unknown}"
+        );
+        assert!(
+            unknown.contains("the audience (")
+                && unknown.contains("the key (")
+                && unknown.contains("the purpose's state (")
+        );
+    }
 
     #[test]
     fn tokens_are_renewed_shortly_before_they_expire() {

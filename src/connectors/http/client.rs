@@ -1,9 +1,11 @@
 //! One HTTP exchange, done robustly: timeouts, retries with exponential backoff and jitter on
-//! connection errors, 429 and 5xx (honouring `Retry-After`), bounded bodies, and error bodies
-//! (`application/problem+json`, OAuth 2.0 errors) turned into a sentence for /status.
+//! connection errors, 429 and 5xx (honouring `Retry-After`, remembered per host across pulls),
+//! bounded bodies, and error bodies (`application/problem+json`, OAuth 2.0 errors) turned into a
+//! sentence for /status.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -50,36 +52,58 @@ impl HttpClient {
         target: &str,
         mut make: impl FnMut() -> BoxFuture<'a, Result<reqwest::RequestBuilder, ConnectorError>>,
     ) -> Result<Response, ConnectorError> {
+        let failed = |message: String| ConnectorError::Http {
+            url: target.to_string(),
+            message,
+        };
+        // Checked before the request is made, so that a host asking to wait costs no voucher
+        // either; and again on the request's own URL, should it differ.
+        let planned = Url::parse(target).ok().map(|url| authority(&url));
         let mut attempt = 1;
         loop {
-            let request = make().await?;
+            if let Some(host) = &planned {
+                self.respect_retry_after(host).await.map_err(failed)?;
+            }
+            let request = make().await?.build().map_err(|e| {
+                failed(format!(
+                    "cannot build the request: {}",
+                    describe_reqwest_error(&e)
+                ))
+            })?;
+            let host = authority(request.url());
+            if planned.as_ref() != Some(&host) {
+                self.respect_retry_after(&host).await.map_err(failed)?;
+            }
             let last = attempt >= self.retry.attempts;
-            let delay = match request.send().await {
+            let delay = match self.client.execute(request).await {
                 Ok(response) => {
                     let status = response.status();
-                    if !(status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error())
-                        || last
-                    {
+                    let retryable =
+                        status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                    let asked = retry_after(response.headers()).filter(|_| retryable);
+                    if let Some(wait) = asked {
+                        remember_retry_after(&host, wait);
+                    }
+                    if !retryable || last {
                         return Ok(response);
                     }
-                    match retry_after(response.headers()) {
+                    match asked {
                         Some(wait) if wait > self.retry.max_retry_after => {
                             warn!(target, %status, retry_after_s = wait.as_secs(), "the server asks to wait longer than `retry.max_retry_after`; giving up");
                             return Ok(response);
                         }
-                        Some(wait) => wait,
+                        // The wait itself happens before the next attempt, in
+                        // `respect_retry_after`.
+                        Some(_) => Duration::ZERO,
                         None => self.backoff(attempt),
                     }
                 }
                 Err(e) if retryable(&e) && !last => self.backoff(attempt),
                 Err(e) => {
-                    return Err(ConnectorError::Http {
-                        url: target.to_string(),
-                        message: format!(
-                            "no answer after {attempt} attempt(s): {}",
-                            describe_reqwest_error(&e)
-                        ),
-                    });
+                    return Err(failed(format!(
+                        "no answer after {attempt} attempt(s): {}",
+                        describe_reqwest_error(&e)
+                    )));
                 }
             };
             warn!(
@@ -91,6 +115,29 @@ impl HttpClient {
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
+    }
+
+    /// Wait until `host` may be called again, if it said so with `Retry-After` (in this pull or
+    /// an earlier one, from any connector): up to `max_retry_after`; a longer wait fails the
+    /// request without sending it, so the next pull tries again, and no request reaches the
+    /// host before the time it gave.
+    async fn respect_retry_after(&self, host: &str) -> Result<(), String> {
+        let Some(until) = not_before(host) else {
+            return Ok(());
+        };
+        let wait = until.saturating_duration_since(Instant::now());
+        if wait > self.retry.max_retry_after {
+            let at = chrono::Utc::now()
+                + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero());
+            return Err(format!(
+                "not sent: {host} asked (Retry-After) not to be called before {} UTC, {} s from now, longer than `retry.max_retry_after` ({} s)",
+                at.format("%Y-%m-%d %H:%M:%S"),
+                wait.as_secs_f64().ceil() as u64,
+                self.retry.max_retry_after.as_secs()
+            ));
+        }
+        tokio::time::sleep(wait).await;
+        Ok(())
     }
 
     /// Read a successful response's body, refusing one larger than `max_response_size`.
@@ -217,6 +264,34 @@ pub fn describe_reqwest_error(error: &reqwest::Error) -> String {
     } else {
         text
     }
+}
+
+/// Hosts that answered with `Retry-After`, and until when they are not to be called. Shared by
+/// the whole process: each pull may build its own client, and two connectors may read the same
+/// API, but a host's request to wait concerns every request sent to it.
+static NOT_BEFORE: LazyLock<Mutex<HashMap<String, Instant>>> = LazyLock::new(Default::default);
+
+/// `host:port`, the unit a `Retry-After` applies to.
+fn authority(url: &Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or_default()
+    )
+}
+
+fn remember_retry_after(host: &str, wait: Duration) {
+    let until = Instant::now() + wait;
+    let mut hosts = NOT_BEFORE.lock().unwrap_or_else(|e| e.into_inner());
+    let entry = hosts.entry(host.to_string()).or_insert(until);
+    *entry = (*entry).max(until);
+}
+
+fn not_before(host: &str) -> Option<Instant> {
+    let mut hosts = NOT_BEFORE.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    hosts.retain(|_, until| *until > now);
+    hosts.get(host).copied()
 }
 
 /// `Retry-After` as seconds or as an HTTP date.

@@ -192,12 +192,20 @@ pub struct PdndConfig {
     pub audience: String,
     /// The e-service client's id (the assertion's `iss` and `sub`).
     pub client_id: String,
-    /// The id of the public key uploaded to the client (the assertion's `kid`).
-    pub kid: String,
+    /// The id of the public key uploaded to the client (the assertion's `kid`). Leave it out
+    /// when `kid_file` names a file holding it, or when `private_key` is a JWK with its `kid`:
+    /// then a rotated key and its id are picked up together, without a restart.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// A file holding the `kid` (relative to `cruscotto.toml`), read with the key at each
+    /// voucher request: write the new key and its id there when the key is rotated.
+    #[serde(default)]
+    pub kid_file: Option<PathBuf>,
     /// The purpose (finalità) the data is requested for (the assertion's `purposeId`).
     pub purpose_id: String,
-    /// PEM file with the RSA private key, relative to `cruscotto.toml`. It is read at each voucher
-    /// request, so a rotated key is picked up without a restart.
+    /// The RSA private key, relative to `cruscotto.toml`: PEM (PKCS#1 or PKCS#8), or a JWK
+    /// (JSON, with its `kid`). It is read at each voucher request, so a rotated key is picked up
+    /// without a restart.
     pub private_key: PathBuf,
     /// Validity of each client assertion (`exp - iat`).
     #[serde(with = "humantime_serde", default = "default_assertion_lifetime")]
@@ -206,6 +214,10 @@ pub struct PdndConfig {
     /// `Agid-JWT-Signature` JWS over it, signed with the same key.
     #[serde(default)]
     pub integrity: Option<IntegrityConfig>,
+    /// ModI AUDIT_REST_02, for e-services that require it: an `Agid-JWT-TrackingEvidence` JWS
+    /// with who asks and from where, bound to the voucher by its digest in the client assertion.
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
 }
 
 fn default_assertion_lifetime() -> Duration {
@@ -217,6 +229,21 @@ fn default_assertion_lifetime() -> Duration {
 pub struct IntegrityConfig {
     /// The `aud` of the `Agid-JWT-Signature`: the e-service's audience as published on PDND.
     pub audience: String,
+}
+
+/// The audit data of AUDIT_REST_02. cruscotto pulls on its own behalf, not a person's, so these
+/// name the service and the office responsible for it, as agreed with the provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The `aud` of the tracking evidence: the e-service's audience as published on PDND.
+    pub audience: String,
+    /// `userID`: who the data is requested for, e.g. `cruscotto-ufficio-statistica`.
+    pub user_id: String,
+    /// `userLocation`: where the request comes from, e.g. the host or office name.
+    pub user_location: String,
+    /// `LoA`: the level of assurance of the user's authentication, e.g. `LoA3`.
+    pub loa: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -268,10 +295,13 @@ pub struct PagePagination {
     /// Query parameter with the page size, if the API takes one.
     #[serde(default)]
     pub size_param: Option<String>,
-    /// Records per page: a page with fewer ends the pull. Not more than the API's maximum.
+    /// Records per page. Without `total`, a page with fewer ends the pull, so it must not be
+    /// more than the API's maximum.
     #[serde(default)]
     pub size: Option<u64>,
-    /// JSON pointer to the total number of records, if the API says it.
+    /// JSON pointer to the total number of records, if the API says it. Then only the total
+    /// ends the pull: a short page is a server capping its page size, and an empty page before
+    /// the total fails the pull.
     #[serde(default)]
     pub total: Option<String>,
 }
@@ -292,9 +322,12 @@ pub struct OffsetPagination {
     /// Query parameter with the page size.
     #[serde(default = "default_limit_param")]
     pub limit_param: String,
-    /// Records per page: a page with fewer ends the pull. Not more than the API's maximum.
+    /// Records per page. Without `total`, a page with fewer ends the pull, so it must not be
+    /// more than the API's maximum.
     pub limit: u64,
-    /// JSON pointer to the total number of records, if the API says it.
+    /// JSON pointer to the total number of records, if the API says it. Then only the total
+    /// ends the pull: a short page is a server capping its page size, and an empty page before
+    /// the total fails the pull.
     #[serde(default)]
     pub total: Option<String>,
 }

@@ -248,6 +248,12 @@ impl HttpConnector {
                 auth.forget_token().await;
                 continue;
             }
+            if status == reqwest::StatusCode::UNAUTHORIZED && renewed {
+                // A voucher refused right after it was issued is refused for a reason of its
+                // own (a suspended purpose, a key the e-service does not know): the next pull
+                // asks for a new one rather than spending this one again.
+                auth.forget_token().await;
+            }
             if !status.is_success() {
                 let why = http.failure(response, true).await;
                 return Err(if matches!(status.as_u16(), 401 | 403) {

@@ -113,18 +113,22 @@ impl Pager {
         match self.pagination.clone() {
             Pagination::None => Ok(None),
             Pagination::Page(page) => {
-                let short = page.size.is_some_and(|size| records < size);
-                let complete = total(&page.total)?.is_some_and(|total| self.received >= total);
-                if records == 0 || short || complete {
+                let done = match (total(&page.total)?, &page.total) {
+                    (Some(total), Some(pointer)) => self.reached(records, total, pointer)?,
+                    _ => records == 0 || page.size.is_some_and(|size| records < size),
+                };
+                if done {
                     return Ok(None);
                 }
                 self.page += 1;
                 Ok(Some(self.numbered()))
             }
             Pagination::Offset(offset) => {
-                let complete =
-                    total(&offset.total)?.is_some_and(|total| self.offset + records >= total);
-                if records == 0 || records < offset.limit || complete {
+                let done = match (total(&offset.total)?, &offset.total) {
+                    (Some(total), Some(pointer)) => self.reached(records, total, pointer)?,
+                    _ => records == 0 || records < offset.limit,
+                };
+                if done {
                     return Ok(None);
                 }
                 // Advance by what came, not by what was asked: a server capping the page size
@@ -173,6 +177,23 @@ impl Pager {
                 Ok(Some(url))
             }
         }
+    }
+
+    /// With a declared total, only the total ends the pull: a page shorter than asked only means
+    /// the server caps its page size (it may allow 20 where 50 were asked). A page with nothing
+    /// on it before the total is reached fails the pull, naming what came and what was declared,
+    /// rather than publishing part of the table as if it were whole.
+    fn reached(&self, records: u64, total: u64, pointer: &str) -> Result<bool, String> {
+        if self.received >= total {
+            return Ok(true);
+        }
+        if records == 0 {
+            return Err(format!(
+                "received {} of the {total} records the API declares at `{pointer}`, then an empty page: the rest cannot be read (an API that caps its page size must number its pages by the size it really sends; use `offset` pagination otherwise)",
+                self.received
+            ));
+        }
+        Ok(false)
     }
 
     /// A next-page URL given by the server, resolved against the current page, same origin only.
@@ -297,6 +318,48 @@ mod tests {
         assert_eq!(
             pager.next(&second, &HeaderMap::new(), None, 2).unwrap(),
             None
+        );
+    }
+
+    #[test]
+    fn with_a_total_only_the_total_ends_the_pull() {
+        let offsets = table("pagination = { type = \"offset\", limit = 5, total = \"/n\" }");
+        let mut pager = Pager::new(&offsets, None).unwrap();
+        let total = serde_json::json!({"n": 7});
+        let first = pager.first();
+        // The server caps pages at 3: short pages go on until 7 have come.
+        let second = pager
+            .next(&first, &HeaderMap::new(), Some(&total), 3)
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.query(), Some("fixed=1&offset=3&limit=5"));
+        let third = pager
+            .next(&second, &HeaderMap::new(), Some(&total), 3)
+            .unwrap()
+            .unwrap();
+        assert_eq!(third.query(), Some("fixed=1&offset=6&limit=5"));
+        assert_eq!(
+            pager
+                .next(&third, &HeaderMap::new(), Some(&total), 1)
+                .unwrap(),
+            None
+        );
+
+        let pages = table("pagination = { type = \"page\", size = 5, total = \"/n\" }");
+        let mut pager = Pager::new(&pages, None).unwrap();
+        let first = pager.first();
+        let second = pager
+            .next(&first, &HeaderMap::new(), Some(&total), 4)
+            .unwrap()
+            .unwrap();
+        let error = pager
+            .next(&second, &HeaderMap::new(), Some(&total), 0)
+            .unwrap_err();
+        assert!(
+            error.starts_with(
+                "received 4 of the 7 records the API declares at `/n`, then an empty page"
+            ),
+            "{error}"
         );
     }
 

@@ -57,16 +57,23 @@ impl HttpConnectorConfig {
         if self.enabled
             && let AuthConfig::Pdnd(pdnd) = &self.auth
         {
-            let path = resolve(base_dir, &pdnd.private_key);
-            if !path.is_file() {
-                problems.push(Problem::warning(
-                    file,
-                    Some("auth.private_key".into()),
-                    format!(
-                        "`{}` does not exist; the tables will fail until it appears",
-                        path.display()
-                    ),
-                ));
+            let files = [
+                ("auth.private_key", Some(&pdnd.private_key)),
+                ("auth.kid_file", pdnd.kid_file.as_ref()),
+            ];
+            for (key, relative) in files {
+                let Some(relative) = relative else { continue };
+                let path = resolve(base_dir, relative);
+                if !path.is_file() {
+                    problems.push(Problem::warning(
+                        file,
+                        Some(key.into()),
+                        format!(
+                            "`{}` does not exist; the tables will fail until it appears",
+                            path.display()
+                        ),
+                    ));
+                }
             }
         }
         problems
@@ -114,15 +121,41 @@ fn validate_auth(auth: &AuthConfig, error: &mut impl FnMut(String, String)) {
             if let Err(e) = validate_url(&pdnd.token_url) {
                 error("auth.token_url".into(), e);
             }
-            for (key, value) in [
+            let mut required = vec![
                 ("client_id", &pdnd.client_id),
-                ("kid", &pdnd.kid),
                 ("purpose_id", &pdnd.purpose_id),
                 ("audience", &pdnd.audience),
-            ] {
+            ];
+            if let Some(kid) = &pdnd.kid {
+                required.push(("kid", kid));
+            }
+            if let Some(audit) = &pdnd.audit {
+                required.extend([
+                    ("audit.audience", &audit.audience),
+                    ("audit.user_id", &audit.user_id),
+                    ("audit.user_location", &audit.user_location),
+                    ("audit.loa", &audit.loa),
+                ]);
+            }
+            for (key, value) in required {
                 if value.trim().is_empty() {
                     error(format!("auth.{key}"), "must not be empty".into());
                 }
+            }
+            let jwk = pdnd
+                .private_key
+                .extension()
+                .is_some_and(|e| e == "json" || e == "jwk");
+            match (&pdnd.kid, &pdnd.kid_file) {
+                (Some(_), Some(_)) => error(
+                    "auth.kid_file".into(),
+                    "set `kid` or `kid_file`, not both".into(),
+                ),
+                (None, None) if !jwk => error(
+                    "auth.kid".into(),
+                    "missing: set `kid`, or `kid_file`, or make `private_key` a JWK (`.jwk` or `.json`) holding its `kid`".into(),
+                ),
+                _ => {}
             }
             if pdnd.assertion_lifetime < Duration::from_secs(1) {
                 error(

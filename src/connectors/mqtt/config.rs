@@ -101,6 +101,13 @@ pub struct MqttTableConfig {
     /// The table of rejected messages (topic, payload, reason, time). Default `<name>_scartate`.
     #[serde(default)]
     pub rejected_table: Option<String>,
+    /// The plausible window of a reading's time: at most this long before its arrival (a time
+    /// of 1969 from a sensor's reset clock is rejected as `implausible_time`). Default 10 years.
+    #[serde(with = "humantime_serde", default = "default_max_age")]
+    pub max_age: Duration,
+    /// ... and at most this long after its arrival (a clock running ahead). Default 1 hour.
+    #[serde(with = "humantime_serde", default = "default_max_ahead")]
+    pub max_ahead: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -165,6 +172,12 @@ fn default_compact_every() -> Duration {
 }
 fn default_compact_rows() -> usize {
     250_000
+}
+fn default_max_age() -> Duration {
+    Duration::from_secs(10 * 365 * 86_400)
+}
+fn default_max_ahead() -> Duration {
+    Duration::from_secs(3_600)
 }
 fn default_expected_interval() -> Duration {
     Duration::from_secs(15 * 60)

@@ -1,8 +1,8 @@
 //! The `mqtt` connector: sensor readings streamed from a broker into log tables, with zero loss.
 //! `config.rs` is the connector file; `topic.rs` matches topics and reads columns from them;
 //! `senml.rs` resolves SenML packs; `mapping.rs` turns a message into rows or a rejection;
-//! `run.rs` holds the session, the bounded channel and the writer that acknowledges a message
-//! only once it is durable.
+//! `run.rs` holds the session and the bounded channel; `write.rs` the writer that acknowledges a
+//! message only once it is durable, and recognises redeliveries.
 //!
 //! Unlike the other kinds it is not polled: `Service` opens its tables at start-up
 //! (`open_tables`) and runs it as one long task (`run`).
@@ -12,6 +12,7 @@ mod mapping;
 mod run;
 mod senml;
 mod topic;
+mod write;
 
 pub use config::{
     BrokerAddress, FieldMapping, FieldType, MqttConnectorConfig, MqttTableConfig, PayloadFormat,

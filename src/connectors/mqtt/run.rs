@@ -1,14 +1,17 @@
 //! The running connector: one task reads the broker session and decodes messages, a bounded
-//! channel carries them to a writer task that makes each group durable (one fsync per log
-//! table) and only then acknowledges the group's messages (PUBACK). When the writer falls
-//! behind, the channel fills, the reader stops polling the broker, and the broker keeps the
-//! rest: nothing is dropped. A crash before the PUBACK means the broker delivers again; the log
-//! table's deduplication by (sensor, metric, time) keeps the reading once.
+//! channel carries them to a writer task (`write.rs`) that makes each group durable (one fsync
+//! per log table) and only then acknowledges the group's messages (PUBACK). When the writer
+//! falls behind, the channel fills, the reader stops polling the broker, and the broker keeps the
+//! rest: nothing is dropped. A crash before the PUBACK means the broker delivers again; the
+//! writer recognises the redelivery and stores it once.
+//!
+//! The client reads packets of any size MQTT allows: a message larger than `max_payload` is
+//! not decoded but rejected (`too_large`, its first bytes kept) and acknowledged like any other,
+//! so it cannot stop the session. Only its first bytes outlive the read.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rand::RngExt;
@@ -19,7 +22,7 @@ use tracing::{info, warn};
 use super::config::MqttConnectorConfig;
 use super::mapping::{Cell, Layout, RejectKind, Rejection, rejected_schema};
 use super::topic;
-use crate::connectors::truncate_raw;
+use super::write::{Delivery, excerpt, message_key, write_loop};
 use crate::store::Store;
 use crate::store::log::{LogOptions, LogTable};
 use crate::store::rollup::RollupSpec;
@@ -29,20 +32,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Acknowledgements waiting to be sent: more than the broker can have in flight, so the writer
 /// never waits on them.
 const ACK_CAPACITY: usize = 65_536;
+/// The largest packet MQTT can carry (a remaining length of 256 MiB - 1, plus the fixed
+/// header): the client reads whatever the broker delivers, so no message can break the session.
+const MAX_MQTT_PACKET: usize = 268_435_455 + 5;
 
 /// One table of the connector, opened in the store.
-struct OpenTable {
-    layout: Layout,
-    rows: Arc<LogTable>,
-    rejected: Arc<LogTable>,
-}
-
-/// A message read from the broker, decoded, on its way to being durable.
-struct Delivery {
-    publish: Publish,
-    table: usize,
-    received_at: i64,
-    outcome: Result<Vec<Vec<Cell>>, Rejection>,
+pub(super) struct OpenTable {
+    pub layout: Layout,
+    pub rows: Arc<LogTable>,
+    pub rejected: Arc<LogTable>,
 }
 
 fn days(duration: Option<Duration>) -> Option<i64> {
@@ -75,6 +73,7 @@ pub fn open_tables(
         let options = LogOptions {
             time_column: "ts".into(),
             dedupe: layout.dedupe_columns(),
+            arrival: vec!["received_at".into()],
             retention_days: days(table.retention),
             compact_rows: config.compact_rows,
             rollup,
@@ -92,6 +91,7 @@ pub fn open_tables(
         let rejected = LogOptions {
             time_column: "received_at".into(),
             dedupe: Vec::new(),
+            arrival: Vec::new(),
             retention_days: days(table.retention),
             compact_rows: config.compact_rows,
             rollup: None,
@@ -188,6 +188,7 @@ pub async fn run(
         .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce))
         .collect();
     let mut failures = 0u32;
+    let mut last_arrival = 0i64;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -224,7 +225,9 @@ pub async fn run(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let received_at = chrono::Utc::now().timestamp_micros();
+                // Strictly increasing: two readings timed at arrival never share a time.
+                let received_at = chrono::Utc::now().timestamp_micros().max(last_arrival + 1);
+                last_arrival = received_at;
                 registry.refresh();
                 let delivery = decode(&config, &tables, &registry, publish, received_at);
                 // A full channel blocks here: the broker is not polled until the writer catches up.
@@ -252,24 +255,45 @@ fn decode(
     config: &MqttConnectorConfig,
     tables: &[OpenTable],
     registry: &Registry,
-    publish: Publish,
+    mut publish: Publish,
     received_at: i64,
 ) -> Delivery {
+    let key = message_key(&publish);
     let index = config
         .tables
         .iter()
         .position(|t| t.topics.iter().any(|f| topic::matches(f, &publish.topic)));
+    let delivery = |publish, table, excerpt, outcome| Delivery {
+        publish,
+        table,
+        received_at,
+        key,
+        excerpt,
+        outcome,
+        redelivered: false,
+    };
+    let size = publish.payload.len();
+    let limit = config.max_payload.as_u64();
+    if size as u64 > limit {
+        // Only the first bytes are kept: the rest is released now, not when acknowledged.
+        let kept = excerpt(&publish.payload);
+        publish.payload = bytes::Bytes::new();
+        let rejection = Rejection {
+            kind: RejectKind::TooLarge,
+            reason: format!(
+                "payload of {size} bytes is larger than max_payload ({}); only its first bytes are kept",
+                config.max_payload.display().iec()
+            ),
+        };
+        return delivery(publish, index.unwrap_or(0), Some(kept), Err(rejection));
+    }
     let Some(index) = index else {
         let reason = format!("topic `{}` matches no table's topics", publish.topic);
-        return Delivery {
-            publish,
-            table: 0,
-            received_at,
-            outcome: Err(Rejection {
-                kind: RejectKind::Topic,
-                reason,
-            }),
+        let rejection = Rejection {
+            kind: RejectKind::Topic,
+            reason,
         };
+        return delivery(publish, 0, None, Err(rejection));
     };
     let layout = &tables[index].layout;
     let outcome = layout
@@ -290,210 +314,7 @@ fn decode(
             }
             Ok(rows)
         });
-    Delivery {
-        publish,
-        table: index,
-        received_at,
-        outcome,
-    }
-}
-
-/// Make groups of deliveries durable, then acknowledge them, in the order they arrived.
-async fn write_loop(
-    store: Arc<Store>,
-    schema: String,
-    source: String,
-    tables: Arc<Vec<OpenTable>>,
-    client: AsyncClient,
-    mut receiver: mpsc::Receiver<Delivery>,
-    max_group: usize,
-) {
-    let mut group: Vec<Delivery> = Vec::with_capacity(max_group);
-    let compacting = Arc::new(AtomicBool::new(false));
-    // Acknowledgements of durable messages not yet handed to the event loop, in order. The
-    // writer never waits for room in the client's request channel: the event loop may itself be
-    // waiting for room in ours, and each would wait for the other.
-    let mut unsent: VecDeque<Publish> = VecDeque::new();
-    loop {
-        flush_acks(&client, &mut unsent);
-        let received = if unsent.is_empty() {
-            receiver.recv_many(&mut group, max_group).await
-        } else {
-            tokio::select! {
-                received = receiver.recv_many(&mut group, max_group) => received,
-                _ = tokio::time::sleep(Duration::from_millis(2)) => continue,
-            }
-        };
-        if received == 0 {
-            return;
-        }
-        let mut failures = 0u32;
-        // Built once: a retry appends the same batches.
-        let prepared = Arc::new(prepare(&tables, &mut group));
-        // Until the group is durable nothing is acknowledged; a store that keeps failing keeps
-        // the channel full, and the broker keeps the messages.
-        loop {
-            let outcome = {
-                let tables = tables.clone();
-                let prepared = prepared.clone();
-                tokio::task::spawn_blocking(move || commit(&tables, &prepared)).await
-            };
-            match outcome {
-                Ok(Ok(stored)) => {
-                    record_metrics(&schema, &tables, &group, &stored);
-                    break;
-                }
-                Ok(Err(message)) => {
-                    failures += 1;
-                    for table in tables.iter() {
-                        store.record_failure(&schema, &table.layout.table, &source, &message);
-                    }
-                    tokio::time::sleep(backoff(failures)).await;
-                }
-                Err(join) => {
-                    failures += 1;
-                    warn!(connector = %schema, error = %join, "store task failed; retrying the group");
-                    tokio::time::sleep(backoff(failures)).await;
-                }
-            }
-        }
-        unsent.extend(group.drain(..).map(|d| d.publish));
-        flush_acks(&client, &mut unsent);
-        for table in tables.iter() {
-            store.log_progress(
-                &schema,
-                &table.layout.table,
-                &source,
-                table.rejected.row_count(),
-            );
-            store.log_progress(&schema, &table.rejected.table, &source, 0);
-            if table.rows.wants_compaction() && !compacting.swap(true, Ordering::AcqRel) {
-                let (rows, flag) = (table.rows.clone(), compacting.clone());
-                tokio::task::spawn_blocking(move || {
-                    if let Err(e) = rows.compact() {
-                        warn!(table = %rows.table, error = %e, "compaction failed; the WAL keeps the rows");
-                    }
-                    flag.store(false, Ordering::Release);
-                });
-            }
-        }
-    }
-}
-
-/// Hand as many acknowledgements as fit to the event loop, oldest first.
-fn flush_acks(client: &AsyncClient, unsent: &mut VecDeque<Publish>) {
-    while let Some(publish) = unsent.front() {
-        // A full request channel: the event loop drains it when it next runs; try again then.
-        if client.try_ack(publish).is_err() {
-            return;
-        }
-        unsent.pop_front();
-    }
-}
-
-/// Rows and rejections of a group, per table, as record batches.
-struct Prepared {
-    rows: Vec<Option<arrow::record_batch::RecordBatch>>,
-    rejected: Vec<Option<arrow::record_batch::RecordBatch>>,
-}
-
-/// Takes the decoded rows out of the deliveries (only their messages are needed afterwards, to
-/// acknowledge them).
-fn prepare(tables: &[OpenTable], group: &mut [Delivery]) -> Result<Prepared, String> {
-    let mut rows: Vec<Vec<Vec<Cell>>> = vec![Vec::new(); tables.len()];
-    let mut rejected: Vec<Vec<Vec<Cell>>> = vec![Vec::new(); tables.len()];
-    for delivery in group.iter_mut() {
-        match &mut delivery.outcome {
-            Ok(decoded) => rows[delivery.table].append(decoded),
-            Err(rejection) => rejected[delivery.table].push(vec![
-                Cell::Time(delivery.received_at),
-                Cell::Text(delivery.publish.topic.clone()),
-                Cell::Text(rejection.kind.as_str().to_string()),
-                Cell::Text(rejection.reason.clone()),
-                Cell::Text(truncate_raw(&String::from_utf8_lossy(
-                    &delivery.publish.payload,
-                ))),
-            ]),
-        }
-    }
-    let schema = rejected_schema();
-    Ok(Prepared {
-        rows: tables
-            .iter()
-            .zip(&rows)
-            .map(|(t, r)| (!r.is_empty()).then(|| t.layout.batch(r)).transpose())
-            .collect::<Result<_, String>>()?,
-        rejected: rejected
-            .iter()
-            .map(|r| {
-                (!r.is_empty())
-                    .then(|| super::mapping::batch(&schema, r))
-                    .transpose()
-            })
-            .collect::<Result<_, String>>()?,
-    })
-}
-
-/// Append a prepared group; returns the rows stored per table (after deduplication).
-fn commit(
-    tables: &[OpenTable],
-    prepared: &Result<Prepared, String>,
-) -> Result<Vec<(usize, usize)>, String> {
-    let prepared = prepared.as_ref().map_err(Clone::clone)?;
-    let mut stored = Vec::new();
-    for (i, table) in tables.iter().enumerate() {
-        let mut counts = (0, 0);
-        if let Some(batch) = &prepared.rows[i] {
-            let appended = table.rows.append(batch).map_err(|e| e.to_string())?;
-            counts = (appended.stored, appended.duplicates);
-        }
-        if let Some(batch) = &prepared.rejected[i] {
-            table.rejected.append(batch).map_err(|e| e.to_string())?;
-        }
-        stored.push(counts);
-    }
-    Ok(stored)
-}
-
-fn record_metrics(
-    schema: &str,
-    tables: &[OpenTable],
-    group: &[Delivery],
-    stored: &[(usize, usize)],
-) {
-    for (table, (rows, duplicates)) in tables.iter().zip(stored) {
-        let labels = [
-            ("schema", schema.to_string()),
-            ("table", table.layout.table.clone()),
-        ];
-        metrics::counter!("cruscotto_mqtt_readings_stored_total", &labels).increment(*rows as u64);
-        metrics::counter!("cruscotto_mqtt_readings_duplicate_total", &labels)
-            .increment(*duplicates as u64);
-    }
-    // Counted per group, not per message: a metric lookup per reading would cost more than the
-    // rest of its way to the WAL.
-    let mut messages: std::collections::BTreeMap<(usize, &'static str), u64> = Default::default();
-    let mut rejected: std::collections::BTreeMap<(usize, &'static str), u64> = Default::default();
-    for delivery in group {
-        match &delivery.outcome {
-            Ok(_) => *messages.entry((delivery.table, "stored")).or_default() += 1,
-            Err(rejection) => {
-                *messages.entry((delivery.table, "rejected")).or_default() += 1;
-                *rejected
-                    .entry((delivery.table, rejection.kind.as_str()))
-                    .or_default() += 1;
-            }
-        }
-    }
-    for ((table, outcome), count) in messages {
-        let table = tables[table].layout.table.clone();
-        metrics::counter!("cruscotto_mqtt_messages_total", "schema" => schema.to_string(), "table" => table, "outcome" => outcome).increment(count);
-    }
-    for ((table, reason), count) in rejected {
-        let table = tables[table].layout.table.clone();
-        metrics::counter!("cruscotto_mqtt_rejected_total", "schema" => schema.to_string(), "table" => table, "reason" => reason)
-            .increment(count);
-    }
+    delivery(publish, index, None, outcome)
 }
 
 /// Compact every table's WAL at a steady pace, also when readings trickle in.
@@ -616,8 +437,10 @@ fn mqtt_options(config: &MqttConnectorConfig, base_dir: &Path) -> Result<MqttOpt
     options.set_clean_session(false);
     options.set_manual_acks(true);
     options.set_keep_alive(config.keep_alive);
-    let max = config.max_payload.as_u64() as usize + 64 * 1024;
-    options.set_max_packet_size(max, 64 * 1024);
+    // Incoming: anything MQTT can carry (`max_payload` is enforced on the message, which is
+    // then rejected and acknowledged; a client limit would drop the connection instead, and
+    // the broker would deliver the same message again, for ever).
+    options.set_max_packet_size(MAX_MQTT_PACKET, 64 * 1024);
     if let Some(user) = &config.username {
         options.set_credentials(
             user.0.clone(),
@@ -675,7 +498,7 @@ fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
 }
 
 /// Exponential backoff with ±25% jitter.
-fn backoff(failures: u32) -> Duration {
+pub(super) fn backoff(failures: u32) -> Duration {
     let exponential = FIRST_BACKOFF.saturating_mul(1u32 << failures.min(16).saturating_sub(1));
     exponential
         .min(MAX_BACKOFF)

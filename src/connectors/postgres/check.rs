@@ -1,12 +1,15 @@
-//! `cruscotto check` against the database itself: every query is prepared (never run), so syntax errors, missing tables or columns, unsupported column types
-//! and identifying columns hidden behind `*` are found before the service starts.
+//! `cruscotto check` against the database itself: every query is prepared (never run), so syntax
+//! errors, missing tables or columns, unsupported column types and identifying output columns
+//! (through their lineage, also behind `*` and aliases) are found before the service starts.
 
 use std::path::Path;
 use std::time::Duration;
 
-use super::config::{PostgresConnectorConfig, identifying_warning, is_identifying, query_shape};
+use super::config::PostgresConnectorConfig;
 use super::connect::{self, describe, describe_pool};
-use super::load::{columns, cursor_type, user_query};
+use super::cursor::cursor_type;
+use super::load::{columns, user_query};
+use super::privacy;
 use crate::config::Problem;
 
 /// Longest wait for the database during a check: a check should answer quickly either way.
@@ -39,14 +42,22 @@ pub async fn check_source(
         Ok(client) => client,
         Err(e) => {
             problems.push(not_checked(describe_pool(&e)));
-            // Without the database, at least say when a query does not even parse as SQL.
+            // Without the database, at least say when a query does not even parse as SQL, and
+            // what its lineage shows from the names of the base columns alone.
             for (i, table) in config.tables.iter().enumerate() {
-                if let Some(error) = query_shape(&table.query).parse_error {
-                    problems.push(Problem::warning(
+                let at = Some(format!("table[{i}].query"));
+                match privacy::offline_findings(user_query(&table.query)) {
+                    Err(error) => problems.push(Problem::warning(
                         file,
-                        Some(format!("table[{i}].query")),
+                        at,
                         format!("does not parse as SQL (checked offline, PostgreSQL may still accept it): {error}"),
-                    ));
+                    )),
+                    Ok(findings) if !findings.is_empty() => problems.push(Problem::warning(
+                        file,
+                        at,
+                        format!("{} (checked offline)", privacy::identifying_message(&findings)),
+                    )),
+                    Ok(_) => {}
                 }
             }
             return problems;
@@ -89,25 +100,20 @@ pub async fn check_source(
                 }
             }
         }
-        // `SELECT *` hides what leaves the database: look at what PostgreSQL says it returns.
-        let shape = query_shape(&table.query);
-        let groups = shape
-            .groups
-            .unwrap_or_else(|| table.query.to_ascii_lowercase().contains("group by"));
-        if !groups {
-            let hidden: Vec<String> = statement
-                .columns()
-                .iter()
-                .map(|c| c.name().to_string())
-                .filter(|name| is_identifying(name) && !shape.identifying.contains(name))
-                .collect();
-            if !hidden.is_empty() {
-                problems.push(Problem::warning(
-                    file,
-                    at("query"),
-                    identifying_warning(&hidden),
-                ));
-            }
+        // What leaves the database, through the lineage of every output column.
+        let names: Vec<String> = statement
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
+        match privacy::findings(&**client, query, &names).await {
+            Ok(findings) if !findings.is_empty() => problems.push(Problem::new(
+                file,
+                at("query"),
+                privacy::identifying_message(&findings),
+            )),
+            Ok(_) => {}
+            Err(message) => problems.push(Problem::new(file, at("query"), message)),
         }
     }
     problems

@@ -5,14 +5,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use deadpool_postgres::Pool;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
+use tracing::warn;
 
 use super::config::{PostgresConnectorConfig, PostgresTableConfig};
 use super::connect::{self, describe, describe_pool};
+use super::cursor::{self, cursor_type};
+use super::privacy;
 use super::types::{self, BatchBuilder, Cell, ColumnKind, Raw};
 use crate::connectors::{
     Connector, ConnectorError, LoadMode, LoadState, LoadedTable, RejectedRecord, TableLoad,
@@ -79,13 +81,13 @@ impl PostgresConnector {
     async fn load_table(
         &self,
         table: &PostgresTableConfig,
-        cursor: Option<&str>,
+        state: &LoadState,
     ) -> Result<LoadedTable, ConnectorError> {
         // A hung network must not hold the refresh loop forever: the server's statement_timeout
         // bounds the query, this bounds everything including a peer that vanished.
         let limit =
             self.config.connect_timeout + self.config.query_timeout + Duration::from_secs(5);
-        match tokio::time::timeout(limit, self.pull(table, cursor)).await {
+        match tokio::time::timeout(limit, self.pull(table, state)).await {
             Ok(result) => result,
             Err(_) => Err(self.error(
                 &table.name,
@@ -97,29 +99,105 @@ impl PostgresConnector {
     async fn pull(
         &self,
         table: &PostgresTableConfig,
-        cursor: Option<&str>,
+        state: &LoadState,
     ) -> Result<LoadedTable, ConnectorError> {
-        let pool = self
-            .pool
-            .as_ref()
-            .map_err(|e| self.error(&table.name, e.clone()))?;
-        let mut client = pool
-            .get()
-            .await
-            .map_err(|e| self.error(&table.name, describe_pool(&e)))?;
+        let fail = |message: String| self.error(&table.name, message);
+        let pool = self.pool.as_ref().map_err(|e| fail(e.clone()))?;
+        let mut client = pool.get().await.map_err(|e| fail(describe_pool(&e)))?;
+        // One snapshot for every statement of the pull: the checks see the rows that are pulled.
         let transaction = client
             .build_transaction()
             .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
             .start()
             .await
-            .map_err(|e| self.error(&table.name, describe(&e, None)))?;
+            .map_err(|e| fail(describe(&e, None)))?;
         let timeout_ms = self.config.query_timeout.as_millis().max(1);
         transaction
             .batch_execute(&format!("SET LOCAL statement_timeout = {timeout_ms}"))
             .await
-            .map_err(|e| self.error(&table.name, describe(&e, None)))?;
+            .map_err(|e| fail(describe(&e, None)))?;
 
+        // The user's query on its own first, so its errors are told in its own terms (line and
+        // column of the configured text).
         let query = user_query(&table.query);
+        let plain = transaction
+            .prepare(query)
+            .await
+            .map_err(|e| fail(describe(&e, Some(query))))?;
+        let (names, kinds) = columns(&plain).map_err(fail)?;
+
+        // Nothing identifying leaves the registry, whatever the query calls it.
+        let findings = privacy::findings(&*transaction, query, &names)
+            .await
+            .map_err(fail)?;
+        if !findings.is_empty() {
+            return Err(fail(privacy::identifying_message(&findings)));
+        }
+        let person_limit = privacy::persons_read(&*transaction, query, &self.config.person_tables)
+            .await
+            .map_err(fail)?
+            .map(|(relation, persons)| {
+                let limit = privacy::row_limit(persons, self.config.max_rows_per_person);
+                (
+                    limit,
+                    privacy::person_rows_message(
+                        limit,
+                        &relation,
+                        persons,
+                        self.config.max_rows_per_person,
+                    ),
+                )
+            });
+
+        let cursor_index = match &table.cursor_column {
+            Some(column) => {
+                let index = names.iter().position(|n| n == column).ok_or_else(|| {
+                    fail(format!(
+                        "cursor_column `{column}` is not a column of the query (columns: {})",
+                        names.join(", ")
+                    ))
+                })?;
+                Some((
+                    index,
+                    cursor_type(plain.columns()[index].type_())
+                        .map_err(|m| fail(format!("cursor_column `{column}`: {m}")))?,
+                ))
+            }
+            None => None,
+        };
+        let mut cursor = state.cursor(&table.name);
+        let mut parameter: Option<Box<dyn ToSql + Sync + Send>> = None;
+        let mut reloaded = false;
+        if let (Some(column), Some((_, kind)), Some(committed)) =
+            (&table.cursor_column, cursor_index, cursor)
+        {
+            let value = kind.parameter(committed).map_err(|m| {
+                fail(format!(
+                    "the committed cursor `{committed}` does not fit column `{column}`: {m}"
+                ))
+            })?;
+            let committed_rows = state.committed_rows(&table.name).unwrap_or_default();
+            let backwards = cursor::went_backwards(
+                &transaction,
+                query,
+                column,
+                committed,
+                value.as_ref() as &(dyn ToSql + Sync),
+                committed_rows,
+            )
+            .await
+            .map_err(fail)?;
+            match backwards {
+                Some(reason) => {
+                    warn!(source = %self.source, table = %table.name, reason = %reason,
+                        "the source went backwards; pulling the whole table again");
+                    cursor = None;
+                    reloaded = true;
+                }
+                None => parameter = Some(value),
+            }
+        }
         let sql = match (&table.cursor_column, cursor) {
             (None, _) => query.to_string(),
             (Some(column), None) => format!(
@@ -131,62 +209,10 @@ impl PostgresConnector {
                 c = quote_identifier(column)
             ),
         };
-        let statement = match transaction.prepare(&sql).await {
-            Ok(statement) => statement,
-            Err(e) => {
-                // Say what is wrong with the user's query in its own terms (line and column of
-                // the configured text), or that the cursor column is missing.
-                let message = match transaction.prepare(query).await {
-                    Err(e) => describe(&e, Some(query)),
-                    Ok(plain) => match &table.cursor_column {
-                        Some(column) if !plain.columns().iter().any(|c| c.name() == column) => {
-                            format!(
-                                "cursor_column `{column}` is not a column of the query (columns: {})",
-                                plain
-                                    .columns()
-                                    .iter()
-                                    .map(|c| c.name())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )
-                        }
-                        _ => describe(&e, None),
-                    },
-                };
-                return Err(self.error(&table.name, message));
-            }
-        };
-        let (names, kinds) = columns(&statement).map_err(|m| self.error(&table.name, m))?;
-
-        let cursor_index = match &table.cursor_column {
-            Some(column) => {
-                let index = names.iter().position(|n| n == column).ok_or_else(|| {
-                    self.error(
-                        &table.name,
-                        format!("cursor_column `{column}` is not a column of the query"),
-                    )
-                })?;
-                Some((
-                    index,
-                    cursor_type(statement.columns()[index].type_()).map_err(|m| {
-                        self.error(&table.name, format!("cursor_column `{column}`: {m}"))
-                    })?,
-                ))
-            }
-            None => None,
-        };
-        let parameter: Option<Box<dyn ToSql + Sync + Send>> = match (cursor_index, cursor) {
-            (Some((_, kind)), Some(cursor)) => Some(kind.parameter(cursor).map_err(|m| {
-                self.error(
-                    &table.name,
-                    format!(
-                        "the committed cursor `{cursor}` does not fit column `{}`: {m}",
-                        table.cursor_column.as_deref().unwrap_or_default()
-                    ),
-                )
-            })?),
-            _ => None,
-        };
+        let statement = transaction
+            .prepare(&sql)
+            .await
+            .map_err(|e| fail(describe(&e, None)))?;
         let parameters: Vec<&(dyn ToSql + Sync)> = parameter
             .iter()
             .map(|p| p.as_ref() as &(dyn ToSql + Sync))
@@ -201,18 +227,24 @@ impl PostgresConnector {
             let rows = transaction
                 .query_raw(&statement, parameters.iter().copied())
                 .await
-                .map_err(|e| self.error(&table.name, describe(&e, None)))?;
+                .map_err(|e| fail(describe(&e, None)))?;
             futures::pin_mut!(rows);
             let mut row_number: u64 = 0;
             while let Some(row) = rows.next().await {
-                let row = row.map_err(|e| self.error(&table.name, describe(&e, None)))?;
+                let row = row.map_err(|e| fail(describe(&e, None)))?;
                 row_number += 1;
+                // Person-level rows: stop at the first row over the limit, pulling no more.
+                if let Some((limit, message)) = &person_limit {
+                    if row_number > *limit {
+                        return Err(fail(message.clone()));
+                    }
+                }
                 let mut cells: Vec<Cell<'_>> = Vec::with_capacity(kinds.len());
                 let mut problem = None;
                 for (i, kind) in kinds.iter().enumerate() {
                     let raw = row
                         .try_get::<_, Option<Raw<'_>>>(i)
-                        .map_err(|e| self.error(&table.name, e.to_string()))?;
+                        .map_err(|e| fail(e.to_string()))?;
                     match types::decode(*kind, raw.map(|r| r.0)) {
                         Ok(cell) => cells.push(cell),
                         Err(reason) => {
@@ -232,21 +264,13 @@ impl PostgresConnector {
                         .push(self.rejected(table, row_number, &names, &cells, column, reason)),
                 }
                 if builder.rows() >= batch_rows {
-                    batches.push(
-                        builder
-                            .finish()
-                            .map_err(|e| self.error(&table.name, e.to_string()))?,
-                    );
+                    batches.push(builder.finish().map_err(|e| fail(e.to_string()))?);
                 }
             }
         }
         // No empty batches: an incremental pull that found nothing adds nothing to the table.
         if builder.rows() > 0 {
-            batches.push(
-                builder
-                    .finish()
-                    .map_err(|e| self.error(&table.name, e.to_string()))?,
-            );
+            batches.push(builder.finish().map_err(|e| fail(e.to_string()))?);
         }
         // Read-only: nothing to keep; ending it returns the connection to the pool cleanly.
         let _ = transaction.rollback().await;
@@ -258,7 +282,11 @@ impl PostgresConnector {
                 schema,
                 batches,
                 rejected,
-                mode: LoadMode::Append,
+                mode: if reloaded {
+                    LoadMode::Reload
+                } else {
+                    LoadMode::Append
+                },
                 cursor: last_cursor.or_else(|| cursor.map(str::to_string)),
             },
         })
@@ -270,7 +298,7 @@ impl Connector for PostgresConnector {
         async move {
             // Tables are pulled concurrently; the pool bounds how many at once.
             let pulls = self.config.tables.iter().map(|table| async move {
-                let result = self.load_table(table, state.cursor(&table.name)).await;
+                let result = self.load_table(table, state).await;
                 TableLoad {
                     table: table.name.clone(),
                     source: self.source.clone(),
@@ -319,71 +347,4 @@ pub fn columns(
         ));
     }
     Ok((names, kinds))
-}
-
-/// The types a cursor can have: they order rows and are compared exactly.
-#[derive(Debug, Clone, Copy)]
-pub enum CursorType {
-    Int16,
-    Int32,
-    Int64,
-    Date,
-    Timestamp,
-    TimestampTz,
-}
-
-pub fn cursor_type(ty: &Type) -> Result<CursorType, String> {
-    Ok(match *ty {
-        Type::INT2 => CursorType::Int16,
-        Type::INT4 => CursorType::Int32,
-        Type::INT8 => CursorType::Int64,
-        Type::DATE => CursorType::Date,
-        Type::TIMESTAMP => CursorType::Timestamp,
-        Type::TIMESTAMPTZ => CursorType::TimestampTz,
-        _ => {
-            return Err(format!(
-                "type `{}` cannot be a cursor: use an integer id, a date or a timestamp",
-                ty.name()
-            ));
-        }
-    })
-}
-
-impl CursorType {
-    /// The committed text of a cursor value.
-    fn text(self, cell: &Cell<'_>) -> Option<String> {
-        match cell {
-            Cell::Int16(v) => Some(v.to_string()),
-            Cell::Int32(v) => Some(v.to_string()),
-            Cell::Int64(v) => Some(v.to_string()),
-            Cell::Date(days) => DateTime::from_timestamp(*days as i64 * 86_400, 0)
-                .map(|d| d.date_naive().format("%Y-%m-%d").to_string()),
-            Cell::Micros(micros) => DateTime::from_timestamp_micros(*micros).map(|d| match self {
-                CursorType::TimestampTz => d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                _ => d.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
-            }),
-            _ => None,
-        }
-    }
-
-    /// The committed cursor as a query parameter of the column's type.
-    fn parameter(self, text: &str) -> Result<Box<dyn ToSql + Sync + Send>, String> {
-        let e = |e: &dyn std::fmt::Display| e.to_string();
-        Ok(match self {
-            CursorType::Int16 => Box::new(text.parse::<i16>().map_err(|x| e(&x))?),
-            CursorType::Int32 => Box::new(text.parse::<i32>().map_err(|x| e(&x))?),
-            CursorType::Int64 => Box::new(text.parse::<i64>().map_err(|x| e(&x))?),
-            CursorType::Date => {
-                Box::new(NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|x| e(&x))?)
-            }
-            CursorType::Timestamp => Box::new(
-                NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").map_err(|x| e(&x))?,
-            ),
-            CursorType::TimestampTz => Box::new(
-                DateTime::parse_from_rfc3339(text)
-                    .map_err(|x| e(&x))?
-                    .with_timezone(&Utc),
-            ),
-        })
-    }
 }

@@ -5,13 +5,14 @@
 mod check;
 mod config;
 mod connect;
+mod cursor;
+mod lineage;
 mod load;
+mod privacy;
 mod types;
 
 pub use check::check_source;
-pub use config::{
-    PostgresConnectorConfig, PostgresTableConfig, TlsMode, is_identifying, query_shape,
-};
+pub use config::{PostgresConnectorConfig, PostgresTableConfig, TlsMode, is_identifying};
 pub use connect::redacted_url;
 pub use load::PostgresConnector;
 pub use types::UNCONSTRAINED_NUMERIC;

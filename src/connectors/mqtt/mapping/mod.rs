@@ -24,6 +24,12 @@ pub enum RejectKind {
     WrongType,
     UnknownSensor,
     Topic,
+    /// Larger than `max_payload`: acknowledged and recorded with its first bytes, never parsed.
+    TooLarge,
+    /// A reading with the same sensor, metric and time as a stored one, but other values.
+    Conflict,
+    /// A time outside the table's plausible window (`max_age` before arrival, `max_ahead` after).
+    ImplausibleTime,
 }
 
 impl RejectKind {
@@ -35,6 +41,9 @@ impl RejectKind {
             RejectKind::WrongType => "wrong_type",
             RejectKind::UnknownSensor => "unknown_sensor",
             RejectKind::Topic => "topic",
+            RejectKind::TooLarge => "too_large",
+            RejectKind::Conflict => "conflict",
+            RejectKind::ImplausibleTime => "implausible_time",
         }
     }
 }
@@ -86,9 +95,12 @@ enum Source {
 enum SenmlColumn {
     SensorId,
     Metric,
+    /// The resolved name of RFC 8428 (base name + name).
+    Name,
     Value,
     Text,
     Bool,
+    Data,
     Unit,
 }
 
@@ -102,6 +114,12 @@ pub struct Layout {
     schema: SchemaRef,
     /// Index of `sensor_id`, checked against the registry.
     pub sensor_column: usize,
+    /// Index of `ts`, checked against the plausible window.
+    time_column: usize,
+    /// How far before its arrival a reading's time may be, in microseconds.
+    max_age: i64,
+    /// How far after its arrival a reading's time may be, in microseconds.
+    max_ahead: i64,
 }
 
 impl Layout {
@@ -153,6 +171,10 @@ impl Layout {
                     Source::Senml(SenmlColumn::Metric),
                 ));
                 columns.push((
+                    Field::new("name", DataType::Utf8, false),
+                    Source::Senml(SenmlColumn::Name),
+                ));
+                columns.push((
                     Field::new("value", DataType::Float64, true),
                     Source::Senml(SenmlColumn::Value),
                 ));
@@ -163,6 +185,10 @@ impl Layout {
                 columns.push((
                     Field::new("value_bool", DataType::Boolean, true),
                     Source::Senml(SenmlColumn::Bool),
+                ));
+                columns.push((
+                    Field::new("value_data", DataType::Utf8, true),
+                    Source::Senml(SenmlColumn::Data),
                 ));
                 columns.push((
                     Field::new("unit", DataType::Utf8, true),
@@ -176,6 +202,11 @@ impl Layout {
             .iter()
             .position(|(f, _)| f.name() == "sensor_id")
             .ok_or("no `sensor_id` column")?;
+        let time_column = columns
+            .iter()
+            .position(|(f, _)| f.name() == "ts")
+            .ok_or("no `ts` column")?;
+        let micros = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
         let schema = Arc::new(Schema::new(
             columns.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>(),
         ));
@@ -186,6 +217,9 @@ impl Layout {
             columns,
             schema,
             sensor_column,
+            time_column,
+            max_age: micros(config.max_age),
+            max_ahead: micros(config.max_ahead),
         })
     }
 
@@ -208,6 +242,41 @@ impl Layout {
 
     /// The rows of one message, or why it is rejected.
     pub fn decode(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        arrival_micros: i64,
+    ) -> Result<Vec<Vec<Cell>>, Rejection> {
+        let rows = self.decode_rows(topic, payload, arrival_micros)?;
+        for (index, row) in rows.iter().enumerate() {
+            if let Cell::Time(time) = row[self.time_column] {
+                let earliest = arrival_micros.saturating_sub(self.max_age);
+                let latest = arrival_micros.saturating_add(self.max_ahead);
+                if time < earliest || time > latest {
+                    let at = chrono::DateTime::from_timestamp_micros(time)
+                        .map_or_else(|| format!("{time} µs"), |t| t.to_rfc3339());
+                    let arrived = chrono::DateTime::from_timestamp_micros(arrival_micros)
+                        .map_or_else(String::new, |t| t.to_rfc3339());
+                    return Err(Rejection {
+                        kind: RejectKind::ImplausibleTime,
+                        reason: format!(
+                            "reading {index}: time {at} is outside the plausible window \
+                             (max_age {} before, max_ahead {} after the arrival at {arrived})",
+                            humantime::format_duration(std::time::Duration::from_micros(
+                                self.max_age as u64
+                            )),
+                            humantime::format_duration(std::time::Duration::from_micros(
+                                self.max_ahead as u64
+                            )),
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    fn decode_rows(
         &self,
         topic: &str,
         payload: &[u8],
@@ -318,16 +387,14 @@ impl Layout {
                 });
             }
         };
+        // A record without a name of its own is named by its base name alone (RFC 8428 §4.5.1):
+        // its metric is then the topic's `{metric}`, else empty.
         let metric = if !record.name.is_empty() {
             record.name.clone()
-        } else if let Some(m) = topic_metric {
-            m.to_string()
         } else {
-            return Err(Rejection {
-                kind: RejectKind::MissingField,
-                reason: format!("SenML record {index}: no metric (`n`)"),
-            });
+            topic_metric.unwrap_or_default().to_string()
         };
+        let name = record.resolved_name();
         Ok(self
             .columns
             .iter()
@@ -335,6 +402,10 @@ impl Layout {
                 Source::Topic(i) => Cell::Text(levels[*i].to_string()),
                 Source::Senml(SenmlColumn::SensorId) => Cell::Text(sensor.clone()),
                 Source::Senml(SenmlColumn::Metric) => Cell::Text(metric.clone()),
+                Source::Senml(SenmlColumn::Name) => Cell::Text(name.clone()),
+                Source::Senml(SenmlColumn::Data) => {
+                    record.data.clone().map_or(Cell::Null, Cell::Text)
+                }
                 Source::Senml(SenmlColumn::Value) => record.value.map_or(Cell::Null, Cell::Float),
                 Source::Senml(SenmlColumn::Text) => {
                     record.text.clone().map_or(Cell::Null, Cell::Text)
@@ -543,183 +614,4 @@ pub fn rejected_schema() -> SchemaRef {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::connectors::ConnectorConfig;
-    use std::path::Path;
-
-    fn table(extra: &str) -> MqttTableConfig {
-        let text = format!(
-            "kind = \"mqtt\"\nbroker = \"mqtt://h\"\nclient_id = \"c\"\n[[table]]\nname = \"letture\"\ntopics = [\"b/#\"]\n{extra}"
-        );
-        let ConnectorConfig::Mqtt(config) =
-            ConnectorConfig::parse(Path::new("s.toml"), &text).unwrap()
-        else {
-            panic!()
-        };
-        config.tables[0].clone()
-    }
-
-    fn json_layout() -> Layout {
-        Layout::new(&table(
-            "topic_pattern = \"b/+/{sensor_id}/{metric}\"\nformat = \"json\"\n\
-             fields = { value = { pointer = \"/v\", type = \"float\" }, ts = { pointer = \"/t\", type = \"timestamp\", optional = true }, \
-             unit = { pointer = \"/meta/u\", type = \"text\", optional = true } }\n",
-        ))
-        .unwrap()
-    }
-
-    const ARRIVAL: i64 = 1_700_000_000_000_000;
-
-    #[test]
-    fn json_fields_and_topic_levels_become_columns() {
-        let layout = json_layout();
-        let names: Vec<String> = layout
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        assert_eq!(
-            names,
-            vec!["sensor_id", "metric", "unit", "value", "ts", "received_at"]
-        );
-        assert_eq!(layout.dedupe_columns(), vec!["sensor_id", "metric", "ts"]);
-        let rows = layout
-            .decode(
-                "b/probe/sonda-1/latency_ms",
-                br#"{"v": 12, "t": 1700000001.5, "meta": {"u": "ms"}}"#,
-                ARRIVAL,
-            )
-            .unwrap();
-        assert_eq!(
-            rows[0],
-            vec![
-                Cell::Text("sonda-1".into()),
-                Cell::Text("latency_ms".into()),
-                Cell::Text("ms".into()),
-                Cell::Float(12.0),
-                Cell::Time(1_700_000_001_500_000),
-                Cell::Time(ARRIVAL)
-            ]
-        );
-        // No time in the payload: the arrival time. RFC 3339 times are read too.
-        let rows = layout
-            .decode("b/probe/sonda-1/latency_ms", br#"{"v": 1.5}"#, ARRIVAL)
-            .unwrap();
-        assert_eq!(
-            (rows[0][2].clone(), rows[0][4].clone()),
-            (Cell::Null, Cell::Time(ARRIVAL))
-        );
-        let rows = layout
-            .decode(
-                "b/probe/s/m",
-                br#"{"v": 1, "t": "2023-11-14T22:13:20Z"}"#,
-                0,
-            )
-            .unwrap();
-        assert_eq!(rows[0][4], Cell::Time(ARRIVAL));
-        let batch = layout.batch(&rows).unwrap();
-        assert_eq!(batch.num_rows(), 1);
-    }
-
-    #[test]
-    fn json_rejections_name_the_field() {
-        let layout = json_layout();
-        let reject =
-            |topic: &str, payload: &[u8]| layout.decode(topic, payload, ARRIVAL).unwrap_err();
-        let not_json = reject("b/p/s/m", b"v=12");
-        assert_eq!(not_json.kind, RejectKind::NotJson);
-        let missing = reject("b/p/s/m", br#"{"valore": 12}"#);
-        assert_eq!(
-            (missing.kind, missing.reason.as_str()),
-            (RejectKind::MissingField, "missing field `value` (/v)")
-        );
-        let wrong = reject("b/p/s/m", br#"{"v": "dodici"}"#);
-        assert_eq!(wrong.kind, RejectKind::WrongType);
-        assert_eq!(
-            wrong.reason,
-            "field `value` (/v): expected a number, found a string \"dodici\""
-        );
-        assert_eq!(reject("b/p/s/m", b"[1,2]").kind, RejectKind::WrongType);
-        assert_eq!(reject("b/p/s", br#"{"v": 1}"#).kind, RejectKind::Topic);
-        assert_eq!(
-            reject("b/p/s/m", br#"{"v": 1, "t": "ieri"}"#).kind,
-            RejectKind::WrongType
-        );
-    }
-
-    #[test]
-    fn senml_records_become_rows_per_sensor_and_metric() {
-        let layout = Layout::new(&table(
-            "topic_pattern = \"b/{zona}/#\"\nformat = \"senml\"\n",
-        ))
-        .unwrap();
-        let names: Vec<String> = layout
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        assert_eq!(
-            names,
-            vec![
-                "zona",
-                "sensor_id",
-                "metric",
-                "value",
-                "value_text",
-                "value_bool",
-                "unit",
-                "ts",
-                "received_at"
-            ]
-        );
-        let rows = layout
-            .decode("b/navile/x", br#"[{"bn":"amb-3/","bt":1700000000,"bu":"ug/m3","n":"pm10","v":21.5},{"n":"pm2_5","v":12}]"#, ARRIVAL)
-            .unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(
-            rows[1][..4],
-            [
-                Cell::Text("navile".into()),
-                Cell::Text("amb-3".into()),
-                Cell::Text("pm2_5".into()),
-                Cell::Float(12.0)
-            ]
-        );
-        assert_eq!(rows[1][6], Cell::Text("ug/m3".into()));
-        assert_eq!(rows[1][7], Cell::Time(1_700_000_000_000_000));
-        // Without a base name and without `{sensor_id}` in the topic, there is no sensor.
-        let error = layout
-            .decode("b/navile", br#"[{"n":"pm10","v":1}]"#, ARRIVAL)
-            .unwrap_err();
-        assert_eq!(error.kind, RejectKind::MissingField);
-    }
-
-    #[test]
-    fn pointers_read_as_serde_json_reads_them() {
-        let document: Value = serde_json::json!({
-            "v": 1.5, "a/b": 2, "m~n": 3, "list": [10, 20, {"x": "y"}], "": 4, "nested": {"deep": {"k": true}}
-        });
-        for p in [
-            "",
-            "/v",
-            "/a~1b",
-            "/m~0n",
-            "/list/0",
-            "/list/2/x",
-            "/list/01",
-            "/list/+1",
-            "/list/3",
-            "/list/x",
-            "/",
-            "/nested/deep/k",
-            "/nested/missing",
-            "v",
-            "/v/0",
-        ] {
-            assert_eq!(pointer(&document, p), document.pointer(p), "{p}");
-        }
-    }
-}
+mod tests;

@@ -1,14 +1,15 @@
-//! Statistical disclosure control for partners. A count of persons below the threshold k (but not
-//! zero) is suppressed: the cell becomes NULL and a `<column>_suppressed` flag says so; the columns
-//! a count could be recomputed from are suppressed with it. Secondary suppression: within a group
-//! whose total is published, a lone suppressed cell could be recovered by subtraction, so the
-//! smallest other cell of the group is suppressed as well.
+//! Suppression of one result. Primary: a count of persons below the threshold k (but not zero)
+//! becomes NULL and a `<column>_suppressed` flag says so. Derived: the columns a count could be
+//! recomputed from are suppressed with it. Secondary: within a group whose total is published, a
+//! lone suppressed cell could be recovered by subtraction, so the smallest other cell of the
+//! group is suppressed as well. A suppressed cell is overwritten, not only masked: the value
+//! buffers under a NULL hold zeros, so no binary format (Arrow IPC, Parquet) carries it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array};
-use arrow::compute::{cast, concat_batches, nullif};
+use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, MutableArrayData, make_array};
+use arrow::compute::{cast, concat_batches};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -99,9 +100,8 @@ pub fn suppress(
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
         match applies.get(field.name()) {
             Some(mask) => {
-                let mask = BooleanArray::from(mask.clone());
                 fields.push(field.as_ref().clone().with_nullable(true));
-                columns.push(nullif(column, &mask)?);
+                columns.push(overwrite(column, mask)?);
             }
             None => {
                 fields.push(field.as_ref().clone());
@@ -122,6 +122,95 @@ pub fn suppress(
         Arc::new(Schema::new(fields)),
         columns,
     )?)
+}
+
+/// `column` with the rows in `hidden` replaced by NULL, written afresh: the value buffers hold zeros
+/// at those rows (`MutableArrayData` writes zeroed slots for nulls), not the values they had.
+pub fn overwrite(column: &ArrayRef, hidden: &[bool]) -> Result<ArrayRef, SdcError> {
+    let data = column.to_data();
+    let mut out = MutableArrayData::new(vec![&data], true, data.len());
+    let mut row = 0;
+    while row < hidden.len() {
+        let start = row;
+        let hide = hidden[row];
+        while row < hidden.len() && hidden[row] == hide {
+            row += 1;
+        }
+        if hide {
+            out.try_extend_nulls(row - start)?;
+        } else {
+            out.try_extend(0, start, row)?;
+        }
+    }
+    Ok(make_array(out.freeze()))
+}
+
+/// Every column of `batch` rewritten so that nothing lies under a NULL: what is published holds
+/// zeros there, whatever the computation that produced the NULL left in the buffers.
+pub fn scrub_nulls(batch: &RecordBatch) -> Result<RecordBatch, SdcError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|column| {
+            if column.null_count() == 0 {
+                return Ok(column.clone());
+            }
+            let hidden: Vec<bool> = (0..column.len()).map(|i| column.is_null(i)).collect();
+            overwrite(column, &hidden)
+        })
+        .collect::<Result<Vec<ArrayRef>, SdcError>>()?;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+/// Inherited suppression: a count that is NULL in `published` because it was computed from a
+/// suppressed cell upstream, while the raw result (`raw`, the same query over unsuppressed
+/// inputs) has a value in the row with the same `key`, gets its `<count>_suppressed` flag set, so
+/// a reader can tell it from a count that is missing in the source.
+pub fn inherit_flags(
+    published: &RecordBatch,
+    raw: &[RecordBatch],
+    key: &[String],
+    counts: &[String],
+) -> Result<RecordBatch, SdcError> {
+    if key.is_empty() || raw.is_empty() {
+        return Ok(published.clone());
+    }
+    let raw = concat_batches(&raw[0].schema(), raw)?;
+    let raw_keys = group_keys(&raw, key)?;
+    let published_keys = group_keys(published, key)?;
+    let raw_row: HashMap<&str, usize> = raw_keys
+        .iter()
+        .enumerate()
+        .map(|(row, k)| (k.as_str(), row))
+        .collect();
+    let schema = published.schema();
+    let mut columns: Vec<ArrayRef> = published.columns().to_vec();
+    for count in counts {
+        let (Ok(value_index), Ok(flag_index), Some(raw_values)) = (
+            schema.index_of(count),
+            schema.index_of(&format!("{count}_suppressed")),
+            raw.column_by_name(count),
+        ) else {
+            continue;
+        };
+        let values = published.column(value_index);
+        let flags = columns[flag_index]
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .expect("flags are Boolean")
+            .clone();
+        let inherited: Vec<bool> = (0..published.num_rows())
+            .map(|row| {
+                flags.value(row)
+                    || (values.is_null(row)
+                        && raw_row
+                            .get(published_keys[row].as_str())
+                            .is_some_and(|r| raw_values.is_valid(*r)))
+            })
+            .collect();
+        columns[flag_index] = Arc::new(BooleanArray::from(inherited));
+    }
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// Each row's group, as the text of its group columns (one group when there are none).
@@ -203,5 +292,26 @@ mod tests {
         );
         let quota = out.column_by_name("quota").unwrap();
         assert!(quota.is_null(0) && quota.is_null(2) && quota.is_valid(1));
+        // Not only masked: the value buffers hold zeros where the cells were suppressed.
+        assert_eq!(&residenti.values()[..3], &[0, 120, 0]);
+        let quota = quota.as_any().downcast_ref::<Float64Array>().unwrap();
+        assert_eq!(&quota.values()[..3], &[0.0, 0.2, 0.0]);
+    }
+
+    #[test]
+    fn nothing_is_left_under_a_null() {
+        let text = Arc::new(StringArray::from(vec![Some("segreto"), None, Some("x")]));
+        let numbers = Arc::new(Int64Array::from(vec![7, 8, 9]));
+        let hidden_text = overwrite(&(text as ArrayRef), &[true, true, false]).unwrap();
+        let hidden_numbers = overwrite(&(numbers as ArrayRef), &[false, true, true]).unwrap();
+        let text = hidden_text.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(text.value_offsets(), &[0, 0, 0, 1]);
+        assert_eq!(text.values().as_slice(), b"x");
+        let numbers = hidden_numbers
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(numbers.values().as_ref(), &[7, 0, 0]);
+        assert_eq!(numbers.null_count(), 2);
     }
 }

@@ -9,12 +9,23 @@
 //! replays the WAL files it has not compacted; a torn last record is dropped. Rows in memory are
 //! the segments within retention plus the WAL tail; SQL sees them as one table.
 //!
+//! Deduplication tells a redelivery from a new reading. Rows carry a reading key (the `dedupe`
+//! columns: sensor, metric, time): a row equal to a stored one in every column but the arrival
+//! time is the same reading again and is not stored; a row with a stored key but other values is
+//! a conflict, and the message it came from is handed back to the caller, not stored and not
+//! dropped unseen. Rows of one message are never compared with each other (a SenML pack may
+//! hold several records with one name and time). Messages themselves are recognised by a key
+//! the caller gives (`append_messages`), recorded in the WAL record with their rows and kept for
+//! the last `MESSAGE_WINDOW` messages (`messages.bin`, rewritten at each compaction), so a
+//! redelivered message is recognised even when its rows cannot be (times taken at arrival).
+//!
 //! One process writes a table: it holds a lock on `<table>/.lock`. Another process opening the
 //! same data folder (`cruscotto query` beside a running server) gets the table read-only: it
 //! reads segments and WAL but never truncates, compacts or deletes anything.
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -29,11 +40,18 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::StoreError;
-use super::rollup::{self, RollupSpec};
-use super::wal::{self, WalWriter};
+mod window;
+
+pub use window::MESSAGE_WINDOW;
+use window::MessageWindow;
+
+use crate::store::StoreError;
+use crate::store::rollup::{self, RollupSpec};
+use crate::store::wal::{self, WalWriter};
 
 const DAY_MICROS: i64 = 86_400_000_000;
+/// The message window as of the last compaction: little-endian u64 keys, oldest first.
+const MESSAGES_FILE: &str = "messages.bin";
 /// A day with more segments than this is rewritten as one at the next compaction.
 const MAX_PARTS_PER_DAY: usize = 16;
 
@@ -42,9 +60,13 @@ const MAX_PARTS_PER_DAY: usize = 16;
 pub struct LogOptions {
     /// The timestamp column (microseconds) that places a row in its day.
     pub time_column: String,
-    /// Columns whose values identify a row: a row equal on all of them to one already stored is
-    /// a redelivery and is not stored again. Empty: no deduplication.
+    /// Columns whose values identify a reading (sensor, metric, time). A row equal to a stored
+    /// one on every column but `arrival` is the same reading and is not stored again; one equal
+    /// only on these is a conflict. Empty: no deduplication.
     pub dedupe: Vec<String>,
+    /// Columns that differ between two deliveries of one reading (the arrival time): left out
+    /// when rows are compared.
+    pub arrival: Vec<String>,
     /// Days of rows kept; older day partitions are deleted. None: forever.
     pub retention_days: Option<i64>,
     /// The WAL is compacted once it holds this many rows (and on every `compact` call).
@@ -70,6 +92,9 @@ struct WalState {
     sequence: u64,
     /// Hashes of the dedupe columns of every row held (segments and tail).
     keys: HashSet<u64>,
+    /// Hashes of every compared column of every row held: the readings themselves.
+    readings: HashSet<u64>,
+    messages: MessageWindow,
     rows_in_current: usize,
 }
 
@@ -88,10 +113,29 @@ struct Rows {
 }
 
 /// What an append did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Appended {
     pub stored: usize,
     pub duplicates: usize,
+    /// Messages not stored because a row of theirs conflicts with a stored reading.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// A message left out because one of its rows has a stored reading's key but other values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// Index of the message in the slice given to `append_messages`.
+    pub message: usize,
+    /// The conflicting row, in the batch given.
+    pub row: usize,
+}
+
+/// The rows of one message in a batch, and the key that recognises the message when it comes
+/// again (None: not recorded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRows {
+    pub key: Option<u64>,
+    pub rows: Range<usize>,
 }
 
 pub struct LogTable {
@@ -101,6 +145,8 @@ pub struct LogTable {
     rollup_dir: Option<PathBuf>,
     schema: SchemaRef,
     options: LogOptions,
+    /// The columns compared to tell a reading seen before: all but `options.arrival`.
+    compared: Vec<String>,
     wal: Mutex<WalState>,
     rows: RwLock<Rows>,
     compacting: Mutex<()>,
@@ -179,6 +225,12 @@ impl LogTable {
             rows.parts.entry(day).or_default().push((relative, batch));
         }
 
+        // The window as of the last compaction, then the messages of the WAL not compacted.
+        let mut messages = MessageWindow::default();
+        if let Ok(bytes) = std::fs::read(dir.join(MESSAGES_FILE)) {
+            messages.extend_from_bytes(&bytes);
+        }
+        let mut replayed_messages = Vec::new();
         let wal_dir = dir.join("wal");
         let files = wal::list(&wal_dir).map_err(|e| io_error(table, &wal_dir, e))?;
         let mut last_sequence = rows.manifest.compacted_through;
@@ -203,6 +255,7 @@ impl LogTable {
             for batch in &replayed.batches {
                 check_schema(table, &path, &schema, &batch.schema())?;
             }
+            replayed_messages.extend(replayed.messages);
             rows.closed.push((sequence, replayed.batches));
         }
 
@@ -231,7 +284,12 @@ impl LogTable {
                 .flat_map(|(_, b)| b)
                 .map(RecordBatch::num_rows)
                 .sum::<usize>();
+        for key in replayed_messages {
+            messages.push(key);
+        }
+        let compared = compared_columns(&schema, &options);
         let mut keys = HashSet::new();
+        let mut readings = HashSet::new();
         if !options.dedupe.is_empty() {
             let all = rows
                 .parts
@@ -239,13 +297,13 @@ impl LogTable {
                 .flatten()
                 .map(|(_, b)| b)
                 .chain(rows.closed.iter().flat_map(|(_, b)| b));
+            let failed = |m: String| StoreError::Register {
+                table: table.into(),
+                message: m,
+            };
             for batch in all {
-                keys.extend(row_hashes(batch, &options.dedupe).map_err(|m| {
-                    StoreError::Register {
-                        table: table.into(),
-                        message: m,
-                    }
-                })?);
+                keys.extend(row_hashes(batch, &options.dedupe).map_err(failed)?);
+                readings.extend(row_hashes(batch, &compared).map_err(failed)?);
             }
         }
         let sequence = last_sequence + 1;
@@ -268,8 +326,11 @@ impl LogTable {
                 writer,
                 sequence,
                 keys,
+                readings,
+                messages,
                 rows_in_current: 0,
             }),
+            compared,
             rows: RwLock::new(rows),
             compacting: Mutex::new(()),
             rollup_state: Mutex::default(),
@@ -339,45 +400,100 @@ impl LogTable {
     }
 
     /// Append rows and make them durable: when this returns `Ok`, they are fsynced in the WAL and
-    /// visible to queries. Rows equal to stored ones on the dedupe columns are left out.
+    /// visible to queries. Each row is a message of its own: see `append_messages`.
     pub fn append(&self, batch: &RecordBatch) -> Result<Appended, StoreError> {
+        let messages: Vec<MessageRows> = (0..batch.num_rows())
+            .map(|row| MessageRows {
+                key: None,
+                rows: row..row + 1,
+            })
+            .collect();
+        self.append_messages(batch, &messages)
+    }
+
+    /// Whether a message with this key was recorded among the last `MESSAGE_WINDOW`.
+    pub fn has_message(&self, key: u64) -> bool {
+        self.wal.lock().expect("wal lock").messages.contains(key)
+    }
+
+    /// Append the rows of some messages and make them durable with the keys of the messages
+    /// stored. Rows that are readings stored already are left out; a message with a row whose
+    /// reading key is stored with other values is left out whole and returned as a conflict.
+    pub fn append_messages(
+        &self,
+        batch: &RecordBatch,
+        messages: &[MessageRows],
+    ) -> Result<Appended, StoreError> {
         check_schema(&self.table, &self.dir, &self.schema, &batch.schema())?;
+        let failed = |message: String| StoreError::Register {
+            table: self.table.clone(),
+            message,
+        };
         let mut wal = self.wal.lock().expect("wal lock");
-        // The dedupe keys of the rows kept, added to the table's keys once they are durable.
-        let mut kept_keys = Vec::new();
-        let (batch, duplicates) = if self.options.dedupe.is_empty() {
-            (batch.clone(), 0)
+        let mut keep: Vec<u32> = Vec::with_capacity(batch.num_rows());
+        let mut duplicates = 0;
+        let mut conflicts = Vec::new();
+        let mut stored_messages = Vec::new();
+        let mut new_keys: HashSet<u64> = HashSet::new();
+        let mut new_readings: HashSet<u64> = HashSet::new();
+        let hashes = if self.options.dedupe.is_empty() {
+            None
         } else {
-            let hashes =
-                row_hashes(batch, &self.options.dedupe).map_err(|m| StoreError::Register {
-                    table: self.table.clone(),
-                    message: m,
-                })?;
-            let mut seen = HashSet::new();
-            let keep: Vec<u32> = hashes
-                .iter()
-                .enumerate()
-                .filter(|(_, h)| !wal.keys.contains(*h) && seen.insert(**h))
-                .map(|(i, _)| i as u32)
-                .collect();
-            kept_keys = keep.iter().map(|&i| hashes[i as usize]).collect();
-            let duplicates = batch.num_rows() - keep.len();
-            let kept = if duplicates == 0 {
-                batch.clone()
-            } else {
-                take_record_batch(batch, &UInt32Array::from(keep)).map_err(|e| {
-                    StoreError::Register {
-                        table: self.table.clone(),
-                        message: e.to_string(),
-                    }
-                })?
+            Some((
+                row_hashes(batch, &self.options.dedupe).map_err(failed)?,
+                row_hashes(batch, &self.compared).map_err(failed)?,
+            ))
+        };
+        for (index, message) in messages.iter().enumerate() {
+            let Some((keys, readings)) = &hashes else {
+                keep.extend(message.rows.clone().map(|r| r as u32));
+                if !message.rows.is_empty() {
+                    stored_messages.extend(message.key);
+                }
+                continue;
             };
-            (kept, duplicates)
+            let mut fresh = Vec::new();
+            let mut seen = 0;
+            let mut conflict = None;
+            for row in message.rows.clone() {
+                let (key, reading) = (keys[row], readings[row]);
+                if wal.readings.contains(&reading) || new_readings.contains(&reading) {
+                    seen += 1;
+                } else if wal.keys.contains(&key) || new_keys.contains(&key) {
+                    conflict = Some(row);
+                    break;
+                } else {
+                    fresh.push(row);
+                }
+            }
+            if let Some(row) = conflict {
+                conflicts.push(Conflict {
+                    message: index,
+                    row,
+                });
+                continue;
+            }
+            duplicates += seen;
+            // Added after the message: its own rows never count against each other.
+            for &row in &fresh {
+                new_keys.insert(keys[row]);
+                new_readings.insert(readings[row]);
+                keep.push(row as u32);
+            }
+            if !fresh.is_empty() {
+                stored_messages.extend(message.key);
+            }
+        }
+        let batch = if keep.len() == batch.num_rows() {
+            batch.clone()
+        } else {
+            take_record_batch(batch, &UInt32Array::from(keep)).map_err(|e| failed(e.to_string()))?
         };
         if batch.num_rows() == 0 {
             return Ok(Appended {
                 stored: 0,
                 duplicates,
+                conflicts,
             });
         }
         let Some(writer) = wal.writer.as_mut() else {
@@ -390,15 +506,23 @@ impl LogTable {
             });
         };
         writer
-            .append(&batch)
+            .append_with_messages(&batch, &stored_messages)
             .map_err(|e| io_error(&self.table, writer.path(), e))?;
-        wal.keys.extend(kept_keys);
+        wal.keys.extend(new_keys);
+        wal.readings.extend(new_readings);
+        for key in stored_messages {
+            wal.messages.push(key);
+        }
         wal.rows_in_current += batch.num_rows();
         let stored = batch.num_rows();
         let mut rows = self.rows.write().expect("log rows lock");
         rows.current.push(batch);
         rows.total += stored;
-        Ok(Appended { stored, duplicates })
+        Ok(Appended {
+            stored,
+            duplicates,
+            conflicts,
+        })
     }
 
     /// Whether the WAL holds enough rows to be worth compacting now.
@@ -495,6 +619,8 @@ impl LogTable {
                 .parts
                 .extend(new_parts.values().flatten().map(|(p, _)| p.clone()));
             manifest.compacted_through = manifest.compacted_through.max(through);
+            // The message keys of the WAL files about to go, before the manifest lets them go.
+            self.write_messages()?;
             if self.options.rollup.is_some() {
                 manifest.rollup_dirty.extend(new_parts.keys().copied());
                 manifest.rollup_dirty.sort();
@@ -661,6 +787,12 @@ impl LogTable {
         Ok(())
     }
 
+    fn write_messages(&self) -> Result<(), StoreError> {
+        let bytes = self.wal.lock().expect("wal lock").messages.to_bytes();
+        let path = self.dir.join(MESSAGES_FILE);
+        write_atomically(&self.dir, &path, &bytes).map_err(|e| io_error(&self.table, &path, e))
+    }
+
     fn write_manifest(&self, manifest: &Manifest) -> Result<(), StoreError> {
         let path = self.dir.join("manifest.json");
         let temporary = self.dir.join("manifest.json.tmp");
@@ -675,6 +807,26 @@ impl LogTable {
         };
         write().map_err(|e| io_error(&self.table, &path, e))
     }
+}
+
+/// Write a file whole or not at all: a temporary file, fsynced, renamed, and the folder fsynced.
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&temporary)?;
+    std::io::Write::write_all(&mut file, bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Every column but the arrival ones, in schema order.
+fn compared_columns(schema: &SchemaRef, options: &LogOptions) -> Vec<String> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|name| !options.arrival.contains(name))
+        .collect()
 }
 
 fn check_schema(
@@ -859,6 +1011,18 @@ pub fn row_hashes(batch: &RecordBatch, columns: &[String]) -> Result<Vec<u64>, S
                         .hash(hasher);
                 }
             }
+            DataType::Float64 => {
+                let numbers = column
+                    .as_any()
+                    .downcast_ref::<arrow::array::Float64Array>()
+                    .expect("Float64 is a Float64Array");
+                for (row, hasher) in hashers.iter_mut().enumerate() {
+                    numbers
+                        .is_valid(row)
+                        .then(|| numbers.value(row).to_bits())
+                        .hash(hasher);
+                }
+            }
             _ => {
                 let text = cast(column, &DataType::Utf8).map_err(|e| e.to_string())?;
                 let text = text
@@ -906,204 +1070,4 @@ fn read_parquet(path: &Path) -> Result<RecordBatch, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow::array::Float64Array;
-    use arrow::datatypes::{Field, Schema};
-
-    fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("sensor_id", DataType::Utf8, false),
-            Field::new("metric", DataType::Utf8, false),
-            Field::new("value", DataType::Float64, true),
-            Field::new(
-                "ts",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                false,
-            ),
-        ]))
-    }
-
-    fn options(retention_days: Option<i64>) -> LogOptions {
-        LogOptions {
-            time_column: "ts".into(),
-            dedupe: vec!["sensor_id".into(), "metric".into(), "ts".into()],
-            retention_days,
-            compact_rows: 1_000_000,
-            rollup: Some(RollupSpec {
-                table: "letture_orarie".into(),
-                keys: vec!["sensor_id".into(), "metric".into()],
-                value: "value".into(),
-                retention_days: None,
-            }),
-        }
-    }
-
-    /// Readings of sensor `s` at the given times (seconds).
-    fn readings(sensor: &str, seconds: &[i64]) -> RecordBatch {
-        RecordBatch::try_new(
-            schema(),
-            vec![
-                Arc::new(StringArray::from(vec![sensor; seconds.len()])),
-                Arc::new(StringArray::from(vec!["people"; seconds.len()])),
-                Arc::new(Float64Array::from(
-                    seconds.iter().map(|s| *s as f64).collect::<Vec<_>>(),
-                )),
-                Arc::new(
-                    TimestampMicrosecondArray::from(
-                        seconds.iter().map(|s| s * 1_000_000).collect::<Vec<_>>(),
-                    )
-                    .with_timezone("UTC"),
-                ),
-            ],
-        )
-        .unwrap()
-    }
-
-    fn now_seconds() -> i64 {
-        Utc::now().timestamp()
-    }
-
-    #[test]
-    fn appends_survive_a_crash_before_compaction() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = now_seconds();
-        let log =
-            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
-        assert_eq!(
-            log.append(&readings("a", &[t, t + 1])).unwrap(),
-            Appended {
-                stored: 2,
-                duplicates: 0
-            }
-        );
-        // A redelivery (same sensor, metric and time) and a duplicate inside one batch.
-        assert_eq!(
-            log.append(&readings("a", &[t + 1, t + 2, t + 2])).unwrap(),
-            Appended {
-                stored: 1,
-                duplicates: 2
-            }
-        );
-        drop(log); // no compaction: everything is in the WAL only
-
-        let log =
-            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
-        assert_eq!(log.row_count(), 3);
-        assert_eq!(
-            log.append(&readings("a", &[t])).unwrap().duplicates,
-            1,
-            "dedupe keys are recovered"
-        );
-        assert!(
-            wal::list(&dir.path().join("log/sensori/letture/wal"))
-                .unwrap()
-                .len()
-                == 1,
-            "the replayed WAL was compacted"
-        );
-        assert_eq!(log.rollup_row_count() > 0, true);
-    }
-
-    #[test]
-    fn compaction_writes_day_partitions_and_recovery_reads_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = now_seconds();
-        let log =
-            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
-        log.append(&readings("a", &[t - 86_400, t])).unwrap();
-        log.compact().unwrap();
-        log.append(&readings("b", &[t])).unwrap();
-        let table_dir = dir.path().join("log/sensori/letture");
-        let days: Vec<String> = std::fs::read_dir(&table_dir)
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str().map(str::to_string))
-            .filter(|n| n.starts_with("day="))
-            .collect();
-        assert_eq!(days.len(), 2, "{days:?}");
-        drop(log);
-        let log =
-            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
-        assert_eq!(log.row_count(), 3);
-        // An orphan segment (written, then a crash before the manifest) is ignored and removed.
-        let orphan = table_dir.join(format!(
-            "day={}/part-999999999999.parquet",
-            day_name(today())
-        ));
-        write_parquet(&orphan, &readings("zzz", &[t])).unwrap();
-        drop(log);
-        let log =
-            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
-        assert_eq!(log.row_count(), 3);
-        assert!(!orphan.exists());
-    }
-
-    #[test]
-    fn retention_drops_old_days_and_rollups_outlive_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = now_seconds();
-        let log =
-            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
-        // Two readings in one hour ten days ago, one now.
-        let old = (t - 10 * 86_400) / 3_600 * 3_600;
-        log.append(&readings("a", &[old, old + 60, t])).unwrap();
-        log.compact().unwrap();
-        assert_eq!(log.row_count(), 3);
-        assert_eq!(log.rollup_row_count(), 2);
-        drop(log);
-        // Raw rows kept 5 days: the old day goes, its hourly rollup stays.
-        let log =
-            LogTable::open(dir.path(), "sensori", "letture", schema(), options(Some(5))).unwrap();
-        assert_eq!(log.row_count(), 1);
-        assert_eq!(log.rollup_row_count(), 2);
-    }
-
-    #[test]
-    fn a_second_process_reads_a_table_it_does_not_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = now_seconds();
-        let writer =
-            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
-        writer.append(&readings("a", &[t, t + 1])).unwrap();
-        let reader =
-            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
-        assert!(writer.is_writable() && !reader.is_writable());
-        assert_eq!(reader.row_count(), 2);
-        assert!(
-            reader
-                .append(&readings("b", &[t]))
-                .unwrap_err()
-                .to_string()
-                .contains("read-only")
-        );
-        // The reader neither compacted nor deleted the writer's WAL: appends go on.
-        writer.append(&readings("a", &[t + 2])).unwrap();
-        drop((writer, reader));
-        let again =
-            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
-        assert_eq!(again.row_count(), 3);
-    }
-
-    #[test]
-    fn a_torn_wal_tail_is_dropped_on_recovery() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = now_seconds();
-        let log =
-            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
-        log.append(&readings("a", &[t])).unwrap();
-        log.append(&readings("a", &[t + 1])).unwrap();
-        drop(log);
-        let wal_dir = dir.path().join("log/sensori/letture/wal");
-        let (_, last) = wal::list(&wal_dir)
-            .unwrap()
-            .into_iter()
-            .rev()
-            .find(|(_, p)| std::fs::metadata(p).unwrap().len() > 0)
-            .unwrap();
-        let bytes = std::fs::read(&last).unwrap();
-        std::fs::write(&last, &bytes[..bytes.len() - 7]).unwrap();
-        let log =
-            LogTable::open(dir.path(), "sensori", "letture", schema(), options(None)).unwrap();
-        assert_eq!(log.row_count(), 1);
-    }
-}
+mod tests;

@@ -1,0 +1,271 @@
+//! Everything the service publishes below analyst, collected through the real binary: the public
+//! dashboards' data (JSON and CSV) and map layers, and every partner dataset in every format
+//! (JSON pages, CSV, Arrow IPC, Parquet). Also the check that no value lies under a NULL in the
+//! raw buffers of a binary download.
+#![allow(dead_code)]
+
+use std::io::Cursor;
+
+use arrow::array::{Array, ArrayData, RecordBatch};
+use arrow::datatypes::DataType;
+use serde_json::{Map, Value};
+
+use crate::common::{ConfigDir, Server};
+
+/// The demo with keys required, dashboards public, and `min_count` as given.
+pub fn secured(min_count: u64) -> ConfigDir {
+    let config = ConfigDir::demo();
+    let toml = std::fs::read_to_string(config.config_file()).unwrap();
+    assert!(toml.contains("min_count = 10"), "the demo sets min_count");
+    let toml = toml
+        .replace("anonymous = \"analyst\"", "anonymous = \"none\"")
+        .replace("min_count = 10", &format!("min_count = {min_count}"));
+    config.write("cruscotto.toml", &toml);
+    config
+}
+
+pub fn create_key(config: &ConfigDir, role: &str, datasets: &str) -> String {
+    let mut args = vec!["keys", "create", "--name", "test", "--role", role];
+    if !datasets.is_empty() {
+        args.extend(["--datasets", datasets]);
+    }
+    let (code, stdout, stderr) = config.run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    stdout.trim().to_string()
+}
+
+/// The dataset names and their saved queries, from `datasets/*.toml`.
+pub fn datasets(config: &ConfigDir) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(config.path().join("datasets")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let value: toml::Table = toml::from_str(&text).unwrap();
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        out.push((name, value["query"].as_str().unwrap().to_string()));
+    }
+    out.sort();
+    out
+}
+
+pub fn fetch(server: &Server, path: &str, key: Option<&str>) -> reqwest::blocking::Response {
+    let mut request = server.client.get(format!("{}{path}", server.url));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    request.send().unwrap()
+}
+
+/// One published output: where it came from, the saved query behind it, its rows.
+pub struct Output {
+    pub name: String,
+    pub query: String,
+    pub rows: Vec<Map<String, Value>>,
+}
+
+/// Every output below analyst: the public dashboards (no key) and the partner's datasets.
+pub fn published(server: &Server, config: &ConfigDir, partner: &str) -> Vec<Output> {
+    let mut outputs = Vec::new();
+    let list: Vec<Value> = fetch(server, "/api/v1/dashboards", None).json().unwrap();
+    for dashboard in &list {
+        let name = dashboard["name"].as_str().unwrap();
+        let definition: Value = fetch(server, &format!("/api/v1/dashboards/{name}"), None)
+            .json()
+            .unwrap();
+        let map = &definition["dashboard"]["map"];
+        let mut layers: Vec<&str> = map["points"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p["query"].as_str().unwrap())
+            .collect();
+        layers.extend(map["areas"]["query"].as_str());
+        for query in definition["queries"].as_object().unwrap().keys() {
+            let base = format!("/api/v1/dashboards/{name}/data/{query}");
+            let response = fetch(server, &base, None);
+            if response.status() == 400 {
+                continue; // the view needs a source the demo does not have (sensors, logs)
+            }
+            assert_eq!(response.status(), 200, "{base}");
+            let rows: Vec<Map<String, Value>> = response.json().unwrap();
+            outputs.push(output(&base, query, rows));
+            let csv = fetch(server, &format!("{base}?format=csv"), None)
+                .text()
+                .unwrap();
+            outputs.push(output(&format!("{base}?format=csv"), query, csv_rows(&csv)));
+        }
+        for query in layers {
+            let path = format!("/api/v1/dashboards/{name}/layers/{query}");
+            let response = fetch(server, &path, None);
+            if response.status() == 400 {
+                continue;
+            }
+            let layer: Value = response.json().unwrap();
+            let rows = layer["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["properties"].as_object().unwrap().clone())
+                .collect();
+            outputs.push(output(&path, query, rows));
+        }
+    }
+    for (dataset, query) in datasets(config) {
+        let base = format!("/api/v1/datasets/{dataset}");
+        let mut rows = Vec::new();
+        let mut next = Some(format!("{base}?limit=7"));
+        while let Some(path) = next {
+            let page: Value = fetch(server, &path, Some(partner)).json().unwrap();
+            rows.extend(
+                page["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.as_object().unwrap().clone()),
+            );
+            next = page["links"]["next"].as_str().map(String::from);
+        }
+        outputs.push(output(&format!("{base} (json pages)"), &query, rows));
+        let all = format!("{base}?limit=10000");
+        let csv = fetch(server, &format!("{all}&format=csv"), Some(partner))
+            .text()
+            .unwrap();
+        outputs.push(output(&format!("{all}&format=csv"), &query, csv_rows(&csv)));
+        for format in ["arrow", "parquet"] {
+            let path = format!("{all}&format={format}");
+            let body = fetch(server, &path, Some(partner))
+                .bytes()
+                .unwrap()
+                .to_vec();
+            let batches = decode(format, &body);
+            outputs.push(output(&path, &query, json_rows(&batches)));
+        }
+    }
+    outputs
+}
+
+fn output(name: &str, query: &str, rows: Vec<Map<String, Value>>) -> Output {
+    Output {
+        name: name.to_string(),
+        query: query.to_string(),
+        rows,
+    }
+}
+
+/// CSV cells as JSON values: empty = null, numbers as numbers.
+pub fn csv_rows(text: &str) -> Vec<Map<String, Value>> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|record| {
+            let record = record.unwrap();
+            headers
+                .iter()
+                .zip(record.iter())
+                .map(|(h, cell)| {
+                    let value = if cell.is_empty() {
+                        Value::Null
+                    } else if let Ok(n) = cell.parse::<f64>() {
+                        serde_json::json!(n)
+                    } else {
+                        Value::String(cell.to_string())
+                    };
+                    (h.to_string(), value)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// An Arrow IPC stream or a Parquet file, decoded.
+pub fn decode(format: &str, body: &[u8]) -> Vec<RecordBatch> {
+    match format {
+        "arrow" => arrow::ipc::reader::StreamReader::try_new(Cursor::new(body.to_vec()), None)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect(),
+        "parquet" => parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            bytes::Bytes::from(body.to_vec()),
+        )
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect(),
+        other => panic!("not a binary format: {other}"),
+    }
+}
+
+/// Rows as JSON objects (binary columns, i.e. geometries, left out), nulls explicit.
+pub fn json_rows(batches: &[RecordBatch]) -> Vec<Map<String, Value>> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        let keep: Vec<usize> = (0..batch.num_columns())
+            .filter(|i| {
+                !matches!(
+                    batch.schema().field(*i).data_type(),
+                    DataType::Binary | DataType::LargeBinary
+                )
+            })
+            .collect();
+        let batch = batch.project(&keep).unwrap();
+        let mut writer = arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, arrow::json::writer::JsonArray>(Vec::new());
+        writer.write(&batch).unwrap();
+        writer.finish().unwrap();
+        let text = writer.into_inner();
+        if text.is_empty() {
+            continue;
+        }
+        let values: Vec<Map<String, Value>> = serde_json::from_slice(&text).unwrap();
+        rows.extend(values);
+    }
+    rows
+}
+
+/// The rows of `column` whose slot in the raw buffers holds something although the cell is NULL.
+pub fn values_under_nulls(column: &dyn Array) -> Vec<usize> {
+    let data: ArrayData = column.to_data();
+    let offset = data.offset();
+    let nulls = (0..data.len()).filter(|i| data.is_null(*i));
+    match data.data_type() {
+        DataType::Null => Vec::new(),
+        DataType::Boolean => {
+            let bits = data.buffers()[0].as_slice();
+            nulls
+                .filter(|i| bits[(offset + i) / 8] & (1 << ((offset + i) % 8)) != 0)
+                .collect()
+        }
+        DataType::Utf8 | DataType::Binary => {
+            let offsets: &[i32] = data.buffers()[0].typed_data();
+            nulls
+                .filter(|i| offsets[offset + i] != offsets[offset + i + 1])
+                .collect()
+        }
+        DataType::LargeUtf8 | DataType::LargeBinary => {
+            let offsets: &[i64] = data.buffers()[0].typed_data();
+            nulls
+                .filter(|i| offsets[offset + i] != offsets[offset + i + 1])
+                .collect()
+        }
+        DataType::Utf8View | DataType::BinaryView => {
+            let views: &[u128] = data.buffers()[0].typed_data();
+            nulls.filter(|i| views[offset + i] != 0).collect()
+        }
+        other => {
+            let width = other
+                .primitive_width()
+                .unwrap_or_else(|| panic!("no raw-buffer check for {other}"));
+            let bytes = data.buffers()[0].as_slice();
+            nulls
+                .filter(|i| {
+                    bytes[(offset + i) * width..(offset + i + 1) * width]
+                        .iter()
+                        .any(|b| *b != 0)
+                })
+                .collect()
+        }
+    }
+}
