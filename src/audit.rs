@@ -333,7 +333,11 @@ impl Inner {
             .iter()
             .filter_map(|p| File::open(p).ok())
             .collect();
-        if let Some(current) = state.file.as_ref().and_then(|f| f.try_clone().ok()) {
+        // Opened anew, not a clone of the writer's descriptor: a clone shares its offset, which
+        // stands at the end of the file.
+        if state.file.is_some()
+            && let Ok(current) = File::open(self.dir.join(CURRENT))
+        {
             files.push(current);
         }
         let pending = state
