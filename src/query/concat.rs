@@ -7,8 +7,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray};
-use arrow::compute::kernels::concat_elements::concat_elements_utf8;
+use std::fmt::Write as _;
+
+use arrow::array::{Array, ArrayRef, AsArray, LargeStringArray, LargeStringBuilder};
 use arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
@@ -63,6 +64,22 @@ impl FunctionRewrite for StringConcatRewrite {
         else {
             return Ok(Transformed::no(expr));
         };
+        // A chain `a || b || c` arrives innermost first: its left side is already one
+        // `string_concat` call, which takes the next operand as one more argument. A flat call
+        // keeps a chain of any length as shallow as one operator, and its cost linear.
+        let left = match *left {
+            Expr::ScalarFunction(ScalarFunction { func, mut args })
+                if Arc::ptr_eq(&func, &self.function)
+                    && right.get_type(schema).is_ok_and(|r| !is_list(&r)) =>
+            {
+                args.push(*right);
+                return Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction {
+                    func,
+                    args,
+                })));
+            }
+            other => Box::new(other),
+        };
         let types = (left.get_type(schema), right.get_type(schema));
         match types {
             (Ok(l), Ok(r)) if !is_list(&l) && !is_list(&r) => {
@@ -80,7 +97,7 @@ impl FunctionRewrite for StringConcatRewrite {
     }
 }
 
-/// `string_concat(a, b)`: `a || b` on text.
+/// `string_concat(a, b, …)`: `a || b || …` on text.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct StringConcat {
     signature: Signature,
@@ -89,7 +106,7 @@ pub struct StringConcat {
 impl Default for StringConcat {
     fn default() -> Self {
         Self {
-            signature: Signature::any(2, Volatility::Immutable),
+            signature: Signature::variadic_any(Volatility::Immutable),
         }
     }
 }
@@ -129,7 +146,21 @@ impl ScalarUDFImpl for StringConcat {
                 Ok(arrow::compute::cast(&array, &DataType::LargeUtf8)?)
             })
             .collect::<Result<_>>()?;
-        let joined = concat_elements_utf8(text[0].as_string::<i64>(), text[1].as_string::<i64>())?;
+        let operands: Vec<&LargeStringArray> = text.iter().map(|a| a.as_string::<i64>()).collect();
+        let bytes: usize = operands.iter().map(|a| a.value_data().len()).sum();
+        let mut builder = LargeStringBuilder::with_capacity(rows, bytes);
+        for row in 0..rows {
+            // NULL if any operand is NULL, as `||` gives.
+            if operands.iter().any(|a| a.is_null(row)) {
+                builder.append_null();
+                continue;
+            }
+            for operand in &operands {
+                builder.write_str(operand.value(row)).expect("writing to a String");
+            }
+            builder.append_value("");
+        }
+        let joined: ArrayRef = Arc::new(builder.finish());
         let joined = arrow::compute::cast(&joined, args.return_field.data_type())?;
         if all_scalar {
             Ok(ColumnarValue::Scalar(
@@ -173,12 +204,18 @@ mod tests {
             "SELECT 'a' || NULL",
             "SELECT NULL || 'a'",
             "SELECT 1 || 'x' || 2.5",
+            "SELECT 'a' || 'b' || NULL || 'c'",
+            "SELECT column1 || column2 || column1 || '.' FROM (VALUES ('a', 'b'), (NULL, 'c'), ('d', NULL))",
+            "SELECT (column1 || column2) || (column2 || column1) FROM (VALUES ('a', 'b'), ('c', 'd'))",
             "SELECT column1 || '-' || column2 FROM (VALUES ('a', 'b'), (NULL, 'c'), ('d', NULL))",
             "SELECT arrow_cast('v', 'Utf8View') || arrow_cast('w', 'LargeUtf8')",
             "SELECT CAST(DATE '2024-01-02' AS VARCHAR) || 'T'",
         ] {
             assert_eq!(text(&plain, sql).await, text(&bounded, sql).await, "{sql}");
         }
+        // A long chain is one flat call: planned at once and computed like the operator.
+        let chain = format!("SELECT {}", vec!["'ab'"; 900].join(" || "));
+        assert_eq!(text(&bounded, &chain).await, [Some("ab".repeat(900))]);
         // Lists keep their own `||`.
         let lists = "SELECT cardinality([1, 2] || [3])";
         let batches = bounded.sql(lists).await.unwrap().collect().await.unwrap();

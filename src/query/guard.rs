@@ -84,18 +84,26 @@ pub fn nesting_depth(sql: &str) -> Result<usize, GuardError> {
     let tokens = Tokenizer::new(&GenericDialect {}, sql)
         .tokenize()
         .map_err(|e| GuardError::Syntax(e.to_string()))?;
-    // Per open parenthesis: (operators in the current expression, set operations).
+    // Per open parenthesis: (operators in the current expression, set operations); `counted`
+    // is their sum over the open levels, kept as the tokens go so the bound costs one pass.
     let mut levels: Vec<(usize, usize)> = vec![(0, 0)];
+    let mut counted = 0usize;
     let mut deepest = 0;
     for token in &tokens {
+        let level = levels.len() - 1;
+        let reset = |levels: &mut Vec<(usize, usize)>, counted: &mut usize| {
+            *counted -= levels[level].0;
+            levels[level].0 = 0;
+        };
         match token {
             Token::LParen | Token::LBracket => levels.push((0, 0)),
             Token::RParen | Token::RBracket => {
                 if levels.len() > 1 {
-                    levels.pop();
+                    let (ops, sets) = levels.pop().expect("a level");
+                    counted -= ops + sets;
                 }
             }
-            Token::Comma | Token::SemiColon => levels.last_mut().expect("a level").0 = 0,
+            Token::Comma | Token::SemiColon => reset(&mut levels, &mut counted),
             Token::Word(word) => match word.keyword {
                 // A chain of set operations or joins is one tree however its parts are written:
                 // not reset by the clauses inside each part.
@@ -104,7 +112,8 @@ pub fn nesting_depth(sql: &str) -> Result<usize, GuardError> {
                 | Keyword::EXCEPT
                 | Keyword::MINUS
                 | Keyword::JOIN => {
-                    levels.last_mut().expect("a level").1 += 1
+                    levels[level].1 += 1;
+                    counted += 1;
                 }
                 Keyword::AND
                 | Keyword::OR
@@ -117,7 +126,10 @@ pub fn nesting_depth(sql: &str) -> Result<usize, GuardError> {
                 | Keyword::SIMILAR
                 | Keyword::BETWEEN
                 | Keyword::COLLATE
-                | Keyword::AT => levels.last_mut().expect("a level").0 += 1,
+                | Keyword::AT => {
+                    levels[level].0 += 1;
+                    counted += 1;
+                }
                 Keyword::SELECT
                 | Keyword::FROM
                 | Keyword::WHERE
@@ -133,7 +145,7 @@ pub fn nesting_depth(sql: &str) -> Result<usize, GuardError> {
                 | Keyword::ON
                 | Keyword::USING
                 | Keyword::QUALIFY
-                | Keyword::WINDOW => levels.last_mut().expect("a level").0 = 0,
+                | Keyword::WINDOW => reset(&mut levels, &mut counted),
                 _ => {}
             },
             Token::Whitespace(_)
@@ -147,9 +159,12 @@ pub fn nesting_depth(sql: &str) -> Result<usize, GuardError> {
             | Token::Placeholder(_)
             | Token::EOF => {}
             // Every other token is an operator: arithmetic, comparison, `||`, `::`, JSON arrows...
-            _ => levels.last_mut().expect("a level").0 += 1,
+            _ => {
+                levels[level].0 += 1;
+                counted += 1;
+            }
         }
-        let depth = levels.len() + levels.iter().map(|(ops, sets)| ops + sets).sum::<usize>();
+        let depth = levels.len() + counted;
         deepest = deepest.max(depth);
     }
     Ok(deepest)
