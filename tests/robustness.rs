@@ -307,11 +307,12 @@ fn problem_of(raw: &str) -> (u16, Value) {
 fn slow_and_idle_clients_are_bounded() {
     let config = config(
         "",
-        "header_read_timeout = \"1s\"\nkeep_alive_timeout = \"2s\"\nmax_connections = 200",
+        "header_read_timeout = \"5s\"\nkeep_alive_timeout = \"2s\"\nmax_connections = 200",
     );
     let server = Server::start_ready(&config);
     let address = server.url.trim_start_matches("http://").to_string();
     // 600 clients that send half a request head and then nothing.
+    let connecting = Instant::now();
     let mut slow: Vec<(TcpStream, Vec<u8>)> = (0..600)
         .map(|i| {
             let mut stream = TcpStream::connect(&address).unwrap();
@@ -323,11 +324,15 @@ fn slow_and_idle_clients_are_bounded() {
             (stream, Vec::new())
         })
         .collect();
+    // A slot frees no sooner than `header_read_timeout` after it was taken: however slowly
+    // this machine opened the 600, at most this many can have been served.
+    let generations = 1 + connecting.elapsed().as_secs().div_ceil(5) as usize;
+    let served_at_most = (200 * generations).min(600);
     // Those over the limit are told so at once; the rest are closed after the header timeout.
     // Each connection is read until the server closes it; what it sent is then judged whole.
     let mut refused = 0;
     let mut timed_out = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !slow.is_empty() {
         assert!(
             Instant::now() < deadline,
@@ -364,8 +369,9 @@ fn slow_and_idle_clients_are_bounded() {
         });
     }
     assert!(
-        refused >= 300 && timed_out <= 300,
-        "{refused} of 600 were refused over 200 connections, {timed_out} timed out"
+        refused >= 600 - served_at_most && timed_out <= served_at_most,
+        "{refused} of 600 were refused over 200 connections, {timed_out} timed out \
+         (at most {served_at_most} could be served)"
     );
     assert_select_1(&server);
 

@@ -197,6 +197,46 @@ pub fn decode(format: &str, body: &[u8]) -> Vec<RecordBatch> {
     }
 }
 
+/// Values a Parquet file holds that no cell shows: a column chunk's statistics (min, max) that
+/// are not among the non-NULL values of that column, as `column: value`. A Parquet page stores
+/// no value for a NULL (its definition level says NULL), so the statistics are where a hidden
+/// value could still be written; the decoded arrays cannot tell, since the reader leaves its own
+/// padding in NULL slots.
+pub fn parquet_hidden_values(body: &[u8]) -> Vec<String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::file::statistics::Statistics;
+    let batches = decode("parquet", body);
+    let reader = SerializedFileReader::new(bytes::Bytes::from(body.to_vec())).unwrap();
+    let visible = |column: usize| -> Vec<f64> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let cast = arrow::compute::cast(b.column(column), &DataType::Float64).unwrap();
+                let values = arrow::array::AsArray::as_primitive::<arrow::datatypes::Float64Type>(&cast).clone();
+                values.iter().flatten().collect::<Vec<f64>>()
+            })
+            .collect()
+    };
+    let mut hidden = Vec::new();
+    for group in reader.metadata().row_groups() {
+        for (column, chunk) in group.columns().iter().enumerate() {
+            let bounds = match chunk.statistics() {
+                Some(Statistics::Int32(s)) => [s.min_opt().map(|v| *v as f64), s.max_opt().map(|v| *v as f64)],
+                Some(Statistics::Int64(s)) => [s.min_opt().map(|v| *v as f64), s.max_opt().map(|v| *v as f64)],
+                Some(Statistics::Double(s)) => [s.min_opt().copied(), s.max_opt().copied()],
+                _ => continue,
+            };
+            let shown = visible(column);
+            for bound in bounds.into_iter().flatten() {
+                if !shown.contains(&bound) {
+                    hidden.push(format!("{}: {bound}", chunk.column_path()));
+                }
+            }
+        }
+    }
+    hidden
+}
+
 /// Rows as JSON objects (binary columns, i.e. geometries, left out), nulls explicit.
 pub fn json_rows(batches: &[RecordBatch]) -> Vec<Map<String, Value>> {
     let mut rows = Vec::new();
