@@ -78,7 +78,8 @@ fn counts(server: &Server, sql: &str) -> (i64, i64) {
 fn drain(server: &Server, port: u16, n: usize) {
     let sentinel = (
         "city/probe/s-0/sentinel".to_string(),
-        format!(r#"{{"v": {n}, "t": 1700000000}}"#).into_bytes(),
+        // Its own time: the same sensor, metric and time with another value is a conflict.
+        format!(r#"{{"v": {n}, "t": {}}}"#, 1_600_000_000 + n).into_bytes(),
     );
     publish_all(port, &format!("publisher-sentinel-{n}"), &[sentinel]);
     wait_for("the sentinel reading", Duration::from_secs(120), || {
