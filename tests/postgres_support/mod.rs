@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 mod cluster;
+#[allow(unused_imports)] // only the tests that stop a cluster use one of their own
 pub use cluster::Cluster;
 
 use std::io::{Read, Write};

@@ -9,7 +9,9 @@ mod eservice;
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
+#[allow(unused_imports)] // not every test binary uses every party
 pub use authorization::*;
+#[allow(unused_imports)]
 pub use eservice::*;
 
 use super::Reply;
