@@ -63,7 +63,7 @@ fn every_supported_type_round_trips_with_nulls() {
          CREATE TABLE {schema}.t (
             id int4, flag bool, small int2, big int8, f4 float4, f8 float8,
             importo numeric(20,6), quota numeric(5,2), libero numeric,
-            nome text, codice varchar(8), sigla char(3), canale {schema}.canale,
+            etichetta text, codice varchar(8), sigla char(3), canale {schema}.canale,
             giorno date, istante timestamp, istante_tz timestamptz,
             uid uuid, doc jsonb, doc_json json,
             etichette text[], piccoli int2[], numeri int4[], grandi int8[]
@@ -143,7 +143,7 @@ fn every_supported_type_round_trips_with_nulls() {
         column::<Decimal128Array>(&b, "libero").value(0),
         15_000_000_000
     );
-    assert_eq!(column::<StringArray>(&b, "nome").value(0), "àèìòù €");
+    assert_eq!(column::<StringArray>(&b, "etichetta").value(0), "àèìòù €");
     assert_eq!(column::<StringArray>(&b, "codice").value(0), "AB12");
     assert_eq!(column::<StringArray>(&b, "sigla").value(0), "BO ");
     assert_eq!(column::<StringArray>(&b, "canale").value(2), "sportello");
