@@ -460,3 +460,40 @@ impl QueryEngine {
         Ok(QueryResult { schema, batches })
     }
 }
+
+#[cfg(test)]
+mod pool_health_tests {
+    use super::*;
+
+    /// Query threads that stop answering (as with a statement that never yields) make the pool
+    /// unhealthy, which /readyz reports as a 503; once they are free it is healthy again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn query_threads_that_do_not_answer_are_reported_saturated() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), 2);
+        let engine = QueryEngine::new(&store, Vec::new(), QueryLimits::default());
+        assert_eq!(engine.pool_health().await, Ok(()));
+
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let release = Arc::new(std::sync::Barrier::new(threads + 1));
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for _ in 0..threads {
+            let (release, started) = (release.clone(), started.clone());
+            // Blocks its thread, like CPU-bound work that never reaches an await.
+            engine.runtime.spawn(async move {
+                started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                release.wait();
+            });
+        }
+        while started.load(std::sync::atomic::Ordering::SeqCst) < threads {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let health = engine.pool_health().await;
+        assert!(
+            health.as_ref().is_err_and(|e| e.contains("saturated")),
+            "{health:?}"
+        );
+        tokio::task::spawn_blocking(move || release.wait()).await.unwrap();
+        assert_eq!(engine.pool_health().await, Ok(()));
+    }
+}
