@@ -294,8 +294,12 @@ impl Inner {
         for (i, path) in files.iter().enumerate() {
             if i < excess || expired(path) {
                 match std::fs::remove_file(path) {
-                    Ok(()) => warn!(path = %path.display(), "audit log file past its retention deleted"),
-                    Err(e) => error!(path = %path.display(), error = %e, "cannot delete an audit log file past its retention"),
+                    Ok(()) => {
+                        warn!(path = %path.display(), "audit log file past its retention deleted")
+                    }
+                    Err(e) => {
+                        error!(path = %path.display(), error = %e, "cannot delete an audit log file past its retention")
+                    }
                 }
             }
         }

@@ -122,8 +122,12 @@ impl KeyStore {
             && metadata.permissions().mode() & 0o077 != 0
         {
             match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
-                Ok(()) => tracing::warn!(path = %path.display(), "the key file was readable by others: narrowed to 0600"),
-                Err(e) => tracing::error!(path = %path.display(), error = %e, "the key file is readable by others and cannot be narrowed to 0600"),
+                Ok(()) => {
+                    tracing::warn!(path = %path.display(), "the key file was readable by others: narrowed to 0600")
+                }
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "the key file is readable by others and cannot be narrowed to 0600")
+                }
             }
         }
         Self {
@@ -347,7 +351,10 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600, "keys.json is {mode:o}");
         assert!(store.revoke(&record.id).unwrap());
         assert_eq!(store.authenticate(&key), Err(AuthError::Revoked));
-        assert_eq!(store.named_key(&key), Some((record.id.clone(), Role::Partner)));
+        assert_eq!(
+            store.named_key(&key),
+            Some((record.id.clone(), Role::Partner))
+        );
         assert_eq!(
             store.authenticate("Bearer nonsense"),
             Err(AuthError::Malformed)

@@ -497,12 +497,11 @@ impl Config {
         for connector in &connectors {
             problems.extend(connector.config.validate(&connector.file, &base_dir));
         }
-        let mut queries =
-            crate::query::saved::load_dir(
-                &base_dir.join(&service.queries_dir),
-                service.query.max_expression_depth,
-                &mut problems,
-            );
+        let mut queries = crate::query::saved::load_dir(
+            &base_dir.join(&service.queries_dir),
+            service.query.max_expression_depth,
+            &mut problems,
+        );
         let index = service.index.clone().unwrap_or_default();
         match index.saved_query(path, &queries, service.index.is_some()) {
             Ok(Some(generated)) => queries.push(generated),

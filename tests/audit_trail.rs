@@ -25,7 +25,9 @@ fn config(anonymous: &str, extra_access: &str, audit: &str) -> ConfigDir {
             &format!("anonymous = \"{anonymous}\"\n{extra_access}"),
         );
     if !audit.is_empty() {
-        let start = toml.find("[access.audit]\n").expect("the shipped [access.audit]");
+        let start = toml
+            .find("[access.audit]\n")
+            .expect("the shipped [access.audit]");
         let end = start + toml[start..].find("\n\n").unwrap();
         toml.replace_range(start..end, &format!("[access.audit]\n{audit}"));
     }
@@ -110,7 +112,10 @@ fn keys_and_audit_files_are_created_readable_by_their_owner_only() {
     assert_eq!(mode(&var.join("keys.json")), 0o600);
     let server = Server::start_ready(&config);
     for i in 0..100 {
-        assert_eq!(sql(&server, &format!("SELECT {i} AS n"), Some(&analyst)).status(), 200);
+        assert_eq!(
+            sql(&server, &format!("SELECT {i} AS n"), Some(&analyst)).status(),
+            200
+        );
     }
     // Created by the server, rewritten by the command line (revocation), rotated: all 0600.
     let (admin_id, _) = create_key(&config, "admin", "");
@@ -123,9 +128,11 @@ fn keys_and_audit_files_are_created_readable_by_their_owner_only() {
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
     assert!(
-        !std::fs::read_dir(&var)
+        !std::fs::read_dir(&var).unwrap().any(|e| e
             .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")),
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp")),
         "a temporary key file was left behind"
     );
 }
@@ -134,7 +141,13 @@ fn keys_and_audit_files_are_created_readable_by_their_owner_only() {
 /// such character added, each as `X-API-Key` and as a bearer token.
 fn unreadable_keys(valid: &str) -> Vec<Vec<u8>> {
     let mut keys: Vec<Vec<u8>> = [
-        "é", "ck_é_1", "ключ", "ck_abc_秘密", "🔑", "ck_ab\u{a0}c_def", "ck_abc_def\u{200b}",
+        "é",
+        "ck_é_1",
+        "ключ",
+        "ck_abc_秘密",
+        "🔑",
+        "ck_ab\u{a0}c_def",
+        "ck_abc_def\u{200b}",
     ]
     .iter()
     .map(|s| s.as_bytes().to_vec())
@@ -189,7 +202,10 @@ fn a_key_header_that_is_not_ascii_is_a_401_never_the_anonymous_role() {
                     "{method} {path} with {header}: {:?}",
                     String::from_utf8_lossy(key)
                 );
-                assert_eq!(response.headers()["content-type"], "application/problem+json");
+                assert_eq!(
+                    response.headers()["content-type"],
+                    "application/problem+json"
+                );
             }
         }
     }
@@ -211,7 +227,10 @@ fn a_key_header_that_is_not_ascii_is_a_401_never_the_anonymous_role() {
         &admin,
         "SELECT count(*) AS n FROM system.audit WHERE key_id = 'anonymous'",
     );
-    assert_eq!(anonymous[0]["n"], 1, "a refused key was served as anonymous");
+    assert_eq!(
+        anonymous[0]["n"], 1,
+        "a refused key was served as anonymous"
+    );
 }
 
 #[test]
@@ -222,8 +241,19 @@ fn out_of_scope_reads_and_revoked_keys_are_audited_as_denied_with_the_key_id() {
     let (revoked_analyst_id, revoked_analyst) = create_key(&config, "analyst", "");
     let (_, admin) = create_key(&config, "admin", "");
     let server = Server::start_ready(&config);
-    assert_eq!(get(&server, "/api/v1/datasets/residenti_per_area", Some(&revoked)).status(), 200);
-    assert_eq!(sql(&server, "SELECT 1", Some(&revoked_analyst)).status(), 200);
+    assert_eq!(
+        get(
+            &server,
+            "/api/v1/datasets/residenti_per_area",
+            Some(&revoked)
+        )
+        .status(),
+        200
+    );
+    assert_eq!(
+        sql(&server, "SELECT 1", Some(&revoked_analyst)).status(),
+        200
+    );
 
     let out_of_scope = [
         "/api/v1/datasets/certificati_anpr",
@@ -238,7 +268,10 @@ fn out_of_scope_reads_and_revoked_keys_are_audited_as_denied_with_the_key_id() {
         // The same answer as for a dataset that does not exist: nothing learnt.
         assert_eq!(get(&server, path, Some(&partner)).status(), 404, "{path}");
     }
-    assert_eq!(get(&server, "/api/v1/datasets/nessuno", Some(&partner)).status(), 404);
+    assert_eq!(
+        get(&server, "/api/v1/datasets/nessuno", Some(&partner)).status(),
+        404
+    );
 
     for id in [&revoked_id, &revoked_analyst_id] {
         let (code, _, stderr) = config.run(&["keys", "revoke", id]);
@@ -276,7 +309,10 @@ fn out_of_scope_reads_and_revoked_keys_are_audited_as_denied_with_the_key_id() {
     for (row, path) in denied.iter().zip(out_of_scope) {
         let name = path.trim_start_matches("/api/v1/datasets/");
         assert!(
-            row["target"].as_str().unwrap().starts_with(name.split('?').next().unwrap()),
+            row["target"]
+                .as_str()
+                .unwrap()
+                .starts_with(name.split('?').next().unwrap()),
             "{row} for {path}"
         );
         assert_eq!(row["status"], 404);
@@ -285,11 +321,16 @@ fn out_of_scope_reads_and_revoked_keys_are_audited_as_denied_with_the_key_id() {
     let invalid = audit(
         &server,
         &admin,
-        &format!("SELECT outcome FROM system.audit WHERE key_id = '{partner_id}' AND target = 'nessuno'"),
+        &format!(
+            "SELECT outcome FROM system.audit WHERE key_id = '{partner_id}' AND target = 'nessuno'"
+        ),
     );
     assert_eq!(invalid, vec![serde_json::json!({"outcome": "invalid"})]);
 
-    for (id, role, uses) in [(&revoked_id, "partner", 3), (&revoked_analyst_id, "analyst", 3)] {
+    for (id, role, uses) in [
+        (&revoked_id, "partner", 3),
+        (&revoked_analyst_id, "analyst", 3),
+    ] {
         let rows = audit(
             &server,
             &admin,
@@ -309,7 +350,10 @@ fn out_of_scope_reads_and_revoked_keys_are_audited_as_denied_with_the_key_id() {
         &admin,
         "SELECT count(*) AS n FROM system.audit WHERE status = 401 AND key_id = 'none'",
     );
-    assert_eq!(unnamed[0]["n"], 0, "a revoked key was audited without its id");
+    assert_eq!(
+        unnamed[0]["n"], 0,
+        "a revoked key was audited without its id"
+    );
 }
 
 /// Bodies and query strings an anonymous client can send to be refused: large and distinct,
@@ -320,7 +364,12 @@ fn refused_requests(server: &Server, round: usize) -> Vec<reqwest::blocking::Req
     let mut requests = Vec::new();
     for i in 0..12 {
         let big = format!("SELECT '{}' AS r{round}_{i}", "x".repeat(60_000 + i * 97));
-        requests.push(client.post(url("/api/v1/sql")).header("content-type", "text/plain").body(big));
+        requests.push(
+            client
+                .post(url("/api/v1/sql"))
+                .header("content-type", "text/plain")
+                .body(big),
+        );
         let json = serde_json::json!({"sql": format!("SELECT '{}'", "é".repeat(20_000 + i))});
         requests.push(client.post(url("/api/v1/sql")).json(&json));
         requests.push(
@@ -332,8 +381,14 @@ fn refused_requests(server: &Server, round: usize) -> Vec<reqwest::blocking::Req
         let q = format!("SELECT%20{}%20AS%20n{round}{i}", "1%2B".repeat(800));
         requests.push(client.get(url(&format!("/api/v1/sql?q={q}"))));
         let filter = format!("zona={}", "Z".repeat(3000 + i));
-        requests.push(client.get(url(&format!("/api/v1/datasets/residenti_per_area?{filter}"))));
-        requests.push(client.get(url("/api/v1/datasets")).bearer_auth(format!("ck_{i}_{}", "f".repeat(4000))));
+        requests.push(client.get(url(&format!(
+            "/api/v1/datasets/residenti_per_area?{filter}"
+        ))));
+        requests.push(
+            client
+                .get(url("/api/v1/datasets"))
+                .bearer_auth(format!("ck_{i}_{}", "f".repeat(4000))),
+        );
     }
     requests
 }
@@ -354,7 +409,10 @@ fn refused_requests_are_audited_without_their_body_and_aggregated() {
     for round in 0..3 {
         for request in refused_requests(&server, round) {
             let request = request.build().unwrap();
-            sent_bytes += request.body().and_then(|b| b.as_bytes()).map_or(0, |b| b.len() as u64)
+            sent_bytes += request
+                .body()
+                .and_then(|b| b.as_bytes())
+                .map_or(0, |b| b.len() as u64)
                 + request.url().as_str().len() as u64;
             let response = server.client.execute(request).unwrap();
             *statuses.entry(response.status().as_u16()).or_default() += 1;
@@ -370,8 +428,18 @@ fn refused_requests_are_audited_without_their_body_and_aggregated() {
         "{grown} bytes of audit for {refused} refused requests ({sent_bytes} bytes sent)"
     );
     let text = std::fs::read_to_string(&audit_file).unwrap();
-    for needle in ["xxxxxxxx", "éééé", "the same body", "ZZZZZZZZ", "1+1+", "ffffffff"] {
-        assert!(!text.contains(needle), "a refused body reached the audit log: {needle}");
+    for needle in [
+        "xxxxxxxx",
+        "éééé",
+        "the same body",
+        "ZZZZZZZZ",
+        "1+1+",
+        "ffffffff",
+    ] {
+        assert!(
+            !text.contains(needle),
+            "a refused body reached the audit log: {needle}"
+        );
     }
 
     // Every refused request is accounted for in system.audit, by a digest and a length.
@@ -396,7 +464,9 @@ fn refused_requests_are_audited_without_their_body_and_aggregated() {
          FROM system.audit WHERE role <> 'admin' ORDER BY shape",
     );
     assert!(
-        shapes.iter().all(|s| s["shape"] == "digest" || s["shape"] == "aggregate"),
+        shapes
+            .iter()
+            .all(|s| s["shape"] == "digest" || s["shape"] == "aggregate"),
         "{shapes:?}"
     );
 }
@@ -451,7 +521,10 @@ fn the_audit_log_rotates_keeps_its_retention_and_system_audit_reads_every_file()
     let last = audit(
         &server,
         &admin,
-        &format!("SELECT count(*) AS n FROM system.audit WHERE target LIKE 'SELECT {} AS n,%'", queries - 1),
+        &format!(
+            "SELECT count(*) AS n FROM system.audit WHERE target LIKE 'SELECT {} AS n,%'",
+            queries - 1
+        ),
     );
     assert_eq!(last[0]["n"], 1);
 }

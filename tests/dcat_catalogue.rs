@@ -68,8 +68,14 @@ fn with_catalogue(publisher: &str, ipa: &str) -> ConfigDir {
     let config = ConfigDir::demo();
     let toml = std::fs::read_to_string(config.config_file()).unwrap();
     let toml = toml
-        .replace("publisher = \"Comune di Bologna\"", &format!("publisher = \"{publisher}\""))
-        .replace("publisher_ipa = \"c_a944\"", &format!("publisher_ipa = \"{ipa}\""));
+        .replace(
+            "publisher = \"Comune di Bologna\"",
+            &format!("publisher = \"{publisher}\""),
+        )
+        .replace(
+            "publisher_ipa = \"c_a944\"",
+            &format!("publisher_ipa = \"{ipa}\""),
+        );
     config.write("cruscotto.toml", &toml);
     // A dataset whose rights are held by another body, with its own IPA code.
     config.write(
@@ -107,7 +113,12 @@ fn the_catalogue_conforms_to_dcat_ap_it_but_for_the_missing_file_types() {
     let server = Server::start_ready(&config);
     let body = catalogue(&server);
     let found = violations(&body, config.path());
-    assert!(found.is_empty(), "{} violations:\n{}", found.len(), found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "{} violations:\n{}",
+        found.len(),
+        found.join("\n")
+    );
 
     // Catalogue and datasets name their publisher by IPA code, dates are typed.
     let publisher = &body["dct:publisher"];
@@ -116,7 +127,10 @@ fn the_catalogue_conforms_to_dcat_ap_it_but_for_the_missing_file_types() {
     assert_eq!(body["dct:modified"]["@type"], "xsd:date");
     let datasets = body["dcat:dataset"].as_array().unwrap();
     assert_eq!(datasets.len(), 2);
-    let anpr = datasets.iter().find(|d| d["dct:identifier"] == "certificati_anpr").unwrap();
+    let anpr = datasets
+        .iter()
+        .find(|d| d["dct:identifier"] == "certificati_anpr")
+        .unwrap();
     assert_eq!(anpr["dct:rightsHolder"]["dct:identifier"], "m_it");
     assert_eq!(anpr["dct:publisher"]["dct:identifier"], "c_a944");
 }
@@ -124,12 +138,20 @@ fn the_catalogue_conforms_to_dcat_ap_it_but_for_the_missing_file_types() {
 #[test]
 fn the_publisher_comes_from_the_configuration() {
     // Another body, with names that need escaping in JSON and IRIs.
-    for (name, ipa) in [("Comune di Reggio nell'Emilia", "c_h223"), ("Unione \"Terre\" di Pianura", "u_tdp")] {
+    for (name, ipa) in [
+        ("Comune di Reggio nell'Emilia", "c_h223"),
+        ("Unione \"Terre\" di Pianura", "u_tdp"),
+    ] {
         let config = with_catalogue(&name.replace('"', "\\\""), ipa);
         let server = Server::start_ready(&config);
         let body = catalogue(&server);
         let found = violations(&body, config.path());
-        assert!(found.is_empty(), "{name}: {} violations:\n{}", found.len(), found.join("\n"));
+        assert!(
+            found.is_empty(),
+            "{name}: {} violations:\n{}",
+            found.len(),
+            found.join("\n")
+        );
         assert_eq!(body["dct:publisher"]["foaf:name"], name);
         assert_eq!(body["dct:publisher"]["dct:identifier"], ipa);
         for dataset in body["dcat:dataset"].as_array().unwrap() {

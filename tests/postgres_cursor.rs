@@ -254,8 +254,18 @@ fn a_source_that_went_backwards_is_reloaded_in_full() {
 
     // (what happened, the SQL that does it, the ids then served, whether it is a reload)
     let variants: Vec<(&str, String, Vec<i64>, bool)> = vec![
-        ("refilled with fewer rows", refill(1..=40), (1..=40).collect(), true),
-        ("new rows", insert_sql(&schema, 41..=60), (1..=60).collect(), false),
+        (
+            "refilled with fewer rows",
+            refill(1..=40),
+            (1..=40).collect(),
+            true,
+        ),
+        (
+            "new rows",
+            insert_sql(&schema, 41..=60),
+            (1..=60).collect(),
+            false,
+        ),
         (
             "rows deleted below the cursor",
             format!("DELETE FROM {schema}.eventi WHERE id BETWEEN 10 AND 19"),
@@ -280,7 +290,12 @@ fn a_source_that_went_backwards_is_reloaded_in_full() {
             Vec::new(),
             true,
         ),
-        ("filled again", insert_sql(&schema, 1..=5), (1..=5).collect(), false),
+        (
+            "filled again",
+            insert_sql(&schema, 1..=5),
+            (1..=5).collect(),
+            false,
+        ),
     ];
     for (what, sql, expected, reloads) in variants {
         let (before, _) = reload(&server);
@@ -294,9 +309,16 @@ fn a_source_that_went_backwards_is_reloaded_in_full() {
                 reason.starts_with("the source went backwards: the table held"),
                 "{what}: {reason}"
             );
-            assert_eq!(server.table_status("log.eventi")["state"], "fresh", "{what}");
+            assert_eq!(
+                server.table_status("log.eventi")["state"],
+                "fresh",
+                "{what}"
+            );
         } else {
-            assert_eq!(after, before, "{what}: reloaded although nothing went backwards");
+            assert_eq!(
+                after, before,
+                "{what}: reloaded although nothing went backwards"
+            );
         }
     }
 
@@ -304,9 +326,11 @@ fn a_source_that_went_backwards_is_reloaded_in_full() {
     server.stop();
     insert(&pg, &schema, 6..=8);
     let server = Server::start_ready(&config);
-    wait_for("the rows after the restart", Duration::from_secs(60), || {
-        ids(&server) == (1..=8).collect::<Vec<_>>()
-    });
+    wait_for(
+        "the rows after the restart",
+        Duration::from_secs(60),
+        || ids(&server) == (1..=8).collect::<Vec<_>>(),
+    );
     assert!(reload(&server).0.is_null(), "a restart is not a reload");
     server.stop();
     pg.execute(&format!("DROP SCHEMA {schema} CASCADE"));

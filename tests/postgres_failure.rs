@@ -187,10 +187,9 @@ fn a_query_with_a_syntax_error_is_reported_by_status_and_check() {
             && s.table_status("registro.nominativi")["state"] == "failed"
             && s.table_status("registro.tutto")["state"] == "failed"
     });
-    assert!(
-        error_of(&server, "registro.nominativi")
-            .contains("column `codice_fiscale` is computed from the identifying column `codice_fiscale`")
-    );
+    assert!(error_of(&server, "registro.nominativi").contains(
+        "column `codice_fiscale` is computed from the identifying column `codice_fiscale`"
+    ));
     assert!(
         error_of(&server, "registro.tutto")
             .contains("column `durata`: type `interval` is not supported")
@@ -249,7 +248,9 @@ fn postgres_down_at_start_is_retried_with_backoff() {
     let status = server.table_status("servizi.per_canale");
     assert_eq!(status["state"], "failed", "{status}");
     assert!(
-        error_of(&server, "servizi.per_canale").to_lowercase().contains("connect"),
+        error_of(&server, "servizi.per_canale")
+            .to_lowercase()
+            .contains("connect"),
         "{status}"
     );
 

@@ -73,9 +73,15 @@ fn identifying_tables() -> Vec<(String, String, String)> {
             let expr = wrapping.replace("{c}", column);
             let shape = i % 3;
             let query = match shape {
-                0 => format!("SELECT {expr} AS valore, count(*) AS n FROM anagrafe.residenti GROUP BY 1"),
-                1 => format!("SELECT s.valore FROM (SELECT {expr} AS valore, count(*) AS n FROM anagrafe.residenti GROUP BY 1) AS s"),
-                _ => format!("WITH w AS (SELECT {expr} AS valore, count(*) AS n FROM anagrafe.residenti GROUP BY 1) SELECT valore AS etichetta, n FROM w"),
+                0 => format!(
+                    "SELECT {expr} AS valore, count(*) AS n FROM anagrafe.residenti GROUP BY 1"
+                ),
+                1 => format!(
+                    "SELECT s.valore FROM (SELECT {expr} AS valore, count(*) AS n FROM anagrafe.residenti GROUP BY 1) AS s"
+                ),
+                _ => format!(
+                    "WITH w AS (SELECT {expr} AS valore, count(*) AS n FROM anagrafe.residenti GROUP BY 1) SELECT valore AS etichetta, n FROM w"
+                ),
             };
             let output = if shape == 2 { "etichetta" } else { "valore" };
             tables.push((
@@ -100,22 +106,43 @@ fn identifying_outputs_and_person_level_rows_fail_to_load() {
         cluster.url()
     );
     for (name, query, _) in &identifying {
-        connector.push_str(&format!("[[table]]\nname = \"{name}\"\nquery = {}\n", toml_string(query)));
+        connector.push_str(&format!(
+            "[[table]]\nname = \"{name}\"\nquery = {}\n",
+            toml_string(query)
+        ));
     }
     let person_level = [
-        ("persone", "SELECT id, anno_nascita, sesso FROM anagrafe.residenti"),
+        (
+            "persone",
+            "SELECT id, anno_nascita, sesso FROM anagrafe.residenti",
+        ),
         // Through a view: the plan shows the registry behind it.
         ("persone_vista", "SELECT * FROM anagrafe.persone"),
-        ("persone_per_id", "SELECT id, count(*) AS n FROM anagrafe.residenti GROUP BY id"),
+        (
+            "persone_per_id",
+            "SELECT id, count(*) AS n FROM anagrafe.residenti GROUP BY id",
+        ),
     ];
     let aggregates = [
-        ("per_area", "SELECT area_statistica, sesso, count(*) AS residenti FROM anagrafe.residenti GROUP BY 1, 2"),
-        ("per_anno", "SELECT extract(year FROM data_nascita) AS anno, count(DISTINCT codice_fiscale) AS residenti FROM anagrafe.residenti GROUP BY 1"),
+        (
+            "per_area",
+            "SELECT area_statistica, sesso, count(*) AS residenti FROM anagrafe.residenti GROUP BY 1, 2",
+        ),
+        (
+            "per_anno",
+            "SELECT extract(year FROM data_nascita) AS anno, count(DISTINCT codice_fiscale) AS residenti FROM anagrafe.residenti GROUP BY 1",
+        ),
         // A name alone decides nothing: this `nome` is an area's label.
-        ("etichette", "SELECT 'area ' || area_statistica AS nome, count(*) AS n FROM anagrafe.residenti GROUP BY 1"),
+        (
+            "etichette",
+            "SELECT 'area ' || area_statistica AS nome, count(*) AS n FROM anagrafe.residenti GROUP BY 1",
+        ),
     ];
     for (name, query) in person_level.iter().chain(&aggregates) {
-        connector.push_str(&format!("[[table]]\nname = \"{name}\"\nquery = {}\n", toml_string(query)));
+        connector.push_str(&format!(
+            "[[table]]\nname = \"{name}\"\nquery = {}\n",
+            toml_string(query)
+        ));
     }
     let config = ConfigDir::empty();
     config.write("connectors/registro.toml", &connector);
@@ -128,8 +155,14 @@ fn identifying_outputs_and_person_level_rows_fail_to_load() {
             .lines()
             .find(|l| l.contains(&format!("connectors/registro.toml: table[{i}].query: ")))
             .unwrap_or_else(|| panic!("no error for table[{i}] in:\n{stderr}"));
-        assert!(line.contains(expected), "table[{i}]: `{expected}` not in: {line}");
-        assert!(line.contains("identifying data may not leave the registry"), "{line}");
+        assert!(
+            line.contains(expected),
+            "table[{i}]: `{expected}` not in: {line}"
+        );
+        assert!(
+            line.contains("identifying data may not leave the registry"),
+            "{line}"
+        );
     }
     assert!(
         stderr.contains(&format!("{} error(s) found", identifying.len())),
@@ -141,15 +174,19 @@ fn identifying_outputs_and_person_level_rows_fail_to_load() {
         let status = server.table_status(&format!("registro.{name}"));
         assert_eq!(status["state"], "failed", "{name}: {status}");
         let error = status["last_error"].as_str().unwrap();
-        assert!(error.contains(expected), "{name}: `{expected}` not in: {error}");
+        assert!(
+            error.contains(expected),
+            "{name}: `{expected}` not in: {error}"
+        );
     }
     for (name, _) in person_level {
         let status = server.table_status(&format!("registro.{name}"));
         assert_eq!(status["state"], "failed", "{name}: {status}");
         let error = status["last_error"].as_str().unwrap();
         assert!(
-            error.contains("returns more than 100 rows while reading 2000 persons from anagrafe.residenti")
-                && error.contains("its rows are person-level"),
+            error.contains(
+                "returns more than 100 rows while reading 2000 persons from anagrafe.residenti"
+            ) && error.contains("its rows are person-level"),
             "{name}: {error}"
         );
     }

@@ -28,7 +28,10 @@ fn status_and_problem(response: reqwest::blocking::Response) -> (u16, Option<Val
         .get("content-type")
         .is_some_and(|v| v == "application/problem+json");
     let text = response.text().unwrap_or_default();
-    (status, problem.then(|| serde_json::from_str(&text).unwrap()))
+    (
+        status,
+        problem.then(|| serde_json::from_str(&text).unwrap()),
+    )
 }
 
 fn assert_select_1(server: &Server) {
@@ -39,7 +42,12 @@ fn assert_select_1(server: &Server) {
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
     ticks / 100.0
 }
@@ -81,7 +89,10 @@ fn deep_statements_are_answered_and_the_server_stays_up() {
         for terms in [10, 1000, 10_000, 100_000] {
             let sql = format!("{prefix}{}{suffix}", vec![*term; terms].join(operator));
             let (status, problem) = status_and_problem(server.sql(&sql));
-            assert!(server.is_running(), "{terms} x {operator:?} killed the server");
+            assert!(
+                server.is_running(),
+                "{terms} x {operator:?} killed the server"
+            );
             match status {
                 200 => assert!(terms <= 1000, "{terms} x {operator:?} ran"),
                 400 => {
@@ -130,13 +141,15 @@ fn deep_statements_are_answered_and_the_server_stays_up() {
     }
 }
 
-const RUNAWAY: &str = "SELECT count(*) FROM generate_series(1,100000000) a CROSS JOIN generate_series(1,100000000) b";
+const RUNAWAY: &str =
+    "SELECT count(*) FROM generate_series(1,100000000) a CROSS JOIN generate_series(1,100000000) b";
 const SELF_JOIN: &str = "WITH a AS (SELECT value AS v FROM generate_series(1, 30000000)), \
     b AS (SELECT x.v FROM a x JOIN a y ON x.v % 1000 = y.v % 1000) SELECT count(*) FROM b";
 
 /// Runaway queries that hold little memory and only burn CPU: a small side crossed with a huge
 /// one, and a self-join on a key of few values.
-const CPU_CROSS: &str = "SELECT count(*) FROM generate_series(1,100000) a CROSS JOIN generate_series(1,100000000) b";
+const CPU_CROSS: &str =
+    "SELECT count(*) FROM generate_series(1,100000) a CROSS JOIN generate_series(1,100000000) b";
 const CPU_SELF_JOIN: &str = "WITH a AS (SELECT value AS v FROM generate_series(1, 3000000)) \
     SELECT count(*) FROM a x JOIN a y ON x.v % 10 = y.v % 10";
 
@@ -206,7 +219,10 @@ fn a_query_is_cancelled_when_its_client_goes_away() {
 /// process's peak memory stays within what the limits allow.
 #[test]
 fn functions_cannot_build_values_over_the_memory_limit() {
-    let config = config("memory_limit = \"256 MiB\"\nmax_concurrent = 2\ntimeout = \"60s\"", "");
+    let config = config(
+        "memory_limit = \"256 MiB\"\nmax_concurrent = 2\ntimeout = \"60s\"",
+        "",
+    );
     let server = Server::start_ready(&config);
     let huge = [
         "SELECT length(repeat('x', 1000000000))",
@@ -294,10 +310,13 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
 }
 
 fn problem_of(raw: &str) -> (u16, Value) {
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no head in {raw:?}"));
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {raw:?}"));
     let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(
-        head.to_ascii_lowercase().contains("content-type: application/problem+json"),
+        head.to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
         "{head}"
     );
     (status, serde_json::from_str(body).unwrap())
@@ -362,7 +381,10 @@ fn slow_and_idle_clients_are_bounded() {
             } else {
                 let (status, problem) = problem_of(&String::from_utf8_lossy(received));
                 assert_eq!(status, 503);
-                assert_eq!(problem["type"], "urn:cruscotto:problem:too-many-connections");
+                assert_eq!(
+                    problem["type"],
+                    "urn:cruscotto:problem:too-many-connections"
+                );
                 refused += 1;
             }
             false
@@ -377,13 +399,17 @@ fn slow_and_idle_clients_are_bounded() {
 
     // An idle kept-alive connection is closed after `keep_alive_timeout`.
     let mut idle = TcpStream::connect(&address).unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut first = [0u8; 12];
     idle.read_exact(&mut first).unwrap();
     assert_eq!(&first, b"HTTP/1.1 200");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !closed_by_server(&mut idle) {
-        assert!(Instant::now() < deadline, "the idle connection is still open");
+        assert!(
+            Instant::now() < deadline,
+            "the idle connection is still open"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_select_1(&server);
@@ -397,13 +423,18 @@ fn malformed_and_oversized_heads_get_problem_json() {
     let address = server.url.trim_start_matches("http://").to_string();
     let send = |raw: &[u8]| -> (u16, Value) {
         let mut stream = TcpStream::connect(&address).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let _ = stream.write_all(raw);
         problem_of(&read_all(&mut stream))
     };
     let mut cases: Vec<(Vec<u8>, u16)> = Vec::new();
     for size in [3000usize, 10_000, 15_000, 60_000] {
-        let uri = format!("GET /api/v1/datasets?x={} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(size));
+        let uri = format!(
+            "GET /api/v1/datasets?x={} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "a".repeat(size)
+        );
         // Over `max_uri_bytes` but within `max_header_bytes`: the URI is refused (414); past the head
         // limit, the head as a whole (431).
         cases.push((uri.into_bytes(), if size < 16_000 { 414 } else { 431 }));
@@ -412,7 +443,10 @@ fn malformed_and_oversized_heads_get_problem_json() {
         let headers: String = (0..count)
             .map(|i| format!("X-H{i}: {}\r\n", "v".repeat(size)))
             .collect();
-        cases.push((format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{headers}\r\n").into_bytes(), 431));
+        cases.push((
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{headers}\r\n").into_bytes(),
+            431,
+        ));
     }
     for garbage in [
         &b"GARBAGE\r\n\r\n"[..],
@@ -425,9 +459,19 @@ fn malformed_and_oversized_heads_get_problem_json() {
     }
     for (raw, expected) in cases {
         let (status, problem) = send(&raw);
-        assert_eq!(status, expected, "{:?}: {problem}", String::from_utf8_lossy(&raw[..raw.len().min(60)]));
+        assert_eq!(
+            status,
+            expected,
+            "{:?}: {problem}",
+            String::from_utf8_lossy(&raw[..raw.len().min(60)])
+        );
         assert_eq!(problem["status"], expected);
-        assert!(problem["type"].as_str().unwrap().starts_with("urn:cruscotto:problem:"));
+        assert!(
+            problem["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:cruscotto:problem:")
+        );
     }
     assert_select_1(&server);
 }

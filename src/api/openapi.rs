@@ -79,7 +79,8 @@ pub fn complete(api: utoipa::openapi::OpenApi) -> Value {
     let mut document = serde_json::to_value(&api).expect("the OpenAPI document serialises");
     // The one-line summary catalogues show under the title (`summary` in 3.1, `x-summary` for the
     // guidelines' checker).
-    let summary = "Read-only SQL, published datasets and dashboard data of a city's data-integration service";
+    let summary =
+        "Read-only SQL, published datasets and dashboard data of a city's data-integration service";
     document["info"]["summary"] = json!(summary);
     document["info"]["x-summary"] = json!(summary);
     document["info"]["contact"] = contact(&CatalogueConfig::default());

@@ -264,7 +264,11 @@ struct ConnectionIo {
 
 impl ConnectionIo {
     fn stream(&mut self) -> Pin<&mut TcpStream> {
-        Pin::new(self.inner.as_mut().expect("the stream is present until drop"))
+        Pin::new(
+            self.inner
+                .as_mut()
+                .expect("the stream is present until drop"),
+        )
     }
 }
 
@@ -408,7 +412,10 @@ mod tests {
             bare_parse_error(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 120\r\n\r\n"),
             None
         );
-        assert_eq!(bare_parse_error(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"), None);
+        assert_eq!(
+            bare_parse_error(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"),
+            None
+        );
         let rewritten = String::from_utf8(parse_error_problem(431)).unwrap();
         let (head, body) = rewritten.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())));

@@ -71,7 +71,12 @@ fn the_log_is_created_and_kept_readable_by_its_owner_only() {
     let dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(dir.path(), config(512, 100, Duration::from_secs(60)));
     for i in 0..20 {
-        log.record(entry("k1", &format!("SELECT {i}, '{}'", "x".repeat(50)), 200, "ok"));
+        log.record(entry(
+            "k1",
+            &format!("SELECT {i}, '{}'", "x".repeat(50)),
+            200,
+            "ok",
+        ));
     }
     drop(log);
     let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
@@ -118,11 +123,22 @@ fn refusals_are_written_as_a_digest_and_aggregated_when_repeated() {
     );
     let first: [u8; 32] = Sha256::digest(bodies[0].as_bytes()).into();
     assert_eq!(denied[0].target, format!("sha256:{}", hex(&first)));
-    assert!(denied[1].target.starts_with("499 distinct, last sha256:"), "{}", denied[1].target);
+    assert!(
+        denied[1].target.starts_with("499 distinct, last sha256:"),
+        "{}",
+        denied[1].target
+    );
     let limited: Vec<&AuditEntry> = all.iter().filter(|e| e.status == 429).collect();
-    assert_eq!(limited.iter().map(|e| e.count).collect::<Vec<_>>(), [1, 299]);
+    assert_eq!(
+        limited.iter().map(|e| e.count).collect::<Vec<_>>(),
+        [1, 299]
+    );
     let digest: [u8; 32] = Sha256::digest(b"SELECT 1").into();
-    assert!(limited.iter().all(|e| e.target == format!("sha256:{}", hex(&digest))));
+    assert!(
+        limited
+            .iter()
+            .all(|e| e.target == format!("sha256:{}", hex(&digest)))
+    );
 }
 
 #[test]
@@ -134,7 +150,11 @@ fn a_closed_window_is_written_by_the_background_thread() {
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while lines(dir.path()).iter().map(|e| e.count).sum::<u64>() < 3 {
-        assert!(std::time::Instant::now() < deadline, "{:?}", lines(dir.path()));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            lines(dir.path())
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -144,7 +164,12 @@ async fn the_table_reads_every_file_and_retention_keeps_max_files() {
     let dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(dir.path(), config(2048, 1000, Duration::from_secs(3600)));
     for i in 0..400 {
-        log.record(entry("k1", &format!("SELECT {i} -- {}", "y".repeat(40)), 200, "ok"));
+        log.record(entry(
+            "k1",
+            &format!("SELECT {i} -- {}", "y".repeat(40)),
+            200,
+            "ok",
+        ));
     }
     for _ in 0..50 {
         log.record_refused(entry("none", "SELECT 2", 401, "denied"));
@@ -171,8 +196,11 @@ fn rotated_files_older_than_the_retention_are_deleted() {
     let old = dir.path().join("audit-20000101T000000.000000Z.jsonl");
     let recent = dir.path().join("audit-20000102T000000.000000Z.jsonl");
     for path in [&old, &recent] {
-        std::fs::write(path, serde_json::to_string(&entry("k", "q", 200, "ok")).unwrap() + "\n")
-            .unwrap();
+        std::fs::write(
+            path,
+            serde_json::to_string(&entry("k", "q", 200, "ok")).unwrap() + "\n",
+        )
+        .unwrap();
     }
     let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
     File::options()

@@ -228,7 +228,10 @@ impl ScalarUDFImpl for Bounded {
         self.inner.preimage(args, lit_expr, info)
     }
 
-    fn conditional_arguments<'a>(&self, args: &'a [Expr]) -> Option<(Vec<&'a Expr>, Vec<&'a Expr>)> {
+    fn conditional_arguments<'a>(
+        &self,
+        args: &'a [Expr],
+    ) -> Option<(Vec<&'a Expr>, Vec<&'a Expr>)> {
         self.inner.conditional_arguments(args)
     }
 
@@ -308,17 +311,16 @@ fn output_estimate(function: &str, args: &[ColumnarValue], rows: usize) -> usize
             None => inputs(),
         },
         "array_repeat" | "list_repeat" => match (arg(0), arg(1)) {
-            (Some(element), Some(count)) => sum_rows(&|row| {
-                element
-                    .bytes(row)
-                    .max(8)
-                    .saturating_mul(count.count(row))
-            }),
+            (Some(element), Some(count)) => {
+                sum_rows(&|row| element.bytes(row).max(8).saturating_mul(count.count(row)))
+            }
             _ => inputs(),
         },
         "array_resize" | "list_resize" => match (arg(0), arg(1)) {
             (Some(list), Some(size)) => {
-                let element = arg(2).map_or(16, |v| v.total_bytes(rows) / rows.max(1)).max(16);
+                let element = arg(2)
+                    .map_or(16, |v| v.total_bytes(rows) / rows.max(1))
+                    .max(16);
                 sum_rows(&|row| size.count(row).saturating_mul(element))
                     .saturating_add(list.total_bytes(rows))
             }
@@ -438,7 +440,9 @@ impl<'a> Arg<'a> {
             ColumnarValue::Array(array) => {
                 let ints = if array.data_type().is_integer() {
                     arrow::compute::cast(array, &DataType::Int64)
-                        .map(|a| Ints::Array(a.as_primitive::<arrow::datatypes::Int64Type>().clone()))
+                        .map(|a| {
+                            Ints::Array(a.as_primitive::<arrow::datatypes::Int64Type>().clone())
+                        })
                         .unwrap_or(Ints::None)
                 } else {
                     Ints::None
@@ -454,7 +458,9 @@ impl<'a> Arg<'a> {
         match &self.ints {
             Ints::None => None,
             Ints::Scalar(value) => *value,
-            Ints::Array(array) => (row < array.len() && array.is_valid(row)).then(|| array.value(row)),
+            Ints::Array(array) => {
+                (row < array.len() && array.is_valid(row)).then(|| array.value(row))
+            }
         }
     }
 
@@ -466,7 +472,6 @@ impl<'a> Arg<'a> {
 }
 
 impl Values<'_> {
-
     /// The bytes of the value at `row`: a string's or binary's length, a list's elements' size.
     fn bytes(&self, row: usize) -> usize {
         match self {
@@ -517,9 +522,9 @@ impl Values<'_> {
 
 fn scalar_bytes(scalar: &ScalarValue) -> usize {
     match scalar {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-            s.len()
-        }
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => s.len(),
         ScalarValue::Binary(Some(b))
         | ScalarValue::LargeBinary(Some(b))
         | ScalarValue::BinaryView(Some(b)) => b.len(),
@@ -602,7 +607,10 @@ mod tests {
             ("SELECT length(repeat('x', 1000000))", 1_000_000i64),
             ("SELECT length(lpad('x', 1000, 'y'))", 1000),
             ("SELECT cardinality(array_repeat(1, 1000))", 1000),
-            ("SELECT length(replace(repeat('ab', 1000), 'a', 'xyz'))", 4000),
+            (
+                "SELECT length(replace(repeat('ab', 1000), 'a', 'xyz'))",
+                4000,
+            ),
             ("SELECT length(concat('a', 'b', repeat('c', 10)))", 12),
         ];
         for (sql, expected) in small {

@@ -156,7 +156,9 @@ impl ScalarUDFImpl for StringConcat {
                 continue;
             }
             for operand in &operands {
-                builder.write_str(operand.value(row)).expect("writing to a String");
+                builder
+                    .write_str(operand.value(row))
+                    .expect("writing to a String");
             }
             builder.append_value("");
         }
@@ -182,8 +184,8 @@ mod tests {
         batches
             .iter()
             .flat_map(|b| {
-                let column = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
-                    .unwrap();
+                let column =
+                    arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
                 let strings = arrow::array::AsArray::as_string::<i32>(&column).clone();
                 (0..strings.len())
                     .map(|i| strings.is_valid(i).then(|| strings.value(i).to_string()))

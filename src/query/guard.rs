@@ -316,7 +316,10 @@ mod tests {
             Some(GuardError::Several(2))
         );
         assert_eq!(check("  ", DEPTH).err(), Some(GuardError::Empty));
-        assert!(matches!(check("SELEC 1", DEPTH), Err(GuardError::Syntax(_))));
+        assert!(matches!(
+            check("SELEC 1", DEPTH),
+            Err(GuardError::Syntax(_))
+        ));
     }
 
     /// Every chain the parser builds in a loop, at every length around the limit: the bound is
@@ -367,7 +370,9 @@ mod tests {
         let list: Vec<String> = (0..5000).map(|i| i.to_string()).collect();
         let sql = format!("SELECT * FROM t WHERE x IN ({})", list.join(", "));
         assert!(nesting_depth(&sql).unwrap() < 10);
-        let whens: Vec<String> = (0..2000).map(|i| format!("WHEN x = {i} THEN {i}")).collect();
+        let whens: Vec<String> = (0..2000)
+            .map(|i| format!("WHEN x = {i} THEN {i}"))
+            .collect();
         let sql = format!("SELECT CASE {} END FROM t", whens.join(" "));
         assert!(nesting_depth(&sql).unwrap() < 10);
     }

@@ -493,7 +493,9 @@ mod pool_health_tests {
             health.as_ref().is_err_and(|e| e.contains("saturated")),
             "{health:?}"
         );
-        tokio::task::spawn_blocking(move || release.wait()).await.unwrap();
+        tokio::task::spawn_blocking(move || release.wait())
+            .await
+            .unwrap();
         assert_eq!(engine.pool_health().await, Ok(()));
     }
 }

@@ -327,7 +327,11 @@ impl Store {
                 if loaded.mode == LoadMode::Reload {
                     next.cursor = loaded.cursor.clone();
                     next.next_segment = supersedes;
-                    let before = previous.batches.iter().map(RecordBatch::num_rows).sum::<usize>()
+                    let before = previous
+                        .batches
+                        .iter()
+                        .map(RecordBatch::num_rows)
+                        .sum::<usize>()
                         + previous.rejected.len();
                     let reason = format!(
                         "the source went backwards: the table held {before} rows up to cursor {}, \
@@ -414,7 +418,10 @@ impl Store {
                 let _ = std::fs::remove_dir_all(self.segments_dir(schema, table));
                 next.snapshot_below = next.next_segment;
                 next.batches = whole.batches;
-                info!(schema, table, segments, "append table compacted into one snapshot");
+                info!(
+                    schema,
+                    table, segments, "append table compacted into one snapshot"
+                );
             }
             Ok(Err(e)) => {
                 warn!(schema, table, path = %path.display(), error = %e, "cannot compact the appended segments")

@@ -38,9 +38,7 @@ fn pg_command(program: &str) -> Command {
 }
 
 fn run(mut command: Command, what: &str) {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         output.status.success(),
         "{what} failed:\n{}\n{}",
@@ -64,10 +62,15 @@ impl Cluster {
             );
         }
         let mut initdb = pg_command("initdb");
-        initdb
-            .arg("-D")
-            .arg(dir.path().join("data"))
-            .args(["-U", "postgres", "--auth=trust", "-N", "-E", "UTF8", "--locale=C"]);
+        initdb.arg("-D").arg(dir.path().join("data")).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-N",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]);
         run(initdb, "initdb");
         // A free port now; nothing else takes it in the moment before the server does.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -132,10 +135,12 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         if self.running {
             let mut pg_ctl = pg_command("pg_ctl");
-            pg_ctl
-                .arg("-D")
-                .arg(self.dir.path().join("data"))
-                .args(["-m", "immediate", "-w", "stop"]);
+            pg_ctl.arg("-D").arg(self.dir.path().join("data")).args([
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ]);
             let _ = pg_ctl.output();
         }
     }

@@ -212,7 +212,9 @@ pub fn parquet_hidden_values(body: &[u8]) -> Vec<String> {
             .iter()
             .flat_map(|b| {
                 let cast = arrow::compute::cast(b.column(column), &DataType::Float64).unwrap();
-                let values = arrow::array::AsArray::as_primitive::<arrow::datatypes::Float64Type>(&cast).clone();
+                let values =
+                    arrow::array::AsArray::as_primitive::<arrow::datatypes::Float64Type>(&cast)
+                        .clone();
                 values.iter().flatten().collect::<Vec<f64>>()
             })
             .collect()
@@ -221,8 +223,14 @@ pub fn parquet_hidden_values(body: &[u8]) -> Vec<String> {
     for group in reader.metadata().row_groups() {
         for (column, chunk) in group.columns().iter().enumerate() {
             let bounds = match chunk.statistics() {
-                Some(Statistics::Int32(s)) => [s.min_opt().map(|v| *v as f64), s.max_opt().map(|v| *v as f64)],
-                Some(Statistics::Int64(s)) => [s.min_opt().map(|v| *v as f64), s.max_opt().map(|v| *v as f64)],
+                Some(Statistics::Int32(s)) => [
+                    s.min_opt().map(|v| *v as f64),
+                    s.max_opt().map(|v| *v as f64),
+                ],
+                Some(Statistics::Int64(s)) => [
+                    s.min_opt().map(|v| *v as f64),
+                    s.max_opt().map(|v| *v as f64),
+                ],
                 Some(Statistics::Double(s)) => [s.min_opt().copied(), s.max_opt().copied()],
                 _ => continue,
             };

@@ -99,10 +99,10 @@ fn dataset(
     .collect();
     // The rights holder is a body by name; the catalogue's publisher lends it its IPA code.
     let same_body = catalogue.publisher.as_deref() == Some(c.publisher.as_str());
-    let ipa = c.publisher_ipa.as_deref().or(catalogue
+    let ipa = c
         .publisher_ipa
         .as_deref()
-        .filter(|_| same_body));
+        .or(catalogue.publisher_ipa.as_deref().filter(|_| same_body));
     let rights_holder = agent(&c.publisher, ipa);
     let mut value = json!({
         "@id": url,

@@ -98,7 +98,8 @@ pub async fn went_backwards(
         )
         .await
         .map_err(|e| describe(&e, None))?;
-    let (up_to, reaches, largest): (i64, bool, Option<String>) = (row.get(0), row.get(1), row.get(2));
+    let (up_to, reaches, largest): (i64, bool, Option<String>) =
+        (row.get(0), row.get(1), row.get(2));
     Ok(if !reaches {
         Some(format!(
             "the largest `{column}` in the source is now {}, below the committed {committed}",

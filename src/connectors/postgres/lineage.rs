@@ -33,8 +33,7 @@ pub struct OutputLineage {
 
 /// The statement as one query, or why it cannot be analysed.
 pub fn parse(query: &str) -> Result<Query, String> {
-    let statements =
-        Parser::parse_sql(&PostgreSqlDialect {}, query).map_err(|e| e.to_string())?;
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, query).map_err(|e| e.to_string())?;
     match <[Statement; 1]>::try_from(statements) {
         Ok([Statement::Query(query)]) => Ok(*query),
         _ => Err("expected exactly one SELECT statement".into()),
@@ -475,7 +474,14 @@ fn function_item(alias: Option<&TableAlias>) -> Item {
 /// Expressions whose value does not identify a person whatever their arguments: counting, and a
 /// date reduced to its year or a coarser unit.
 fn does_not_identify(expr: &Expr) -> bool {
-    const COARSE: &[&str] = &["year", "years", "decade", "century", "millennium", "isoyear"];
+    const COARSE: &[&str] = &[
+        "year",
+        "years",
+        "decade",
+        "century",
+        "millennium",
+        "isoyear",
+    ];
     match expr {
         Expr::Extract { field, .. } => matches!(
             field,

@@ -73,7 +73,9 @@ pub fn offline_findings(query: &str) -> Result<Vec<Finding>, String> {
     let outputs = lineage::lineage(&parsed, &|_| None, &is_identifying)
         .into_iter()
         .map(|mut output| {
-            output.identifying.retain(|(_, column)| is_identifying(column));
+            output
+                .identifying
+                .retain(|(_, column)| is_identifying(column));
             output
         })
         .collect();
@@ -251,35 +253,116 @@ mod tests {
     #[test]
     fn identifying_data_is_followed_through_what_the_query_does() {
         let cases: &[(&str, &[&str])] = &[
-            ("SELECT codice_fiscale, count(*) AS n FROM anagrafe.residenti GROUP BY codice_fiscale", &["codice_fiscale"]),
-            ("SELECT lower(codice_fiscale) AS chiave FROM anagrafe.residenti", &["chiave"]),
-            ("SELECT upper(r.codice_fiscale) AS k, count(*) FROM anagrafe.residenti r GROUP BY 1", &["k"]),
-            ("SELECT md5(codice_fiscale || 'sale') AS pseudonimo FROM anagrafe.residenti", &["pseudonimo"]),
-            ("SELECT substr(cognome, 1, 3) AS c3, area_statistica FROM anagrafe.residenti", &["c3"]),
-            ("SELECT chiave FROM (SELECT lower(codice_fiscale) AS chiave FROM anagrafe.residenti) s", &["chiave"]),
-            ("SELECT x FROM (SELECT codice_fiscale FROM anagrafe.residenti) AS s(x)", &["x"]),
-            ("WITH p AS (SELECT nome || ' ' || cognome AS chi FROM anagrafe.residenti) SELECT chi AS etichetta FROM p", &["etichetta"]),
-            ("WITH p(a) AS (SELECT data_nascita FROM anagrafe.residenti) SELECT a FROM p", &["a"]),
-            ("SELECT * FROM anagrafe.residenti", &["codice_fiscale", "cognome", "nome", "data_nascita"]),
-            ("SELECT r.* FROM anagrafe.residenti r JOIN anagrafe.aree a ON a.codice = r.area_statistica", &["codice_fiscale", "cognome", "nome", "data_nascita"]),
-            ("SELECT s.* FROM (SELECT codice_fiscale AS k FROM anagrafe.residenti) s", &["k"]),
-            ("SELECT to_jsonb(r) AS riga FROM anagrafe.residenti r", &["riga"]),
-            ("SELECT area_statistica FROM anagrafe.residenti UNION ALL SELECT codice_fiscale FROM anagrafe.residenti", &["area_statistica"]),
-            ("SELECT (SELECT max(codice_fiscale) FROM anagrafe.residenti) AS ultimo", &["ultimo"]),
-            ("SELECT CASE WHEN sesso = 'F' THEN nome ELSE cognome END AS n FROM anagrafe.residenti", &["n"]),
-            ("SELECT date_trunc('month', data_nascita) AS mese, count(*) FROM anagrafe.residenti GROUP BY 1", &["mese"]),
-            ("SELECT string_agg(codice_fiscale, ',') AS elenco FROM anagrafe.residenti GROUP BY area_statistica", &["elenco"]),
+            (
+                "SELECT codice_fiscale, count(*) AS n FROM anagrafe.residenti GROUP BY codice_fiscale",
+                &["codice_fiscale"],
+            ),
+            (
+                "SELECT lower(codice_fiscale) AS chiave FROM anagrafe.residenti",
+                &["chiave"],
+            ),
+            (
+                "SELECT upper(r.codice_fiscale) AS k, count(*) FROM anagrafe.residenti r GROUP BY 1",
+                &["k"],
+            ),
+            (
+                "SELECT md5(codice_fiscale || 'sale') AS pseudonimo FROM anagrafe.residenti",
+                &["pseudonimo"],
+            ),
+            (
+                "SELECT substr(cognome, 1, 3) AS c3, area_statistica FROM anagrafe.residenti",
+                &["c3"],
+            ),
+            (
+                "SELECT chiave FROM (SELECT lower(codice_fiscale) AS chiave FROM anagrafe.residenti) s",
+                &["chiave"],
+            ),
+            (
+                "SELECT x FROM (SELECT codice_fiscale FROM anagrafe.residenti) AS s(x)",
+                &["x"],
+            ),
+            (
+                "WITH p AS (SELECT nome || ' ' || cognome AS chi FROM anagrafe.residenti) SELECT chi AS etichetta FROM p",
+                &["etichetta"],
+            ),
+            (
+                "WITH p(a) AS (SELECT data_nascita FROM anagrafe.residenti) SELECT a FROM p",
+                &["a"],
+            ),
+            (
+                "SELECT * FROM anagrafe.residenti",
+                &["codice_fiscale", "cognome", "nome", "data_nascita"],
+            ),
+            (
+                "SELECT r.* FROM anagrafe.residenti r JOIN anagrafe.aree a ON a.codice = r.area_statistica",
+                &["codice_fiscale", "cognome", "nome", "data_nascita"],
+            ),
+            (
+                "SELECT s.* FROM (SELECT codice_fiscale AS k FROM anagrafe.residenti) s",
+                &["k"],
+            ),
+            (
+                "SELECT to_jsonb(r) AS riga FROM anagrafe.residenti r",
+                &["riga"],
+            ),
+            (
+                "SELECT area_statistica FROM anagrafe.residenti UNION ALL SELECT codice_fiscale FROM anagrafe.residenti",
+                &["area_statistica"],
+            ),
+            (
+                "SELECT (SELECT max(codice_fiscale) FROM anagrafe.residenti) AS ultimo",
+                &["ultimo"],
+            ),
+            (
+                "SELECT CASE WHEN sesso = 'F' THEN nome ELSE cognome END AS n FROM anagrafe.residenti",
+                &["n"],
+            ),
+            (
+                "SELECT date_trunc('month', data_nascita) AS mese, count(*) FROM anagrafe.residenti GROUP BY 1",
+                &["mese"],
+            ),
+            (
+                "SELECT string_agg(codice_fiscale, ',') AS elenco FROM anagrafe.residenti GROUP BY area_statistica",
+                &["elenco"],
+            ),
             ("SELECT \"CODICE_FISCALE\" FROM t", &["CODICE_FISCALE"]),
-            ("SELECT codice_fiscale::text AS k FROM anagrafe.residenti", &["k"]),
+            (
+                "SELECT codice_fiscale::text AS k FROM anagrafe.residenti",
+                &["k"],
+            ),
             // Not identifying: counts, years, and columns that only share a name.
-            ("SELECT area_statistica, count(DISTINCT codice_fiscale) AS persone FROM anagrafe.residenti GROUP BY 1", &[]),
-            ("SELECT extract(year FROM data_nascita) AS anno, count(*) FROM anagrafe.residenti GROUP BY 1", &[]),
-            ("SELECT date_part('year', data_nascita) AS anno, count(*) AS n FROM anagrafe.residenti GROUP BY 1", &[]),
-            ("SELECT count(*) AS codice_fiscale FROM anagrafe.residenti", &[]),
-            ("SELECT area_statistica AS nome, count(*) FROM anagrafe.residenti GROUP BY 1", &[]),
-            ("SELECT a.nome_area, count(*) FROM anagrafe.residenti r JOIN anagrafe.aree a ON a.codice = r.area_statistica GROUP BY 1", &[]),
-            ("SELECT id, anno_nascita, sesso FROM anagrafe.residenti", &[]),
-            ("SELECT area_statistica, count(*) FROM anagrafe.residenti WHERE codice_fiscale IS NOT NULL GROUP BY 1", &[]),
+            (
+                "SELECT area_statistica, count(DISTINCT codice_fiscale) AS persone FROM anagrafe.residenti GROUP BY 1",
+                &[],
+            ),
+            (
+                "SELECT extract(year FROM data_nascita) AS anno, count(*) FROM anagrafe.residenti GROUP BY 1",
+                &[],
+            ),
+            (
+                "SELECT date_part('year', data_nascita) AS anno, count(*) AS n FROM anagrafe.residenti GROUP BY 1",
+                &[],
+            ),
+            (
+                "SELECT count(*) AS codice_fiscale FROM anagrafe.residenti",
+                &[],
+            ),
+            (
+                "SELECT area_statistica AS nome, count(*) FROM anagrafe.residenti GROUP BY 1",
+                &[],
+            ),
+            (
+                "SELECT a.nome_area, count(*) FROM anagrafe.residenti r JOIN anagrafe.aree a ON a.codice = r.area_statistica GROUP BY 1",
+                &[],
+            ),
+            (
+                "SELECT id, anno_nascita, sesso FROM anagrafe.residenti",
+                &[],
+            ),
+            (
+                "SELECT area_statistica, count(*) FROM anagrafe.residenti WHERE codice_fiscale IS NOT NULL GROUP BY 1",
+                &[],
+            ),
         ];
         for (query, expected) in cases {
             assert_eq!(
@@ -310,12 +393,19 @@ mod tests {
                 for query in [
                     format!("SELECT {expr} AS out FROM anagrafe.residenti"),
                     format!("SELECT out FROM (SELECT {expr} AS out FROM anagrafe.residenti) s"),
-                    format!("WITH w AS (SELECT {expr} AS out FROM anagrafe.residenti) SELECT w.out FROM w"),
+                    format!(
+                        "WITH w AS (SELECT {expr} AS out FROM anagrafe.residenti) SELECT w.out FROM w"
+                    ),
                     format!("SELECT {expr} AS out, count(*) FROM anagrafe.residenti r GROUP BY 1"),
                 ] {
-                    assert_eq!(identifying_columns(&query), vec!["out".to_string()], "{query}");
+                    assert_eq!(
+                        identifying_columns(&query),
+                        vec!["out".to_string()],
+                        "{query}"
+                    );
                 }
-                let counted = format!("SELECT count(DISTINCT {expr}) AS out FROM anagrafe.residenti");
+                let counted =
+                    format!("SELECT count(DISTINCT {expr}) AS out FROM anagrafe.residenti");
                 assert!(identifying_columns(&counted).is_empty(), "{counted}");
             }
         }
@@ -323,11 +413,16 @@ mod tests {
 
     #[test]
     fn offline_the_names_of_base_columns_decide() {
-        let found = offline_findings("SELECT lower(r.codice_fiscale) AS chiave FROM x.residenti r").unwrap();
+        let found = offline_findings("SELECT lower(r.codice_fiscale) AS chiave FROM x.residenti r")
+            .unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].column, "chiave");
         // `*` over a table nobody listed is not judged offline.
-        assert!(offline_findings("SELECT * FROM x.residenti").unwrap().is_empty());
+        assert!(
+            offline_findings("SELECT * FROM x.residenti")
+                .unwrap()
+                .is_empty()
+        );
         assert!(offline_findings("SELECT a FROM t WHERE a = = 1").is_err());
         let message = identifying_message(&found);
         assert!(message.starts_with("column `chiave` is computed from the identifying column `codice_fiscale` of x.residenti"), "{message}");
