@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{ConfigDir, Server};
+use common::{ConfigDir, Server, create_key};
 use serde_json::Value;
 
 /// The demo configuration with keys required, plus a second dataset outside partners' scope.
@@ -30,18 +30,6 @@ key = "cod_istat_comune"
 "#,
     );
     config
-}
-
-fn create_key(config: &ConfigDir, role: &str, datasets: &str) -> (String, String) {
-    let mut args = vec!["keys", "create", "--name", "test", "--role", role];
-    if !datasets.is_empty() {
-        args.extend(["--datasets", datasets]);
-    }
-    let (code, stdout, stderr) = config.run(&args);
-    assert_eq!(code, 0, "{stderr}");
-    let key = stdout.trim().to_string();
-    let id = key.split('_').nth(1).unwrap().to_string();
-    (id, key)
 }
 
 fn get(server: &Server, path: &str, key: Option<&str>) -> reqwest::blocking::Response {

@@ -14,6 +14,19 @@ pub struct ConfigDir {
     pub dir: tempfile::TempDir,
 }
 
+/// Create an API key with `cruscotto keys create`; returns (key id, key).
+pub fn create_key(config: &ConfigDir, role: &str, datasets: &str) -> (String, String) {
+    let mut args = vec!["keys", "create", "--name", "test", "--role", role];
+    if !datasets.is_empty() {
+        args.extend(["--datasets", datasets]);
+    }
+    let (code, stdout, stderr) = config.run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let key = stdout.trim().to_string();
+    let id = key.split('_').nth(1).unwrap().to_string();
+    (id, key)
+}
+
 impl ConfigDir {
     /// An empty configuration (no connectors, no queries).
     pub fn empty() -> Self {

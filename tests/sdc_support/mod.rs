@@ -24,14 +24,9 @@ pub fn secured(min_count: u64) -> ConfigDir {
     config
 }
 
+/// The key alone (see `common::create_key`).
 pub fn create_key(config: &ConfigDir, role: &str, datasets: &str) -> String {
-    let mut args = vec!["keys", "create", "--name", "test", "--role", role];
-    if !datasets.is_empty() {
-        args.extend(["--datasets", datasets]);
-    }
-    let (code, stdout, stderr) = config.run(&args);
-    assert_eq!(code, 0, "{stderr}");
-    stdout.trim().to_string()
+    crate::common::create_key(config, role, datasets).1
 }
 
 /// The dataset names and their saved queries, from `datasets/*.toml`.
