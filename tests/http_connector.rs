@@ -732,6 +732,48 @@ incremental = {{ param = "dal", column = "aggiornato", start = "2024-01-01T00:00
     );
 }
 
+/// An incremental table with a retention holds only the rows of that period: older rows the API
+/// returns are dropped before they are stored.
+#[test]
+fn an_incremental_table_with_a_retention_keeps_only_recent_rows() {
+    let recent = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let records = json!([
+        {"id": 1, "aggiornato": "2024-05-01T10:00:00Z"},
+        {"id": 2, "aggiornato": recent},
+        {"id": 3, "aggiornato": "2025-01-01T00:00:00Z"},
+    ]);
+    let api = FakeApi::start(move |seen| match seen.param("offset") {
+        Some("0") | None => Reply::json(json!({ "dati": records })),
+        Some(_) => Reply::json(json!({ "dati": [] })),
+    });
+    let config = ConfigDir::empty();
+    config.write(
+        "connectors/sportello.toml",
+        &format!(
+            r#"kind = "http"
+[[table]]
+name = "richieste"
+url = "{url}/richieste"
+json_pointer = "/dati"
+pagination = {{ type = "offset", limit = 10 }}
+schema = {{ id = "int", aggiornato = "timestamp" }}
+incremental = {{ param = "dal", column = "aggiornato", start = "2024-01-01T00:00:00Z", retention = "30d" }}
+"#,
+            url = api.url
+        ),
+    );
+    let server = Server::start_ready(&config);
+    let ids: Vec<i64> = server
+        .rows("SELECT id FROM sportello.richieste ORDER BY id")
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [2], "rows older than the retention were stored");
+    server.stop();
+}
+
 #[test]
 fn the_shipped_examples_pass_check_and_are_not_loaded_by_default() {
     let examples = Path::new(REPO).join("connectors/examples");

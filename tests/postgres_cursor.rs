@@ -10,11 +10,12 @@ use std::time::Duration;
 use common::{ConfigDir, Server};
 use cruscotto::connectors::{ConnectorConfig, LoadMode};
 use cruscotto::store::Store;
-use postgres_support::{Pg, URL, unique, wait_for};
+use postgres_support::{Pg, unique, url, wait_for};
 
 fn connector(schema: &str) -> ConnectorConfig {
+    let url = url();
     let text = format!(
-        "kind = \"postgres\"\nurl = \"{URL}\"\n[[table]]\nname = \"eventi\"\n\
+        "kind = \"postgres\"\nurl = \"{url}\"\n[[table]]\nname = \"eventi\"\n\
          query = \"SELECT id, ts, servizio FROM {schema}.eventi\"\ncursor_column = \"id\"\n"
     );
     ConnectorConfig::parse(Path::new("connectors/log.toml"), &text).unwrap()
@@ -31,6 +32,15 @@ fn insert_sql(schema: &str, ids: std::ops::RangeInclusive<i64>) -> String {
 
 fn insert(pg: &Pg, schema: &str, ids: std::ops::RangeInclusive<i64>) {
     pg.execute(&insert_sql(schema, ids));
+}
+
+/// A runtime like the service's, for driving a connector and the store in process.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// The ids the store serves, via SQL over its catalog.
@@ -63,14 +73,10 @@ fn a_crash_between_pull_and_commit_neither_loses_nor_repeats_rows() {
     let schema = unique("t_cursor");
     pg.execute(&format!("CREATE SCHEMA {schema}; CREATE TABLE {schema}.eventi (id bigint, ts timestamptz, servizio text)"));
     let data_dir = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let config = connector(&schema);
-        let (client, connection) = tokio_postgres::connect(URL, tokio_postgres::NoTls)
+        let (client, connection) = tokio_postgres::connect(url(), tokio_postgres::NoTls)
             .await
             .unwrap();
         tokio::spawn(connection);
@@ -142,6 +148,7 @@ fn a_crash_between_pull_and_commit_neither_loses_nor_repeats_rows() {
 fn the_running_service_appends_new_rows_and_recovers_from_a_failed_commit_without_duplicates() {
     let pg = Pg::connect();
     let schema = unique("t_cursor_srv");
+    let url = url();
     pg.execute(&format!("CREATE SCHEMA {schema}; CREATE TABLE {schema}.eventi (id bigint, ts timestamptz, servizio text)"));
     insert(&pg, &schema, 1..=100);
 
@@ -149,7 +156,7 @@ fn the_running_service_appends_new_rows_and_recovers_from_a_failed_commit_withou
     config.write(
         "connectors/log.toml",
         &format!(
-            "kind = \"postgres\"\nurl = \"{URL}\"\nrefresh = \"1s\"\n[[table]]\nname = \"eventi\"\n\
+            "kind = \"postgres\"\nurl = \"{url}\"\nrefresh = \"1s\"\n[[table]]\nname = \"eventi\"\n\
              query = \"SELECT id, ts, servizio FROM {schema}.eventi\"\ncursor_column = \"id\"\n"
         ),
     );
@@ -217,6 +224,7 @@ fn the_running_service_appends_new_rows_and_recovers_from_a_failed_commit_withou
 fn a_source_that_went_backwards_is_reloaded_in_full() {
     let pg = Pg::connect();
     let schema = unique("t_rewind");
+    let url = url();
     pg.execute(&format!("CREATE SCHEMA {schema}; CREATE TABLE {schema}.eventi (id bigint, ts timestamptz, servizio text)"));
     insert(&pg, &schema, 1..=100);
 
@@ -224,7 +232,7 @@ fn a_source_that_went_backwards_is_reloaded_in_full() {
     config.write(
         "connectors/log.toml",
         &format!(
-            "kind = \"postgres\"\nurl = \"{URL}\"\nrefresh = \"1s\"\n[[table]]\nname = \"eventi\"\n\
+            "kind = \"postgres\"\nurl = \"{url}\"\nrefresh = \"1s\"\n[[table]]\nname = \"eventi\"\n\
              query = \"SELECT id, ts, servizio FROM {schema}.eventi\"\ncursor_column = \"id\"\n"
         ),
     );
@@ -334,4 +342,164 @@ fn a_source_that_went_backwards_is_reloaded_in_full() {
     assert!(reload(&server).0.is_null(), "a restart is not a reload");
     server.stop();
     pg.execute(&format!("DROP SCHEMA {schema} CASCADE"));
+}
+
+/// An append table with a retention: rows older than it are never pulled, those that age past it
+/// are dropped when the table is compacted (also from disk), and dropping them is not mistaken for
+/// the source going backwards; a row deleted inside the window still is.
+#[test]
+fn an_append_table_keeps_its_rows_for_the_retention_only() {
+    let pg = Pg::connect();
+    let schema = unique("t_retention");
+    let url = url();
+    pg.execute(&format!(
+        "CREATE SCHEMA {schema}; CREATE TABLE {schema}.eventi (id bigint, ts timestamptz, servizio text)"
+    ));
+    // Rows 1..=9 are older than the 1-hour retention, row 10 ages past it a few seconds from now,
+    // rows 11..=20 are recent; row 21 has no time.
+    pg.execute(&format!(
+        "INSERT INTO {schema}.eventi SELECT i, now() - (10 - i) * interval '1 hour' - interval '1 minute', 'vecchio' FROM generate_series(1, 9) AS i;
+         INSERT INTO {schema}.eventi VALUES (10, now() - interval '1 hour' + interval '8 seconds', 'in scadenza');
+         INSERT INTO {schema}.eventi SELECT i, now() - interval '1 minute', 'recente' FROM generate_series(11, 20) AS i;
+         INSERT INTO {schema}.eventi VALUES (21, NULL, 'senza ora')"
+    ));
+    let ten_expires_at = std::time::Instant::now() + Duration::from_secs(9);
+    let text = format!(
+        "kind = \"postgres\"\nurl = \"{url}\"\n[[table]]\nname = \"eventi\"\n\
+         query = \"SELECT id, ts, servizio FROM {schema}.eventi\"\ncursor_column = \"id\"\n\
+         retention = \"1h\"\nretention_column = \"ts\"\n"
+    );
+    let config = ConnectorConfig::parse(Path::new("connectors/log.toml"), &text).unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let runtime = runtime();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let execute = |sql: String| {
+            let client = &client;
+            async move { client.batch_execute(&sql).await.unwrap() }
+        };
+        let store = Store::new(data_dir.path(), 2);
+        store.declare("log", "eventi", "pg", Duration::from_secs(60));
+        let runner = config.build(Path::new("."));
+        let pull = |store: &Store| {
+            let state = store.load_state("log");
+            let runner = &runner;
+            async move { runner.load(&state).await.pop().unwrap().result.unwrap() }
+        };
+
+        let first = pull(&store).await;
+        assert_eq!(first.mode, LoadMode::Append);
+        store.commit("log", "eventi", "pg", first).await.unwrap();
+        assert_eq!(served_ids(&store).await, (10..=20).collect::<Vec<_>>());
+
+        // Row 10 ages past the retention; new rows keep coming, one pull each, until the table
+        // is compacted (16 segments): row 10 is dropped then, and no pull was a reload.
+        while std::time::Instant::now() < ten_expires_at {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let segments = cruscotto::store::COMPACT_AFTER_SEGMENTS as i64;
+        for id in 22..22 + segments {
+            execute(format!(
+                "INSERT INTO {schema}.eventi VALUES ({id}, now(), 'nuovo')"
+            ))
+            .await;
+            let loaded = pull(&store).await;
+            assert_eq!(
+                (loaded.mode, loaded.rows()),
+                (LoadMode::Append, 1),
+                "row {id}"
+            );
+            store.commit("log", "eventi", "pg", loaded).await.unwrap();
+        }
+        let expected: Vec<i64> = (11..=20).chain(22..22 + segments).collect();
+        assert_eq!(
+            served_ids(&store).await,
+            expected,
+            "row 10 outlived the retention"
+        );
+
+        // The next pull holds the same window: what expired is not "the source went backwards".
+        let loaded = pull(&store).await;
+        assert_eq!((loaded.mode, loaded.rows()), (LoadMode::Append, 0));
+        store.commit("log", "eventi", "pg", loaded).await.unwrap();
+
+        // A restart serves the compacted table from disk, without row 10, and goes on.
+        drop(store);
+        let store = Store::new(data_dir.path(), 2);
+        assert!(store.restore("log", "eventi").unwrap());
+        assert_eq!(served_ids(&store).await, expected);
+        let loaded = pull(&store).await;
+        assert_eq!(
+            loaded.mode,
+            LoadMode::Append,
+            "a restart made the window look changed"
+        );
+        store.commit("log", "eventi", "pg", loaded).await.unwrap();
+
+        // Deleting an expired row changes nothing; deleting a retained one is noticed.
+        execute(format!("DELETE FROM {schema}.eventi WHERE id IN (3, 10)")).await;
+        let loaded = pull(&store).await;
+        assert_eq!(
+            loaded.mode,
+            LoadMode::Append,
+            "an expired row's deletion caused a reload"
+        );
+        store.commit("log", "eventi", "pg", loaded).await.unwrap();
+        execute(format!("DELETE FROM {schema}.eventi WHERE id = 15")).await;
+        let loaded = pull(&store).await;
+        assert_eq!(
+            loaded.mode,
+            LoadMode::Reload,
+            "a retained row's deletion went unnoticed"
+        );
+        store.commit("log", "eventi", "pg", loaded).await.unwrap();
+        let expected: Vec<i64> = (11..=20)
+            .filter(|id| *id != 15)
+            .chain(22..22 + segments)
+            .collect();
+        assert_eq!(served_ids(&store).await, expected);
+    });
+    pg.execute(&format!("DROP SCHEMA {schema} CASCADE"));
+}
+
+/// A retention needs an append table and a time to measure it on: a mistake is named, with where.
+#[test]
+fn a_retention_that_cannot_apply_is_refused_with_its_place() {
+    let url = url();
+    let parse = |table: &str| {
+        let text =
+            format!("kind = \"postgres\"\nurl = \"{url}\"\n[[table]]\nname = \"eventi\"\n{table}");
+        let file = Path::new("connectors/log.toml");
+        let problems = match ConnectorConfig::parse(file, &text) {
+            Ok(config) => config.validate(file, Path::new(".")),
+            Err(problem) => vec![problem],
+        };
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")),
+        }
+    };
+    parse("query = \"SELECT 1 AS id\"\ncursor_column = \"id\"\nretention = \"30d\"\n").unwrap();
+    let no_cursor = parse("query = \"SELECT 1 AS id\"\nretention = \"30d\"\n").unwrap_err();
+    assert!(
+        no_cursor.contains("table[0].retention") && no_cursor.contains("cursor_column"),
+        "{no_cursor}"
+    );
+    let zero = parse("query = \"SELECT 1 AS id\"\ncursor_column = \"id\"\nretention = \"0s\"\n")
+        .unwrap_err();
+    assert!(zero.contains("longer than zero"), "{zero}");
+    let unreadable =
+        parse("query = \"SELECT 1 AS id\"\ncursor_column = \"id\"\nretention = \"a month\"\n")
+            .unwrap_err();
+    assert!(
+        unreadable.contains("line 7") && unreadable.contains("expected a duration"),
+        "{unreadable}"
+    );
 }

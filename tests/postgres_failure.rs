@@ -7,7 +7,7 @@ mod common;
 mod postgres_support;
 
 use common::{ConfigDir, Server};
-use postgres_support::{Cluster, Pg, Relay, URL, unique};
+use postgres_support::{Cluster, Pg, Relay, port, unique, url};
 
 fn rows(server: &Server, table: &str) -> i64 {
     server.rows(&format!("SELECT count(*) AS n FROM {table}"))[0]["n"]
@@ -89,6 +89,7 @@ fn access_revoked_mid_run_then_restored() {
     let pg = Pg::connect();
     let schema = unique("t_revoke");
     let role = unique("lettore");
+    let port = port();
     pg.execute(&format!(
         "CREATE ROLE {role} LOGIN;
          CREATE SCHEMA {schema};
@@ -100,7 +101,7 @@ fn access_revoked_mid_run_then_restored() {
     config.write(
         "connectors/servizi.toml",
         &format!(
-            "kind = \"postgres\"\nurl = \"postgres://{role}@127.0.0.1:5432/test\"\nrefresh = \"1s\"\nconnect_timeout = \"2s\"\n\
+            "kind = \"postgres\"\nurl = \"postgres://{role}@127.0.0.1:{port}/test\"\nrefresh = \"1s\"\nconnect_timeout = \"2s\"\n\
              [[table]]\nname = \"eventi\"\nquery = \"SELECT id FROM {schema}.eventi\"\n"
         ),
     );
@@ -143,6 +144,7 @@ fn access_revoked_mid_run_then_restored() {
 fn a_query_with_a_syntax_error_is_reported_by_status_and_check() {
     let pg = Pg::connect();
     let schema = unique("t_syntax");
+    let url = url();
     pg.execute(&format!(
         "CREATE SCHEMA {schema};
          CREATE TABLE {schema}.residenti (codice_fiscale text, nome text, area int, durata interval);
@@ -152,7 +154,7 @@ fn a_query_with_a_syntax_error_is_reported_by_status_and_check() {
     config.write(
         "connectors/registro.toml",
         &format!(
-            "kind = \"postgres\"\nurl = \"{URL}\"\n\
+            "kind = \"postgres\"\nurl = \"{url}\"\n\
              [[table]]\nname = \"per_area\"\nquery = \"\"\"\nSELECT area,\n       count(*)\n  FROM {schema}.residenti\n WHERE area = = 1\n GROUP BY area\"\"\"\n\
              [[table]]\nname = \"nominativi\"\nquery = \"SELECT codice_fiscale, nome AS n FROM {schema}.residenti\"\n\
              [[table]]\nname = \"tutto\"\nquery = \"SELECT * FROM {schema}.residenti\"\n\

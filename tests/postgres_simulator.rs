@@ -26,7 +26,11 @@ impl Database {
     }
 
     fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{}",
+            postgres_support::port(),
+            self.name
+        )
     }
 }
 

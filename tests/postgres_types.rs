@@ -13,7 +13,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use cruscotto::connectors::{ConnectorConfig, LoadMode, LoadState, LoadedTable, TableLoad};
-use postgres_support::{Pg, URL, unique};
+use postgres_support::{Pg, unique, url};
 
 fn load(connector_toml: &str) -> Vec<TableLoad> {
     let config = ConnectorConfig::parse(Path::new("connectors/registro.toml"), connector_toml)
@@ -57,6 +57,7 @@ fn one_batch(loaded: &LoadedTable) -> RecordBatch {
 fn every_supported_type_round_trips_with_nulls() {
     let pg = Pg::connect();
     let schema = unique("t_types");
+    let url = url();
     pg.execute(&format!(
         "CREATE SCHEMA {schema};
          CREATE TYPE {schema}.canale AS ENUM ('online', 'sportello');
@@ -80,7 +81,7 @@ fn every_supported_type_round_trips_with_nulls() {
           '00000000-0000-0000-0000-000000000000', '[]', 'null', ARRAY[]::text[], ARRAY[]::int2[], ARRAY[]::int4[], ARRAY[]::int8[]);"
     ));
     let loads = load(&format!(
-        "kind = \"postgres\"\nurl = \"{URL}\"\nbatch_rows = 2\n[[table]]\nname = \"tipi\"\nquery = \"SELECT * FROM {schema}.t ORDER BY id\"\n"
+        "kind = \"postgres\"\nurl = \"{url}\"\nbatch_rows = 2\n[[table]]\nname = \"tipi\"\nquery = \"SELECT * FROM {schema}.t ORDER BY id\"\n"
     ));
     pg.execute(&format!("DROP SCHEMA {schema} CASCADE"));
 
@@ -223,13 +224,14 @@ fn every_supported_type_round_trips_with_nulls() {
 fn values_that_do_not_fit_are_rejected_with_their_reason_and_unsupported_types_name_the_column() {
     let pg = Pg::connect();
     let schema = unique("t_misfit");
+    let url = url();
     pg.execute(&format!(
         "CREATE SCHEMA {schema};
          CREATE TABLE {schema}.t (id int4, valore numeric, giorno date);
          INSERT INTO {schema}.t VALUES (1, 2.5, '2024-01-01'), (2, 1.0/3, '2024-01-02'), (3, 4, 'infinity'), (4, 'NaN', '2024-01-04');"
     ));
     let loads = load(&format!(
-        "kind = \"postgres\"\nurl = \"{URL}\"\n\
+        "kind = \"postgres\"\nurl = \"{url}\"\n\
          [[table]]\nname = \"valori\"\nquery = \"SELECT id, valore, giorno FROM {schema}.t ORDER BY id\"\n\
          [[table]]\nname = \"durate\"\nquery = \"SELECT id, now() - giorno::timestamptz AS attesa, point(1, 2) AS luogo FROM {schema}.t\"\n"
     ));

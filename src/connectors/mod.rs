@@ -147,6 +147,9 @@ pub struct LoadState {
     /// Table name → the source rows an append table holds up to its cursor (stored and rejected),
     /// so a connector can tell when the source went backwards.
     pub rows: std::collections::BTreeMap<String, u64>,
+    /// Table name → for an append table with a retention, the time (µs since the epoch, UTC)
+    /// from which it holds the source's rows: those rows and nothing older.
+    pub retained_from: std::collections::BTreeMap<String, i64>,
 }
 
 impl LoadState {
@@ -158,6 +161,11 @@ impl LoadState {
     /// How many source rows the table holds up to its committed cursor.
     pub fn committed_rows(&self, table: &str) -> Option<u64> {
         self.rows.get(table).copied()
+    }
+
+    /// From when an append table with a retention holds the source's rows.
+    pub fn retained_from(&self, table: &str) -> Option<i64> {
+        self.retained_from.get(table).copied()
     }
 }
 
@@ -193,6 +201,17 @@ pub struct LoadedTable {
     pub mode: LoadMode,
     /// For `Append`: the position reached (e.g. the largest event id), committed with the rows.
     pub cursor: Option<String>,
+    /// For an append table with a retention: what expires, applied when the table is compacted.
+    pub retention: Option<Retention>,
+}
+
+/// Rows of an append table whose time is before `cutoff` expire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// A `Date32` or `Timestamp(µs)` column of the table.
+    pub column: String,
+    /// µs since the epoch, UTC.
+    pub cutoff: i64,
 }
 
 impl LoadedTable {
@@ -208,6 +227,7 @@ impl LoadedTable {
             rejected,
             mode: LoadMode::Replace,
             cursor: None,
+            retention: None,
         }
     }
 
@@ -226,6 +246,10 @@ pub struct RejectedRecord {
     pub reason: String,
     /// The record as it was read, truncated to a bounded length.
     pub raw: String,
+    /// In a table with a retention: the record's time (µs since the epoch, UTC), by which it
+    /// expires with the rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<i64>,
 }
 
 /// Longest raw record kept in the rejected-records table.

@@ -9,6 +9,7 @@
 pub mod log;
 mod persist;
 mod provider;
+mod retain;
 pub mod rollup;
 mod schema;
 mod system;
@@ -27,7 +28,7 @@ use datafusion::datasource::MemTable;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::connectors::{LoadMode, LoadState, LoadedTable, RejectedRecord};
+use crate::connectors::{LoadMode, LoadState, LoadedTable, RejectedRecord, Retention};
 
 /// The catalog every table lives in.
 pub const CATALOG: &str = "city";
@@ -123,6 +124,8 @@ struct TableData {
     next_segment: u64,
     /// Segments numbered below this are in the snapshot.
     snapshot_below: u64,
+    /// For an append table with a retention: from when it holds the source's rows.
+    retained_from: Option<i64>,
 }
 
 fn field_names(schema: &SchemaRef) -> Vec<String> {
@@ -217,6 +220,9 @@ impl Store {
                 state
                     .rows
                     .insert(table.clone(), (rows + d.rejected.len()) as u64);
+                if let Some(from) = d.retained_from {
+                    state.retained_from.insert(table.clone(), from);
+                }
             }
         }
         state
@@ -257,6 +263,20 @@ impl Store {
                 }
             }
         }
+        // A load that starts a table over holds the source's rows from the cutoff on: expired
+        // rows are dropped before they are persisted (a no-op when the source already left them
+        // out). Appends keep the window the table has; compaction moves it.
+        let starts_over = loaded.mode != LoadMode::Append || previous.schema.is_none();
+        let mut loaded = loaded;
+        if let (true, Some(retention)) = (starts_over, &loaded.retention) {
+            let (batches, rejected) = retain::retain(&loaded.batches, &loaded.rejected, retention)
+                .map_err(|message| StoreError::Register {
+                    table: table.into(),
+                    message,
+                })?;
+            loaded.batches = batches;
+            loaded.rejected = rejected;
+        }
         let nothing_new = loaded.mode == LoadMode::Append
             && previous.schema.is_some()
             && loaded.rows() == 0
@@ -281,6 +301,10 @@ impl Store {
             rejected: loaded.rejected.clone(),
             cursor: loaded.cursor.clone(),
             supersedes_segments_below: supersedes,
+            retained_from: match starts_over {
+                true => loaded.retention.as_ref().map(|r| r.cutoff),
+                false => previous.retained_from,
+            },
         };
         let (path, segments) = match loaded.mode {
             LoadMode::Replace | LoadMode::Reload => (self.snapshot_path(schema, table), None),
@@ -315,6 +339,9 @@ impl Store {
         }
 
         let mut next = previous.clone();
+        if starts_over {
+            next.retained_from = loaded.retention.as_ref().map(|r| r.cutoff);
+        }
         let mut reload_reason = None;
         match loaded.mode {
             LoadMode::Replace | LoadMode::Reload => {
@@ -354,8 +381,16 @@ impl Store {
                 next.cursor = loaded.cursor.clone().or(previous.cursor.clone());
                 next.next_segment += 1;
                 if next.next_segment - next.snapshot_below >= COMPACT_AFTER_SEGMENTS {
-                    self.compact(schema, table, source, now, &loaded.schema, &mut next)
-                        .await;
+                    self.compact(
+                        schema,
+                        table,
+                        source,
+                        now,
+                        &loaded.schema,
+                        loaded.retention.as_ref(),
+                        &mut next,
+                    )
+                    .await;
                 }
             }
         }
@@ -380,8 +415,10 @@ impl Store {
         Ok(())
     }
 
-    /// Rewrite an append table as one snapshot superseding all its segments, then delete them.
-    /// The rows are durable in the segments already: a failure here only leaves them as they are.
+    /// Rewrite an append table as one snapshot superseding all its segments, then delete them;
+    /// rows past the retention are dropped on the way. The rows are durable in the segments
+    /// already: a failure here only leaves them as they are.
+    #[allow(clippy::too_many_arguments)]
     async fn compact(
         &self,
         schema: &str,
@@ -389,23 +426,42 @@ impl Store {
         source: &str,
         now: DateTime<Utc>,
         table_schema: &SchemaRef,
+        retention: Option<&Retention>,
         next: &mut TableData,
     ) {
-        let batches = match rechunk(table_schema, &next.batches) {
+        let (retained, rejected) = match retention {
+            None => (next.batches.clone(), next.rejected.clone()),
+            Some(retention) => match retain::retain(&next.batches, &next.rejected, retention) {
+                Ok(kept) => kept,
+                Err(e) => {
+                    warn!(schema, table, error = %e, "cannot apply the retention");
+                    (next.batches.clone(), next.rejected.clone())
+                }
+            },
+        };
+        let retained_from = retention.map(|r| r.cutoff).or(next.retained_from);
+        let expired = next
+            .batches
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum::<usize>()
+            - retained.iter().map(RecordBatch::num_rows).sum::<usize>();
+        let batches = match rechunk(table_schema, &retained) {
             Ok(batches) => batches,
             Err(e) => {
                 warn!(schema, table, error = %e, "cannot compact the appended segments");
                 return;
             }
         };
-        let mut whole = LoadedTable::replace(table_schema.clone(), batches, next.rejected.clone());
+        let mut whole = LoadedTable::replace(table_schema.clone(), batches, rejected.clone());
         whole.cursor = next.cursor.clone();
         let meta = persist::SnapshotMeta {
             source: source.to_string(),
             loaded_at: now,
-            rejected: next.rejected.clone(),
+            rejected: rejected.clone(),
             cursor: next.cursor.clone(),
             supersedes_segments_below: next.next_segment,
+            retained_from,
         };
         let path = self.snapshot_path(schema, table);
         let written = {
@@ -418,9 +474,11 @@ impl Store {
                 let _ = std::fs::remove_dir_all(self.segments_dir(schema, table));
                 next.snapshot_below = next.next_segment;
                 next.batches = whole.batches;
+                next.rejected = rejected;
+                next.retained_from = retained_from;
                 info!(
                     schema,
-                    table, segments, "append table compacted into one snapshot"
+                    table, segments, expired, "append table compacted into one snapshot"
                 );
             }
             Ok(Err(e)) => {
@@ -488,6 +546,7 @@ impl Store {
             // A reloaded append table goes on from the cursor of its snapshot.
             data.cursor = meta.cursor;
             superseded_below = meta.supersedes_segments_below;
+            data.retained_from = meta.retained_from;
             data.next_segment = superseded_below;
             data.snapshot_below = superseded_below;
             source = meta.source;
@@ -510,6 +569,8 @@ impl Store {
             data.batches.extend(loaded.batches);
             data.rejected.extend(meta.rejected);
             data.cursor = meta.cursor.or(data.cursor);
+            // The first segment of a table that started by appending holds its window.
+            data.retained_from = meta.retained_from.or(data.retained_from);
             data.next_segment = sequence + 1;
             source = meta.source;
             loaded_at = Some(meta.loaded_at);
@@ -798,6 +859,7 @@ mod tests {
         )
         .unwrap();
         LoadedTable {
+            retention: None,
             schema,
             batches: vec![batch],
             rejected: Vec::new(),
@@ -1086,6 +1148,7 @@ mod tests {
             rejected: Vec::new(),
             mode: LoadMode::Append,
             cursor: Some("5".into()),
+            retention: None,
         };
         let error = store
             .commit("log", "events", "pg", wrong)

@@ -28,6 +28,10 @@ pub struct SnapshotMeta {
     /// For a replacing snapshot: segments numbered below this are superseded by it.
     #[serde(default)]
     pub supersedes_segments_below: u64,
+    /// For an append table with a retention: from when (µs since the epoch) it holds the
+    /// source's rows.
+    #[serde(default)]
+    pub retained_from: Option<i64>,
 }
 
 pub fn write(path: &Path, loaded: &LoadedTable, meta: &SnapshotMeta) -> Result<(), String> {
@@ -135,6 +139,7 @@ mod tests {
             rejected: Vec::new(),
             cursor: None,
             supersedes_segments_below: 0,
+            retained_from: None,
         };
         write(
             &path,

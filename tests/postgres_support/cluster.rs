@@ -125,10 +125,45 @@ impl Cluster {
         self.running = false;
     }
 
+    /// Leave the cluster running until the test process ends, however it ends (a panic, a
+    /// signal): a watchdog in its own process group then stops the server and deletes the folder.
+    pub fn stop_when_process_ends(self) {
+        use std::os::unix::process::CommandExt;
+        let dir = self.dir.path().to_path_buf();
+        // Neither the server nor the folder goes with `self` now: the watchdog takes them.
+        std::mem::forget(self);
+        let pg_ctl = pg_command("pg_ctl");
+        let stop = std::iter::once(pg_ctl.get_program())
+            .chain(pg_ctl.get_args())
+            .map(|part| shell_quote(&part.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+             {stop} -D {data} -m immediate -w stop >/dev/null 2>&1; rm -rf {dir}",
+            pid = std::process::id(),
+            data = shell_quote(&dir.join("data").to_string_lossy()),
+            dir = shell_quote(&dir.to_string_lossy()),
+        );
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start the cluster's watchdog");
+    }
+
     /// The URL of database `postgres` as user `postgres`.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 impl Drop for Cluster {

@@ -1,7 +1,8 @@
-//! The real PostgreSQL on 127.0.0.1:5432 (trust auth, user `postgres`, database `test`): a
-//! client for setting up and changing data, unique names so tests run in parallel, and a TCP
-//! relay that can be cut to make the database unreachable without stopping the cluster; and a
-//! cluster of the test's own (`Cluster`), started and stopped by the test.
+//! PostgreSQL for the tests, with nothing started by hand: the test binary's own cluster (`url`,
+//! trust auth, user `postgres`, database `test`, started on first use from the installed
+//! binaries); a client for setting up and changing data, unique names so tests run in parallel,
+//! and a TCP relay that can be cut to make the database unreachable without stopping the cluster;
+//! and clusters a test starts and stops itself (`Cluster`).
 #![allow(dead_code)]
 
 mod cluster;
@@ -14,7 +15,28 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The test binary's cluster, started on first use, shared by its tests (each works in schemas
+/// or databases of its own, see `unique`); it stops when the test process ends.
+fn shared() -> &'static (String, u16) {
+    static SHARED: std::sync::OnceLock<(String, u16)> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let cluster = Cluster::start_new();
+        Pg::connect_to(&cluster.url()).execute("CREATE DATABASE test");
+        let port = cluster.port;
+        cluster.stop_when_process_ends();
+        (format!("postgres://postgres@127.0.0.1:{port}/test"), port)
+    })
+}
+
+/// The URL of database `test` in the test binary's own cluster.
+pub fn url() -> &'static str {
+    &shared().0
+}
+
+/// The port of the test binary's own cluster.
+pub fn port() -> u16 {
+    shared().1
+}
 
 /// A name no other test (or earlier run) uses: `prefix_<pid>_<counter>_<nanos>`.
 pub fn unique(prefix: &str) -> String {
@@ -38,7 +60,7 @@ pub struct Pg {
 
 impl Pg {
     pub fn connect() -> Self {
-        Self::connect_to(URL)
+        Self::connect_to(url())
     }
 
     pub fn connect_to(url: &str) -> Self {
@@ -49,9 +71,7 @@ impl Pg {
         let client = runtime.block_on(async {
             let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
                 .await
-                .unwrap_or_else(|e| {
-                    panic!("PostgreSQL must run on 127.0.0.1:5432 (see README, Tests): {e}")
-                });
+                .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
             tokio::spawn(connection);
             client
         });
@@ -126,7 +146,7 @@ impl Relay {
                     break;
                 }
                 let Ok(client) = client else { continue };
-                let Ok(server) = TcpStream::connect("127.0.0.1:5432") else {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", port())) else {
                     continue;
                 };
                 {

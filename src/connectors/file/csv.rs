@@ -100,6 +100,7 @@ pub fn parse(
             Err(e) => {
                 let line = e.position().map(|p| p.line() + line_offset);
                 rejected.push(RejectedRecord {
+                    time: None,
                     source: source.clone(),
                     line,
                     reason: e.to_string(),
@@ -117,6 +118,7 @@ pub fn parse(
         }
         if record.len() != header.len() {
             rejected.push(RejectedRecord {
+                time: None,
                 source: source.clone(),
                 line: Some(line),
                 reason: format!(

@@ -47,6 +47,7 @@ pub fn read_json(
         match item {
             Value::Object(object) => objects.push(object.clone()),
             other => rejected.push(RejectedRecord {
+                time: None,
                 source: path.display().to_string(),
                 line: None,
                 reason: format!("record {} is not a JSON object", i + 1),
@@ -74,6 +75,7 @@ pub fn read_ndjson(path: &Path, text: &str) -> (Vec<Object>, Vec<RejectedRecord>
             Err(e) => format!("invalid JSON: {e}"),
         };
         rejected.push(RejectedRecord {
+            time: None,
             source: path.display().to_string(),
             line: Some(i as u64 + 1),
             reason,
@@ -119,6 +121,7 @@ pub fn read_geojson(
                 objects.push(feature.properties.unwrap_or_default());
             }
             Err(reason) => rejected.push(RejectedRecord {
+                time: None,
                 source: path.display().to_string(),
                 line: None,
                 reason: format!("feature {}: {reason}", i + 1),

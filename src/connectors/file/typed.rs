@@ -277,6 +277,7 @@ pub fn to_record_batch(
                 .collect::<Vec<_>>()
                 .join(&delimiter.to_string());
             rejected.push(RejectedRecord {
+                time: None,
                 source: source.to_string(),
                 line: Some(row.line),
                 reason,

@@ -361,6 +361,21 @@ pub struct Incremental {
     pub column: String,
     /// Cursor of the very first pull, e.g. `"2024-01-01T00:00:00Z"`.
     pub start: String,
+    /// How long appended rows are kept, by the time in `retention_column`; older rows are
+    /// dropped when the table is compacted. Without it every row is kept.
+    #[serde(default, with = "humantime_serde")]
+    pub retention: Option<Duration>,
+    /// A `date` or `timestamp` column of `schema` the retention is measured on; default `column`.
+    #[serde(default)]
+    pub retention_column: Option<String>,
+}
+
+impl Incremental {
+    /// The column the retention is measured on, when there is a retention.
+    pub fn retention_column(&self) -> Option<&str> {
+        self.retention?;
+        Some(self.retention_column.as_deref().unwrap_or(&self.column))
+    }
 }
 
 /// Options for CSV bodies, as in the `file` connector.

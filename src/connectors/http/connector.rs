@@ -24,7 +24,9 @@ use super::config::{
 };
 use super::decode::PageDecoder;
 use super::pagination::Pager;
-use crate::connectors::{Connector, ConnectorError, LoadMode, LoadState, LoadedTable, TableLoad};
+use crate::connectors::{
+    Connector, ConnectorError, LoadMode, LoadState, LoadedTable, Retention, TableLoad,
+};
 
 pub struct HttpConnector {
     config: HttpConnectorConfig,
@@ -158,6 +160,14 @@ impl HttpConnector {
                 LoadMode::Replace
             },
             cursor,
+            retention: table.incremental.as_ref().and_then(|incremental| {
+                let column = incremental.retention_column()?;
+                let keep = i64::try_from(incremental.retention?.as_micros()).unwrap_or(i64::MAX);
+                Some(Retention {
+                    column: column.to_string(),
+                    cutoff: chrono::Utc::now().timestamp_micros().saturating_sub(keep),
+                })
+            }),
         })
     }
 
@@ -401,6 +411,8 @@ mod tests {
             param: Some("since".into()),
             column: column.into(),
             start: "0".into(),
+            retention: None,
+            retention_column: None,
         }
     }
 

@@ -323,6 +323,7 @@ fn records(source: &str, document: &Value, pointer: Option<&str>) -> Result<Reco
         match item {
             Value::Object(object) => objects.push(object.clone()),
             other => rejected.push(RejectedRecord {
+                time: None,
                 source: source.to_string(),
                 line: None,
                 reason: format!("record {} is not a JSON object", i + 1),

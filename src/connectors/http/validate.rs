@@ -262,6 +262,27 @@ fn validate_table(
             ),
             _ => {}
         }
+        if let Some(column) = incremental.retention_column() {
+            let key = match incremental.retention_column {
+                Some(_) => "incremental.retention_column",
+                None => "incremental.retention",
+            };
+            match table.schema.get(column) {
+                Some(ColumnType::Date | ColumnType::Timestamp) => {}
+                _ => error(
+                    at(key),
+                    format!(
+                        "the retention is measured on `{column}`, which must be a `date` or `timestamp` column of the declared `schema`"
+                    ),
+                ),
+            }
+            if incremental.retention.is_some_and(|r| r.is_zero()) {
+                error(
+                    at("incremental.retention"),
+                    "retention must be longer than zero".into(),
+                );
+            }
+        }
         if incremental.param.is_none() && !since_written {
             error(
                 at("incremental"),
@@ -321,6 +342,47 @@ mod tests {
 
     fn parse(text: &str) -> HttpConnectorConfig {
         toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn a_retention_is_measured_on_a_declared_date_or_timestamp_column() {
+        let problems = |incremental: &str| -> Vec<String> {
+            parse(&format!(
+                "kind = \"http\"\n[[table]]\nname = \"t\"\nurl = \"https://a/x\"\n\
+                 schema = {{ id = \"int\", giorno = \"date\", nota = \"text\" }}\n\
+                 incremental = {{ param = \"dal\", start = \"0\", {incremental} }}\n"
+            ))
+            .validate(Path::new("c.toml"), Path::new("."))
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+        };
+        assert!(problems("column = \"giorno\", retention = \"30d\"").is_empty());
+        assert!(
+            problems("column = \"id\", retention = \"30d\", retention_column = \"giorno\"")
+                .is_empty()
+        );
+        let by_id = problems("column = \"id\", retention = \"30d\"");
+        assert!(
+            by_id
+                .iter()
+                .any(|p| p
+                    .contains("table[0].incremental.retention: the retention is measured on `id`")),
+            "{by_id:?}"
+        );
+        let by_text = problems("column = \"id\", retention = \"30d\", retention_column = \"nota\"");
+        assert!(
+            by_text
+                .iter()
+                .any(|p| p.contains("table[0].incremental.retention_column:")
+                    && p.contains("`nota`")),
+            "{by_text:?}"
+        );
+        let zero = problems("column = \"giorno\", retention = \"0s\"");
+        assert!(
+            zero.iter().any(|p| p.contains("longer than zero")),
+            "{zero:?}"
+        );
     }
 
     #[test]

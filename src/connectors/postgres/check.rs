@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::config::PostgresConnectorConfig;
 use super::connect::{self, describe, describe_pool};
-use super::cursor::cursor_type;
+use super::cursor::{cursor_type, retention_type};
 use super::load::{columns, user_query};
 use super::privacy;
 use crate::config::Problem;
@@ -96,6 +96,28 @@ pub async fn check_source(
                 Some(c) => {
                     if let Err(message) = cursor_type(c.type_()) {
                         problems.push(Problem::new(file, at("cursor_column"), message));
+                    }
+                }
+            }
+        }
+        if let Some(column) = table.retention_column() {
+            let key = match &table.retention_column {
+                Some(_) => "retention_column",
+                None => "retention",
+            };
+            match statement.columns().iter().find(|c| c.name() == column) {
+                None => problems.push(Problem::new(
+                    file,
+                    at(key),
+                    format!("retention column `{column}` is not a column of the query"),
+                )),
+                Some(c) => {
+                    if let Err(message) = retention_type(c.type_()) {
+                        problems.push(Problem::new(
+                            file,
+                            at(key),
+                            format!("retention column `{column}`: {message}"),
+                        ));
                     }
                 }
             }

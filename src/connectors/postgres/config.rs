@@ -80,6 +80,24 @@ pub struct PostgresTableConfig {
     /// pull replaces the table.
     #[serde(default)]
     pub cursor_column: Option<String>,
+    /// For append tables: how long rows are kept, by the time in `retention_column`. Older rows
+    /// are not pulled, and those the table holds are dropped when it is compacted.
+    #[serde(default, with = "humantime_serde")]
+    pub retention: Option<Duration>,
+    /// The date or timestamp column `retention` is measured on; default `cursor_column` (which
+    /// must then be a date or a timestamp).
+    #[serde(default)]
+    pub retention_column: Option<String>,
+}
+
+impl PostgresTableConfig {
+    /// The column retention is measured on, when the table has a retention.
+    pub fn retention_column(&self) -> Option<&str> {
+        self.retention?;
+        self.retention_column
+            .as_deref()
+            .or(self.cursor_column.as_deref())
+    }
 }
 
 fn default_refresh() -> Duration {
@@ -233,6 +251,36 @@ impl PostgresConnectorConfig {
                         format!("`{column}` is not a column name"),
                     ));
                 }
+            }
+            if let Some(column) = &table.retention_column {
+                if column.is_empty() || column.contains('"') {
+                    problems.push(Problem::new(
+                        file,
+                        at(i, "retention_column"),
+                        format!("`{column}` is not a column name"),
+                    ));
+                }
+                if table.retention.is_none() {
+                    problems.push(Problem::warning(
+                        file,
+                        at(i, "retention_column"),
+                        "retention_column is ignored without `retention`",
+                    ));
+                }
+            }
+            match table.retention {
+                Some(_) if table.cursor_column.is_none() => problems.push(Problem::new(
+                    file,
+                    at(i, "retention"),
+                    "retention applies to append tables: set `cursor_column` too (a table \
+                     without one is replaced on each pull and holds what its query returns)",
+                )),
+                Some(retention) if retention.is_zero() => problems.push(Problem::new(
+                    file,
+                    at(i, "retention"),
+                    "retention must be longer than zero",
+                )),
+                _ => {}
             }
         }
         problems

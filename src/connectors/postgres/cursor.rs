@@ -38,7 +38,42 @@ pub fn cursor_type(ty: &Type) -> Result<CursorType, String> {
     })
 }
 
+/// The types a retention can be measured on: a date or a timestamp.
+pub fn retention_type(ty: &Type) -> Result<CursorType, String> {
+    match cursor_type(ty) {
+        Ok(kind @ (CursorType::Date | CursorType::Timestamp | CursorType::TimestampTz)) => Ok(kind),
+        _ => Err(format!(
+            "type `{}` cannot measure a retention: use a date or a timestamp column",
+            ty.name()
+        )),
+    }
+}
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
 impl CursorType {
+    /// A cell's time in µs since the epoch (UTC), for a date or timestamp cell.
+    pub fn micros(cell: &Cell<'_>) -> Option<i64> {
+        match cell {
+            Cell::Date(days) => Some(*days as i64 * MICROS_PER_DAY),
+            Cell::Micros(micros) => Some(*micros),
+            _ => None,
+        }
+    }
+
+    /// A time in µs since the epoch (UTC) as a parameter of this date or timestamp type (a date
+    /// takes the time's day).
+    pub fn time_parameter(self, micros: i64) -> Result<Box<dyn ToSql + Sync + Send>, String> {
+        let cell = match self {
+            CursorType::Date => Cell::Date(micros.div_euclid(MICROS_PER_DAY) as i32),
+            _ => Cell::Micros(micros),
+        };
+        let text = self
+            .text(&cell)
+            .ok_or_else(|| format!("{micros} µs is not a representable time"))?;
+        self.parameter(&text)
+    }
+
     /// The committed text of a cursor value.
     pub fn text(self, cell: &Cell<'_>) -> Option<String> {
         match cell {
@@ -78,7 +113,9 @@ impl CursorType {
 }
 
 /// Why the source no longer continues what the table holds, or `None` when it does. `committed`
-/// is the table's cursor, `committed_rows` the source rows it holds up to it.
+/// is the table's cursor, `committed_rows` the source rows it holds up to it; for a table with a
+/// retention, `window` is its time column and the time from which it holds the source's rows,
+/// and only the source's rows in that window are counted.
 pub async fn went_backwards(
     transaction: &tokio_postgres::Transaction<'_>,
     query: &str,
@@ -86,15 +123,22 @@ pub async fn went_backwards(
     committed: &str,
     parameter: &(dyn ToSql + Sync),
     committed_rows: u64,
+    window: Option<(&str, &(dyn ToSql + Sync))>,
 ) -> Result<Option<String>, String> {
     let c = quote_identifier(column);
+    let in_window = match window {
+        Some((time, _)) => format!(" AND {} >= $2", quote_identifier(time)),
+        None => String::new(),
+    };
+    let mut parameters = vec![parameter];
+    parameters.extend(window.map(|(_, from)| from));
     let row = transaction
         .query_one(
             &format!(
-                "SELECT count(*) FILTER (WHERE {c} <= $1), coalesce(bool_or({c} >= $1), false), max({c})::text \
+                "SELECT count(*) FILTER (WHERE {c} <= $1{in_window}), coalesce(bool_or({c} >= $1), false), max({c})::text \
                    FROM (\n{query}\n) AS cruscotto_source WHERE {c} IS NOT NULL"
             ),
-            &[parameter],
+            &parameters,
         )
         .await
         .map_err(|e| describe(&e, None))?;
@@ -107,7 +151,11 @@ pub async fn went_backwards(
         ))
     } else if up_to as u64 != committed_rows {
         Some(format!(
-            "the source has {up_to} rows up to `{column}` {committed}, the table {committed_rows}"
+            "the source has {up_to} rows up to `{column}` {committed}{}, the table {committed_rows}",
+            match window {
+                Some((time, _)) => format!(" within the retention (by `{time}`)"),
+                None => String::new(),
+            }
         ))
     } else {
         None

@@ -17,8 +17,8 @@ use super::cursor::{self, cursor_type};
 use super::privacy;
 use super::types::{self, BatchBuilder, Cell, ColumnKind, Raw};
 use crate::connectors::{
-    Connector, ConnectorError, LoadMode, LoadState, LoadedTable, RejectedRecord, TableLoad,
-    truncate_raw,
+    Connector, ConnectorError, LoadMode, LoadState, LoadedTable, RejectedRecord, Retention,
+    TableLoad, truncate_raw,
 };
 
 pub struct PostgresConnector {
@@ -71,6 +71,7 @@ impl PostgresConnector {
             .collect::<Vec<_>>()
             .join(", ");
         RejectedRecord {
+            time: None,
             source: format!("{} ({})", self.source, table.name),
             line: Some(row),
             reason: format!("column `{}`: {reason}", names[column]),
@@ -166,6 +167,32 @@ impl PostgresConnector {
             }
             None => None,
         };
+        // A retention: the time column, its type, and the cutoff this pull would start from.
+        let retention = match (table.retention, table.retention_column()) {
+            (Some(keep), Some(column)) => {
+                let index = names.iter().position(|n| n == column).ok_or_else(|| {
+                    fail(format!(
+                        "retention_column `{column}` is not a column of the query (columns: {})",
+                        names.join(", ")
+                    ))
+                })?;
+                let kind = cursor::retention_type(plain.columns()[index].type_())
+                    .map_err(|m| fail(format!("retention_column `{column}`: {m}")))?;
+                let keep = i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
+                let cutoff = chrono::Utc::now().timestamp_micros().saturating_sub(keep);
+                Some((column, index, kind, cutoff))
+            }
+            _ => None,
+        };
+        // The window the table holds: the rows from this time on (an append continues it).
+        let mut window = retention
+            .and_then(|_| state.retained_from(&table.name))
+            .filter(|_| state.cursor(&table.name).is_some());
+        let time_parameter = |kind: cursor::CursorType, micros: i64, column: &str| {
+            kind.time_parameter(micros)
+                .map_err(|m| fail(format!("retention_column `{column}`: {m}")))
+        };
+
         let mut cursor = state.cursor(&table.name);
         let mut parameter: Option<Box<dyn ToSql + Sync + Send>> = None;
         let mut reloaded = false;
@@ -178,6 +205,12 @@ impl PostgresConnector {
                 ))
             })?;
             let committed_rows = state.committed_rows(&table.name).unwrap_or_default();
+            let from = match (retention, window) {
+                (Some((time, _, kind, _)), Some(from)) => {
+                    Some((time, time_parameter(kind, from, time)?))
+                }
+                _ => None,
+            };
             let backwards = cursor::went_backwards(
                 &transaction,
                 query,
@@ -185,6 +218,8 @@ impl PostgresConnector {
                 committed,
                 value.as_ref() as &(dyn ToSql + Sync),
                 committed_rows,
+                from.as_ref()
+                    .map(|(time, from)| (*time, from.as_ref() as &(dyn ToSql + Sync))),
             )
             .await
             .map_err(fail)?;
@@ -198,22 +233,41 @@ impl PostgresConnector {
                 None => parameter = Some(value),
             }
         }
-        let sql = match (&table.cursor_column, cursor) {
-            (None, _) => query.to_string(),
-            (Some(column), None) => format!(
-                "SELECT * FROM (\n{query}\n) AS cruscotto_source WHERE {c} IS NOT NULL ORDER BY {c}",
-                c = quote_identifier(column)
-            ),
-            (Some(column), Some(_)) => format!(
-                "SELECT * FROM (\n{query}\n) AS cruscotto_source WHERE {c} > $1 ORDER BY {c}",
-                c = quote_identifier(column)
+        // A pull from the start (first, or reload) holds the rows from the cutoff on.
+        if cursor.is_none() {
+            window = retention.map(|(_, _, _, cutoff)| cutoff);
+        }
+        let mut conditions = Vec::new();
+        let mut parameters: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        if let Some(column) = &table.cursor_column {
+            let c = quote_identifier(column);
+            conditions.push(format!("{c} IS NOT NULL"));
+            if let Some(value) = parameter {
+                parameters.push(value);
+                conditions.push(format!("{c} > ${}", parameters.len()));
+            }
+        }
+        if let (Some((time, _, kind, _)), Some(from)) = (retention, window) {
+            parameters.push(time_parameter(kind, from, time)?);
+            conditions.push(format!(
+                "{} >= ${}",
+                quote_identifier(time),
+                parameters.len()
+            ));
+        }
+        let sql = match &table.cursor_column {
+            None => query.to_string(),
+            Some(column) => format!(
+                "SELECT * FROM (\n{query}\n) AS cruscotto_source WHERE {} ORDER BY {}",
+                conditions.join(" AND "),
+                quote_identifier(column)
             ),
         };
         let statement = transaction
             .prepare(&sql)
             .await
             .map_err(|e| fail(describe(&e, None)))?;
-        let parameters: Vec<&(dyn ToSql + Sync)> = parameter
+        let parameters: Vec<&(dyn ToSql + Sync)> = parameters
             .iter()
             .map(|p| p.as_ref() as &(dyn ToSql + Sync))
             .collect();
@@ -260,8 +314,13 @@ impl PostgresConnector {
                 }
                 match problem {
                     None => builder.append(&cells),
-                    Some((column, reason)) => rejected
-                        .push(self.rejected(table, row_number, &names, &cells, column, reason)),
+                    Some((column, reason)) => {
+                        let mut record =
+                            self.rejected(table, row_number, &names, &cells, column, reason);
+                        record.time = retention
+                            .and_then(|(_, index, _, _)| cursor::CursorType::micros(&cells[index]));
+                        rejected.push(record);
+                    }
                 }
                 if builder.rows() >= batch_rows {
                     batches.push(builder.finish().map_err(|e| fail(e.to_string()))?);
@@ -288,6 +347,10 @@ impl PostgresConnector {
                     LoadMode::Append
                 },
                 cursor: last_cursor.or_else(|| cursor.map(str::to_string)),
+                retention: retention.map(|(column, _, _, cutoff)| Retention {
+                    column: column.to_string(),
+                    cutoff,
+                }),
             },
         })
     }
