@@ -41,6 +41,9 @@ pub struct ServiceConfig {
     /// Limits on HTTP connections: slow or idle clients, open connections, request heads.
     #[serde(default)]
     pub http: HttpLimits,
+    /// How tables are kept: which are served from memory, which queried in place on disk.
+    #[serde(default)]
+    pub storage: StorageConfig,
     /// Who may call what: keys, anonymous access, rate limits, disclosure control.
     #[serde(default)]
     pub access: AccessConfig,
@@ -198,6 +201,29 @@ fn default_max_page() -> usize {
 }
 fn default_datasets_dir() -> PathBuf {
     PathBuf::from("datasets")
+}
+
+/// How tables are kept. Every table is persisted as Parquet in `data_dir`; a snapshot table whose
+/// rows take more than `memory_cache` in memory is queried in place from its file instead of
+/// being held in memory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Largest snapshot table (Arrow memory of its rows) served from memory, e.g. "32 MiB".
+    #[serde(default = "default_memory_cache")]
+    pub memory_cache: ByteSize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            memory_cache: default_memory_cache(),
+        }
+    }
+}
+
+fn default_memory_cache() -> ByteSize {
+    ByteSize::b(crate::store::DEFAULT_MEMORY_CACHE)
 }
 
 /// Bounds on every query: a query that trips one gets an error naming the limit.

@@ -30,7 +30,11 @@ impl Service {
     /// data is served at once, even when a source is gone.
     pub async fn new(config: Config) -> Arc<Self> {
         let partitions = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let store = Store::new(&config.data_dir(), partitions);
+        let store = Store::open(
+            &config.data_dir(),
+            partitions,
+            config.service.storage.memory_cache.as_u64(),
+        );
         for connector in &config.connectors {
             if let ConnectorConfig::Mqtt(mqtt) = &connector.config {
                 // Log tables recover their WAL here, before anything is served.

@@ -140,3 +140,86 @@ fn the_demo_tables_load_whole() {
         assert_eq!(table["state"], "fresh", "{table}");
     }
 }
+
+/// Every saved query's rows, each row as JSON with numbers to 9 significant digits (sums may
+/// differ in the last bits with the order rows are read in), sorted.
+fn every_saved_query(server: &Server) -> std::collections::BTreeMap<String, Vec<String>> {
+    fn rounded(value: &Value) -> Value {
+        match value {
+            Value::Number(n) => match n.as_f64() {
+                Some(f) if n.is_f64() => serde_json::json!(format!("{f:.9e}")),
+                _ => value.clone(),
+            },
+            Value::Array(items) => Value::Array(items.iter().map(rounded).collect()),
+            Value::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), rounded(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    let names = server.rows(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'queries' ORDER BY 1",
+    );
+    assert!(names.len() > 10, "{names:?}");
+    names
+        .iter()
+        .map(|n| {
+            let name = n["table_name"].as_str().unwrap().to_string();
+            let response = server.sql(&format!("SELECT * FROM queries.{name}"));
+            let mut rows: Vec<String> = match response.status().as_u16() {
+                200 => response
+                    .json::<Vec<Value>>()
+                    .unwrap()
+                    .iter()
+                    .map(|r| rounded(r).to_string())
+                    .collect(),
+                status => vec![format!("{status}")],
+            };
+            rows.sort();
+            (name, rows)
+        })
+        .collect()
+}
+
+/// With every snapshot table queried in place from disk (`memory_cache = "0 B"`), and again after
+/// a restart that registers them from their footers, every saved query gives the rows it gives
+/// with the tables in memory.
+#[test]
+fn tables_queried_in_place_answer_as_tables_in_memory() {
+    let in_memory = ConfigDir::demo();
+    let server = Server::start_ready(&in_memory);
+    let expected = every_saved_query(&server);
+    server.stop();
+
+    let on_disk = ConfigDir::demo();
+    let toml = std::fs::read_to_string(on_disk.config_file()).unwrap();
+    on_disk.write(
+        "cruscotto.toml",
+        &format!("{toml}\n[storage]\nmemory_cache = \"0 B\"\n"),
+    );
+    for restart in [false, true] {
+        let server = Server::start_ready(&on_disk);
+        let status = server.get_json("/status");
+        let tables = status["tables"].as_array().unwrap();
+        let snapshot_tables: Vec<&Value> = tables
+            .iter()
+            .filter(|t| t["rows"].as_u64().unwrap_or(0) > 0 && t["name"] != "system.audit")
+            .collect();
+        assert!(snapshot_tables.len() > 5, "{status}");
+        for table in &snapshot_tables {
+            assert_eq!(table["storage"], "disk", "restart {restart}: {table}");
+        }
+        let actual = every_saved_query(&server);
+        assert_eq!(
+            actual.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>()
+        );
+        for (name, rows) in &expected {
+            assert_eq!(&actual[name], rows, "restart {restart}: queries.{name}");
+        }
+        server.stop();
+    }
+}

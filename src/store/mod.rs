@@ -6,6 +6,8 @@
 //! that moment; a refresh registers a new `MemTable` in its place. So a query sees either the old
 //! table or the new one, never a mix.
 
+#[cfg(test)]
+mod in_place_tests;
 pub mod log;
 mod persist;
 mod provider;
@@ -13,6 +15,7 @@ mod retain;
 pub mod rollup;
 mod schema;
 mod system;
+mod version;
 pub mod wal;
 
 use std::collections::BTreeMap;
@@ -40,6 +43,9 @@ pub const RESERVED_SCHEMAS: &[&str] = &[
     "public",
     crate::sdc::PUBLISHED_SCHEMA,
 ];
+/// Tables up to this size (their rows in Arrow memory) are served from memory by default; larger
+/// ones are queried in place from their Parquet snapshot (see `version`).
+pub const DEFAULT_MEMORY_CACHE: u64 = 32 * 1024 * 1024;
 /// Rows per record batch in a registered table: small enough to spread over the cores.
 const ROWS_PER_BATCH: usize = 64 * 1024;
 /// Segments an append table may have beside its snapshot: when an append reaches this many, the
@@ -95,6 +101,16 @@ pub struct TableStatus {
     pub last_reload: Option<DateTime<Utc>>,
     /// Why, with the rows before and after.
     pub last_reload_reason: Option<String>,
+    /// Where queries read the rows: `memory`, or `disk` (in place from the Parquet snapshot).
+    pub storage: Storage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Storage {
+    #[default]
+    Memory,
+    Disk,
 }
 
 impl TableStatus {
@@ -126,6 +142,24 @@ struct TableData {
     snapshot_below: u64,
     /// For an append table with a retention: from when it holds the source's rows.
     retained_from: Option<i64>,
+    /// The latest snapshot version on disk.
+    version: Option<u64>,
+    /// Served in place from a version file (`batches` is then empty): the file and its rows.
+    in_place: Option<(PathBuf, usize)>,
+}
+
+impl TableData {
+    /// Rows served, in memory or in place.
+    fn rows(&self) -> usize {
+        self.in_place.as_ref().map_or_else(
+            || self.batches.iter().map(RecordBatch::num_rows).sum(),
+            |(_, rows)| *rows,
+        )
+    }
+
+    fn next_version(&self) -> u64 {
+        self.version.map_or(1, |v| v + 1)
+    }
 }
 
 fn field_names(schema: &SchemaRef) -> Vec<String> {
@@ -141,6 +175,8 @@ pub struct Store {
     /// Commits are serialised so an append always builds on the previous commit.
     commit_lock: tokio::sync::Mutex<()>,
     target_partitions: usize,
+    /// Snapshot tables whose rows take more Arrow memory than this are queried in place.
+    memory_cache: u64,
     /// Bumped after every change of a table, so the query layer can re-plan its views.
     version: tokio::sync::watch::Sender<u64>,
     /// Log tables (appended by streams), each also registered as a live table in its schema.
@@ -152,6 +188,12 @@ pub struct Store {
 
 impl Store {
     pub fn new(data_dir: &Path, target_partitions: usize) -> Arc<Self> {
+        Self::open(data_dir, target_partitions, DEFAULT_MEMORY_CACHE)
+    }
+
+    /// A store in `data_dir` that serves snapshot tables of up to `memory_cache` bytes from
+    /// memory and larger ones in place from disk.
+    pub fn open(data_dir: &Path, target_partitions: usize, memory_cache: u64) -> Arc<Self> {
         let catalog = Arc::new(MemoryCatalogProvider::new());
         let (version, _) = tokio::sync::watch::channel(0);
         let store = Arc::new(Self {
@@ -161,6 +203,7 @@ impl Store {
             data: RwLock::new(BTreeMap::new()),
             commit_lock: tokio::sync::Mutex::new(()),
             target_partitions: target_partitions.max(1),
+            memory_cache,
             version,
             logs: RwLock::new(BTreeMap::new()),
             last_system_refresh: std::sync::Mutex::new(std::time::Instant::now()),
@@ -198,11 +241,9 @@ impl Store {
         entry.refresh = refresh;
     }
 
-    fn snapshot_path(&self, schema: &str, table: &str) -> PathBuf {
-        self.data_dir
-            .join("snapshots")
-            .join(schema)
-            .join(format!("{table}.parquet"))
+    /// The folder of a schema's snapshot versions (and of its tables' segment folders).
+    fn schema_dir(&self, schema: &str) -> PathBuf {
+        self.data_dir.join("snapshots").join(schema)
     }
 
     fn segments_dir(&self, schema: &str, table: &str) -> PathBuf {
@@ -285,8 +326,7 @@ impl Store {
         if nothing_new {
             // An incremental pull that found nothing: no empty segment on disk, the table is
             // simply up to date.
-            let rows = previous.batches.iter().map(RecordBatch::num_rows).sum();
-            self.mark_fresh(key, source, rows, previous.rejected.len(), now);
+            self.mark_fresh(key, source, previous.rows(), previous.rejected.len(), now);
             return Ok(());
         }
         // A reload supersedes at least segment 0, so the next append never mistakes its snapshot
@@ -307,7 +347,10 @@ impl Store {
             },
         };
         let (path, segments) = match loaded.mode {
-            LoadMode::Replace | LoadMode::Reload => (self.snapshot_path(schema, table), None),
+            LoadMode::Replace | LoadMode::Reload => (
+                version::path(&self.schema_dir(schema), table, previous.next_version()),
+                None,
+            ),
             LoadMode::Append => {
                 let dir = self.segments_dir(schema, table);
                 (
@@ -346,6 +389,8 @@ impl Store {
         match loaded.mode {
             LoadMode::Replace | LoadMode::Reload => {
                 next.batches = loaded.batches.clone();
+                next.in_place = None;
+                next.version = Some(previous.next_version());
                 next.rejected = loaded.rejected.clone();
                 next.cursor = None;
                 // The snapshot supersedes every segment; they are only clutter now.
@@ -374,7 +419,9 @@ impl Store {
             LoadMode::Append => {
                 if segments.is_some() && previous.next_segment == 0 {
                     // A table that starts appending drops any replacing snapshot of an old setup.
-                    let _ = std::fs::remove_file(self.snapshot_path(schema, table));
+                    version::delete_all(&self.schema_dir(schema), table);
+                    next.version = None;
+                    next.in_place = None;
                 }
                 next.batches.extend(loaded.batches.iter().cloned());
                 next.rejected.extend(loaded.rejected.iter().cloned());
@@ -395,19 +442,45 @@ impl Store {
             }
         }
         next.schema = Some(loaded.schema.clone());
-        self.register(schema, table, &loaded.schema, &next.batches)?;
-        let rows: usize = next.batches.iter().map(RecordBatch::num_rows).sum();
+        // A large snapshot table is queried in place: its rows leave memory once registered.
+        let in_place = match (loaded.mode, next.version) {
+            (LoadMode::Replace, Some(v)) if arrow_bytes(&next.batches) > self.memory_cache => {
+                Some(version::path(&self.schema_dir(schema), table, v))
+            }
+            _ => None,
+        };
+        match &in_place {
+            Some(path) => {
+                self.register_in_place(schema, table, &loaded.schema, path)?;
+                next.in_place = Some((path.clone(), next.rows()));
+                next.batches = Vec::new();
+            }
+            None => self.register(schema, table, &loaded.schema, &next.batches)?,
+        }
+        if let Some(v) = next.version {
+            // A version served in place stays for the queries planned against it until the next
+            // version replaces this one; one served from memory is read by no query.
+            let keep_from = match previous.in_place {
+                Some(_) => v.saturating_sub(1),
+                None => v,
+            };
+            version::delete_before(&self.schema_dir(schema), table, keep_from);
+        }
+        let rows = next.rows();
         let rejected = next.rejected.len();
         self.data
             .write()
             .expect("data lock")
             .insert(key.clone(), next);
         self.mark_fresh(key.clone(), source, rows, rejected, now);
-        if let Some(reason) = reload_reason {
+        {
             let mut status = self.status.write().expect("status lock");
             if let Some(entry) = status.get_mut(&key) {
-                entry.last_reload = Some(now);
-                entry.last_reload_reason = Some(reason);
+                entry.storage = storage_of(in_place.is_some());
+                if let Some(reason) = reload_reason {
+                    entry.last_reload = Some(now);
+                    entry.last_reload_reason = Some(reason);
+                }
             }
         }
         info!(schema, table, rows, mode = ?loaded.mode, "table committed");
@@ -463,7 +536,8 @@ impl Store {
             supersedes_segments_below: next.next_segment,
             retained_from,
         };
-        let path = self.snapshot_path(schema, table);
+        let new_version = next.next_version();
+        let path = version::path(&self.schema_dir(schema), table, new_version);
         let written = {
             let (path, whole) = (path.clone(), whole.clone());
             tokio::task::spawn_blocking(move || persist::write(&path, &whole, &meta)).await
@@ -474,6 +548,7 @@ impl Store {
                 let _ = std::fs::remove_dir_all(self.segments_dir(schema, table));
                 next.snapshot_below = next.next_segment;
                 next.batches = whole.batches;
+                next.version = Some(new_version);
                 next.rejected = rejected;
                 next.retained_from = retained_from;
                 info!(
@@ -539,7 +614,37 @@ impl Store {
         let mut source = String::new();
         let mut loaded_at = None;
         let mut superseded_below = 0;
-        if let Some((loaded, meta)) = read(&self.snapshot_path(schema, table))? {
+        let dir = self.segments_dir(schema, table);
+        let segments =
+            persist::list_segments(&dir).map_err(|message| StoreError::ReadSnapshot {
+                path: dir.clone(),
+                message,
+            })?;
+        let mut in_place = None;
+        if let Some((number, path)) = version::latest(&self.schema_dir(schema), table) {
+            let footer = persist::read_footer(&path)
+                .map_err(|message| StoreError::ReadSnapshot {
+                    path: path.clone(),
+                    message,
+                })?
+                .ok_or_else(|| StoreError::ReadSnapshot {
+                    path: path.clone(),
+                    message: "the file went away while it was read".into(),
+                })?;
+            data.version = Some(number);
+            // A large snapshot table is registered from its footer, its rows left on disk.
+            let snapshot_table = footer.meta.cursor.is_none() && segments.is_empty();
+            let (loaded, meta) = if snapshot_table && footer.bytes > self.memory_cache {
+                data.in_place = Some((path.clone(), footer.rows));
+                in_place = Some(path);
+                let loaded = LoadedTable::replace(footer.schema, Vec::new(), Vec::new());
+                (loaded, footer.meta)
+            } else {
+                read(&path)?.ok_or_else(|| StoreError::ReadSnapshot {
+                    path: path.clone(),
+                    message: "the file went away while it was read".into(),
+                })?
+            };
             data.schema = Some(loaded.schema.clone());
             data.batches = loaded.batches;
             data.rejected = meta.rejected;
@@ -552,12 +657,6 @@ impl Store {
             source = meta.source;
             loaded_at = Some(meta.loaded_at);
         }
-        let dir = self.segments_dir(schema, table);
-        let segments =
-            persist::list_segments(&dir).map_err(|message| StoreError::ReadSnapshot {
-                path: dir.clone(),
-                message,
-            })?;
         for (sequence, path) in segments
             .into_iter()
             .filter(|(sequence, _)| *sequence >= superseded_below)
@@ -578,8 +677,11 @@ impl Store {
         let (Some(table_schema), Some(loaded_at)) = (data.schema.clone(), loaded_at) else {
             return Ok(false);
         };
-        self.register(schema, table, &table_schema, &data.batches)?;
-        let rows: usize = data.batches.iter().map(RecordBatch::num_rows).sum();
+        match &in_place {
+            Some(path) => self.register_in_place(schema, table, &table_schema, path)?,
+            None => self.register(schema, table, &table_schema, &data.batches)?,
+        }
+        let rows = data.rows();
         let rejected = data.rejected.len();
         self.data
             .write()
@@ -595,12 +697,35 @@ impl Store {
             entry.rejected = rejected;
             entry.last_success = Some(loaded_at);
             entry.from_persisted_snapshot = true;
+            entry.storage = storage_of(in_place.is_some());
             entry.last_error =
                 Some("served from the persisted snapshot; not refreshed since start-up".into());
         }
         info!(schema, table, rows, "restored persisted snapshot");
         self.changed();
         Ok(true)
+    }
+
+    /// Register a table queried in place from a snapshot version.
+    fn register_in_place(
+        &self,
+        schema: &str,
+        table: &str,
+        table_schema: &SchemaRef,
+        path: &Path,
+    ) -> Result<(), StoreError> {
+        let provider =
+            version::in_place(path, table_schema).map_err(|message| StoreError::Register {
+                table: table.into(),
+                message,
+            })?;
+        self.schema_provider(schema)
+            .register_table(table.to_string(), provider)
+            .map_err(|e| StoreError::Register {
+                table: table.into(),
+                message: e.to_string(),
+            })?;
+        Ok(())
     }
 
     fn register(
@@ -724,9 +849,24 @@ impl Store {
         if let Some(log) = self.log_table(schema, table) {
             return Some((log.schema(), log.batches()));
         }
-        let data = self.data.read().expect("data lock");
-        let table = data.get(&(schema.to_string(), table.to_string()))?;
-        Some((table.schema.clone()?, table.batches.clone()))
+        let (table_schema, batches, on_disk) = {
+            let data = self.data.read().expect("data lock");
+            let d = data.get(&(schema.to_string(), table.to_string()))?;
+            let on_disk = d.in_place.as_ref().map(|(path, _)| path.clone());
+            (d.schema.clone()?, d.batches.clone(), on_disk)
+        };
+        match on_disk {
+            None => Some((table_schema, batches)),
+            // A table queried in place is read from its version when its rows are wanted whole.
+            Some(path) => match persist::read(&path) {
+                Ok(Some((loaded, _))) => Some((table_schema, loaded.batches)),
+                Ok(None) => None,
+                Err(e) => {
+                    warn!(schema, table, error = %e, "cannot read the table's snapshot");
+                    None
+                }
+            },
+        }
     }
 
     pub fn statuses(&self) -> Vec<TableStatus> {
@@ -785,7 +925,23 @@ fn blank_status(schema: &str, table: &str, source: &str) -> TableStatus {
         from_persisted_snapshot: false,
         last_reload: None,
         last_reload_reason: None,
+        storage: Storage::Memory,
     }
+}
+
+fn storage_of(in_place: bool) -> Storage {
+    match in_place {
+        true => Storage::Disk,
+        false => Storage::Memory,
+    }
+}
+
+/// The Arrow memory a table's batches take.
+fn arrow_bytes(batches: &[RecordBatch]) -> u64 {
+    batches
+        .iter()
+        .map(|b| b.get_array_memory_size() as u64)
+        .sum()
 }
 
 /// Consecutive batches concatenated up to `ROWS_PER_BATCH` rows each: an append table's many
@@ -1021,7 +1177,7 @@ mod tests {
             persist::list_segments(&store.segments_dir("log", "events"))
                 .unwrap()
                 .len()
-                + usize::from(store.snapshot_path("log", "events").exists())
+                + version::list(&store.schema_dir("log"), "events").len()
         };
         let appends = 3 * COMPACT_AFTER_SEGMENTS as i64 + 5;
         let mut most = 0;

@@ -90,6 +90,42 @@ pub fn read(path: &Path) -> Result<Option<(LoadedTable, SnapshotMeta)>, String> 
     Ok(Some((loaded, meta)))
 }
 
+/// What a snapshot's footer says, read without its rows.
+pub struct Footer {
+    pub schema: arrow::datatypes::SchemaRef,
+    pub meta: SnapshotMeta,
+    pub rows: usize,
+    /// The rows' uncompressed size, as the row groups declare it.
+    pub bytes: u64,
+}
+
+/// The footer of the snapshot at `path`, or `None` if there is none.
+pub fn read_footer(path: &Path) -> Result<Option<Footer>, String> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
+    let metadata = builder.metadata();
+    let meta_json = metadata
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|kv| kv.key == META_KEY))
+        .and_then(|kv| kv.value.clone())
+        .ok_or("not a cruscotto snapshot (no metadata)")?;
+    Ok(Some(Footer {
+        schema: builder.schema().clone(),
+        meta: serde_json::from_str(&meta_json).map_err(|e| e.to_string())?,
+        rows: metadata.file_metadata().num_rows().max(0) as usize,
+        bytes: metadata
+            .row_groups()
+            .iter()
+            .map(|g| g.total_byte_size().max(0) as u64)
+            .sum(),
+    }))
+}
+
 /// The file of an appended segment: `<dir>/<sequence>.parquet`, zero-padded so names sort.
 pub fn segment_path(dir: &Path, sequence: u64) -> std::path::PathBuf {
     dir.join(format!("{sequence:012}.parquet"))

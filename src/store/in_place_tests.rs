@@ -1,0 +1,154 @@
+//! Snapshot tables larger than the memory cache: queried in place from their version files,
+//! swapped by versions under running queries, and restored from their footers alone.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, Int64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use datafusion::physical_plan::collect;
+use datafusion::prelude::SessionContext;
+
+use super::{Storage, Store, version};
+use crate::connectors::LoadedTable;
+
+/// `count` rows of `n` = 0, 1, 2, … in batches of 10,000.
+fn numbers(count: i64) -> LoadedTable {
+    let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+    let batches = (0..count)
+        .step_by(10_000)
+        .map(|start| {
+            let values = Int64Array::from_iter_values(start..(start + 10_000).min(count));
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap()
+        })
+        .collect();
+    LoadedTable::replace(schema, batches, Vec::new())
+}
+
+fn context(store: &Store) -> SessionContext {
+    let ctx = SessionContext::new();
+    ctx.register_catalog("city", store.catalog());
+    ctx
+}
+
+/// (count, sum) of the rows a plan returns.
+async fn count_and_sum(
+    ctx: &SessionContext,
+    plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+) -> (i64, i64) {
+    let batches = collect(plan, ctx.task_ctx()).await.unwrap();
+    let value = |column: usize| {
+        batches[0]
+            .column(column)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .map(|a| if a.is_null(0) { 0 } else { a.value(0) })
+            .unwrap()
+    };
+    (value(0), value(1))
+}
+
+async fn plan(ctx: &SessionContext) -> Arc<dyn datafusion::physical_plan::ExecutionPlan> {
+    ctx.sql("SELECT count(*) AS c, sum(n) AS s FROM city.s.t")
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap()
+}
+
+fn triangle(count: i64) -> (i64, i64) {
+    (count, count * (count - 1) / 2)
+}
+
+fn storage(store: &Store) -> (Storage, usize) {
+    let status = store
+        .statuses()
+        .into_iter()
+        .find(|s| s.table == "t")
+        .unwrap();
+    (status.storage, status.rows)
+}
+
+fn held_in_memory(store: &Store) -> usize {
+    let data = store.data.read().unwrap();
+    let table = &data[&("s".to_string(), "t".to_string())];
+    table.batches.iter().map(RecordBatch::num_rows).sum()
+}
+
+#[tokio::test]
+async fn a_large_snapshot_table_is_queried_in_place_and_replaced_by_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 2, 64 * 1024);
+    let ctx = context(&store);
+    let versions = || {
+        version::list(&dir.path().join("snapshots/s"), "t")
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect::<Vec<_>>()
+    };
+
+    store
+        .commit("s", "t", "src", numbers(100_000))
+        .await
+        .unwrap();
+    assert_eq!(storage(&store), (Storage::Disk, 100_000));
+    assert_eq!(
+        held_in_memory(&store),
+        0,
+        "a table over the cache stayed in memory"
+    );
+    assert_eq!(
+        count_and_sum(&ctx, plan(&ctx).await).await,
+        triangle(100_000)
+    );
+
+    // A query planned before a refresh reads the version it was planned on, whole.
+    let planned = plan(&ctx).await;
+    store
+        .commit("s", "t", "src", numbers(200_000))
+        .await
+        .unwrap();
+    assert_eq!(versions(), vec![1, 2]);
+    assert_eq!(count_and_sum(&ctx, planned).await, triangle(100_000));
+    assert_eq!(
+        count_and_sum(&ctx, plan(&ctx).await).await,
+        triangle(200_000)
+    );
+
+    // A small version is served from memory; the version read in place before it stays one
+    // refresh longer, then only the latest version is left.
+    store.commit("s", "t", "src", numbers(10)).await.unwrap();
+    assert_eq!(storage(&store), (Storage::Memory, 10));
+    assert_eq!(count_and_sum(&ctx, plan(&ctx).await).await, triangle(10));
+    assert_eq!(versions(), vec![2, 3]);
+    store
+        .commit("s", "t", "src", numbers(300_000))
+        .await
+        .unwrap();
+    assert_eq!(versions(), vec![4]);
+
+    // A restart registers the table from its footer, without reading its rows.
+    drop(store);
+    let restarted = Store::open(dir.path(), 2, 64 * 1024);
+    assert!(restarted.restore("s", "t").unwrap());
+    assert_eq!(storage(&restarted), (Storage::Disk, 300_000));
+    assert_eq!(held_in_memory(&restarted), 0);
+    let ctx = context(&restarted);
+    assert_eq!(
+        count_and_sum(&ctx, plan(&ctx).await).await,
+        triangle(300_000)
+    );
+    let (_, batches) = restarted.table_batches("s", "t").unwrap();
+    assert_eq!(
+        batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        300_000
+    );
+
+    // The same table under the default cache is served from memory after a restart.
+    drop(restarted);
+    let roomy = Store::new(dir.path(), 2);
+    assert!(roomy.restore("s", "t").unwrap());
+    assert_eq!(storage(&roomy), (Storage::Memory, 300_000));
+    assert_eq!(held_in_memory(&roomy), 300_000);
+}

@@ -1,0 +1,117 @@
+//! Versions of a table's snapshot on disk, and tables queried in place from them.
+//!
+//! Each snapshot a table gets is a new file, `<table>.v<N>.parquet` beside the table's segment
+//! folder, never a rewrite of the file a query may be reading. A table larger than the store's
+//! memory cache is served from its latest version through DataFusion's Parquet scan (a
+//! `ListingTable`), so its rows are not held in memory; a smaller one is read into a `MemTable`.
+//! The version before the latest is kept for the queries planned against it; older ones go.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+
+/// The file of version `version` of `table`'s snapshot, in the schema's folder `dir`.
+pub fn path(dir: &Path, table: &str, version: u64) -> PathBuf {
+    dir.join(format!("{table}.v{version:012}.parquet"))
+}
+
+/// The snapshot file an earlier release wrote, read as version 0.
+fn unversioned(dir: &Path, table: &str) -> PathBuf {
+    dir.join(format!("{table}.parquet"))
+}
+
+/// The versions of `table`'s snapshot in `dir`, oldest first.
+pub fn list(dir: &Path, table: &str) -> Vec<(u64, PathBuf)> {
+    let prefix = format!("{table}.v");
+    let mut versions: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let name = path.file_name()?.to_str()?;
+            let number = name.strip_prefix(&prefix)?.strip_suffix(".parquet")?;
+            Some((number.parse().ok()?, path))
+        })
+        .collect();
+    let old = unversioned(dir, table);
+    if old.is_file() {
+        versions.push((0, old));
+    }
+    versions.sort();
+    versions
+}
+
+/// The latest version, if the table has one.
+pub fn latest(dir: &Path, table: &str) -> Option<(u64, PathBuf)> {
+    list(dir, table).pop()
+}
+
+/// Delete the versions older than `keep_from`. A failure only leaves a file behind.
+pub fn delete_before(dir: &Path, table: &str, keep_from: u64) {
+    for (version, path) in list(dir, table) {
+        if version < keep_from {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot delete an old snapshot version");
+            }
+        }
+    }
+}
+
+/// Delete every version (the table is an append table now, or was dropped).
+pub fn delete_all(dir: &Path, table: &str) {
+    delete_before(dir, table, u64::MAX);
+}
+
+/// A table served in place from a snapshot file.
+pub fn in_place(path: &Path, schema: &SchemaRef) -> Result<Arc<dyn TableProvider>, String> {
+    let url = ListingTableUrl::parse(path.to_string_lossy()).map_err(|e| e.to_string())?;
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema.clone());
+    Ok(Arc::new(
+        ListingTable::try_new(config).map_err(|e| e.to_string())?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_sort_by_number_and_an_unversioned_file_is_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "t.v000000000010.parquet",
+            "t.v000000000002.parquet",
+            "t.parquet",
+            "t.v000000000003.parquet.tmp",
+            "tt.v000000000099.parquet",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let numbers = |dir: &Path| {
+            list(dir, "t")
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(numbers(dir.path()), vec![0, 2, 10]);
+        assert_eq!(
+            latest(dir.path(), "t").unwrap().1,
+            path(dir.path(), "t", 10)
+        );
+        delete_before(dir.path(), "t", 10);
+        assert_eq!(numbers(dir.path()), vec![10]);
+        assert!(dir.path().join("tt.v000000000099.parquet").exists());
+        delete_all(dir.path(), "t");
+        assert!(numbers(dir.path()).is_empty());
+    }
+}
