@@ -214,6 +214,17 @@ pub struct Retention {
     pub cutoff: i64,
 }
 
+impl Retention {
+    /// Rows kept for `keep` from now, by their time in `column`.
+    pub fn from_now(column: &str, keep: Duration) -> Self {
+        let keep = i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
+        Self {
+            column: column.to_string(),
+            cutoff: chrono::Utc::now().timestamp_micros().saturating_sub(keep),
+        }
+    }
+}
+
 impl LoadedTable {
     /// A complete table replacing the previous snapshot.
     pub fn replace(

@@ -622,15 +622,16 @@ impl Store {
             })?;
         let mut in_place = None;
         if let Some((number, path)) = version::latest(&self.schema_dir(schema), table) {
+            let gone = || StoreError::ReadSnapshot {
+                path: path.clone(),
+                message: "the file went away while it was read".into(),
+            };
             let footer = persist::read_footer(&path)
                 .map_err(|message| StoreError::ReadSnapshot {
                     path: path.clone(),
                     message,
                 })?
-                .ok_or_else(|| StoreError::ReadSnapshot {
-                    path: path.clone(),
-                    message: "the file went away while it was read".into(),
-                })?;
+                .ok_or_else(gone)?;
             data.version = Some(number);
             // A large snapshot table is registered from its footer, its rows left on disk.
             let snapshot_table = footer.meta.cursor.is_none() && segments.is_empty();
@@ -640,10 +641,7 @@ impl Store {
                 let loaded = LoadedTable::replace(footer.schema, Vec::new(), Vec::new());
                 (loaded, footer.meta)
             } else {
-                read(&path)?.ok_or_else(|| StoreError::ReadSnapshot {
-                    path: path.clone(),
-                    message: "the file went away while it was read".into(),
-                })?
+                read(&path)?.ok_or_else(gone)?
             };
             data.schema = Some(loaded.schema.clone());
             data.batches = loaded.batches;
@@ -719,6 +717,15 @@ impl Store {
                 table: table.into(),
                 message,
             })?;
+        self.register_provider(schema, table, provider)
+    }
+
+    fn register_provider(
+        &self,
+        schema: &str,
+        table: &str,
+        provider: Arc<dyn datafusion::catalog::TableProvider>,
+    ) -> Result<(), StoreError> {
         self.schema_provider(schema)
             .register_table(table.to_string(), provider)
             .map_err(|e| StoreError::Register {
@@ -742,13 +749,7 @@ impl Store {
                 message: e.to_string(),
             }
         })?;
-        self.schema_provider(schema)
-            .register_table(table.to_string(), Arc::new(mem))
-            .map_err(|e| StoreError::Register {
-                table: table.into(),
-                message: e.to_string(),
-            })?;
-        Ok(())
+        self.register_provider(schema, table, Arc::new(mem))
     }
 
     /// Open (recovering it) a log table and register it, and its rollup table if it has one, as

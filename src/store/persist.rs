@@ -59,8 +59,10 @@ pub fn write(path: &Path, loaded: &LoadedTable, meta: &SnapshotMeta) -> Result<(
     Ok(())
 }
 
-/// The snapshot at `path`, or `None` if there is none.
-pub fn read(path: &Path) -> Result<Option<(LoadedTable, SnapshotMeta)>, String> {
+/// The snapshot at `path` opened, its footer and metadata read, or `None` if there is none.
+fn open(
+    path: &Path,
+) -> Result<Option<(ParquetRecordBatchReaderBuilder<File>, SnapshotMeta)>, String> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -74,7 +76,15 @@ pub fn read(path: &Path) -> Result<Option<(LoadedTable, SnapshotMeta)>, String> 
         .and_then(|kv| kv.iter().find(|kv| kv.key == META_KEY))
         .and_then(|kv| kv.value.clone())
         .ok_or("not a cruscotto snapshot (no metadata)")?;
-    let meta: SnapshotMeta = serde_json::from_str(&meta_json).map_err(|e| e.to_string())?;
+    let meta = serde_json::from_str(&meta_json).map_err(|e| e.to_string())?;
+    Ok(Some((builder, meta)))
+}
+
+/// The snapshot at `path`, or `None` if there is none.
+pub fn read(path: &Path) -> Result<Option<(LoadedTable, SnapshotMeta)>, String> {
+    let Some((builder, meta)) = open(path)? else {
+        return Ok(None);
+    };
     let schema = builder.schema().clone();
     // Batches as large as the store's own slices: Parquet's default of 1,024 rows would make a
     // restored table's scans and plans (statistics per batch) several times slower.
@@ -101,22 +111,13 @@ pub struct Footer {
 
 /// The footer of the snapshot at `path`, or `None` if there is none.
 pub fn read_footer(path: &Path) -> Result<Option<Footer>, String> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+    let Some((builder, meta)) = open(path)? else {
+        return Ok(None);
     };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
     let metadata = builder.metadata();
-    let meta_json = metadata
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|kv| kv.key == META_KEY))
-        .and_then(|kv| kv.value.clone())
-        .ok_or("not a cruscotto snapshot (no metadata)")?;
     Ok(Some(Footer {
         schema: builder.schema().clone(),
-        meta: serde_json::from_str(&meta_json).map_err(|e| e.to_string())?,
+        meta,
         rows: metadata.file_metadata().num_rows().max(0) as usize,
         bytes: metadata
             .row_groups()

@@ -161,12 +161,10 @@ impl HttpConnector {
             },
             cursor,
             retention: table.incremental.as_ref().and_then(|incremental| {
-                let column = incremental.retention_column()?;
-                let keep = i64::try_from(incremental.retention?.as_micros()).unwrap_or(i64::MAX);
-                Some(Retention {
-                    column: column.to_string(),
-                    cutoff: chrono::Utc::now().timestamp_micros().saturating_sub(keep),
-                })
+                Some(Retention::from_now(
+                    incremental.retention_column()?,
+                    incremental.retention?,
+                ))
             }),
         })
     }

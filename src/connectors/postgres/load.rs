@@ -178,8 +178,7 @@ impl PostgresConnector {
                 })?;
                 let kind = cursor::retention_type(plain.columns()[index].type_())
                     .map_err(|m| fail(format!("retention_column `{column}`: {m}")))?;
-                let keep = i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
-                let cutoff = chrono::Utc::now().timestamp_micros().saturating_sub(keep);
+                let cutoff = Retention::from_now(column, keep).cutoff;
                 Some((column, index, kind, cutoff))
             }
             _ => None,
