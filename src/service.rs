@@ -43,19 +43,22 @@ impl Service {
                     store.declare(
                         &connector.name,
                         &table,
-                        &mqtt.broker,
+                        &mqtt.source(),
                         connector.config.refresh(),
                     );
+                    if connector.config.is_simulated(&table) {
+                        store.mark_simulated(&connector.name, &table);
+                    }
                 }
                 if let Err(e) = crate::connectors::mqtt::open_tables(
                     &store,
                     &connector.name,
                     mqtt,
-                    &mqtt.broker,
+                    &mqtt.source(),
                 ) {
                     error!(schema = %connector.name, file = %source, error = %e, "cannot open the log tables");
                     for table in connector.config.table_names() {
-                        store.record_failure(&connector.name, &table, &mqtt.broker, &e);
+                        store.record_failure(&connector.name, &table, &mqtt.source(), &e);
                     }
                 }
                 continue;
@@ -67,6 +70,9 @@ impl Service {
                     &connector.file.display().to_string(),
                     connector.config.refresh(),
                 );
+                if connector.config.is_simulated(&table) {
+                    store.mark_simulated(&connector.name, &table);
+                }
                 if let Err(e) = store.restore(&connector.name, &table) {
                     warn!(schema = %connector.name, table = %table, error = %e, "cannot restore snapshot");
                 }

@@ -17,7 +17,7 @@ fn problem(response: reqwest::blocking::Response) -> (u16, Value) {
 
 #[test]
 fn definitions_carry_each_querys_status_and_freshness() {
-    let config = ConfigDir::demo();
+    let config = ConfigDir::demo_without_simulators();
     let server = Server::start_ready(&config);
     let list = server.get_json("/api/v1/dashboards");
     let names: Vec<&str> = list

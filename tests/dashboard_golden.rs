@@ -221,7 +221,7 @@ fn metropolitan_anpr_indicators_match_the_independent_computation() {
 
 #[test]
 fn indicators_that_need_absent_sources_are_reported_not_ok() {
-    let config = ConfigDir::demo();
+    let config = ConfigDir::demo_without_simulators();
     let server = Server::start_ready(&config);
     let queries: Vec<Value> = server
         .get_json("/api/v1/queries")

@@ -164,10 +164,16 @@ fn every_saved_query(server: &Server) -> std::collections::BTreeMap<String, Vec<
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'queries' ORDER BY 1",
     );
     assert!(names.len() > 10, "{names:?}");
+    // The simulated sensors report live: what reads them differs from one run to the next.
+    let reads_live_sensors = |name: &str| {
+        let path = format!("{}/queries/{name}.sql", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).is_ok_and(|sql| sql.contains("sensori."))
+    };
     names
         .iter()
-        .map(|n| {
-            let name = n["table_name"].as_str().unwrap().to_string();
+        .map(|n| n["table_name"].as_str().unwrap().to_string())
+        .filter(|name| !reads_live_sensors(name))
+        .map(|name| {
             let response = server.sql(&format!("SELECT * FROM queries.{name}"));
             let mut rows: Vec<String> = match response.status().as_u16() {
                 200 => response
@@ -206,7 +212,12 @@ fn tables_queried_in_place_answer_as_tables_in_memory() {
         let tables = status["tables"].as_array().unwrap();
         let snapshot_tables: Vec<&Value> = tables
             .iter()
-            .filter(|t| t["rows"].as_u64().unwrap_or(0) > 0 && t["name"] != "system.audit")
+            // Snapshot tables only: the sensors' log tables are kept otherwise.
+            .filter(|t| {
+                t["rows"].as_u64().unwrap_or(0) > 0
+                    && t["name"] != "system.audit"
+                    && t["schema"] != "sensori"
+            })
             .collect();
         assert!(snapshot_tables.len() > 5, "{status}");
         for table in &snapshot_tables {
@@ -222,4 +233,177 @@ fn tables_queried_in_place_answer_as_tables_in_memory() {
         }
         server.stop();
     }
+}
+
+/// The demo is complete with no external service: the service logs and the sensors come from
+/// the built-in simulators through the file and MQTT connectors, every saved query plans, every
+/// table is fresh, and what is simulated is labelled so in /status, system.tables and the
+/// dashboard definition, and nothing else is.
+#[test]
+fn the_demo_is_complete_with_its_simulated_sources_labelled() {
+    let config = ConfigDir::demo();
+    // A partner dataset computed from simulated logs, beside the shipped one from real data.
+    config.write(
+        "datasets/richieste_online.toml",
+        r#"title = "Richieste online per area"
+description = "Quota di richieste online per area statistica."
+query = "servizi_online_per_area"
+licence = "https://creativecommons.org/licenses/by/4.0/"
+publisher = "Comune di Bologna"
+update_frequency = "ANNUAL"
+themes = ["GOVE"]
+keywords = ["servizi online"]
+spatial = "Bologna"
+key = "codice_area_statistica"
+"#,
+    );
+    let server = Server::start_ready(&config);
+    let catalogue = server.get_json("/api/v1/datasets");
+    let datasets = catalogue["dcat:dataset"].as_array().unwrap();
+    let description = |name: &str| {
+        let dataset = datasets
+            .iter()
+            .find(|d| d["dct:identifier"] == name)
+            .unwrap_or_else(|| panic!("{name} not in {catalogue}"));
+        (
+            dataset["dct:description"][0]["@value"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            dataset["dcat:keyword"].to_string(),
+        )
+    };
+    let (simulated, keywords) = description("richieste_online");
+    assert!(simulated.starts_with("Dati simulati"), "{simulated}");
+    assert!(keywords.contains("dati simulati"), "{keywords}");
+    let (real, keywords) = description("residenti_per_area");
+    assert!(
+        !real.contains("simulat") && !keywords.contains("simulat"),
+        "{real} {keywords}"
+    );
+
+    // A year of synthetic requests, written once into data_dir.
+    let events = server.rows(
+        "SELECT count(*) AS n, count(DISTINCT area_statistica) AS areas, \
+                count(DISTINCT canale) AS channels, min(ts) AS first, max(ts) AS last \
+         FROM service_logs.eventi",
+    );
+    assert_eq!(number(&events[0]["n"]), 200_000.0, "{events:?}");
+    assert!(number(&events[0]["areas"]) >= 85.0, "{events:?}");
+    assert_eq!(number(&events[0]["channels"]), 3.0, "{events:?}");
+    // The year 2023 in Rome (UTC+1 in winter), written in UTC.
+    let (first, last) = (
+        events[0]["first"].as_str().unwrap(),
+        events[0]["last"].as_str().unwrap(),
+    );
+    assert!(
+        ("2022-12-31T23:00:00Z".."2023-01-01T23:00:00Z").contains(&first)
+            && ("2023-12-30T23:00:00Z".."2023-12-31T23:00:00Z").contains(&last),
+        "{events:?}"
+    );
+    // A week of sensor history at the first start, then live readings through the connector.
+    let letture = |sql: &str| number(&server.rows(sql)[0]["n"]);
+    // The history is written in the background after the start, in about a second.
+    server.wait_until("the simulated history", |s| {
+        number(&s.rows("SELECT count(*) AS n FROM sensori.letture")[0]["n"]) > 60_000.0
+    });
+    let history = letture(
+        "SELECT count(DISTINCT sensor_id) AS n FROM sensori.letture \
+         WHERE ts < now() - INTERVAL '6 days'",
+    );
+    assert_eq!(
+        history, 371.0,
+        "every JSON sensor (303 + 18 + 50) has a week of history"
+    );
+    let before = letture("SELECT count(*) AS n FROM sensori.letture");
+    server.wait_until("live simulated readings", |s| {
+        number(&s.rows("SELECT count(*) AS n FROM sensori.letture")[0]["n"]) > before
+    });
+    assert!(letture("SELECT count(*) AS n FROM sensori.ambiente") > 0.0);
+    assert!(letture("SELECT count(*) AS n FROM sensori.letture_orarie") > 0.0);
+
+    let status = server.get_json("/status");
+    let simulated_schemas = ["service_logs", "sensori"];
+    for table in status["tables"].as_array().unwrap() {
+        let schema = table["schema"].as_str().unwrap();
+        assert_ne!(table["state"], "failed", "{table}");
+        assert_eq!(
+            table["simulated"],
+            simulated_schemas.contains(&schema),
+            "{table}"
+        );
+    }
+    for view in status["views"].as_array().unwrap() {
+        assert_eq!(view["ok"], true, "every saved query plans: {view}");
+    }
+    let labelled = server.rows(
+        "SELECT schema_name FROM system.tables WHERE simulated GROUP BY schema_name ORDER BY 1",
+    );
+    assert_eq!(
+        labelled,
+        vec![
+            serde_json::json!({"schema_name": "sensori"}),
+            serde_json::json!({"schema_name": "service_logs"})
+        ]
+    );
+
+    // Every indicator, panel and layer of both dashboards is live; exactly those fed by a
+    // simulator are marked simulated.
+    for dashboard in ["divario_digitale", "metropolitana"] {
+        let definition = server.get_json(&format!("/api/v1/dashboards/{dashboard}"));
+        for (name, query) in definition["queries"].as_object().unwrap() {
+            assert_eq!(query["ok"], true, "{dashboard}: {name}: {query}");
+            let reads_simulated = query["freshness"]["sources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| {
+                    let table = s["table"].as_str().unwrap();
+                    simulated_schemas
+                        .iter()
+                        .any(|p| table.starts_with(&format!("{p}.")))
+                });
+            assert_eq!(
+                query["freshness"]["simulated"], reads_simulated,
+                "{dashboard}: {name}: {query}"
+            );
+            let rows = server.rows(&format!("SELECT count(*) AS n FROM queries.{name}"));
+            assert!(
+                number(&rows[0]["n"]) > 0.0,
+                "{dashboard}: {name} has no rows"
+            );
+        }
+    }
+    let divide = server.get_json("/api/v1/dashboards/divario_digitale");
+    for name in [
+        "servizi_online_per_area",
+        "accessi_spid_cie_per_adulto",
+        "connettivita_sonde_per_area",
+        "visite_contapersone",
+        "mappa_sensori",
+    ] {
+        assert_eq!(
+            divide["queries"][name]["freshness"]["simulated"], true,
+            "{name}: {}",
+            divide["queries"][name]
+        );
+    }
+}
+
+/// The simulated service log is the same file for the same seed, whatever the machine or run.
+#[test]
+fn the_simulated_service_log_is_deterministic() {
+    let digest = || {
+        let config = ConfigDir::demo();
+        let server = Server::start_ready(&config);
+        let rows = server.rows(
+            "SELECT count(*) AS n, sum(id * area_statistica) AS s, \
+                    sum(CAST(extract(epoch FROM ts) AS BIGINT) % 100003) AS t, \
+                    count(DISTINCT servizio || canale || fascia_eta) AS kinds \
+             FROM service_logs.eventi",
+        );
+        server.stop();
+        rows
+    };
+    assert_eq!(digest(), digest());
 }

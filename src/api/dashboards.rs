@@ -136,10 +136,11 @@ async fn definition(
                             "stale": !matches!(effective, TableState::Fresh),
                             "last_success": s.last_success,
                             "last_error": s.last_error,
+                            "simulated": s.simulated,
                         })
                     }
                     None => json!({ "table": table, "state": "missing", "stale": true, "last_success": null,
-                                    "last_error": "no connector provides this table" }),
+                                    "last_error": "no connector provides this table", "simulated": false }),
                 }
             })
             .collect();
@@ -154,6 +155,8 @@ async fn definition(
             .collect::<Option<Vec<_>>>()
             .and_then(|times| times.into_iter().min());
         let stale = sources.iter().any(|s| s["stale"] == json!(true));
+        // Any simulated source makes the panel's data simulated.
+        let simulated = sources.iter().any(|s| s["simulated"] == json!(true));
         queries.insert(
             query.to_string(),
             json!({
@@ -161,7 +164,7 @@ async fn definition(
                 "metadata": saved.map(|q| q.metadata.clone()),
                 "ok": ok,
                 "error": view.and_then(|v| v.error.clone()),
-                "freshness": { "updated_at": updated_at, "stale": stale, "sources": sources },
+                "freshness": { "updated_at": updated_at, "stale": stale, "simulated": simulated, "sources": sources },
             }),
         );
         if ok {

@@ -103,9 +103,21 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response,
         .iter()
         .filter(|d| principal.may_read_dataset(&d.name))
         .collect();
-    let body = catalogue::catalogue(&config.service.catalogue, &datasets, |d| {
-        catalogue::last_change(d, last_success)
-    });
+    let simulated = |d: &Dataset| {
+        crate::dashboards::source_tables(&d.config.query, state.service.engine.saved())
+            .iter()
+            .any(|table| {
+                statuses
+                    .iter()
+                    .any(|s| s.simulated && format!("{}.{}", s.schema, s.table) == *table)
+            })
+    };
+    let body = catalogue::catalogue(
+        &config.service.catalogue,
+        &datasets,
+        |d| catalogue::last_change(d, last_success),
+        simulated,
+    );
     Ok((
         [(header::CONTENT_TYPE, "application/ld+json")],
         body.to_string(),

@@ -118,6 +118,18 @@ impl ConnectorConfig {
     }
 
     /// Whether the connector is a stream (run as one long task) rather than polled.
+    /// Whether the table's rows come from a built-in simulator (labelled "dati simulati").
+    pub fn is_simulated(&self, table: &str) -> bool {
+        match self {
+            ConnectorConfig::File(config) => config
+                .tables
+                .iter()
+                .any(|t| t.name == table && t.simulate.is_some()),
+            ConnectorConfig::Mqtt(config) => config.simulate.is_some(),
+            ConnectorConfig::Postgres(_) | ConnectorConfig::Http(_) => false,
+        }
+    }
+
     pub fn is_stream(&self) -> bool {
         matches!(self, ConnectorConfig::Mqtt(_))
     }

@@ -7,10 +7,12 @@ mod events;
 mod population;
 mod rng;
 mod sensors;
+mod service_logs;
 
 pub use events::{CHANNELS, SERVICES, age_band, internet_use};
 pub use population::{Area, REGISTRY_YEAR, city_share_over_80, read_areas};
-pub use sensors::{SensorOptions, SensorSummary, sensors};
+pub use sensors::{SensorFeed, SensorOptions, SensorSummary, sensors};
+pub use service_logs::{ServiceLogOptions, service_log_batch, write_service_logs};
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

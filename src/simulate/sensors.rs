@@ -99,7 +99,9 @@ fn reading(
     seconds: f64,
     rng: &mut Rng,
 ) -> (String, String) {
-    let hour = Utc::now().hour();
+    let hour = chrono::DateTime::from_timestamp(seconds as i64, 0)
+        .unwrap_or_default()
+        .hour();
     let curve = daily_curve(hour);
     let json = |kind: &str, metric: &str, value: f64, unit: &str| {
         (
@@ -182,10 +184,112 @@ fn malformed(prefix: &str, kind: &str, sensor: &Sensor, seconds: f64) -> (String
     }
 }
 
+/// The messages of the registry's sensors, in turn: what `cruscotto simulate sensors` publishes,
+/// and what an MQTT connector with `[simulate]` feeds itself when there is no broker.
+pub struct SensorFeed {
+    registry: Vec<Sensor>,
+    prefix: String,
+    malformed_share: f64,
+    rng: Rng,
+    turn: u64,
+    malformed: u64,
+    last_millis: Vec<i64>,
+}
+
+impl SensorFeed {
+    pub fn new(
+        registry: &Path,
+        prefix: &str,
+        seed: u64,
+        malformed_share: f64,
+    ) -> Result<Self, SimulateError> {
+        let registry = read_registry(registry)?;
+        let sensors = registry.len();
+        Ok(Self {
+            registry,
+            prefix: prefix.to_string(),
+            malformed_share,
+            rng: Rng::fork(seed, 1),
+            turn: 0,
+            malformed: 0,
+            last_millis: vec![0; sensors],
+        })
+    }
+
+    pub fn sensors(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Malformed messages produced so far.
+    pub fn malformed(&self) -> u64 {
+        self.malformed
+    }
+
+    /// The next sensor's message at `now_millis`: sensors in turn, so each reports at a steady
+    /// pace and never twice in one instant.
+    pub fn next(&mut self, now_millis: i64) -> (String, String) {
+        let index = (self.turn % self.registry.len() as u64) as usize;
+        let metric_turn = self.turn / self.registry.len() as u64;
+        self.turn += 1;
+        // Each sensor's readings at least a millisecond apart: the publisher can outrun the
+        // clock, and two readings of a sensor at the same time are one reading to the connector.
+        let millis = now_millis.max(self.last_millis[index] + 1);
+        self.last_millis[index] = millis;
+        let seconds = millis as f64 / 1e3;
+        let sensor = &self.registry[index];
+        if self.rng.chance(self.malformed_share) {
+            self.malformed += 1;
+            let kind = MALFORMED[(self.malformed % MALFORMED.len() as u64) as usize];
+            malformed(&self.prefix, kind, sensor, seconds)
+        } else {
+            reading(&self.prefix, sensor, metric_turn, seconds, &mut self.rng)
+        }
+    }
+
+    /// Past readings: every sensor's every metric once per `step` from `from_seconds` up to
+    /// `until_seconds` (a history for a first start, so charts have days to show).
+    pub fn history(
+        &mut self,
+        from_seconds: i64,
+        until_seconds: i64,
+        step_seconds: i64,
+    ) -> Vec<(String, String)> {
+        let mut messages = Vec::new();
+        let mut at = from_seconds;
+        while at < until_seconds {
+            for sensor in &self.registry {
+                let metrics = if sensor.kind == "connectivity_probe" {
+                    3
+                } else {
+                    1
+                };
+                for metric_turn in 0..metrics {
+                    // Spread over the step, not all at its first second.
+                    let seconds = at as f64 + self.rng.below(step_seconds.max(1) as u64) as f64;
+                    messages.push(reading(
+                        &self.prefix,
+                        sensor,
+                        metric_turn,
+                        seconds,
+                        &mut self.rng,
+                    ));
+                }
+            }
+            at += step_seconds.max(1);
+        }
+        messages
+    }
+}
+
 /// Publish readings at QoS 1 until `count` (or forever), and wait for the broker to acknowledge
 /// every one.
 pub async fn sensors(options: &SensorOptions) -> Result<SensorSummary, SimulateError> {
-    let registry = read_registry(&options.registry)?;
+    let mut feed = SensorFeed::new(
+        &options.registry,
+        &options.prefix,
+        options.seed,
+        options.malformed_share,
+    )?;
     let broker = |message: String| SimulateError::Mqtt {
         broker: options.broker.clone(),
         message,
@@ -225,16 +329,13 @@ pub async fn sensors(options: &SensorOptions) -> Result<SensorSummary, SimulateE
         }
     });
 
-    let mut rng = Rng::fork(options.seed, 1);
     let mut summary = SensorSummary {
-        sensors: registry.len(),
+        sensors: feed.sensors(),
         ..SensorSummary::default()
     };
     let started = Instant::now();
     let mut ticks = tokio::time::interval(Duration::from_millis(10));
     let mut budget = 0.0;
-    let mut turn = 0u64;
-    let mut last_millis = vec![0i64; registry.len()];
     'publishing: loop {
         if options.rate > 0 {
             ticks.tick().await;
@@ -250,27 +351,8 @@ pub async fn sensors(options: &SensorOptions) -> Result<SensorSummary, SimulateE
                 return Err(broker(error));
             }
             budget -= 1.0;
-            // Sensors in turn, so each reports at a steady pace and never twice in one instant.
-            let index = (turn % registry.len() as u64) as usize;
-            let sensor = &registry[index];
-            let metric_turn = turn / registry.len() as u64;
-            turn += 1;
-            // Each sensor's readings at least a millisecond apart: the publisher can outrun the
-            // clock, and two readings of a sensor at the same time are one reading to the connector.
-            let millis = Utc::now().timestamp_millis().max(last_millis[index] + 1);
-            last_millis[index] = millis;
-            let seconds = millis as f64 / 1e3;
-            let (topic, payload) = if rng.chance(options.malformed_share) {
-                summary.malformed += 1;
-                malformed(
-                    &options.prefix,
-                    MALFORMED[(summary.malformed % MALFORMED.len() as u64) as usize],
-                    sensor,
-                    seconds,
-                )
-            } else {
-                reading(&options.prefix, sensor, metric_turn, seconds, &mut rng)
-            };
+            let (topic, payload) = feed.next(Utc::now().timestamp_millis());
+            summary.malformed = feed.malformed();
             client
                 .publish(topic, QoS::AtLeastOnce, false, payload)
                 .await

@@ -103,6 +103,8 @@ pub struct TableStatus {
     pub last_reload_reason: Option<String>,
     /// Where queries read the rows: `memory`, or `disk` (in place from the Parquet snapshot).
     pub storage: Storage,
+    /// The rows come from a built-in simulator, not from the city's real source.
+    pub simulated: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -239,6 +241,14 @@ impl Store {
             .entry((schema.into(), table.into()))
             .or_insert_with(|| blank_status(schema, table, source));
         entry.refresh = refresh;
+    }
+
+    /// Label a declared table as simulated data.
+    pub fn mark_simulated(&self, schema: &str, table: &str) {
+        let mut status = self.status.write().expect("status lock");
+        if let Some(entry) = status.get_mut(&(schema.to_string(), table.to_string())) {
+            entry.simulated = true;
+        }
     }
 
     /// The folder of a schema's snapshot versions (and of its tables' segment folders).
@@ -927,6 +937,7 @@ fn blank_status(schema: &str, table: &str, source: &str) -> TableStatus {
         last_reload: None,
         last_reload_reason: None,
         storage: Storage::Memory,
+        simulated: false,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray, UInt64Array};
+use arrow::array::{ArrayRef, BooleanArray, StringArray, TimestampMicrosecondArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use chrono::Utc;
@@ -48,6 +48,7 @@ pub fn tables_table(statuses: &[TableStatus]) -> Arc<dyn TableProvider> {
             Field::new("last_success", utc_micros(), true),
             Field::new("last_attempt", utc_micros(), true),
             Field::new("last_error", DataType::Utf8, true),
+            Field::new("simulated", DataType::Boolean, false),
         ],
         vec![
             text(&|s| Some(s.schema.clone())),
@@ -70,6 +71,9 @@ pub fn tables_table(statuses: &[TableStatus]) -> Arc<dyn TableProvider> {
             time(&|s| s.last_success.map(|t| t.timestamp_micros())),
             time(&|s| s.last_attempt.map(|t| t.timestamp_micros())),
             text(&|s| s.last_error.clone()),
+            Arc::new(BooleanArray::from(
+                statuses.iter().map(|s| s.simulated).collect::<Vec<_>>(),
+            )),
         ],
     )
 }

@@ -92,11 +92,18 @@ try {
   await page.waitForFunction(() => document.body.dataset.layers === 'ready', null, { timeout: TIMEOUT });
   await page.waitForSelector('section[data-panel="sintesi_citta"] .kpi-value', { timeout: TIMEOUT });
   await page.waitForSelector('section[data-panel="indice_per_quartiere"] .chart svg', { timeout: TIMEOUT });
-  // Indicators and panels whose sources are absent are shown, disabled, with the reason.
-  assert.equal(await page.locator('#indicator option[value="servizi_online_per_area:quota_online_pct"]').isDisabled(), true);
-  assert.match(await page.locator('#unavailable').textContent(), /service_logs/);
-  assert.equal(await page.locator('section[data-panel="servizi_online_per_area"]').getAttribute('data-unavailable'), 'true');
-  assert.equal(await page.locator('input[data-layer="sensori"]').isDisabled(), true);
+  // The demo is complete: the service logs and the sensors come from the built-in simulators,
+  // so every indicator, panel and layer is live, and what is simulated says so.
+  await page.waitForSelector('section[data-panel="servizi_online_per_area"] .freshness', { timeout: TIMEOUT });
+  assert.equal(await page.locator('#indicator option[value="servizi_online_per_area:quota_online_pct"]').isDisabled(), false);
+  assert.equal(await page.locator('#indicator option:disabled').count(), 0, 'no indicator is unavailable');
+  assert.equal(await page.locator('#unavailable').textContent(), '');
+  assert.equal(await page.locator('[data-unavailable="true"]').count(), 0, 'no panel is unavailable');
+  assert.match(await page.locator('section[data-panel="servizi_online_per_area"] .freshness').textContent(), /Dati simulati/);
+  assert.equal(await page.locator('input[data-layer="sensori"]').isDisabled(), false);
+  assert.match(await page.locator('label[for="layer-sensori"]').textContent(), /Dati simulati/);
+  // Real data carries no such label.
+  assert.doesNotMatch(await page.locator('section[data-panel="sintesi_citta"] .freshness').textContent(), /simulati/);
   assert.match(await page.locator('section[data-panel="sintesi_citta"] .freshness').textContent(), /Dati aggiornati al/);
   await page.screenshot({ path: join(screenshotDir, '01-divario-digitale.png'), fullPage: true });
   await accessibility(page, 'the home dashboard');
@@ -147,6 +154,8 @@ try {
   assert.equal(await page.locator('h1').textContent(), 'The digital divide in Bologna');
   await page.waitForSelector('section[data-panel="sintesi_citta"] .kpi-value', { timeout: TIMEOUT });
   assert.match(await page.locator('section[data-panel="sintesi_citta"] .freshness').textContent(), /Data updated on/);
+  await page.waitForSelector('section[data-panel="servizi_online_per_area"] .freshness', { timeout: TIMEOUT });
+  assert.match(await page.locator('section[data-panel="servizi_online_per_area"] .freshness').textContent(), /Simulated data/);
   assert.equal(new URL(page.url()).searchParams.get('lang'), 'en');
   await page.screenshot({ path: join(screenshotDir, '03-english.png'), fullPage: true });
   await accessibility(page, 'the home dashboard in English');

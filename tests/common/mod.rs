@@ -58,6 +58,16 @@ impl ConfigDir {
         Self { dir }
     }
 
+    /// The demo without its simulated sources (service logs, sensors): the indicators that need
+    /// them have no source, as in an installation whose connector is not configured yet.
+    pub fn demo_without_simulators() -> Self {
+        let this = Self::demo();
+        for file in ["connectors/service_logs.toml", "connectors/sensori.toml"] {
+            std::fs::remove_file(this.path().join(file)).unwrap();
+        }
+        this
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

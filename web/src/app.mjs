@@ -3,7 +3,7 @@
 // selected area, language, visible layers) so a view can be shared.
 
 import { setLanguage, t, pick, formatNumber, lang } from './i18n.mjs';
-import { getJson, el, dataTable, freshness, csvLink, unavailableReason } from './util.mjs';
+import { getJson, el, dataTable, freshness, csvLink, unavailableReason, simulatedBadge } from './util.mjs';
 import { renderLegend } from './map.mjs';
 import { renderPanel, renderSeries, disposeCharts } from './panels.mjs';
 
@@ -145,7 +145,7 @@ async function showIndicator() {
     higherIsBetter, decimals: indicator.decimals, unit: indicatorUnit(indicator),
   });
   const polarity = metadata.polarity === 'higher_is_worse' ? t('higher_worse') : higherIsBetter ? t('higher_better') : '';
-  renderLegend(document.getElementById('legend'), legend, [indicator.classes === 'fixed' ? t('classes_fixed') : t('classes_quantile'), polarity].filter(Boolean).join('; '));
+  renderLegend(document.getElementById('legend'), legend, [indicator.classes === 'fixed' ? t('classes_fixed') : t('classes_quantile'), polarity, info(indicator.query)?.freshness?.simulated ? t('simulated') : ''].filter(Boolean).join('; '));
   const version = indicator.version && rows[0]?.[indicator.version];
   const infoLine = document.getElementById('indicator-info');
   infoLine.replaceChildren(
@@ -329,8 +329,9 @@ function pointLayerLabel(layer) {
   return [
     el('span', { class: 'dot', style: `background:${layer.color}`, 'aria-hidden': 'true' }),
     ` ${title}`,
+    layerInfo?.freshness?.simulated ? [' ', simulatedBadge()] : null,
     layerInfo?.ok ? null : el('span', { class: 'small text-muted' }, ` ${t('unavailable_suffix')}: ${unavailableReason(layerInfo)}`),
-  ].filter(Boolean);
+  ].flat().filter(Boolean);
 }
 
 window.cruscotto = {

@@ -62,11 +62,18 @@ export function freshness(info) {
   if (!info) return el('span');
   const { freshness: f } = info;
   const parts = [el('span', { text: `${t('updated')} ${formatDate(f.updated_at)}` })];
+  if (f.simulated) parts.push(' ', simulatedBadge());
   if (f.stale) {
     const bad = f.sources.filter((s) => s.stale).map((s) => `${s.table} (${s.state})`).join(', ');
     parts.push(' ', el('span', { class: 'badge bg-warning text-dark', text: t('stale') }), ' ', el('span', { class: 'visually-hidden', text: t('stale_detail') }), el('span', { class: 'small', text: ` ${bad}` }));
   }
   return el('p', { class: 'freshness small text-muted mb-1', dataset: { stale: String(f.stale) } }, parts);
+}
+
+/** "Simulated data", for what comes from a built-in simulator rather than the city's sources. */
+export function simulatedBadge() {
+  return el('span', { class: 'badge simulated', title: t('simulated_detail'), dataset: { simulated: 'true' } },
+    t('simulated'), el('span', { class: 'visually-hidden', text: ` (${t('simulated_detail')})` }));
 }
 
 /** A link downloading the rows behind a panel as CSV. */

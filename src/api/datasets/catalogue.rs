@@ -18,6 +18,7 @@ pub fn catalogue(
     config: &CatalogueConfig,
     datasets: &[&Dataset],
     modified: impl Fn(&Dataset) -> NaiveDate,
+    simulated: impl Fn(&Dataset) -> bool,
 ) -> Value {
     let publisher = config
         .publisher
@@ -25,7 +26,13 @@ pub fn catalogue(
         .map(|name| agent(name, config.publisher_ipa.as_deref()));
     let entries: Vec<Value> = datasets
         .iter()
-        .map(|d| dataset(d, config, publisher.as_ref(), modified(d)))
+        .map(|d| {
+            let mut entry = dataset(d, config, publisher.as_ref(), modified(d));
+            if simulated(d) {
+                label_simulated(&mut entry);
+            }
+            entry
+        })
         .collect();
     let last = datasets
         .iter()
@@ -60,6 +67,28 @@ pub fn catalogue(
         body["dct:publisher"] = publisher;
     }
     body
+}
+
+/// A dataset computed from a built-in simulator's tables says so in its description and keywords.
+fn label_simulated(entry: &mut Value) {
+    if let Some(descriptions) = entry["dct:description"].as_array_mut() {
+        for d in descriptions {
+            let (label, text) = match d["@language"].as_str() {
+                Some("en") => (
+                    "Simulated data (built-in simulator, not the city's real source)",
+                    d["@value"].as_str().unwrap_or_default(),
+                ),
+                _ => (
+                    "Dati simulati (simulatore integrato, non la fonte reale della città)",
+                    d["@value"].as_str().unwrap_or_default(),
+                ),
+            };
+            d["@value"] = json!(format!("{label}. {text}"));
+        }
+    }
+    if let Some(keywords) = entry["dcat:keyword"].as_array_mut() {
+        keywords.push(json!("dati simulati"));
+    }
 }
 
 fn dataset(

@@ -179,6 +179,45 @@ pub struct FileTableConfig {
     /// Keep only rows matching this SQL predicate, e.g. `anno = 2021`.
     #[serde(default)]
     pub filter: Option<String>,
+    /// The file is written by a built-in simulator when it is missing, and the table is
+    /// labelled as simulated data wherever it shows (the demo's service logs).
+    #[serde(default)]
+    pub simulate: Option<SimulatedFile>,
+}
+
+/// `simulate = { kind = "service_logs", areas = "data/...csv", events = 200000, seed = 1, year = 2023 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatedFile {
+    /// What to simulate: `service_logs` (the columns of `servizi.eventi`).
+    pub kind: SimulatedKind,
+    /// The fragility file giving each area's population and share over 80, relative to
+    /// `cruscotto.toml`.
+    pub areas: PathBuf,
+    /// Events over the year.
+    #[serde(default = "default_simulated_events")]
+    pub events: u64,
+    /// The same seed writes the same file.
+    #[serde(default = "default_simulated_seed")]
+    pub seed: u64,
+    #[serde(default = "default_simulated_year")]
+    pub year: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimulatedKind {
+    ServiceLogs,
+}
+
+fn default_simulated_events() -> u64 {
+    200_000
+}
+fn default_simulated_seed() -> u64 {
+    1
+}
+fn default_simulated_year() -> i32 {
+    2023
 }
 
 fn default_delimiter() -> char {
@@ -245,7 +284,23 @@ impl FileConnectorConfig {
                 ));
             }
             let path = resolve(base_dir, &table.path);
-            if !path.is_file() {
+            if let Some(simulate) = &table.simulate {
+                let areas = resolve(base_dir, &simulate.areas);
+                if !areas.is_file() {
+                    problems.push(Problem::new(
+                        file,
+                        at(i, "simulate.areas"),
+                        format!("`{}` does not exist or is not a file", areas.display()),
+                    ));
+                }
+                if table.format() != Some(FileFormat::Parquet) {
+                    problems.push(Problem::new(
+                        file,
+                        at(i, "path"),
+                        "a simulated table is written as Parquet: give the path a .parquet extension",
+                    ));
+                }
+            } else if !path.is_file() {
                 problems.push(Problem::warning(
                     file,
                     at(i, "path"),

@@ -11,6 +11,7 @@ pub(crate) mod typed;
 
 pub use config::{
     ColumnNames, ColumnType, FileConnectorConfig, FileFormat, FileTableConfig, PointColumns,
+    SimulatedFile, SimulatedKind,
 };
 
 use std::path::{Path, PathBuf};
@@ -44,7 +45,10 @@ impl Connector for FileConnector {
             let mut loads = Vec::with_capacity(self.config.tables.len());
             for table in &self.config.tables {
                 let path = resolve(&self.base_dir, &table.path);
-                let result = load_table(table.clone(), path.clone()).await;
+                let result = match simulate_if_missing(table, &path, &self.base_dir).await {
+                    Ok(()) => load_table(table.clone(), path.clone()).await,
+                    Err(e) => Err(e),
+                };
                 loads.push(TableLoad {
                     table: table.name.clone(),
                     source: path.display().to_string(),
@@ -55,6 +59,36 @@ impl Connector for FileConnector {
         }
         .boxed()
     }
+}
+
+/// A simulated table's file is written by its simulator the first time it is wanted.
+async fn simulate_if_missing(
+    table: &FileTableConfig,
+    path: &Path,
+    base_dir: &Path,
+) -> Result<(), ConnectorError> {
+    let Some(simulate) = &table.simulate else {
+        return Ok(());
+    };
+    if path.exists() {
+        return Ok(());
+    }
+    let options = match simulate.kind {
+        SimulatedKind::ServiceLogs => crate::simulate::ServiceLogOptions {
+            areas: resolve(base_dir, &simulate.areas),
+            seed: simulate.seed,
+            events: simulate.events,
+            year: simulate.year,
+        },
+    };
+    let rows = crate::simulate::write_service_logs(path, &options)
+        .await
+        .map_err(|e| ConnectorError::Transform {
+            path: path.to_path_buf(),
+            message: format!("simulating the file: {e}"),
+        })?;
+    tracing::info!(table = %table.name, path = %path.display(), rows, "simulated data written");
+    Ok(())
 }
 
 /// Read, type and reshape one table.

@@ -287,6 +287,7 @@ impl<'a> PageDecoder<'a> {
             point: None,
             unpivot: None,
             filter: None,
+            simulate: None,
         }
     }
 }

@@ -21,11 +21,19 @@ pub struct MqttConnectorConfig {
     /// What these tables are, for people reading /status.
     #[serde(default)]
     pub description: Option<String>,
-    /// The broker: `mqtt://host:1883`, or `mqtts://host:8883` for TLS.
+    /// The broker: `mqtt://host:1883`, or `mqtts://host:8883` for TLS. Not used with
+    /// `[simulate]`.
+    #[serde(default)]
     pub broker: String,
     /// The client id of the session. It must be stable: the broker keeps the session (the
     /// subscriptions and the readings published while cruscotto is away) under it.
+    #[serde(default)]
     pub client_id: String,
+    /// No broker: the built-in sensor simulator feeds the connector, whose messages then take
+    /// the connector's own path (decoding, registry check, write-ahead log, rollups, rejected
+    /// table). The tables are labelled as simulated data. For a demo with no broker.
+    #[serde(default)]
+    pub simulate: Option<SensorSimulation>,
     /// User name, e.g. `"${MQTT_USER}"`.
     #[serde(default)]
     pub username: Option<Secret>,
@@ -66,6 +74,41 @@ pub struct MqttConnectorConfig {
     /// The tables, one `[[table]]` each; a message goes to the first whose `topics` match.
     #[serde(rename = "table", default)]
     pub tables: Vec<MqttTableConfig>,
+}
+
+/// `[simulate]` of an MQTT connector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorSimulation {
+    /// The sensor registry as CSV (`sensor_id`, `kind`), relative to `cruscotto.toml`.
+    pub registry: PathBuf,
+    /// First level of every topic, e.g. `bologna`.
+    pub prefix: String,
+    /// Live messages per second.
+    #[serde(default = "default_simulation_rate")]
+    pub rate: f64,
+    /// At the first start (empty tables), readings of every sensor over this past period, one
+    /// per sensor and metric per hour.
+    #[serde(with = "humantime_serde", default = "default_simulation_history")]
+    pub history: Duration,
+    /// Share of live messages that are malformed on purpose (they go to the rejected table).
+    #[serde(default = "default_simulation_malformed")]
+    pub malformed_share: f64,
+    #[serde(default = "default_simulation_seed")]
+    pub seed: u64,
+}
+
+fn default_simulation_rate() -> f64 {
+    5.0
+}
+fn default_simulation_history() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+fn default_simulation_malformed() -> f64 {
+    0.002
+}
+fn default_simulation_seed() -> u64 {
+    1
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -242,6 +285,14 @@ impl MqttConnectorConfig {
         })
     }
 
+    /// Where the readings come from, as /status names it.
+    pub fn source(&self) -> String {
+        match &self.simulate {
+            Some(_) => "simulator (built-in, dati simulati)".to_string(),
+            None => self.broker.clone(),
+        }
+    }
+
     /// Every table the connector declares: for each `[[table]]`, its rows, its rejected
     /// messages and its rollup.
     pub fn table_names(&self) -> Vec<String> {
@@ -261,10 +312,36 @@ impl MqttConnectorConfig {
         let mut problems = Vec::new();
         let mut problem =
             |key: String, message: String| problems.push(Problem::new(file, Some(key), message));
-        if let Err(message) = self.broker_address() {
+        if let Some(simulate) = &self.simulate {
+            let registry = crate::config::resolve(base_dir, &simulate.registry);
+            if !registry.is_file() {
+                problem(
+                    "simulate.registry".into(),
+                    format!("{} does not exist", registry.display()),
+                );
+            }
+            if !(simulate.rate > 0.0 && simulate.rate <= 100_000.0) {
+                problem(
+                    "simulate.rate".into(),
+                    "must be more than 0 and at most 100000 messages per second".into(),
+                );
+            }
+            if !(0.0..=1.0).contains(&simulate.malformed_share) {
+                problem(
+                    "simulate.malformed_share".into(),
+                    "must be between 0 and 1".into(),
+                );
+            }
+            if !self.broker.is_empty() {
+                problem(
+                    "broker".into(),
+                    "a simulated connector has no broker: remove `broker` or `[simulate]`".into(),
+                );
+            }
+        } else if let Err(message) = self.broker_address() {
             problem("broker".into(), message);
         }
-        if self.client_id.trim().is_empty() {
+        if self.simulate.is_none() && self.client_id.trim().is_empty() {
             problem(
                 "client_id".into(),
                 "must not be empty: the broker keeps the persistent session under it".into(),

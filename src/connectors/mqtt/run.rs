@@ -19,7 +19,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFi
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::config::MqttConnectorConfig;
+use super::config::{MqttConnectorConfig, SensorSimulation};
 use super::mapping::{Cell, Layout, RejectKind, Rejection, rejected_schema};
 use super::topic;
 use super::write::{Delivery, excerpt, message_key, write_loop};
@@ -120,7 +120,7 @@ pub async fn run(
     if !config.enabled {
         return;
     }
-    let source = config.broker.clone();
+    let source = config.source();
     let mut tables = Vec::new();
     for table in &config.tables {
         let (Ok(layout), Some(rows), Some(rejected)) = (
@@ -153,6 +153,37 @@ pub async fn run(
         .wait_until_loaded(&store, &schema, &config, &source)
         .await;
 
+    if let Some(simulation) = config.simulate.clone() {
+        let (sender, receiver) = mpsc::channel::<Delivery>(config.channel_capacity);
+        tokio::spawn(write_loop(
+            store.clone(),
+            schema.clone(),
+            source.clone(),
+            tables.clone(),
+            None,
+            receiver,
+            config.max_group,
+        ));
+        tokio::spawn(compact_loop(
+            store.clone(),
+            schema.clone(),
+            source.clone(),
+            tables.clone(),
+            config.compact_every,
+        ));
+        let feed = Simulated {
+            store,
+            schema,
+            source,
+            config,
+            tables,
+            registry,
+            sender,
+        };
+        feed.run(&simulation, &base_dir).await;
+        return;
+    }
+
     let options = match mqtt_options(&config, &base_dir) {
         Ok(options) => options,
         Err(e) => {
@@ -169,7 +200,7 @@ pub async fn run(
         schema.clone(),
         source.clone(),
         tables.clone(),
-        client.clone(),
+        Some(client.clone()),
         receiver,
         config.max_group,
     ));
@@ -248,6 +279,120 @@ pub async fn run(
                 tokio::time::sleep(delay).await;
             }
         }
+    }
+}
+
+/// A connector fed by the built-in sensor simulator instead of a broker: the same decoding,
+/// registry check, write-ahead log and rollups; no acknowledgement to send.
+struct Simulated {
+    store: Arc<Store>,
+    schema: String,
+    source: String,
+    config: MqttConnectorConfig,
+    tables: Arc<Vec<OpenTable>>,
+    registry: Registry,
+    sender: mpsc::Sender<Delivery>,
+}
+
+impl Simulated {
+    async fn run(mut self, simulation: &SensorSimulation, base_dir: &Path) {
+        let registry_file = crate::config::resolve(base_dir, &simulation.registry);
+        let mut feed = match crate::simulate::SensorFeed::new(
+            &registry_file,
+            &simulation.prefix,
+            simulation.seed,
+            simulation.malformed_share,
+        ) {
+            Ok(feed) => feed,
+            Err(e) => {
+                for name in self.config.table_names() {
+                    self.store
+                        .record_failure(&self.schema, &name, &self.source, &e.to_string());
+                }
+                return;
+            }
+        };
+        for table in self.tables.iter() {
+            self.store.log_progress(
+                &self.schema,
+                &table.layout.table,
+                &self.source,
+                table.rejected.row_count(),
+            );
+            self.store
+                .log_progress(&self.schema, &table.rejected.table, &self.source, 0);
+        }
+        let mut last_arrival = 0i64;
+        // A first start: a history, so the charts have days to show at once.
+        let empty = self.tables.iter().all(|t| t.rows.row_count() == 0);
+        if empty && !simulation.history.is_zero() {
+            let now = chrono::Utc::now().timestamp();
+            let from = now - simulation.history.as_secs() as i64;
+            let history = feed.history(from, now, 3_600);
+            info!(connector = %self.schema, messages = history.len(), "simulated sensor history");
+            for (number, (topic, payload)) in history.into_iter().enumerate() {
+                if !self
+                    .deliver(topic, payload, number, &mut last_arrival)
+                    .await
+                {
+                    return;
+                }
+            }
+            // Compact once the writer has the history, so the rollups cover it at once rather
+            // than at the next scheduled compaction.
+            while self.sender.capacity() < self.sender.max_capacity() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            for table in self.tables.iter() {
+                let rows = table.rows.clone();
+                let compacted = tokio::task::spawn_blocking(move || rows.compact()).await;
+                if let Ok(Err(e)) = compacted {
+                    warn!(connector = %self.schema, error = %e, "compaction failed; the WAL keeps the rows");
+                }
+            }
+        }
+        info!(connector = %self.schema, sensors = feed.sensors(), rate = simulation.rate, "simulated sensors reporting");
+        let period = Duration::from_secs_f64(1.0 / simulation.rate);
+        let mut ticks = tokio::time::interval(period.max(Duration::from_millis(1)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for number in 0usize.. {
+            ticks.tick().await;
+            let (topic, payload) = feed.next(chrono::Utc::now().timestamp_millis());
+            if !self
+                .deliver(topic, payload, number, &mut last_arrival)
+                .await
+            {
+                return;
+            }
+        }
+    }
+
+    /// Decode one message and hand it to the writer; false once the writer has stopped.
+    async fn deliver(
+        &mut self,
+        topic: String,
+        payload: String,
+        number: usize,
+        last_arrival: &mut i64,
+    ) -> bool {
+        let received_at = chrono::Utc::now().timestamp_micros().max(*last_arrival + 1);
+        *last_arrival = received_at;
+        self.registry.refresh();
+        // At most once: nothing to acknowledge. The packet id varies as a broker's would.
+        let mut publish = Publish::new(topic, QoS::AtMostOnce, payload);
+        publish.pkid = (number % u16::MAX as usize) as u16 + 1;
+        let delivery = decode(
+            &self.config,
+            &self.tables,
+            &self.registry,
+            publish,
+            received_at,
+        );
+        if self.sender.send(delivery).await.is_err() {
+            warn!(connector = %self.schema, "the writer stopped; the simulated feed stops");
+            return false;
+        }
+        true
     }
 }
 

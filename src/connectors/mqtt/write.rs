@@ -81,7 +81,7 @@ pub(super) async fn write_loop(
     schema: String,
     source: String,
     tables: Arc<Vec<OpenTable>>,
-    client: AsyncClient,
+    client: Option<AsyncClient>,
     mut receiver: mpsc::Receiver<Delivery>,
     max_group: usize,
 ) {
@@ -92,7 +92,7 @@ pub(super) async fn write_loop(
     // waiting for room in ours, and each would wait for the other.
     let mut unsent: VecDeque<Publish> = VecDeque::new();
     loop {
-        flush_acks(&client, &mut unsent);
+        flush_acks(client.as_ref(), &mut unsent);
         let received = if unsent.is_empty() {
             receiver.recv_many(&mut group, max_group).await
         } else {
@@ -141,7 +141,7 @@ pub(super) async fn write_loop(
             unreachable!("the store task has ended, and its reference with it")
         };
         unsent.extend(deliveries.into_iter().map(|d| d.publish));
-        flush_acks(&client, &mut unsent);
+        flush_acks(client.as_ref(), &mut unsent);
         for table in tables.iter() {
             store.log_progress(
                 &schema,
@@ -164,7 +164,12 @@ pub(super) async fn write_loop(
 }
 
 /// Hand as many acknowledgements as fit to the event loop, oldest first.
-fn flush_acks(client: &AsyncClient, unsent: &mut VecDeque<Publish>) {
+/// Without a broker (a simulated feed) there is nothing to acknowledge.
+fn flush_acks(client: Option<&AsyncClient>, unsent: &mut VecDeque<Publish>) {
+    let Some(client) = client else {
+        unsent.clear();
+        return;
+    };
     while let Some(publish) = unsent.front() {
         // A full request channel: the event loop drains it when it next runs; try again then.
         if client.try_ack(publish).is_err() {
