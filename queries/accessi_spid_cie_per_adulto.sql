@@ -1,5 +1,8 @@
 -- title: Accessi con SPID o CIE ogni adulto residente, per area statistica
 -- title_en: SPID or CIE logins per adult resident, per statistical area
+-- period: 2023
+-- source: Log dei servizi comunali (simulati nella demo)
+-- source_en: Municipal service logs (simulated in the demo)
 -- description: Accessi ai servizi online del Comune con identità digitale (SPID o CIE) per adulto
 --   residente. Richiede i log dei servizi (connettore PostgreSQL `service_logs`): senza,
 --   la vista non è disponibile.

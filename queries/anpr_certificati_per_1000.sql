@@ -1,5 +1,8 @@
 -- title: Certificati ANPR online ogni 1.000 residenti, comuni della Città metropolitana
 -- title_en: ANPR online certificates per 1,000 residents, comuni of the metropolitan city
+-- period: al 21/11/2024
+-- source: ANPR, Ministero dell’Interno (CC0); ISTAT
+-- source_en: ANPR, Ministry of the Interior (CC0); ISTAT
 -- description: Certificati anagrafici scaricati dai residenti sul portale ANPR (valori cumulati),
 --   rapportati ai residenti, per i 55 comuni della Città metropolitana di Bologna.
 -- description_en: Registry certificates downloaded by residents from the ANPR portal (cumulative),

@@ -1,5 +1,8 @@
 -- title: Servizi ANPR online ogni 1.000 residenti, comuni della Città metropolitana
 -- title_en: ANPR online services per 1,000 residents, comuni of the metropolitan city
+-- period: al 21/11/2024
+-- source: ANPR, Ministero dell’Interno (CC0); ISTAT
+-- source_en: ANPR, Ministry of the Interior (CC0); ISTAT
 -- description: Uso dei servizi online dell'Anagrafe nazionale (certificati, autocertificazioni,
 --   visure, cambi di residenza, rettifiche) da parte dei residenti, ogni 1.000 residenti, per i 55
 --   comuni della Città metropolitana di Bologna.

@@ -1,5 +1,8 @@
 -- title: Anziani per area statistica: over 65, over 80 e over 65 che vivono soli
 -- title_en: Older residents per statistical area: 65+, 80+ and over-65s living alone
+-- period: 2021
+-- source: Comune di Bologna, indici di fragilità (CC BY 4.0)
+-- source_en: Comune di Bologna, fragility indices (CC BY 4.0)
 -- description: Quota di residenti con 80 anni e più e di over 65 che vivono soli (dati reali 2021),
 --   e quota stimata di over 65, per ciascuna area statistica.
 -- description_en: Share of residents aged 80 and over and of over-65s living alone (real 2021 data),

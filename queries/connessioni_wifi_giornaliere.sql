@@ -1,5 +1,8 @@
 -- title: Connessioni giornaliere alla rete BolognaWiFi
 -- title_en: Daily connections to the BolognaWiFi network
+-- period_column: data
+-- source: Comune di Bologna, connessioni a BolognaWiFi (CC BY 4.0)
+-- source_en: Comune di Bologna, BolognaWiFi connections (CC BY 4.0)
 -- description: Numero di connessioni al giorno alla rete Wi-Fi pubblica del Comune.
 -- description_en: Connections per day to the Comune's public Wi-Fi network.
 -- unit: connessioni al giorno

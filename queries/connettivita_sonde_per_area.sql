@@ -1,5 +1,7 @@
 -- title: Velocità e latenza misurate dalle sonde di connettività, per area statistica
 -- title_en: Throughput and latency measured by connectivity probes, per statistical area
+-- source: Sonde di connettività (simulate nella demo)
+-- source_en: Connectivity probes (simulated in the demo)
 -- description: Mediana degli ultimi 30 giorni di download, upload (Mbit/s) e latenza (ms) misurati
 --   dalle sonde installate in scuole e biblioteche, per area statistica. Richiede i sensori (connettore
 --   MQTT `sensori`): senza, la vista non è disponibile.

@@ -1,5 +1,8 @@
 -- title: Residenti entro 800 m da una biblioteca o da un punto di facilitazione digitale
 -- title_en: Residents within 800 m of a library or a digital facilitation point
+-- period: 2021
+-- source: Comune di Bologna: indici di fragilità 2021, biblioteche, risorse sociali (CC BY 4.0)
+-- source_en: Comune di Bologna: 2021 fragility indices, libraries, social resources (CC BY 4.0)
 -- description: Quota dei residenti di ciascuna area statistica che abita a non più di 800 metri (in
 --   linea d'aria) da una biblioteca comunale o da un punto di facilitazione digitale.
 -- description_en: Share of each statistical area's residents living within 800 metres (as the crow

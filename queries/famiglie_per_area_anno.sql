@@ -1,5 +1,8 @@
 -- title: Famiglie residenti per area statistica e anno
 -- title_en: Resident households per statistical area and year
+-- period_column: anno
+-- source: Comune di Bologna, famiglie residenti (CC BY 4.0)
+-- source_en: Comune di Bologna, resident households (CC BY 4.0)
 -- description: Numero di famiglie residenti in ciascuna area statistica dal 2016, e quante sono
 --   composte da una sola persona.
 -- description_en: Number of resident households in each statistical area since 2016, and how many

@@ -1,5 +1,8 @@
 -- title: Indici di fragilità per area statistica (2021)
 -- title_en: Fragility indices per statistical area (2021)
+-- period: 2021
+-- source: Comune di Bologna, indici di fragilità (CC BY 4.0)
+-- source_en: Comune di Bologna, fragility indices (CC BY 4.0)
 -- description: Gli indici di fragilità potenziale demografica, sociale, economica e complessiva
 --   calcolati dal Comune di Bologna (100 = media cittadina).
 -- description_en: The demographic, social, economic and overall potential-fragility indices computed

@@ -1,5 +1,8 @@
 -- title: Hotspot Wi-Fi pubblici ogni 1.000 residenti per area statistica
 -- title_en: Public Wi-Fi hotspots per 1,000 residents per statistical area
+-- period: 2021–2024
+-- source: Comune di Bologna, hotspot BolognaWiFi (2024) e popolazione (2021) (CC BY 4.0)
+-- source_en: Comune di Bologna, BolognaWiFi hotspots (2024) and population (2021) (CC BY 4.0)
 -- description: Gli access point BolognaWiFi attribuiti alle aree statistiche con un join spaziale
 --   (il punto dell'hotspot contenuto nel poligono dell'area), rapportati ai residenti 2021.
 -- description_en: BolognaWiFi access points assigned to statistical areas by a spatial join

@@ -1,5 +1,8 @@
 -- title: Pilastri del divario digitale per area statistica
 -- title_en: Digital-divide pillars per statistical area
+-- period: 2021–2024
+-- source: Comune di Bologna (CC BY 4.0), ANPR (CC0), ISTAT: vedi il metodo
+-- source_en: Comune di Bologna (CC BY 4.0), ANPR (CC0), ISTAT: see the method
 -- description: I quattro pilastri dell'indice composito del divario digitale (bisogno, connettività,
 --   adozione dei servizi online, supporto), ciascuno da 0 a 100, dove più alto vuol dire più divario.
 -- description_en: The four pillars of the composite digital-divide index (need, connectivity, uptake

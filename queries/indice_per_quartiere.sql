@@ -1,5 +1,8 @@
 -- title: Indice del divario digitale per quartiere
 -- title_en: Digital-divide index per quartiere
+-- period: 2021–2024
+-- source: Comune di Bologna (CC BY 4.0), ANPR (CC0), ISTAT: vedi il metodo
+-- source_en: Comune di Bologna (CC BY 4.0), ANPR (CC0), ISTAT: see the method
 -- description: Media dell'indice composito del divario digitale nelle aree di ciascun quartiere,
 --   pesata sui residenti.
 -- description_en: Mean of the composite digital-divide index over each quartiere's areas, weighted

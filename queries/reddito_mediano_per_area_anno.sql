@@ -1,5 +1,8 @@
 -- title: Reddito imponibile mediano per area statistica e anno
 -- title_en: Median taxable income per statistical area and year
+-- period_column: anno
+-- source: Comune di Bologna, reddito imponibile mediano (CC BY 4.0)
+-- source_en: Comune di Bologna, median taxable income (CC BY 4.0)
 -- description: Reddito imponibile mediano dei contribuenti residenti in ciascuna area statistica,
 --   2016–2021.
 -- description_en: Median taxable income of the resident taxpayers of each statistical area, 2016–2021.

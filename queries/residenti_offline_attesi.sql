@@ -1,5 +1,8 @@
 -- title: Residenti adulti offline attesi per area statistica
 -- title_en: Expected offline adult residents per statistical area
+-- period: 2021
+-- source: Comune di Bologna, indici di fragilità e popolazione (CC BY 4.0); ISTAT, Cittadini e ICT 2024
+-- source_en: Comune di Bologna, fragility indices and population (CC BY 4.0); ISTAT, Citizens and ICT 2024
 -- description: Quanti adulti ci si aspetta che non usino Internet, applicando alla popolazione di
 --   ciascuna area, per fascia d'età, la quota ISTAT di chi non ha usato Internet negli ultimi 3 mesi.
 -- description_en: How many adults are expected not to use the Internet, applying to each area's

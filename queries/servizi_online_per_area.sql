@@ -1,5 +1,8 @@
 -- title: Richieste di servizi fatte online, per area statistica e fascia d'età
 -- title_en: Service requests made online, per statistical area and age band
+-- period: 2023
+-- source: Log dei servizi comunali (simulati nella demo)
+-- source_en: Municipal service logs (simulated in the demo)
 -- description: Quota delle richieste di servizi comunali (certificati, pagamenti PagoPA, ricariche
 --   mensa, cambi di residenza) fatte online invece che allo sportello o a un punto di facilitazione,
 --   per area statistica e fascia d'età del richiedente. Richiede i log dei servizi (connettore

@@ -1,5 +1,8 @@
 -- title: Bologna in sintesi
 -- title_en: Bologna at a glance
+-- period: 2021–2024
+-- source: Comune di Bologna (CC BY 4.0); ISTAT, Cittadini e ICT 2024
+-- source_en: Comune di Bologna (CC BY 4.0); ISTAT, Citizens and ICT 2024
 -- description: Residenti, adulti offline attesi, residenti vicini a un luogo di supporto digitale e
 --   hotspot Wi-Fi pubblici nell'intera città.
 -- description_en: Residents, expected offline adults, residents near a digital-support place and

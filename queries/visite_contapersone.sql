@@ -1,5 +1,8 @@
 -- title: Visite ai luoghi di supporto digitale (contapersone)
 -- title_en: Visits to digital-support places (people counters)
+-- period_column: giorno
+-- source: Contapersone (simulati nella demo)
+-- source_en: People counters (simulated in the demo)
 -- description: Persone entrate ogni giorno nelle biblioteche e nei punti di facilitazione digitale
 --   dotati di contapersone. Richiede i sensori (connettore MQTT `sensori`): senza, la vista non è
 --   disponibile.

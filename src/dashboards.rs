@@ -34,6 +34,18 @@ pub struct Dashboard {
     /// Panels under the map.
     #[serde(default)]
     pub panels: Vec<Panel>,
+    /// A series (a query with `period_column`) whose last value is older than this is flagged as
+    /// dated ("dati datati"). Default one year.
+    #[serde(
+        default = "default_max_age",
+        deserialize_with = "humantime_serde::deserialize",
+        skip_serializing
+    )]
+    pub max_age: std::time::Duration,
+}
+
+fn default_max_age() -> std::time::Duration {
+    std::time::Duration::from_secs(365 * 86_400)
 }
 
 /// A map of areas (statistical areas, comuni, …) coloured by an indicator.
@@ -530,6 +542,12 @@ impl IndexConfig {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        // The index covers what its pillars cover, and comes from where they come from.
+        .chain(
+            ["period", "source", "source_en"]
+                .into_iter()
+                .filter_map(|k| pillars.get(k).map(|v| (k.to_string(), v.to_string()))),
+        )
         .collect();
         Ok(Some(SavedQuery {
             name: self.name.clone(),

@@ -124,6 +124,8 @@ struct Known {
     covered_points: f64,
     uptake: f64,
     support: f64,
+    /// SPID/CIE logins from the area (service logs): published, not a count of persons.
+    logins: f64,
     truth: Option<Candidate>,
 }
 
@@ -166,6 +168,7 @@ fn method(query: &str, column: &str, c: Candidate, k: &Known) -> Option<(f64, i3
         (_, "offline_attesi") => (offline, 0),
         (_, "quota_offline_attesi_pct") => (quota_offline, 2),
         (_, "hotspot_per_1000_residenti") => (per_1000, 4),
+        (_, "accessi_per_adulto") => (k.logins / round_to(a, 0), 3),
         (_, "residenti_entro_800m") => (c.r * k.covered_points / k.grid_points, 0),
         (_, "bisogno") => (need?, 2),
         (_, "connettivita") => (connectivity, 2),
@@ -183,6 +186,7 @@ fn uses(column: &str) -> (bool, bool, bool) {
         "residenti"
         | "adulti"
         | "hotspot_per_1000_residenti"
+        | "accessi_per_adulto"
         | "residenti_entro_800m"
         | "connettivita" => (true, false, false),
         "quota_over_80_pct" | "quota_over_65_stimata_pct" => (false, true, false),
@@ -199,6 +203,7 @@ fn protects(query: &str, column: &str) -> Option<char> {
         "residenti"
         | "adulti"
         | "hotspot_per_1000_residenti"
+        | "accessi_per_adulto"
         | "residenti_entro_800m"
         | "connettivita" => 'R',
         "over_65_soli_pct" | "over_65_soli_stimati" => 'S',
@@ -481,6 +486,8 @@ fn known_figures(
                     .unwrap_or(0.0),
                 uptake: find("indice_divario_pilastri", area, "adozione").unwrap_or(0.0),
                 support: find("indice_divario_pilastri", area, "supporto").unwrap_or(0.0),
+                logins: find("accessi_spid_cie_per_adulto", area, "accessi_spid_cie")
+                    .unwrap_or(0.0),
                 truth: Some(truth),
             },
         );

@@ -164,7 +164,8 @@ async fn definition(
                 "metadata": saved.map(|q| q.metadata.clone()),
                 "ok": ok,
                 "error": view.and_then(|v| v.error.clone()),
-                "freshness": { "updated_at": updated_at, "stale": stale, "simulated": simulated, "sources": sources },
+                "freshness": { "updated_at": updated_at, "stale": stale, "simulated": simulated, "sources": sources,
+                               "max_age_days": file.dashboard.max_age.as_secs() / 86_400 },
             }),
         );
         if ok {

@@ -104,7 +104,19 @@ try {
   assert.match(await page.locator('label[for="layer-sensori"]').textContent(), /Dati simulati/);
   // Real data carries no such label.
   assert.doesNotMatch(await page.locator('section[data-panel="sintesi_citta"] .freshness').textContent(), /simulati/);
-  assert.match(await page.locator('section[data-panel="sintesi_citta"] .freshness').textContent(), /Dati aggiornati al/);
+  // Each indicator says what period its data describe and where they come from; the load time
+  // is only "caricati il"; a series whose last value is over a year old is flagged as dated.
+  const summary = await page.locator('section[data-panel="sintesi_citta"] .freshness').textContent();
+  assert.match(summary, /Periodo di riferimento: 2021–2024\. Fonte: Comune di Bologna .*Dati caricati il /);
+  assert.match(await page.locator('#indicator-info .freshness').textContent(), /Periodo di riferimento: 2021–2024\./);
+  const wifi = page.locator('section[data-panel="connessioni_wifi_giornaliere"] .freshness');
+  await page.waitForFunction(() => /Periodo/.test(document.querySelector('section[data-panel="connessioni_wifi_giornaliere"] .freshness')?.textContent ?? ''), null, { timeout: TIMEOUT });
+  assert.match(await wifi.textContent(), /Periodo di riferimento: 31 mag 2023 – 20 giu 2024\./);
+  assert.equal(await wifi.locator('[data-dated="true"]').count(), 1, 'the Wi-Fi series ended in 2024: dated');
+  const visits = page.locator('section[data-panel="visite_contapersone"] .freshness');
+  await page.waitForFunction(() => /Periodo/.test(document.querySelector('section[data-panel="visite_contapersone"] .freshness')?.textContent ?? ''), null, { timeout: TIMEOUT });
+  assert.equal(await visits.locator('[data-dated="true"]').count(), 0, 'the live people counters are not dated');
+  assert.doesNotMatch(summary, /aggiornati al/);
   await page.screenshot({ path: join(screenshotDir, '01-divario-digitale.png'), fullPage: true });
   await accessibility(page, 'the home dashboard');
 
@@ -153,7 +165,7 @@ try {
   await page.waitForFunction(() => document.documentElement.lang === 'en', null, { timeout: TIMEOUT });
   assert.equal(await page.locator('h1').textContent(), 'The digital divide in Bologna');
   await page.waitForSelector('section[data-panel="sintesi_citta"] .kpi-value', { timeout: TIMEOUT });
-  assert.match(await page.locator('section[data-panel="sintesi_citta"] .freshness').textContent(), /Data updated on/);
+  assert.match(await page.locator('section[data-panel="sintesi_citta"] .freshness').textContent(), /Reference period: 2021–2024\. Source: Comune di Bologna .*Data loaded on /);
   await page.waitForSelector('section[data-panel="servizi_online_per_area"] .freshness', { timeout: TIMEOUT });
   assert.match(await page.locator('section[data-panel="servizi_online_per_area"] .freshness').textContent(), /Simulated data/);
   assert.equal(new URL(page.url()).searchParams.get('lang'), 'en');

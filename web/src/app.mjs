@@ -152,7 +152,7 @@ async function showIndicator() {
     el('span', { text: `${indicatorUnit(indicator)}${version ? ` · ${t('method_version')} ${version}` : ''}. ` }),
     el('details', { class: 'd-inline' }, el('summary', { class: 'd-inline', text: t('method') }), el('span', { class: 'small', text: ` ${pick(metadata, 'description')} ${metadata.method ?? ''}` })),
   );
-  infoLine.append(freshness(info(indicator.query)));
+  infoLine.append(freshness(info(indicator.query), rows));
   shownRows = rows;
   renderMapTable(indicator, rows);
   await choropleth.idle();

@@ -33,7 +33,12 @@ const STRINGS = {
   no_data: ['dato non disponibile', 'no data'],
   higher_worse: ['valori più alti = situazione peggiore', 'higher values = worse'],
   higher_better: ['valori più alti = situazione migliore', 'higher values = better'],
-  updated: ['Dati aggiornati al', 'Data updated on'],
+  loaded: ['Dati caricati il', 'Data loaded on'],
+  period: ['Periodo di riferimento', 'Reference period'],
+  source: ['Fonte', 'Source'],
+  dated: ['Dati datati', 'Dated data'],
+  dated_detail: ['l’ultimo valore della serie è di più di', 'the series’ last value is more than'],
+  days_ago: ['giorni fa', 'days ago'],
   stale: ['Fonte non aggiornata', 'Source out of date'],
   stale_detail: ['fonti non aggiornate o mancanti', 'sources out of date or missing'],
   simulated: ['Dati simulati', 'Simulated data'],
@@ -102,6 +107,13 @@ export function formatNumber(value, decimals = 1) {
     numberFormats.set(key, new Intl.NumberFormat(locale, { minimumFractionDigits: decimals, maximumFractionDigits: decimals }));
   }
   return numberFormats.get(key).format(value);
+}
+
+/** A day, without the time: "20 giu 2024". */
+export function formatDay(iso) {
+  if (!iso) return '—';
+  const locale = language === 'en' ? 'en-GB' : 'it-IT';
+  return new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeZone: 'UTC' }).format(new Date(iso));
 }
 
 export function formatDate(iso) {

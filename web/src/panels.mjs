@@ -67,7 +67,7 @@ export function renderPanel(dashboardName, panel, info, rowsPromise) {
     body.append(el('p', { class: 'mb-0' }, el('strong', { text: `${t('unavailable_panel')}. ` }), unavailableReason(info)));
     return card;
   }
-  body.append(freshness(info));
+  body.append(freshness(info, rowsPromise));
   const content = el('div', { class: 'panel-content' }, el('p', { class: 'text-muted', text: t('loading') }));
   body.append(content);
   const unit = pick(info.metadata, 'unit');

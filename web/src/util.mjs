@@ -1,6 +1,6 @@
 // Small helpers shared by the map and the panels: fetching, elements, accessible tables, freshness.
 
-import { t, pick, formatDate, formatNumber } from './i18n.mjs';
+import { t, pick, formatDate, formatDay, formatNumber } from './i18n.mjs';
 
 export async function getJson(url) {
   const response = await fetch(url);
@@ -57,11 +57,56 @@ export function dataTable(rows, columns, { caption, rowHeader, rowAction } = {})
   return el('table', { class: 'table table-sm table-striped' }, caption ? el('caption', { text: caption }) : null, el('thead', {}, head), el('tbody', {}, body));
 }
 
-/** "Data updated on …", flagged when a source is stale or missing, with the sources' states. */
-export function freshness(info) {
+/** The reference period of an indicator: from its rows (`period_column`: first–last value, a
+ * single value when they agree) or as declared (`period`). Returns [text, end of a series as a
+ * Date (null for a declared period)]. */
+export function referencePeriod(metadata, rows) {
+  const column = metadata?.period_column;
+  if (column && rows?.length) {
+    const values = rows.map((r) => r[column]).filter((v) => v !== null && v !== undefined).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    if (values.length) {
+      const [first, last] = [values[0], values[values.length - 1]];
+      const show = (v) => (typeof v === 'string' && /^\d{4}-\d{2}-\d{2}/.test(v) ? formatDay(v) : String(v));
+      return [first === last ? show(last) : `${show(first)} – ${show(last)}`, periodEnd(last)];
+    }
+  }
+  if (metadata?.period) return [metadata.period, null];
+  return [null, null];
+}
+
+/** The last day a period value covers: a year ends on 31 December, a date is itself. */
+function periodEnd(value) {
+  if (typeof value === 'number' || /^\d{4}$/.test(String(value))) return new Date(Date.UTC(Number(value), 11, 31, 23, 59, 59));
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? null : date;
+}
+
+/** The indicator's reference period and source next to its value, when it was loaded, and flags:
+ * dated (a series whose last value is older than the dashboard's `max_age`), simulated, stale
+ * sources.
+ * `rows` (or a promise of them) give the period when the query names a `period_column`. */
+export function freshness(info, rows) {
   if (!info) return el('span');
-  const { freshness: f } = info;
-  const parts = [el('span', { text: `${t('updated')} ${formatDate(f.updated_at)}` })];
+  const { freshness: f, metadata } = info;
+  const period = el('span', { class: 'period' });
+  const dated = el('span');
+  const source = pick(metadata, 'source');
+  const parts = [
+    period,
+    source ? el('span', { class: 'source', text: `${t('source')}: ${source}. ` }) : null,
+    el('span', { class: 'loaded', text: `${t('loaded')} ${formatDate(f.updated_at)}.` }),
+    dated,
+  ];
+  Promise.resolve(rows).then((r) => {
+    const [text, end] = referencePeriod(metadata, r);
+    if (!text) return;
+    period.textContent = `${t('period')}: ${text}. `;
+    const ageDays = end ? (Date.now() - end.getTime()) / 86400000 : 0;
+    if (f.max_age_days && ageDays > f.max_age_days) {
+      dated.replaceChildren(' ', el('span', { class: 'badge bg-warning text-dark dated', dataset: { dated: 'true' }, title: `${t('dated_detail')} ${f.max_age_days} ${t('days_ago')}` }, t('dated')),
+        el('span', { class: 'visually-hidden', text: ` (${t('dated_detail')} ${f.max_age_days} ${t('days_ago')})` }));
+    }
+  }).catch(() => {});
   if (f.simulated) parts.push(' ', simulatedBadge());
   if (f.stale) {
     const bad = f.sources.filter((s) => s.stale).map((s) => `${s.table} (${s.state})`).join(', ');
