@@ -13,8 +13,10 @@
 -- unit_en: visits per day
 -- polarity: higher_is_better
 -- sources: sensori.letture, bologna.sensori
--- method: Somma giornaliera delle letture con metric 'people' dei sensori di tipo 'people_counter'.
--- method_version: 1.0
+-- method: Somma giornaliera (giorni UTC) delle letture con metric 'people' dei sensori di tipo
+--   'people_counter'. Solo giorni completi: il giorno in corso non è contato, perché un giorno a metà
+--   sembrerebbe un calo.
+-- method_version: 1.1
 SELECT
     date_trunc('day', l.ts) AS giorno,
     count(DISTINCT l.sensor_id) AS contapersone,
@@ -22,4 +24,5 @@ SELECT
 FROM sensori.letture AS l
 JOIN bologna.sensori AS s ON s.sensor_id = l.sensor_id
 WHERE l.metric = 'people' AND s.kind = 'people_counter'
+  AND l.ts < date_trunc('day', now())
 GROUP BY date_trunc('day', l.ts)

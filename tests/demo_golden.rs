@@ -320,7 +320,22 @@ key = "codice_area_statistica"
         number(&s.rows("SELECT count(*) AS n FROM sensori.letture")[0]["n"]) > before
     });
     assert!(letture("SELECT count(*) AS n FROM sensori.ambiente") > 0.0);
-    assert!(letture("SELECT count(*) AS n FROM sensori.letture_orarie") > 0.0);
+    // Whole days only: the history starts at a midnight, and the day in progress is not counted.
+    assert_eq!(
+        letture(
+            "SELECT count(*) AS n FROM visite_contapersone WHERE giorno >= date_trunc('day', now())"
+        ),
+        0.0
+    );
+    assert!(letture("SELECT count(*) AS n FROM visite_contapersone") >= 7.0);
+    let first_day = letture(
+        "SELECT count(DISTINCT date_trunc('hour', ts)) AS n FROM sensori.letture          WHERE ts < (SELECT min(date_trunc('day', ts)) + INTERVAL '1 day' FROM sensori.letture)",
+    );
+    assert_eq!(first_day, 24.0, "the first day of history has every hour");
+    // The hourly rollups follow at the compaction that comes once the history is written.
+    server.wait_until("rollups of the history", |s| {
+        number(&s.rows("SELECT count(*) AS n FROM sensori.letture_orarie")[0]["n"]) > 0.0
+    });
 
     let status = server.get_json("/status");
     let simulated_schemas = ["service_logs", "sensori"];

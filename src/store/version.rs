@@ -55,10 +55,10 @@ pub fn latest(dir: &Path, table: &str) -> Option<(u64, PathBuf)> {
 /// Delete the versions older than `keep_from`. A failure only leaves a file behind.
 pub fn delete_before(dir: &Path, table: &str, keep_from: u64) {
     for (version, path) in list(dir, table) {
-        if version < keep_from {
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot delete an old snapshot version");
-            }
+        if version < keep_from
+            && let Err(e) = std::fs::remove_file(&path)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot delete an old snapshot version");
         }
     }
 }

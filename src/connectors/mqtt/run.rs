@@ -327,7 +327,8 @@ impl Simulated {
         let empty = self.tables.iter().all(|t| t.rows.row_count() == 0);
         if empty && !simulation.history.is_zero() {
             let now = chrono::Utc::now().timestamp();
-            let from = now - simulation.history.as_secs() as i64;
+            // From a midnight (UTC), so the first day of the history is a whole day.
+            let from = (now - simulation.history.as_secs() as i64).div_euclid(86_400) * 86_400;
             let history = feed.history(from, now, 3_600);
             info!(connector = %self.schema, messages = history.len(), "simulated sensor history");
             for (number, (topic, payload)) in history.into_iter().enumerate() {
@@ -342,6 +343,19 @@ impl Simulated {
             // than at the next scheduled compaction.
             while self.sender.capacity() < self.sender.max_capacity() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // ... and has committed its last group: the row counts stop moving.
+            let counts =
+                |tables: &[OpenTable]| -> usize { tables.iter().map(|t| t.rows.row_count()).sum() };
+            let (mut last, mut steady) = (counts(&self.tables), 0);
+            for _ in 0..200 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let now = counts(&self.tables);
+                steady = if now == last { steady + 1 } else { 0 };
+                last = now;
+                if steady >= 3 {
+                    break;
+                }
             }
             for table in self.tables.iter() {
                 let rows = table.rows.clone();
