@@ -116,6 +116,10 @@ try {
   const visits = page.locator('section[data-panel="visite_contapersone"] .freshness');
   await page.waitForFunction(() => /Periodo/.test(document.querySelector('section[data-panel="visite_contapersone"] .freshness')?.textContent ?? ''), null, { timeout: TIMEOUT });
   assert.equal(await visits.locator('[data-dated="true"]').count(), 0, 'the live people counters are not dated');
+  await page.waitForSelector('section[data-panel="visite_contapersone"] .chart svg', { timeout: TIMEOUT });
+  const axis = await page.locator('section[data-panel="visite_contapersone"] .chart svg text').allTextContents();
+  assert.ok(axis.some((label) => /^\d{4}-\d{2}-\d{2}$/.test(label)), `days on the axis: ${axis}`);
+  assert.ok(!axis.some((label) => label.includes('T00:00')), `no raw timestamps on the axis: ${axis}`);
   assert.doesNotMatch(summary, /aggiornati al/);
   await page.screenshot({ path: join(screenshotDir, '01-divario-digitale.png'), fullPage: true });
   await accessibility(page, 'the home dashboard');

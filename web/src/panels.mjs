@@ -34,6 +34,12 @@ function labelOf(panel, index, column) {
 }
 
 /** A line or bar chart, with an accessible description; the caller adds the data table. */
+/** An x value as the axis shows it: a timestamp at midnight is a day ("2026-11-29"). */
+function axisText(value) {
+  const text = String(value);
+  return /^\d{4}-\d{2}-\d{2}T00:00:00(\.0+)?Z?$/.test(text) ? text.slice(0, 10) : text;
+}
+
 export async function drawChart(container, { kind, rows, x, y, names, title }) {
   const module = await echarts();
   const chart = module.init(container, null, { renderer: 'svg' });
@@ -45,7 +51,7 @@ export async function drawChart(container, { kind, rows, x, y, names, title }) {
     grid: { left: 8, right: 16, top: 28, bottom: 8, containLabel: true },
     tooltip: { trigger: 'axis' },
     legend: y.length > 1 ? { top: 0 } : undefined,
-    xAxis: kind === 'bar' ? { type: 'value' } : { type: 'category', data: rows.map((r) => String(r[x])) },
+    xAxis: kind === 'bar' ? { type: 'value' } : { type: 'category', data: rows.map((r) => axisText(r[x])) },
     yAxis: kind === 'bar' ? { type: 'category', inverse: true, data: rows.map((r) => String(r[x])), axisLabel: { width: 140, overflow: 'truncate' } } : { type: 'value', scale: true },
     series: y.map((column, i) => ({ type: kind, name: names[i], data: rows.map((r) => r[column]), showSymbol: false })),
   });
