@@ -328,6 +328,11 @@ key = "codice_area_statistica"
         0.0
     );
     assert!(letture("SELECT count(*) AS n FROM visite_contapersone") >= 7.0);
+    assert_eq!(
+        letture("SELECT count(*) AS n FROM sensori.letture WHERE ts > now()"),
+        0.0,
+        "no simulated reading is from the future"
+    );
     let first_day = letture(
         "SELECT count(DISTINCT date_trunc('hour', ts)) AS n FROM sensori.letture          WHERE ts < (SELECT min(date_trunc('day', ts)) + INTERVAL '1 day' FROM sensori.letture)",
     );

@@ -266,6 +266,10 @@ impl SensorFeed {
                 for metric_turn in 0..metrics {
                     // Spread over the step, not all at its first second.
                     let seconds = at as f64 + self.rng.below(step_seconds.max(1) as u64) as f64;
+                    // Never a reading from the future: the last step ends at `until_seconds`.
+                    if seconds >= until_seconds as f64 {
+                        continue;
+                    }
                     messages.push(reading(
                         &self.prefix,
                         sensor,
