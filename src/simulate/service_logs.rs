@@ -71,8 +71,8 @@ pub async fn service_log_batch(options: &ServiceLogOptions) -> Result<RecordBatc
     })?
 }
 
-/// Write the events to `path` (through a temporary file and a rename, so a crash never leaves
-/// half a file where the connector reads).
+/// Write the events to `path`, atomically (`store::write_atomically`): a crash never leaves half
+/// a file where the connector reads.
 pub async fn write_service_logs(
     path: &Path,
     options: &ServiceLogOptions,
@@ -80,21 +80,8 @@ pub async fn write_service_logs(
     let batch = service_log_batch(options).await?;
     let rows = batch.num_rows();
     let target = path.to_path_buf();
-    let write = move || -> Result<(), String> {
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-        }
-        let temporary = target.with_extension("parquet.tmp");
-        let file = std::fs::File::create(&temporary).map_err(|e| e.to_string())?;
-        let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)
-            .map_err(|e| e.to_string())?;
-        writer.write(&batch).map_err(|e| e.to_string())?;
-        writer
-            .into_inner()
-            .and_then(|f| f.sync_all().map_err(Into::into))
-            .map_err(|e| e.to_string())?;
-        std::fs::rename(&temporary, &target).map_err(|e| e.to_string())
-    };
+    let write =
+        move || crate::store::write_atomically(&target, batch.schema(), &[batch], Vec::new());
     tokio::task::spawn_blocking(write)
         .await
         .map_err(|e| e.to_string())
@@ -150,25 +137,14 @@ mod tests {
     fn rome_is_one_hour_ahead_in_winter_and_two_in_summer() {
         let at = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
         // 2023: summer time from 26 March to 29 October.
-        assert_eq!(
-            rome_to_utc(at("2023-01-15 10:00:00")).to_rfc3339(),
-            "2023-01-15T09:00:00+00:00"
-        );
-        assert_eq!(
-            rome_to_utc(at("2023-03-26 01:59:59")).to_rfc3339(),
-            "2023-03-26T00:59:59+00:00"
-        );
-        assert_eq!(
-            rome_to_utc(at("2023-03-26 03:00:00")).to_rfc3339(),
-            "2023-03-26T01:00:00+00:00"
-        );
-        assert_eq!(
-            rome_to_utc(at("2023-07-01 12:00:00")).to_rfc3339(),
-            "2023-07-01T10:00:00+00:00"
-        );
-        assert_eq!(
-            rome_to_utc(at("2023-10-29 03:00:00")).to_rfc3339(),
-            "2023-10-29T02:00:00+00:00"
-        );
+        for (local, utc) in [
+            ("2023-01-15 10:00:00", "2023-01-15T09:00:00+00:00"),
+            ("2023-03-26 01:59:59", "2023-03-26T00:59:59+00:00"),
+            ("2023-03-26 03:00:00", "2023-03-26T01:00:00+00:00"),
+            ("2023-07-01 12:00:00", "2023-07-01T10:00:00+00:00"),
+            ("2023-10-29 03:00:00", "2023-10-29T02:00:00+00:00"),
+        ] {
+            assert_eq!(rome_to_utc(at(local)).to_rfc3339(), utc, "{local}");
+        }
     }
 }

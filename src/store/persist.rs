@@ -35,18 +35,34 @@ pub struct SnapshotMeta {
 }
 
 pub fn write(path: &Path, loaded: &LoadedTable, meta: &SnapshotMeta) -> Result<(), String> {
+    let meta_json = serde_json::to_string(meta).map_err(|e| e.to_string())?;
+    write_atomically(
+        path,
+        loaded.schema.clone(),
+        &loaded.batches,
+        vec![KeyValue::new(META_KEY.to_string(), meta_json)],
+    )
+}
+
+/// Write `batches` as one Parquet file (zstd) at `path`: through a temporary file, fsynced, then
+/// renamed, so a reader or a crash never finds half a file there.
+pub fn write_atomically(
+    path: &Path,
+    schema: arrow::datatypes::SchemaRef,
+    batches: &[arrow::record_batch::RecordBatch],
+    metadata: Vec<KeyValue>,
+) -> Result<(), String> {
     let dir = path.parent().ok_or("no parent folder")?;
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let temporary = path.with_extension("parquet.tmp");
-    let meta_json = serde_json::to_string(meta).map_err(|e| e.to_string())?;
     let properties = WriterProperties::builder()
         .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
-        .set_key_value_metadata(Some(vec![KeyValue::new(META_KEY.to_string(), meta_json)]))
+        .set_key_value_metadata((!metadata.is_empty()).then_some(metadata))
         .build();
     let file = File::create(&temporary).map_err(|e| e.to_string())?;
-    let mut writer = ArrowWriter::try_new(file, loaded.schema.clone(), Some(properties))
-        .map_err(|e| e.to_string())?;
-    for batch in &loaded.batches {
+    let mut writer =
+        ArrowWriter::try_new(file, schema, Some(properties)).map_err(|e| e.to_string())?;
+    for batch in batches {
         writer.write(batch).map_err(|e| e.to_string())?;
     }
     let mut file = writer.into_inner().map_err(|e| e.to_string())?;

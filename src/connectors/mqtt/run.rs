@@ -154,23 +154,7 @@ pub async fn run(
         .await;
 
     if let Some(simulation) = config.simulate.clone() {
-        let (sender, receiver) = mpsc::channel::<Delivery>(config.channel_capacity);
-        tokio::spawn(write_loop(
-            store.clone(),
-            schema.clone(),
-            source.clone(),
-            tables.clone(),
-            None,
-            receiver,
-            config.max_group,
-        ));
-        tokio::spawn(compact_loop(
-            store.clone(),
-            schema.clone(),
-            source.clone(),
-            tables.clone(),
-            config.compact_every,
-        ));
+        let sender = spawn_writer(&store, &schema, &source, &tables, &config, None);
         let feed = Simulated {
             store,
             schema,
@@ -194,23 +178,14 @@ pub async fn run(
         }
     };
     let (client, mut eventloop) = AsyncClient::new(options, ACK_CAPACITY);
-    let (sender, receiver) = mpsc::channel::<Delivery>(config.channel_capacity);
-    tokio::spawn(write_loop(
-        store.clone(),
-        schema.clone(),
-        source.clone(),
-        tables.clone(),
+    let sender = spawn_writer(
+        &store,
+        &schema,
+        &source,
+        &tables,
+        &config,
         Some(client.clone()),
-        receiver,
-        config.max_group,
-    ));
-    tokio::spawn(compact_loop(
-        store.clone(),
-        schema.clone(),
-        source.clone(),
-        tables.clone(),
-        config.compact_every,
-    ));
+    );
 
     let filters: Vec<SubscribeFilter> = config
         .tables
@@ -280,6 +255,36 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Start the writer (durable groups, then acknowledgements through `client`, if there is a
+/// broker) and the compaction of the tables; returns the writer's channel.
+fn spawn_writer(
+    store: &Arc<Store>,
+    schema: &str,
+    source: &str,
+    tables: &Arc<Vec<OpenTable>>,
+    config: &MqttConnectorConfig,
+    client: Option<AsyncClient>,
+) -> mpsc::Sender<Delivery> {
+    let (sender, receiver) = mpsc::channel::<Delivery>(config.channel_capacity);
+    tokio::spawn(write_loop(
+        store.clone(),
+        schema.to_string(),
+        source.to_string(),
+        tables.clone(),
+        client,
+        receiver,
+        config.max_group,
+    ));
+    tokio::spawn(compact_loop(
+        store.clone(),
+        schema.to_string(),
+        source.to_string(),
+        tables.clone(),
+        config.compact_every,
+    ));
+    sender
 }
 
 /// A connector fed by the built-in sensor simulator instead of a broker: the same decoding,
