@@ -44,6 +44,9 @@ pub struct ServiceConfig {
     /// How tables are kept: which are served from memory, which queried in place on disk.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// When the dashboards' results are recomputed in the background.
+    #[serde(default)]
+    pub results: ResultsConfig,
     /// Who may call what: keys, anonymous access, rate limits, disclosure control.
     #[serde(default)]
     pub access: AccessConfig,
@@ -220,6 +223,38 @@ impl Default for StorageConfig {
             memory_cache: default_memory_cache(),
         }
     }
+}
+
+/// The dashboards' results (`[results]`): computed in the background and kept in
+/// `<data_dir>/results`, never computed while a visitor waits (see `crate::results`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsConfig {
+    /// A result whose source tables changed is recomputed at most this often; a failed
+    /// refresh is retried after it.
+    #[serde(with = "humantime_serde", default = "default_results_min_interval")]
+    pub min_interval: Duration,
+    /// A result this old is recomputed even when its sources did not change (queries that
+    /// depend on the time, e.g. "the last 24 hours").
+    #[serde(with = "humantime_serde", default = "default_results_recompute_after")]
+    pub recompute_after: Duration,
+}
+
+impl Default for ResultsConfig {
+    fn default() -> Self {
+        Self {
+            min_interval: default_results_min_interval(),
+            recompute_after: default_results_recompute_after(),
+        }
+    }
+}
+
+fn default_results_min_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_results_recompute_after() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_memory_cache() -> ByteSize {

@@ -10,6 +10,7 @@ pub mod dashboards;
 pub mod datasets;
 pub mod geometry;
 pub mod query;
+pub mod results;
 pub mod sdc;
 pub mod service;
 pub mod simulate;

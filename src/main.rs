@@ -310,7 +310,7 @@ async fn serve(config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::
     let address = listen.unwrap_or(config.service.listen);
     let service = Service::new(config).await;
     service.spawn_background();
-    api::dashboards::spawn_warm_up(service.clone());
+    cruscotto::results::spawn_refresh(service.clone());
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;

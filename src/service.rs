@@ -21,6 +21,8 @@ pub struct Service {
     pub config: Config,
     pub store: Arc<Store>,
     pub engine: Arc<QueryEngine>,
+    /// What the dashboards serve, kept up to date in the background.
+    pub results: crate::results::DashboardResults,
     initial_load_done: AtomicBool,
     started_at: chrono::DateTime<chrono::Utc>,
 }
@@ -80,10 +82,17 @@ impl Service {
         }
         let engine = QueryEngine::new(&store, config.queries.clone(), config.service.query.clone());
         engine.rebuild_views().await;
+        let results = crate::results::DashboardResults::open(
+            &config.data_dir(),
+            &config.queries,
+            config.service.results.clone(),
+            config.service.access.min_count,
+        );
         Arc::new(Self {
             config,
             store,
             engine,
+            results,
             initial_load_done: AtomicBool::new(false),
             started_at: chrono::Utc::now(),
         })

@@ -2,13 +2,12 @@
 //! query it names, the query's metadata, whether it runs and how fresh its source tables are; the
 //! rows of those queries (JSON, or CSV to download); and map layers as GeoJSON.
 //!
-//! Results are cached per saved query until the store changes (or for `CACHE_TTL`), and concurrent
-//! requests for the same query share one execution: a dashboard opening runs each query once.
+//! Results come from `crate::results`: computed in the background and kept, so a request never
+//! waits for a saved query (except the very first time one is asked for, before any was kept).
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use arrow::array::Array;
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
@@ -32,13 +31,11 @@ use crate::auth::Role;
 use crate::config::DashboardFile;
 use crate::dashboards::source_tables;
 use crate::geometry::{is_geometry, wkb_to_geo};
-use crate::query::{QueryError, QueryResult};
+use crate::query::QueryResult;
+use crate::results::{Computed, RefreshError};
 use crate::service::Service;
 use crate::store::TableState;
 
-/// How long a cached result may be served even if the store has not changed: bounds the effect of
-/// a result computed in the instant between a commit and the views being re-planned.
-const CACHE_TTL: Duration = Duration::from_secs(60);
 /// Decimals kept in GeoJSON coordinates: 1e-6° is about 0.1 m, far below what a map shows.
 const COORDINATE_SCALE: f64 = 1e6;
 /// Bodies smaller than this are not worth compressing.
@@ -157,24 +154,26 @@ async fn definition(
         let stale = sources.iter().any(|s| s["stale"] == json!(true));
         // Any simulated source makes the panel's data simulated.
         let simulated = sources.iter().any(|s| s["simulated"] == json!(true));
+        let kept = service.results.entry(query);
+        let result = json!({
+            "computed_at": kept.computed.as_ref().map(|c| c.computed_at),
+            "refresh_failed_at": kept.failure.as_ref().map(|f| f.at),
+            "refresh_error": kept.failure.as_ref().map(|f| f.error.clone()),
+        });
+        // A query that no longer plans still has its last result to show, with the reason.
+        let servable = ok || kept.computed.is_some();
         queries.insert(
             query.to_string(),
             json!({
                 "name": query,
                 "metadata": saved.map(|q| q.metadata.clone()),
-                "ok": ok,
+                "ok": servable,
                 "error": view.and_then(|v| v.error.clone()),
+                "result": result,
                 "freshness": { "updated_at": updated_at, "stale": stale, "simulated": simulated, "sources": sources,
                                "max_age_days": file.dashboard.max_age.as_secs() / 86_400 },
             }),
         );
-        if ok {
-            let service = service.clone();
-            let query = query.to_string();
-            tokio::spawn(async move {
-                let _ = cached_result(&service, &query).await;
-            });
-        }
     }
     let body = json!({
         "name": file.name,
@@ -227,13 +226,7 @@ async fn data(
             )));
         }
     };
-    let result = protected(
-        &state,
-        &caller,
-        &query,
-        cached_result(&state.service, &query).await?,
-    )
-    .await?;
+    let result = for_caller(&caller, kept_result(&state.service, &query).await?);
     let table = tokio::task::spawn_blocking(move || without_geometry_sorted(&result))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
@@ -285,13 +278,7 @@ async fn layer(
             "`{query}` is not a map layer of dashboard `{name}`"
         )));
     };
-    let result = protected(
-        &state,
-        &caller,
-        &query,
-        cached_result(&state.service, &query).await?,
-    )
-    .await?;
+    let result = for_caller(&caller, kept_result(&state.service, &query).await?);
     let key = (
         Arc::as_ptr(&state.service) as usize,
         query.clone(),
@@ -353,147 +340,32 @@ fn layer_cache() -> &'static Mutex<HashMap<(usize, String, String), Arc<LayerBod
 /// that does, is answered with its published version (see `crate::sdc`): the same cells are
 /// suppressed in the dashboard, its map and every dataset, and what is computed from a suppressed
 /// cell is computed from NULL. Analysts and admins get the raw result.
-async fn protected(
-    state: &AppState,
-    caller: &Caller,
-    query: &str,
-    result: Arc<QueryResult>,
-) -> Result<Arc<QueryResult>, ApiError> {
-    if caller
+fn for_caller(caller: &Caller, computed: Computed) -> Arc<QueryResult> {
+    let trusted = caller
         .0
         .as_ref()
-        .is_some_and(|p| p.is_at_least(Role::Analyst))
-    {
-        return Ok(result);
+        .is_some_and(|p| p.is_at_least(Role::Analyst));
+    match computed.published {
+        Some(published) if !trusted => published,
+        _ => computed.raw,
     }
-    let published = crate::sdc::published(&state.service, query, state.access.config.min_count)
+}
+
+/// The last result of a saved query (see `crate::results`), as an API error when there is none.
+async fn kept_result(service: &Arc<Service>, query: &str) -> Result<Computed, ApiError> {
+    service
+        .results
+        .get(service, query)
         .await
         .map_err(|e| match e {
-            crate::sdc::PublishError::Query(e) => ApiError::Query(e),
-            other => ApiError::Internal(other.to_string()),
-        })?;
-    Ok(published.unwrap_or(result))
-}
-
-type Slot = Arc<tokio::sync::OnceCell<Arc<QueryResult>>>;
-
-struct CacheEntry {
-    version: u64,
-    created: Instant,
-    slot: Slot,
-}
-
-/// Run every saved query a dashboard reads, in the background, once the first load is done and
-/// again after each change of the data (once the views are re-planned over it): the first visitor
-/// after a start or a refresh finds the answers computed instead of waiting for them. Answers are
-/// only computed, never served from here, so access control and disclosure control are untouched.
-pub fn spawn_warm_up(service: Arc<Service>) {
-    let queries: Vec<String> = {
-        let mut names: Vec<String> = service
-            .config
-            .dashboards
-            .iter()
-            .flat_map(|d| d.dashboard.query_references())
-            .map(|(_, query)| query.to_string())
-            .collect();
-        names.sort();
-        names.dedup();
-        names
-    };
-    if queries.is_empty() {
-        return;
-    }
-    tokio::spawn(async move {
-        let mut changes = service.store.subscribe();
-        while !service.initial_load_done() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        // What the data is: a failed refresh also signals a change (for /status), but warming up
-        // again then would only burn CPU, e.g. every few seconds while an MQTT broker is away.
-        let data_of = |service: &Service| -> Vec<(String, String, usize, Option<DateTime<Utc>>)> {
-            let mut data: Vec<_> = service
-                .store
-                .statuses()
-                .into_iter()
-                .map(|s| (s.schema, s.table, s.rows, s.last_success))
-                .collect();
-            data.sort();
-            data
-        };
-        let mut warmed: Option<Vec<_>> = None;
-        loop {
-            let generation = service.engine.generation();
-            let data = data_of(&service);
-            if warmed.as_ref() != Some(&data) {
-                for query in &queries {
-                    // A query that does not run is reported by the dashboard itself when asked.
-                    let _ = cached_result(&service, query).await;
-                }
-                warmed = Some(data);
+            RefreshError::NotPlanned { .. } => ApiError::BadRequest(e.to_string()),
+            RefreshError::Failed(failure) if failure.not_planned => {
+                ApiError::BadRequest(failure.error)
             }
-            if changes.changed().await.is_err() {
-                return;
-            }
-            // The views are re-planned shortly after a change: warm up over the new plans.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while service.engine.generation() == generation && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            changes.borrow_and_update();
-        }
-    });
-}
-
-/// Results by (service, saved query). Keyed by the service too, as a test process may run several.
-fn cache() -> &'static Mutex<HashMap<(usize, String), CacheEntry>> {
-    static CACHE: OnceLock<Mutex<HashMap<(usize, String), CacheEntry>>> = OnceLock::new();
-    CACHE.get_or_init(Default::default)
-}
-
-/// The result of `SELECT * FROM queries.<query>`, from the cache while the store is unchanged.
-/// A saved query that does not plan over the current tables is refused with the planner's reason.
-async fn cached_result(service: &Arc<Service>, query: &str) -> Result<Arc<QueryResult>, ApiError> {
-    if let Some(view) = service
-        .engine
-        .views()
-        .into_iter()
-        .find(|v| v.name == query && !v.ok)
-    {
-        let reason = view.error.unwrap_or_default();
-        return Err(ApiError::BadRequest(format!(
-            "the saved query `{query}` does not run over the current tables: {reason}"
-        )));
-    }
-    let version = *service.store.subscribe().borrow();
-    let key = (Arc::as_ptr(service) as usize, query.to_string());
-    let slot = {
-        let mut cache = cache().lock().expect("dashboard cache lock");
-        let entry = cache.entry(key).or_insert_with(|| CacheEntry {
-            version,
-            created: Instant::now(),
-            slot: Slot::default(),
-        });
-        if entry.version != version || entry.created.elapsed() > CACHE_TTL {
-            *entry = CacheEntry {
-                version,
-                created: Instant::now(),
-                slot: Slot::default(),
-            };
-        }
-        entry.slot.clone()
-    };
-    let sql = format!("SELECT * FROM {}.\"{query}\"", crate::query::QUERIES_SCHEMA);
-    let engine = service.engine.clone();
-    let result = slot
-        .get_or_try_init(|| async move { engine.execute(&sql).await.map(Arc::new) })
-        .await
-        .map_err(|e| match e {
-            QueryError::Invalid(detail) => ApiError::BadRequest(format!(
-                "the saved query `{query}` does not run over the current tables: {detail}"
-            )),
-            other => ApiError::Query(other),
-        })?;
-    Ok(result.clone())
+            RefreshError::Query(e) => ApiError::Query(e),
+            RefreshError::Failed(failure) => ApiError::Unavailable(failure.error),
+            RefreshError::Publish(detail) => ApiError::Internal(detail),
+        })
 }
 
 /// The non-geometry columns, sorted by every sortable column in order, so a CSV is reproducible.

@@ -32,6 +32,9 @@ pub enum ApiError {
     RateLimited(String),
     #[error("{0}")]
     Internal(String),
+    /// A result that could not be computed lately (the last attempt's reason).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// An error, as RFC 9457 describes it. Every 4xx and 5xx answer of the service has this body.
@@ -71,6 +74,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -107,6 +111,10 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             ApiError::RateLimited(_) => ("rate-limited", "Too many requests"),
             ApiError::Internal(_) => ("internal", "Internal error"),
+            ApiError::Unavailable(_) => (
+                "result-unavailable",
+                "The result could not be computed; it is tried again shortly",
+            ),
         }
     }
 }
@@ -115,7 +123,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let (slug, title) = self.kind();
-        if status.is_server_error() {
+        // A result not computed lately was logged when its computation failed.
+        if status.is_server_error() && !matches!(self, ApiError::Unavailable(_)) {
             error!(error = %self, "request failed");
         }
         problem(status, slug, title, self.to_string())
