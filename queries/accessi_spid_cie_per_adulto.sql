@@ -11,6 +11,12 @@
 --   them the view is not available.
 -- unit: accessi per adulto
 -- unit_en: logins per adult
+-- columns: codice_area_statistica = Codice area; area_statistica = Area statistica;
+--   adulti = Adulti (18 anni e più) [persone]; accessi_spid_cie = Accessi SPID/CIE [accessi];
+--   accessi_per_adulto = Accessi SPID/CIE [per adulto]
+-- columns_en: codice_area_statistica = Area code; area_statistica = Statistical area;
+--   adulti = Adults (18 and over) [persons]; accessi_spid_cie = SPID/CIE logins [logins];
+--   accessi_per_adulto = SPID/CIE logins [per adult]
 -- polarity: higher_is_better
 -- sources: service_logs.eventi, residenti_offline_attesi
 -- method: Eventi di service_logs.eventi con servizio 'accesso_spid_cie' (tutto il periodo nei log), per

@@ -9,6 +9,12 @@
 --   per 1,000 residents, for the 55 comuni of the metropolitan city of Bologna.
 -- unit: certificati ogni 1.000 residenti
 -- unit_en: certificates per 1,000 residents
+-- columns: cod_istat_comune = Codice ISTAT; comune = Comune; residenti = Residenti [persone];
+--   certificati = Certificati [certificati];
+--   certificati_per_1000 = Certificati [ogni 1.000 residenti]
+-- columns_en: cod_istat_comune = ISTAT code; comune = Comune (municipality);
+--   residenti = Residents [persons]; certificati = Certificates [certificates];
+--   certificati_per_1000 = Certificates [per 1,000 residents]
 -- polarity: higher_is_better
 -- sources: bologna.comuni_metropolitani, anpr.popolazione_residente, anpr.attivita_residenti
 -- method: CERTIFICATI × 1000 / RESIDENTI, dati ANPR al 21-11-2024, join sul codice ISTAT del comune.

@@ -11,6 +11,22 @@
 --   55 comuni of the metropolitan city of Bologna.
 -- unit: operazioni ogni 1.000 residenti
 -- unit_en: operations per 1,000 residents
+-- columns: cod_istat_comune = Codice ISTAT; comune = Comune; residenti = Residenti [persone];
+--   operazioni = Operazioni online [operazioni];
+--   operazioni_per_1000 = Operazioni online [ogni 1.000 residenti];
+--   certificati_per_1000 = Certificati [ogni 1.000 residenti];
+--   autocertificazioni_per_1000 = Autocertificazioni [ogni 1.000 residenti];
+--   visure_per_1000 = Visure [ogni 1.000 residenti];
+--   cambi_residenza_per_1000 = Cambi di residenza [ogni 1.000 residenti];
+--   rettifiche_per_1000 = Rettifiche [ogni 1.000 residenti]
+-- columns_en: cod_istat_comune = ISTAT code; comune = Comune (municipality);
+--   residenti = Residents [persons]; operazioni = Online operations [operations];
+--   operazioni_per_1000 = Online operations [per 1,000 residents];
+--   certificati_per_1000 = Certificates [per 1,000 residents];
+--   autocertificazioni_per_1000 = Self-declarations [per 1,000 residents];
+--   visure_per_1000 = Record checks [per 1,000 residents];
+--   cambi_residenza_per_1000 = Changes of residence [per 1,000 residents];
+--   rettifiche_per_1000 = Corrections [per 1,000 residents]
 -- polarity: higher_is_better
 -- sources: bologna.comuni_metropolitani, anpr.popolazione_residente, anpr.attivita_residenti
 -- method: Conteggi cumulati ANPR al 21-11-2024 × 1000 / residenti ANPR, join sul codice ISTAT del

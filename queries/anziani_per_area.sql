@@ -9,6 +9,22 @@
 --   and the estimated share aged 65 and over, per statistical area.
 -- unit: % dei residenti
 -- unit_en: % of residents
+-- columns: codice_area_statistica = Codice area; area_statistica = Area statistica;
+--   residenti = Residenti [persone];
+--   quota_over_80_pct = Residenti con 80 anni e più [% dei residenti];
+--   quota_over_65_stimata_pct = Residenti con 65 anni e più, stima [% dei residenti];
+--   over_65_soli_pct = Over 65 che vivono soli [% degli over 65];
+--   over_80 = Residenti con 80 anni e più, stima [persone];
+--   over_65_stimati = Residenti con 65 anni e più, stima [persone];
+--   over_65_soli_stimati = Over 65 che vivono soli, stima [persone]
+-- columns_en: codice_area_statistica = Area code; area_statistica = Statistical area;
+--   residenti = Residents [persons];
+--   quota_over_80_pct = Residents aged 80 and over [% of residents];
+--   quota_over_65_stimata_pct = Residents aged 65 and over, estimate [% of residents];
+--   over_65_soli_pct = Over-65s living alone [% of over-65s];
+--   over_80 = Residents aged 80 and over, estimate [persons];
+--   over_65_stimati = Residents aged 65 and over, estimate [persons];
+--   over_65_soli_stimati = Over-65s living alone, estimate [persons]
 -- polarity: higher_is_worse
 -- sources: residenti_per_area, bologna.fragilita
 -- method: quota_over_80_pct e over_65_soli_pct vengono dagli indici di fragilità 2021 (vuoti nelle 11

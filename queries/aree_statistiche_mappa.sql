@@ -7,12 +7,14 @@
 -- unit: area
 -- unit_en: area
 -- polarity: neutral
--- sources: bologna.aree_statistiche
+-- sources: bologna.aree_statistiche, residenti_per_area
 -- method: Confini ufficiali del Comune di Bologna (WGS84), senza trasformazioni.
 SELECT
-    codice_area_statistica,
-    area_statistica,
-    zona,
-    quartiere,
-    geometry
-FROM bologna.aree_statistiche
+    a.codice_area_statistica,
+    a.area_statistica,
+    a.zona,
+    a.quartiere,
+    r.residenti,
+    a.geometry
+FROM bologna.aree_statistiche AS a
+LEFT JOIN residenti_per_area AS r ON r.codice_area_statistica = a.codice_area_statistica

@@ -7,6 +7,8 @@
 -- description_en: Connections per day to the Comune's public Wi-Fi network.
 -- unit: connessioni al giorno
 -- unit_en: connections per day
+-- columns: data = Giorno; connessioni = Connessioni Wi-Fi [connessioni al giorno]
+-- columns_en: data = Day; connessioni = Wi-Fi connections [connections per day]
 -- polarity: higher_is_better
 -- sources: bologna.connessioni_wifi
 -- method: Valori giornalieri pubblicati dal Comune, senza trasformazioni.

@@ -9,6 +9,16 @@
 --   flies) of a municipal library or a digital facilitation point.
 -- unit: % dei residenti
 -- unit_en: % of residents
+-- columns: codice_area_statistica = Codice area; area_statistica = Area statistica;
+--   residenti = Residenti [persone]; punti_griglia = Punti della griglia [punti];
+--   punti_coperti = Punti entro 800 m [punti];
+--   quota_entro_800m_pct = Residenti entro 800 m da un luogo di supporto [% dei residenti];
+--   residenti_entro_800m = Residenti entro 800 m da un luogo di supporto [persone]
+-- columns_en: codice_area_statistica = Area code; area_statistica = Statistical area;
+--   residenti = Residents [persons]; punti_griglia = Grid points [points];
+--   punti_coperti = Points within 800 m [points];
+--   quota_entro_800m_pct = Residents within 800 m of a support place [% of residents];
+--   residenti_entro_800m = Residents within 800 m of a support place [persons]
 -- polarity: higher_is_better
 -- sources: bologna.aree_statistiche, residenti_per_area, bologna.biblioteche, bologna.risorse_sociali
 -- method: I dati aperti non localizzano i residenti dentro l'area: si assumono distribuiti in modo

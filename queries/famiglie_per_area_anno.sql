@@ -9,6 +9,10 @@
 --   are one-person households.
 -- unit: famiglie
 -- unit_en: households
+-- columns: codice_area_statistica = Codice area; anno = Anno; famiglie = Famiglie [famiglie];
+--   famiglie_una_persona = Famiglie di una persona [famiglie]
+-- columns_en: codice_area_statistica = Area code; anno = Year; famiglie = Households [households];
+--   famiglie_una_persona = One-person households [households]
 -- polarity: neutral
 -- sources: bologna.famiglie
 -- method: Somma per area e anno delle famiglie di ogni ampiezza; famiglie_una_persona = ampiezza 1.

@@ -9,6 +9,18 @@
 --   by the Comune di Bologna (100 = city average).
 -- unit: indice (100 = media di Bologna)
 -- unit_en: index (100 = Bologna average)
+-- columns: codice_area_statistica = Codice area; area_statistica = Area statistica;
+--   fragilita_demografica = Fragilità demografica [indice, 100 = media di Bologna];
+--   fragilita_sociale = Fragilità sociale [indice, 100 = media di Bologna];
+--   fragilita_economica = Fragilità economica [indice, 100 = media di Bologna];
+--   fragilita_complessiva = Fragilità complessiva [indice, 100 = media di Bologna];
+--   gruppo_fragilita = Gruppo di fragilità
+-- columns_en: codice_area_statistica = Area code; area_statistica = Statistical area;
+--   fragilita_demografica = Demographic fragility [index, 100 = Bologna average];
+--   fragilita_sociale = Social fragility [index, 100 = Bologna average];
+--   fragilita_economica = Economic fragility [index, 100 = Bologna average];
+--   fragilita_complessiva = Overall fragility [index, 100 = Bologna average];
+--   gruppo_fragilita = Fragility group
 -- polarity: higher_is_worse
 -- sources: bologna.fragilita, bologna.aree_statistiche
 -- method: Valori pubblicati dal Comune (indici di fragilità 2021), senza ricalcolo; vuoti nelle 11 aree

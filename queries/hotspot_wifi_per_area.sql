@@ -9,6 +9,12 @@
 --   (the hotspot's point inside the area's polygon), per 1,000 residents in 2021.
 -- unit: hotspot ogni 1.000 residenti
 -- unit_en: hotspots per 1,000 residents
+-- columns: codice_area_statistica = Codice area; area_statistica = Area statistica;
+--   hotspot = Hotspot Wi-Fi pubblici [hotspot]; residenti = Residenti [persone];
+--   hotspot_per_1000_residenti = Hotspot Wi-Fi pubblici [ogni 1.000 residenti]
+-- columns_en: codice_area_statistica = Area code; area_statistica = Statistical area;
+--   hotspot = Public Wi-Fi hotspots [hotspots]; residenti = Residents [persons];
+--   hotspot_per_1000_residenti = Public Wi-Fi hotspots [per 1,000 residents]
 -- polarity: higher_is_better
 -- sources: bologna.aree_statistiche, bologna.hotspot_wifi, residenti_per_area
 -- method: ST_Contains(area.geometry, hotspot.geometry); aree senza hotspot contano 0.

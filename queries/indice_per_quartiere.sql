@@ -9,6 +9,12 @@
 --   by residents.
 -- unit: punteggio 0–100 (più alto = più divario)
 -- unit_en: score 0–100 (higher = more divide)
+-- columns: quartiere = Quartiere;
+--   indice = Indice composito, media pesata per residenti [punteggio 0–100];
+--   residenti = Residenti [persone]
+-- columns_en: quartiere = Quartiere (district);
+--   indice = Composite index, mean weighted by residents [score 0–100];
+--   residenti = Residents [persons]
 -- polarity: higher_is_worse
 -- sources: indice_divario_digitale, aree_statistiche_mappa, residenti_per_area
 -- method: Σ(indice × residenti) / Σ residenti sulle aree del quartiere con l'indice calcolato.

@@ -8,6 +8,10 @@
 -- description_en: Median taxable income of the resident taxpayers of each statistical area, 2016–2021.
 -- unit: euro
 -- unit_en: euro
+-- columns: codice_area_statistica = Codice area; anno = Anno;
+--   reddito_mediano = Reddito imponibile mediano [euro]; contribuenti = Contribuenti [persone]
+-- columns_en: codice_area_statistica = Area code; anno = Year;
+--   reddito_mediano = Median taxable income [euro]; contribuenti = Taxpayers [persons]
 -- polarity: higher_is_better
 -- sources: bologna.reddito_mediano, bologna.aree_statistiche
 -- method: Il file del reddito nomina l'area senza codice: join sul nome in maiuscolo; le righe il cui

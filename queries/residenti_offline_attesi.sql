@@ -9,6 +9,18 @@
 --   population, by age band, ISTAT's share of people who did not use the Internet in the last 3 months.
 -- unit: % dei residenti adulti
 -- unit_en: % of adult residents
+-- columns: codice_area_statistica = Codice area; area_statistica = Area statistica;
+--   residenti = Residenti [persone]; adulti = Adulti (18 anni e più) [persone];
+--   adulti_18_64 = Adulti di 18–64 anni [persone]; adulti_65_79 = Adulti di 65–79 anni [persone];
+--   adulti_80_piu = Adulti di 80 anni e più [persone];
+--   offline_attesi = Adulti offline attesi [persone];
+--   quota_offline_attesi_pct = Adulti offline attesi [% degli adulti]
+-- columns_en: codice_area_statistica = Area code; area_statistica = Statistical area;
+--   residenti = Residents [persons]; adulti = Adults (18 and over) [persons];
+--   adulti_18_64 = Adults aged 18–64 [persons]; adulti_65_79 = Adults aged 65–79 [persons];
+--   adulti_80_piu = Adults aged 80 and over [persons];
+--   offline_attesi = Expected offline adults [persons];
+--   quota_offline_attesi_pct = Expected offline adults [% of adults]
 -- polarity: higher_is_worse
 -- sources: residenti_per_area, bologna.aree_statistiche, bologna.zone, bologna.popolazione
 -- method: Tassi di uso di Internet negli ultimi 3 mesi (ISTAT, "Cittadini e ICT" 2024: oltre 93% da

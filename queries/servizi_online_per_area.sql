@@ -13,6 +13,12 @@
 --   `service_logs`): without them the view is not available.
 -- unit: % delle richieste
 -- unit_en: % of requests
+-- columns: codice_area_statistica = Codice area; fascia_eta = Fascia d'età;
+--   richieste = Richieste [richieste]; online = Richieste online [richieste];
+--   quota_online_pct = Richieste fatte online [% delle richieste]
+-- columns_en: codice_area_statistica = Area code; fascia_eta = Age band;
+--   richieste = Requests [requests]; online = Online requests [requests];
+--   quota_online_pct = Requests made online [% of requests]
 -- polarity: higher_is_better
 -- sources: service_logs.eventi
 -- method: Tutti gli eventi di service_logs.eventi (colonne area_statistica, il codice dell'area,

@@ -11,6 +11,10 @@
 --   available.
 -- unit: visite al giorno
 -- unit_en: visits per day
+-- columns: giorno = Giorno; contapersone = Contapersone attivi [sensori];
+--   visite = Visite [visite al giorno]
+-- columns_en: giorno = Day; contapersone = Active people counters [sensors];
+--   visite = Visits [visits per day]
 -- polarity: higher_is_better
 -- sources: sensori.letture, bologna.sensori
 -- method: Somma giornaliera (giorni UTC) delle letture con metric 'people' dei sensori di tipo

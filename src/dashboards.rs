@@ -84,6 +84,13 @@ pub struct AreaLayer {
     pub label: Option<String>,
     #[serde(default)]
     pub label_en: Option<String>,
+    /// Column with the area's residents. With `min_population`, areas with fewer residents (or
+    /// none known) are not ranked and are drawn hatched: a share of a few hundred people swings
+    /// too much to compare with whole neighbourhoods.
+    #[serde(default)]
+    pub population: Option<String>,
+    #[serde(default)]
+    pub min_population: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -130,6 +137,17 @@ pub struct Indicator {
     /// A column with the method version to show beside the value (the composite index has one).
     #[serde(default)]
     pub version: Option<String>,
+    /// The same indicator for the whole city, shown beside each area's value: a column of a
+    /// saved query with one row.
+    #[serde(default)]
+    pub city: Option<CityValue>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CityValue {
+    pub query: String,
+    pub value: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -245,6 +263,12 @@ impl Dashboard {
                     format!("map.indicators[{i}].query"),
                     indicator.query.as_str(),
                 ));
+                if let Some(city) = &indicator.city {
+                    out.push((
+                        format!("map.indicators[{i}].city.query"),
+                        city.query.as_str(),
+                    ));
+                }
             }
             for (i, layer) in map.points.iter().enumerate() {
                 out.push((format!("map.points[{i}].query"), layer.query.as_str()));
@@ -402,6 +426,49 @@ impl Default for IndexConfig {
     }
 }
 
+/// `columns` / `columns_en` of the generated index: the pillars query's labels of the columns
+/// carried over, then the index and the weight of each pillar.
+fn index_column_labels(
+    pillars: &SavedQuery,
+    carried: &[&str],
+    used: &[(&String, f64)],
+) -> [(&'static str, String); 2] {
+    let languages = [
+        (
+            "columns",
+            "Indice composito",
+            "punteggio 0–100",
+            "Peso effettivo del pilastro",
+        ),
+        (
+            "columns_en",
+            "Composite index",
+            "score 0–100",
+            "Effective weight of the pillar",
+        ),
+    ];
+    languages.map(|(key, index, score, weight)| {
+        let inherited = pillars
+            .get(key)
+            .and_then(|text| crate::query::saved::column_labels(text).ok())
+            .unwrap_or_default();
+        let mut items: Vec<String> = carried
+            .iter()
+            .filter_map(|column| inherited.iter().find(|l| l.column == *column))
+            .map(|l| match &l.unit {
+                Some(unit) => format!("{} = {} [{unit}]", l.column, l.label),
+                None => format!("{} = {}", l.column, l.label),
+            })
+            .collect();
+        items.push(format!("indice = {index} [{score}]"));
+        items.extend(
+            used.iter()
+                .map(|(pillar, _)| format!("peso_{pillar}_pct = {weight} {pillar} [%]")),
+        );
+        (key, items.join("; "))
+    })
+}
+
 fn default_index_name() -> String {
     "indice_divario_digitale".into()
 }
@@ -498,14 +565,38 @@ impl IndexConfig {
             .filter(|(_, w)| **w > 0.0)
             .map(|(p, w)| (p, w / total))
             .collect();
-        let weighted_sum = used
-            .iter()
-            .map(|(p, w)| format!("{p} * {w:.6}"))
-            .collect::<Vec<_>>()
-            .join(" + ");
         let weights_text = used
             .iter()
             .map(|(p, w)| format!("{p} {:.1}%", w * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // A pillar that is the same in every area (or has no data) tells the areas nothing: it
+        // carries no weight, and the weights of the others are scaled up to sum to 1. The weight
+        // each pillar carried is published beside the index (`peso_<pillar>_pct`).
+        let effective = used
+            .iter()
+            .map(|(p, w)| {
+                format!(
+                    "CASE WHEN max({p}) OVER () > min({p}) OVER () THEN {w:.6} ELSE 0.0 END AS w_{p}"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let total_weight = used
+            .iter()
+            .map(|(p, _)| format!("w_{p}"))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let weighted_sum = used
+            .iter()
+            .map(|(p, _)| format!("CASE WHEN w_{p} > 0 THEN {p} * w_{p} ELSE 0.0 END"))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let shown_weights = used
+            .iter()
+            .map(|(p, _)| {
+                format!("round(100 * w_{p} / nullif({total_weight}, 0.0), 1) AS peso_{p}_pct")
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let columns: Vec<&str> = self
@@ -515,11 +606,13 @@ impl IndexConfig {
             .map(String::as_str)
             .collect();
         let sql = format!(
-            "SELECT {}, round({weighted_sum}, 2) AS indice, '{}' AS versione_metodo FROM {}.{}",
+            "WITH pesati AS (SELECT *, {effective} FROM {}.{}) \
+             SELECT {}, round(({weighted_sum}) / nullif({total_weight}, 0.0), 2) AS indice, {shown_weights}, \
+             '{}' AS versione_metodo FROM pesati",
+            crate::query::QUERIES_SCHEMA,
+            self.pillars_query,
             columns.join(", "),
             self.method_version,
-            crate::query::QUERIES_SCHEMA,
-            self.pillars_query
         );
         let version_of_pillars = pillars.get("method_version").unwrap_or("?");
         let metadata: BTreeMap<String, String> = [
@@ -534,7 +627,14 @@ impl IndexConfig {
             (
                 "method",
                 format!(
-                    "Pesi dalla sezione [index] di cruscotto.toml, normalizzati a somma 1: {weights_text}. Pilastri da `{}` (metodo {version_of_pillars}): indicatori normalizzati min–max con limiti fissi e orientati (più alto = più divario). Vuoto dove manca un pilastro con peso.",
+                    "Pesi dalla sezione [index] di cruscotto.toml, normalizzati a somma 1: {weights_text}. Un pilastro uguale in tutte le aree, o senza dati, non distingue le aree e non pesa: i pesi degli altri sono riscalati a somma 1, e il peso effettivo di ogni pilastro è nelle colonne peso_<pilastro>_pct. Pilastri da `{}` (metodo {version_of_pillars}): indicatori normalizzati min–max con limiti fissi e orientati (più alto = più divario). Vuoto dove manca un pilastro con peso.",
+                    self.pillars_query
+                ),
+            ),
+            (
+                "method_en",
+                format!(
+                    "Weights from the [index] section of cruscotto.toml, scaled to sum to 1: {weights_text}. A pillar with the same value in every area, or without data, does not tell the areas apart and carries no weight: the weights of the others are scaled up to sum to 1, and the weight each pillar carried is in the columns peso_<pillar>_pct. Pillars from `{}` (method {version_of_pillars}): indicators min–max normalised with fixed bounds and oriented (higher = more divide). Empty where a weighted pillar is missing.",
                     self.pillars_query
                 ),
             ),
@@ -542,6 +642,11 @@ impl IndexConfig {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(
+            index_column_labels(pillars, &columns, &used)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v)),
+        )
         // The index covers what its pillars cover, and comes from where they come from.
         .chain(
             ["period", "source", "source_en"]
@@ -672,9 +777,19 @@ mod tests {
             .unwrap();
         assert_eq!(
             query.sql,
-            "SELECT codice_area_statistica, area_statistica, adozione, bisogno, connettivita, supporto, \
-             round(bisogno * 0.500000 + connettivita * 0.250000 + supporto * 0.250000, 2) AS indice, \
-             '1.0' AS versione_metodo FROM queries.pilastri"
+            "WITH pesati AS (SELECT *, \
+             CASE WHEN max(bisogno) OVER () > min(bisogno) OVER () THEN 0.500000 ELSE 0.0 END AS w_bisogno, \
+             CASE WHEN max(connettivita) OVER () > min(connettivita) OVER () THEN 0.250000 ELSE 0.0 END AS w_connettivita, \
+             CASE WHEN max(supporto) OVER () > min(supporto) OVER () THEN 0.250000 ELSE 0.0 END AS w_supporto \
+             FROM queries.pilastri) \
+             SELECT codice_area_statistica, area_statistica, adozione, bisogno, connettivita, supporto, \
+             round((CASE WHEN w_bisogno > 0 THEN bisogno * w_bisogno ELSE 0.0 END + \
+             CASE WHEN w_connettivita > 0 THEN connettivita * w_connettivita ELSE 0.0 END + \
+             CASE WHEN w_supporto > 0 THEN supporto * w_supporto ELSE 0.0 END) / nullif(w_bisogno + w_connettivita + w_supporto, 0.0), 2) AS indice, \
+             round(100 * w_bisogno / nullif(w_bisogno + w_connettivita + w_supporto, 0.0), 1) AS peso_bisogno_pct, \
+             round(100 * w_connettivita / nullif(w_bisogno + w_connettivita + w_supporto, 0.0), 1) AS peso_connettivita_pct, \
+             round(100 * w_supporto / nullif(w_bisogno + w_connettivita + w_supporto, 0.0), 1) AS peso_supporto_pct, \
+             '1.0' AS versione_metodo FROM pesati"
         );
         assert!(
             query

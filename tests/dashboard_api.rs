@@ -110,7 +110,7 @@ fn data_comes_as_json_or_a_csv_download_and_layers_as_geojson() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines[0],
-        "codice_area_statistica,area_statistica,adozione,bisogno,connettivita,supporto,indice,versione_metodo"
+        "codice_area_statistica,area_statistica,adozione,bisogno,connettivita,supporto,indice,peso_adozione_pct,peso_bisogno_pct,peso_connettivita_pct,peso_supporto_pct,versione_metodo"
     );
     assert_eq!(lines.len(), 91);
     assert!(

@@ -87,6 +87,14 @@ fn area_indicators_and_the_index_match_the_independent_computation() {
         index.iter().all(|r| r["versione_metodo"] == "1.0"),
         "the method version travels with the index"
     );
+    // The uptake pillar is the same in every area: it carries no weight, and the weights the
+    // index used are published with it.
+    for row in &index {
+        assert_eq!(number(&row["peso_adozione_pct"]), 0.0, "{row}");
+        for pillar in ["bisogno", "connettivita", "supporto"] {
+            assert_eq!(number(&row[&format!("peso_{pillar}_pct")]), 33.3, "{row}");
+        }
+    }
     assert_eq!(
         index.iter().filter(|r| !r["indice"].is_null()).count(),
         79,

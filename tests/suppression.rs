@@ -122,7 +122,6 @@ struct Known {
     hotspots: f64,
     grid_points: f64,
     covered_points: f64,
-    uptake: f64,
     support: f64,
     /// SPID/CIE logins from the area (service logs): published, not a count of persons.
     logins: f64,
@@ -173,7 +172,8 @@ fn method(query: &str, column: &str, c: Candidate, k: &Known) -> Option<(f64, i3
         (_, "bisogno") => (need?, 2),
         (_, "connettivita") => (connectivity, 2),
         ("indice_divario_digitale", "indice") => (
-            0.25 * (round_to(need?, 2) + round_to(connectivity, 2) + k.uptake + k.support),
+            // The uptake pillar is one city-wide figure in the demo: it carries no weight.
+            (round_to(need?, 2) + round_to(connectivity, 2) + k.support) / 3.0,
             2,
         ),
         _ => return None,
@@ -484,7 +484,6 @@ fn known_figures(
                 grid_points: find("copertura_supporto_800m", area, "punti_griglia").unwrap_or(1.0),
                 covered_points: find("copertura_supporto_800m", area, "punti_coperti")
                     .unwrap_or(0.0),
-                uptake: find("indice_divario_pilastri", area, "adozione").unwrap_or(0.0),
                 support: find("indice_divario_pilastri", area, "supporto").unwrap_or(0.0),
                 logins: find("accessi_spid_cie_per_adulto", area, "accessi_spid_cie")
                     .unwrap_or(0.0),

@@ -33,7 +33,10 @@ pub const KEYS: &[&str] = &[
     "polarity",
     "sources",
     "method",
+    "method_en",
     "method_version",
+    "columns",
+    "columns_en",
     "period",
     "period_column",
     "source",
@@ -238,6 +241,13 @@ pub fn parse(
             ));
         }
     }
+    for key in ["columns", "columns_en"] {
+        if let Some(value) = metadata.get(key)
+            && let Err(problem) = column_labels(value)
+        {
+            problems.push(Problem::new(file, Some(key.into()), problem));
+        }
+    }
     let query = SavedQuery {
         name: name.to_string(),
         file: file.to_path_buf(),
@@ -253,6 +263,45 @@ pub fn parse(
     } else {
         Err(problems)
     }
+}
+
+/// A column's label and unit, as the dashboard shows them in table headers and legends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnLabel {
+    pub column: String,
+    pub label: String,
+    pub unit: Option<String>,
+}
+
+/// `-- columns: name = Label [unit]; other = Other label` (and `columns_en`): the labels and units
+/// of a query's output columns. Every item needs a column name, `=` and a label.
+pub fn column_labels(text: &str) -> Result<Vec<ColumnLabel>, String> {
+    text.split(';')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let (column, rest) = item
+                .split_once('=')
+                .ok_or_else(|| format!("`{item}`: expected `column = label [unit]`"))?;
+            let column = column.trim();
+            if !is_sql_identifier(column) {
+                return Err(format!("`{column}` is not a column name"));
+            }
+            let rest = rest.trim();
+            let (label, unit) = match rest.strip_suffix(']').and_then(|r| r.rsplit_once('[')) {
+                Some((label, unit)) => (label.trim(), Some(unit.trim().to_string())),
+                None => (rest, None),
+            };
+            if label.is_empty() {
+                return Err(format!("`{column}` has no label"));
+            }
+            Ok(ColumnLabel {
+                column: column.to_string(),
+                label: label.to_string(),
+                unit: unit.filter(|u| !u.is_empty()),
+            })
+        })
+        .collect()
 }
 
 pub fn load_dir(dir: &Path, max_depth: usize, problems: &mut Vec<Problem>) -> Vec<SavedQuery> {
@@ -355,6 +404,57 @@ mod tests {
         assert!(
             messages[1].starts_with("queries/q.sql: line 3: `DROP TABLE` is not allowed"),
             "{messages:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod column_label_tests {
+    use super::*;
+
+    #[test]
+    fn column_labels_carry_a_label_and_an_optional_unit() {
+        let labels = column_labels(
+            "over_65_soli_pct = Over 65 che vivono soli [% degli over 65];\n area_statistica = Area statistica;",
+        )
+        .unwrap();
+        assert_eq!(
+            labels,
+            [
+                ColumnLabel {
+                    column: "over_65_soli_pct".into(),
+                    label: "Over 65 che vivono soli".into(),
+                    unit: Some("% degli over 65".into()),
+                },
+                ColumnLabel {
+                    column: "area_statistica".into(),
+                    label: "Area statistica".into(),
+                    unit: None,
+                },
+            ]
+        );
+        for (bad, says) in [
+            (
+                "over_65_soli_pct Over 65",
+                "expected `column = label [unit]`",
+            ),
+            ("Over 65 = x", "is not a column name"),
+            ("x = [%]", "has no label"),
+        ] {
+            let error = column_labels(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+        let problems = parse(
+            "q",
+            Path::new("queries/q.sql"),
+            "-- title: Q\n-- columns: a Label\nSELECT 1 AS a",
+            64,
+        )
+        .unwrap_err();
+        assert!(
+            problems[0].to_string().contains("columns"),
+            "{}",
+            problems[0]
         );
     }
 }

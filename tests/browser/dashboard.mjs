@@ -88,6 +88,14 @@ try {
   assert.equal(drawn, 90, 'the map draws all 90 areas');
   step(`map drawn with ${drawn} areas, indicator ${firstIndicator}`);
   assert.match(await page.locator('#indicator-info').textContent(), /versione del metodo 1\.0/);
+  // The uptake pillar is the same in every area: it carries no weight, and the page says so.
+  assert.match(await page.locator('#indicator-info .weights').textContent(), /Pesi effettivi dei pilastri: adozione 0,0%, bisogno 33,3%, connettivita 33,3%, supporto 33,3%/);
+  // Areas with fewer than 1,000 residents are not ranked: hatched, and counted in the legend.
+  const [{ small }] = await sql('SELECT count(*) AS small FROM aree_statistiche_mappa WHERE residenti IS NULL OR residenti < 1000');
+  assert.ok(small > 0, 'the demo has small areas');
+  assert.match(await page.locator('#legend').textContent(), new RegExp(`Non classificata: meno di 1\\.000 residenti \\(${small}\\)`));
+  step(`weights shown; ${small} areas under 1,000 residents hatched and not ranked`);
+  assert.equal(await page.locator('.maplibregl-ctrl-zoom-in').getAttribute('title'), 'Aumenta lo zoom', 'MapLibre controls in Italian');
   assert.ok(await page.locator('#legend li').count() >= 5, 'the legend has its classes');
   await page.waitForFunction(() => document.body.dataset.layers === 'ready', null, { timeout: TIMEOUT });
   await page.waitForSelector('section[data-panel="sintesi_citta"] .kpi-value', { timeout: TIMEOUT });
@@ -133,7 +141,33 @@ try {
   const shown = await page.locator(`#area-body dd[data-indicator="${indicator}"]`).getAttribute('data-value');
   assert.equal(Number(shown), expected.quota_offline_attesi_pct, 'the side panel shows the SQL value');
   assert.equal(await page.locator('#area-name').textContent(), expected.area_statistica);
-  assert.match(await page.locator(`#area-body dd[data-indicator="${indicator}"]`).textContent(), /posizione \d+ su 79/);
+  // Ranks: among the areas with 1,000 residents or more; ties share the span of positions.
+  const [{ ranked, above }] = await sql(`SELECT count(*) AS ranked, count(*) FILTER (WHERE o.quota_offline_attesi_pct > (SELECT quota_offline_attesi_pct FROM residenti_offline_attesi WHERE codice_area_statistica = 10)) AS above
+    FROM residenti_offline_attesi o JOIN aree_statistiche_mappa m USING (codice_area_statistica) WHERE o.quota_offline_attesi_pct IS NOT NULL AND m.residenti >= 1000`);
+  assert.match(await page.locator(`#area-body dd[data-indicator="${indicator}"]`).textContent(), new RegExp(`posizione ${above + 1} su ${ranked}`));
+  // Every value beside the city's.
+  const [city] = await sql('SELECT quota_adulti_offline_pct, over_65_soli_pct FROM sintesi_citta');
+  assert.equal(Number(await page.locator(`#area-body dd[data-indicator="${indicator}"] .city-value`).getAttribute('data-city')), city.quota_adulti_offline_pct);
+  assert.match(await page.locator(`#area-body dd[data-indicator="${indicator}"]`).textContent(), /intera città: \d+,\d/);
+  const [tie] = await sql(`SELECT min(p.codice_area_statistica) AS area, count(*) AS tied,
+      (SELECT count(*) FROM indice_divario_pilastri q JOIN aree_statistiche_mappa n USING (codice_area_statistica) WHERE q.connettivita IS NOT NULL AND n.residenti >= 1000) AS of
+    FROM indice_divario_pilastri p JOIN aree_statistiche_mappa m USING (codice_area_statistica) WHERE p.connettivita = 100 AND m.residenti >= 1000`);
+  assert.ok(tie.tied > 1, 'the demo has tied areas');
+  await clickArea(page, tie.area);
+  assert.equal(await page.locator('#area-body dd[data-indicator="indice_divario_pilastri:connettivita"] .rank').getAttribute('data-rank'), `1–${tie.tied}`);
+  assert.match(await page.locator('#area-body dd[data-indicator="indice_divario_pilastri:connettivita"]').textContent(), new RegExp(`posizione 1–${tie.tied} su ${tie.of} \\(a pari merito\\)`));
+  step(`ranks: area 10 is ${above + 1} of ${ranked}; area ${tie.area} shares 1–${tie.tied} of ${tie.of} on connectivity`);
+  const [caab] = await sql('SELECT codice_area_statistica AS area FROM aree_statistiche_mappa WHERE residenti < 1000 ORDER BY residenti DESC LIMIT 1');
+  await clickArea(page, caab.area);
+  assert.match(await page.locator(`#area-body dd[data-indicator="${indicator}"]`).textContent(), /non classificata: meno di 1\.000 residenti/);
+  await clickArea(page, 10);
+  // A unit per column: the over-65s living alone are a share of the over-65s, not of residents.
+  await page.selectOption('#indicator', 'anziani_per_area:over_65_soli_pct');
+  await waitDrawn(page, 'anziani_per_area:over_65_soli_pct');
+  assert.match(await page.locator('#indicator-info').textContent(), /% degli over 65/);
+  assert.equal(Number(await page.locator('#area-body dd[data-indicator="anziani_per_area:over_65_soli_pct"] .city-value').getAttribute('data-city')), city.over_65_soli_pct);
+  await page.selectOption('#indicator', indicator);
+  await waitDrawn(page, indicator);
   await page.waitForSelector('#area-body [data-series="famiglie_per_area_anno"] svg', { timeout: TIMEOUT });
   const url = new URL(page.url());
   assert.equal(url.searchParams.get('indicator'), indicator);
@@ -149,7 +183,11 @@ try {
   const csv = readFileSync(await download.path(), 'utf8').trim().split('\n');
   const [{ n }] = await sql('SELECT count(*) AS n FROM indice_divario_digitale');
   assert.equal(download.suggestedFilename(), 'indice_divario_digitale.csv');
-  assert.equal(csv[0], 'codice_area_statistica,area_statistica,adozione,bisogno,connettivita,supporto,indice,versione_metodo');
+  assert.equal(csv[0], 'codice_area_statistica,area_statistica,adozione,bisogno,connettivita,supporto,indice,peso_adozione_pct,peso_bisogno_pct,peso_connettivita_pct,peso_supporto_pct,versione_metodo');
+  // Table headers are the columns' declared labels and units, not their SQL names.
+  const headers = await page.locator('section[data-panel="indice_divario_digitale"] thead th').allTextContents();
+  assert.ok(headers.includes('Indice composito (punteggio 0–100)'), `headers: ${headers}`);
+  assert.ok(headers.includes('Area statistica'), `headers: ${headers}`);
   assert.equal(csv.length - 1, n);
   step(`CSV export: ${download.suggestedFilename()} with ${csv.length - 1} rows`);
 
@@ -173,6 +211,10 @@ try {
   await page.waitForSelector('section[data-panel="servizi_online_per_area"] .freshness', { timeout: TIMEOUT });
   assert.match(await page.locator('section[data-panel="servizi_online_per_area"] .freshness').textContent(), /Simulated data/);
   assert.equal(new URL(page.url()).searchParams.get('lang'), 'en');
+  await page.waitForSelector('section[data-panel="indice_divario_digitale"] thead th', { timeout: TIMEOUT });
+  const headersEn = await page.locator('section[data-panel="indice_divario_digitale"] thead th').allTextContents();
+  assert.equal(await page.locator('.maplibregl-ctrl-zoom-in').getAttribute('title'), 'Zoom in');
+  assert.ok(headersEn.includes('Composite index (score 0–100)'), `headers: ${headersEn}`);
   await page.screenshot({ path: join(screenshotDir, '03-english.png'), fullPage: true });
   await accessibility(page, 'the home dashboard in English');
   step('switched to English');
@@ -201,6 +243,60 @@ try {
   await page.screenshot({ path: join(screenshotDir, '04-metropolitana.png'), fullPage: true });
   await accessibility(page, 'the metropolitan view');
   step(`metropolitan view: 55 comuni; search "Imola" selects ${imola.cod_istat_comune} = ${imola.certificati_per_1000}`);
+
+  // 8. A phone (390 × 844, touch): map first, cooperative gestures, a bottom sheet after a tap,
+  // targets of 44 px, visible field borders, no horizontal overflow, in both languages.
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2, locale: 'it-IT' });
+  phone.on('request', (request) => {
+    const url = request.url();
+    if (!url.startsWith(base) && !url.startsWith('data:') && !url.startsWith('blob:')) outside.push(url);
+  });
+  const mobile = await phone.newPage();
+  mobile.on('pageerror', (error) => problems.push(`phone page error: ${error.message}`));
+  for (const language of ['it', 'en']) {
+    await mobile.goto(`${base}/?dashboard=divario_digitale${language === 'en' ? '&lang=en' : ''}`, { waitUntil: 'domcontentloaded' });
+    await mobile.waitForFunction(() => document.body.dataset.choropleth === 'ready', null, { timeout: TIMEOUT });
+    await waitDrawn(mobile, 'indice_divario_digitale:indice');
+    await mobile.waitForFunction(() => document.body.dataset.layers === 'ready', null, { timeout: TIMEOUT });
+    assert.ok(await mobile.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), `${language}: no horizontal overflow at 390 px`);
+    const mapBox = await mobile.locator('#map').boundingBox();
+    const selectBox = await mobile.locator('#indicator').boundingBox();
+    assert.ok(mapBox.y < selectBox.y, `${language}: the map comes before the indicator selector`);
+    assert.ok(mapBox.y < 844, `${language}: the map starts in the first screen (${mapBox.y})`);
+    assert.ok(await mobile.evaluate(() => window.cruscotto.map.map.cooperativeGestures.isEnabled()), 'cooperative gestures on a touch screen');
+    for (const selector of ['#indicator', '#search', '#search-form button', '#language', '.maplibregl-ctrl-zoom-in', '.maplibregl-ctrl-zoom-out', '.layers .form-check', '#map-data summary']) {
+      const box = await mobile.locator(selector).first().boundingBox();
+      assert.ok(box.height >= 44, `${language}: ${selector} is ${box.height} px high`);
+    }
+    for (const selector of ['#indicator', '#search']) {
+      const border = await mobile.locator(selector).evaluate((e) => { const s = getComputedStyle(e); return [s.borderTopStyle, s.borderLeftStyle, s.borderTopWidth]; });
+      assert.deepEqual(border.slice(0, 2), ['solid', 'solid'], `${selector}: a visible border`);
+      assert.notEqual(border[2], '0px');
+    }
+    await mobile.screenshot({ path: join(screenshotDir, `05-phone-${language}.png`), fullPage: false });
+    // A tap on an area: its details open in a sheet at the bottom; no tooltip is left on the map.
+    await mobile.locator('#map').scrollIntoViewIfNeeded();
+    const [point] = await sql('SELECT ST_XMin(ST_PointOnSurface(geometry)) AS lon, ST_YMin(ST_PointOnSurface(geometry)) AS lat FROM bologna.aree_statistiche WHERE codice_area_statistica = 10');
+    const pixel = await mobile.evaluate(([lon, lat]) => window.cruscotto.project([lon, lat]), [point.lon, point.lat]);
+    const canvas = await mobile.locator('#map canvas').boundingBox();
+    await mobile.touchscreen.tap(canvas.x + pixel.x, canvas.y + pixel.y);
+    await mobile.waitForFunction(() => document.body.dataset.area === '10' && document.body.dataset.sheet === 'open', null, { timeout: TIMEOUT });
+    const sheet = await mobile.locator('#area-panel').boundingBox();
+    assert.ok(Math.abs(sheet.y + sheet.height - 844) <= 1, `${language}: the sheet sits at the bottom of the screen (${JSON.stringify(sheet)})`);
+    assert.equal(await mobile.locator('.area-tooltip').count(), 0, 'no tooltip left after a tap');
+    assert.ok((await mobile.locator('#sheet-close').boundingBox()).height >= 44);
+    await mobile.screenshot({ path: join(screenshotDir, `06-phone-sheet-${language}.png`), fullPage: false });
+    await mobile.click('#sheet-close');
+    await mobile.waitForFunction(() => document.body.dataset.sheet === 'closed', null, { timeout: TIMEOUT });
+    await accessibility(mobile, `the dashboard on a phone (${language})`);
+  }
+  await mobile.goto(`${base}/assets/sql.html`, { waitUntil: 'load' });
+  await mobile.click('#run');
+  await mobile.waitForSelector('#result table', { timeout: TIMEOUT });
+  assert.ok(await mobile.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'no horizontal overflow on the SQL page at 390 px');
+  await mobile.screenshot({ path: join(screenshotDir, '07-sql-phone.png'), fullPage: true });
+  step('phone: map first, cooperative gestures, bottom sheet, 44 px targets, no overflow (Italian and English, SQL page)');
+  await phone.close();
 
   assert.deepEqual(outside, [], 'requests to anything but this server');
   assert.deepEqual(problems, [], 'errors in the page');

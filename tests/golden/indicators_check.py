@@ -163,10 +163,27 @@ for code in sorted(areas):
     totals["offline"] += round(offline)
     totals["adults"] += adults
     need = (100 * clamp01((offline_pct - 10) / 25) + 100 * clamp01((f["alone_pct"] - 10) / 40) + 100 * clamp01((f["fragility"] - 80) / 40)) / 3
-    index = 0.25 * (need + connectivity + uptake + support_pillar)
     row.update({"offline_attesi": round(offline), "quota_offline_attesi_pct": round(offline_pct, 2), "bisogno": round(need, 2),
-                "indice": round(index, 2)})
+                "_need": need, "_connectivity": connectivity, "_uptake": uptake, "_support": support_pillar})
     out.append(row)
+
+# The index: equal weights, but a pillar that is the same in every area (the demo's uptake, one
+# city-wide ANPR figure) carries none; the others share its weight. Pillars are compared as
+# published (rounded to 2 decimals).
+PILLARS = [("bisogno", "_need"), ("connettivita", "_connectivity"), ("adozione", "_uptake"), ("supporto", "_support")]
+varies = {}
+for name, key in PILLARS:
+    published = [round(r[key], 2) for r in out if key in r]
+    varies[name] = max(published) > min(published)
+weights = {name: (0.25 if varies[name] else 0.0) for name, _ in PILLARS}
+total_weight = sum(weights.values())
+for r in out:
+    if "_need" not in r:
+        continue
+    r["indice"] = round(sum(weights[name] * round(r[key], 2) for name, key in PILLARS) / total_weight, 2)
+    for _, key in PILLARS:
+        del r[key]
+print("pillar weights (%):", {name: round(100 * w / total_weight, 1) for name, w in weights.items()})
 
 columns = ["codice_area_statistica", "adulti", "offline_attesi", "quota_offline_attesi_pct", "quota_entro_800m_pct", "hotspot_per_1000",
            "bisogno", "connettivita", "adozione", "supporto", "indice"]

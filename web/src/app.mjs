@@ -3,8 +3,8 @@
 // selected area, language, visible layers) so a view can be shared.
 
 import { setLanguage, t, pick, formatNumber, lang } from './i18n.mjs';
-import { getJson, el, dataTable, freshness, csvLink, unavailableReason, simulatedBadge } from './util.mjs';
-import { renderLegend } from './map.mjs';
+import { getJson, el, dataTable, freshness, csvLink, unavailableReason, simulatedBadge, columnLabels } from './util.mjs';
+import { renderLegend, isSmallArea } from './map.mjs';
 import { renderPanel, renderSeries, disposeCharts } from './panels.mjs';
 
 const params = new URLSearchParams(window.location.search);
@@ -42,11 +42,14 @@ const indicatorKey = (indicator) => `${indicator.query}:${indicator.value}`;
 const areaIdKey = (indicator) => indicator.id ?? map().areas.id;
 
 function indicatorLabel(indicator) {
-  return indicator.label ? pick(indicator, 'label') : pick(info(indicator.query)?.metadata, 'title');
+  const metadata = info(indicator.query)?.metadata;
+  return indicator.label ? pick(indicator, 'label') : columnLabels(metadata).get(indicator.value)?.label ?? pick(metadata, 'title');
 }
 
+/** The unit: the indicator's own, else its column's declared one, else the query's. */
 function indicatorUnit(indicator) {
-  return indicator.unit ? pick(indicator, 'unit') : pick(info(indicator.query)?.metadata, 'unit');
+  const metadata = info(indicator.query)?.metadata;
+  return indicator.unit ? pick(indicator, 'unit') : columnLabels(metadata).get(indicator.value)?.unit ?? pick(metadata, 'unit');
 }
 
 function currentIndicator() {
@@ -75,6 +78,8 @@ async function main() {
       idKey: areas.id,
       nameKey: areas.name,
       basemap: map().basemap,
+      populationKey: areas.population,
+      minPopulation: areas.min_population,
       onSelect: (id) => selectArea(id, { fromMap: true }),
     });
     window.cruscotto.map = choropleth;
@@ -150,8 +155,13 @@ async function showIndicator() {
   const infoLine = document.getElementById('indicator-info');
   infoLine.replaceChildren(
     el('span', { text: `${indicatorUnit(indicator)}${version ? ` · ${t('method_version')} ${version}` : ''}. ` }),
-    el('details', { class: 'd-inline' }, el('summary', { class: 'd-inline', text: t('method') }), el('span', { class: 'small', text: ` ${pick(metadata, 'description')} ${metadata.method ?? ''}` })),
+    el('details', { class: 'd-inline' }, el('summary', { class: 'd-inline', text: t('method') }), el('span', { class: 'small', text: ` ${pick(metadata, 'description')} ${pick(metadata, 'method')}` })),
   );
+  const weights = Object.keys(rows[0] ?? {}).filter((k) => /^peso_.+_pct$/.test(k));
+  if (weights.length) {
+    infoLine.append(el('p', { class: 'small mb-1 weights', dataset: { weights: weights.map((k) => `${k}=${rows[0][k]}`).join(',') } },
+      `${t('weights')}: `, weights.map((k) => `${k.slice(5, -4)} ${formatNumber(rows[0][k], 1)}%`).join(', '), '.'));
+  }
   infoLine.append(freshness(info(indicator.query), rows));
   shownRows = rows;
   renderMapTable(indicator, rows);
@@ -178,7 +188,7 @@ function renderMapTable(indicator, rows) {
   box.replaceChildren(table, el('p', {}, csvLink(state.dashboard, indicator.query)));
 }
 
-async function selectArea(id, { zoom = false, focus = false } = {}) {
+async function selectArea(id, { zoom = false, focus = false, fromMap = false } = {}) {
   if (!choropleth) return;
   await choropleth.ready;
   const feature = choropleth.features.find((f) => String(f.properties[map().areas.id]) === String(id));
@@ -188,7 +198,13 @@ async function selectArea(id, { zoom = false, focus = false } = {}) {
   choropleth.select(feature.properties[map().areas.id]);
   if (zoom) choropleth.zoomToArea(id);
   await renderAreaPanel(id);
-  if (focus) document.getElementById('area-panel').focus();
+  const panel = document.getElementById('area-panel');
+  // A phone: the details open in a sheet over the bottom of the map, where the user is looking.
+  if (fromMap && window.matchMedia('(max-width: 767.98px)').matches) {
+    panel.classList.add('sheet-open');
+    document.body.dataset.sheet = 'open';
+  }
+  if (focus) panel.focus();
 }
 
 async function renderAreaPanel(id) {
@@ -211,15 +227,19 @@ async function renderAreaPanel(id) {
     const idKey = areaIdKey(indicator);
     const row = rows.find((r) => String(r[idKey]) === String(id));
     const value = row?.[indicator.value] ?? null;
-    const ranked = rows.map((r) => r[indicator.value]).filter((v) => v !== null && Number.isFinite(v)).sort((a, b) => b - a);
-    const rank = value === null ? null : ranked.indexOf(value) + 1;
+    const small = isSmallArea(properties, areas.population, areas.min_population);
+    const rank = small || value === null ? null : rankOf(value, rankedValues(rows, idKey, indicator.value));
+    const cityRows = indicator.city && info(indicator.city.query)?.ok ? await rowsOf(indicator.city.query).catch(() => []) : [];
+    const cityValue = cityRows[0]?.[indicator.city?.value] ?? null;
     const version = indicator.version && row?.[indicator.version];
     const isCurrent = current && indicatorKey(indicator) === indicatorKey(current);
     list.append(
       el('dt', { class: isCurrent ? 'current' : undefined, text: indicatorLabel(indicator) }),
       el('dd', { dataset: { indicator: indicatorKey(indicator), value: value === null ? '' : String(value) } },
         el('span', { class: 'value', text: `${formatNumber(value, indicator.decimals)} ${value === null ? '' : indicatorUnit(indicator)}` }),
-        rank ? el('span', { class: 'small text-muted', text: ` · ${t('rank')} ${rank} ${t('rank_of')} ${ranked.length} (${t('rank_note')})` }) : null,
+        cityValue !== null ? el('span', { class: 'small city-value', dataset: { city: String(cityValue) }, text: ` · ${t('city_value')}: ${formatNumber(cityValue, indicator.decimals)}` }) : null,
+        rank ? el('span', { class: 'small text-muted rank', dataset: { rank: rank.text }, text: ` · ${t('rank')} ${rank.text} ${t('rank_of')} ${rank.of}${rank.tied ? ` (${t('tied')})` : ''} (${t('rank_note')})` }) : null,
+        small && value !== null ? el('span', { class: 'small text-muted rank', dataset: { rank: 'none' }, text: ` · ${t('not_ranked')} ${formatNumber(areas.min_population, 0)} ${t('small_area_residents')}` }) : null,
         version ? el('span', { class: 'small text-muted', text: ` · ${t('method_version')} ${version}` }) : null),
     );
   }
@@ -230,6 +250,20 @@ async function renderAreaPanel(id) {
     await renderSeries(body, s, info(s.query), rows, id);
   }
   document.body.dataset.area = String(id);
+}
+
+/** The values that are ranked: those of areas with enough residents, highest first. */
+function rankedValues(rows, idKey, valueKey) {
+  const areas = map().areas;
+  const small = new Set(choropleth.features.filter((f) => isSmallArea(f.properties, areas.population, areas.min_population)).map((f) => String(f.properties[areas.id])));
+  return rows.filter((r) => !small.has(String(r[idKey]))).map((r) => r[valueKey]).filter((v) => v !== null && Number.isFinite(v)).sort((a, b) => b - a);
+}
+
+/** A rank with ties: areas with the same value share the positions they span ("3–5"). */
+export function rankOf(value, ranked) {
+  const first = ranked.filter((v) => v > value).length + 1;
+  const last = ranked.filter((v) => v >= value).length;
+  return { text: first === last ? String(first) : `${first}–${last}`, of: ranked.length, tied: last > first };
 }
 
 async function loadPointLayers() {
@@ -308,6 +342,7 @@ async function switchLanguage(next) {
   saveState();
   renderChrome(await getJson('/api/v1/dashboards'));
   if (map()) {
+    choropleth.setLanguage(next);
     await showIndicator();
     if (state.area !== null) await renderAreaPanel(state.area);
     await loadPointLayersLabels();
@@ -333,6 +368,11 @@ function pointLayerLabel(layer) {
     layerInfo?.ok ? null : el('span', { class: 'small text-muted' }, ` ${t('unavailable_suffix')}: ${unavailableReason(layerInfo)}`),
   ].flat().filter(Boolean);
 }
+
+document.getElementById('sheet-close').addEventListener('click', () => {
+  document.getElementById('area-panel').classList.remove('sheet-open');
+  document.body.dataset.sheet = 'closed';
+});
 
 window.cruscotto = {
   timings,

@@ -54,6 +54,12 @@ const STRINGS = {
   rank: ['posizione', 'rank'],
   rank_of: ['su', 'of'],
   rank_note: ['1 = valore più alto', '1 = highest value'],
+  tied: ['a pari merito', 'tied'],
+  small_area: ['Non classificata: meno di', 'Not ranked: fewer than'],
+  small_area_residents: ['residenti', 'residents'],
+  not_ranked: ['non classificata: meno di', 'not ranked: fewer than'],
+  city_value: ['intera città', 'whole city'],
+  weights: ['Pesi effettivi dei pilastri', 'Effective pillar weights'],
   select: ['Seleziona', 'Select'],
   selected: ['selezionata', 'selected'],
   value: ['Valore', 'Value'],
@@ -66,6 +72,14 @@ const STRINGS = {
   classes_quantile: ['classi per quantili (stesso numero di aree per classe)', 'quantile classes (same number of areas per class)'],
   classes_fixed: ['classi fisse', 'fixed classes'],
   close: ['Chiudi', 'Close'],
+  refresh_failed: ['Aggiornamento non riuscito', 'Update failed'],
+  refresh_failed_detail: ['L’ultimo ricalcolo non è riuscito: si mostrano i risultati calcolati il', 'The last recomputation failed: showing the results computed on'],
+  failed_time: ['Il calcolo di questo indicatore richiede più tempo del consentito; viene ripetuto in background e sarà visibile a breve.', 'Computing this indicator takes longer than allowed; it is repeated in the background and will show shortly.'],
+  failed_size: ['Questo indicatore supera i limiti di calcolo configurati; va semplificata la sua query.', 'This indicator exceeds the configured computing limits; its query needs simplifying.'],
+  failed_later: ['Il calcolo di questo indicatore non è riuscito di recente; viene ritentato automaticamente tra poco.', 'Computing this indicator failed lately; it is tried again automatically shortly.'],
+  failed_source: ['Le fonti di questo indicatore sono cambiate o mancano: il suo calcolo non è possibile finché non vengono ripristinate.', 'The sources of this indicator changed or are missing: it cannot be computed until they are restored.'],
+  failed_other: ['Questo indicatore non è disponibile per un errore del servizio; l’errore è stato registrato.', 'This indicator is not available because of a service error; the error has been logged.'],
+  technical_detail: ['Dettaglio tecnico', 'Technical detail'],
 };
 
 let language = 'it';
@@ -75,6 +89,9 @@ export function setLanguage(lang) {
   document.documentElement.lang = language;
   for (const element of document.querySelectorAll('[data-i18n]')) {
     element.textContent = t(element.dataset.i18n);
+  }
+  for (const element of document.querySelectorAll('[data-i18n-label]')) {
+    element.setAttribute('aria-label', t(element.dataset.i18nLabel));
   }
 }
 
@@ -104,7 +121,7 @@ export function formatNumber(value, decimals = 1) {
   const locale = language === 'en' ? 'en-GB' : 'it-IT';
   const key = `${locale}:${decimals}`;
   if (!numberFormats.has(key)) {
-    numberFormats.set(key, new Intl.NumberFormat(locale, { minimumFractionDigits: decimals, maximumFractionDigits: decimals }));
+    numberFormats.set(key, new Intl.NumberFormat(locale, { minimumFractionDigits: decimals, maximumFractionDigits: decimals, useGrouping: 'always' }));
   }
   return numberFormats.get(key).format(value);
 }

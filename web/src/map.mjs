@@ -3,7 +3,7 @@
 // the dashboard configures one, so nothing is fetched from elsewhere.
 
 import { Map as MapLibre, NavigationControl, Popup, LngLatBounds, prewarm } from '/assets/vendor/maplibre-gl/maplibre-gl.mjs';
-import { t, formatNumber } from './i18n.mjs';
+import { t, formatNumber, lang } from './i18n.mjs';
 import { el } from './util.mjs';
 
 // Start MapLibre's worker now, while the page asks the API for the dashboard, rather than when
@@ -40,10 +40,50 @@ function colours(count, higherIsBetter) {
   return higherIsBetter ? list.reverse() : list;
 }
 
+/** Diagonal hatching for the areas that are not ranked (too few residents). */
+function hatchImage(size = 8) {
+  const data = new Uint8Array(size * size * 4);
+  for (let y = 0; y < size; y += 1) {
+    for (let x = 0; x < size; x += 1) {
+      const on = (x + y) % size < 2;
+      data.set(on ? [51, 51, 51, 200] : [0, 0, 0, 0], (y * size + x) * 4);
+    }
+  }
+  return { width: size, height: size, data };
+}
+
+/** Whether an area is too small to rank: fewer residents than `minPopulation`, or none known. */
+export function isSmallArea(properties, populationKey, minPopulation) {
+  if (!populationKey || !minPopulation) return false;
+  const residents = properties?.[populationKey];
+  return residents === null || residents === undefined || !(Number(residents) >= minPopulation);
+}
+
+/** MapLibre's own texts (control titles, gesture hints) in the page's language. */
+const MAP_TEXTS = {
+  it: {
+    'AttributionControl.ToggleAttribution': 'Mostra o nascondi le attribuzioni',
+    'Map.Title': 'Mappa',
+    'NavigationControl.ResetBearing': 'Trascina per ruotare la mappa, clicca per tornare al nord',
+    'NavigationControl.ZoomIn': 'Aumenta lo zoom',
+    'NavigationControl.ZoomOut': 'Riduci lo zoom',
+    'Popup.Close': 'Chiudi',
+    'CooperativeGesturesHandler.WindowsHelpText': 'Usa Ctrl + rotellina per lo zoom della mappa',
+    'CooperativeGesturesHandler.MacHelpText': 'Usa ⌘ + rotellina per lo zoom della mappa',
+    'CooperativeGesturesHandler.MobileHelpText': 'Usa due dita per spostare la mappa',
+  },
+  en: {},
+};
+
+/** A touch screen without a fine pointer: one finger scrolls the page, two move the map. */
+export const touchFirst = () => window.matchMedia('(pointer: coarse)').matches;
+
 export class Choropleth {
-  constructor(container, { areasUrl, idKey, nameKey, basemap, onSelect }) {
+  constructor(container, { areasUrl, idKey, nameKey, basemap, onSelect, populationKey, minPopulation }) {
     this.idKey = idKey;
     this.nameKey = nameKey;
+    this.populationKey = populationKey;
+    this.minPopulation = minPopulation;
     this.onSelect = onSelect;
     this.values = new Map();
     this.selected = null;
@@ -55,7 +95,9 @@ export class Choropleth {
     }
     this.map = new MapLibre({ container, style, center: [11.34, 44.49], zoom: 10, attributionControl: basemap ? { compact: true } : false, dragRotate: false, pitchWithRotate: false,
       // No cross-fade of tiles: the first view is drawn (and `idle`) as soon as its data is.
-      fadeDuration: 0 });
+      fadeDuration: 0,
+      locale: MAP_TEXTS[lang()] ?? {},
+      cooperativeGestures: touchFirst() });
     this.map.addControl(new NavigationControl({ showCompass: false }), 'top-right');
     this.map.getCanvas().setAttribute('aria-label', container.getAttribute('aria-label') ?? 'map');
     this.popup = new Popup({ closeButton: false, closeOnClick: false, className: 'area-tooltip' });
@@ -71,6 +113,11 @@ export class Choropleth {
     this.features = geojson.features;
     this.map.addSource('areas', { type: 'geojson', data: geojson, promoteId: this.idKey });
     this.map.addLayer({ id: 'areas-fill', type: 'fill', source: 'areas', paint: { 'fill-color': ['coalesce', ['feature-state', 'colour'], NO_DATA], 'fill-opacity': 0.85 } });
+    this.small = new Set(geojson.features.filter((f) => isSmallArea(f.properties, this.populationKey, this.minPopulation)).map((f) => String(f.properties[this.idKey])));
+    if (this.small.size) {
+      this.map.addImage('hatch', hatchImage());
+      this.map.addLayer({ id: 'areas-small', type: 'fill', source: 'areas', filter: ['in', ['to-string', ['get', this.idKey]], ['literal', [...this.small]]], paint: { 'fill-pattern': 'hatch' } });
+    }
     this.map.addLayer({ id: 'areas-line', type: 'line', source: 'areas', paint: { 'line-color': '#ffffff', 'line-width': 0.8 } });
     this.map.addLayer({
       id: 'areas-selected', type: 'line', source: 'areas',
@@ -83,10 +130,23 @@ export class Choropleth {
     this.map.on('mousemove', 'areas-fill', (event) => this.hover(event));
     this.map.on('mouseleave', 'areas-fill', () => { this.map.getCanvas().style.cursor = ''; this.popup.remove(); });
     this.map.on('click', 'areas-fill', (event) => {
+      // On a touch screen the tooltip would stay over the map: the details open in the sheet.
+      this.popup.remove();
       const feature = event.features?.[0];
       if (feature) this.onSelect?.(feature.properties[this.idKey]);
     });
     return geojson;
+  }
+
+  /** The controls' titles in the page's language, after a language switch. */
+  setLanguage(language) {
+    const texts = { 'NavigationControl.ZoomIn': 'Zoom in', 'NavigationControl.ZoomOut': 'Zoom out', ...(MAP_TEXTS[language] ?? {}) };
+    for (const [selector, key] of [['.maplibregl-ctrl-zoom-in', 'NavigationControl.ZoomIn'], ['.maplibregl-ctrl-zoom-out', 'NavigationControl.ZoomOut']]) {
+      const button = this.map.getContainer().querySelector(selector);
+      if (!button) continue;
+      button.title = texts[key];
+      button.setAttribute('aria-label', texts[key]);
+    }
   }
 
   hover(event) {
@@ -122,6 +182,7 @@ export class Choropleth {
     });
     const missing = values.filter((v) => v === null || !Number.isFinite(v)).length + this.features.filter((f) => !this.values.has(String(f.properties[this.idKey]))).length;
     if (missing) legend.push({ colour: NO_DATA, label: t('no_data'), count: missing });
+    if (this.small?.size) legend.push({ colour: 'hatch', label: `${t('small_area')} ${formatNumber(this.minPopulation, 0)} ${t('small_area_residents')}`, count: this.small.size });
     return legend;
   }
 
@@ -197,7 +258,9 @@ function extendBounds(bounds, geometry) {
 export function renderLegend(list, legend, note) {
   list.replaceChildren(
     ...legend.map((entry) => el('li', {},
-      el('span', { class: 'swatch', style: `background:${entry.colour}`, 'aria-hidden': 'true' }),
+      entry.colour === 'hatch'
+        ? el('span', { class: 'swatch hatched', 'aria-hidden': 'true' })
+        : el('span', { class: 'swatch', style: `background:${entry.colour}`, 'aria-hidden': 'true' }),
       ` ${entry.label} `,
       el('span', { class: 'text-muted small', text: `(${entry.count})` }),
     )),

@@ -2,7 +2,7 @@
 // only when a chart is drawn, after the map. Every chart has the same data as a table beside it.
 
 import { t, pick, formatNumber, lang } from './i18n.mjs';
-import { el, dataTable, freshness, csvLink, unavailableReason } from './util.mjs';
+import { el, dataTable, freshness, csvLink, unavailableReason, failureText, columnHeader } from './util.mjs';
 
 let echartsModule = null;
 function echarts() {
@@ -28,9 +28,9 @@ export function sortRows(rows, sort) {
   });
 }
 
-function labelOf(panel, index, column) {
+function labelOf(panel, index, column, metadata) {
   const labels = lang() === 'en' && panel.labels_en?.length ? panel.labels_en : panel.labels;
-  return labels?.[index] ?? column;
+  return labels?.[index] ?? columnHeader(metadata, column);
 }
 
 /** A line or bar chart, with an accessible description; the caller adds the data table. */
@@ -82,25 +82,26 @@ export function renderPanel(dashboardName, panel, info, rowsPromise) {
     const columns = panel.kind === 'table'
       ? (panel.columns.length ? panel.columns : Object.keys(rows[0] ?? {}))
       : [panel.x, ...panel.y].filter(Boolean);
-    const names = panel.y.map((c, i) => labelOf(panel, i, c));
+    const names = panel.y.map((c, i) => labelOf(panel, i, c, info.metadata));
     content.replaceChildren();
     if (panel.kind === 'kpi') {
       const figures = (panel.y.length ? panel.y : Object.keys(rows[0] ?? {})).map((column, i) => el('div', { class: 'kpi' },
         el('div', { class: 'kpi-value', text: formatNumber(rows[0]?.[column], Number.isInteger(rows[0]?.[column]) ? 0 : 1), dataset: { column, value: String(rows[0]?.[column]) } }),
-        el('div', { class: 'kpi-label', text: labelOf(panel, i, column) })));
+        el('div', { class: 'kpi-label', text: labelOf(panel, i, column, info.metadata) })));
       content.append(el('div', { class: 'kpis' }, figures));
     } else if (panel.kind === 'bar' || panel.kind === 'line') {
       const chartBox = el('div', { class: `chart chart-${panel.kind}`, role: 'img', style: panel.kind === 'bar' ? `height:${Math.max(220, rows.length * 26 + 40)}px` : 'height:280px' });
       content.append(chartBox);
       await drawChart(chartBox, { kind: panel.kind, rows, x: panel.x, y: panel.y, names, title });
       content.append(el('details', { class: 'mt-2' }, el('summary', { text: t('data_table') }),
-        el('div', { class: 'table-responsive panel-table', tabindex: '0', role: 'region', 'aria-label': `${t('data_table')}: ${title}` }, dataTable(rows, columns.map((c) => ({ key: c, label: c === panel.x ? c : names[panel.y.indexOf(c)] ?? c })), { caption: `${title}${unit ? ` (${unit})` : ''}`, rowHeader: panel.x }))));
+        el('div', { class: 'table-responsive panel-table', tabindex: '0', role: 'region', 'aria-label': `${t('data_table')}: ${title}` }, dataTable(rows, columns.map((c) => ({ key: c, label: c === panel.x ? columnHeader(info.metadata, c) : names[panel.y.indexOf(c)] ?? columnHeader(info.metadata, c) })), { caption: `${title}${unit ? ` (${unit})` : ''}`, rowHeader: panel.x }))));
     } else {
-      content.append(el('div', { class: 'table-responsive panel-table', tabindex: '0', role: 'region', 'aria-label': `${t('data_table')}: ${title}` }, dataTable(rows, columns.map((c) => ({ key: c, label: c })), { caption: `${title}${unit ? ` (${unit})` : ''}`, rowHeader: columns[0] })));
+      content.append(el('div', { class: 'table-responsive panel-table', tabindex: '0', role: 'region', 'aria-label': `${t('data_table')}: ${title}` }, dataTable(rows, columns.map((c) => ({ key: c, label: columnHeader(info.metadata, c) })), { caption: `${title}${unit ? ` (${unit})` : ''}`, rowHeader: columns[0] })));
     }
     content.append(el('p', { class: 'mt-2 mb-0' }, csvLink(dashboardName, panel.query)));
   }).catch((error) => {
-    content.replaceChildren(el('p', { class: 'text-danger', text: `${t('error')}: ${error.message}` }));
+    card.dataset.failed = 'true';
+    content.replaceChildren(failureText(error));
   });
   return card;
 }
@@ -117,9 +118,9 @@ export async function renderSeries(container, series, info, rows, areaId) {
   }
   const box = el('div', { class: 'chart chart-series', role: 'img', style: 'height:200px' });
   section.append(box);
-  await drawChart(box, { kind: 'line', rows: mine, x: series.x, y: series.y, names: series.y, title });
+  await drawChart(box, { kind: 'line', rows: mine, x: series.x, y: series.y, names: series.y.map((c) => columnHeader(info?.metadata, c)), title });
   section.append(el('details', {}, el('summary', { text: t('data_table') }),
-    dataTable(mine, [series.x, ...series.y].map((c) => ({ key: c, label: c, decimals: 0 })), { caption: title, rowHeader: series.x })));
+    dataTable(mine, [series.x, ...series.y].map((c) => ({ key: c, label: columnHeader(info?.metadata, c), decimals: 0 })), { caption: title, rowHeader: series.x })));
 }
 
 export function disposeCharts(root) {

@@ -6,11 +6,16 @@ export async function getJson(url) {
   const response = await fetch(url);
   if (!response.ok) {
     let detail = `${response.status}`;
+    let type = null;
     try {
       const problem = await response.json();
       detail = `${problem.title}: ${problem.detail}`;
+      type = problem.type ?? null;
     } catch (_) { /* not problem+json */ }
-    throw new Error(detail);
+    const error = new Error(detail);
+    error.status = response.status;
+    error.type = type;
+    throw error;
   }
   return response.json();
 }
@@ -108,6 +113,11 @@ export function freshness(info, rows) {
     }
   }).catch(() => {});
   if (f.simulated) parts.push(' ', simulatedBadge());
+  const result = info.result;
+  if (result?.refresh_failed_at && result?.computed_at) {
+    parts.push(' ', el('span', { class: 'badge bg-warning text-dark refresh-failed', dataset: { refreshFailed: 'true' }, text: t('refresh_failed') }),
+      el('span', { class: 'small', text: ` ${t('refresh_failed_detail')} ${formatDate(result.computed_at)}.` }));
+  }
   if (f.stale) {
     const bad = f.sources.filter((s) => s.stale).map((s) => `${s.table} (${s.state})`).join(', ');
     parts.push(' ', el('span', { class: 'badge bg-warning text-dark', text: t('stale') }), ' ', el('span', { class: 'visually-hidden', text: t('stale_detail') }), el('span', { class: 'small', text: ` ${bad}` }));
@@ -136,4 +146,41 @@ export function unavailableReason(info) {
   const description = pick(info?.metadata, 'description');
   const needs = description.match(/(Richiede|Needs)[^.]*\./);
   return needs ? needs[0] : (info?.error ?? '');
+}
+
+/** Why a panel could not be drawn, in an administrator's words; the technical reason folded. */
+export function failureText(error) {
+  const kind = String(error?.type ?? '').split(':').pop();
+  const key = {
+    'time-limit': 'failed_time',
+    'memory-limit': 'failed_size',
+    'row-limit': 'failed_size',
+    'result-unavailable': 'failed_later',
+    'bad-request': 'failed_source',
+    'invalid-query': 'failed_source',
+  }[kind] ?? 'failed_other';
+  return el('div', { class: 'panel-failed', dataset: { failed: kind || 'other' } },
+    el('p', { class: 'mb-1', text: t(key) }),
+    el('details', { class: 'small' }, el('summary', { text: t('technical_detail') }), el('span', { lang: 'en', text: error?.message ?? '' })));
+}
+
+/** Labels and units of a query's output columns, from its `columns` (`columns_en`) metadata:
+ * `name = Label [unit]; other = Other label`. */
+export function columnLabels(metadata) {
+  const labels = new Map();
+  for (const item of String(pick(metadata, 'columns') ?? '').split(';')) {
+    const at = item.indexOf('=');
+    if (at < 0) continue;
+    const value = item.slice(at + 1).trim();
+    const match = value.match(/^(.*?)\s*\[([^\]]*)\]$/);
+    labels.set(item.slice(0, at).trim(), match ? { label: match[1], unit: match[2] || null } : { label: value, unit: null });
+  }
+  return labels;
+}
+
+/** A column's header: its declared label and unit, else its name. */
+export function columnHeader(metadata, column) {
+  const declared = columnLabels(metadata).get(column);
+  if (!declared) return column;
+  return declared.unit ? `${declared.label} (${declared.unit})` : declared.label;
 }
