@@ -21,6 +21,9 @@
 -- sources: service_logs.eventi, residenti_offline_attesi
 -- method: Eventi di service_logs.eventi con servizio 'accesso_spid_cie' (tutto il periodo nei log), per
 --   area del richiedente, divisi per gli adulti stimati dell'area (residenti_offline_attesi.adulti).
+-- method_en: Events in service_logs.eventi with service 'accesso_spid_cie' (the whole period in the
+--   logs), by the requester's area, divided by the area's estimated adults
+--   (residenti_offline_attesi.adulti).
 -- method_version: 1.0
 WITH accessi AS (
     SELECT area_statistica AS codice_area_statistica, count(*) AS accessi

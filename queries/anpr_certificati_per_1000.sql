@@ -18,6 +18,8 @@
 -- polarity: higher_is_better
 -- sources: bologna.comuni_metropolitani, anpr.popolazione_residente, anpr.attivita_residenti
 -- method: CERTIFICATI × 1000 / RESIDENTI, dati ANPR al 21-11-2024, join sul codice ISTAT del comune.
+-- method_en: CERTIFICATI × 1000 / RESIDENTI, ANPR data as of 21-11-2024, joined on the comune's
+--   ISTAT code.
 SELECT
     c.com_istat_code AS cod_istat_comune,
     p.comune,

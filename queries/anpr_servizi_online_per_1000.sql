@@ -31,6 +31,8 @@
 -- sources: bologna.comuni_metropolitani, anpr.popolazione_residente, anpr.attivita_residenti
 -- method: Conteggi cumulati ANPR al 21-11-2024 × 1000 / residenti ANPR, join sul codice ISTAT del
 --   comune; totale = somma delle cinque voci come pubblicata da ANPR.
+-- method_en: Cumulative ANPR counts as of 21-11-2024 × 1000 / ANPR residents, joined on the
+--   comune's ISTAT code; total = sum of the five items as published by ANPR.
 SELECT
     c.com_istat_code AS cod_istat_comune,
     p.comune,

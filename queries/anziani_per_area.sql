@@ -33,6 +33,14 @@
 --   anni e di 80 anni e più nel comune (ordine di grandezza ISTAT, popolazione per età al 1° gennaio
 --   2022); è quindi proporzionale alla quota over 80 e va sostituita dal dato d'anagrafe per area quando
 --   il connettore dell'anagrafe (registry.residenti_per_area) è configurato. over_65_soli_stimati = over 65 stimati × over_65_soli_pct / 100.
+-- method_en: quota_over_80_pct and over_65_soli_pct come from the 2021 fragility indices (empty in
+--   the 11 excluded areas, which have a few dozen residents). The open data do not give the
+--   over-65s per area: the over-65 share is estimated as the over-80 share × (1 + 1.8), where 1.8
+--   is the ratio of residents aged 65–79 to residents aged 80 and over in the comune (ISTAT order
+--   of magnitude, population by age on 1 January 2022); it is therefore proportional to the over-80
+--   share and is to be replaced by the registry figure per area when the registry connector
+--   (registry.residenti_per_area) is configured. over_65_soli_stimati = estimated over-65s ×
+--   over_65_soli_pct / 100.
 -- method_version: 1.0
 -- persons: residenti, over_80, over_65_stimati, over_65_soli_stimati
 -- persons_derived: quota_over_80_pct, quota_over_65_stimata_pct, over_65_stimati, over_65_soli_stimati <- over_80;

@@ -9,6 +9,7 @@
 -- polarity: neutral
 -- sources: bologna.aree_statistiche, residenti_per_area
 -- method: Confini ufficiali del Comune di Bologna (WGS84), senza trasformazioni.
+-- method_en: Official boundaries from the Comune di Bologna (WGS84), without transformations.
 SELECT
     a.codice_area_statistica,
     a.area_statistica,

@@ -9,6 +9,7 @@
 -- polarity: neutral
 -- sources: bologna.comuni_metropolitani
 -- method: Confini ISTAT (giugno 2023) via openpolis, senza trasformazioni.
+-- method_en: ISTAT boundaries (June 2023) via openpolis, without transformations.
 SELECT
     com_istat_code AS cod_istat_comune,
     name AS comune,

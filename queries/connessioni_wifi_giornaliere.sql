@@ -12,4 +12,5 @@
 -- polarity: higher_is_better
 -- sources: bologna.connessioni_wifi
 -- method: Valori giornalieri pubblicati dal Comune, senza trasformazioni.
+-- method_en: Daily values published by the Comune, without transformations.
 SELECT data, connessioni FROM bologna.connessioni_wifi

@@ -15,6 +15,9 @@
 -- method: Letture di sensori.letture (sensor_id, metric, value, ts) con metric download_mbps,
 --   upload_mbps, latency_ms degli ultimi 30 giorni; ogni sonda è assegnata all'area che contiene la
 --   sua posizione (bologna.sensori.geometry); mediana per area con approx_median.
+-- method_en: Readings from sensori.letture (sensor_id, metric, value, ts) with metric
+--   download_mbps, upload_mbps, latency_ms over the last 30 days; each probe is assigned to the
+--   area that contains its position (bologna.sensori.geometry); median per area with approx_median.
 -- method_version: 1.0
 SELECT
     a.codice_area_statistica,

@@ -29,6 +29,14 @@
 --   6.371.008,8 m) da almeno uno dei luoghi di supporto (mappa_biblioteche e
 --   mappa_facilitazione_digitale) / punti di griglia dell'area. residenti_entro_800m = quota ×
 --   residenti 2021.
+-- method_en: The open data do not locate residents within the area: they are assumed to be spread
+--   uniformly over its surface. Each area is covered by a grid of points about every 100 m
+--   (0.00126° of longitude × 0.0009° of latitude), keeping the points inside the polygon
+--   (simplified to 0.0001°, about 10 m, for speed; areas with no grid points use an interior point
+--   of their own). Share = grid points within 800 m (distance on the sphere, haversine formula,
+--   radius 6,371,008.8 m) of at least one of the support places (mappa_biblioteche and
+--   mappa_facilitazione_digitale) / grid points of the area. residenti_entro_800m = share × 2021
+--   residents.
 -- method_version: 1.0
 WITH bounds AS (
     SELECT

@@ -16,6 +16,7 @@
 -- polarity: neutral
 -- sources: bologna.famiglie
 -- method: Somma per area e anno delle famiglie di ogni ampiezza; famiglie_una_persona = ampiezza 1.
+-- method_en: Sum per area and year of the households of every size; famiglie_una_persona = size 1.
 -- persons: famiglie, famiglie_una_persona
 -- persons_derived: famiglie_una_persona <- famiglie
 -- persons_key: codice_area_statistica, anno

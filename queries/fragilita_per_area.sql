@@ -25,6 +25,8 @@
 -- sources: bologna.fragilita, bologna.aree_statistiche
 -- method: Valori pubblicati dal Comune (indici di fragilità 2021), senza ricalcolo; vuoti nelle 11 aree
 --   escluse dal calcolo comunale perché poco popolate.
+-- method_en: Values published by the Comune (2021 fragility indices), not recomputed; empty in the
+--   11 areas excluded from the Comune's calculation because they are sparsely populated.
 SELECT
     a.codice_area_statistica,
     a.area_statistica,

@@ -18,6 +18,7 @@
 -- polarity: higher_is_better
 -- sources: bologna.aree_statistiche, bologna.hotspot_wifi, residenti_per_area
 -- method: ST_Contains(area.geometry, hotspot.geometry); aree senza hotspot contano 0.
+-- method_en: ST_Contains(area.geometry, hotspot.geometry); areas without hotspots count as 0.
 WITH hotspot_per_area AS (
     SELECT a.codice_area_statistica, count(h.hostname) AS hotspot
     FROM bologna.aree_statistiche AS a

@@ -18,6 +18,8 @@
 -- polarity: higher_is_worse
 -- sources: indice_divario_digitale, aree_statistiche_mappa, residenti_per_area
 -- method: Σ(indice × residenti) / Σ residenti sulle aree del quartiere con l'indice calcolato.
+-- method_en: Σ(indice × residenti) / Σ residenti over the areas of the quartiere for which the
+--   index is computed.
 SELECT
     m.quartiere,
     round(sum(i.indice * r.residenti) / sum(r.residenti), 2) AS indice,

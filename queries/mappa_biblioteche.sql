@@ -7,6 +7,7 @@
 -- polarity: neutral
 -- sources: bologna.biblioteche
 -- method: Punti dal campo Geo Point del file comunale.
+-- method_en: Points from the Geo Point field of the Comune's file.
 SELECT
     biblioteca AS nome,
     indirizzo,

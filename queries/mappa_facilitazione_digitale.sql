@@ -11,6 +11,10 @@
 -- method: Risorse con attività "Supporto informatico e burocratico" il cui nome parla di informatica,
 --   digitale, SPID, smartphone, computer, internet o facilitazione (32 su 46: si escludono gli sportelli
 --   solo burocratici, come i contributi per le vittime di truffe). Il nome è la prima riga del campo NOME.
+-- method_en: Resources with activity "Supporto informatico e burocratico" (IT and administrative
+--   support) whose name mentions computing, digital, SPID, smartphones, computers, the internet or
+--   facilitation (32 of 46: desks that are purely administrative, such as the one for payments to
+--   victims of scams, are excluded). The name is the first line of the NOME field.
 SELECT
     split_part(nome, chr(10), 1) AS nome,
     ente_promuovente,

@@ -7,6 +7,7 @@
 -- polarity: neutral
 -- sources: bologna.hotspot_wifi
 -- method: Punti dalle coordinate x/y del file comunale.
+-- method_en: Points from the x/y coordinates of the Comune's file.
 SELECT
     hostname AS nome,
     area_statistica,

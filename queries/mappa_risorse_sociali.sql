@@ -7,6 +7,7 @@
 -- polarity: neutral
 -- sources: bologna.risorse_sociali
 -- method: Punti dal campo Geo Point; il nome è la prima riga del campo NOME.
+-- method_en: Points from the Geo Point field; the name is the first line of the NOME field.
 SELECT
     split_part(nome, chr(10), 1) AS nome,
     attivita,

@@ -12,6 +12,8 @@
 -- sources: bologna.sensori, sensori.letture
 -- method: Registro dei sensori (bologna.sensori: sensor_id, kind, geometry) con l'ora dell'ultima
 --   lettura di ciascuno in sensori.letture (nulla se non ne ha ancora inviate).
+-- method_en: Register of the sensors (bologna.sensori: sensor_id, kind, geometry) with the time of
+--   each one's last reading in sensori.letture (null if it has not sent any yet).
 WITH ultime AS (
     SELECT sensor_id, max(ts) AS ultima_lettura, count(*) AS letture
     FROM sensori.letture

@@ -16,6 +16,8 @@
 -- sources: bologna.reddito_mediano, bologna.aree_statistiche
 -- method: Il file del reddito nomina l'area senza codice: join sul nome in maiuscolo; le righe il cui
 --   nome non corrisponde a un'area (i senza fissa dimora, un nome abbreviato) restano fuori.
+-- method_en: The income file names the area without a code: join on the name in upper case; rows
+--   whose name does not match an area (people of no fixed abode, an abbreviated name) are left out.
 SELECT
     a.codice_area_statistica,
     r.anno,

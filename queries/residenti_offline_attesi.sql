@@ -31,6 +31,16 @@
 --   interno); 80+ = residenti × quota over 80 (indici di fragilità); 65–79 = 80+ × 1,8 (rapporto
 --   cittadino, vedi anziani_per_area); 18–64 = adulti − 65–79 − 80+. offline = Σ fascia × (1 − tasso).
 --   Vuoto nelle 11 aree escluse, che non hanno la quota over 80.
+-- method_en: Rates of Internet use in the last 3 months (ISTAT, "Citizens and ICT" 2024: over 93%
+--   from 11 to 54 years, 68.1% at 65–74, 31.4% from 75 up; 55–64 interpolated at 88% and 81%),
+--   carried over to the available bands: 18–64 years 91%; 65–79 years 56% (2/3 × 68.1% + 1/3 ×
+--   31.4%, the weight of the 65–74s within the 65–79s); 80 and over 31.4% (ISTAT's figure for 75+,
+--   which overstates use for the 80+). Bands per area, estimated: adults = 2021 residents × (1 −
+--   the zone's share aged 0–17 in 2021, from the population series per zone; the area is assigned
+--   to the zone that contains one of its interior points); 80+ = residents × over-80 share
+--   (fragility indices); 65–79 = 80+ × 1.8 (city-wide ratio, see anziani_per_area); 18–64 = adults
+--   − 65–79 − 80+. offline = Σ band × (1 − rate). Empty in the 11 excluded areas, which have no
+--   over-80 share.
 -- method_version: 1.0
 -- persons: residenti, adulti_80_piu
 -- persons_derived: adulti, adulti_18_64, adulti_65_79, adulti_80_piu, offline_attesi, quota_offline_attesi_pct <- residenti;

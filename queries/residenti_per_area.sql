@@ -9,6 +9,8 @@
 -- polarity: neutral
 -- sources: bologna.aree_statistiche, bologna.fragilita
 -- method: residenti = popolazione residente 2021 (indici di fragilità); over_80_stimati = residenti × quota / 100, arrotondato.
+-- method_en: residenti = 2021 resident population (fragility indices); over_80_stimati = residenti
+--   × share / 100, rounded.
 -- persons: residenti, over_80_stimati
 -- persons_derived: over_80_stimati, quota_over_80_pct <- residenti; quota_over_80_pct <- over_80_stimati
 -- persons_groups: zona

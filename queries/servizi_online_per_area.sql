@@ -25,6 +25,11 @@
 --   fascia_eta, canale: online, sportello o punto_facilitazione, servizio); gli accessi SPID/CIE
 --   (servizio 'accesso_spid_cie') non sono richieste e sono esclusi. quota_online_pct = richieste con
 --   canale 'online' × 100 / richieste. La riga con fascia_eta = 'totale' somma tutte le fasce.
+-- method_en: All the events in service_logs.eventi (columns area_statistica, the area code;
+--   fascia_eta; canale, which is online, sportello or punto_facilitazione; servizio); SPID/CIE
+--   logins (servizio 'accesso_spid_cie') are not requests and are excluded. quota_online_pct =
+--   requests with canale 'online' × 100 / requests. The row with fascia_eta = 'totale' sums all the
+--   bands.
 -- method_version: 1.0
 WITH richieste AS (
     SELECT area_statistica AS codice_area_statistica, fascia_eta, canale

@@ -20,6 +20,9 @@
 -- method: Somma giornaliera (giorni UTC) delle letture con metric 'people' dei sensori di tipo
 --   'people_counter'. Solo giorni completi: il giorno in corso non è contato, perché un giorno a metà
 --   sembrerebbe un calo.
+-- method_en: Daily sum (UTC days) of the readings with metric 'people' from the sensors of kind
+--   'people_counter'. Complete days only: the current day is not counted, because a half-finished
+--   day would look like a drop.
 -- method_version: 1.1
 SELECT
     date_trunc('day', l.ts) AS giorno,

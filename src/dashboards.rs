@@ -66,6 +66,24 @@ pub struct MapConfig {
     /// Time series shown in the side panel of the selected area.
     #[serde(default)]
     pub series: Vec<AreaSeries>,
+    /// An absolute number shown beside each indicator in the table of the top areas (e.g. the
+    /// expected offline adults: how many people a share stands for).
+    #[serde(default)]
+    pub top: Option<TopCount>,
+}
+
+/// A column of a saved query with one row per area, shown as a count in the top-areas table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopCount {
+    pub query: String,
+    pub value: String,
+    /// Column matching the areas' id; defaults to the areas' `id` column name.
+    #[serde(default)]
+    pub id: Option<String>,
+    pub label: String,
+    #[serde(default)]
+    pub label_en: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -91,6 +109,10 @@ pub struct AreaLayer {
     pub population: Option<String>,
     #[serde(default)]
     pub min_population: u64,
+    /// A column of the areas whose values name groups of areas (districts) written on the map,
+    /// one label per group.
+    #[serde(default)]
+    pub group_labels: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -275,6 +297,9 @@ impl Dashboard {
             }
             for (i, series) in map.series.iter().enumerate() {
                 out.push((format!("map.series[{i}].query"), series.query.as_str()));
+            }
+            if let Some(top) = &map.top {
+                out.push(("map.top.query".to_string(), top.query.as_str()));
             }
         }
         for (i, panel) in self.panels.iter().enumerate() {

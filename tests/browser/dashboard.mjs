@@ -132,6 +132,34 @@ try {
   await page.screenshot({ path: join(screenshotDir, '01-divario-digitale.png'), fullPage: true });
   await accessibility(page, 'the home dashboard');
 
+  // 1b. Readable at a glance (1440 × 900): the legend with its unit beside the map without
+  // scrolling, the quartieri named on the map, the top areas with residents and people, sortable.
+  await page.setViewportSize({ width: 1440, height: 900 });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  const legendBox = await page.locator('#map-legend').boundingBox();
+  const mapBox = await page.locator('#map').boundingBox();
+  assert.ok(legendBox.y + legendBox.height <= 900, `the legend is visible without scrolling (${JSON.stringify(legendBox)})`);
+  assert.ok(legendBox.x >= mapBox.x + mapBox.width && legendBox.y >= mapBox.y && legendBox.y < mapBox.y + mapBox.height, 'the legend is beside the map');
+  assert.match(await page.locator('#legend-heading').textContent(), /Legenda \(punteggio 0–100\)/);
+  const [{ quartieri }] = await sql('SELECT count(DISTINCT quartiere) AS quartieri FROM aree_statistiche_mappa');
+  assert.equal(await page.locator('.district-label').count(), quartieri, 'one label per quartiere on the map');
+  await page.waitForFunction(() => document.body.dataset.top === 'indice_divario_digitale:indice', null, { timeout: TIMEOUT });
+  const topRows = await sql(`SELECT i.codice_area_statistica AS area, i.indice, m.residenti, o.offline_attesi FROM indice_divario_digitale i
+    JOIN aree_statistiche_mappa m USING (codice_area_statistica) JOIN residenti_offline_attesi o USING (codice_area_statistica)
+    WHERE i.indice IS NOT NULL AND m.residenti >= 1000 ORDER BY i.indice DESC, i.codice_area_statistica LIMIT 10`);
+  assert.equal(await page.locator('#top-areas tbody tr').count(), 10);
+  assert.equal(await page.locator('#top-areas tbody tr').first().getAttribute('data-area'), String(topRows[0].area), 'the top area is the highest index');
+  const topText = await page.locator('#top-areas tbody tr').first().textContent();
+  assert.ok(topText.includes(new Intl.NumberFormat('it-IT', { useGrouping: 'always' }).format(topRows[0].offline_attesi)), `expected offline adults shown: ${topText}`);
+  await page.click('#top-areas button[data-sort="residents"]');
+  const [biggest] = await sql(`SELECT m.codice_area_statistica AS area FROM indice_divario_digitale i JOIN aree_statistiche_mappa m USING (codice_area_statistica)
+    WHERE i.indice IS NOT NULL AND m.residenti >= 1000 ORDER BY m.residenti DESC LIMIT 1`);
+  assert.equal(await page.locator('#top-areas tbody tr').first().getAttribute('data-area'), String(biggest.area), 'sorted by residents');
+  assert.equal(await page.locator('#top-areas th[aria-sort="descending"] button').getAttribute('data-sort'), 'residents');
+  await page.screenshot({ path: join(screenshotDir, '01b-1440x900.png'), fullPage: false });
+  step(`1440×900: legend beside the map, ${quartieri} quartieri named, top areas sortable (top ${topRows[0].area})`);
+  await page.setViewportSize({ width: 1400, height: 1000 });
+
   // 2. Pick an indicator, click an area: the side panel shows the value SQL gives.
   const indicator = 'residenti_offline_attesi:quota_offline_attesi_pct';
   await page.selectOption('#indicator', indicator);
@@ -160,6 +188,17 @@ try {
   const [caab] = await sql('SELECT codice_area_statistica AS area FROM aree_statistiche_mappa WHERE residenti < 1000 ORDER BY residenti DESC LIMIT 1');
   await clickArea(page, caab.area);
   assert.match(await page.locator(`#area-body dd[data-indicator="${indicator}"]`).textContent(), /non classificata: meno di 1\.000 residenti/);
+  // Two areas side by side.
+  await clickArea(page, 10);
+  await page.click('#compare');
+  await clickArea(page, 42);
+  await page.waitForSelector('#comparison tbody tr', { timeout: TIMEOUT });
+  const compared = await page.locator('#comparison thead th').allTextContents();
+  const [a10, a42] = await sql('SELECT area_statistica FROM aree_statistiche_mappa WHERE codice_area_statistica IN (10, 42) ORDER BY codice_area_statistica');
+  assert.deepEqual(compared.slice(1, 3), [a10.area_statistica, a42.area_statistica]);
+  assert.equal(new URL(page.url()).searchParams.get('compare'), '10');
+  await page.screenshot({ path: join(screenshotDir, '02b-compare.png'), fullPage: true });
+  await page.click('#compare-stop');
   await clickArea(page, 10);
   // A unit per column: the over-65s living alone are a share of the over-65s, not of residents.
   await page.selectOption('#indicator', 'anziani_per_area:over_65_soli_pct');

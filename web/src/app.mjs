@@ -3,7 +3,7 @@
 // selected area, language, visible layers) so a view can be shared.
 
 import { setLanguage, t, pick, formatNumber, lang } from './i18n.mjs';
-import { getJson, el, dataTable, freshness, csvLink, unavailableReason, simulatedBadge, columnLabels } from './util.mjs';
+import { getJson, el, dataTable, freshness, csvLink, unavailableReason, simulatedBadge, columnLabels, cellText } from './util.mjs';
 import { renderLegend, isSmallArea } from './map.mjs';
 import { renderPanel, renderSeries, disposeCharts } from './panels.mjs';
 
@@ -14,6 +14,7 @@ const state = {
   area: params.get('area'),
   lang: params.get('lang') === 'en' ? 'en' : 'it',
   layers: params.has('layers') ? new Set(params.get('layers').split(',').filter(Boolean)) : null,
+  compare: params.get('compare'),
 };
 const timings = { start: performance.now() };
 const dataCache = new Map();
@@ -33,6 +34,7 @@ function saveState() {
   if (state.area !== null && state.area !== undefined) next.set('area', state.area);
   if (state.lang === 'en') next.set('lang', 'en');
   if (state.layers) next.set('layers', [...state.layers].join(','));
+  if (state.compare) next.set('compare', state.compare);
   window.history.replaceState(null, '', `?${next}`);
 }
 
@@ -80,6 +82,7 @@ async function main() {
       basemap: map().basemap,
       populationKey: areas.population,
       minPopulation: areas.min_population,
+      groupKey: areas.group_labels,
       onSelect: (id) => selectArea(id, { fromMap: true }),
     });
     window.cruscotto.map = choropleth;
@@ -163,8 +166,10 @@ async function showIndicator() {
       `${t('weights')}: `, weights.map((k) => `${k.slice(5, -4)} ${formatNumber(rows[0][k], 1)}%`).join(', '), '.'));
   }
   infoLine.append(freshness(info(indicator.query), rows));
+  document.getElementById('legend-unit').textContent = indicatorUnit(indicator) ? ` (${indicatorUnit(indicator)})` : '';
   shownRows = rows;
   renderMapTable(indicator, rows);
+  renderTopAreas(indicator, rows);
   await choropleth.idle();
   timings.drawn ??= performance.now();
   document.body.dataset.drawn = state.indicator;
@@ -186,6 +191,52 @@ function renderMapTable(indicator, rows) {
   });
   const box = document.getElementById('map-table');
   box.replaceChildren(table, el('p', {}, csvLink(state.dashboard, indicator.query)));
+}
+
+/** The areas with the highest values of the indicator (lowest when higher is better), with their
+ * residents and the dashboard's count (`[map.top]`), sortable by any column. */
+let topSort = null;
+async function renderTopAreas(indicator, rows) {
+  const box = document.getElementById('top-areas');
+  const areas = map().areas;
+  const idKey = areaIdKey(indicator);
+  const top = map().top;
+  const counts = top && info(top.query)?.ok ? await rowsOf(top.query).catch(() => []) : [];
+  const countOf = new Map(counts.map((r) => [String(r[top.id ?? areas.id]), r[top.value]]));
+  const higherIsBetter = info(indicator.query)?.metadata?.polarity === 'higher_is_better';
+  const features = new Map(choropleth.features.map((f) => [String(f.properties[areas.id]), f.properties]));
+  const all = rows
+    .map((r) => ({ id: String(r[idKey]), value: r[indicator.value], properties: features.get(String(r[idKey])) }))
+    .filter((r) => r.properties && r.value !== null && Number.isFinite(r.value) && !isSmallArea(r.properties, areas.population, areas.min_population))
+    .map((r) => ({ id: r.id, name: r.properties[areas.name], value: r.value, residents: areas.population ? r.properties[areas.population] : null, count: countOf.get(r.id) ?? null }));
+  const columns = [
+    { key: 'name', label: pick(areas, 'label') || t('name') },
+    { key: 'value', label: `${indicatorLabel(indicator)}${indicatorUnit(indicator) ? ` (${indicatorUnit(indicator)})` : ''}`, decimals: indicator.decimals },
+    areas.population ? { key: 'residents', label: t('residents'), decimals: 0 } : null,
+    top ? { key: 'count', label: pick(top, 'label'), decimals: 0 } : null,
+  ].filter(Boolean);
+  const sort = topSort ?? { key: 'value', descending: !higherIsBetter };
+  const sorted = [...all].sort((a, b) => {
+    const [x, y] = [a[sort.key], b[sort.key]];
+    if (x === y) return 0;
+    if (x === null || x === undefined) return 1;
+    if (y === null || y === undefined) return -1;
+    const order = typeof x === 'string' ? x.localeCompare(y, 'it') : x - y;
+    return sort.descending ? -order : order;
+  }).slice(0, 10);
+  const head = el('tr', {}, columns.map((c) => el('th', { scope: 'col', 'aria-sort': sort.key === c.key ? (sort.descending ? 'descending' : 'ascending') : undefined },
+    el('button', { type: 'button', dataset: { sort: c.key }, onclick: () => {
+      topSort = { key: c.key, descending: sort.key === c.key ? !sort.descending : c.key !== 'name' };
+      renderTopAreas(indicator, rows);
+    } }, c.label, sort.key === c.key ? (sort.descending ? ' ▼' : ' ▲') : ''))));
+  const body = sorted.map((r) => el('tr', { dataset: { area: r.id } },
+    el('th', { scope: 'row' }, el('button', { type: 'button', class: 'btn btn-link btn-xs p-0 text-start', onclick: () => selectArea(r.id, { zoom: true, focus: true }), text: r.name })),
+    columns.slice(1).map((c) => el('td', { class: 'text-end', text: cellText(r[c.key], c.decimals) }))));
+  box.replaceChildren(
+    el('h3', { class: 'h6', id: 'top-heading', text: higherIsBetter ? t('top_areas_low') : t('top_areas') }),
+    el('div', { class: 'table-responsive' }, el('table', { class: 'table table-sm top-areas', 'aria-labelledby': 'top-heading' }, el('thead', {}, head), el('tbody', {}, body))),
+  );
+  document.body.dataset.top = indicatorKey(indicator);
 }
 
 async function selectArea(id, { zoom = false, focus = false, fromMap = false } = {}) {
@@ -217,8 +268,32 @@ async function renderAreaPanel(id) {
   body.replaceChildren(
     el('h3', { class: 'h5 mb-0', id: 'area-name', dataset: { area: String(id) }, text: properties[areas.name] }),
     el('p', { class: 'small text-muted', text: [`${pick(areas, 'label') || ''} ${id}`.trim(), ...extra].join(' · ') }),
-    el('h4', { class: 'h6', text: t('area_indicators') }),
   );
+  // Two areas side by side: pin this one, then choose another.
+  const pinned = state.compare && state.compare !== String(id)
+    ? choropleth.features.find((f) => String(f.properties[areas.id]) === state.compare) : null;
+  if (!state.compare) {
+    body.append(el('p', {}, el('button', { type: 'button', class: 'btn btn-outline-primary btn-xs', id: 'compare', onclick: () => {
+      state.compare = String(id);
+      saveState();
+      renderAreaPanel(id);
+    } }, t('compare'))));
+  } else {
+    body.append(el('p', { class: 'small' }, pinned ? '' : `${t('compare_hint')} `, el('button', { type: 'button', class: 'btn btn-outline-primary btn-xs', id: 'compare-stop', onclick: () => {
+      state.compare = null;
+      saveState();
+      renderAreaPanel(id);
+    } }, t('compare_stop'))));
+  }
+  const comparison = pinned ? el('tbody') : null;
+  if (pinned) {
+    body.append(el('div', { class: 'table-responsive' }, el('table', { class: 'table table-sm compare-table', id: 'comparison' },
+      el('caption', { text: t('comparison') }),
+      el('thead', {}, el('tr', {}, el('th', { scope: 'col', text: t('indicator') }), el('th', { scope: 'col', text: pinned.properties[areas.name] }),
+        el('th', { scope: 'col', text: properties[areas.name] }), el('th', { scope: 'col', text: t('city_value') }))),
+      comparison)));
+  }
+  body.append(el('h4', { class: 'h6', text: t('area_indicators') }));
   const list = el('dl', { class: 'area-indicators' });
   body.append(list);
   const current = currentIndicator();
@@ -233,6 +308,11 @@ async function renderAreaPanel(id) {
     const cityValue = cityRows[0]?.[indicator.city?.value] ?? null;
     const version = indicator.version && row?.[indicator.version];
     const isCurrent = current && indicatorKey(indicator) === indicatorKey(current);
+    if (comparison) {
+      const other = rows.find((r) => String(r[idKey]) === state.compare)?.[indicator.value] ?? null;
+      comparison.append(el('tr', { dataset: { indicator: indicatorKey(indicator) } }, el('th', { scope: 'row', text: `${indicatorLabel(indicator)} (${indicatorUnit(indicator)})` }),
+        [other, value, cityValue].map((v) => el('td', { class: 'text-end', text: cellText(v, indicator.decimals) }))));
+    }
     list.append(
       el('dt', { class: isCurrent ? 'current' : undefined, text: indicatorLabel(indicator) }),
       el('dd', { dataset: { indicator: indicatorKey(indicator), value: value === null ? '' : String(value) } },

@@ -2,7 +2,7 @@
 // a hover tooltip, point layers, a highlighted selected area. MapLibre GL JS, no basemap unless
 // the dashboard configures one, so nothing is fetched from elsewhere.
 
-import { Map as MapLibre, NavigationControl, Popup, LngLatBounds, prewarm } from '/assets/vendor/maplibre-gl/maplibre-gl.mjs';
+import { Map as MapLibre, NavigationControl, Popup, LngLatBounds, Marker, prewarm } from '/assets/vendor/maplibre-gl/maplibre-gl.mjs';
 import { t, formatNumber, lang } from './i18n.mjs';
 import { el } from './util.mjs';
 
@@ -79,7 +79,8 @@ const MAP_TEXTS = {
 export const touchFirst = () => window.matchMedia('(pointer: coarse)').matches;
 
 export class Choropleth {
-  constructor(container, { areasUrl, idKey, nameKey, basemap, onSelect, populationKey, minPopulation }) {
+  constructor(container, { areasUrl, idKey, nameKey, basemap, onSelect, populationKey, minPopulation, groupKey }) {
+    this.groupKey = groupKey;
     this.idKey = idKey;
     this.nameKey = nameKey;
     this.populationKey = populationKey;
@@ -123,6 +124,7 @@ export class Choropleth {
       id: 'areas-selected', type: 'line', source: 'areas',
       paint: { 'line-color': '#ff9900', 'line-width': ['case', ['boolean', ['feature-state', 'selected'], false], 4, 0] },
     });
+    if (this.groupKey) this.addGroupLabels(geojson.features);
     const bounds = new LngLatBounds();
     for (const feature of geojson.features) extendBounds(bounds, feature.geometry);
     this.bounds = bounds;
@@ -136,6 +138,23 @@ export class Choropleth {
       if (feature) this.onSelect?.(feature.properties[this.idKey]);
     });
     return geojson;
+  }
+
+  /** The name of each group of areas (a district) at the centroid of its areas. */
+  addGroupLabels(features) {
+    const groups = new Map();
+    for (const feature of features) {
+      const name = feature.properties[this.groupKey];
+      if (name === null || name === undefined) continue;
+      const [x, y, area] = geometryCentroid(feature.geometry);
+      if (!area) continue;
+      const sum = groups.get(name) ?? [0, 0, 0];
+      groups.set(name, [sum[0] + x * area, sum[1] + y * area, sum[2] + area]);
+    }
+    this.groupLabels = [...groups].map(([name, [x, y, area]]) => {
+      const element = el('span', { class: 'district-label', 'aria-hidden': 'true', dataset: { group: String(name) }, text: String(name) });
+      return new Marker({ element, anchor: 'center' }).setLngLat([x / area, y / area]).addTo(this.map);
+    });
   }
 
   /** The controls' titles in the page's language, after a language switch. */
@@ -243,6 +262,29 @@ export class Choropleth {
     const ids = new Set(this.map.queryRenderedFeatures({ layers: ['areas-fill'] }).map((f) => f.properties[this.idKey]));
     return [...ids];
   }
+}
+
+/** Centroid and area (in squared degrees, only to weigh) of a Polygon or MultiPolygon's outer rings. */
+function geometryCentroid(geometry) {
+  const polygons = geometry?.type === 'Polygon' ? [geometry.coordinates] : geometry?.type === 'MultiPolygon' ? geometry.coordinates : [];
+  let [cx, cy, total] = [0, 0, 0];
+  for (const [ring] of polygons) {
+    let [a, x, y] = [0, 0, 0];
+    for (let i = 0; i < ring.length - 1; i += 1) {
+      const [x0, y0] = ring[i];
+      const [x1, y1] = ring[i + 1];
+      const cross = x0 * y1 - x1 * y0;
+      a += cross;
+      x += (x0 + x1) * cross;
+      y += (y0 + y1) * cross;
+    }
+    if (!a) continue;
+    // The ring's centroid is (x, y) / 3a whatever its orientation; rings are weighed by |a|.
+    cx += (x / (3 * a)) * Math.abs(a);
+    cy += (y / (3 * a)) * Math.abs(a);
+    total += Math.abs(a);
+  }
+  return total ? [cx / total, cy / total, total / 2] : [0, 0, 0];
 }
 
 function extendBounds(bounds, geometry) {
