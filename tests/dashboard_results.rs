@@ -6,7 +6,24 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ConfigDir, Server};
+use common::{ConfigDir, REPO, Server};
+
+/// What the dashboard page shows for a panel of `dashboard`, in Chromium, in both languages.
+fn browser_sees(server: &Server, dashboard: &str, expect: &str) {
+    let output = std::process::Command::new("node")
+        .arg(std::path::Path::new(REPO).join("tests/browser/results.mjs"))
+        .args([&server.url, dashboard, expect])
+        .env("CHROMIUM", "/usr/bin/chromium")
+        .output()
+        .expect("node runs (apt-get install -y nodejs npm)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("results browser check: passed"),
+        "{stdout}\n{stderr}"
+    );
+    println!("{stdout}");
+}
 use serde_json::Value;
 
 fn append(config: &ConfigDir, text: &str) {
@@ -166,6 +183,7 @@ fn a_failed_refresh_keeps_the_last_result_and_says_why() {
         server.get_json(data),
         serde_json::json!([{"righe": 3, "totale": 7}])
     );
+    browser_sees(&server, "prova", "kept");
 
     // The source is back: the result follows and the failure is gone.
     config.replace("data/valori.csv", "x,y\n10,a\n");
@@ -194,4 +212,22 @@ fn a_query_that_never_ran_is_explained_not_crashed() {
     );
     let definition = server.get_json("/api/v1/dashboards/prova");
     assert_eq!(definition["queries"]["totale"]["ok"], false);
+}
+
+#[test]
+fn a_panel_whose_first_computation_times_out_is_explained_in_the_pages_language() {
+    let config = small_city("x,y\n1,a\n");
+    let toml = std::fs::read_to_string(config.config_file()).unwrap();
+    config.write(
+        "cruscotto.toml",
+        &toml.replace("[access]", "[query]\ntimeout = \"300ms\"\n[access]"),
+    );
+    config.write(
+        "queries/totale.sql",
+        "-- title: Totale\nSELECT count(*) AS righe, sum(x) AS totale FROM prova.valori, generate_series(1, 2000000000)\n",
+    );
+    let server = Server::start_ready(&config);
+    let response = server.get("/api/v1/dashboards/prova/data/totale");
+    assert_eq!(response.status(), 422);
+    browser_sees(&server, "prova", "time");
 }

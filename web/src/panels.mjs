@@ -61,7 +61,8 @@ export async function drawChart(container, { kind, rows, x, y, names, title }) {
 /** One panel card: title, freshness, the content, its data table and a CSV download. */
 export function renderPanel(dashboardName, panel, info, rowsPromise) {
   const title = panel.title ? pick(panel, 'title') : pick(info?.metadata, 'title') || panel.query;
-  const width = panel.kind === 'table' || panel.kind === 'line' ? 'col-12 col-xl-6' : 'col-12 col-md-6 col-xl-6';
+  // A panel without data is a short note: it does not take a whole row.
+  const width = !info?.ok ? 'col-12 col-md-6 col-xl-4' : panel.kind === 'table' || panel.kind === 'line' ? 'col-12 col-xl-6' : 'col-12 col-md-6 col-xl-6';
   const headingId = `panel-${panel.query}-${panel.kind}`;
   const card = el('section', { class: `${width}`, 'aria-labelledby': headingId, dataset: { panel: panel.query, kind: panel.kind } });
   const body = el('div', { class: 'card card-bg p-3 h-100' });
