@@ -102,6 +102,11 @@ fn main() {
     for (index, (path, file)) in assets.iter().enumerate() {
         let bytes =
             std::fs::read(file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+        // The vendor modules name source maps that are not shipped: without the comment the
+        // browser does not ask for them (a 404 in every page load).
+        let bytes = without_source_map_comment(bytes, path);
+        let body_file = gzip_dir.join(format!("{index}.body"));
+        std::fs::write(&body_file, &bytes).expect("write the asset body");
         let gzip_file = gzip_dir.join(format!("{index}.gz"));
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         encoder.write_all(&bytes).expect("gzip in memory");
@@ -112,13 +117,32 @@ fn main() {
             "    Asset {{ path: {path:?}, content_type: {:?}, etag: \"\\\"{:016x}\\\"\", body: include_bytes!({:?}), gzip: include_bytes!({:?}) }},",
             content_type(path),
             fnv1a(&bytes),
-            file.display().to_string(),
+            body_file.display().to_string(),
             gzip_file.display().to_string(),
         )
         .expect("write to a String");
     }
     table.push_str("];\n");
     std::fs::write(out_dir.join("assets.rs"), table).expect("write assets.rs");
+}
+
+/// A JavaScript or CSS file without its trailing `sourceMappingURL` comment.
+fn without_source_map_comment(bytes: Vec<u8>, path: &str) -> Vec<u8> {
+    if !(path.ends_with(".js") || path.ends_with(".mjs") || path.ends_with(".css")) {
+        return bytes;
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            let line = line.trim();
+            !(line.starts_with("//# sourceMappingURL=")
+                || line.starts_with("/*# sourceMappingURL="))
+        })
+        .collect();
+    let mut out = kept.join("\n");
+    out.push('\n');
+    out.into_bytes()
 }
 
 /// `npm ci` in web/: the exact versions of package-lock.json, no install scripts, no browser download.

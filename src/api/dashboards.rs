@@ -106,6 +106,7 @@ async fn list(State(state): State<AppState>) -> impl IntoResponse {
 async fn definition(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let file = dashboard(&state, &name)?;
     let service = &state.service;
@@ -181,7 +182,8 @@ async fn definition(
         "queries": queries,
         "generated_at": now,
     });
-    Ok(axum::Json(body).into_response())
+    let body = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(compressed(&headers, body, "application/json"))
 }
 
 #[derive(Debug, Deserialize)]

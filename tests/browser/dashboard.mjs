@@ -39,6 +39,17 @@ async function accessibility(page, label) {
   step(`axe-core on ${label}: ${result.violations.length} violations, none serious or critical (${result.passes.length} rules pass)`);
 }
 
+/** Panels load their data when they come near the screen: scroll through them. */
+async function showPanels(page) {
+  await page.locator('#panels').scrollIntoViewIfNeeded();
+  await page.evaluate(async () => {
+    for (let y = 0; y <= document.body.scrollHeight; y += 400) {
+      window.scrollTo(0, y);
+      await new Promise((resolve) => setTimeout(resolve, 30));
+    }
+  });
+}
+
 async function waitDrawn(page, indicator) {
   await page.waitForFunction((key) => document.body.dataset.drawn === key, indicator, { timeout: TIMEOUT });
 }
@@ -98,6 +109,9 @@ try {
   assert.equal(await page.locator('.maplibregl-ctrl-zoom-in').getAttribute('title'), 'Aumenta lo zoom', 'MapLibre controls in Italian');
   assert.ok(await page.locator('#legend li').count() >= 5, 'the legend has its classes');
   await page.waitForFunction(() => document.body.dataset.layers === 'ready', null, { timeout: TIMEOUT });
+  // Nothing of the panels is loaded before they come near the screen (ECharts included).
+  assert.equal(await page.evaluate(() => performance.getEntriesByType('resource').filter((r) => r.name.includes('echarts')).length), 0, 'ECharts is not loaded for the first view');
+  await showPanels(page);
   await page.waitForSelector('section[data-panel="sintesi_citta"] .kpi-value', { timeout: TIMEOUT });
   await page.waitForSelector('section[data-panel="indice_per_quartiere"] .chart svg', { timeout: TIMEOUT });
   // The demo is complete: the service logs and the sensors come from the built-in simulators,
@@ -245,6 +259,7 @@ try {
   await page.click('#language');
   await page.waitForFunction(() => document.documentElement.lang === 'en', null, { timeout: TIMEOUT });
   assert.equal(await page.locator('h1').textContent(), 'The digital divide in Bologna');
+  await showPanels(page);
   await page.waitForSelector('section[data-panel="sintesi_citta"] .kpi-value', { timeout: TIMEOUT });
   assert.match(await page.locator('section[data-panel="sintesi_citta"] .freshness').textContent(), /Reference period: 2021–2024\. Source: Comune di Bologna .*Data loaded on /);
   await page.waitForSelector('section[data-panel="servizi_online_per_area"] .freshness', { timeout: TIMEOUT });
@@ -278,6 +293,7 @@ try {
   const [imola] = await sql("SELECT cod_istat_comune, certificati_per_1000 FROM anpr_certificati_per_1000 WHERE comune = 'IMOLA'");
   await page.waitForFunction((code) => document.body.dataset.area === code, imola.cod_istat_comune, { timeout: TIMEOUT });
   assert.equal(Number(await page.locator('#area-body dd[data-indicator="anpr_certificati_per_1000:certificati_per_1000"]').getAttribute('data-value')), imola.certificati_per_1000);
+  await showPanels(page);
   await page.waitForSelector('section[data-panel="anpr_certificati_per_1000"] .chart svg', { timeout: TIMEOUT });
   await page.screenshot({ path: join(screenshotDir, '04-metropolitana.png'), fullPage: true });
   await accessibility(page, 'the metropolitan view');

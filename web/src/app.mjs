@@ -410,9 +410,22 @@ function renderPanels() {
   disposeCharts(container);
   const panels = definition.dashboard.panels;
   document.getElementById('panels-heading').hidden = !panels.length;
+  // A panel's data (and ECharts, for a chart) is loaded when the panel comes near the screen:
+  // the first view needs only the map.
+  const observer = new IntersectionObserver((entries) => {
+    for (const entry of entries.filter((e) => e.isIntersecting)) {
+      observer.unobserve(entry.target);
+      entry.target.reveal?.();
+    }
+  }, { rootMargin: '200px' });
   container.replaceChildren(...panels.map((panel) => {
     const panelInfo = info(panel.query);
-    return renderPanel(state.dashboard, panel, panelInfo, panelInfo?.ok ? rowsOf(panel.query) : Promise.resolve([]));
+    let reveal;
+    const shown = new Promise((resolve) => { reveal = resolve; });
+    const card = renderPanel(state.dashboard, panel, panelInfo, panelInfo?.ok ? shown.then(() => rowsOf(panel.query)) : Promise.resolve([]));
+    card.reveal = reveal;
+    observer.observe(card);
+    return card;
   }));
 }
 
