@@ -143,6 +143,11 @@ try {
   assert.ok(axis.some((label) => /^\d{4}-\d{2}-\d{2}$/.test(label)), `days on the axis: ${axis}`);
   assert.ok(!axis.some((label) => label.includes('T00:00')), `no raw timestamps on the axis: ${axis}`);
   assert.doesNotMatch(summary, /aggiornati al/);
+  // Chart axes in the page's language: thousands grouped with a dot in Italian.
+  await page.waitForSelector('section[data-panel="connessioni_wifi_giornaliere"] .chart svg', { timeout: TIMEOUT });
+  const wifiAxis = await page.locator('section[data-panel="connessioni_wifi_giornaliere"] .chart svg text').allTextContents();
+  assert.ok(wifiAxis.some((label) => /^\d{1,3}(\.\d{3})+$/.test(label)), `Italian thousands on the axis: ${wifiAxis}`);
+  assert.ok(!wifiAxis.some((label) => /^\d{1,3}(,\d{3})+$/.test(label)), `no English thousands on the Italian page: ${wifiAxis}`);
   await page.screenshot({ path: join(screenshotDir, '01-divario-digitale.png'), fullPage: true });
   await accessibility(page, 'the home dashboard');
 

@@ -44,15 +44,17 @@ export async function drawChart(container, { kind, rows, x, y, names, title }) {
   const module = await echarts();
   const chart = module.init(container, null, { renderer: 'svg' });
   charts.add(chart);
+  // Numbers on axes and in tooltips in the page's language (1.200.000 in Italian).
+  const number = (v) => (typeof v === 'number' ? formatNumber(v, Number.isInteger(v) ? 0 : 1) : String(v));
   chart.setOption({
     aria: { enabled: true, label: { description: `${title}. ${t('data_table')}: ${t('download_csv').toLowerCase()}.` } },
     animation: false,
     color: ['#0066cc', '#b35900', '#008055', '#6b21a8'],
     grid: { left: 8, right: 16, top: 28, bottom: 8, containLabel: true },
-    tooltip: { trigger: 'axis' },
+    tooltip: { trigger: 'axis', valueFormatter: number },
     legend: y.length > 1 ? { top: 0 } : undefined,
-    xAxis: kind === 'bar' ? { type: 'value' } : { type: 'category', data: rows.map((r) => axisText(r[x])) },
-    yAxis: kind === 'bar' ? { type: 'category', inverse: true, data: rows.map((r) => String(r[x])), axisLabel: { width: 140, overflow: 'truncate' } } : { type: 'value', scale: true },
+    xAxis: kind === 'bar' ? { type: 'value', axisLabel: { formatter: number } } : { type: 'category', data: rows.map((r) => axisText(r[x])) },
+    yAxis: kind === 'bar' ? { type: 'category', inverse: true, data: rows.map((r) => String(r[x])), axisLabel: { width: 140, overflow: 'truncate' } } : { type: 'value', scale: true, axisLabel: { formatter: number } },
     series: y.map((column, i) => ({ type: kind, name: names[i], data: rows.map((r) => r[column]), showSymbol: false })),
   });
   return chart;
