@@ -10,13 +10,11 @@
 //! result whose published version cannot be read back is dropped, never served raw to the public.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::KeyValue;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
@@ -395,22 +393,9 @@ fn keep(
 }
 
 fn read_result(path: &Path) -> Result<(QueryResult, KeptMeta), String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
-    let meta = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|kv| kv.key == META_KEY))
-        .and_then(|kv| kv.value.clone())
-        .ok_or("no result metadata")?;
-    let meta: KeptMeta = serde_json::from_str(&meta).map_err(|e| e.to_string())?;
-    let schema = builder.schema().clone();
-    let batches = builder
-        .build()
-        .map_err(|e| e.to_string())?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+    let (schema, batches, meta) = crate::store::read_whole(path, META_KEY)?;
+    let meta: KeptMeta =
+        serde_json::from_str(&meta.ok_or("no result metadata")?).map_err(|e| e.to_string())?;
     Ok((QueryResult { schema, batches }, meta))
 }
 

@@ -10,7 +10,7 @@
 mod in_place_tests;
 pub mod log;
 mod persist;
-pub use persist::write_atomically;
+pub use persist::{read_whole, write_atomically};
 mod provider;
 mod retain;
 pub mod rollup;

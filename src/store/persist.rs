@@ -85,15 +85,44 @@ fn open(
         Err(e) => return Err(e.to_string()),
     };
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
-    let meta_json = builder
+    let meta_json =
+        metadata_value(&builder, META_KEY).ok_or("not a cruscotto snapshot (no metadata)")?;
+    let meta = serde_json::from_str(&meta_json).map_err(|e| e.to_string())?;
+    Ok(Some((builder, meta)))
+}
+
+/// A value of a Parquet file's key-value metadata.
+fn metadata_value(builder: &ParquetRecordBatchReaderBuilder<File>, key: &str) -> Option<String> {
+    builder
         .metadata()
         .file_metadata()
         .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|kv| kv.key == META_KEY))
+        .and_then(|kv| kv.iter().find(|kv| kv.key == key))
         .and_then(|kv| kv.value.clone())
-        .ok_or("not a cruscotto snapshot (no metadata)")?;
-    let meta = serde_json::from_str(&meta_json).map_err(|e| e.to_string())?;
-    Ok(Some((builder, meta)))
+}
+
+/// Every batch of the Parquet file at `path`, its schema, and the value of `key` in its metadata.
+pub fn read_whole(
+    path: &Path,
+    key: &str,
+) -> Result<
+    (
+        arrow::datatypes::SchemaRef,
+        Vec<arrow::record_batch::RecordBatch>,
+        Option<String>,
+    ),
+    String,
+> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
+    let value = metadata_value(&builder, key);
+    let schema = builder.schema().clone();
+    let batches = builder
+        .build()
+        .map_err(|e| e.to_string())?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    Ok((schema, batches, value))
 }
 
 /// The snapshot at `path`, or `None` if there is none.

@@ -39,15 +39,18 @@ async function accessibility(page, label) {
   step(`axe-core on ${label}: ${result.violations.length} violations, none serious or critical (${result.passes.length} rules pass)`);
 }
 
-/** Panels load their data when they come near the screen: scroll through them. */
+/** Panels load their data when they come near the screen: bring each into view in turn and wait
+ * until it has loaded (a fast scroll on a loaded machine may skip a frame in which it showed). */
 async function showPanels(page) {
-  await page.locator('#panels').scrollIntoViewIfNeeded();
-  await page.evaluate(async () => {
-    for (let y = 0; y <= document.body.scrollHeight; y += 400) {
-      window.scrollTo(0, y);
-      await new Promise((resolve) => setTimeout(resolve, 30));
-    }
-  });
+  const cards = page.locator('#panels > section');
+  const count = await cards.count();
+  for (let i = 0; i < count; i += 1) {
+    await cards.nth(i).scrollIntoViewIfNeeded();
+    await page.waitForFunction((index) => {
+      const content = document.querySelectorAll('#panels > section')[index]?.querySelector('.panel-content');
+      return !content || !/^(Caricamento…|Loading…)$/.test(content.textContent.trim());
+    }, i, { timeout: TIMEOUT });
+  }
 }
 
 async function waitDrawn(page, indicator) {

@@ -35,7 +35,6 @@ use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate, Utc};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -1058,14 +1057,7 @@ fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), String> {
 }
 
 fn read_parquet(path: &Path) -> Result<RecordBatch, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
-    let schema = builder.schema().clone();
-    let batches = builder
-        .build()
-        .map_err(|e| e.to_string())?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+    let (schema, batches, _) = crate::store::read_whole(path, "")?;
     concat_batches(&schema, &batches).map_err(|e| e.to_string())
 }
 
