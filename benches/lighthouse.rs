@@ -97,19 +97,20 @@ fn main() {
     );
     for (phase, results) in [("at-start", &at_start), ("warm", &warm)] {
         for form in ["desktop", "mobile"] {
-            let r = &results[form];
+            // serde_json's Display ignores widths: format the numbers as text first.
+            let r = |key: &str| results[form][key].to_string();
             println!(
-                "{:<10} {:<8} {:>11} {:>13} {:>14} {:>4} {:>7} {:>7} {:>7} {:>7} KiB",
+                "{:<10} {:<8} {:>11} {:>13} {:>14} {:>4} {:>7} {:>7} {:>7} {:>6} KiB",
                 phase,
                 form,
-                r["performance"],
-                r["accessibility"],
-                r["best_practices"],
-                r["seo"],
-                r["cls"],
-                r["lcp_ms"],
-                r["tbt_ms"],
-                r["unused_js_kib"]
+                r("performance"),
+                r("accessibility"),
+                r("best_practices"),
+                r("seo"),
+                r("cls"),
+                r("lcp_ms"),
+                r("tbt_ms"),
+                r("unused_js_kib")
             );
         }
     }
