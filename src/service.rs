@@ -81,7 +81,7 @@ impl Service {
             }
         }
         let engine = QueryEngine::new(&store, config.queries.clone(), config.service.query.clone());
-        engine.rebuild_views().await;
+        engine.rebuild_views_before_load().await;
         let results = crate::results::DashboardResults::open(
             &config.data_dir(),
             &config.queries,
@@ -168,7 +168,13 @@ impl Service {
                 // Several tables of a connector commit together: let them land, then plan once.
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 changes.borrow_and_update();
-                service.engine.rebuild_views().await;
+                // During the first load, tables still to come are missing: the load warns once,
+                // at its end, about the views that still do not plan.
+                if service.initial_load_done() {
+                    service.engine.rebuild_views().await;
+                } else {
+                    service.engine.rebuild_views_before_load().await;
+                }
             }
         });
     }

@@ -156,6 +156,16 @@ impl QueryEngine {
     /// replacing the previous plan in place (a query never finds a view missing). A view may use
     /// another view, so views are planned in dependency order.
     pub async fn rebuild_views(&self) {
+        self.rebuild(true).await;
+    }
+
+    /// `rebuild_views` before the first load, when every table not restored from disk is still
+    /// missing: the views that do not plan yet are logged at debug level, not as warnings.
+    pub async fn rebuild_views_before_load(&self) {
+        self.rebuild(false).await;
+    }
+
+    async fn rebuild(&self, warn_failures: bool) {
         let _one_at_a_time = self.rebuild.lock().await;
         let schema = self
             .base
@@ -178,7 +188,11 @@ impl QueryEngine {
             }
         }
         for (name, error) in &errors {
-            warn!(view = %name, error = %error, "saved query does not plan");
+            if warn_failures {
+                warn!(view = %name, error = %error, "saved query does not plan");
+            } else {
+                tracing::debug!(view = %name, error = %error, "saved query does not plan before the first load");
+            }
         }
         let statuses = self
             .saved
