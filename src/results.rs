@@ -163,7 +163,7 @@ impl DashboardResults {
         if let Some(computed) = self.entry(query).computed {
             return Ok(computed);
         }
-        self.refresh(service, query, false).await?;
+        self.refresh(service, query).await?;
         let entry = self.entry(query);
         match (entry.computed, entry.failure) {
             (Some(computed), _) => Ok(computed),
@@ -173,14 +173,9 @@ impl DashboardResults {
         }
     }
 
-    /// Compute a query's result if it is due (or when `force`), keep it, and on failure keep the
-    /// last one with the reason.
-    async fn refresh(
-        &self,
-        service: &Arc<Service>,
-        query: &str,
-        force: bool,
-    ) -> Result<(), RefreshError> {
+    /// Compute a query's result if it is due, keep it, and on failure keep the last one with the
+    /// reason.
+    async fn refresh(&self, service: &Arc<Service>, query: &str) -> Result<(), RefreshError> {
         let lock = self
             .computing
             .lock()
@@ -192,7 +187,7 @@ impl DashboardResults {
         let sources = stamp(service, query);
         let entry = self.entry(query);
         // A caller that waited for another's computation takes its result.
-        if !force && !due(&entry, &sources, Utc::now(), &self.settings) {
+        if !due(&entry, &sources, Utc::now(), &self.settings) {
             return Ok(());
         }
         let started = Utc::now();
@@ -217,13 +212,11 @@ impl DashboardResults {
                 let kept = tokio::task::spawn_blocking(move || {
                     keep(&dir, &name, &fingerprint, min_count, &computed)
                 })
-                .await;
-                match kept {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        warn!(query, error = %e, "cannot keep the dashboard result on disk")
-                    }
-                    Err(e) => warn!(query, error = %e, "cannot keep the dashboard result on disk"),
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|kept| kept);
+                if let Err(e) = kept {
+                    warn!(query, error = %e, "cannot keep the dashboard result on disk");
                 }
                 debug!(query, "dashboard result computed");
                 Ok(())
@@ -459,7 +452,7 @@ pub fn spawn_refresh(service: Arc<Service>) {
         loop {
             for query in &queries {
                 // A failure is kept in the entry (and logged) for the dashboard to show.
-                let _ = service.results.refresh(&service, query, false).await;
+                let _ = service.results.refresh(&service, query).await;
             }
             let generation = service.engine.generation();
             tokio::select! {
