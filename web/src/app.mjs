@@ -4,7 +4,7 @@
 
 import { setLanguage, t, pick, formatNumber, lang } from './i18n.mjs';
 import { getJson, el, dataTable, freshness, csvLink, unavailableReason, simulatedBadge, columnLabels, cellText } from './util.mjs';
-import { renderLegend, isSmallArea } from './map.mjs';
+import { renderLegend } from './map.mjs';
 import { renderPanel, renderSeries, disposeCharts } from './panels.mjs';
 
 const params = new URLSearchParams(window.location.search);
@@ -207,7 +207,7 @@ async function renderTopAreas(indicator, rows) {
   const features = new Map(choropleth.features.map((f) => [String(f.properties[areas.id]), f.properties]));
   const all = rows
     .map((r) => ({ id: String(r[idKey]), value: r[indicator.value], properties: features.get(String(r[idKey])) }))
-    .filter((r) => r.properties && r.value !== null && Number.isFinite(r.value) && !isSmallArea(r.properties, areas.population, areas.min_population))
+    .filter((r) => r.properties && r.value !== null && Number.isFinite(r.value) && !choropleth.small.has(r.id))
     .map((r) => ({ id: r.id, name: r.properties[areas.name], value: r.value, residents: areas.population ? r.properties[areas.population] : null, count: countOf.get(r.id) ?? null }));
   const columns = [
     { key: 'name', label: pick(areas, 'label') || t('name') },
@@ -302,7 +302,7 @@ async function renderAreaPanel(id) {
     const idKey = areaIdKey(indicator);
     const row = rows.find((r) => String(r[idKey]) === String(id));
     const value = row?.[indicator.value] ?? null;
-    const small = isSmallArea(properties, areas.population, areas.min_population);
+    const small = choropleth.small.has(String(id));
     const rank = small || value === null ? null : rankOf(value, rankedValues(rows, idKey, indicator.value));
     const cityRows = indicator.city && info(indicator.city.query)?.ok ? await rowsOf(indicator.city.query).catch(() => []) : [];
     const cityValue = cityRows[0]?.[indicator.city?.value] ?? null;
@@ -334,9 +334,7 @@ async function renderAreaPanel(id) {
 
 /** The values that are ranked: those of areas with enough residents, highest first. */
 function rankedValues(rows, idKey, valueKey) {
-  const areas = map().areas;
-  const small = new Set(choropleth.features.filter((f) => isSmallArea(f.properties, areas.population, areas.min_population)).map((f) => String(f.properties[areas.id])));
-  return rows.filter((r) => !small.has(String(r[idKey]))).map((r) => r[valueKey]).filter((v) => v !== null && Number.isFinite(v)).sort((a, b) => b - a);
+  return rows.filter((r) => !choropleth.small.has(String(r[idKey]))).map((r) => r[valueKey]).filter((v) => v !== null && Number.isFinite(v)).sort((a, b) => b - a);
 }
 
 /** A rank with ties: areas with the same value share the positions they span ("3–5"). */

@@ -53,7 +53,7 @@ function hatchImage(size = 8) {
 }
 
 /** Whether an area is too small to rank: fewer residents than `minPopulation`, or none known. */
-export function isSmallArea(properties, populationKey, minPopulation) {
+function isSmallArea(properties, populationKey, minPopulation) {
   if (!populationKey || !minPopulation) return false;
   const residents = properties?.[populationKey];
   return residents === null || residents === undefined || !(Number(residents) >= minPopulation);
@@ -114,6 +114,7 @@ export class Choropleth {
     this.features = geojson.features;
     this.map.addSource('areas', { type: 'geojson', data: geojson, promoteId: this.idKey });
     this.map.addLayer({ id: 'areas-fill', type: 'fill', source: 'areas', paint: { 'fill-color': ['coalesce', ['feature-state', 'colour'], NO_DATA], 'fill-opacity': 0.85 } });
+    // The areas not ranked, by id (as text): the map hatches them, the panels leave them out.
     this.small = new Set(geojson.features.filter((f) => isSmallArea(f.properties, this.populationKey, this.minPopulation)).map((f) => String(f.properties[this.idKey])));
     if (this.small.size) {
       this.map.addImage('hatch', hatchImage());
