@@ -7,12 +7,13 @@
 //! The browser part is benches/lighthouse.mjs (Lighthouse from web/node_modules, Debian's
 //! Chromium at /usr/bin/chromium or $CHROMIUM).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_cruscotto");
+mod support;
+use support::{demo_config, load_average, ready, serve};
+
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const RUNS: usize = 3;
 
@@ -27,43 +28,9 @@ fn main() {
         repo.join("web/node_modules/lighthouse").exists(),
         "web/node_modules is missing: `npm ci` in web/"
     );
-    let dir = tempfile::tempdir().expect("temporary folder");
-    std::fs::copy(
-        repo.join("cruscotto.toml"),
-        dir.path().join("cruscotto.toml"),
-    )
-    .unwrap();
-    for sub in ["connectors", "queries", "dashboards", "datasets"] {
-        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        for entry in std::fs::read_dir(repo.join(sub)).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_file() {
-                std::fs::copy(&path, dir.path().join(sub).join(path.file_name().unwrap())).unwrap();
-            }
-        }
-    }
-    std::os::unix::fs::symlink(repo.join("data"), dir.path().join("data")).unwrap();
+    let dir = demo_config(repo);
 
-    let mut server = Command::new(BINARY)
-        .arg("--config")
-        .arg(dir.path().join("cruscotto.toml"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the server starts");
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let url = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(url) = line.strip_prefix("cruscotto listening on ") {
-                    break url.trim().to_string();
-                }
-            }
-            _ => panic!("the server exited before listening"),
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (mut server, url) = serve(dir.path());
     println!(
         "cruscotto {} on {url}; load average {}",
         env!("CARGO_PKG_VERSION"),
@@ -144,25 +111,4 @@ fn lighthouse(repo: &Path, url: &str, chromium: &str, phase: &str) -> serde_json
     assert!(output.status.success(), "Lighthouse failed");
     let last = stdout.lines().last().expect("a summary line");
     serde_json::from_str::<serde_json::Value>(last).expect("the summary is JSON")["results"].clone()
-}
-
-fn ready(url: &str) -> bool {
-    let address = url.trim_start_matches("http://");
-    let Ok(mut stream) = std::net::TcpStream::connect(address) else {
-        return false;
-    };
-    use std::io::{Read, Write};
-    let request = format!("GET /readyz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.1 200")
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
