@@ -19,16 +19,22 @@
 --   download_mbps, upload_mbps, latency_ms over the last 30 days; each probe is assigned to the
 --   area that contains its position (bologna.sensori.geometry); median per area with approx_median.
 -- method_version: 1.0
+WITH sonde AS (
+    -- Each probe placed in its area once, before its readings are read (not once per reading).
+    SELECT s.sensor_id, a.codice_area_statistica, a.area_statistica
+    FROM bologna.sensori AS s
+    JOIN bologna.aree_statistiche AS a ON ST_Contains(a.geometry, s.geometry)
+    WHERE s.kind = 'connectivity_probe'
+)
 SELECT
-    a.codice_area_statistica,
-    a.area_statistica,
-    count(DISTINCT s.sensor_id) AS sonde,
+    p.codice_area_statistica,
+    p.area_statistica,
+    count(DISTINCT p.sensor_id) AS sonde,
     approx_median(CASE WHEN l.metric = 'download_mbps' THEN l.value END) AS download_mbps,
     approx_median(CASE WHEN l.metric = 'upload_mbps' THEN l.value END) AS upload_mbps,
     approx_median(CASE WHEN l.metric = 'latency_ms' THEN l.value END) AS latenza_ms
 FROM sensori.letture AS l
-JOIN bologna.sensori AS s ON s.sensor_id = l.sensor_id
-JOIN bologna.aree_statistiche AS a ON ST_Contains(a.geometry, s.geometry)
+JOIN sonde AS p ON p.sensor_id = l.sensor_id
 WHERE l.metric IN ('download_mbps', 'upload_mbps', 'latency_ms')
   AND l.ts >= now() - INTERVAL '30 days'
-GROUP BY a.codice_area_statistica, a.area_statistica
+GROUP BY p.codice_area_statistica, p.area_statistica

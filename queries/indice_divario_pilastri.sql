@@ -1,12 +1,14 @@
 -- title: Pilastri del divario digitale per area statistica
 -- title_en: Digital-divide pillars per statistical area
--- period: 2021–2024
--- source: Comune di Bologna (CC BY 4.0), ANPR (CC0), ISTAT: vedi il metodo
--- source_en: Comune di Bologna (CC BY 4.0), ANPR (CC0), ISTAT: see the method
+-- period: 2021–2024; sonde: ultimi 30 giorni
+-- source: Comune di Bologna (CC BY 4.0), ANPR (CC0), ISTAT, sonde di connettività: vedi il metodo
+-- source_en: Comune di Bologna (CC BY 4.0), ANPR (CC0), ISTAT, connectivity probes: see the method
 -- description: I quattro pilastri dell'indice composito del divario digitale (bisogno, connettività,
 --   adozione dei servizi online, supporto), ciascuno da 0 a 100, dove più alto vuol dire più divario.
+--   La connettività usa le velocità misurate dalle sonde nelle aree che ne hanno una.
 -- description_en: The four pillars of the composite digital-divide index (need, connectivity, uptake
---   of online services, support), each from 0 to 100, where higher means more divide.
+--   of online services, support), each from 0 to 100, where higher means more divide. Connectivity
+--   uses the speeds measured by the probes in the areas that have one.
 -- unit: punteggio 0–100 (più alto = più divario)
 -- unit_en: score 0–100 (higher = more divide)
 -- columns: codice_area_statistica = Codice area; area_statistica = Area statistica;
@@ -14,6 +16,7 @@
 --   over_65_soli_pct = Over 65 che vivono soli [% degli over 65];
 --   fragilita_complessiva = Fragilità complessiva [indice, 100 = media di Bologna];
 --   hotspot_per_1000_residenti = Hotspot Wi-Fi pubblici [ogni 1.000 residenti];
+--   download_sonde_mbps = Download misurato dalle sonde, mediana 30 giorni [Mbit/s];
 --   certificati_per_1000_comune = Certificati ANPR del comune [ogni 1.000 residenti];
 --   quota_entro_800m_pct = Residenti entro 800 m da un luogo di supporto [% dei residenti];
 --   bisogno = Bisogno [punteggio 0–100]; connettivita = Connettività [punteggio 0–100];
@@ -23,82 +26,55 @@
 --   over_65_soli_pct = Over-65s living alone [% of over-65s];
 --   fragilita_complessiva = Overall fragility [index, 100 = Bologna average];
 --   hotspot_per_1000_residenti = Public Wi-Fi hotspots [per 1,000 residents];
+--   download_sonde_mbps = Download measured by the probes, 30-day median [Mbit/s];
 --   certificati_per_1000_comune = ANPR certificates of the comune [per 1,000 residents];
 --   quota_entro_800m_pct = Residents within 800 m of a support place [% of residents];
 --   bisogno = Need [score 0–100]; connettivita = Connectivity [score 0–100];
 --   adozione = Uptake of online services [score 0–100]; supporto = Support [score 0–100]
 -- polarity: higher_is_worse
--- sources: bologna.fragilita, bologna.aree_statistiche, bologna.zone, bologna.popolazione, bologna.hotspot_wifi, bologna.biblioteche, bologna.risorse_sociali, bologna.comuni_metropolitani, anpr.popolazione_residente, anpr.attivita_residenti
--- method: Ogni indicatore è normalizzato min–max con limiti fissi (non quelli osservati, così i valori
---   restano confrontabili nel tempo), troncato a [0, 100] e orientato in modo che più alto voglia dire
---   più divario. Bisogno = media di: quota di adulti offline attesi, limiti 10–35% (residenti_offline_attesi);
---   over 65 che vivono soli, 10–50% degli over 65 (anziani_per_area); indice complessivo di fragilità, 80–120
---   (fragilita_per_area). Connettività = 100 − hotspot Wi-Fi ogni 1.000 residenti, 0–5
---   (hotspot_wifi_per_area). Adozione = 100 − certificati ANPR online ogni 1.000 residenti del comune
---   di Bologna, 100–500 (anpr_certificati_per_1000): nei dati dimostrativi non ci sono log dei servizi
---   per area, quindi è lo stesso valore comunale per tutte le aree, non distingue tra loro e nell'indice non pesa; con i log
---   dei servizi va sostituito dalla quota di richieste online per area (servizi_online_per_area).
---   Supporto = 100 − quota di residenti entro 800 m da biblioteca o punto di facilitazione, 0–100%
---   (copertura_supporto_800m). Vuoto dove manca un indicatore (le 11 aree escluse dagli indici di
---   fragilità).
--- method_en: Each indicator is min–max normalised with fixed bounds (not the observed ones, so values
---   stay comparable over time), clipped to [0, 100] and oriented so that higher means more divide.
---   Need = mean of: share of expected offline adults, bounds 10–35% (residenti_offline_attesi);
---   over-65s living alone, 10–50% of over-65s (anziani_per_area); overall fragility index, 80–120
---   (fragilita_per_area). Connectivity = 100 − public Wi-Fi hotspots per 1,000 residents, 0–5
---   (hotspot_wifi_per_area). Uptake = 100 − ANPR online certificates per 1,000 residents of the comune
---   of Bologna, 100–500 (anpr_certificati_per_1000): the demo data have no service logs per area, so
---   it is the same city-wide value in every area, does not tell areas apart and carries no weight in
---   the index; with the service logs it is to be replaced by the share of requests made online per
---   area (servizi_online_per_area). Support = 100 − share of residents within 800 m of a library or
---   facilitation point, 0–100% (copertura_supporto_800m). Empty where an indicator is missing (the
---   11 areas excluded from the fragility indices).
--- method_version: 1.0
-WITH valori AS (
+-- sources: indice_divario_pilastri_senza_sonde, connettivita_sonde_per_area
+-- fallback: indice_divario_pilastri_senza_sonde
+-- method: Come indice_divario_pilastri_senza_sonde (bisogno, adozione e supporto sono gli stessi),
+--   tranne la connettività. Nelle aree con almeno una sonda di connettività la connettività è la
+--   media di due indicatori: 100 − hotspot Wi-Fi ogni 1.000 residenti, limiti 0–5; e 100 − velocità
+--   di download misurata (mediana degli ultimi 30 giorni, connettivita_sonde_per_area), limiti
+--   30–300 Mbit/s (30 Mbit/s è la soglia della banda ultralarga). Nelle altre aree è il solo
+--   indicatore degli hotspot. Senza il connettore dei sensori questa vista è calcolata da
+--   indice_divario_pilastri_senza_sonde, che lo dice nella sua descrizione.
+-- method_en: As indice_divario_pilastri_senza_sonde (need, uptake and support are the same),
+--   except connectivity. In the areas with at least one connectivity probe, connectivity is the mean
+--   of two indicators: 100 − public Wi-Fi hotspots per 1,000 residents, bounds 0–5; and 100 −
+--   measured download speed (median of the last 30 days, connettivita_sonde_per_area), bounds
+--   30–300 Mbit/s (30 Mbit/s is the ultra-broadband threshold). In the other areas it is the
+--   hotspot indicator alone. Without the sensors' connector this view is computed by
+--   indice_divario_pilastri_senza_sonde, which says so in its description.
+-- method_version: 1.1
+WITH sonde AS (
     SELECT
-        o.codice_area_statistica,
-        o.area_statistica,
-        o.quota_offline_attesi_pct,
-        an.over_65_soli_pct,
-        fr.fragilita_complessiva,
-        h.hotspot_per_1000_residenti,
-        (SELECT certificati_per_1000 FROM anpr_certificati_per_1000 WHERE cod_istat_comune = '037006') AS certificati_per_1000_comune,
-        c.quota_entro_800m_pct
-    FROM residenti_offline_attesi AS o
-    JOIN anziani_per_area AS an ON an.codice_area_statistica = o.codice_area_statistica
-    JOIN fragilita_per_area AS fr ON fr.codice_area_statistica = o.codice_area_statistica
-    JOIN hotspot_wifi_per_area AS h ON h.codice_area_statistica = o.codice_area_statistica
-    JOIN copertura_supporto_800m AS c ON c.codice_area_statistica = o.codice_area_statistica
-),
-normalizzati AS (
-    -- least/greatest skip NULLs, so a missing value is kept missing explicitly.
-    SELECT
-        *,
-        CASE WHEN quota_offline_attesi_pct IS NOT NULL
-             THEN 100 * least(greatest((quota_offline_attesi_pct - 10.0) / (35.0 - 10.0), 0.0), 1.0) END AS n_offline,
-        CASE WHEN over_65_soli_pct IS NOT NULL
-             THEN 100 * least(greatest((over_65_soli_pct - 10.0) / (50.0 - 10.0), 0.0), 1.0) END AS n_over_65_soli,
-        CASE WHEN fragilita_complessiva IS NOT NULL
-             THEN 100 * least(greatest((fragilita_complessiva - 80.0) / (120.0 - 80.0), 0.0), 1.0) END AS n_fragilita,
-        CASE WHEN hotspot_per_1000_residenti IS NOT NULL
-             THEN 100 - 100 * least(greatest(hotspot_per_1000_residenti / 5.0, 0.0), 1.0) END AS n_hotspot,
-        CASE WHEN certificati_per_1000_comune IS NOT NULL
-             THEN 100 - 100 * least(greatest((certificati_per_1000_comune - 100.0) / (500.0 - 100.0), 0.0), 1.0) END AS n_certificati,
-        CASE WHEN quota_entro_800m_pct IS NOT NULL
-             THEN 100 - 100 * least(greatest(quota_entro_800m_pct / 100.0, 0.0), 1.0) END AS n_copertura
-    FROM valori
+        codice_area_statistica,
+        round(download_mbps, 1) AS download_mbps,
+        100 - 100 * least(greatest((round(download_mbps, 1) - 30.0) / (300.0 - 30.0), 0.0), 1.0) AS n_velocita
+    FROM connettivita_sonde_per_area
+    WHERE download_mbps IS NOT NULL
 )
 SELECT
-    codice_area_statistica,
-    area_statistica,
-    quota_offline_attesi_pct,
-    over_65_soli_pct,
-    fragilita_complessiva,
-    hotspot_per_1000_residenti,
-    certificati_per_1000_comune,
-    quota_entro_800m_pct,
-    round((n_offline + n_over_65_soli + n_fragilita) / 3.0, 2) AS bisogno,
-    round(n_hotspot, 2) AS connettivita,
-    round(n_certificati, 2) AS adozione,
-    round(n_copertura, 2) AS supporto
-FROM normalizzati
+    b.codice_area_statistica,
+    b.area_statistica,
+    b.quota_offline_attesi_pct,
+    b.over_65_soli_pct,
+    b.fragilita_complessiva,
+    b.hotspot_per_1000_residenti,
+    s.download_mbps AS download_sonde_mbps,
+    b.certificati_per_1000_comune,
+    b.quota_entro_800m_pct,
+    b.bisogno,
+    -- The mean of the indicators an area has; the hotspot indicator alone where no probe measures.
+    round(CASE
+        WHEN s.n_velocita IS NULL THEN b.connettivita
+        WHEN b.connettivita IS NULL THEN s.n_velocita
+        ELSE (b.connettivita + s.n_velocita) / 2.0
+    END, 2) AS connettivita,
+    b.adozione,
+    b.supporto
+FROM indice_divario_pilastri_senza_sonde AS b
+LEFT JOIN sonde AS s ON s.codice_area_statistica = b.codice_area_statistica

@@ -705,8 +705,13 @@ pub fn table_references(sql: &str) -> Vec<String> {
     references.iter().map(|r| r.to_string()).collect()
 }
 
-/// The store tables (`schema.table`) a saved query depends on, following saved queries it reads.
-pub fn source_tables(query: &str, queries: &[SavedQuery]) -> BTreeSet<String> {
+/// The store tables (`schema.table`) a saved query depends on, following saved queries it reads;
+/// through a query's fallback instead of the query where `views` say the fallback answers.
+pub fn source_tables(
+    query: &str,
+    queries: &[SavedQuery],
+    views: &[crate::query::ViewStatus],
+) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut seen = BTreeSet::new();
     let mut pending = vec![query.to_string()];
@@ -714,7 +719,12 @@ pub fn source_tables(query: &str, queries: &[SavedQuery]) -> BTreeSet<String> {
         if !seen.insert(name.clone()) {
             continue;
         }
-        let Some(saved) = queries.iter().find(|q| q.name == name) else {
+        let answering = views
+            .iter()
+            .find(|v| v.name == name)
+            .and_then(|v| v.fallback.as_deref())
+            .unwrap_or(&name);
+        let Some(saved) = queries.iter().find(|q| q.name == answering) else {
             continue;
         };
         for reference in table_references(&saved.sql) {
@@ -858,7 +868,7 @@ mod tests {
             ),
             saved("c", "SELECT * FROM city.bologna.zone"),
         ];
-        let sources: Vec<String> = source_tables("a", &queries).into_iter().collect();
+        let sources: Vec<String> = source_tables("a", &queries, &[]).into_iter().collect();
         assert_eq!(
             sources,
             [

@@ -300,7 +300,7 @@ impl DashboardResults {
 /// What a query's source tables hold now.
 fn stamp(service: &Service, query: &str) -> Vec<SourceStamp> {
     let statuses = service.store.statuses();
-    crate::dashboards::source_tables(query, service.engine.saved())
+    crate::dashboards::source_tables(query, service.engine.saved(), &service.engine.views())
         .into_iter()
         .map(|table| {
             let status = statuses

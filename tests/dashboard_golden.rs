@@ -37,6 +37,15 @@ fn close(
     }
 }
 
+/// The probes' readings are simulated from the first start, in the background: wait until every
+/// area with a probe has its measured speed, so that the index no longer changes with them.
+fn wait_for_the_probes(server: &Server, probe_areas: usize) {
+    server.wait_until("a measured speed in every area with a probe", |s| {
+        let n = s.rows("SELECT count(download_sonde_mbps) AS n FROM indice_divario_pilastri");
+        number(&n[0]["n"]) == probe_areas as f64
+    });
+}
+
 #[test]
 fn area_indicators_and_the_index_match_the_independent_computation() {
     let config = ConfigDir::demo();
@@ -48,17 +57,72 @@ fn area_indicators_and_the_index_match_the_independent_computation() {
         server.rows("SELECT * FROM residenti_offline_attesi ORDER BY codice_area_statistica");
     let coverage =
         server.rows("SELECT * FROM copertura_supporto_800m ORDER BY codice_area_statistica");
-    let pillars =
+    // Pillars without the probes: every one of them from the data files alone.
+    let pillars = server
+        .rows("SELECT * FROM indice_divario_pilastri_senza_sonde ORDER BY codice_area_statistica");
+    // The pillars the index uses: connectivity with the probes' measured speed where an area
+    // has a probe. Their readings are simulated from the first start: wait for all of them.
+    let probe_areas = expected.iter().filter(|w| w["sonde"] != "0").count();
+    assert_eq!(
+        probe_areas, 16,
+        "the 18 probes of the registry lie in 16 areas"
+    );
+    wait_for_the_probes(&server, probe_areas);
+    let measured =
         server.rows("SELECT * FROM indice_divario_pilastri ORDER BY codice_area_statistica");
     let index =
         server.rows("SELECT * FROM indice_divario_digitale ORDER BY codice_area_statistica");
-    for rows in [&offline, &coverage, &pillars, &index] {
+    for rows in [&offline, &coverage, &pillars, &measured, &index] {
         assert_eq!(rows.len(), 90);
     }
+    let mut speeds = Vec::new();
     for (i, want) in expected.iter().enumerate() {
         let code = want["codice_area_statistica"].as_str();
-        for rows in [&offline, &coverage, &pillars, &index] {
+        for rows in [&offline, &coverage, &pillars, &measured, &index] {
             assert_eq!(rows[i]["codice_area_statistica"].to_string(), code);
+        }
+        // Connectivity: the hotspot indicator, averaged with the speed indicator (bounds
+        // 30–300 Mbit/s) where a probe measures; every other pillar as without the probes.
+        let hotspots: f64 = want["connettivita"].parse().unwrap();
+        let row = &measured[i];
+        let connectivity = if want["sonde"] == "0" {
+            assert!(row["download_sonde_mbps"].is_null(), "{row}");
+            hotspots
+        } else {
+            let speed = number(&row["download_sonde_mbps"]);
+            speeds.push(speed);
+            (hotspots + 100.0 - 100.0 * ((speed - 30.0) / 270.0).clamp(0.0, 1.0)) / 2.0
+        };
+        assert!(
+            (number(&row["connettivita"]) - connectivity).abs() <= 0.011,
+            "connettivita: {} vs {connectivity} in {row}",
+            row["connettivita"]
+        );
+        for pillar in ["bisogno", "adozione", "supporto"] {
+            close(row, pillar, want, pillar, 0.011);
+        }
+        // The index: the mean of its pillars that vary (uptake is the same everywhere). Live
+        // readings arrive between the two queries, so its connectivity may have moved a little.
+        for pillar in ["bisogno", "adozione", "supporto"] {
+            close(&index[i], pillar, want, pillar, 0.011);
+        }
+        if !row["connettivita"].is_null() {
+            let moved = number(&index[i]["connettivita"]) - number(&row["connettivita"]);
+            assert!(moved.abs() < 1.0, "{} vs {row}", index[i]);
+        }
+        if want["bisogno"].is_empty() {
+            assert!(index[i]["indice"].is_null(), "{}", index[i]);
+        } else {
+            let mean = ["bisogno", "connettivita", "supporto"]
+                .iter()
+                .map(|p| number(&index[i][*p]))
+                .sum::<f64>()
+                / 3.0;
+            assert!(
+                (number(&index[i]["indice"]) - mean).abs() <= 0.011,
+                "indice vs {mean}: {}",
+                index[i]
+            );
         }
         // Counts are rounded on both sides; Python rounds halves to even, SQL away from zero.
         close(&offline[i], "adulti", want, "adulti", 1.0);
@@ -79,10 +143,13 @@ fn area_indicators_and_the_index_match_the_independent_computation() {
         );
         for pillar in ["bisogno", "connettivita", "adozione", "supporto"] {
             close(&pillars[i], pillar, want, pillar, 0.011);
-            close(&index[i], pillar, want, pillar, 0.011);
         }
-        close(&index[i], "indice", want, "indice", 0.011);
     }
+    // The simulated probes sit on lines from ADSL to gigabit fibre: the measured speeds tell the
+    // areas apart, so connectivity is no longer the hotspots alone.
+    let slowest = speeds.iter().cloned().fold(f64::INFINITY, f64::min);
+    let fastest = speeds.iter().cloned().fold(0.0, f64::max);
+    assert!(slowest < 30.0 && fastest > 300.0, "{speeds:?}");
     assert!(
         index.iter().all(|r| r["versione_metodo"] == "1.0"),
         "the method version travels with the index"
@@ -179,21 +246,20 @@ fn need_and_time_series_indicators_follow_their_sources() {
     );
     assert_eq!(number(&wifi[0]["days"]), 382.0);
 
-    // The quartiere bar is a resident-weighted mean of the index.
+    // The quartiere bar is a resident-weighted mean of the index. Both in one query: the index
+    // follows the probes' live readings.
+    wait_for_the_probes(&server, 16);
     let quartieri = server.rows("SELECT * FROM indice_per_quartiere ORDER BY quartiere");
     assert_eq!(quartieri.len(), 6);
-    let weighted = server.rows(
-        "SELECT sum(i.indice * r.residenti) / sum(r.residenti) AS mean FROM indice_divario_digitale i \
+    let navile = server.rows(
+        "SELECT (SELECT indice FROM indice_per_quartiere WHERE quartiere = 'Navile') AS bar, \
+         (SELECT sum(i.indice * r.residenti) / sum(r.residenti) FROM indice_divario_digitale i \
          JOIN residenti_per_area r USING (codice_area_statistica) JOIN aree_statistiche_mappa m USING (codice_area_statistica) \
-         WHERE m.quartiere = 'Navile' AND i.indice IS NOT NULL",
+         WHERE m.quartiere = 'Navile' AND i.indice IS NOT NULL) AS mean",
     );
-    let navile = quartieri
-        .iter()
-        .find(|q| q["quartiere"] == "Navile")
-        .unwrap();
     assert!(
-        (number(&navile["indice"]) - number(&weighted[0]["mean"])).abs() < 0.006,
-        "{navile}"
+        (number(&navile[0]["bar"]) - number(&navile[0]["mean"])).abs() < 0.006,
+        "{navile:?}"
     );
 }
 
@@ -262,6 +328,39 @@ fn indicators_that_need_absent_sources_are_reported_not_ok() {
     ] {
         assert_eq!(find(name)["ok"], true, "{name}: {}", find(name));
     }
+    // Without the sensors, the pillars that would use the probes are answered by their fallback,
+    // which the listing names with the reason, and the dashboard describes with its own metadata.
+    let pillars = find("indice_divario_pilastri");
+    assert_eq!(
+        pillars["fallback"], "indice_divario_pilastri_senza_sonde",
+        "{pillars}"
+    );
+    assert!(
+        pillars["error"].as_str().unwrap().contains("sensori"),
+        "{pillars}"
+    );
+    assert_eq!(find("indice_divario_digitale")["fallback"], Value::Null);
+    let definition = server.get_json("/api/v1/dashboards/divario_digitale");
+    let shown = &definition["queries"]["indice_divario_pilastri"];
+    assert_eq!(shown["fallback"], "indice_divario_pilastri_senza_sonde");
+    assert!(
+        shown["metadata"]["title"]
+            .as_str()
+            .unwrap()
+            .contains("senza le sonde"),
+        "{shown}"
+    );
+    assert!(
+        shown["freshness"]["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["table"] != "sensori.letture"),
+        "{shown}"
+    );
+    let rows =
+        server.rows("SELECT count(*) AS n, count(connettivita) AS c FROM indice_divario_pilastri");
+    assert_eq!((number(&rows[0]["n"]), number(&rows[0]["c"])), (90.0, 90.0));
     let index = find("indice_divario_digitale");
     assert_eq!(index["metadata"]["method_version"], "1.0");
     assert!(

@@ -118,10 +118,12 @@ async fn definition(
         if queries.contains_key(query) {
             continue;
         }
-        let saved = service.engine.saved().iter().find(|q| q.name == query);
         let view = views.iter().find(|v| v.name == query);
         let ok = view.is_some_and(|v| v.ok);
-        let sources: Vec<Value> = source_tables(query, service.engine.saved())
+        // While a fallback answers, its metadata and sources describe the numbers shown.
+        let answering = view.and_then(|v| v.fallback.as_deref()).unwrap_or(query);
+        let saved = service.engine.saved().iter().find(|q| q.name == answering);
+        let sources: Vec<Value> = source_tables(query, service.engine.saved(), &views)
             .into_iter()
             .map(|table| {
                 let status = statuses.iter().find(|s| format!("{}.{}", s.schema, s.table) == table);
@@ -170,6 +172,7 @@ async fn definition(
                 "metadata": saved.map(|q| q.metadata.clone()),
                 "ok": servable,
                 "error": view.and_then(|v| v.error.clone()),
+                "fallback": view.and_then(|v| v.fallback.clone()),
                 "result": result,
                 "freshness": { "updated_at": updated_at, "stale": stale, "simulated": simulated, "sources": sources,
                                "max_age_days": file.dashboard.max_age.as_secs() / 86_400 },

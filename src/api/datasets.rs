@@ -104,13 +104,17 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response,
         .filter(|d| principal.may_read_dataset(&d.name))
         .collect();
     let simulated = |d: &Dataset| {
-        crate::dashboards::source_tables(&d.config.query, state.service.engine.saved())
-            .iter()
-            .any(|table| {
-                statuses
-                    .iter()
-                    .any(|s| s.simulated && format!("{}.{}", s.schema, s.table) == *table)
-            })
+        crate::dashboards::source_tables(
+            &d.config.query,
+            state.service.engine.saved(),
+            &state.service.engine.views(),
+        )
+        .iter()
+        .any(|table| {
+            statuses
+                .iter()
+                .any(|s| s.simulated && format!("{}.{}", s.schema, s.table) == *table)
+        })
     };
     let body = catalogue::catalogue(
         &config.service.catalogue,

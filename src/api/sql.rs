@@ -274,6 +274,7 @@ async fn saved_queries(
                 "sql": q.sql,
                 "ok": view.is_some_and(|v| v.ok),
                 "error": view.and_then(|v| v.error.clone()),
+                "fallback": view.and_then(|v| v.fallback.clone()),
             })
         })
         .collect();

@@ -90,7 +90,10 @@ pub struct ViewStatus {
     pub name: String,
     pub title: String,
     pub ok: bool,
+    /// Why the query does not plan (with a fallback in use, why the fallback answers).
     pub error: Option<String>,
+    /// The saved query answering in this one's place (its `fallback`), while this one does not plan.
+    pub fallback: Option<String>,
 }
 
 pub struct QueryEngine {
@@ -173,19 +176,52 @@ impl QueryEngine {
             .and_then(|c| c.schema(QUERIES_SCHEMA))
             .expect("queries schema is registered");
         let (order, mut errors) = self.dependency_order();
+        let mut fallbacks = std::collections::BTreeMap::new();
         for query in order {
             if errors.contains_key(&query.name) {
                 continue;
             }
-            match self.plan_view(query).await {
+            // A saved query it reads that does not plan is the reason, not "table not found".
+            let failed_dependency = self
+                .saved_dependencies(query)
+                .into_iter()
+                .filter(|d| Some(d.as_str()) != query.get("fallback"))
+                .find_map(|d| {
+                    errors
+                        .get(&d)
+                        .map(|e| format!("needs `{d}`, which does not plan: {e}"))
+                });
+            let planned = match failed_dependency {
+                Some(reason) => Err(reason),
+                None => self.plan_view(query).await,
+            };
+            match planned {
                 Ok(view) => {
                     let _ = schema.register_table(query.name.clone(), view);
                 }
                 Err(e) => {
-                    let _ = schema.deregister_table(&query.name);
-                    errors.insert(query.name.clone(), e);
+                    // The fallback, planned before this query (it is one of its dependencies),
+                    // answers under this query's name.
+                    let fallback = query.get("fallback").filter(|f| !errors.contains_key(*f));
+                    let planned = match fallback {
+                        Some(f) => schema.table(f).await.ok().flatten(),
+                        None => None,
+                    };
+                    match (fallback, planned) {
+                        (Some(f), Some(view)) => {
+                            let _ = schema.register_table(query.name.clone(), view);
+                            fallbacks.insert(query.name.clone(), (f.to_string(), e));
+                        }
+                        _ => {
+                            let _ = schema.deregister_table(&query.name);
+                            errors.insert(query.name.clone(), e);
+                        }
+                    }
                 }
             }
+        }
+        for (name, (fallback, error)) in &fallbacks {
+            tracing::info!(view = %name, fallback = %fallback, error = %error, "saved query answered by its fallback");
         }
         for (name, error) in &errors {
             if warn_failures {
@@ -201,7 +237,11 @@ impl QueryEngine {
                 name: q.name.clone(),
                 title: q.title.clone(),
                 ok: !errors.contains_key(&q.name),
-                error: errors.get(&q.name).cloned(),
+                error: errors
+                    .get(&q.name)
+                    .or(fallbacks.get(&q.name).map(|(_, e)| e))
+                    .cloned(),
+                fallback: fallbacks.get(&q.name).map(|(f, _)| f.clone()),
             })
             .collect();
         *self.views.write().expect("views lock") = statuses;
@@ -216,31 +256,29 @@ impl QueryEngine {
 
     /// Saved queries ordered so that each comes after the saved queries it reads; those in a
     /// cycle are returned as errors.
-    fn dependency_order(&self) -> (Vec<&SavedQuery>, std::collections::BTreeMap<String, String>) {
+    /// The saved queries a saved query reads, and its fallback.
+    fn saved_dependencies(&self, query: &SavedQuery) -> Vec<String> {
         let state = self.base.state();
-        let depends_on = |query: &SavedQuery| -> Vec<String> {
-            let Ok(statement) =
-                state.sql_to_statement(&query.sql, &datafusion::config::Dialect::Generic)
-            else {
-                return Vec::new();
-            };
-            let Ok(references) = state.resolve_table_references(&statement) else {
-                return Vec::new();
-            };
-            references
-                .iter()
-                .filter(|r| {
-                    r.schema().is_none_or(|s| s == QUERIES_SCHEMA)
-                        && r.catalog().is_none_or(|c| c == CATALOG)
-                })
-                .map(|r| r.table().to_string())
-                .filter(|name| self.saved.iter().any(|q| &q.name == name))
-                .collect()
-        };
+        let read = state
+            .sql_to_statement(&query.sql, &datafusion::config::Dialect::Generic)
+            .and_then(|statement| state.resolve_table_references(&statement))
+            .unwrap_or_default();
+        read.iter()
+            .filter(|r| {
+                r.schema().is_none_or(|s| s == QUERIES_SCHEMA)
+                    && r.catalog().is_none_or(|c| c == CATALOG)
+            })
+            .map(|r| r.table().to_string())
+            .chain(query.get("fallback").map(str::to_string))
+            .filter(|name| self.saved.iter().any(|q| &q.name == name))
+            .collect()
+    }
+
+    fn dependency_order(&self) -> (Vec<&SavedQuery>, std::collections::BTreeMap<String, String>) {
         let dependencies: std::collections::BTreeMap<&str, Vec<String>> = self
             .saved
             .iter()
-            .map(|q| (q.name.as_str(), depends_on(q)))
+            .map(|q| (q.name.as_str(), self.saved_dependencies(q)))
             .collect();
         let mut order: Vec<&SavedQuery> = Vec::new();
         let mut errors = std::collections::BTreeMap::new();

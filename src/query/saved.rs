@@ -23,6 +23,9 @@ use crate::config::{Problem, files_with_extension, is_sql_identifier};
 /// `share, rate <- count; other <- count2` (a list without `<-` derives from every count);
 /// `persons_groups` the columns grouping rows whose totals are published (secondary suppression);
 /// `persons_key` the columns identifying a row (to flag counts suppressed upstream).
+/// `fallback` names another saved query that answers in this one's place while this one does not
+/// plan (a source it reads is not configured or not loaded yet), e.g. an index computed without
+/// the sensors in an installation that has none.
 pub const KEYS: &[&str] = &[
     "title",
     "title_en",
@@ -45,6 +48,7 @@ pub const KEYS: &[&str] = &[
     "persons_derived",
     "persons_groups",
     "persons_key",
+    "fallback",
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -345,7 +349,31 @@ pub fn load_dir(dir: &Path, max_depth: usize, problems: &mut Vec<Problem>) -> Ve
             )),
         }
     }
+    problems.extend(fallback_problems(&queries));
     queries
+}
+
+/// A `fallback` must name another saved query, itself without a fallback (one step, so the
+/// query answering is always either the one named or its fallback).
+fn fallback_problems(queries: &[SavedQuery]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for query in queries {
+        let Some(fallback) = query.get("fallback") else {
+            continue;
+        };
+        let problem = match queries.iter().find(|q| q.name == fallback) {
+            _ if fallback == query.name => Some(format!("`{fallback}` is this query itself")),
+            None => Some(format!("`{fallback}` is not a saved query")),
+            Some(other) if other.get("fallback").is_some() => Some(format!(
+                "`{fallback}` has a fallback of its own; a fallback must plan without one"
+            )),
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            problems.push(Problem::new(&query.file, Some("fallback".into()), problem));
+        }
+    }
+    problems
 }
 
 #[cfg(test)]
@@ -353,6 +381,43 @@ mod tests {
     use super::*;
 
     const DEPTH: usize = 1000;
+
+    #[test]
+    fn a_fallback_names_another_saved_query_without_a_fallback() {
+        let query = |name: &str, fallback: Option<&str>| {
+            let head = fallback.map_or(String::new(), |f| format!("-- fallback: {f}\n"));
+            parse(
+                name,
+                Path::new(&format!("{name}.sql")),
+                &format!("-- title: {name}\n{head}SELECT 1 AS x"),
+                DEPTH,
+            )
+            .unwrap()
+        };
+        let messages = |queries: &[SavedQuery]| -> Vec<String> {
+            fallback_problems(queries)
+                .into_iter()
+                .map(|p| format!("{}: {}", p.file.display(), p.message))
+                .collect()
+        };
+        assert!(messages(&[query("a", Some("b")), query("b", None)]).is_empty());
+        assert_eq!(
+            messages(&[query("a", Some("a"))]),
+            ["a.sql: `a` is this query itself"]
+        );
+        assert_eq!(
+            messages(&[query("a", Some("missing"))]),
+            ["a.sql: `missing` is not a saved query"]
+        );
+        assert_eq!(
+            messages(&[
+                query("a", Some("b")),
+                query("b", Some("c")),
+                query("c", None)
+            ]),
+            ["a.sql: `b` has a fallback of its own; a fallback must plan without one"]
+        );
+    }
 
     #[test]
     fn metadata_and_sql_are_split() {

@@ -52,9 +52,11 @@ impl Lineage {
         let reads: BTreeMap<String, BTreeSet<String>> = saved
             .iter()
             .map(|q| {
+                // A fallback may answer in the query's place: it counts as read.
                 let read = crate::dashboards::table_references(&q.sql)
                     .iter()
                     .filter_map(|reference| saved_query_named(reference))
+                    .chain(q.get("fallback").map(str::to_string))
                     .filter(|name| names.contains(name.as_str()) && *name != q.name)
                     .collect();
                 (q.name.clone(), read)
@@ -171,11 +173,18 @@ pub async fn published(
         return Ok(Some(hit.clone()));
     }
     let schema = service.store.schema_provider(PUBLISHED_SCHEMA);
+    let views = service.engine.views();
     for name in lineage.order(query) {
         if state.results.contains_key(&name) {
             continue;
         }
-        let Some(saved) = service.engine.saved().iter().find(|q| q.name == name) else {
+        // The query that answers under this name: its fallback while it does not plan.
+        let answering = views
+            .iter()
+            .find(|v| v.name == name)
+            .and_then(|v| v.fallback.as_deref())
+            .unwrap_or(&name);
+        let Some(saved) = service.engine.saved().iter().find(|q| q.name == answering) else {
             continue;
         };
         let result = publish(service, &lineage, saved, min_count).await?;

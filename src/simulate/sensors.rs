@@ -91,6 +91,24 @@ fn daily_curve(hour_utc: u32) -> f64 {
     CURVE[((hour_utc + 1) % 24) as usize]
 }
 
+/// The line a probe measures, fixed per probe by its id: download and upload in Mbit/s at a
+/// quiet hour, and latency in ms. From copper (ADSL) to fibre to the home, as a city's libraries
+/// and schools have them.
+fn probe_line(sensor_id: &str) -> (f64, f64, f64) {
+    const LINES: [(f64, f64, f64); 5] = [
+        (14.0, 1.0, 35.0),   // ADSL
+        (48.0, 12.0, 18.0),  // FTTC
+        (95.0, 20.0, 14.0),  // FTTC, vectoring
+        (290.0, 60.0, 8.0),  // FTTH
+        (880.0, 280.0, 5.0), // FTTH, gigabit
+    ];
+    // FNV-1a: the same probe gets the same line in every run and every release.
+    let hash = sensor_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    LINES[(hash % LINES.len() as u64) as usize]
+}
+
 /// One message: topic and payload.
 fn reading(
     prefix: &str,
@@ -116,27 +134,32 @@ fn reading(
             (curve * 40.0 * (0.6 + 0.8 * rng.unit())).round(),
             "clients",
         ),
-        "connectivity_probe" => match metric_turn % 3 {
-            // Throughput falls a little when the library is busy.
-            0 => json(
-                "sonda",
-                "download_mbps",
-                80.0 + 120.0 * rng.unit() * (1.1 - 0.4 * curve),
-                "Mbit/s",
-            ),
-            1 => json(
-                "sonda",
-                "upload_mbps",
-                15.0 + 35.0 * rng.unit() * (1.1 - 0.4 * curve),
-                "Mbit/s",
-            ),
-            _ => json(
-                "sonda",
-                "latency_ms",
-                8.0 + 30.0 * rng.unit() * (0.6 + curve),
-                "ms",
-            ),
-        },
+        "connectivity_probe" => {
+            // Each probe sits on its own kind of line (fixed per probe), and throughput falls a
+            // little when the library is busy.
+            let (download_line, upload_line, base_latency) = probe_line(&sensor.id);
+            let busy = 1.0 - 0.3 * curve;
+            match metric_turn % 3 {
+                0 => json(
+                    "sonda",
+                    "download_mbps",
+                    download_line * (0.75 + 0.25 * rng.unit()) * busy,
+                    "Mbit/s",
+                ),
+                1 => json(
+                    "sonda",
+                    "upload_mbps",
+                    upload_line * (0.75 + 0.25 * rng.unit()) * busy,
+                    "Mbit/s",
+                ),
+                _ => json(
+                    "sonda",
+                    "latency_ms",
+                    base_latency + 20.0 * rng.unit() * (0.6 + curve),
+                    "ms",
+                ),
+            }
+        }
         "people_counter" => json(
             "contapersone",
             "people",

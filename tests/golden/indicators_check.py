@@ -97,6 +97,18 @@ for r in rows(os.path.join(BO, "bolognawifi-elenco-hot-spot.csv"), ","):
         if polygon.contains(point):
             hotspots[code] += 1
 
+# Connectivity probes per area (the sensor registry: kind connectivity_probe, lon/lat). Their
+# readings are simulated at run time, so the test reads the measured speeds from the server and
+# checks here only which areas have a probe.
+probes = {code: 0 for code in areas}
+for r in rows(os.path.join(BO, "sensori.csv"), ","):
+    if r["kind"] != "connectivity_probe":
+        continue
+    point = Point(float(r["lon"]), float(r["lat"]))
+    for code, polygon in areas.items():
+        if polygon.contains(point):
+            probes[code] += 1
+
 # Support places: libraries and digital facilitation points ("lat, lon" in Geo Point).
 support = []
 for r in rows(os.path.join(BO, "biblioteche-comunali-di-bologna.csv"), ";"):
@@ -148,7 +160,7 @@ for code in sorted(areas):
     uptake = 100 - 100 * clamp01((bologna_certificates - 100) / 400)
     support_pillar = 100 - coverage_pct
     row = {"codice_area_statistica": code, "adulti": round(adults), "quota_entro_800m_pct": round(coverage_pct, 2),
-           "hotspot_per_1000": round(hotspot_rate, 4), "connettivita": round(connectivity, 2), "adozione": round(uptake, 2),
+           "hotspot_per_1000": round(hotspot_rate, 4), "sonde": probes[code], "connettivita": round(connectivity, 2), "adozione": round(uptake, 2),
            "supporto": round(support_pillar, 2)}
     if f["over_80_pct"] is None:
         # Excluded from the fragility indices: no age shares, so no need pillar and no index.
@@ -185,7 +197,7 @@ for r in out:
         del r[key]
 print("pillar weights (%):", {name: round(100 * w / total_weight, 1) for name, w in weights.items()})
 
-columns = ["codice_area_statistica", "adulti", "offline_attesi", "quota_offline_attesi_pct", "quota_entro_800m_pct", "hotspot_per_1000",
+columns = ["codice_area_statistica", "adulti", "offline_attesi", "quota_offline_attesi_pct", "quota_entro_800m_pct", "hotspot_per_1000", "sonde",
            "bisogno", "connettivita", "adozione", "supporto", "indice"]
 with open(os.path.join(HERE, "indicators_per_area.csv"), "w", encoding="utf-8", newline="") as fh:
     writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
