@@ -120,6 +120,8 @@ struct Known {
     minors: f64,
     fragility: Option<f64>,
     hotspots: f64,
+    /// The download speed the area's probes measured (sensors), where it has any.
+    probe_mbps: Option<f64>,
     grid_points: f64,
     covered_points: f64,
     support: f64,
@@ -152,7 +154,15 @@ fn method(query: &str, column: &str, c: Candidate, k: &Known) -> Option<(f64, i3
             + 100.0 * clamp01((fragility - 80.0) / 40.0))
             / 3.0
     });
-    let connectivity = 100.0 - 100.0 * clamp01(round_to(per_1000, 4) / 5.0);
+    let hotspot_connectivity = 100.0 - 100.0 * clamp01(round_to(per_1000, 4) / 5.0);
+    // Where a probe measures, the mean of the hotspot indicator and the measured speed's.
+    let connectivity = match k.probe_mbps {
+        None => hotspot_connectivity,
+        Some(mbps) => {
+            let speed = 100.0 - 100.0 * clamp01((round_to(mbps, 1) - 30.0) / 270.0);
+            (round_to(hotspot_connectivity, 2) + speed) / 2.0
+        }
+    };
     Some(match (query, column) {
         (_, "residenti") => (c.r, 0),
         (_, "quota_over_80_pct") => (c.q, 1),
@@ -481,6 +491,7 @@ fn known_figures(
                 minors: number(&cell(row, "m")).unwrap(),
                 fragility: find("fragilita_per_area", area, "fragilita_complessiva"),
                 hotspots: find("hotspot_wifi_per_area", area, "hotspot").unwrap_or(0.0),
+                probe_mbps: find("indice_divario_pilastri", area, "download_sonde_mbps"),
                 grid_points: find("copertura_supporto_800m", area, "punti_griglia").unwrap_or(1.0),
                 covered_points: find("copertura_supporto_800m", area, "punti_coperti")
                     .unwrap_or(0.0),

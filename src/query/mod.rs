@@ -46,9 +46,11 @@ pub enum QueryError {
     TooLarge { size: usize, limit: usize },
     #[error("{0}")]
     Invalid(String),
-    #[error("the query ran longer than the time limit of {0}")]
+    #[error("the query ran longer than the time limit of {0} (`timeout` in [query])")]
     Timeout(String),
-    #[error("the query needed more memory than the limit of {limit}: {detail}")]
+    #[error(
+        "the query needed more memory than the limit of {limit} (`memory_limit` in [query]): {detail}"
+    )]
     Memory { limit: String, detail: String },
     #[error("the result has more than {0} rows, the row limit; aggregate, filter or add LIMIT")]
     Rows(usize),
@@ -109,6 +111,10 @@ pub struct QueryEngine {
     runtime: QueryRuntime,
     running: RunningQueries,
 }
+
+/// How long every query slot may stay taken, with queries waiting, before /readyz says the
+/// query pool is saturated.
+pub const SATURATED_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl QueryEngine {
     pub fn new(store: &Store, saved: Vec<SavedQuery>, limits: QueryLimits) -> Arc<Self> {
@@ -449,8 +455,9 @@ impl QueryEngine {
         }
     }
 
-    /// Whether queries can still run: the query threads answer and no query outlived its time
-    /// limit (one that did is stuck where cancellation cannot reach it). For /readyz.
+    /// Whether queries can still run: the query threads answer, no query outlived its time
+    /// limit (one that did is stuck where cancellation cannot reach it), and the slots are not
+    /// all held for longer than [`SATURATED_AFTER`] while other queries wait. For /readyz.
     pub async fn pool_health(&self) -> Result<(), String> {
         let grace = self.limits.timeout + std::time::Duration::from_secs(5);
         if let Some(age) = self.running.oldest().filter(|age| *age > grace) {
@@ -458,6 +465,21 @@ impl QueryEngine {
                 "a query has been running for {} although the time limit is {}",
                 humantime::format_duration(std::time::Duration::from_secs(age.as_secs())),
                 humantime::format_duration(self.limits.timeout)
+            ));
+        }
+        let waiting = self.running.waiting();
+        if waiting > 0
+            && self.running.count() >= self.limits.max_concurrent
+            && self
+                .running
+                .youngest()
+                .is_some_and(|age| age > SATURATED_AFTER)
+        {
+            return Err(format!(
+                "all {} query slots (`max_concurrent`) have been busy for more than {} and {waiting} \
+                 queries wait for one: the query pool is saturated",
+                self.limits.max_concurrent,
+                humantime::format_duration(SATURATED_AFTER)
             ));
         }
         let ping = self.runtime.spawn(async {});
@@ -480,11 +502,13 @@ impl QueryEngine {
     ) -> Result<QueryResult, QueryError> {
         let limits = &self.limits;
         let failed = |e: DataFusionError| QueryError::from_datafusion(e, limits);
+        let waiting = self.running.wait();
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|e| QueryError::Internal(e.to_string()))?;
+        drop(waiting);
         let _running = self.running.start();
         let plan = state.statement_to_plan(statement).await.map_err(failed)?;
         // The guard let only read-only statements through; the planner's own check agrees.

@@ -74,11 +74,12 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// The start times of the queries executing now.
+/// The start times of the queries executing now, and how many wait for a slot.
 #[derive(Default)]
 pub(super) struct RunningQueries {
     started: Mutex<Vec<(u64, Instant)>>,
     next_id: std::sync::atomic::AtomicU64,
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl RunningQueries {
@@ -98,6 +99,28 @@ impl RunningQueries {
         self.started.lock().expect("running queries lock").len()
     }
 
+    /// Count a query as waiting for a slot until the returned guard is dropped.
+    pub(super) fn wait(&self) -> Waiting<'_> {
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Waiting { queries: self }
+    }
+
+    pub(super) fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How long the most recently started query has been running: while every slot is taken,
+    /// how long since a slot last turned over.
+    pub(super) fn youngest(&self) -> Option<Duration> {
+        self.started
+            .lock()
+            .expect("running queries lock")
+            .iter()
+            .map(|(_, started)| started.elapsed())
+            .min()
+    }
+
     /// How long the longest-running query has been running.
     pub(super) fn oldest(&self) -> Option<Duration> {
         self.started
@@ -112,6 +135,18 @@ impl RunningQueries {
 pub(super) struct Running<'a> {
     queries: &'a RunningQueries,
     id: u64,
+}
+
+pub(super) struct Waiting<'a> {
+    queries: &'a RunningQueries,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.queries
+            .waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Drop for Running<'_> {
@@ -158,5 +193,18 @@ mod tests {
         assert!(running.oldest().is_some());
         drop(second);
         assert_eq!(running.oldest(), None);
+        assert_eq!(running.youngest(), None);
+    }
+
+    #[test]
+    fn waiting_queries_are_counted_until_dropped() {
+        let running = RunningQueries::default();
+        let first = running.wait();
+        let second = running.wait();
+        assert_eq!(running.waiting(), 2);
+        drop(first);
+        assert_eq!(running.waiting(), 1);
+        drop(second);
+        assert_eq!(running.waiting(), 0);
     }
 }

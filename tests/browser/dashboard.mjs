@@ -127,16 +127,18 @@ try {
   assert.match(await page.locator('section[data-panel="servizi_online_per_area"] .freshness').textContent(), /Dati simulati/);
   assert.equal(await page.locator('input[data-layer="sensori"]').isDisabled(), false);
   assert.match(await page.locator('label[for="layer-sensori"]').textContent(), /Dati simulati/);
-  // Real data carries no such label.
-  assert.doesNotMatch(await page.locator('section[data-panel="sintesi_citta"] .freshness').textContent(), /simulati/);
+  // The summary reads the composite index, whose connectivity pillar reads the simulated probes:
+  // it says so. Real data carries no such label (the Wi-Fi series, checked below).
+  assert.match(await page.locator('section[data-panel="sintesi_citta"] .freshness').textContent(), /Dati simulati/);
   // Each indicator says what period its data describe and where they come from; the load time
   // is only "caricati il"; a series whose last value is over a year old is flagged as dated.
   const summary = await page.locator('section[data-panel="sintesi_citta"] .freshness').textContent();
   assert.match(summary, /Periodo di riferimento: 2021–2024\. Fonte: Comune di Bologna .*Dati caricati il /);
-  assert.match(await page.locator('#indicator-info .freshness').textContent(), /Periodo di riferimento: 2021–2024\./);
+  assert.match(await page.locator('#indicator-info .freshness').textContent(), /Periodo di riferimento: 2021–2024; sonde: ultimi 30 giorni\./);
   const wifi = page.locator('section[data-panel="connessioni_wifi_giornaliere"] .freshness');
   await page.waitForFunction(() => /Periodo/.test(document.querySelector('section[data-panel="connessioni_wifi_giornaliere"] .freshness')?.textContent ?? ''), null, { timeout: TIMEOUT });
   assert.match(await wifi.textContent(), /Periodo di riferimento: 31 mag 2023 – 20 giu 2024\./);
+  assert.doesNotMatch(await wifi.textContent(), /simulati/, 'real data carries no simulated label');
   assert.equal(await wifi.locator('[data-dated="true"]').count(), 1, 'the Wi-Fi series ended in 2024: dated');
   const visits = page.locator('section[data-panel="visite_contapersone"] .freshness');
   await page.waitForFunction(() => /Periodo/.test(document.querySelector('section[data-panel="visite_contapersone"] .freshness')?.textContent ?? ''), null, { timeout: TIMEOUT });
