@@ -328,8 +328,16 @@ try {
     const selectBox = await mobile.locator('#indicator').boundingBox();
     assert.ok(mapBox.y < selectBox.y, `${language}: the map comes before the indicator selector`);
     assert.ok(mapBox.y < 844, `${language}: the map starts in the first screen (${mapBox.y})`);
-    assert.ok(await mobile.evaluate(() => window.cruscotto.map.map.cooperativeGestures.isEnabled()), 'cooperative gestures on a touch screen');
-    for (const selector of ['#indicator', '#search', '#search-form button', '#language', '.maplibregl-ctrl-zoom-in', '.maplibregl-ctrl-zoom-out', '.layers .form-check', '#map-data summary']) {
+    // First the map as a drawing (SVG): no map library is loaded, every area is coloured by class
+    // and the small ones are hatched, as on the interactive map.
+    assert.equal(await mobile.evaluate(() => document.body.dataset.map), 'static');
+    assert.equal(await mobile.evaluate(() => performance.getEntriesByType('resource').filter((r) => r.name.includes('maplibre-gl.mjs')).length), 0, `${language}: MapLibre is not loaded for a phone's first view`);
+    const fills = await mobile.locator('#map svg path[data-area]').evaluateAll((paths) => paths.map((p) => p.getAttribute('fill')));
+    assert.equal(fills.length, 90, `${language}: 90 areas drawn`);
+    assert.ok(new Set(fills).size >= 5, `${language}: the areas coloured by class (${[...new Set(fills)]})`);
+    assert.equal(await mobile.locator('#map svg .hatched path').count(), small, `${language}: the small areas hatched`);
+    assert.ok(await mobile.locator('#legend li').count() >= 5, `${language}: the legend has its classes`);
+    for (const selector of ['#indicator', '#search', '#search-form button', '#language', '#map-interactive', '.layers .form-check', '#map-data summary']) {
       const box = await mobile.locator(selector).first().boundingBox();
       assert.ok(box.height >= 44, `${language}: ${selector} is ${box.height} px high`);
     }
@@ -339,18 +347,39 @@ try {
       assert.notEqual(border[2], '0px');
     }
     await mobile.screenshot({ path: join(screenshotDir, `05-phone-${language}.png`), fullPage: false });
-    // A tap on an area: its details open in a sheet at the bottom; no tooltip is left on the map.
-    await mobile.locator('#map').scrollIntoViewIfNeeded();
+    // A tap on an area: its details open in a sheet at the bottom of the screen.
     const [point] = await sql('SELECT ST_XMin(ST_PointOnSurface(geometry)) AS lon, ST_YMin(ST_PointOnSurface(geometry)) AS lat FROM bologna.aree_statistiche WHERE codice_area_statistica = 10');
-    const pixel = await mobile.evaluate(([lon, lat]) => window.cruscotto.project([lon, lat]), [point.lon, point.lat]);
-    const canvas = await mobile.locator('#map canvas').boundingBox();
-    await mobile.touchscreen.tap(canvas.x + pixel.x, canvas.y + pixel.y);
-    await mobile.waitForFunction(() => document.body.dataset.area === '10' && document.body.dataset.sheet === 'open', null, { timeout: TIMEOUT });
-    const sheet = await mobile.locator('#area-panel').boundingBox();
-    assert.ok(Math.abs(sheet.y + sheet.height - 844) <= 1, `${language}: the sheet sits at the bottom of the screen (${JSON.stringify(sheet)})`);
-    assert.equal(await mobile.locator('.area-tooltip').count(), 0, 'no tooltip left after a tap');
-    assert.ok((await mobile.locator('#sheet-close').boundingBox()).height >= 44);
+    const tapArea = async (what) => {
+      await mobile.locator('#map').scrollIntoViewIfNeeded();
+      const pixel = await mobile.evaluate(([lon, lat]) => window.cruscotto.project([lon, lat]), [point.lon, point.lat]);
+      const box = await mobile.locator('#map').boundingBox();
+      await mobile.touchscreen.tap(box.x + pixel.x, box.y + pixel.y);
+      await mobile.waitForFunction(() => document.body.dataset.area === '10' && document.body.dataset.sheet === 'open', null, { timeout: TIMEOUT });
+      const sheet = await mobile.locator('#area-panel').boundingBox();
+      assert.ok(Math.abs(sheet.y + sheet.height - 844) <= 1, `${language}, ${what}: the sheet sits at the bottom of the screen (${JSON.stringify(sheet)})`);
+      assert.equal(await mobile.locator('#area-name').textContent(), (await sql('SELECT area_statistica FROM residenti_offline_attesi WHERE codice_area_statistica = 10'))[0].area_statistica);
+      assert.ok((await mobile.locator('#sheet-close').boundingBox()).height >= 44);
+    };
+    await tapArea('drawing');
     await mobile.screenshot({ path: join(screenshotDir, `06-phone-sheet-${language}.png`), fullPage: false });
+    await mobile.click('#sheet-close');
+    await mobile.waitForFunction(() => document.body.dataset.sheet === 'closed', null, { timeout: TIMEOUT });
+    // The interactive map when asked for: same colours, one finger scrolls the page and two move
+    // the map, zoom buttons of 44 px; a tap opens the sheet and leaves no tooltip.
+    await mobile.locator('#map-interactive').tap();
+    await mobile.waitForFunction(() => document.body.dataset.upgraded === 'ready', null, { timeout: TIMEOUT });
+    assert.equal(await mobile.evaluate(() => document.body.dataset.map), 'interactive');
+    assert.ok(await mobile.evaluate(() => window.cruscotto.map.map.cooperativeGestures.isEnabled()), 'cooperative gestures on a touch screen');
+    assert.equal(await mobile.locator('#map-interactive').isHidden(), true, 'the button goes once the map is interactive');
+    for (const selector of ['.maplibregl-ctrl-zoom-in', '.maplibregl-ctrl-zoom-out']) {
+      const box = await mobile.locator(selector).boundingBox();
+      assert.ok(box.height >= 44, `${language}: ${selector} is ${box.height} px high`);
+    }
+    const states = await mobile.evaluate(() => window.cruscotto.map.features.map((f) => [String(f.properties.codice_area_statistica), window.cruscotto.map.map.getFeatureState({ source: 'areas', id: f.properties.codice_area_statistica }).colour]));
+    assert.deepEqual(states.map(([, colour]) => colour), fills, `${language}: the interactive map has the drawing's colours`);
+    await mobile.evaluate(() => window.cruscotto.map.idle());
+    await tapArea('interactive map');
+    assert.equal(await mobile.locator('.area-tooltip').count(), 0, 'no tooltip left after a tap');
     await mobile.click('#sheet-close');
     await mobile.waitForFunction(() => document.body.dataset.sheet === 'closed', null, { timeout: TIMEOUT });
     await accessibility(mobile, `the dashboard on a phone (${language})`);
@@ -360,7 +389,7 @@ try {
   await mobile.waitForSelector('#result table', { timeout: TIMEOUT });
   assert.ok(await mobile.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'no horizontal overflow on the SQL page at 390 px');
   await mobile.screenshot({ path: join(screenshotDir, '07-sql-phone.png'), fullPage: true });
-  step('phone: map first, cooperative gestures, bottom sheet, 44 px targets, no overflow (Italian and English, SQL page)');
+  step('phone: map first as a drawing without MapLibre, the interactive map on request with cooperative gestures, bottom sheet, 44 px targets, no overflow (Italian and English, SQL page)');
   await phone.close();
 
   assert.deepEqual(outside, [], 'requests to anything but this server');

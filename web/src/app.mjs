@@ -4,7 +4,7 @@
 
 import { setLanguage, t, pick, formatNumber, lang } from './i18n.mjs';
 import { getJson, el, dataTable, freshness, csvLink, unavailableReason, simulatedBadge, columnLabels, cellText } from './util.mjs';
-import { renderLegend } from './map.mjs';
+import { renderLegend } from './shapes.mjs';
 import { renderPanel, renderSeries, disposeCharts } from './panels.mjs';
 
 const params = new URLSearchParams(window.location.search);
@@ -17,6 +17,11 @@ const state = {
   compare: params.get('compare'),
 };
 const timings = { start: performance.now() };
+/** A phone or a small screen: the map is first drawn as SVG, and MapLibre loaded when asked for. */
+const PHONE = '(pointer: coarse), (max-width: 767.98px)';
+const drawnFirst = window.matchMedia(PHONE).matches ? 'static' : 'interactive';
+// Elsewhere MapLibre's code is fetched at once, while the page asks the API for the dashboard.
+let interactiveModule = drawnFirst === 'interactive' ? import('./map.mjs') : null;
 const dataCache = new Map();
 let definition = null;
 let choropleth = null;
@@ -71,31 +76,75 @@ async function main() {
   definition = (known && (await requested)) || (await getJson(`/api/v1/dashboards/${encodeURIComponent(state.dashboard)}`));
   renderChrome(dashboards);
   if (map()) {
-    const mapModule = await import('./map.mjs');
-    const areas = map().areas;
-    const container = document.getElementById('map');
-    container.setAttribute('aria-label', pick(definition.dashboard, 'title'));
-    choropleth = new mapModule.Choropleth(container, {
-      areasUrl: `/api/v1/dashboards/${encodeURIComponent(state.dashboard)}/layers/${encodeURIComponent(areas.query)}`,
-      idKey: areas.id,
-      nameKey: areas.name,
-      basemap: map().basemap,
-      populationKey: areas.population,
-      minPopulation: areas.min_population,
-      groupKey: areas.group_labels,
-      onSelect: (id) => selectArea(id, { fromMap: true }),
-    });
-    window.cruscotto.map = choropleth;
+    document.getElementById('map').setAttribute('aria-label', pick(definition.dashboard, 'title'));
+    choropleth = await createChoropleth(drawnFirst);
     await showIndicator();
     timings.choropleth = performance.now();
     document.body.dataset.choropleth = 'ready';
     if (state.area !== null) await selectArea(state.area, { zoom: true });
-    loadPointLayers();
+    layersLoaded = loadPointLayers();
   } else {
     document.getElementById('map-row').hidden = true;
   }
   renderPanels();
   document.body.dataset.panels = 'requested';
+}
+
+/** The map: `static` (SVG, no map library) or `interactive` (MapLibre). */
+async function createChoropleth(kind) {
+  const areas = map().areas;
+  const container = document.getElementById('map');
+  const options = {
+    areasUrl: `/api/v1/dashboards/${encodeURIComponent(state.dashboard)}/layers/${encodeURIComponent(areas.query)}`,
+    idKey: areas.id,
+    nameKey: areas.name,
+    basemap: map().basemap,
+    populationKey: areas.population,
+    minPopulation: areas.min_population,
+    groupKey: areas.group_labels,
+    onSelect: (id) => selectArea(id, { fromMap: true }),
+  };
+  const button = document.getElementById('map-interactive');
+  const help = document.getElementById('map-help');
+  help.dataset.i18n = kind === 'static' ? 'map_help_static' : 'map_help';
+  help.textContent = t(help.dataset.i18n);
+  let created;
+  if (kind === 'static') {
+    const { StaticChoropleth } = await import('./svgmap.mjs');
+    created = new StaticChoropleth(container, options);
+    button.hidden = false;
+    button.onclick = () => makeInteractive();
+    // Two fingers on the drawing: the user wants to move the map.
+    container.addEventListener('touchstart', (event) => { if (event.touches.length > 1) makeInteractive(); }, { passive: true });
+  } else {
+    // Its styles are loaded at first only where it is drawn first (index.html's media).
+    const styles = document.querySelector('link[data-maplibre-css]');
+    if (styles) styles.media = 'all';
+    const module = await (interactiveModule ??= import('./map.mjs'));
+    container.replaceChildren();
+    created = new module.Choropleth(container, options);
+    button.hidden = true;
+  }
+  document.body.dataset.map = kind;
+  window.cruscotto.map = created;
+  return created;
+}
+
+/** From the drawing to the interactive map, keeping the indicator, the area and the layers. */
+let upgrading = null;
+let layersLoaded = Promise.resolve();
+function makeInteractive() {
+  upgrading ??= (async () => {
+    document.getElementById('map-interactive').disabled = true;
+    await layersLoaded.catch(() => {});
+    choropleth = await createChoropleth('interactive');
+    await showIndicator();
+    if (state.area !== null) await selectArea(state.area, { zoom: true });
+    layersLoaded = loadPointLayers();
+    await layersLoaded;
+    document.body.dataset.upgraded = 'ready';
+  })();
+  return upgrading;
 }
 
 function renderChrome(dashboards) {
@@ -469,8 +518,8 @@ window.cruscotto = {
   timings,
   state,
   renderedAreaIds: () => choropleth?.renderedAreaIds() ?? [],
-  /** Screen position (CSS pixels, relative to the map canvas) of a longitude/latitude. */
-  project: (lngLat) => choropleth.map.project(lngLat),
+  /** Screen position (CSS pixels, relative to the map's container) of a longitude/latitude. */
+  project: (lngLat) => choropleth.project(lngLat),
   lang,
 };
 

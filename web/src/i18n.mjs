@@ -6,12 +6,17 @@ const STRINGS = {
   tagline: ['Comune di Bologna · persone, servizi e divario digitale', 'Comune di Bologna · people, services and the digital divide'],
   nav: ['Cruscotti', 'Dashboards'],
   map: ['Mappa', 'Map'],
+  map_interactive: ['Esplora la mappa interattiva (zoom e spostamento)', 'Explore the interactive map (zoom and pan)'],
   indicator: ['Indicatore', 'Indicator'],
   search: ["Cerca un'area o un luogo", 'Find an area or a place'],
   find: ['Trova', 'Find'],
   map_help: [
     "Trascina o usa le frecce per spostare la mappa, + e − per lo zoom; clicca un'area, o sceglila nella tabella qui sotto, per vederne i dati.",
     'Drag or use the arrow keys to move the map, + and − to zoom; click an area, or choose it in the table below, to see its data.',
+  ],
+  map_help_static: [
+    "Tocca un'area, o sceglila nella tabella qui sotto, per vederne i dati; la mappa interattiva permette zoom e spostamento.",
+    'Tap an area, or choose it in the table below, to see its data; the interactive map lets you zoom and pan.',
   ],
   legend: ['Legenda', 'Legend'],
   layers: ['Luoghi sulla mappa', 'Places on the map'],

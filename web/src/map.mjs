@@ -5,40 +5,11 @@
 import { Map as MapLibre, NavigationControl, Popup, LngLatBounds, Marker, prewarm } from '/assets/vendor/maplibre-gl/maplibre-gl.mjs';
 import { t, formatNumber, lang } from './i18n.mjs';
 import { el } from './util.mjs';
+import { classify, smallAreas, groupCentres, positionsOf, NO_DATA } from './shapes.mjs';
 
 // Start MapLibre's worker now, while the page asks the API for the dashboard, rather than when
 // the map is created: loading the worker is a large part of the time to the first view.
 prewarm();
-
-// Viridis, five classes: colour-blind safe and readable in greyscale. Index 0 = least divide.
-const PALETTE = ['#fde725', '#5ec962', '#21918c', '#3b528b', '#440154'];
-const NO_DATA = '#d9d9d9';
-
-/** Class breaks: upper bounds of every class but the last. */
-export function quantileBreaks(values, classes = PALETTE.length) {
-  const sorted = values.filter((v) => v !== null && Number.isFinite(v)).sort((a, b) => a - b);
-  if (!sorted.length) return [];
-  const breaks = [];
-  for (let i = 1; i < classes; i += 1) {
-    const value = sorted[Math.min(sorted.length - 1, Math.floor((i * sorted.length) / classes) - 1)];
-    if (!breaks.length || value > breaks[breaks.length - 1]) breaks.push(value);
-  }
-  if (breaks[breaks.length - 1] >= sorted[sorted.length - 1]) breaks.pop();
-  return breaks;
-}
-
-export function classOf(value, breaks) {
-  if (value === null || value === undefined || !Number.isFinite(value)) return -1;
-  const index = breaks.findIndex((b) => value <= b);
-  return index === -1 ? breaks.length : index;
-}
-
-/** Colours for n classes; reversed when higher is better, so darker always means worse. */
-function colours(count, higherIsBetter) {
-  const last = PALETTE.length - 1;
-  const list = count <= 1 ? [PALETTE[last]] : Array.from({ length: count }, (_, i) => PALETTE[Math.round((i * last) / (count - 1))]);
-  return higherIsBetter ? list.reverse() : list;
-}
 
 /** Diagonal hatching for the areas that are not ranked (too few residents). */
 function hatchImage(size = 8) {
@@ -50,13 +21,6 @@ function hatchImage(size = 8) {
     }
   }
   return { width: size, height: size, data };
-}
-
-/** Whether an area is too small to rank: fewer residents than `minPopulation`, or none known. */
-function isSmallArea(properties, populationKey, minPopulation) {
-  if (!populationKey || !minPopulation) return false;
-  const residents = properties?.[populationKey];
-  return residents === null || residents === undefined || !(Number(residents) >= minPopulation);
 }
 
 /** MapLibre's own texts (control titles, gesture hints) in the page's language. */
@@ -115,7 +79,7 @@ export class Choropleth {
     this.map.addSource('areas', { type: 'geojson', data: geojson, promoteId: this.idKey });
     this.map.addLayer({ id: 'areas-fill', type: 'fill', source: 'areas', paint: { 'fill-color': ['coalesce', ['feature-state', 'colour'], NO_DATA], 'fill-opacity': 0.85 } });
     // The areas not ranked, by id (as text): the map hatches them, the panels leave them out.
-    this.small = new Set(geojson.features.filter((f) => isSmallArea(f.properties, this.populationKey, this.minPopulation)).map((f) => String(f.properties[this.idKey])));
+    this.small = smallAreas(geojson.features, this.idKey, this.populationKey, this.minPopulation);
     if (this.small.size) {
       this.map.addImage('hatch', hatchImage());
       this.map.addLayer({ id: 'areas-small', type: 'fill', source: 'areas', filter: ['in', ['to-string', ['get', this.idKey]], ['literal', [...this.small]]], paint: { 'fill-pattern': 'hatch' } });
@@ -143,18 +107,9 @@ export class Choropleth {
 
   /** The name of each group of areas (a district) at the centroid of its areas. */
   addGroupLabels(features) {
-    const groups = new Map();
-    for (const feature of features) {
-      const name = feature.properties[this.groupKey];
-      if (name === null || name === undefined) continue;
-      const [x, y, area] = geometryCentroid(feature.geometry);
-      if (!area) continue;
-      const sum = groups.get(name) ?? [0, 0, 0];
-      groups.set(name, [sum[0] + x * area, sum[1] + y * area, sum[2] + area]);
-    }
-    this.groupLabels = [...groups].map(([name, [x, y, area]]) => {
+    this.groupLabels = groupCentres(features, this.groupKey).map(([name, centre]) => {
       const element = el('span', { class: 'district-label', 'aria-hidden': 'true', dataset: { group: String(name) }, text: String(name) });
-      return new Marker({ element, anchor: 'center' }).setLngLat([x / area, y / area]).addTo(this.map);
+      return new Marker({ element, anchor: 'center' }).setLngLat(centre).addTo(this.map);
     });
   }
 
@@ -180,29 +135,15 @@ export class Choropleth {
   }
 
   /** Colour the areas by `rows[valueKey]`, matched on `rows[idKey]`. Returns the legend's classes. */
-  show(rows, { idKey, valueKey, classes, breaks: fixedBreaks, higherIsBetter, decimals, unit }) {
+  show(rows, { idKey, valueKey, classes, breaks, higherIsBetter, decimals, unit }) {
     this.values = new Map(rows.map((r) => [String(r[idKey]), r[valueKey]]));
     this.decimals = decimals;
     this.unit = unit;
-    const values = [...this.values.values()];
-    const breaks = classes === 'fixed' ? fixedBreaks : quantileBreaks(values);
-    const palette = colours(breaks.length + 1, higherIsBetter);
+    const { colourOf, legend } = classify(this.values, this.features, this.idKey, { classes, breaks, higherIsBetter, decimals }, this);
     for (const feature of this.features) {
       const id = feature.properties[this.idKey];
-      const cls = classOf(this.values.get(String(id)), breaks);
-      this.map.setFeatureState({ source: 'areas', id }, { colour: cls === -1 ? NO_DATA : palette[cls], value: this.values.get(String(id)) ?? null });
+      this.map.setFeatureState({ source: 'areas', id }, { colour: colourOf(id), value: this.values.get(String(id)) ?? null });
     }
-    const finite = values.filter((v) => v !== null && Number.isFinite(v));
-    const min = Math.min(...finite);
-    const max = Math.max(...finite);
-    const legend = palette.map((colour, i) => {
-      const low = i === 0 ? min : breaks[i - 1];
-      const high = i === breaks.length ? max : breaks[i];
-      return { colour, label: `${i === 0 ? '' : '> '}${formatNumber(low, decimals)} – ${formatNumber(high, decimals)}`, count: values.filter((v) => classOf(v, breaks) === i).length };
-    });
-    const missing = values.filter((v) => v === null || !Number.isFinite(v)).length + this.features.filter((f) => !this.values.has(String(f.properties[this.idKey]))).length;
-    if (missing) legend.push({ colour: NO_DATA, label: t('no_data'), count: missing });
-    if (this.small?.size) legend.push({ colour: 'hatch', label: `${t('small_area')} ${formatNumber(this.minPopulation, 0)} ${t('small_area_residents')}`, count: this.small.size });
     return legend;
   }
 
@@ -258,6 +199,11 @@ export class Choropleth {
     new Popup({ closeButton: true }).setLngLat(coordinates).setText(label).addTo(this.map);
   }
 
+  /** Screen position (CSS pixels, relative to the map's container) of a longitude/latitude. */
+  project(lngLat) {
+    return this.map.project(lngLat);
+  }
+
   /** The ids of the areas drawn in the current view (for tests and the benchmark). */
   renderedAreaIds() {
     const ids = new Set(this.map.queryRenderedFeatures({ layers: ['areas-fill'] }).map((f) => f.properties[this.idKey]));
@@ -265,48 +211,6 @@ export class Choropleth {
   }
 }
 
-/** Centroid and area (in squared degrees, only to weigh) of a Polygon or MultiPolygon's outer rings. */
-function geometryCentroid(geometry) {
-  const polygons = geometry?.type === 'Polygon' ? [geometry.coordinates] : geometry?.type === 'MultiPolygon' ? geometry.coordinates : [];
-  let [cx, cy, total] = [0, 0, 0];
-  for (const [ring] of polygons) {
-    let [a, x, y] = [0, 0, 0];
-    for (let i = 0; i < ring.length - 1; i += 1) {
-      const [x0, y0] = ring[i];
-      const [x1, y1] = ring[i + 1];
-      const cross = x0 * y1 - x1 * y0;
-      a += cross;
-      x += (x0 + x1) * cross;
-      y += (y0 + y1) * cross;
-    }
-    if (!a) continue;
-    // The ring's centroid is (x, y) / 3a whatever its orientation; rings are weighed by |a|.
-    cx += (x / (3 * a)) * Math.abs(a);
-    cy += (y / (3 * a)) * Math.abs(a);
-    total += Math.abs(a);
-  }
-  return total ? [cx / total, cy / total, total / 2] : [0, 0, 0];
-}
-
 function extendBounds(bounds, geometry) {
-  if (!geometry) return;
-  const visit = (coordinates) => {
-    if (typeof coordinates[0] === 'number') bounds.extend(coordinates);
-    else coordinates.forEach(visit);
-  };
-  visit(geometry.coordinates);
-}
-
-/** The legend as a list: a swatch, the range and how many areas fall in it. */
-export function renderLegend(list, legend, note) {
-  list.replaceChildren(
-    ...legend.map((entry) => el('li', {},
-      entry.colour === 'hatch'
-        ? el('span', { class: 'swatch hatched', 'aria-hidden': 'true' })
-        : el('span', { class: 'swatch', style: `background:${entry.colour}`, 'aria-hidden': 'true' }),
-      ` ${entry.label} `,
-      el('span', { class: 'text-muted small', text: `(${entry.count})` }),
-    )),
-    note ? el('li', { class: 'small text-muted', text: note }) : null,
-  );
+  positionsOf(geometry, (position) => bounds.extend(position));
 }
