@@ -355,3 +355,71 @@ fn a_parquet_file_loads_with_its_types_and_declared_casts() {
         5.5
     );
 }
+
+/// Stations whose location is text in the forms open data uses: each parses to its point, and one
+/// that does not is a rejected record with its reason, never a silent NULL geometry.
+#[test]
+fn points_written_as_text_parse_and_a_bad_one_is_rejected() {
+    let config = ConfigDir::empty();
+    config.write(
+        "data/stazioni.csv",
+        "id;nome;location\n\
+         1;Verziere;\"(45.4636, 9.1953)\"\n\
+         2;Pascal;\"45,4785, 9,2355\"\n\
+         3;Marche;POINT(9.1970 45.4961)\n\
+         4;Senato;\"45.4712 9.1980\"\n\
+         5;Ignota;da definire\n\
+         6;Invertita;\"(145.46, 9.19)\"\n\
+         7;Nuova;\n",
+    );
+    config.write(
+        "connectors/aria.toml",
+        r#"kind = "file"
+[[table]]
+name = "stazioni"
+path = "data/stazioni.csv"
+delimiter = ";"
+schema = { location = "text" }
+point = { lat_lon = "location" }
+"#,
+    );
+    let server = Server::start_ready(&config);
+    let rows = server.rows(
+        "SELECT id, round(ST_XMin(geometry), 4) AS lon, round(ST_YMin(geometry), 4) AS lat \
+         FROM aria.stazioni ORDER BY id",
+    );
+    assert_eq!(
+        rows,
+        vec![
+            json!({"id": 1, "lon": 9.1953, "lat": 45.4636}),
+            json!({"id": 2, "lon": 9.2355, "lat": 45.4785}),
+            json!({"id": 3, "lon": 9.197, "lat": 45.4961}),
+            json!({"id": 4, "lon": 9.198, "lat": 45.4712}),
+            json!({"id": 7, "lon": null, "lat": null}),
+        ]
+    );
+    let rejected = server.rows(
+        "SELECT reason, raw FROM system.rejected_records WHERE table_name = 'stazioni' ORDER BY raw",
+    );
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert!(
+        rejected[0]["raw"].as_str().unwrap().contains("id=5"),
+        "{rejected:?}"
+    );
+    assert_eq!(
+        rejected[0]["reason"],
+        "no point: `location`: \"da definire\" is not a point: expected \"lat, lon\", \"(lat, lon)\" or WKT POINT(lon lat)"
+    );
+    assert!(
+        rejected[1]["raw"].as_str().unwrap().contains("id=6"),
+        "{rejected:?}"
+    );
+    assert!(
+        rejected[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("outside WGS84's bounds"),
+        "{rejected:?}"
+    );
+    assert_eq!(server.table_status("aria.stazioni")["rejected"], 2);
+}

@@ -102,12 +102,14 @@ pub async fn load_table(
         let path = path.clone();
         tokio::task::spawn_blocking(move || read_file(&table, &path))
     };
-    let (mut batch, rejected) = reading.await.map_err(|e| ConnectorError::Parse {
+    let (mut batch, mut rejected) = reading.await.map_err(|e| ConnectorError::Parse {
         path: path.clone(),
         message: format!("reader task failed: {e}"),
     })??;
     if let Some(point) = &table.point {
-        batch = reshape::add_point(&source, batch, point)?;
+        let (with_points, refused) = reshape::add_point(&source, batch, point)?;
+        batch = with_points;
+        rejected.extend(refused);
     }
     if let Some(spec) = &table.unpivot {
         batch = reshape::unpivot(&source, batch, spec)?;

@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Float64Array, StringArray, new_null_array};
-use arrow::compute::{cast, concat_batches};
+use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, StringArray, new_null_array};
+use arrow::compute::{cast, concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
 use super::config::{ColumnType, PointColumns, Unpivot};
-use crate::connectors::ConnectorError;
+use crate::connectors::{ConnectorError, RejectedRecord};
 use crate::geometry::{points_to_wkb, wkb_field};
 
 fn transform_error(source: &str, message: impl Into<String>) -> ConnectorError {
@@ -51,39 +51,22 @@ fn as_f64(source: &str, array: &ArrayRef, name: &str) -> Result<Float64Array, Co
         .clone())
 }
 
-/// Add a point geometry column built from longitude/latitude columns, or from one "lat, lon" column.
+/// Add a point geometry column built from longitude/latitude columns, or from one text column
+/// holding both ("lat, lon", "(lat, lon)", WKT `POINT(lon lat)`, with either decimal separator).
+/// A row whose coordinates are there but do not parse, or fall outside longitude −180…180 and
+/// latitude −90…90, is left out and returned as a rejected record with its reason; a row without
+/// coordinates keeps a NULL geometry.
 pub fn add_point(
     source: &str,
     batch: RecordBatch,
     point: &PointColumns,
-) -> Result<RecordBatch, ConnectorError> {
-    let geometry = if let (Some(lon), Some(lat)) = (&point.lon, &point.lat) {
-        let lons = as_f64(source, column(source, &batch, lon, "point.lon")?, lon)?;
-        let lats = as_f64(source, column(source, &batch, lat, "point.lat")?, lat)?;
-        points_to_wkb(lons.iter().zip(lats.iter()).map(|(x, y)| Some((x?, y?))))
-    } else {
-        let name = point.lat_lon.as_deref().unwrap_or_default();
-        let text = cast(
-            column(source, &batch, name, "point.lat_lon")?,
-            &DataType::Utf8,
-        )
-        .map_err(|e| transform_error(source, e.to_string()))?;
-        let text = text
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .expect("cast to Utf8");
-        points_to_wkb(text.iter().map(|cell| {
-            let (lat, lon) = cell?.split_once(',')?;
-            Some((lon.trim().parse().ok()?, lat.trim().parse().ok()?))
-        }))
-    };
-    let mut fields: Vec<Field> = batch
+) -> Result<(RecordBatch, Vec<RejectedRecord>), ConnectorError> {
+    if batch
         .schema()
         .fields()
         .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    if fields.iter().any(|f| f.name() == &point.column) {
+        .any(|f| f.name() == &point.column)
+    {
         return Err(transform_error(
             source,
             format!(
@@ -92,11 +75,287 @@ pub fn add_point(
             ),
         ));
     }
+    // Per row: the point, no point (no coordinates), or why its coordinates were refused.
+    let points: Vec<Result<Option<(f64, f64)>, String>> = if let (Some(lon), Some(lat)) =
+        (&point.lon, &point.lat)
+    {
+        let lon_text = as_text(source, column(source, &batch, lon, "point.lon")?)?;
+        let lat_text = as_text(source, column(source, &batch, lat, "point.lat")?)?;
+        let lons = as_f64(source, column(source, &batch, lon, "point.lon")?, lon)?;
+        let lats = as_f64(source, column(source, &batch, lat, "point.lat")?, lat)?;
+        (0..batch.num_rows())
+            .map(|row| {
+                let given =
+                    |text: &StringArray| text.is_valid(row) && !text.value(row).trim().is_empty();
+                let number = |values: &Float64Array, text: &StringArray, name: &str| {
+                    if values.is_valid(row) {
+                        Ok(Some(values.value(row)))
+                    } else if given(text) {
+                        Err(format!("`{name}`: {:?} is not a number", text.value(row)))
+                    } else {
+                        Ok(None)
+                    }
+                };
+                match (
+                    number(&lons, &lon_text, lon)?,
+                    number(&lats, &lat_text, lat)?,
+                ) {
+                    (Some(x), Some(y)) => within_bounds(x, y).map(Some),
+                    (None, None) => Ok(None),
+                    _ => Err(format!("`{lon}` and `{lat}`: only one of the two is given")),
+                }
+            })
+            .collect()
+    } else {
+        let name = point.lat_lon.as_deref().unwrap_or_default();
+        let text = as_text(source, column(source, &batch, name, "point.lat_lon")?)?;
+        text.iter()
+            .map(|cell| match cell.map(str::trim).filter(|c| !c.is_empty()) {
+                None => Ok(None),
+                Some(cell) => parse_lat_lon(cell)
+                    .and_then(|(x, y)| within_bounds(x, y))
+                    .map(Some)
+                    .map_err(|why| format!("`{name}`: {cell:?} {why}")),
+            })
+            .collect()
+    };
+    let keep = BooleanArray::from(points.iter().map(Result::is_ok).collect::<Vec<_>>());
+    let rejected: Vec<RejectedRecord> = points
+        .iter()
+        .enumerate()
+        .filter_map(|(row, point)| point.as_ref().err().map(|why| (row, why)))
+        .map(|(row, why)| RejectedRecord {
+            source: source.to_string(),
+            line: None,
+            reason: format!("no point: {why}"),
+            raw: row_text(&batch, row),
+            time: None,
+        })
+        .collect();
+    let batch = if rejected.is_empty() {
+        batch
+    } else {
+        filter_record_batch(&batch, &keep).map_err(|e| transform_error(source, e.to_string()))?
+    };
+    let geometry = points_to_wkb(points.into_iter().filter_map(Result::ok));
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.push(wkb_field(&point.column));
     let mut columns = batch.columns().to_vec();
     columns.push(geometry);
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| transform_error(source, e.to_string()))
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| transform_error(source, e.to_string()))?;
+    Ok((batch, rejected))
+}
+
+fn as_text(source: &str, array: &ArrayRef) -> Result<StringArray, ConnectorError> {
+    let text = cast(array, &DataType::Utf8).map_err(|e| transform_error(source, e.to_string()))?;
+    Ok(text
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("cast to Utf8")
+        .clone())
+}
+
+/// A row as `column=value` pairs, for a rejected record.
+fn row_text(batch: &RecordBatch, row: usize) -> String {
+    let schema = batch.schema();
+    let text: Vec<String> = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, column)| {
+            let value =
+                arrow::util::display::array_value_to_string(column, row).unwrap_or_default();
+            format!("{}={value}", field.name())
+        })
+        .collect();
+    let mut text = text.join(", ");
+    text.truncate(text.floor_char_boundary(1024));
+    text
+}
+
+fn within_bounds(lon: f64, lat: f64) -> Result<(f64, f64), String> {
+    if (-180.0..=180.0).contains(&lon) && (-90.0..=90.0).contains(&lat) {
+        Ok((lon, lat))
+    } else {
+        Err(format!(
+            "is outside WGS84's bounds (longitude {lon} must be within −180…180, latitude {lat} within −90…90)"
+        ))
+    }
+}
+
+/// A point written as text: "lat, lon", "(lat, lon)", "lat lon" or "lat; lon" (either decimal
+/// separator: "45,47; 9,19" and "45,47, 9,19" too), or WKT `POINT(lon lat)` (optionally with an
+/// EWKT `SRID=4326;` prefix). Returns (longitude, latitude).
+pub fn parse_lat_lon(text: &str) -> Result<(f64, f64), String> {
+    const FORMS: &str =
+        "is not a point: expected \"lat, lon\", \"(lat, lon)\" or WKT POINT(lon lat)";
+    let number = |part: &str| {
+        part.trim()
+            .replace(',', ".")
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+    };
+    let upper = text.to_ascii_uppercase();
+    let wkt = upper
+        .strip_prefix("SRID=4326;")
+        .unwrap_or(&upper)
+        .trim()
+        .strip_prefix("POINT");
+    if let Some(rest) = wkt {
+        let inner = rest
+            .trim()
+            .strip_prefix('(')
+            .and_then(|r| r.strip_suffix(')'))
+            .ok_or(FORMS)?;
+        let parts: Vec<&str> = inner.split_whitespace().collect();
+        return match parts[..] {
+            [lon, lat] => Ok((number(lon).ok_or(FORMS)?, number(lat).ok_or(FORMS)?)),
+            _ => Err(FORMS.into()),
+        };
+    }
+    let inner = text.trim();
+    let inner = match (inner.strip_prefix('('), inner.strip_prefix('[')) {
+        (Some(rest), _) => rest.strip_suffix(')').ok_or(FORMS)?,
+        (_, Some(rest)) => rest.strip_suffix(']').ok_or(FORMS)?,
+        _ => inner,
+    };
+    let commas = inner.matches(',').count();
+    let parts: Vec<&str> = if inner.contains(';') {
+        inner.split(';').collect()
+    } else if commas == 1 {
+        inner.split(',').collect()
+    } else if commas == 3 || (commas == 2 && inner.contains(", ")) {
+        // Decimal commas: the pair is separated by ", ".
+        inner.split(", ").collect()
+    } else if commas == 0 {
+        inner.split_whitespace().collect()
+    } else {
+        return Err(FORMS.into());
+    };
+    match parts[..] {
+        [lat, lon] => Ok((number(lon).ok_or(FORMS)?, number(lat).ok_or(FORMS)?)),
+        _ => Err(FORMS.into()),
+    }
+}
+
+#[cfg(test)]
+mod point_tests {
+    use super::*;
+
+    #[test]
+    fn the_common_text_forms_of_a_point_parse() {
+        for text in [
+            "45.47, 9.19",
+            "(45.47, 9.19)",
+            "45.47,9.19",
+            "45,47; 9,19",
+            "45,47, 9,19",
+            "(45,47, 9,19)",
+            "45.47 9.19",
+            "[45.47, 9.19]",
+            "POINT(9.19 45.47)",
+            "POINT (9.19 45.47)",
+            "point(9,19 45,47)",
+            "SRID=4326;POINT(9.19 45.47)",
+        ] {
+            assert_eq!(parse_lat_lon(text), Ok((9.19, 45.47)), "{text}");
+        }
+        for text in [
+            "45.47",
+            "abc, def",
+            "POINT(9.19)",
+            "(45.47, 9.19",
+            "1, 2, 3, 4, 5",
+            "POINT(a b)",
+        ] {
+            assert!(parse_lat_lon(text).is_err(), "{text}");
+        }
+    }
+
+    fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
+        RecordBatch::try_from_iter(columns).unwrap()
+    }
+
+    #[test]
+    fn unparsable_or_out_of_bounds_points_are_rejected_with_their_reason() {
+        let rows = batch(vec![
+            (
+                "id",
+                Arc::new(arrow::array::Int64Array::from(vec![1, 2, 3, 4, 5])) as ArrayRef,
+            ),
+            (
+                "location",
+                Arc::new(StringArray::from(vec![
+                    Some("(45.47, 9.19)"),
+                    Some("somewhere"),
+                    None,
+                    Some("95.0, 9.19"),
+                    Some("POINT(9.2 45.5)"),
+                ])),
+            ),
+        ]);
+        let point = PointColumns {
+            lon: None,
+            lat: None,
+            lat_lon: Some("location".into()),
+            column: "geometry".into(),
+        };
+        let (loaded, rejected) = add_point("t.csv", rows, &point).unwrap();
+        assert_eq!(
+            loaded.num_rows(),
+            3,
+            "rows 1, 3 (no coordinates: NULL geometry) and 5"
+        );
+        let geometry = loaded.column_by_name("geometry").unwrap();
+        assert_eq!(geometry.null_count(), 1);
+        assert_eq!(rejected.len(), 2);
+        assert!(
+            rejected[0].reason.contains("\"somewhere\" is not a point"),
+            "{}",
+            rejected[0].reason
+        );
+        assert!(rejected[0].raw.contains("id=2"), "{}", rejected[0].raw);
+        assert!(
+            rejected[1].reason.contains("outside WGS84's bounds"),
+            "{}",
+            rejected[1].reason
+        );
+    }
+
+    #[test]
+    fn coordinate_columns_that_are_not_numbers_are_rejected() {
+        let rows = batch(vec![
+            (
+                "x",
+                Arc::new(StringArray::from(vec!["11.3", "n.d.", "", "200"])) as ArrayRef,
+            ),
+            (
+                "y",
+                Arc::new(StringArray::from(vec!["44.5", "44.5", "", "44.5"])),
+            ),
+        ]);
+        let point = PointColumns {
+            lon: Some("x".into()),
+            lat: Some("y".into()),
+            lat_lon: None,
+            column: "geometry".into(),
+        };
+        let (loaded, rejected) = add_point("t.csv", rows, &point).unwrap();
+        assert_eq!(loaded.num_rows(), 2);
+        let reasons: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
+        assert!(
+            reasons[0].contains("`x`: \"n.d.\" is not a number"),
+            "{reasons:?}"
+        );
+        assert!(reasons[1].contains("outside WGS84's bounds"), "{reasons:?}");
+    }
 }
 
 /// One output row per input row and wide column: the other columns repeated, the wide column's

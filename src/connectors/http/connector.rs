@@ -25,7 +25,8 @@ use super::config::{
 use super::decode::PageDecoder;
 use super::pagination::Pager;
 use crate::connectors::{
-    Connector, ConnectorError, LoadMode, LoadState, LoadedTable, Retention, TableLoad,
+    Connector, ConnectorError, LoadMode, LoadState, LoadedTable, RejectedRecord, Retention,
+    TableLoad,
 };
 
 pub struct HttpConnector {
@@ -146,7 +147,9 @@ impl HttpConnector {
             _ => None,
         };
         let rows_pulled: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let batches = self.reshape(table, &source, schema, batches).await?;
+        let batches = self
+            .reshape(table, &source, schema, batches, &mut rejected)
+            .await?;
         info!(table = %table.name, pages, rows = rows_pulled, rejected = rejected.len(), "http table pulled");
         let schema = batches[0].schema();
         let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
@@ -177,6 +180,7 @@ impl HttpConnector {
         source: &str,
         schema: arrow::datatypes::SchemaRef,
         batches: Vec<RecordBatch>,
+        rejected: &mut Vec<RejectedRecord>,
     ) -> Result<Vec<RecordBatch>, ConnectorError> {
         let mut batches = if batches.is_empty() {
             vec![RecordBatch::new_empty(schema)]
@@ -189,7 +193,10 @@ impl HttpConnector {
         for batch in &mut batches {
             let mut reshaped = batch.clone();
             if let Some(point) = &table.point {
-                reshaped = crate::connectors::file::reshape::add_point(source, reshaped, point)?;
+                let (with_points, refused) =
+                    crate::connectors::file::reshape::add_point(source, reshaped, point)?;
+                reshaped = with_points;
+                rejected.extend(refused);
             }
             if let Some(predicate) = &table.filter {
                 reshaped =
