@@ -68,9 +68,26 @@ impl QueryError {
             DataFusionError::Internal(_)
             | DataFusionError::IoError(_)
             | DataFusionError::ObjectStore(_) => QueryError::Internal(error.to_string()),
-            _ => QueryError::Invalid(error.strip_backtrace()),
+            _ => QueryError::Invalid(shorten_signature_error(error.strip_backtrace())),
         }
     }
+}
+
+/// DataFusion's "no function matches" error lists every signature of the function: for the
+/// spatial functions that is tens of kilobytes of Arrow types. Keep the sentence that says what
+/// was called with which types.
+fn shorten_signature_error(message: String) -> String {
+    const MARK: &str = "No function matches the given name and argument types";
+    let Some(start) = message.find(MARK) else {
+        return message;
+    };
+    let rest = &message[start..];
+    let end = rest
+        .find("You might need to add explicit type casts.")
+        .map_or(rest.len().min(300), |i| {
+            i + "You might need to add explicit type casts.".len()
+        });
+    format!("Error during planning: {}", &rest[..end])
 }
 
 /// A complete result.
@@ -573,5 +590,27 @@ mod pool_health_tests {
             .await
             .unwrap();
         assert_eq!(engine.pool_health().await, Ok(()));
+    }
+}
+
+#[cfg(test)]
+mod signature_error_tests {
+    use super::shorten_signature_error;
+
+    #[test]
+    fn a_no_matching_function_error_keeps_the_call_and_drops_the_signatures() {
+        let long = format!(
+            "Error during planning: Failed to coerce arguments to satisfy a call to 'st_x' function: coercion from Binary to the signature Uniform(1, [{}]) failed. No function matches the given name and argument types 'st_x(Binary)'. You might need to add explicit type casts.\n\tCandidate functions:\n\tst_x({})",
+            "Struct(x, y), ".repeat(500),
+            "Struct(x, y)/".repeat(500)
+        );
+        assert_eq!(
+            shorten_signature_error(long),
+            "Error during planning: No function matches the given name and argument types 'st_x(Binary)'. You might need to add explicit type casts."
+        );
+        assert_eq!(
+            shorten_signature_error("column x not found".into()),
+            "column x not found"
+        );
     }
 }

@@ -146,6 +146,10 @@ pub struct FileTableConfig {
     /// Whether the first row holds the column names (CSV).
     #[serde(default = "default_true")]
     pub header: bool,
+    /// The column names of a file without a header row (`header = false`), in order (CSV).
+    /// Without them such columns are named `column_1`, `column_2`, …
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
     /// Lines to skip before the header (CSV).
     #[serde(default)]
     pub skip_lines: usize,
@@ -334,6 +338,18 @@ impl FileConnectorConfig {
                     at(i, "delimiter"),
                     "the delimiter and quote must be ASCII characters",
                 ));
+            }
+            if let Some(columns) = &table.columns {
+                if table.header {
+                    problems.push(Problem::new(
+                        file,
+                        at(i, "columns"),
+                        "`columns` names the columns of a file without a header row: set `header = false`, or remove `columns` and use `rename`",
+                    ));
+                }
+                if columns.is_empty() {
+                    problems.push(Problem::new(file, at(i, "columns"), "`columns` is empty"));
+                }
             }
             if let Some(point) = &table.point {
                 let pair = point.lon.is_some() && point.lat.is_some();

@@ -46,7 +46,25 @@ pub fn decode(path: &Path, bytes: &[u8], label: &str) -> Result<String, Connecto
             ),
         });
     }
-    Ok(text.trim_start_matches('\u{feff}').to_string())
+    let text = text.trim_start_matches('\u{feff}').to_string();
+    if let Some((count, line)) = replacement_characters(&text) {
+        tracing::warn!(
+            path = %path.display(),
+            count,
+            line,
+            "the text holds {count} Unicode replacement characters (U+FFFD), the first on line \
+             {line}: a sign that the file was converted from the wrong encoding before it was \
+             published, or that `encoding` is wrong"
+        );
+    }
+    Ok(text)
+}
+
+/// How many U+FFFD the text holds and the line of the first, if any.
+pub fn replacement_characters(text: &str) -> Option<(usize, usize)> {
+    let first = text.find('\u{fffd}')?;
+    let line = text[..first].matches('\n').count() + 1;
+    Some((text.matches('\u{fffd}').count(), line))
 }
 
 /// Parse CSV text. A row whose field count differs from the header's is rejected with its line;
@@ -114,7 +132,10 @@ pub fn parse(
             continue; // blank lines carry nothing
         }
         if header.is_empty() {
-            header = (1..=record.len()).map(|i| format!("column_{i}")).collect();
+            header = match &config.columns {
+                Some(columns) => columns.clone(),
+                None => (1..=record.len()).map(|i| format!("column_{i}")).collect(),
+            };
         }
         if record.len() != header.len() {
             rejected.push(RejectedRecord {
@@ -168,6 +189,20 @@ mod tests {
     }
 
     #[test]
+    fn a_headerless_file_takes_its_declared_column_names() {
+        let mut headerless = config(';');
+        headerless.header = false;
+        let (table, _) = parse(Path::new("t.csv"), "1;Navile\n2;Reno\n", &headerless).unwrap();
+        assert_eq!(table.header, vec!["column_1", "column_2"]);
+        headerless.columns = Some(vec!["codice".into(), "quartiere".into()]);
+        let (table, rejected) =
+            parse(Path::new("t.csv"), "1;Navile\n2;Reno\n3\n", &headerless).unwrap();
+        assert_eq!(table.header, vec!["codice", "quartiere"]);
+        assert_eq!(table.rows.len(), 2);
+        assert_eq!(rejected[0].reason, "1 fields where the header has 2");
+    }
+
+    #[test]
     fn latin1_is_decoded_and_boms_are_stripped() {
         let latin1 = b"citt\xe0;et\xe0\n";
         assert_eq!(
@@ -188,6 +223,15 @@ mod tests {
             err.to_string(),
             "a.csv: line 2: bytes that are not valid utf-8; set `encoding` (e.g. \"latin1\")"
         );
+    }
+
+    #[test]
+    fn replacement_characters_are_counted_with_the_first_line() {
+        assert_eq!(
+            replacement_characters("a;b\nCitt\u{fffd};1\nPi\u{fffd}\u{fffd};2\n"),
+            Some((3, 2))
+        );
+        assert_eq!(replacement_characters("a;b\nCittà;1\n"), None);
     }
 
     #[test]

@@ -2,10 +2,24 @@
 //! into column names an analyst can type without quotes.
 
 /// `Perc residenti oltre 80 anni` → `perc_residenti_oltre_80_anni`, `% stranieri 0 - 19 anni` →
-/// `pct_stranieri_0_19_anni`, `Età` → `eta`. Empty names become `column_<n>` (1-based).
+/// `pct_stranieri_0_19_anni`, `Età` → `eta`, `AreaMQ` → `area_mq`, `IDZona` → `id_zona`. Empty
+/// names become `column_<n>` (1-based).
 pub fn snake_case(name: &str, position: usize) -> String {
     let mut out = String::with_capacity(name.len());
-    for c in name.trim().chars() {
+    let chars: Vec<char> = name.trim().chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        // A word starts at an upper-case letter after a lower-case one or a digit (`AreaMQ`), or
+        // at the last capital of a run followed by a lower-case letter (`IDZona`).
+        if c.is_uppercase() && i > 0 {
+            let before = chars[i - 1];
+            let after = chars.get(i + 1).copied();
+            if before.is_lowercase()
+                || before.is_ascii_digit()
+                || (before.is_uppercase() && after.is_some_and(char::is_lowercase))
+            {
+                out.push('_');
+            }
+        }
         let mapped: &str = match c {
             '%' => "_pct_",
             'à' | 'á' | 'â' | 'ä' | 'À' | 'Á' => "a",
@@ -77,6 +91,15 @@ mod tests {
             "pct_stranieri_0_19_anni"
         );
         assert_eq!(snake_case("Età", 1), "eta");
+        assert_eq!(snake_case("AreaMQ", 1), "area_mq");
+        assert_eq!(snake_case("IDZona", 1), "id_zona");
+        assert_eq!(
+            snake_case("CodiceAreaStatistica", 1),
+            "codice_area_statistica"
+        );
+        assert_eq!(snake_case("POPOLAZIONE", 1), "popolazione");
+        assert_eq!(snake_case("Nome_zona", 1), "nome_zona");
+        assert_eq!(snake_case("Anno2021", 1), "anno2021");
         assert_eq!(snake_case("zona di prossimità", 1), "zona_di_prossimita");
         assert_eq!(snake_case("ATTIVITA'", 1), "attivita");
         assert_eq!(

@@ -147,8 +147,50 @@ fn is_code(text: &str) -> bool {
     bytes.len() > 1 && bytes[0] == b'0' && bytes.iter().all(u8::is_ascii_digit)
 }
 
-/// The narrowest type every non-null value fits; text when none other does.
+/// What statistical tables write for a number that is missing or withheld ("-", "..", "n.d.").
+/// In a column of numbers they are read as NULL, with a warning that counts them.
+fn is_placeholder(text: &str) -> bool {
+    matches!(
+        text.trim().to_lowercase().as_str(),
+        "-" | "–"
+            | "—"
+            | "."
+            | ".."
+            | "..."
+            | "n.d."
+            | "n.d"
+            | "nd"
+            | "n.a."
+            | "n.a"
+            | "n/a"
+            | "na"
+    )
+}
+
+fn is_number(kind: ColumnType) -> bool {
+    matches!(kind, ColumnType::Int | ColumnType::Float)
+}
+
+/// The narrowest type every non-null value fits; text when none other does. Placeholders
+/// ("-", "n.d.", …) among numbers do not make a column text.
 fn infer(values: impl Iterator<Item = String>, format: NumberFormat) -> ColumnType {
+    let mut placeholders = false;
+    let kind = infer_values(
+        values.filter(|value| {
+            let placeholder = is_placeholder(value);
+            placeholders |= placeholder;
+            !placeholder
+        }),
+        format,
+    );
+    if placeholders && !is_number(kind) {
+        // Placeholders alone, or among text: the column is what it says.
+        return ColumnType::Text;
+    }
+    kind
+}
+
+fn infer_values(values: impl Iterator<Item = String>, format: NumberFormat) -> ColumnType {
     let mut candidates = vec![
         ColumnType::Int,
         ColumnType::Float,
@@ -252,12 +294,18 @@ pub fn to_record_batch(
 
     let mut builders: Vec<Builder> = kinds.iter().map(|k| Builder::new(*k)).collect();
     let mut rejected = Vec::new();
+    // Per column: the placeholders read as NULL, by token.
+    let mut placeholders: Vec<BTreeMap<String, usize>> = vec![BTreeMap::new(); columns.len()];
     let mut parsed: Vec<Option<Value>> = Vec::with_capacity(columns.len());
     for row in &table.rows {
         parsed.clear();
         let mut problem = None;
         for (i, cell) in row.cells.iter().enumerate() {
             let value = match cell {
+                Some(text) if is_number(kinds[i]) && is_placeholder(text) => {
+                    *placeholders[i].entry(text.trim().to_string()).or_default() += 1;
+                    Ok(None)
+                }
                 Some(text) => parse_as(kinds[i], text, format),
                 None => Ok(None),
             };
@@ -290,6 +338,12 @@ pub fn to_record_batch(
         }
     }
 
+    for (column, tokens) in columns.iter().zip(&placeholders) {
+        if let Some(text) = placeholder_warning(column, tokens) {
+            tracing::warn!(source, column = %column, "{text}");
+        }
+    }
+
     let fields: Vec<Field> = columns
         .iter()
         .zip(&kinds)
@@ -305,9 +359,75 @@ pub fn to_record_batch(
     Ok((batch, rejected))
 }
 
+/// "column `residenti`: 76 placeholders read as NULL (\"-\" 70, \"n.d.\" 6)", or nothing.
+fn placeholder_warning(column: &str, tokens: &BTreeMap<String, usize>) -> Option<String> {
+    let total: usize = tokens.values().sum();
+    if total == 0 {
+        return None;
+    }
+    let each: Vec<String> = tokens.iter().map(|(t, n)| format!("{t:?} {n}")).collect();
+    Some(format!(
+        "column `{column}`: {total} placeholders among its numbers read as NULL ({}); declare \
+         the column `text` in `schema` to keep them",
+        each.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_among_numbers_are_null_and_counted() {
+        let values = ["12", "-", "7", "n.d.", "-", ""].map(String::from);
+        assert_eq!(
+            infer(values.iter().cloned().filter(|v| !v.is_empty()), PLAIN),
+            ColumnType::Int
+        );
+        assert_eq!(
+            infer(["-", "n.d."].map(String::from).into_iter(), PLAIN),
+            ColumnType::Text
+        );
+        assert_eq!(
+            infer(["a", "-"].map(String::from).into_iter(), PLAIN),
+            ColumnType::Text
+        );
+        let table = TextTable {
+            header: vec!["residenti".into()],
+            rows: values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| super::super::csv::TextRow {
+                    line: i as u64 + 2,
+                    cells: vec![(!v.is_empty()).then(|| v.clone())],
+                })
+                .collect(),
+        };
+        let (batch, rejected) = to_record_batch(
+            "t.csv",
+            table,
+            &["residenti".into()],
+            &BTreeMap::new(),
+            PLAIN,
+            ';',
+        )
+        .unwrap();
+        assert!(rejected.is_empty());
+        let residents = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap();
+        assert_eq!(
+            residents.iter().collect::<Vec<_>>(),
+            [Some(12), None, Some(7), None, None, None]
+        );
+        let tokens = BTreeMap::from([("-".to_string(), 2), ("n.d.".to_string(), 1)]);
+        assert_eq!(
+            placeholder_warning("residenti", &tokens).unwrap(),
+            "column `residenti`: 3 placeholders among its numbers read as NULL (\"-\" 2, \"n.d.\" 1); declare the column `text` in `schema` to keep them"
+        );
+    }
 
     const ITALIAN: NumberFormat = NumberFormat {
         decimal: ',',

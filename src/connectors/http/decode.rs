@@ -276,6 +276,7 @@ impl<'a> PageDecoder<'a> {
             quote: csv.quote,
             encoding: csv.encoding.clone(),
             header: csv.header,
+            columns: None,
             skip_lines: csv.skip_lines,
             decimal: csv.decimal,
             thousands: csv.thousands,
