@@ -56,6 +56,41 @@ pub struct ServiceConfig {
     /// Who publishes the partner datasets: the DCAT-AP_IT catalogue's publisher and contact.
     #[serde(default)]
     pub catalogue: CatalogueConfig,
+    /// The city the dashboard is for: its name and texts on the pages, the map's first view.
+    #[serde(default)]
+    pub city: CityConfig,
+}
+
+/// The city (or body) the dashboard is for, `[city]`: the pages' title, tagline, description and
+/// data attribution, and the map's view before its areas arrive. Nothing of a city is in the code;
+/// without this section the pages say only "cruscotto".
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CityConfig {
+    /// The body's name as the pages show it, e.g. "Comune di Bologna".
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The municipality's ISTAT code, e.g. "037006" (shown to analysts in the SQL page).
+    #[serde(default)]
+    pub istat_code: Option<String>,
+    /// What the dashboard is about, after the name in the header (Italian, English).
+    #[serde(default)]
+    pub tagline: Option<String>,
+    #[serde(default)]
+    pub tagline_en: Option<String>,
+    /// The pages' description for search engines and link previews (Italian).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The data's sources and licences, in the footer (Italian, English).
+    #[serde(default)]
+    pub attribution: Option<String>,
+    #[serde(default)]
+    pub attribution_en: Option<String>,
+    /// The map's centre (longitude, latitude, WGS84) and zoom before the areas are drawn.
+    #[serde(default)]
+    pub center: Option<[f64; 2]>,
+    #[serde(default)]
+    pub zoom: Option<f64>,
 }
 
 /// The publisher of the DCAT-AP_IT catalogue at `/api/v1/datasets` (and the contact of the API's

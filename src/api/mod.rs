@@ -32,6 +32,8 @@ pub struct AppState {
     pub service: Arc<Service>,
     pub access: Arc<access::Access>,
     pub datasets: Arc<datasets::DatasetCache>,
+    /// The pages that name the city, rendered from `[city]`.
+    pub pages: Arc<web::Pages>,
 }
 
 impl AppState {
@@ -46,10 +48,12 @@ impl AppState {
             .store
             .schema_provider("system")
             .register_table("audit".to_string(), access.audit.table());
+        let pages = Arc::new(web::Pages::new(&service.config.service.city));
         Self {
             service,
             access,
             datasets: Default::default(),
+            pages,
         }
     }
 }

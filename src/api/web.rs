@@ -4,12 +4,14 @@
 
 use super::extract::Path;
 use axum::Router;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::config::CityConfig;
 
 /// One embedded file.
 pub struct Asset {
@@ -33,21 +35,131 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/",
-            get(|headers: HeaderMap| async move { serve("/", &headers) }),
+            get(
+                |State(state): State<AppState>, headers: HeaderMap| async move {
+                    serve(&state.pages, "/", &headers)
+                },
+            ),
         )
         .route("/assets/{*path}", get(asset))
 }
 
-async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
-    serve(&format!("/assets/{path}"), &headers)
+async fn asset(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    serve(&state.pages, &format!("/assets/{path}"), &headers)
 }
 
-fn serve(path: &str, headers: &HeaderMap) -> Response {
-    let Some(asset) = ASSETS.iter().find(|a| a.path == path) else {
+/// The pages that name the city (`[city]` in `cruscotto.toml`), rendered once at start from
+/// their templates in web/src: `{{title}}`, `{{brand}}`, `{{description}}`, `{{attribution}}`
+/// and `{{city}}` (the same as JSON, for the scripts: English texts, the map's first view).
+pub struct Pages {
+    pages: Vec<Asset>,
+}
+
+impl Pages {
+    pub fn new(city: &CityConfig) -> Self {
+        let name = city.name.as_deref().unwrap_or_default();
+        let title = if name.is_empty() {
+            "cruscotto".to_string()
+        } else {
+            format!("cruscotto — {name}")
+        };
+        let brand = |tagline: Option<&str>| {
+            [Some(name), tagline]
+                .into_iter()
+                .flatten()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" · ")
+        };
+        let description = city.description.clone().unwrap_or_else(|| {
+            format!("{title}: indicatori della città, con fonti e periodo di ogni dato.")
+        });
+        let script = serde_json::json!({
+            "name": name,
+            "istat_code": city.istat_code,
+            "brand": [brand(city.tagline.as_deref()), brand(city.tagline_en.as_deref().or(city.tagline.as_deref()))],
+            "attribution": [
+                city.attribution.as_deref().unwrap_or_default(),
+                city.attribution_en.as_deref().or(city.attribution.as_deref()).unwrap_or_default(),
+            ],
+            "center": city.center,
+            "zoom": city.zoom,
+        })
+        .to_string()
+        // Inside <script>: no "</" may close it.
+        .replace("</", "<\\/");
+        let values = [
+            ("{{title}}", escape(&title)),
+            ("{{brand}}", escape(&brand(city.tagline.as_deref()))),
+            ("{{description}}", escape(&description)),
+            (
+                "{{attribution}}",
+                escape(city.attribution.as_deref().unwrap_or_default()),
+            ),
+            ("{{city}}", script),
+        ];
+        let pages = ["/", "/assets/sql.html"]
+            .into_iter()
+            .filter_map(|path| ASSETS.iter().find(|a| a.path == path))
+            .map(|template| {
+                let mut text = String::from_utf8_lossy(template.body).into_owned();
+                for (key, value) in &values {
+                    text = text.replace(key, value);
+                }
+                render(template.path, template.content_type, text.into_bytes())
+            })
+            .collect();
+        Self { pages }
+    }
+
+    fn get(&self, path: &str) -> Option<&Asset> {
+        self.pages
+            .iter()
+            .find(|p| p.path == path)
+            .or_else(|| ASSETS.iter().find(|a| a.path == path))
+    }
+}
+
+/// A rendered page as an asset: its body, gzip and an ETag of its content. Rendered once per
+/// process, so the leaked bytes are bounded.
+fn render(path: &'static str, content_type: &'static str, body: Vec<u8>) -> Asset {
+    use std::hash::{Hash, Hasher};
+    use std::io::Write;
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gzip.write_all(&body).expect("gzip into memory");
+    let gzip = gzip.finish().expect("gzip into memory");
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    Asset {
+        path,
+        content_type,
+        etag: Box::leak(format!("\"{:016x}\"", hasher.finish()).into_boxed_str()),
+        body: Box::leak(body.into_boxed_slice()),
+        gzip: Box::leak(gzip.into_boxed_slice()),
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn serve(pages: &Pages, path: &str, headers: &HeaderMap) -> Response {
+    let Some(asset) = pages.get(path) else {
         return ApiError::NotFound(format!("no file {path}")).into_response();
     };
     let mut out = HeaderMap::new();
-    out.insert(header::ETAG, HeaderValue::from_static(asset.etag));
+    out.insert(
+        header::ETAG,
+        HeaderValue::from_str(asset.etag).expect("an ETag is ASCII"),
+    );
     // Revalidate every time (a cheap 304): the file names carry no version.
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     out.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
@@ -90,6 +202,32 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pages_name_the_configured_city_and_no_other() {
+        let city = CityConfig {
+            name: Some("Comune di Prova & Co".into()),
+            tagline: Some("servizi".into()),
+            attribution: Some("Dati: Comune di Prova (CC BY 4.0)".into()),
+            ..Default::default()
+        };
+        let pages = Pages::new(&city);
+        for path in ["/", "/assets/sql.html"] {
+            let page = String::from_utf8_lossy(pages.get(path).unwrap().body).into_owned();
+            assert!(
+                page.contains("<title>cruscotto — Comune di Prova &amp; Co</title>"),
+                "{path}"
+            );
+            assert!(!page.contains("Bologna"), "{path} names Bologna");
+            assert!(!page.contains("{{"), "{path} has a placeholder left");
+        }
+        let index = String::from_utf8_lossy(pages.get("/").unwrap().body).into_owned();
+        assert!(index.contains("Comune di Prova &amp; Co · servizi"));
+        assert!(index.contains("Dati: Comune di Prova (CC BY 4.0)"));
+        let bare = Pages::new(&CityConfig::default());
+        let index = String::from_utf8_lossy(bare.get("/").unwrap().body).into_owned();
+        assert!(index.contains("<title>cruscotto</title>"));
+    }
 
     #[test]
     fn the_page_and_the_vendor_libraries_are_embedded() {

@@ -265,8 +265,13 @@ try {
   assert.equal(await page.evaluate(() => document.activeElement.id), 'area-panel');
   step(`keyboard: "${firstName}" chosen from the data table, focus moved to the side panel`);
 
-  // 5. English.
+  // 5. English. The city's texts come from `[city]` in cruscotto.toml, in both languages.
+  const brand = page.locator('.it-brand-tagline');
+  assert.equal(await brand.textContent(), 'Comune di Bologna · persone, servizi e divario digitale');
+  assert.match(await page.locator('footer').textContent(), /Dati: Comune di Bologna \(CC BY 4\.0\)/);
   await page.click('#language');
+  assert.equal(await brand.textContent(), 'Comune di Bologna · people, services and the digital divide');
+  assert.match(await page.locator('footer').textContent(), /Data: Comune di Bologna \(CC BY 4\.0\), ISTAT boundaries/);
   await page.waitForFunction(() => document.documentElement.lang === 'en', null, { timeout: TIMEOUT });
   assert.equal(await page.locator('h1').textContent(), 'The digital divide in Bologna');
   await showPanels(page);

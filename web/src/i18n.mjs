@@ -3,7 +3,6 @@
 
 const STRINGS = {
   skip: ['Vai al contenuto', 'Skip to content'],
-  tagline: ['Comune di Bologna · persone, servizi e divario digitale', 'Comune di Bologna · people, services and the digital divide'],
   nav: ['Cruscotti', 'Dashboards'],
   map: ['Mappa', 'Map'],
   map_interactive: ['Esplora la mappa interattiva (zoom e spostamento)', 'Explore the interactive map (zoom and pan)'],
@@ -27,10 +26,6 @@ const STRINGS = {
     'No area selected: click an area on the map or choose one in the data table.',
   ],
   panels: ['Indicatori della città', 'City indicators'],
-  footer_data: [
-    "Dati: Comune di Bologna (CC BY 4.0), confini ISTAT via openpolis (CC BY), ANPR – Ministero dell'Interno (CC0).",
-    'Data: Comune di Bologna (CC BY 4.0), ISTAT boundaries via openpolis (CC BY), ANPR – Ministero dell’Interno (CC0).',
-  ],
   footer_sql: ['Interroga i dati in SQL', 'Query the data in SQL'],
   footer_queries: ['Indicatori e metodi (JSON)', 'Indicators and methods (JSON)'],
   footer_status: ['Stato delle fonti (JSON)', 'Source status (JSON)'],
@@ -93,6 +88,11 @@ const STRINGS = {
   failed_other: ['Questo indicatore non è disponibile per un errore del servizio; l’errore è stato registrato.', 'This indicator is not available because of a service error; the error has been logged.'],
   technical_detail: ['Dettaglio tecnico', 'Technical detail'],
 };
+
+/** The city's texts and the map's first view, rendered into the page from `[city]`. */
+export const city = JSON.parse(document.getElementById('city')?.textContent || '{}');
+STRINGS.tagline = city.brand ?? ['', ''];
+STRINGS.footer_data = city.attribution ?? ['', ''];
 
 let language = 'it';
 

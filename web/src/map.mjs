@@ -3,7 +3,7 @@
 // the dashboard configures one, so nothing is fetched from elsewhere.
 
 import { Map as MapLibre, NavigationControl, Popup, LngLatBounds, Marker, prewarm } from '/assets/vendor/maplibre-gl/maplibre-gl.mjs';
-import { t, formatNumber, lang } from './i18n.mjs';
+import { t, formatNumber, lang, city } from './i18n.mjs';
 import { el } from './util.mjs';
 import { classify, smallAreas, groupCentres, positionsOf, NO_DATA } from './shapes.mjs';
 
@@ -58,7 +58,7 @@ export class Choropleth {
       style.sources.basemap = { type: 'raster', tiles: [basemap.tiles], tileSize: 256, attribution: basemap.attribution };
       style.layers.push({ id: 'basemap', type: 'raster', source: 'basemap', paint: { 'raster-opacity': 0.6 } });
     }
-    this.map = new MapLibre({ container, style, center: [11.34, 44.49], zoom: 10, attributionControl: basemap ? { compact: true } : false, dragRotate: false, pitchWithRotate: false,
+    this.map = new MapLibre({ container, style, center: city.center ?? [12.5, 42.5], zoom: city.zoom ?? 5, attributionControl: basemap ? { compact: true } : false, dragRotate: false, pitchWithRotate: false,
       // No cross-fade of tiles: the first view is drawn (and `idle`) as soon as its data is.
       fadeDuration: 0,
       locale: MAP_TEXTS[lang()] ?? {},
