@@ -270,9 +270,9 @@ try {
   assert.equal(await brand.textContent(), 'Comune di Bologna · persone, servizi e divario digitale');
   assert.match(await page.locator('footer').textContent(), /Dati: Comune di Bologna \(CC BY 4\.0\)/);
   await page.click('#language');
+  await page.waitForFunction(() => document.documentElement.lang === 'en', null, { timeout: TIMEOUT });
   assert.equal(await brand.textContent(), 'Comune di Bologna · people, services and the digital divide');
   assert.match(await page.locator('footer').textContent(), /Data: Comune di Bologna \(CC BY 4\.0\), ISTAT boundaries/);
-  await page.waitForFunction(() => document.documentElement.lang === 'en', null, { timeout: TIMEOUT });
   assert.equal(await page.locator('h1').textContent(), 'The digital divide in Bologna');
   await showPanels(page);
   await page.waitForSelector('section[data-panel="sintesi_citta"] .kpi-value', { timeout: TIMEOUT });
