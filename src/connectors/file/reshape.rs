@@ -12,7 +12,7 @@ use datafusion::prelude::SessionContext;
 
 use super::config::{ColumnType, PointColumns, Unpivot};
 use crate::connectors::{ConnectorError, RejectedRecord};
-use crate::geometry::{points_to_wkb, wkb_field};
+use crate::geometry::points_to_wkb;
 
 fn transform_error(source: &str, message: impl Into<String>) -> ConnectorError {
     ConnectorError::Transform {
@@ -138,17 +138,8 @@ pub fn add_point(
         filter_record_batch(&batch, &keep).map_err(|e| transform_error(source, e.to_string()))?
     };
     let geometry = points_to_wkb(points.into_iter().filter_map(Result::ok));
-    let mut fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(wkb_field(&point.column));
-    let mut columns = batch.columns().to_vec();
-    columns.push(geometry);
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| transform_error(source, e.to_string()))?;
+    let batch =
+        super::json::with_geometry(std::path::Path::new(source), batch, &point.column, geometry)?;
     Ok((batch, rejected))
 }
 
