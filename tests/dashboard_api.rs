@@ -271,3 +271,35 @@ fn dashboard_queries_are_computed_before_anyone_asks() {
         queries_run(s) >= 15.0
     });
 }
+
+/// A dashboard whose map layer names a column its saved query does not return cannot be drawn:
+/// the layer answers a problem that says so, with the columns there are, not a bare "Internal
+/// error" whose reason is only in the log.
+#[test]
+fn a_layer_naming_a_missing_column_says_which() {
+    let config = ConfigDir::demo_without_simulators();
+    config.write(
+        "dashboards/sbagliato.toml",
+        "title = \"Sbagliato\"\n[map.areas]\nquery = \"aree_statistiche_mappa\"\nid = \"codice_inesistente\"\nname = \"area_statistica\"\n\
+         [[map.indicators]]\nquery = \"residenti_per_area\"\nvalue = \"residenti\"\n",
+    );
+    let server = Server::start_ready(&config);
+    let (status, body) =
+        problem(server.get("/api/v1/dashboards/sbagliato/layers/aree_statistiche_mappa"));
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["type"], "urn:cruscotto:problem:configuration");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("dashboards/sbagliato.toml")
+            && detail.contains("`codice_inesistente`")
+            && detail.contains("codice_area_statistica"),
+        "{detail}"
+    );
+    // The same layer in the shipped dashboard, with the right columns, is drawn.
+    assert_eq!(
+        server
+            .get("/api/v1/dashboards/divario_digitale/layers/aree_statistiche_mappa")
+            .status(),
+        200
+    );
+}

@@ -269,21 +269,43 @@ async fn layer(
 ) -> Result<Response, ApiError> {
     let file = dashboard(&state, &name)?;
     let map = file.dashboard.map.as_ref();
-    let geometry_column = map.and_then(|m| {
+    // The layer's geometry column and every column the page reads from it.
+    let layer = map.and_then(|m| {
         if m.areas.query == query {
-            return Some(m.areas.geometry.clone());
+            let a = &m.areas;
+            let optional = [&a.population, &a.group_labels].into_iter().flatten();
+            let columns = [&a.id, &a.name].into_iter().chain(optional).cloned();
+            return Some((a.geometry.clone(), columns.collect::<Vec<_>>()));
         }
         m.points
             .iter()
             .find(|p| p.query == query)
-            .map(|p| p.geometry.clone())
+            .map(|p| (p.geometry.clone(), vec![p.label.clone()]))
     });
-    let Some(geometry_column) = geometry_column else {
+    let Some((geometry_column, columns)) = layer else {
         return Err(ApiError::NotFound(format!(
             "`{query}` is not a map layer of dashboard `{name}`"
         )));
     };
     let result = for_caller(&caller, kept_result(&state.service, &query).await?);
+    let missing: Vec<String> = std::iter::once(&geometry_column)
+        .chain(&columns)
+        .filter(|c| result.schema.index_of(c).is_err())
+        .map(|c| format!("`{c}`"))
+        .collect();
+    if !missing.is_empty() {
+        let present: Vec<&str> = result
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        return Err(ApiError::Configuration(format!(
+            "dashboard `{name}` (dashboards/{name}.toml): the map layer `{query}` names {} that \
+             the saved query does not return; its columns are {present:?}",
+            missing.join(", ")
+        )));
+    }
     let key = (
         Arc::as_ptr(&state.service) as usize,
         query.clone(),
@@ -446,7 +468,9 @@ fn feature_collection(result: &QueryResult, geometry_column: &str) -> Result<Vec
             .as_any()
             .downcast_ref::<arrow::array::BinaryArray>()
             .ok_or_else(|| {
-                ApiError::Internal(format!("`{geometry_column}` is not a WKB geometry column"))
+                ApiError::Configuration(format!(
+                    "the map layer's `{geometry_column}` is not a geometry (WKB) column"
+                ))
             })?;
         for (row, properties) in properties.into_iter().enumerate() {
             let geometry = match geometries

@@ -32,6 +32,10 @@ pub enum ApiError {
     RateLimited(String),
     #[error("{0}")]
     Internal(String),
+    /// The configuration does not fit the data (a dashboard names a column its query lacks): a
+    /// 500 whose detail is sent, since it names only configuration, for whoever runs the service.
+    #[error("{0}")]
+    Configuration(String),
     /// A result that could not be computed lately (the last attempt's reason).
     #[error("{0}")]
     Unavailable(String),
@@ -73,7 +77,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::Configuration(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -111,6 +115,9 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             ApiError::RateLimited(_) => ("rate-limited", "Too many requests"),
             ApiError::Internal(_) => ("internal", "Internal error"),
+            ApiError::Configuration(_) => {
+                ("configuration", "The configuration does not fit the data")
+            }
             ApiError::Unavailable(_) => (
                 "result-unavailable",
                 "The result could not be computed; it is tried again shortly",
@@ -131,9 +138,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A problem+json response. The detail of a 5xx is replaced by a generic text: it is logged, never sent.
+/// A problem+json response. The detail of a 5xx is replaced by a generic text (it is logged, never
+/// sent), except a configuration problem's, which names only the configuration.
 pub fn problem(status: StatusCode, slug: &str, title: &str, detail: String) -> Response {
-    let detail = if status.is_server_error() {
+    let detail = if status.is_server_error() && slug != "configuration" {
         "the server could not complete the request; the error has been logged".to_string()
     } else {
         detail
