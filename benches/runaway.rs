@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)]
 mod support;
 use support::{load_average, ready, serve};
 
@@ -44,12 +45,18 @@ fn main() {
          burst = 100000\n[query]\ntimeout = \"2s\"\nmax_concurrent = 4\n",
     )
     .unwrap();
-    let (mut server, url) = serve(dir.path());
+    let (server, url) = serve(dir.path());
+    // Stopped however this ends, so a failed run leaves no server behind.
+    let server = Stop(server);
     while !ready(&url) {
         std::thread::sleep(Duration::from_millis(50));
     }
     println!("runaway queries; load average {}", load_average());
-    let client = reqwest::blocking::Client::new();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("HTTP client");
     let select_1 = |client: &reqwest::blocking::Client| {
         let started = Instant::now();
         let response = client
@@ -86,22 +93,21 @@ fn main() {
             "every runaway query should get its 422: {statuses:?}"
         );
         let first = select_1(&client);
-        // CPU free: less than a tenth of a core over 100 ms.
-        let pid = server.id();
+        // CPU free: less than a tenth of a core over a 100 ms window; the time reported is the
+        // end of the first such window, an upper bound (the kernel counts CPU in 10 ms ticks).
+        let pid = server.0.id();
         let cpu_free = loop {
             let before = cpu_seconds(pid);
             std::thread::sleep(Duration::from_millis(100));
             if cpu_seconds(pid) - before < 0.011 {
-                break answered
-                    .elapsed()
-                    .saturating_sub(Duration::from_millis(100));
+                break answered.elapsed();
             }
             assert!(answered.elapsed() < Duration::from_secs(60), "never idle");
         };
         let mut latencies: Vec<Duration> = (0..20).map(|_| select_1(&client)).collect();
         latencies.sort();
         println!(
-            "round {round}: CPU free {:>4} ms after the 422s; SELECT 1 right after {:>4} ms, \
+            "round {round}: CPU free by {:>4} ms after the 422s; SELECT 1 right after {:>4} ms, \
              median of 20 {:>3} ms, slowest {:>3} ms; load average {}",
             cpu_free.as_millis(),
             first.as_millis(),
@@ -111,16 +117,24 @@ fn main() {
         );
         rounds.push((cpu_free, first, latencies[19]));
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let worst = |f: fn(&(Duration, Duration, Duration)) -> Duration| {
         rounds.iter().map(f).max().unwrap().as_millis()
     };
     println!(
-        "\nworst of 3 rounds: CPU free {} ms (target ≤ 1000), SELECT 1 right after {} ms and \
+        "\nworst of 3 rounds: CPU free by {} ms (target ≤ 1000), SELECT 1 right after {} ms and \
          slowest after {} ms (target ≤ 200)",
         worst(|r| r.0),
         worst(|r| r.1),
         worst(|r| r.2)
     );
+}
+
+struct Stop(std::process::Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
