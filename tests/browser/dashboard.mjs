@@ -57,7 +57,18 @@ async function waitDrawn(page, indicator) {
   await page.waitForFunction((key) => document.body.dataset.drawn === key, indicator, { timeout: TIMEOUT });
 }
 
+/** The map as MapLibre draws it: the first view is an SVG drawing until the map is used. */
+async function interactive(page) {
+  if (await page.evaluate(() => document.body.dataset.map) !== 'static') return;
+  // From outside the map onto it, so the pointer enters it even if it rested there.
+  await page.mouse.move(0, 0);
+  await page.hover('#map');
+  await page.waitForFunction(() => document.body.dataset.upgraded === 'ready', null, { timeout: TIMEOUT });
+  await page.evaluate(() => window.cruscotto.map.idle());
+}
+
 async function clickArea(page, id) {
+  await interactive(page);
   const [point] = await sql(`SELECT ST_XMin(ST_PointOnSurface(geometry)) AS lon, ST_YMin(ST_PointOnSurface(geometry)) AS lat FROM bologna.aree_statistiche WHERE codice_area_statistica = ${id}`);
   const pixel = await page.evaluate(([lon, lat]) => window.cruscotto.project([lon, lat]), [point.lon, point.lat]);
   const box = await page.locator('#map canvas').boundingBox();
@@ -109,6 +120,15 @@ try {
   assert.ok(small > 0, 'the demo has small areas');
   assert.match(await page.locator('#legend').textContent(), new RegExp(`Non classificata: meno di 1\\.000 residenti \\(${small}\\)`));
   step(`weights shown; ${small} areas under 1,000 residents hatched and not ranked`);
+  // The first view is the drawing: MapLibre's code is not loaded until the map is used; the
+  // pointer on the map makes it interactive, with the same colours.
+  assert.equal(await page.evaluate(() => document.body.dataset.map), 'static');
+  assert.equal(await page.evaluate(() => performance.getEntriesByType('resource').filter((r) => r.name.includes('maplibre-gl.mjs')).length), 0, 'MapLibre is not loaded for the first view');
+  const drawing = await page.locator('#map svg path[data-area]').evaluateAll((paths) => paths.map((p) => [p.dataset.area, p.getAttribute('fill')]));
+  await interactive(page);
+  const painted = await page.evaluate(() => window.cruscotto.map.features.map((f) => [String(f.properties.codice_area_statistica), window.cruscotto.map.map.getFeatureState({ source: 'areas', id: f.properties.codice_area_statistica }).colour]));
+  assert.deepEqual(painted, drawing, 'the interactive map has the drawing\'s colours');
+  step('first view drawn as SVG without MapLibre; the pointer on the map loads it, same colours');
   assert.equal(await page.locator('.maplibregl-ctrl-zoom-in').getAttribute('title'), 'Aumenta lo zoom', 'MapLibre controls in Italian');
   assert.ok(await page.locator('#legend li').count() >= 5, 'the legend has its classes');
   await page.waitForFunction(() => document.body.dataset.layers === 'ready', null, { timeout: TIMEOUT });

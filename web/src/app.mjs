@@ -17,11 +17,13 @@ const state = {
   compare: params.get('compare'),
 };
 const timings = { start: performance.now() };
-/** A phone or a small screen: the map is first drawn as SVG, and MapLibre loaded when asked for. */
+/** The map is first drawn as SVG, without MapLibre's code (290 KiB, and long tasks on a busy or
+ * slow processor); MapLibre is loaded when the map is used: on a phone or a small screen when
+ * asked for (a button, two fingers on the map), elsewhere as soon as the pointer or the keyboard
+ * focus reaches the map. */
 const PHONE = '(pointer: coarse), (max-width: 767.98px)';
-const drawnFirst = window.matchMedia(PHONE).matches ? 'static' : 'interactive';
-// Elsewhere MapLibre's code is fetched at once, while the page asks the API for the dashboard.
-let interactiveModule = drawnFirst === 'interactive' ? import('./map.mjs') : null;
+const onPhone = window.matchMedia(PHONE).matches;
+let interactiveModule = null;
 const dataCache = new Map();
 let definition = null;
 let choropleth = null;
@@ -77,7 +79,7 @@ async function main() {
   renderChrome(dashboards);
   if (map()) {
     document.getElementById('map').setAttribute('aria-label', pick(definition.dashboard, 'title'));
-    choropleth = await createChoropleth(drawnFirst);
+    choropleth = await createChoropleth('static');
     await showIndicator();
     timings.choropleth = performance.now();
     document.body.dataset.choropleth = 'ready';
@@ -106,7 +108,7 @@ async function createChoropleth(kind) {
   };
   const button = document.getElementById('map-interactive');
   const help = document.getElementById('map-help');
-  help.dataset.i18n = kind === 'static' ? 'map_help_static' : 'map_help';
+  help.dataset.i18n = kind === 'static' && onPhone ? 'map_help_static' : 'map_help';
   help.textContent = t(help.dataset.i18n);
   let created;
   if (kind === 'static') {
@@ -116,8 +118,14 @@ async function createChoropleth(kind) {
     button.onclick = () => makeInteractive();
     // Two fingers on the drawing: the user wants to move the map.
     container.addEventListener('touchstart', (event) => { if (event.touches.length > 1) makeInteractive(); }, { passive: true });
+    if (!onPhone) {
+      // A mouse over the map, the wheel on it, or the keyboard focus on it.
+      container.addEventListener('pointerenter', (event) => { if (event.pointerType !== 'touch') makeInteractive(); });
+      container.addEventListener('wheel', () => makeInteractive(), { passive: true });
+      container.addEventListener('focusin', () => makeInteractive());
+    }
   } else {
-    // Its styles are loaded at first only where it is drawn first (index.html's media).
+    // Its styles apply from now on (index.html loads them with `media="not all"`: not blocking).
     const styles = document.querySelector('link[data-maplibre-css]');
     if (styles) styles.media = 'all';
     const module = await (interactiveModule ??= import('./map.mjs'));
@@ -137,7 +145,9 @@ function makeInteractive() {
   upgrading ??= (async () => {
     document.getElementById('map-interactive').disabled = true;
     await layersLoaded.catch(() => {});
+    const hadFocus = document.getElementById('map').contains(document.activeElement);
     choropleth = await createChoropleth('interactive');
+    if (hadFocus) choropleth.map.getCanvas().focus();
     await showIndicator();
     if (state.area !== null) await selectArea(state.area, { zoom: true });
     layersLoaded = loadPointLayers();

@@ -52,7 +52,9 @@ export class StaticChoropleth {
     const scale = WIDTH / ((maxX - minX) * k || 1);
     this.toUser = ([x, y]) => [(x - minX) * k * scale, (maxY - y) * scale];
     const height = Math.max(1, (maxY - minY) * scale);
-    this.svg = svg('svg', { viewBox: `0 0 ${WIDTH} ${height.toFixed(1)}`, class: 'static-map', role: 'img', 'aria-label': `${this.container.getAttribute('aria-label') ?? t('map')}` });
+    // Focusable, as the interactive map's canvas is: the keyboard reaches the map, which then
+    // becomes interactive (arrows move it, + and − zoom).
+    this.svg = svg('svg', { viewBox: `0 0 ${WIDTH} ${height.toFixed(1)}`, class: 'static-map', role: 'img', tabindex: 0, 'aria-label': `${this.container.getAttribute('aria-label') ?? t('map')}` });
     const defs = svg('defs');
     const hatch = svg('pattern', { id: 'static-hatch', width: 10, height: 10, patternUnits: 'userSpaceOnUse', patternTransform: 'rotate(45)' });
     hatch.append(svg('rect', { width: 3, height: 10, fill: '#333', 'fill-opacity': 0.8 }));
