@@ -11,7 +11,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
 use super::config::{ColumnType, PointColumns, Unpivot};
-use crate::connectors::{ConnectorError, RejectedRecord};
+use crate::connectors::{ConnectorError, RejectedRecord, truncate_raw};
 use crate::geometry::points_to_wkb;
 
 fn transform_error(source: &str, message: impl Into<String>) -> ConnectorError {
@@ -79,10 +79,16 @@ pub fn add_point(
     let points: Vec<Result<Option<(f64, f64)>, String>> = if let (Some(lon), Some(lat)) =
         (&point.lon, &point.lat)
     {
-        let lon_text = as_text(source, column(source, &batch, lon, "point.lon")?)?;
-        let lat_text = as_text(source, column(source, &batch, lat, "point.lat")?)?;
-        let lons = as_f64(source, column(source, &batch, lon, "point.lon")?, lon)?;
-        let lats = as_f64(source, column(source, &batch, lat, "point.lat")?, lat)?;
+        let lon_column = column(source, &batch, lon, "point.lon")?;
+        let lat_column = column(source, &batch, lat, "point.lat")?;
+        let (lon_text, lons) = (
+            as_text(source, lon_column)?,
+            as_f64(source, lon_column, lon)?,
+        );
+        let (lat_text, lats) = (
+            as_text(source, lat_column)?,
+            as_f64(source, lat_column, lat)?,
+        );
         (0..batch.num_rows())
             .map(|row| {
                 let given =
@@ -152,7 +158,7 @@ fn as_text(source: &str, array: &ArrayRef) -> Result<StringArray, ConnectorError
         .clone())
 }
 
-/// A row as `column=value` pairs, for a rejected record.
+/// A row as `column=value` pairs, for a rejected record (bounded as every record's `raw`).
 fn row_text(batch: &RecordBatch, row: usize) -> String {
     let schema = batch.schema();
     let text: Vec<String> = schema
@@ -165,9 +171,7 @@ fn row_text(batch: &RecordBatch, row: usize) -> String {
             format!("{}={value}", field.name())
         })
         .collect();
-    let mut text = text.join(", ");
-    text.truncate(text.floor_char_boundary(1024));
-    text
+    truncate_raw(&text.join(", "))
 }
 
 fn within_bounds(lon: f64, lat: f64) -> Result<(f64, f64), String> {
