@@ -134,18 +134,26 @@ impl IntoResponse for ApiError {
         if status.is_server_error() && !matches!(self, ApiError::Unavailable(_)) {
             error!(error = %self, "request failed");
         }
+        // A configuration problem names only the configuration: its detail is sent.
+        if matches!(self, ApiError::Configuration(_)) {
+            return problem_with_detail(status, slug, title, self.to_string());
+        }
         problem(status, slug, title, self.to_string())
     }
 }
 
-/// A problem+json response. The detail of a 5xx is replaced by a generic text (it is logged, never
-/// sent), except a configuration problem's, which names only the configuration.
+/// A problem+json response. The detail of a 5xx is replaced by a generic text: it is logged, never sent.
 pub fn problem(status: StatusCode, slug: &str, title: &str, detail: String) -> Response {
-    let detail = if status.is_server_error() && slug != "configuration" {
+    let detail = if status.is_server_error() {
         "the server could not complete the request; the error has been logged".to_string()
     } else {
         detail
     };
+    problem_with_detail(status, slug, title, detail)
+}
+
+/// A problem+json response with its detail as given.
+fn problem_with_detail(status: StatusCode, slug: &str, title: &str, detail: String) -> Response {
     let body = Problem {
         kind: format!("urn:cruscotto:problem:{slug}"),
         title: title.to_string(),
