@@ -86,11 +86,31 @@ pub struct CityConfig {
     pub attribution: Option<String>,
     #[serde(default)]
     pub attribution_en: Option<String>,
+    /// The body's code in the IPA index (indicepa.gov.it), e.g. "c_a944": the catalogue's
+    /// publisher when `[catalogue]` does not name one.
+    #[serde(default)]
+    pub ipa_code: Option<String>,
+    /// The coat of arms or logo shown before the name in the header: an SVG, PNG, JPEG or WebP
+    /// file relative to `cruscotto.toml`, served at /assets/city-logo.
+    #[serde(default)]
+    pub logo: Option<PathBuf>,
     /// The map's centre (longitude, latitude, WGS84) and zoom before the areas are drawn.
     #[serde(default)]
     pub center: Option<[f64; 2]>,
     #[serde(default)]
     pub zoom: Option<f64>,
+}
+
+/// The content type of a city logo, by its extension.
+pub fn logo_content_type(path: &Path) -> Option<&'static str> {
+    let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+    Some(match extension.as_str() {
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        _ => return None,
+    })
 }
 
 /// The publisher of the DCAT-AP_IT catalogue at `/api/v1/datasets` (and the contact of the API's
@@ -580,7 +600,7 @@ impl Config {
             base_dir
         };
 
-        let service = match read_toml::<ServiceConfig>(path) {
+        let mut service = match read_toml::<ServiceConfig>(path) {
             Ok(service) => service,
             Err(problem) => {
                 return Err(ConfigError {
@@ -588,6 +608,34 @@ impl Config {
                 });
             }
         };
+
+        // The city is the catalogue's publisher unless `[catalogue]` names another body.
+        let city = &service.city;
+        if service.catalogue.publisher.is_none() {
+            service.catalogue.publisher = city.name.clone();
+            if service.catalogue.publisher_ipa.is_none() {
+                service.catalogue.publisher_ipa = city.ipa_code.clone();
+            }
+        }
+        if let Some(logo) = &service.city.logo {
+            let file = resolve(&base_dir, logo);
+            let known = logo_content_type(&file).is_some();
+            if !file.is_file() || !known {
+                problems.push(Problem::new(
+                    path,
+                    Some("city.logo".into()),
+                    format!(
+                        "`{}` {}",
+                        file.display(),
+                        if known {
+                            "does not exist or is not a file"
+                        } else {
+                            "is not an image the pages can show: use .svg, .png, .jpg or .webp"
+                        }
+                    ),
+                ));
+            }
+        }
 
         let connectors = load_connectors(&base_dir.join(&service.connectors_dir), &mut problems);
         for connector in &connectors {

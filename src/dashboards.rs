@@ -308,6 +308,70 @@ impl Dashboard {
         out
     }
 
+    /// Every column the dashboard reads from a saved query: (key naming it, query, column).
+    /// `cruscotto check` looks each one up in the query's planned schema.
+    pub fn column_references(&self) -> Vec<(String, &str, &str)> {
+        let mut out: Vec<(String, &str, &str)> = Vec::new();
+        if let Some(map) = &self.map {
+            let a = &map.areas;
+            let q = a.query.as_str();
+            out.push(("map.areas.id".into(), q, &a.id));
+            out.push(("map.areas.name".into(), q, &a.name));
+            out.push(("map.areas.geometry".into(), q, &a.geometry));
+            if let Some(c) = &a.population {
+                out.push(("map.areas.population".into(), q, c));
+            }
+            if let Some(c) = &a.group_labels {
+                out.push(("map.areas.group_labels".into(), q, c));
+            }
+            for (i, indicator) in map.indicators.iter().enumerate() {
+                let q = indicator.query.as_str();
+                out.push((format!("map.indicators[{i}].value"), q, &indicator.value));
+                // The indicator's rows join the areas on `id`, by default the areas' id column.
+                let id = indicator.id.as_deref().unwrap_or(&a.id);
+                out.push((format!("map.indicators[{i}].id"), q, id));
+                if let Some(city) = &indicator.city {
+                    let key = format!("map.indicators[{i}].city.value");
+                    out.push((key, &city.query, &city.value));
+                }
+            }
+            for (i, layer) in map.points.iter().enumerate() {
+                let q = layer.query.as_str();
+                out.push((format!("map.points[{i}].label"), q, &layer.label));
+                out.push((format!("map.points[{i}].geometry"), q, &layer.geometry));
+            }
+            for (i, series) in map.series.iter().enumerate() {
+                let q = series.query.as_str();
+                out.push((format!("map.series[{i}].id"), q, &series.id));
+                out.push((format!("map.series[{i}].x"), q, &series.x));
+                for y in &series.y {
+                    out.push((format!("map.series[{i}].y"), q, y));
+                }
+            }
+            if let Some(top) = &map.top {
+                out.push(("map.top.value".into(), &top.query, &top.value));
+                let id = top.id.as_deref().unwrap_or(&a.id);
+                out.push(("map.top.id".into(), &top.query, id));
+            }
+        }
+        for (i, panel) in self.panels.iter().enumerate() {
+            let q = panel.query.as_str();
+            if let Some(x) = &panel.x {
+                out.push((format!("panels[{i}].x"), q, x));
+            }
+            for y in &panel.y {
+                out.push((format!("panels[{i}].y"), q, y));
+            }
+            for c in &panel.columns {
+                out.push((format!("panels[{i}].columns"), q, c));
+            }
+            if let Some(sort) = &panel.sort {
+                out.push((format!("panels[{i}].sort"), q, sort.trim_start_matches('-')));
+            }
+        }
+        out
+    }
+
     /// Whether the dashboard reads this saved query (the API serves only those).
     pub fn reads(&self, query: &str) -> bool {
         self.query_references().iter().any(|(_, q)| *q == query)

@@ -4,11 +4,13 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod check;
 pub mod config;
 pub mod connectors;
 pub mod dashboards;
 pub mod datasets;
 pub mod geometry;
+pub mod init;
 pub mod query;
 pub mod results;
 pub mod sdc;

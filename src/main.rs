@@ -62,6 +62,15 @@ enum Command {
     },
     /// Validate the configuration without starting anything; exits 1 on any problem.
     Check,
+    /// Write a first configuration (cruscotto.toml, a connector, saved queries, a dashboard) for
+    /// a folder of data files, inside that folder, and say what could not be decided.
+    Init {
+        /// The folder holding the data files (CSV, JSON, GeoJSON, NDJSON, Parquet).
+        folder: PathBuf,
+        /// The city's name as the pages show it [default: the folder's name].
+        #[arg(long)]
+        city: Option<String>,
+    },
     /// Manage API keys (stored hashed in <data_dir>/keys.json; a running server sees changes at once).
     Keys {
         #[command(subcommand)]
@@ -153,8 +162,15 @@ enum Output {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,datafusion=warn"));
+    // `check` and `init` print their own findings: only warnings are logged beside them.
+    let quiet = matches!(cli.command, Some(Command::Check | Command::Init { .. }));
+    let default_filter = if quiet {
+        "warn"
+    } else {
+        "info,datafusion=warn"
+    };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -178,6 +194,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Serve { listen: None }) {
         Command::Check => Ok(check(&cli.config).await),
+        Command::Init { folder, city } => init(&folder, city.as_deref()).await,
         Command::Keys { action } => {
             let config = Config::load(&cli.config)
                 .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
@@ -255,6 +272,35 @@ fn keys(config: &Config, action: KeysAction) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn init(folder: &std::path::Path, city: Option<&str>) -> anyhow::Result<ExitCode> {
+    let report = cruscotto::init::init(folder, city)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    println!("Tables (connectors/dati.toml):");
+    for table in &report.tables {
+        println!("  {table}");
+    }
+    println!("Written:");
+    for path in &report.written {
+        println!("  {}", path.display());
+    }
+    if !report.skipped.is_empty() {
+        println!("Skipped (not data files): {}", report.skipped.join(", "));
+    }
+    if !report.undecided.is_empty() {
+        println!("Decided on a guess or left to you:");
+        for line in &report.undecided {
+            println!("  - {line}");
+        }
+    }
+    let config = folder.join("cruscotto.toml");
+    println!(
+        "Next: cruscotto --config {0} check, then cruscotto --config {0}",
+        config.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn check(path: &std::path::Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
@@ -268,6 +314,9 @@ async fn check(path: &std::path::Path) -> ExitCode {
                         .await,
                 );
             }
+            // Every saved query planned and every dashboard's and dataset's column looked up,
+            // against the tables' schemas as their sources describe them.
+            against_sources.extend(cruscotto::check::plan_everything(&config).await);
             let (warnings, errors): (Vec<_>, Vec<_>) =
                 against_sources.into_iter().partition(|p| p.warning);
             for warning in config.warnings.iter().chain(&warnings) {

@@ -68,6 +68,84 @@ fn check_reports_every_problem_with_file_and_line_or_key() {
     );
 }
 
+/// What used to pass `check` and break at run time: a saved query selecting a missing column, a
+/// view on a table no connector declares, a dashboard layer naming columns its query does not
+/// return, a function over a column of the wrong type. Each is reported with its file and line,
+/// from the tables' schemas alone (the check stores nothing: no data_dir is created).
+#[test]
+fn check_plans_every_saved_query_and_dashboard_against_the_tables_schemas() {
+    let config = ConfigDir::empty();
+    config.write(
+        "data/aree.geojson",
+        r#"{"type":"FeatureCollection","features":[
+{"type":"Feature","properties":{"codice":"A1","nome":"Centro"},"geometry":{"type":"Polygon","coordinates":[[[11.3,44.5],[11.4,44.5],[11.4,44.6],[11.3,44.5]]]}}]}"#,
+    );
+    config.write("data/censimento.csv", "codice;residenti;nota\nA1;1200;x\n");
+    config.write(
+        "connectors/citta.toml",
+        "kind = \"file\"\n[[table]]\nname = \"aree\"\npath = \"data/aree.geojson\"\n\n[[table]]\nname = \"censimento\"\npath = \"data/censimento.csv\"\ndelimiter = \";\"\n",
+    );
+    config.write(
+        "queries/aree_mappa.sql",
+        "-- title: Aree\nSELECT codice, nome, geometry\nFROM citta.aree\n",
+    );
+    config.write(
+        "queries/residenti.sql",
+        "-- title: Residenti\nSELECT\n  c.codice,\n  c.abitanti\nFROM citta.censimento AS c\n",
+    );
+    config.write(
+        "queries/vecchia_vista.sql",
+        "-- title: Vecchia\nSELECT *\n-- a comment naming citta.sezioni\nFROM citta.sezioni\n",
+    );
+    config.write(
+        "queries/somma_note.sql",
+        "-- title: Somma\nSELECT codice,\n  sum(nota) AS totale\nFROM citta.censimento\nGROUP BY codice\n",
+    );
+    config.write(
+        "dashboards/mappa.toml",
+        "title = \"Mappa\"\n\n[map.areas]\nquery = \"aree_mappa\"\nid = \"codice\"\nname = \"denominazione\"\n\n[[map.indicators]]\nquery = \"aree_mappa\"\nvalue = \"superficie\"\n",
+    );
+
+    let (code, _, stderr) = config.run(&["check"]);
+    assert_eq!(code, 1, "{stderr}");
+    let expected = [
+        "queries/residenti.sql: line 4: ",
+        "queries/vecchia_vista.sql: line 4: ",
+        "queries/somma_note.sql: line 3: ",
+        "dashboards/mappa.toml: line 6 (map.areas.name): `denominazione` is not a column of the saved query `aree_mappa`; its columns are: codice, nome, geometry",
+        "dashboards/mappa.toml: line 10 (map.indicators[0].value): `superficie` is not a column",
+    ];
+    for line in expected {
+        assert!(stderr.contains(line), "missing `{line}` in:\n{stderr}");
+    }
+    assert!(stderr.contains("abitanti"), "{stderr}");
+    assert!(stderr.contains("citta.sezioni"), "{stderr}");
+    assert!(
+        stderr.contains("sum(nota: Utf8)") || stderr.contains("sum(Utf8)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("5 error(s) found"), "{stderr}");
+    assert!(!config.path().join("var").exists(), "check stored data");
+
+    // Fixed, the same configuration passes.
+    config.write(
+        "queries/residenti.sql",
+        "-- title: Residenti\nSELECT codice, residenti FROM citta.censimento\n",
+    );
+    std::fs::remove_file(config.path().join("queries/vecchia_vista.sql")).unwrap();
+    std::fs::remove_file(config.path().join("queries/somma_note.sql")).unwrap();
+    config.write(
+        "dashboards/mappa.toml",
+        "title = \"Mappa\"\n\n[map.areas]\nquery = \"aree_mappa\"\nid = \"codice\"\nname = \"nome\"\n\n[[map.indicators]]\nquery = \"residenti\"\nvalue = \"residenti\"\n",
+    );
+    let (code, stdout, stderr) = config.run(&["check"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("ok (1 connectors, 2 tables, 2 saved queries, 1 dashboards)"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn query_prints_a_table_from_the_terminal() {
     let config = ConfigDir::demo();

@@ -63,9 +63,10 @@ impl ApiError {
                 QueryError::Refused(_) | QueryError::Invalid(_) => StatusCode::BAD_REQUEST,
                 QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
                 QueryError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                QueryError::Timeout(_) | QueryError::Memory { .. } | QueryError::Rows(_) => {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                }
+                QueryError::Timeout(_)
+                | QueryError::Memory { .. }
+                | QueryError::Rows(_)
+                | QueryError::Engine(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -101,6 +102,9 @@ impl ApiError {
                 QueryError::Timeout(_) => ("time-limit", "Query time limit exceeded"),
                 QueryError::Memory { .. } => ("memory-limit", "Query memory limit exceeded"),
                 QueryError::Rows(_) => ("row-limit", "Query row limit exceeded"),
+                QueryError::Engine(_) => {
+                    ("engine-error", "The query engine could not run this query")
+                }
                 QueryError::Internal(_) => ("internal", "Internal error"),
             },
             ApiError::BadRequest(_) => ("bad-request", "Bad request"),

@@ -48,7 +48,10 @@ impl AppState {
             .store
             .schema_provider("system")
             .register_table("audit".to_string(), access.audit.table());
-        let pages = Arc::new(web::Pages::new(&service.config.service.city));
+        let pages = Arc::new(web::Pages::new(
+            &service.config.service.city,
+            &service.config.base_dir,
+        ));
         Self {
             service,
             access,

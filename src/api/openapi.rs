@@ -53,6 +53,9 @@ async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
     let mut document = DOCUMENT.get_or_init(super::openapi).clone();
     document["info"]["contact"] = contact(&state.service.config.service.catalogue);
+    if let Some(city) = state.service.config.service.city.name.as_deref() {
+        document["info"]["title"] = Value::from(format!("cruscotto — {city}"));
+    }
     let body = serde_json::to_vec(&document).expect("the OpenAPI document serialises");
     ([(header::CONTENT_TYPE, "application/json")], body)
 }

@@ -60,7 +60,8 @@ pub struct Pages {
 }
 
 impl Pages {
-    pub fn new(city: &CityConfig) -> Self {
+    /// The pages for `city`; its logo is read from `base_dir` (the configuration's folder).
+    pub fn new(city: &CityConfig, base_dir: &std::path::Path) -> Self {
         let name = city.name.as_deref().unwrap_or_default();
         let title = if name.is_empty() {
             "cruscotto".to_string()
@@ -101,7 +102,26 @@ impl Pages {
                 escape(city.attribution.as_deref().unwrap_or_default()),
             ),
             ("{{city}}", script),
+            ("{{logo}}", String::new()),
         ];
+        let logo = city.logo.as_ref().and_then(|file| {
+            let path = crate::config::resolve(base_dir, file);
+            let content_type = crate::config::logo_content_type(&path)?;
+            match std::fs::read(&path) {
+                Ok(bytes) => Some(render("/assets/city-logo", content_type, bytes)),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot read the city logo");
+                    None
+                }
+            }
+        });
+        let mut values = values;
+        if logo.is_some() {
+            values[5].1 = format!(
+                "<img class=\"city-logo\" src=\"/assets/city-logo\" alt=\"{}\" width=\"48\" height=\"48\">",
+                escape(name)
+            );
+        }
         let pages = ["/", "/assets/sql.html"]
             .into_iter()
             .filter_map(|path| ASSETS.iter().find(|a| a.path == path))
@@ -112,6 +132,7 @@ impl Pages {
                 }
                 render(template.path, template.content_type, text.into_bytes())
             })
+            .chain(logo)
             .collect();
         Self { pages }
     }
@@ -211,7 +232,7 @@ mod tests {
             attribution: Some("Dati: Comune di Prova (CC BY 4.0)".into()),
             ..Default::default()
         };
-        let pages = Pages::new(&city);
+        let pages = Pages::new(&city, std::path::Path::new("."));
         for path in ["/", "/assets/sql.html"] {
             let page = String::from_utf8_lossy(pages.get(path).unwrap().body).into_owned();
             assert!(
@@ -224,9 +245,35 @@ mod tests {
         let index = String::from_utf8_lossy(pages.get("/").unwrap().body).into_owned();
         assert!(index.contains("Comune di Prova &amp; Co · servizi"));
         assert!(index.contains("Dati: Comune di Prova (CC BY 4.0)"));
-        let bare = Pages::new(&CityConfig::default());
+        let bare = Pages::new(&CityConfig::default(), std::path::Path::new("."));
         let index = String::from_utf8_lossy(bare.get("/").unwrap().body).into_owned();
         assert!(index.contains("<title>cruscotto</title>"));
+    }
+
+    #[test]
+    fn the_city_logo_is_served_and_shown_in_the_header() {
+        let dir = std::env::temp_dir().join(format!("cruscotto-logo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let svg = b"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 10 10'><rect width='10' height='10'/></svg>";
+        std::fs::write(dir.join("stemma.svg"), svg).unwrap();
+        let city = CityConfig {
+            name: Some("Comune di Prova".into()),
+            logo: Some("stemma.svg".into()),
+            ..Default::default()
+        };
+        let pages = Pages::new(&city, &dir);
+        let logo = pages.get("/assets/city-logo").expect("the logo is served");
+        assert_eq!(logo.body, svg);
+        assert_eq!(logo.content_type, "image/svg+xml");
+        let index = String::from_utf8_lossy(pages.get("/").unwrap().body).into_owned();
+        assert!(index.contains(
+            "<img class=\"city-logo\" src=\"/assets/city-logo\" alt=\"Comune di Prova\""
+        ));
+        let bare = Pages::new(&CityConfig::default(), &dir);
+        assert!(bare.get("/assets/city-logo").is_none());
+        let index = String::from_utf8_lossy(bare.get("/").unwrap().body).into_owned();
+        assert!(!index.contains("city-logo"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -134,6 +134,41 @@ impl ConnectorConfig {
         matches!(self, ConnectorConfig::Mqtt(_))
     }
 
+    /// Each table's schema as a load would make it, with nothing stored: a Parquet file's footer,
+    /// a text file read and typed, a database's description of the prepared query, an HTTP
+    /// source's first pull. `None` for streams, whose tables the store declares itself.
+    /// `cruscotto check` plans the saved queries and dashboards against these.
+    pub async fn describe(
+        &self,
+        base_dir: &Path,
+        scratch: &Path,
+    ) -> Option<Vec<(String, Result<arrow::datatypes::SchemaRef, String>)>> {
+        Some(match self {
+            ConnectorConfig::File(config) => {
+                let mut out = Vec::with_capacity(config.tables.len());
+                for table in &config.tables {
+                    let schema = file::describe_table(table, base_dir, scratch)
+                        .await
+                        .map_err(|e| e.to_string());
+                    out.push((table.name.clone(), schema));
+                }
+                out
+            }
+            ConnectorConfig::Postgres(config) => postgres::describe_tables(config, base_dir).await,
+            ConnectorConfig::Http(_) => {
+                let loads = self.build(base_dir).load(&LoadState::default()).await;
+                loads
+                    .into_iter()
+                    .map(|load| {
+                        let schema = load.result.map(|t| t.schema).map_err(|e| e.to_string());
+                        (load.table, schema)
+                    })
+                    .collect()
+            }
+            ConnectorConfig::Mqtt(_) => return None,
+        })
+    }
+
     /// Checks that need the source itself (a database connection); `cruscotto check` runs them.
     pub async fn check_source(&self, file: &Path, base_dir: &Path) -> Vec<Problem> {
         match self {

@@ -4,6 +4,7 @@
 
 mod bounded;
 mod concat;
+mod engine_error;
 pub mod geo;
 pub mod guard;
 mod runtime;
@@ -54,22 +55,44 @@ pub enum QueryError {
     Memory { limit: String, detail: String },
     #[error("the result has more than {0} rows, the row limit; aggregate, filter or add LIMIT")]
     Rows(usize),
+    /// DataFusion failed on the query itself (its "internal" errors): the text names the query's
+    /// function calls and their argument types instead of DataFusion's own wording.
+    #[error("{0}")]
+    Engine(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl QueryError {
-    fn from_datafusion(error: DataFusionError, limits: &QueryLimits) -> Self {
+    fn from_datafusion(
+        error: DataFusionError,
+        limits: &QueryLimits,
+        plan: Option<&datafusion::logical_expr::LogicalPlan>,
+    ) -> Self {
         match error.find_root() {
             DataFusionError::ResourcesExhausted(detail) => QueryError::Memory {
                 limit: limits.memory_limit.to_string(),
                 detail: detail.clone(),
             },
-            DataFusionError::Internal(_)
-            | DataFusionError::IoError(_)
-            | DataFusionError::ObjectStore(_) => QueryError::Internal(error.to_string()),
+            DataFusionError::Internal(message) => {
+                warn!(error = %error, "the query engine failed on a query");
+                QueryError::Engine(engine_error::explain(message, plan))
+            }
+            DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => {
+                QueryError::Internal(error.to_string())
+            }
             _ => QueryError::Invalid(shorten_signature_error(error.strip_backtrace())),
         }
+    }
+}
+
+/// A planning error as a user reads it: DataFusion's wording shortened, and a call with argument
+/// types no signature takes named as the SQL writes it.
+pub fn planning_message(error: DataFusionError, sql: &str) -> String {
+    let message = shorten_signature_error(error.strip_backtrace());
+    match engine_error::name_the_call(&message, sql) {
+        Some(call) => format!("{message} In this query, {call}."),
+        None => message,
     }
 }
 
@@ -345,7 +368,7 @@ impl QueryEngine {
         )
         .await
         .map_err(|e| format!("planning failed: {e}"))?
-        .map_err(|e| e.strip_backtrace())?;
+        .map_err(|e| planning_message(e, &query.sql))?;
         Ok(Arc::new(datafusion::catalog::view::ViewTable::new(
             plan,
             Some(query.sql.clone()),
@@ -518,7 +541,14 @@ impl QueryEngine {
         statement: DFStatement,
     ) -> Result<QueryResult, QueryError> {
         let limits = &self.limits;
-        let failed = |e: DataFusionError| QueryError::from_datafusion(e, limits);
+        let sql = statement.to_string();
+        let failed = |e: DataFusionError| match QueryError::from_datafusion(e, limits, None) {
+            QueryError::Invalid(message) => match engine_error::name_the_call(&message, &sql) {
+                Some(call) => QueryError::Invalid(format!("{message} In this query, {call}.")),
+                None => QueryError::Invalid(message),
+            },
+            other => other,
+        };
         let waiting = self.running.wait();
         let _permit = self
             .permits
@@ -535,6 +565,8 @@ impl QueryEngine {
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(failed)?;
+        // From here an engine error can name the plan's function calls and their types.
+        let failed = |e: DataFusionError| QueryError::from_datafusion(e, limits, Some(&plan));
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         let physical = state.create_physical_plan(&plan).await.map_err(failed)?;
         let task = Arc::new(TaskContext::from(&state).with_runtime(self.runtime_for_query()?));

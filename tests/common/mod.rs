@@ -133,11 +133,21 @@ pub struct Server {
 
 impl Server {
     pub fn start(config: &ConfigDir) -> Self {
+        Self::start_config_file_with_env(&config.config_file(), &[])
+    }
+
+    /// Start the binary on a configuration file anywhere (e.g. one `cruscotto init` wrote).
+    pub fn start_config_file(config: &Path) -> Self {
+        Self::start_config_file_with_env(config, &[])
+    }
+
+    fn start_config_file_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BINARY)
             .arg("--config")
-            .arg(config.config_file())
+            .arg(config)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -243,31 +253,7 @@ impl Server {
     /// `start`, with extra environment variables for the binary (e.g. secrets that connector
     /// files reference as `${VAR}`).
     pub fn start_with_env(config: &ConfigDir, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BINARY)
-            .arg("--config")
-            .arg(config.config_file())
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the binary starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(url) = line.strip_prefix("cruscotto listening on ") {
-                        break url.trim().to_string();
-                    }
-                }
-                _ => panic!("the server exited before listening"),
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        let client = http_client();
-        Self { child, url, client }
+        Self::start_config_file_with_env(&config.config_file(), env)
     }
 }
 

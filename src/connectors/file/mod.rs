@@ -102,22 +102,77 @@ pub async fn load_table(
         let path = path.clone();
         tokio::task::spawn_blocking(move || read_file(&table, &path))
     };
-    let (mut batch, mut rejected) = reading.await.map_err(|e| ConnectorError::Parse {
+    let (batch, mut rejected) = reading.await.map_err(|e| ConnectorError::Parse {
         path: path.clone(),
         message: format!("reader task failed: {e}"),
     })??;
+    let (batch, refused) = reshaped(&table, &source, batch).await?;
+    rejected.extend(refused);
+    Ok(LoadedTable::replace(batch.schema(), vec![batch], rejected))
+}
+
+/// The declared reshaping of a read table: point geometry, unpivot, filter.
+async fn reshaped(
+    table: &FileTableConfig,
+    source: &str,
+    mut batch: RecordBatch,
+) -> Result<(RecordBatch, Vec<RejectedRecord>), ConnectorError> {
+    let mut rejected = Vec::new();
     if let Some(point) = &table.point {
-        let (with_points, refused) = reshape::add_point(&source, batch, point)?;
+        let (with_points, refused) = reshape::add_point(source, batch, point)?;
         batch = with_points;
-        rejected.extend(refused);
+        rejected = refused;
     }
     if let Some(spec) = &table.unpivot {
-        batch = reshape::unpivot(&source, batch, spec)?;
+        batch = reshape::unpivot(source, batch, spec)?;
     }
     if let Some(predicate) = &table.filter {
-        batch = reshape::filter(&source, batch, predicate).await?;
+        batch = reshape::filter(source, batch, predicate).await?;
     }
-    Ok(LoadedTable::replace(batch.schema(), vec![batch], rejected))
+    Ok((batch, rejected))
+}
+
+/// The table's schema as a load would make it, for `cruscotto check`: a Parquet file from its
+/// footer alone; a text file is read and typed (its types are inferred from its values) but
+/// nothing is stored. A simulated table whose file is not there yet is described from a small
+/// simulation in `scratch`.
+pub async fn describe_table(
+    table: &FileTableConfig,
+    base_dir: &Path,
+    scratch: &Path,
+) -> Result<arrow::datatypes::SchemaRef, ConnectorError> {
+    let mut path = resolve(base_dir, &table.path);
+    if let Some(simulate) = table.simulate.as_ref().filter(|_| !path.exists()) {
+        let mut small = table.clone();
+        let mut options = simulate.clone();
+        options.events = options.events.min(1_000);
+        small.simulate = Some(options);
+        path = scratch.join(format!("{}.{}", table.name, extension_of(&table.path)));
+        simulate_if_missing(&small, &path, base_dir).await?;
+    }
+    if table.format() == Some(FileFormat::Parquet) {
+        let file = std::fs::File::open(&path).map_err(|source| ConnectorError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| ConnectorError::Parse {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        let empty = RecordBatch::new_empty(builder.schema().clone());
+        let batch = cast_declared(&path, table, renamed(table, &path, empty)?)?;
+        let source = path.display().to_string();
+        return Ok(reshaped(table, &source, batch).await?.0.schema());
+    }
+    Ok(load_table(table.clone(), path).await?.schema)
+}
+
+fn extension_of(path: &Path) -> String {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("csv")
+        .to_string()
 }
 
 /// The final name of a column: normalised, then renamed.
@@ -290,7 +345,17 @@ fn read_parquet(table: &FileTableConfig, path: &Path) -> Result<RecordBatch, Con
         .collect::<Result<_, _>>()
         .map_err(|e| parse(e.to_string()))?;
     let batch = concat_batches(&schema, &batches).map_err(|e| parse(e.to_string()))?;
-    let fields: Vec<Field> = schema
+    cast_declared(path, table, renamed(table, path, batch)?)
+}
+
+/// A Parquet file's columns under their normalised (and renamed) names.
+fn renamed(
+    table: &FileTableConfig,
+    path: &Path,
+    batch: RecordBatch,
+) -> Result<RecordBatch, ConnectorError> {
+    let fields: Vec<Field> = batch
+        .schema()
         .fields()
         .iter()
         .enumerate()
@@ -300,10 +365,12 @@ fn read_parquet(table: &FileTableConfig, path: &Path) -> Result<RecordBatch, Con
                 .with_name(column_name(table, f.name(), i + 1))
         })
         .collect();
-    let batch = RecordBatch::try_new(
+    RecordBatch::try_new(
         std::sync::Arc::new(Schema::new(fields)),
         batch.columns().to_vec(),
     )
-    .map_err(|e| parse(e.to_string()))?;
-    cast_declared(path, table, batch)
+    .map_err(|e| ConnectorError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }

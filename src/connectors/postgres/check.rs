@@ -140,3 +140,39 @@ pub async fn check_source(
     }
     problems
 }
+
+/// The schema of each table as a load would make it, from the database's own description of the
+/// prepared query (nothing is run): `cruscotto check` plans the saved queries against them.
+pub async fn describe_tables(
+    config: &PostgresConnectorConfig,
+    base_dir: &Path,
+) -> Vec<(String, Result<arrow::datatypes::SchemaRef, String>)> {
+    let mut quick = config.clone();
+    quick.connect_timeout = config.connect_timeout.min(CHECK_CONNECT_TIMEOUT);
+    quick.pool_size = 1;
+    let unknown = |reason: String| {
+        config
+            .tables
+            .iter()
+            .map(|t| (t.name.clone(), Err(reason.clone())))
+            .collect()
+    };
+    let pool = match connect::pool(&quick, base_dir) {
+        Ok(pool) => pool,
+        Err(reason) => return unknown(reason),
+    };
+    let client = match pool.get().await {
+        Ok(client) => client,
+        Err(e) => return unknown(format!("cannot connect: {}", describe_pool(&e))),
+    };
+    let mut out = Vec::with_capacity(config.tables.len());
+    for table in &config.tables {
+        let schema = match client.prepare(user_query(&table.query)).await {
+            Ok(statement) => columns(&statement)
+                .map(|(names, kinds)| super::types::BatchBuilder::new(&names, &kinds, 0).schema()),
+            Err(e) => Err(describe(&e, Some(user_query(&table.query)))),
+        };
+        out.push((table.name.clone(), schema));
+    }
+    out
+}

@@ -11,7 +11,7 @@ mod load;
 mod privacy;
 mod types;
 
-pub use check::check_source;
+pub use check::{check_source, describe_tables};
 pub use config::{PostgresConnectorConfig, PostgresTableConfig, TlsMode, is_identifying};
 pub use connect::redacted_url;
 pub use load::PostgresConnector;
