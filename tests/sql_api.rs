@@ -292,6 +292,16 @@ fn invalid_sql_carries_datafusions_message() {
     assert!(body["detail"].as_str().unwrap().contains("SELEC"), "{body}");
     let (status, _) = problem(server.sql("SELECT 1; SELECT 2"));
     assert_eq!(status, 400);
+    // A function over a column of a type it does not take: the call and the type are named, not
+    // DataFusion's "Internal error … likely caused by a bug" with every signature of `sum`.
+    let (status, body) = problem(server.sql("SELECT sum(name) FROM demo.t"));
+    assert_eq!(status, 400);
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("the call `sum(name)` passes Utf8; text (Utf8) holding numbers needs `CAST(column AS DOUBLE)`"),
+        "{detail}"
+    );
+    assert!(!detail.contains("bug in DataFusion") && !detail.contains("Candidate functions"), "{detail}");
     // Malformed JSON body: same problem shape.
     let response = server
         .client

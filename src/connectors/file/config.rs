@@ -80,11 +80,11 @@ pub enum ColumnType {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PointColumns {
-    /// Column with the longitude (WGS84).
-    #[serde(default)]
+    /// Column with the longitude (WGS84), or the easting in a projected system: `x` says so.
+    #[serde(default, alias = "x")]
     pub lon: Option<String>,
-    /// Column with the latitude (WGS84).
-    #[serde(default)]
+    /// Column with the latitude (WGS84), or the northing in a projected system: `y` says so.
+    #[serde(default, alias = "y")]
     pub lat: Option<String>,
     /// Or one column holding "lat, lon" (as Bologna's open data writes `Geo Point`).
     #[serde(default)]

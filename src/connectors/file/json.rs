@@ -1,5 +1,6 @@
 //! JSON documents, NDJSON and GeoJSON: objects become rows through arrow-json (schema inferred
-//! from every object), GeoJSON features add their geometry as a WKB column.
+//! from every object), GeoJSON features add their geometry as a WKB column, reprojected to WGS84
+//! when the source is in another system.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use arrow::record_batch::RecordBatch;
 use serde_json::{Map, Value};
 
 use crate::connectors::{ConnectorError, RejectedRecord, truncate_raw};
-use crate::geometry::{geo_to_wkb, wkb_field};
+use crate::geometry::{Epsg, Reprojection, WGS84, geo_to_wkb, wkb_field};
 
 type Object = Map<String, Value>;
 
@@ -85,18 +86,38 @@ pub fn read_ndjson(path: &Path, text: &str) -> (Vec<Object>, Vec<RejectedRecord>
     (objects, rejected)
 }
 
-/// GeoJSON features: their properties, plus the geometry as WKB in `geometry_column`.
+/// GeoJSON features: their properties, plus the geometry as WKB in `geometry_column`, in WGS84.
+/// A file declaring another system in its `crs` member (GeoJSON 2008, as QGIS and ogr2ogr still
+/// write it) is reprojected; see `read_geojson_in`.
 pub fn read_geojson(
     path: &Path,
     text: &str,
     geometry_column: &str,
 ) -> Result<(Vec<Object>, ArrayRef, Vec<RejectedRecord>), ConnectorError> {
+    read_geojson_in(path, text, geometry_column, None)
+}
+
+/// `read_geojson` for a source whose coordinates are in `declared` (the table's `crs`), or in the
+/// system the file's `crs` member names, or else WGS84. The geometries are reprojected to WGS84;
+/// a feature with a coordinate that does not transform, or lands outside the system's extent, is
+/// rejected with the reason.
+pub fn read_geojson_in(
+    path: &Path,
+    text: &str,
+    geometry_column: &str,
+    declared: Option<&'static Epsg>,
+) -> Result<(Vec<Object>, ArrayRef, Vec<RejectedRecord>), ConnectorError> {
     let geojson: geojson::GeoJson = text
         .parse()
         .map_err(|e| parse_error(path, format!("invalid GeoJSON: {e}")))?;
-    let features = match geojson {
-        geojson::GeoJson::FeatureCollection(collection) => collection.features,
-        geojson::GeoJson::Feature(feature) => vec![feature],
+    let (features, members) = match geojson {
+        geojson::GeoJson::FeatureCollection(collection) => {
+            (collection.features, collection.foreign_members)
+        }
+        geojson::GeoJson::Feature(feature) => {
+            let members = feature.foreign_members.clone();
+            (vec![feature], members)
+        }
         geojson::GeoJson::Geometry(_) => {
             return Err(parse_error(
                 path,
@@ -104,6 +125,8 @@ pub fn read_geojson(
             ));
         }
     };
+    let crs = source_crs(path, members.as_ref(), declared)?;
+    let reprojection = (!crs.is_geographic()).then(|| Reprojection::for_loading(crs));
     let mut objects = Vec::with_capacity(features.len());
     let mut geometries = BinaryBuilder::new();
     let mut rejected = Vec::new();
@@ -112,6 +135,10 @@ pub fn read_geojson(
             None => Ok(None),
             Some(geometry) => geo_types::Geometry::<f64>::try_from(&geometry.value)
                 .map_err(|e| e.to_string())
+                .and_then(|g| match &reprojection {
+                    Some(reprojection) => reprojection.geometry(&g),
+                    None => Ok(g),
+                })
                 .and_then(|g| geo_to_wkb(&g))
                 .map(Some),
         };
@@ -136,6 +163,35 @@ pub fn read_geojson(
         ));
     }
     Ok((objects, Arc::new(geometries.finish()), rejected))
+}
+
+/// The system of a GeoJSON source: the declared one, else the file's `crs` member
+/// (`{"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3003"}}`), else WGS84. A file
+/// and a declaration that disagree are an error, as is a member naming an unknown system.
+fn source_crs(
+    path: &Path,
+    members: Option<&Object>,
+    declared: Option<&'static Epsg>,
+) -> Result<&'static Epsg, ConnectorError> {
+    let member = members
+        .and_then(|m| m.get("crs"))
+        .and_then(|crs| crs.pointer("/properties/name"))
+        .and_then(Value::as_str);
+    let in_file = match member {
+        None => None,
+        Some(name) => Some(
+            Epsg::parse(name)
+                .map_err(|why| parse_error(path, format!("the file's `crs` member: {why}")))?,
+        ),
+    };
+    match (declared, in_file) {
+        (Some(declared), Some(in_file)) if declared != in_file => Err(parse_error(
+            path,
+            format!("the table's `crs` is {declared} but the file declares {in_file}"),
+        )),
+        (Some(crs), _) | (None, Some(crs)) => Ok(crs),
+        (None, None) => Ok(WGS84),
+    }
 }
 
 /// Objects to one record batch. Keys are renamed first (`rename` maps a key to its column name),
@@ -189,4 +245,93 @@ pub fn with_geometry(
         arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
         .map_err(|e| parse_error(path, e.to_string()))
+}
+
+#[cfg(test)]
+mod geojson_crs_tests {
+    use super::*;
+    use crate::geometry::wkb_to_geo;
+    use arrow::array::{Array, BinaryArray};
+
+    /// Piazza Maggiore in EPSG:3003, from PROJ 9.1.1:
+    /// `echo 44.4939 11.3426 | cs2cs -d 4 EPSG:4326 EPSG:3003` → 1686282.6404 4929418.1426.
+    const GAUSS_BOAGA: &str = r#"{
+        "type": "FeatureCollection",
+        "crs": { "type": "name", "properties": { "name": "urn:ogc:def:crs:EPSG::3003" } },
+        "features": [
+            { "type": "Feature", "properties": { "nome": "Piazza Maggiore" },
+              "geometry": { "type": "Point", "coordinates": [1686282.6404, 4929418.1426] } },
+            { "type": "Feature", "properties": { "nome": "assi scambiati" },
+              "geometry": { "type": "Point", "coordinates": [4929418.1426, 1686282.6404] } }
+        ]
+    }"#;
+
+    fn lon_lat(geometries: &ArrayRef, row: usize) -> (f64, f64) {
+        let wkb = geometries.as_any().downcast_ref::<BinaryArray>().unwrap();
+        match wkb_to_geo(wkb.value(row)).unwrap() {
+            geo_types::Geometry::Point(p) => (p.x(), p.y()),
+            other => panic!("not a point: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_file_in_gauss_boaga_is_reprojected_and_its_swapped_point_rejected() {
+        let (objects, geometries, rejected) =
+            read_geojson(Path::new("t.geojson"), GAUSS_BOAGA, "geometry").unwrap();
+        assert_eq!(objects.len(), 1);
+        assert_eq!(geometries.len(), 1);
+        let (lon, lat) = lon_lat(&geometries, 0);
+        // 1e-6° is about 10 cm.
+        assert!(
+            (lon - 11.3426).abs() < 1e-6 && (lat - 44.4939).abs() < 1e-6,
+            "{lon} {lat}"
+        );
+        assert_eq!(rejected.len(), 1);
+        assert!(
+            rejected[0].reason.starts_with("feature 2: "),
+            "{}",
+            rejected[0].reason
+        );
+        assert!(
+            rejected[0].reason.contains("EPSG:3003"),
+            "{}",
+            rejected[0].reason
+        );
+        assert!(
+            rejected[0].raw.contains("assi scambiati"),
+            "{}",
+            rejected[0].raw
+        );
+    }
+
+    #[test]
+    fn a_declared_system_applies_and_must_agree_with_the_file() {
+        let utm = r#"{ "type": "FeatureCollection", "features": [
+            { "type": "Feature", "properties": {},
+              "geometry": { "type": "Point", "coordinates": [686251.8399, 4929400.8223] } } ] }"#;
+        let crs = Epsg::from_code(32632).unwrap();
+        let (_, geometries, rejected) =
+            read_geojson_in(Path::new("t.geojson"), utm, "geometry", Some(crs)).unwrap();
+        assert!(rejected.is_empty());
+        let (lon, lat) = lon_lat(&geometries, 0);
+        assert!(
+            (lon - 11.3426).abs() < 1e-7 && (lat - 44.4939).abs() < 1e-7,
+            "{lon} {lat}"
+        );
+
+        let disagreeing =
+            read_geojson_in(Path::new("t.geojson"), GAUSS_BOAGA, "geometry", Some(crs));
+        let Err(error) = disagreeing else {
+            panic!("a file in 3003 read as 32632 loaded")
+        };
+        assert!(error.to_string().contains("declares EPSG:3003"), "{error}");
+        let unknown = GAUSS_BOAGA.replace("EPSG::3003", "EPSG::3857");
+        let Err(error) = read_geojson(Path::new("t.geojson"), &unknown, "geometry") else {
+            panic!("a file in an unknown system loaded")
+        };
+        assert!(
+            error.to_string().contains("EPSG:3857 is not supported"),
+            "{error}"
+        );
+    }
 }

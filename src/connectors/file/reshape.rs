@@ -1,5 +1,5 @@
-//! Declared transformations applied after reading: point geometry from coordinate columns,
-//! unpivot of wide tables, and a row filter written in SQL.
+//! Declared transformations applied after reading: point geometry from coordinate columns (in
+//! WGS84 or reprojected to it), unpivot of wide tables, and a row filter written in SQL.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use datafusion::prelude::SessionContext;
 
 use super::config::{ColumnType, PointColumns, Unpivot};
 use crate::connectors::{ConnectorError, RejectedRecord, truncate_raw};
-use crate::geometry::points_to_wkb;
+use crate::geometry::{Epsg, Reprojection, WGS84, points_to_wkb};
 
 fn transform_error(source: &str, message: impl Into<String>) -> ConnectorError {
     ConnectorError::Transform {
@@ -61,6 +61,24 @@ pub fn add_point(
     batch: RecordBatch,
     point: &PointColumns,
 ) -> Result<(RecordBatch, Vec<RejectedRecord>), ConnectorError> {
+    add_point_in(source, batch, point, WGS84)
+}
+
+/// `add_point` for coordinates in `crs`. In a projected system `lon`/`lat` (or `x`/`y`) name the
+/// easting and northing columns, and "lat, lon" text reads as "northing, easting"; the point is
+/// reprojected to WGS84, and a row whose coordinate does not transform or lands outside the
+/// system's extent is rejected with the reason.
+pub fn add_point_in(
+    source: &str,
+    batch: RecordBatch,
+    point: &PointColumns,
+    crs: &'static Epsg,
+) -> Result<(RecordBatch, Vec<RejectedRecord>), ConnectorError> {
+    let reprojection = (!crs.is_geographic()).then(|| Reprojection::for_loading(crs));
+    let place = |x: f64, y: f64| match &reprojection {
+        Some(reprojection) => reprojection.point(x, y),
+        None => within_bounds(x, y),
+    };
     if batch
         .schema()
         .fields()
@@ -106,7 +124,7 @@ pub fn add_point(
                     number(&lons, &lon_text, lon)?,
                     number(&lats, &lat_text, lat)?,
                 ) {
-                    (Some(x), Some(y)) => within_bounds(x, y).map(Some),
+                    (Some(x), Some(y)) => place(x, y).map(Some),
                     (None, None) => Ok(None),
                     _ => Err(format!("`{lon}` and `{lat}`: only one of the two is given")),
                 }
@@ -119,7 +137,7 @@ pub fn add_point(
             .map(|cell| match cell.map(str::trim).filter(|c| !c.is_empty()) {
                 None => Ok(None),
                 Some(cell) => parse_lat_lon(cell)
-                    .and_then(|(x, y)| within_bounds(x, y))
+                    .and_then(|(x, y)| place(x, y))
                     .map(Some)
                     .map_err(|why| format!("`{name}`: {cell:?} {why}")),
             })
@@ -473,4 +491,59 @@ pub async fn filter(
         .collect::<Result<_, _>>()
         .map_err(|e| transform_error(source, e.to_string()))?;
     concat_batches(&schema, &batches).map_err(|e| transform_error(source, e.to_string()))
+}
+
+#[cfg(test)]
+mod reprojection_tests {
+    use super::*;
+    use crate::geometry::wkb_to_geo;
+    use arrow::array::BinaryArray;
+
+    /// Piazza Maggiore, at 686251.8399 4929400.8223 in EPSG:32632 (PROJ 9.1.1:
+    /// `echo 44.4939 11.3426 | cs2cs -d 4 EPSG:4326 EPSG:32632`).
+    const BOLOGNA: (f64, f64) = (11.3426, 44.4939);
+
+    fn lon_lat(geometry: &ArrayRef, row: usize) -> (f64, f64) {
+        let wkb = geometry.as_any().downcast_ref::<BinaryArray>().unwrap();
+        match wkb_to_geo(wkb.value(row)).unwrap() {
+            geo_types::Geometry::Point(p) => (p.x(), p.y()),
+            other => panic!("not a point: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn easting_and_northing_columns_become_wgs84_points_and_swapped_ones_are_rejected() {
+        let rows = RecordBatch::try_from_iter(vec![
+            (
+                "est",
+                Arc::new(StringArray::from(vec!["686251.8399", "4929400.8223"])) as ArrayRef,
+            ),
+            (
+                "nord",
+                Arc::new(StringArray::from(vec!["4929400.8223", "686251.8399"])),
+            ),
+        ])
+        .unwrap();
+        let point: PointColumns = toml::from_str("x = \"est\"\ny = \"nord\"").unwrap();
+        let crs = Epsg::from_code(32632).unwrap();
+        let (loaded, rejected) = add_point_in("t.csv", rows, &point, crs).unwrap();
+        assert_eq!(loaded.num_rows(), 1);
+        let (lon, lat) = lon_lat(loaded.column_by_name("geometry").unwrap(), 0);
+        // 1e-7° is about a centimetre.
+        assert!(
+            (lon - BOLOGNA.0).abs() < 1e-7 && (lat - BOLOGNA.1).abs() < 1e-7,
+            "{lon} {lat}"
+        );
+        assert_eq!(rejected.len(), 1);
+        assert!(
+            rejected[0].reason.contains("EPSG:32632"),
+            "{}",
+            rejected[0].reason
+        );
+        assert!(
+            rejected[0].raw.contains("est=4929400.8223"),
+            "{}",
+            rejected[0].raw
+        );
+    }
 }
