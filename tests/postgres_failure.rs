@@ -225,6 +225,49 @@ fn a_query_with_a_syntax_error_is_reported_by_status_and_check() {
     pg.execute(&format!("DROP SCHEMA {schema} CASCADE"));
 }
 
+/// `check` plans the saved queries over a PostgreSQL table from the database's description of
+/// the prepared query (nothing is run, nothing stored): a saved query selecting a column the
+/// table does not have is an error with its line, and the right one passes.
+#[test]
+fn check_plans_saved_queries_against_the_databases_description() {
+    let pg = Pg::connect();
+    let schema = unique("t_describe");
+    let url = url();
+    pg.execute(&format!(
+        "CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.residenti (area int, eta int, reddito numeric(12,2));
+         INSERT INTO {schema}.residenti VALUES (1, 80, 1200.50);"
+    ));
+    let config = ConfigDir::empty();
+    config.write(
+        "connectors/registro.toml",
+        &format!(
+            "kind = \"postgres\"\nurl = \"{url}\"\n\
+             [[table]]\nname = \"per_area\"\nquery = \"SELECT area, count(*) AS residenti, avg(reddito)::numeric(12,2) AS reddito_medio FROM {schema}.residenti GROUP BY area\"\n"
+        ),
+    );
+    config.write(
+        "queries/anziani.sql",
+        "-- title: Anziani\nSELECT area,\n  over_80\nFROM registro.per_area\n",
+    );
+    let (code, _, stderr) = config.run(&["check"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("queries/anziani.sql: line 3: Schema error: No field named over_80"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("residenti") && stderr.contains("reddito_medio"), "{stderr}");
+    config.write(
+        "queries/anziani.sql",
+        "-- title: Anziani\nSELECT area, residenti, reddito_medio * 2 AS doppio\nFROM registro.per_area\n",
+    );
+    let (code, stdout, stderr) = config.run(&["check"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("1 saved queries"), "{stdout}");
+    assert!(!config.path().join("var").exists(), "check stored data");
+    pg.execute(&format!("DROP SCHEMA {schema} CASCADE"));
+}
+
 /// With PostgreSQL down when cruscotto starts, a failed first load is retried with backoff, not
 /// after a whole refresh interval (a day here).
 #[test]
