@@ -256,7 +256,10 @@ fn check_plans_saved_queries_against_the_databases_description() {
         stderr.contains("queries/anziani.sql: line 3: Schema error: No field named over_80"),
         "{stderr}"
     );
-    assert!(stderr.contains("residenti") && stderr.contains("reddito_medio"), "{stderr}");
+    assert!(
+        stderr.contains("residenti") && stderr.contains("reddito_medio"),
+        "{stderr}"
+    );
     config.write(
         "queries/anziani.sql",
         "-- title: Anziani\nSELECT area, residenti, reddito_medio * 2 AS doppio\nFROM registro.per_area\n",

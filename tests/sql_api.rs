@@ -301,7 +301,10 @@ fn invalid_sql_carries_datafusions_message() {
         detail.contains("the call `sum(name)` passes Utf8; text (Utf8) holding numbers needs `CAST(column AS DOUBLE)`"),
         "{detail}"
     );
-    assert!(!detail.contains("bug in DataFusion") && !detail.contains("Candidate functions"), "{detail}");
+    assert!(
+        !detail.contains("bug in DataFusion") && !detail.contains("Candidate functions"),
+        "{detail}"
+    );
     // Malformed JSON body: same problem shape.
     let response = server
         .client

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{Problem, is_sql_identifier, resolve};
+use crate::geometry::Epsg;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -177,6 +178,12 @@ pub struct FileTableConfig {
     /// Build a point geometry from coordinate columns.
     #[serde(default)]
     pub point: Option<PointColumns>,
+    /// The coordinate system of the source's geometries and point columns, e.g. `EPSG:3003`
+    /// (Gauss-Boaga) or `EPSG:32632` (UTM 32N): they are reprojected to WGS84 as they are read,
+    /// and a record whose coordinates do not transform, or land outside the system's area, is
+    /// rejected. WGS84 longitude/latitude by default.
+    #[serde(default)]
+    pub crs: Option<String>,
     /// Reshape a wide table into rows.
     #[serde(default)]
     pub unpivot: Option<Unpivot>,
@@ -244,6 +251,11 @@ impl FileTableConfig {
     pub fn format(&self) -> Option<FileFormat> {
         self.format
             .or_else(|| FileFormat::from_extension(&self.path))
+    }
+
+    /// The system declared with `crs`, if any.
+    pub fn declared_crs(&self) -> Result<Option<&'static Epsg>, String> {
+        self.crs.as_deref().map(Epsg::parse).transpose()
     }
 }
 
@@ -360,6 +372,13 @@ impl FileConnectorConfig {
                         "set either `lon` and `lat`, or `lat_lon`",
                     ));
                 }
+            }
+            if let Err(why) = table.declared_crs() {
+                problems.push(Problem::new(
+                    file,
+                    at(i, "crs"),
+                    format!("table `{}`: {why}", table.name),
+                ));
             }
             if let Some(unpivot) = &table.unpivot {
                 if unpivot.columns.is_empty() == unpivot.columns_matching.is_none() {

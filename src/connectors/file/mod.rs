@@ -6,6 +6,7 @@ mod config;
 pub(crate) mod csv;
 pub(crate) mod json;
 pub(crate) mod names;
+mod reproject;
 pub(crate) mod reshape;
 pub(crate) mod typed;
 
@@ -119,7 +120,8 @@ async fn reshaped(
 ) -> Result<(RecordBatch, Vec<RejectedRecord>), ConnectorError> {
     let mut rejected = Vec::new();
     if let Some(point) = &table.point {
-        let (with_points, refused) = reshape::add_point(source, batch, point)?;
+        let crs = declared_crs(table, source)?.unwrap_or(crate::geometry::WGS84);
+        let (with_points, refused) = reshape::add_point_in(source, batch, point, crs)?;
         batch = with_points;
         rejected = refused;
     }
@@ -184,6 +186,19 @@ fn column_name(table: &FileTableConfig, original: &str, position: usize) -> Stri
     table.rename.get(&name).cloned().unwrap_or(name)
 }
 
+/// The table's `crs` (checked by `cruscotto check`; a load of an unchecked one fails here).
+fn declared_crs(
+    table: &FileTableConfig,
+    source: &str,
+) -> Result<Option<&'static crate::geometry::Epsg>, ConnectorError> {
+    table
+        .declared_crs()
+        .map_err(|why| ConnectorError::Transform {
+            path: source.into(),
+            message: format!("`crs`: {why}"),
+        })
+}
+
 fn read_file(
     table: &FileTableConfig,
     path: &Path,
@@ -192,8 +207,13 @@ fn read_file(
         path: path.to_path_buf(),
         message: "unknown format: set `format`".into(),
     })?;
+    let declared = declared_crs(table, &path.display().to_string())?;
     if format == FileFormat::Parquet {
-        return read_parquet(table, path).map(|batch| (batch, Vec::new()));
+        let batch = read_parquet(table, path)?;
+        return match declared {
+            Some(crs) => reproject::reproject(&path.display().to_string(), batch, crs),
+            None => Ok((batch, Vec::new())),
+        };
     }
     let bytes = std::fs::read(path).map_err(|source| ConnectorError::Read {
         path: path.to_path_buf(),
@@ -239,7 +259,8 @@ fn read_file(
         }
         FileFormat::Geojson => {
             let geometry_column = config::default_geometry_column();
-            let (objects, geometry, rejected) = json::read_geojson(path, &text, &geometry_column)?;
+            let (objects, geometry, rejected) =
+                json::read_geojson_in(path, &text, &geometry_column, declared)?;
             let batch = json::objects_to_batch(path, objects, rename)?;
             (
                 json::with_geometry(path, batch, &geometry_column, geometry)?,

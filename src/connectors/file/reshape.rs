@@ -14,7 +14,7 @@ use super::config::{ColumnType, PointColumns, Unpivot};
 use crate::connectors::{ConnectorError, RejectedRecord, truncate_raw};
 use crate::geometry::{Epsg, Reprojection, WGS84, points_to_wkb};
 
-fn transform_error(source: &str, message: impl Into<String>) -> ConnectorError {
+pub(super) fn transform_error(source: &str, message: impl Into<String>) -> ConnectorError {
     ConnectorError::Transform {
         path: source.into(),
         message: message.into(),
@@ -177,7 +177,7 @@ fn as_text(source: &str, array: &ArrayRef) -> Result<StringArray, ConnectorError
 }
 
 /// A row as `column=value` pairs, for a rejected record (bounded as every record's `raw`).
-fn row_text(batch: &RecordBatch, row: usize) -> String {
+pub(super) fn row_text(batch: &RecordBatch, row: usize) -> String {
     let schema = batch.schema();
     let text: Vec<String> = schema
         .fields()

@@ -286,6 +286,7 @@ impl<'a> PageDecoder<'a> {
             schema: BTreeMap::new(),
             json_pointer: None,
             point: None,
+            crs: None,
             unpivot: None,
             filter: None,
             simulate: None,
