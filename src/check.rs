@@ -52,7 +52,23 @@ pub async fn plan_everything(config: &Config) -> Vec<Problem> {
             let qualified = format!("{}.{table}", connector.name);
             store.declare(&connector.name, &table, &source, connector.config.refresh());
             let committed = match schema {
-                Ok(schema) => {
+                Ok((schema, rejected)) => {
+                    if let Some(first) = rejected.first() {
+                        let at = first
+                            .line
+                            .map(|l| format!(" (line {l})"))
+                            .unwrap_or_default();
+                        problems.push(Problem::warning(
+                            &connector.file,
+                            Some(format!("table `{table}`")),
+                            format!(
+                                "{} record(s) of {} would be rejected on load; the first{at}: {}",
+                                rejected.len(),
+                                first.source,
+                                first.reason
+                            ),
+                        ));
+                    }
                     register_empty(&store, &connector.name, &table, &source, schema).await
                 }
                 Err(reason) => Err(reason),

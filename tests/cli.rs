@@ -81,6 +81,15 @@ fn check_plans_every_saved_query_and_dashboard_against_the_tables_schemas() {
 {"type":"Feature","properties":{"codice":"A1","nome":"Centro"},"geometry":{"type":"Polygon","coordinates":[[[11.3,44.5],[11.4,44.5],[11.4,44.6],[11.3,44.5]]]}}]}"#,
     );
     config.write("data/censimento.csv", "codice;residenti;nota\nA1;1200;x\n");
+    // Stations whose location does not parse: rejected on load, and `check` says so beforehand.
+    config.write(
+        "data/stazioni.csv",
+        "nome;posizione\nGiardini;(44.4823, 11.3548)\nPorta;44.49 N 11.33 E\n",
+    );
+    config.write(
+        "connectors/aria.toml",
+        "kind = \"file\"\n[[table]]\nname = \"stazioni\"\npath = \"data/stazioni.csv\"\ndelimiter = \";\"\npoint = { lat_lon = \"posizione\" }\n",
+    );
     config.write(
         "connectors/citta.toml",
         "kind = \"file\"\n[[table]]\nname = \"aree\"\npath = \"data/aree.geojson\"\n\n[[table]]\nname = \"censimento\"\npath = \"data/censimento.csv\"\ndelimiter = \";\"\n",
@@ -125,6 +134,12 @@ fn check_plans_every_saved_query_and_dashboard_against_the_tables_schemas() {
         "{stderr}"
     );
     assert!(stderr.contains("5 error(s) found"), "{stderr}");
+    assert!(
+        stderr.contains("warning: ")
+            && stderr.contains("connectors/aria.toml: table `stazioni`: 1 record(s) of ")
+            && stderr.contains("would be rejected on load; the first: no point: `posizione`: \"44.49 N 11.33 E\" is not a point"),
+        "{stderr}"
+    );
     assert!(!config.path().join("var").exists(), "check stored data");
 
     // Fixed, the same configuration passes.
@@ -141,7 +156,7 @@ fn check_plans_every_saved_query_and_dashboard_against_the_tables_schemas() {
     let (code, stdout, stderr) = config.run(&["check"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("ok (1 connectors, 2 tables, 2 saved queries, 1 dashboards)"),
+        stdout.contains("ok (2 connectors, 3 tables, 2 saved queries, 1 dashboards)"),
         "{stdout}"
     );
 }

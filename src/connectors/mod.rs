@@ -142,7 +142,7 @@ impl ConnectorConfig {
         &self,
         base_dir: &Path,
         scratch: &Path,
-    ) -> Option<Vec<(String, Result<arrow::datatypes::SchemaRef, String>)>> {
+    ) -> Option<Vec<(String, Result<Described, String>)>> {
         Some(match self {
             ConnectorConfig::File(config) => {
                 let mut out = Vec::with_capacity(config.tables.len());
@@ -154,13 +154,20 @@ impl ConnectorConfig {
                 }
                 out
             }
-            ConnectorConfig::Postgres(config) => postgres::describe_tables(config, base_dir).await,
+            ConnectorConfig::Postgres(config) => postgres::describe_tables(config, base_dir)
+                .await
+                .into_iter()
+                .map(|(table, schema)| (table, schema.map(|s| (s, Vec::new()))))
+                .collect(),
             ConnectorConfig::Http(_) => {
                 let loads = self.build(base_dir).load(&LoadState::default()).await;
                 loads
                     .into_iter()
                     .map(|load| {
-                        let schema = load.result.map(|t| t.schema).map_err(|e| e.to_string());
+                        let schema = load
+                            .result
+                            .map(|t| (t.schema, t.rejected))
+                            .map_err(|e| e.to_string());
                         (load.table, schema)
                     })
                     .collect()
@@ -179,6 +186,9 @@ impl ConnectorConfig {
         }
     }
 }
+
+/// A table as `describe` found it: its schema, and the records a load would reject.
+pub type Described = (SchemaRef, Vec<RejectedRecord>);
 
 /// A source of tables. `load` reads every table of the connector once; each table succeeds or
 /// fails on its own, so one bad file never hides the others.

@@ -142,7 +142,7 @@ pub async fn describe_table(
     table: &FileTableConfig,
     base_dir: &Path,
     scratch: &Path,
-) -> Result<arrow::datatypes::SchemaRef, ConnectorError> {
+) -> Result<(arrow::datatypes::SchemaRef, Vec<RejectedRecord>), ConnectorError> {
     let mut path = resolve(base_dir, &table.path);
     if let Some(simulate) = table.simulate.as_ref().filter(|_| !path.exists()) {
         let mut small = table.clone();
@@ -165,9 +165,13 @@ pub async fn describe_table(
         let empty = RecordBatch::new_empty(builder.schema().clone());
         let batch = cast_declared(&path, table, renamed(table, &path, empty)?)?;
         let source = path.display().to_string();
-        return Ok(reshaped(table, &source, batch).await?.0.schema());
+        return Ok((
+            reshaped(table, &source, batch).await?.0.schema(),
+            Vec::new(),
+        ));
     }
-    Ok(load_table(table.clone(), path).await?.schema)
+    let loaded = load_table(table.clone(), path).await?;
+    Ok((loaded.schema, loaded.rejected))
 }
 
 fn extension_of(path: &Path) -> String {
