@@ -74,13 +74,7 @@ pub async fn plan_everything(config: &Config) -> Vec<Problem> {
                 Err(reason) => Err(reason),
             };
             if let Err(reason) = committed {
-                problems.push(Problem::warning(
-                    &connector.file,
-                    Some(format!("table `{table}`")),
-                    format!(
-                        "its schema could not be read, so the saved queries reading `{qualified}` were not checked: {reason}"
-                    ),
-                ));
+                // Said where a saved query reads the table (below), not for every such table.
                 unknown.insert(qualified, reason);
             }
         }
@@ -95,11 +89,11 @@ pub async fn plan_everything(config: &Config) -> Vec<Problem> {
             continue;
         };
         let location = locate_in_sql(&query.file, error);
-        if let Some(table) = unknown.keys().find(|t| mentions(error, t)) {
+        if let Some((table, reason)) = unknown.iter().find(|(t, _)| mentions(error, t)) {
             problems.push(Problem::warning(
                 &query.file,
                 location,
-                format!("not checked: it reads `{table}`, whose schema could not be read"),
+                format!("not checked: it reads `{table}`, whose schema is not known: {reason}"),
             ));
         } else if let Some(fallback) = &view.fallback {
             problems.push(Problem::warning(

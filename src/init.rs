@@ -68,16 +68,7 @@ pub async fn init(folder: &Path, city: Option<&str>) -> Result<Report, String> {
     let mut tables: Vec<Table> = Vec::new();
     let mut used = BTreeSet::new();
     for path in files {
-        let file_name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        let extension = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let (file_name, extension) = name_and_extension(&path);
         let known = [
             "csv", "tsv", "txt", "json", "geojson", "ndjson", "jsonl", "parquet",
         ];
@@ -205,6 +196,16 @@ pub async fn init(folder: &Path, city: Option<&str>) -> Result<Report, String> {
     Ok(report)
 }
 
+/// A file's name, and its extension in lower case.
+fn name_and_extension(path: &Path) -> (String, String) {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
+    (name.to_string(), extension.to_ascii_lowercase())
+}
+
 /// A unique SQL name for a file's table, from its name.
 fn table_name(path: &Path, used: &mut BTreeSet<String>) -> String {
     let stem = path.file_stem().unwrap_or_default().to_string_lossy();
@@ -228,16 +229,7 @@ async fn understand(
     name: &str,
     undecided: &mut Vec<String>,
 ) -> Result<Table, String> {
-    let file_name = path
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .to_string();
-    let extension = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let (file_name, extension) = name_and_extension(path);
     let mut options: Vec<String> = Vec::new();
     match extension.as_str() {
         "csv" | "tsv" | "txt" => {

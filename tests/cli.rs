@@ -94,6 +94,20 @@ fn check_plans_every_saved_query_and_dashboard_against_the_tables_schemas() {
         "connectors/citta.toml",
         "kind = \"file\"\n[[table]]\nname = \"aree\"\npath = \"data/aree.geojson\"\n\n[[table]]\nname = \"censimento\"\npath = \"data/censimento.csv\"\ndelimiter = \";\"\n",
     );
+    // An HTTP table is checked from its declared `schema`, with no request sent (port 9 is
+    // closed); one without a declared schema leaves its readers "not checked".
+    config.write(
+        "connectors/portale.toml",
+        "kind = \"http\"\n[[table]]\nname = \"connessioni\"\nurl = \"http://127.0.0.1:9/records\"\njson_pointer = \"/results\"\nschema = { data = \"date\", connessioni = \"int\" }\n\n[[table]]\nname = \"hotspot\"\nurl = \"http://127.0.0.1:9/hotspot\"\n",
+    );
+    config.write(
+        "queries/wifi.sql",
+        "-- title: Wi-Fi\nSELECT data,\n  conessioni\nFROM portale.connessioni\n",
+    );
+    config.write(
+        "queries/hotspot_elenco.sql",
+        "-- title: Hotspot\nSELECT * FROM portale.hotspot\n",
+    );
     config.write(
         "queries/aree_mappa.sql",
         "-- title: Aree\nSELECT codice, nome, geometry\nFROM citta.aree\n",
@@ -133,7 +147,16 @@ fn check_plans_every_saved_query_and_dashboard_against_the_tables_schemas() {
         stderr.contains("sum(nota: Utf8)") || stderr.contains("sum(Utf8)"),
         "{stderr}"
     );
-    assert!(stderr.contains("5 error(s) found"), "{stderr}");
+    assert!(
+        stderr.contains("queries/wifi.sql: line 3: Schema error: No field named conessioni"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: ")
+            && stderr.contains("queries/hotspot_elenco.sql: line 2: not checked: it reads `portale.hotspot`, whose schema is not known: it declares no `schema`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("6 error(s) found"), "{stderr}");
     assert!(
         stderr.contains("warning: ")
             && stderr.contains("connectors/aria.toml: table `stazioni`: 1 record(s) of ")
@@ -149,6 +172,7 @@ fn check_plans_every_saved_query_and_dashboard_against_the_tables_schemas() {
     );
     std::fs::remove_file(config.path().join("queries/vecchia_vista.sql")).unwrap();
     std::fs::remove_file(config.path().join("queries/somma_note.sql")).unwrap();
+    std::fs::remove_file(config.path().join("queries/wifi.sql")).unwrap();
     config.write(
         "dashboards/mappa.toml",
         "title = \"Mappa\"\n\n[map.areas]\nquery = \"aree_mappa\"\nid = \"codice\"\nname = \"nome\"\n\n[[map.indicators]]\nquery = \"residenti\"\nvalue = \"residenti\"\n",
@@ -156,7 +180,7 @@ fn check_plans_every_saved_query_and_dashboard_against_the_tables_schemas() {
     let (code, stdout, stderr) = config.run(&["check"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("ok (2 connectors, 3 tables, 2 saved queries, 1 dashboards)"),
+        stdout.contains("ok (3 connectors, 5 tables, 3 saved queries, 1 dashboards)"),
         "{stdout}"
     );
 }

@@ -7,25 +7,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{BINARY, REPO, Server};
+use common::{REPO, Server, run};
 
 fn copy(from: &str, to: &Path) {
     std::fs::copy(Path::new(REPO).join(from), to).unwrap();
-}
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(BINARY)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the binary runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[test]

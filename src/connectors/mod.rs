@@ -136,7 +136,8 @@ impl ConnectorConfig {
 
     /// Each table's schema as a load would make it, with nothing stored: a Parquet file's footer,
     /// a text file read and typed, a database's description of the prepared query, an HTTP
-    /// source's first pull. `None` for streams, whose tables the store declares itself.
+    /// table's declared `schema` (no request is sent). `None` for streams, whose tables the
+    /// store declares itself.
     /// `cruscotto check` plans the saved queries and dashboards against these.
     pub async fn describe(
         &self,
@@ -159,18 +160,12 @@ impl ConnectorConfig {
                 .into_iter()
                 .map(|(table, schema)| (table, schema.map(|s| (s, Vec::new()))))
                 .collect(),
-            ConnectorConfig::Http(_) => {
-                let loads = self.build(base_dir).load(&LoadState::default()).await;
-                loads
-                    .into_iter()
-                    .map(|load| {
-                        let schema = load
-                            .result
-                            .map(|t| (t.schema, t.rejected))
-                            .map_err(|e| e.to_string());
-                        (load.table, schema)
-                    })
-                    .collect()
+            ConnectorConfig::Http(config) => {
+                let mut out = Vec::with_capacity(config.tables.len());
+                for table in &config.tables {
+                    out.push((table.name.clone(), http::describe_table(table).await));
+                }
+                out
             }
             ConnectorConfig::Mqtt(_) => return None,
         })

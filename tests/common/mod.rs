@@ -96,19 +96,25 @@ impl ConfigDir {
 
     /// Run `cruscotto <args>` with this configuration and return (exit code, stdout, stderr).
     pub fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let output = Command::new(BINARY)
-            .arg("--config")
-            .arg(self.config_file())
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("the binary runs");
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        let config = self.config_file();
+        let mut all = vec!["--config", config.to_str().expect("a UTF-8 path")];
+        all.extend_from_slice(args);
+        run(&all)
     }
+}
+
+/// Run `cruscotto <args>` and return (exit code, stdout, stderr).
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(BINARY)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 fn copy_dir(from: &Path, to: &Path) {

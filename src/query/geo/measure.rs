@@ -27,8 +27,8 @@ pub fn functions() -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(Area::default()),
         ScalarUDF::new_from_impl(Length::default()),
         ScalarUDF::new_from_impl(Distance::default()),
-        ScalarUDF::new_from_impl(DistanceSphere::default()),
-        ScalarUDF::new_from_impl(DistanceSpheroid::default()),
+        ScalarUDF::new_from_impl(DistanceOn::sphere()),
+        ScalarUDF::new_from_impl(DistanceOn::spheroid()),
         ScalarUDF::new_from_impl(DWithin::default()),
     ]
 }
@@ -201,23 +201,44 @@ impl ScalarUDFImpl for Distance {
     }
 }
 
-/// `ST_DistanceSphere(a, b)`: metres on the sphere of radius 6,371,008.8 m.
+/// `ST_DistanceSphere(a, b)` (metres on the sphere of radius 6,371,008.8 m) and
+/// `ST_DistanceSpheroid(a, b)` (metres on the WGS84 ellipsoid): one function per model.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct DistanceSphere {
+pub struct DistanceOn {
     signature: Signature,
+    earth: Earth,
 }
 
-impl Default for DistanceSphere {
-    fn default() -> Self {
+impl DistanceOn {
+    pub fn sphere() -> Self {
+        Self::new(Earth::Sphere)
+    }
+
+    pub fn spheroid() -> Self {
+        Self::new(Earth::Spheroid)
+    }
+
+    fn new(earth: Earth) -> Self {
         Self {
             signature: Signature::any(2, Volatility::Immutable),
+            earth,
+        }
+    }
+
+    fn sql_name(&self) -> &'static str {
+        match self.earth {
+            Earth::Sphere => "ST_DistanceSphere",
+            Earth::Spheroid => "ST_DistanceSpheroid",
         }
     }
 }
 
-impl ScalarUDFImpl for DistanceSphere {
+impl ScalarUDFImpl for DistanceOn {
     fn name(&self) -> &str {
-        "st_distancesphere"
+        match self.earth {
+            Earth::Sphere => "st_distancesphere",
+            Earth::Spheroid => "st_distancespheroid",
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -229,61 +250,28 @@ impl ScalarUDFImpl for DistanceSphere {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let distances = distances("ST_DistanceSphere", &args, |_| Some(Earth::Sphere))?;
+        let earth = self.earth;
+        let distances = distances(self.sql_name(), &args, |_| Some(earth))?;
         Ok(float_column(distances))
     }
 
     fn documentation(&self) -> Option<&Documentation> {
-        static DOC: OnceLock<Documentation> = OnceLock::new();
-        Some(documentation(
-            &DOC,
-            "Shortest distance in metres between two longitude/latitude geometries on a sphere of radius 6,371,008.8 m (WGS84's mean radius).",
-            "ST_DistanceSphere(geomA, geomB)",
-            &[("geomA", GEOM.1), ("geomB", GEOM.1)],
-        ))
-    }
-}
-
-/// `ST_DistanceSpheroid(a, b)`: metres on the WGS84 ellipsoid.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct DistanceSpheroid {
-    signature: Signature,
-}
-
-impl Default for DistanceSpheroid {
-    fn default() -> Self {
-        Self {
-            signature: Signature::any(2, Volatility::Immutable),
-        }
-    }
-}
-
-impl ScalarUDFImpl for DistanceSpheroid {
-    fn name(&self) -> &str {
-        "st_distancespheroid"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Float64)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let distances = distances("ST_DistanceSpheroid", &args, |_| Some(Earth::Spheroid))?;
-        Ok(float_column(distances))
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        static DOC: OnceLock<Documentation> = OnceLock::new();
-        Some(documentation(
-            &DOC,
-            "Shortest distance in metres between two longitude/latitude geometries along geodesics of the WGS84 ellipsoid.",
-            "ST_DistanceSpheroid(geomA, geomB)",
-            &[("geomA", GEOM.1), ("geomB", GEOM.1)],
-        ))
+        static SPHERE: OnceLock<Documentation> = OnceLock::new();
+        static SPHEROID: OnceLock<Documentation> = OnceLock::new();
+        Some(match self.earth {
+            Earth::Sphere => documentation(
+                &SPHERE,
+                "Shortest distance in metres between two longitude/latitude geometries on a sphere of radius 6,371,008.8 m (WGS84's mean radius).",
+                "ST_DistanceSphere(geomA, geomB)",
+                &[("geomA", GEOM.1), ("geomB", GEOM.1)],
+            ),
+            Earth::Spheroid => documentation(
+                &SPHEROID,
+                "Shortest distance in metres between two longitude/latitude geometries along geodesics of the WGS84 ellipsoid.",
+                "ST_DistanceSpheroid(geomA, geomB)",
+                &[("geomA", GEOM.1), ("geomB", GEOM.1)],
+            ),
+        })
     }
 }
 

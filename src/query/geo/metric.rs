@@ -9,7 +9,7 @@ use geo_types::{Geometry, LineString, Point};
 use geographiclib_rs::{PolygonArea, Winding};
 
 /// The model of the Earth a measure is taken on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Earth {
     /// WGS84's ellipsoid: PostGIS's `use_spheroid = true`, its default for geography.
     Spheroid,
