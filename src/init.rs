@@ -899,8 +899,8 @@ fn dashboard_toml(
          [[map.indicators]]\n\
          query = \"{query}\"\n\
          value = \"superficie_km2\"\n\
-         label = \"Superficie (km²)\"\n\
-         label_en = \"Area (km²)\"\n\
+         label = \"Superficie\"\n\
+         label_en = \"Area\"\n\
          default = true\n",
         city = toml_text(city),
     );

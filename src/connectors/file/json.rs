@@ -87,21 +87,11 @@ pub fn read_ndjson(path: &Path, text: &str) -> (Vec<Object>, Vec<RejectedRecord>
 }
 
 /// GeoJSON features: their properties, plus the geometry as WKB in `geometry_column`, in WGS84.
-/// A file declaring another system in its `crs` member (GeoJSON 2008, as QGIS and ogr2ogr still
-/// write it) is reprojected; see `read_geojson_in`.
+/// The coordinates are in `declared` (the table's `crs`), or in the system the file's `crs`
+/// member names (GeoJSON 2008, as QGIS and ogr2ogr still write it), or else WGS84; they are
+/// reprojected to WGS84, and a feature with a coordinate that does not transform, or lands
+/// outside the system's extent, is rejected with the reason.
 pub fn read_geojson(
-    path: &Path,
-    text: &str,
-    geometry_column: &str,
-) -> Result<(Vec<Object>, ArrayRef, Vec<RejectedRecord>), ConnectorError> {
-    read_geojson_in(path, text, geometry_column, None)
-}
-
-/// `read_geojson` for a source whose coordinates are in `declared` (the table's `crs`), or in the
-/// system the file's `crs` member names, or else WGS84. The geometries are reprojected to WGS84;
-/// a feature with a coordinate that does not transform, or lands outside the system's extent, is
-/// rejected with the reason.
-pub fn read_geojson_in(
     path: &Path,
     text: &str,
     geometry_column: &str,
@@ -277,7 +267,7 @@ mod geojson_crs_tests {
     #[test]
     fn a_file_in_gauss_boaga_is_reprojected_and_its_swapped_point_rejected() {
         let (objects, geometries, rejected) =
-            read_geojson(Path::new("t.geojson"), GAUSS_BOAGA, "geometry").unwrap();
+            read_geojson(Path::new("t.geojson"), GAUSS_BOAGA, "geometry", None).unwrap();
         assert_eq!(objects.len(), 1);
         assert_eq!(geometries.len(), 1);
         let (lon, lat) = lon_lat(&geometries, 0);
@@ -311,7 +301,7 @@ mod geojson_crs_tests {
               "geometry": { "type": "Point", "coordinates": [686251.8399, 4929400.8223] } } ] }"#;
         let crs = Epsg::from_code(32632).unwrap();
         let (_, geometries, rejected) =
-            read_geojson_in(Path::new("t.geojson"), utm, "geometry", Some(crs)).unwrap();
+            read_geojson(Path::new("t.geojson"), utm, "geometry", Some(crs)).unwrap();
         assert!(rejected.is_empty());
         let (lon, lat) = lon_lat(&geometries, 0);
         assert!(
@@ -319,14 +309,13 @@ mod geojson_crs_tests {
             "{lon} {lat}"
         );
 
-        let disagreeing =
-            read_geojson_in(Path::new("t.geojson"), GAUSS_BOAGA, "geometry", Some(crs));
+        let disagreeing = read_geojson(Path::new("t.geojson"), GAUSS_BOAGA, "geometry", Some(crs));
         let Err(error) = disagreeing else {
             panic!("a file in 3003 read as 32632 loaded")
         };
         assert!(error.to_string().contains("declares EPSG:3003"), "{error}");
         let unknown = GAUSS_BOAGA.replace("EPSG::3003", "EPSG::3857");
-        let Err(error) = read_geojson(Path::new("t.geojson"), &unknown, "geometry") else {
+        let Err(error) = read_geojson(Path::new("t.geojson"), &unknown, "geometry", None) else {
             panic!("a file in an unknown system loaded")
         };
         assert!(

@@ -264,7 +264,7 @@ fn read_file(
         FileFormat::Geojson => {
             let geometry_column = config::default_geometry_column();
             let (objects, geometry, rejected) =
-                json::read_geojson_in(path, &text, &geometry_column, declared)?;
+                json::read_geojson(path, &text, &geometry_column, declared)?;
             let batch = json::objects_to_batch(path, objects, rename)?;
             (
                 json::with_geometry(path, batch, &geometry_column, geometry)?,
