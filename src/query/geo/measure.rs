@@ -24,8 +24,8 @@ use super::metric::{self, Earth};
 /// Every function of this file, to register after geodatafusion's.
 pub fn functions() -> Vec<ScalarUDF> {
     vec![
-        ScalarUDF::new_from_impl(Area::default()),
-        ScalarUDF::new_from_impl(Length::default()),
+        ScalarUDF::new_from_impl(Measure::area()),
+        ScalarUDF::new_from_impl(Measure::length()),
         ScalarUDF::new_from_impl(Distance::default()),
         ScalarUDF::new_from_impl(DistanceOn::sphere()),
         ScalarUDF::new_from_impl(DistanceOn::spheroid()),
@@ -57,25 +57,62 @@ const USE_SPHEROID: (&str, &str) = (
     "true: on the WGS84 ellipsoid; false: on a sphere of radius 6,371,008.8 m",
 );
 
-/// `ST_Area(geom)`: planar area in the coordinates' units (geodatafusion's).
-/// `ST_Area(geom, use_spheroid)`: area in m².
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct Area {
-    planar: planar::Area,
+/// What `ST_Area` and `ST_Length` measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Quantity {
+    Area,
+    Length,
+}
+
+/// `ST_Area(geom)` and `ST_Length(geom)`: planar, in the coordinates' units (geodatafusion's).
+/// `ST_Area(geom, use_spheroid)`: area in m²; `ST_Length(geom, use_spheroid)`: length in metres.
+#[derive(Debug)]
+pub struct Measure {
+    quantity: Quantity,
+    planar: Box<dyn ScalarUDFImpl>,
     signature: Signature,
 }
 
-impl Default for Area {
-    fn default() -> Self {
-        let planar = planar::Area::new();
+impl Measure {
+    pub fn area() -> Self {
+        Self::new(Quantity::Area, Box::new(planar::Area::new()))
+    }
+
+    pub fn length() -> Self {
+        Self::new(Quantity::Length, Box::new(planar::Length::new()))
+    }
+
+    fn new(quantity: Quantity, planar: Box<dyn ScalarUDFImpl>) -> Self {
         let signature = one_or_more_arguments(planar.signature(), &[2]);
-        Self { planar, signature }
+        Self {
+            quantity,
+            planar,
+            signature,
+        }
     }
 }
 
-impl ScalarUDFImpl for Area {
+// One function per quantity: the planar implementation follows from it.
+impl PartialEq for Measure {
+    fn eq(&self, other: &Self) -> bool {
+        self.quantity == other.quantity
+    }
+}
+
+impl Eq for Measure {}
+
+impl std::hash::Hash for Measure {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.quantity.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for Measure {
     fn name(&self) -> &str {
-        "st_area"
+        match self.quantity {
+            Quantity::Area => "st_area",
+            Quantity::Length => "st_length",
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -90,64 +127,29 @@ impl ScalarUDFImpl for Area {
         if args.args.len() == 1 {
             return self.planar.invoke_with_args(args);
         }
-        measure_each("ST_Area", &args, metric::area)
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        static DOC: OnceLock<Documentation> = OnceLock::new();
-        Some(documentation(
-            &DOC,
-            "Area of the polygons. With use_spheroid, in square metres on the WGS84 ellipsoid (true) or a sphere (false), as PostGIS's geography; without it, planar in the units of the coordinates.",
-            "ST_Area(geom [, use_spheroid])",
-            &[GEOM, USE_SPHEROID],
-        ))
-    }
-}
-
-/// `ST_Length(geom)`: planar length in the coordinates' units (geodatafusion's).
-/// `ST_Length(geom, use_spheroid)`: length in metres.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct Length {
-    planar: planar::Length,
-    signature: Signature,
-}
-
-impl Default for Length {
-    fn default() -> Self {
-        let planar = planar::Length::new();
-        let signature = one_or_more_arguments(planar.signature(), &[2]);
-        Self { planar, signature }
-    }
-}
-
-impl ScalarUDFImpl for Length {
-    fn name(&self) -> &str {
-        "st_length"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Float64)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        if args.args.len() == 1 {
-            return self.planar.invoke_with_args(args);
+        match self.quantity {
+            Quantity::Area => measure_each("ST_Area", &args, metric::area),
+            Quantity::Length => measure_each("ST_Length", &args, metric::length),
         }
-        measure_each("ST_Length", &args, metric::length)
     }
 
     fn documentation(&self) -> Option<&Documentation> {
-        static DOC: OnceLock<Documentation> = OnceLock::new();
-        Some(documentation(
-            &DOC,
-            "Length of the lines (0 for points and polygons). With use_spheroid, in metres along geodesics of the WGS84 ellipsoid (true) or great circles of a sphere (false); without it, planar in the units of the coordinates.",
-            "ST_Length(geom [, use_spheroid])",
-            &[GEOM, USE_SPHEROID],
-        ))
+        static AREA: OnceLock<Documentation> = OnceLock::new();
+        static LENGTH: OnceLock<Documentation> = OnceLock::new();
+        Some(match self.quantity {
+            Quantity::Area => documentation(
+                &AREA,
+                "Area of the polygons. With use_spheroid, in square metres on the WGS84 ellipsoid (true) or a sphere (false), as PostGIS's geography; without it, planar in the units of the coordinates.",
+                "ST_Area(geom [, use_spheroid])",
+                &[GEOM, USE_SPHEROID],
+            ),
+            Quantity::Length => documentation(
+                &LENGTH,
+                "Length of the lines (0 for points and polygons). With use_spheroid, in metres along geodesics of the WGS84 ellipsoid (true) or great circles of a sphere (false); without it, planar in the units of the coordinates.",
+                "ST_Length(geom [, use_spheroid])",
+                &[GEOM, USE_SPHEROID],
+            ),
+        })
     }
 }
 

@@ -14,7 +14,7 @@ use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
 
 pub use geojson::AsGeoJson;
-pub use measure::{Area, DWithin, Distance, DistanceOn, Length};
+pub use measure::{DWithin, Distance, DistanceOn, Measure};
 pub use metric::{Earth, SPHERE_RADIUS};
 pub use transform::Transform;
 
