@@ -17,9 +17,17 @@ pub fn secured(min_count: u64) -> ConfigDir {
     let config = ConfigDir::demo();
     let toml = std::fs::read_to_string(config.config_file()).unwrap();
     assert!(toml.contains("min_count = 10"), "the demo sets min_count");
+    assert!(
+        toml.contains("timeout = \"30s\""),
+        "the demo sets a query timeout"
+    );
+    // These tests compare every published cell with the raw rows of the demo's heaviest views
+    // (the city summary plans the divide index three times), in the unoptimised test build on
+    // a machine that may be busy: the time limit is not what they check.
     let toml = toml
         .replace("anonymous = \"analyst\"", "anonymous = \"none\"")
-        .replace("min_count = 10", &format!("min_count = {min_count}"));
+        .replace("min_count = 10", &format!("min_count = {min_count}"))
+        .replace("timeout = \"30s\"", "timeout = \"300s\"");
     config.write("cruscotto.toml", &toml);
     config
 }
