@@ -653,13 +653,18 @@ fn find_point(
     None
 }
 
+/// The table's geometry column (WKB), if it has one.
+fn geometry_column(batch: &RecordBatch) -> Option<&arrow::array::BinaryArray> {
+    let index = batch
+        .schema()
+        .fields()
+        .iter()
+        .position(|f| is_geometry(f))?;
+    batch.column(index).as_any().downcast_ref()
+}
+
 fn geometry_kind(batch: &RecordBatch) -> Option<GeometryKind> {
-    let schema = batch.schema();
-    let index = schema.fields().iter().position(|f| is_geometry(f))?;
-    let column = batch
-        .column(index)
-        .as_any()
-        .downcast_ref::<arrow::array::BinaryArray>()?;
+    let column = geometry_column(batch)?;
     let mut polygons = 0;
     let mut others = 0;
     for value in column.iter().flatten().take(1_000) {
@@ -682,12 +687,7 @@ fn geometry_kind(batch: &RecordBatch) -> Option<GeometryKind> {
 
 fn bounding_box(batch: &RecordBatch) -> Option<(f64, f64, f64, f64)> {
     use geo::BoundingRect;
-    let schema = batch.schema();
-    let index = schema.fields().iter().position(|f| is_geometry(f))?;
-    let column = batch
-        .column(index)
-        .as_any()
-        .downcast_ref::<arrow::array::BinaryArray>()?;
+    let column = geometry_column(batch)?;
     let mut bounds: Option<(f64, f64, f64, f64)> = None;
     for value in column.iter().flatten() {
         let Some(rect) = crate::geometry::wkb_to_geo(value)
