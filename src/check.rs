@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use arrow::datatypes::SchemaRef;
 
-use crate::config::{Config, Problem};
+use crate::config::Config;
+use crate::config_text::Problem;
 use crate::connectors::{ConnectorConfig, LoadedTable};
 use crate::query::{QUERIES_SCHEMA, QueryEngine};
 use crate::store::Store;

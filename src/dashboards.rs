@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Problem, is_sql_identifier};
+use crate::config_text::{Problem, is_sql_identifier};
 use crate::query::saved::SavedQuery;
 
 /// One dashboard page.

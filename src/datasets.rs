@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::{Problem, files_with_extension, is_sql_identifier, read_toml};
+use crate::config_text::{Problem, files_with_extension, is_sql_identifier, read_toml};
 use crate::query::saved::SavedQuery;
 
 #[derive(Debug, Clone, Deserialize)]

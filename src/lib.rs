@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod check;
 pub mod config;
+pub mod config_text;
 pub mod connectors;
 pub mod dashboards;
 pub mod datasets;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{ConfigDir, REPO, Server};
 use cruscotto::connectors::{
-    Connector, ConnectorConfig, ConnectorError, LoadMode, LoadState, LoadedTable,
+    Connector, ConnectorConfig, ConnectorError, LoadMode, LoadState, Loaded, LoadedTable,
 };
 use http_support::{FakeApi, Reply, Seen, wait_for};
 use serde_json::{Value, json};
@@ -35,7 +35,7 @@ async fn load(connector: &dyn Connector) -> BTreeMap<String, Result<LoadedTable,
         .load(&LoadState::default())
         .await
         .into_iter()
-        .map(|l| (l.table, l.result))
+        .map(|l| (l.table, l.result.map(whole)))
         .collect()
 }
 
@@ -825,4 +825,61 @@ fn the_shipped_examples_pass_check_and_are_not_loaded_by_default() {
     let (code, stdout, stderr) = default.run(&["check"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("ok (0 connectors, 0 tables"), "{stdout}");
+}
+
+/// A load's rows, which this connector returns in memory.
+fn whole(loaded: Loaded) -> LoadedTable {
+    loaded.into_whole().expect("rows in memory")
+}
+
+/// A whole table answered in one response is asked for with `If-None-Match` and
+/// `If-Modified-Since` from the version held: a 304 keeps that version (/status says since when
+/// the source is unchanged), and a changed answer is read.
+#[test]
+fn an_unchanged_answer_is_not_read_again() {
+    let content = Arc::new(Mutex::new((1u32, json!([{"id": 1, "nome": "Navile"}]))));
+    let served = content.clone();
+    let api = FakeApi::start(move |seen| {
+        let (etag_number, records) = served.lock().unwrap().clone();
+        let etag = format!("\"v{etag_number}\"");
+        if seen.header("if-none-match") == Some(etag.as_str()) {
+            return Reply::new(304, "application/json", "").header("etag", &etag);
+        }
+        Reply::json(records)
+            .header("etag", &etag)
+            .header("last-modified", "Mon, 07 Dec 2026 00:00:00 GMT")
+    });
+    let config = ConfigDir::empty();
+    config.write(
+        "connectors/uffici.toml",
+        &format!(
+            "kind = \"http\"\nrefresh = \"300ms\"\n[[table]]\nname = \"sportelli\"\nurl = \"{}/sportelli\"\n",
+            api.url
+        ),
+    );
+    let server = Server::start_ready(&config);
+    assert_eq!(server.table_status("uffici.sportelli")["rows"], 1);
+    server.wait_until("a refresh answered 304", |s| {
+        s.table_status("uffici.sportelli")["unchanged_since"].is_string()
+    });
+    let conditional = api
+        .seen()
+        .into_iter()
+        .find(|seen| seen.status == 304)
+        .expect("a request answered 304");
+    assert_eq!(conditional.header("if-none-match"), Some("\"v1\""));
+    assert_eq!(
+        conditional.header("if-modified-since"),
+        Some("Mon, 07 Dec 2026 00:00:00 GMT")
+    );
+    let version = server.table_status("uffici.sportelli")["version"].clone();
+
+    *content.lock().unwrap() = (
+        2,
+        json!([{"id": 1, "nome": "Navile"}, {"id": 2, "nome": "Porto"}]),
+    );
+    server.wait_until("the changed answer to be read", |s| {
+        s.table_status("uffici.sportelli")["rows"] == 2
+    });
+    assert_ne!(server.table_status("uffici.sportelli")["version"], version);
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{ConfigDir, Server};
-use cruscotto::connectors::{ConnectorConfig, LoadMode};
+use cruscotto::connectors::{ConnectorConfig, LoadMode, Loaded, LoadedTable};
 use cruscotto::store::Store;
 use postgres_support::{Pg, unique, url, wait_for};
 
@@ -92,7 +92,7 @@ fn a_crash_between_pull_and_commit_neither_loses_nor_repeats_rows() {
         store.declare("log", "eventi", "pg", Duration::from_secs(60));
         let runner = config.build(Path::new("."));
         let load = runner.load(&store.load_state("log")).await.pop().unwrap();
-        let loaded = load.result.unwrap();
+        let loaded = load.result.map(whole).unwrap();
         assert_eq!(
             (loaded.mode, loaded.rows(), loaded.cursor.as_deref()),
             (LoadMode::Append, 5, Some("5"))
@@ -110,6 +110,7 @@ fn a_crash_between_pull_and_commit_neither_loses_nor_repeats_rows() {
             .pop()
             .unwrap()
             .result
+            .map(whole)
             .unwrap();
         assert_eq!((pulled.rows(), pulled.cursor.as_deref()), (3, Some("8")));
         drop(pulled);
@@ -123,7 +124,7 @@ fn a_crash_between_pull_and_commit_neither_loses_nor_repeats_rows() {
         assert_eq!(store.load_state("log").cursor("eventi"), Some("5"));
         let runner = config.build(Path::new("."));
         let load = runner.load(&store.load_state("log")).await.pop().unwrap();
-        let loaded = load.result.unwrap();
+        let loaded = load.result.map(whole).unwrap();
         assert_eq!((loaded.rows(), loaded.cursor.as_deref()), (5, Some("10")));
         store
             .commit("log", "eventi", &load.source, loaded)
@@ -133,7 +134,7 @@ fn a_crash_between_pull_and_commit_neither_loses_nor_repeats_rows() {
 
         // Nothing new: nothing appended, the cursor stays.
         let load = runner.load(&store.load_state("log")).await.pop().unwrap();
-        let loaded = load.result.unwrap();
+        let loaded = load.result.map(whole).unwrap();
         assert_eq!((loaded.rows(), loaded.cursor.as_deref()), (0, Some("10")));
         store
             .commit("log", "eventi", &load.source, loaded)
@@ -387,7 +388,16 @@ fn an_append_table_keeps_its_rows_for_the_retention_only() {
         let pull = |store: &Store| {
             let state = store.load_state("log");
             let runner = &runner;
-            async move { runner.load(&state).await.pop().unwrap().result.unwrap() }
+            async move {
+                runner
+                    .load(&state)
+                    .await
+                    .pop()
+                    .unwrap()
+                    .result
+                    .map(whole)
+                    .unwrap()
+            }
         };
 
         let first = pull(&store).await;
@@ -502,4 +512,9 @@ fn a_retention_that_cannot_apply_is_refused_with_its_place() {
         unreadable.contains("line 7") && unreadable.contains("expected a duration"),
         "{unreadable}"
     );
+}
+
+/// A load's rows, which this connector returns in memory.
+fn whole(loaded: Loaded) -> LoadedTable {
+    loaded.into_whole().expect("rows in memory")
 }

@@ -44,10 +44,10 @@ async fn healthz() -> impl IntoResponse {
     )
 }
 
-/// Ready once every source has been loaded once.
+/// Ready once every table has a version to serve: loaded, or restored from disk.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
-    (status = 200, description = "Every source has been loaded once", body = serde_json::Value, content_type = "application/json"),
-    (status = 503, description = "Some sources are still loading, or the query pool does not answer: a problem (`urn:cruscotto:problem:not-ready`) with `ready`, `loading`, `failed`, `query_pool` and `running_queries` as for 200", body = serde_json::Value, content_type = "application/problem+json"),
+    (status = 200, description = "Every table has a version to serve", body = serde_json::Value, content_type = "application/json"),
+    (status = 503, description = "Some tables are still loading, some have no version to serve (their only load failed), or the query pool does not answer: a problem (`urn:cruscotto:problem:not-ready`) with `ready`, `initial_load_done`, `loading`, `failed`, `query_pool` and `running_queries` as for 200", body = serde_json::Value, content_type = "application/problem+json"),
 ))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let service = &state.service;
@@ -66,19 +66,27 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     // unready, so a load balancer sends requests elsewhere.
     let query_pool = service.engine.pool_health().await;
     let running_queries = service.engine.running_queries();
-    let ready = service.initial_load_done() && loading.is_empty() && query_pool.is_ok();
+    // A failed table has no version at all (a stale one still serves its last good version):
+    // an instance that would answer "table not found" is not ready.
+    let initial_load_done = service.initial_load_done();
+    let ready = initial_load_done && loading.is_empty() && failed.is_empty() && query_pool.is_ok();
     if ready {
-        let body = json!({"ready": true, "loading": loading, "failed": failed,
-            "query_pool": "ok", "running_queries": running_queries});
+        let body = json!({"ready": true, "initial_load_done": true, "loading": loading,
+            "failed": failed, "query_pool": "ok", "running_queries": running_queries});
         return (StatusCode::OK, axum::Json(body)).into_response();
     }
     // Not ready is an error answer like any other (RFC 9457), with the status fields as members.
     let detail = if let Err(pool) = &query_pool {
         format!("the query pool does not answer: {pool}")
-    } else if loading.is_empty() {
-        "the first load of the sources is not finished".to_string()
-    } else {
+    } else if !loading.is_empty() {
         format!("still loading: {}", loading.join(", "))
+    } else if !failed.is_empty() {
+        format!(
+            "no version to serve (the load failed; see /status): {}",
+            failed.join(", ")
+        )
+    } else {
+        "the first load of the sources is not finished".to_string()
     };
     let body = json!({
         "type": "urn:cruscotto:problem:not-ready",
@@ -86,6 +94,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         "status": 503,
         "detail": detail,
         "ready": false,
+        "initial_load_done": initial_load_done,
         "loading": loading,
         "failed": failed,
         "query_pool": query_pool.err().unwrap_or_else(|| "ok".into()),

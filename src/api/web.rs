@@ -105,7 +105,7 @@ impl Pages {
             ("{{logo}}", String::new()),
         ];
         let logo = city.logo.as_ref().and_then(|file| {
-            let path = crate::config::resolve(base_dir, file);
+            let path = crate::config_text::resolve(base_dir, file);
             let content_type = crate::config::logo_content_type(&path)?;
             match std::fs::read(&path) {
                 Ok(bytes) => Some(render("/assets/city-logo", content_type, bytes)),

@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 
-use crate::config::Problem;
+use crate::config_text::Problem;
+pub use crate::store::input::{
+    LoadMode, LoadState, Loaded, LoadedTable, RejectedRecord, Retention, StreamedTable,
+};
 
 /// The closed set of connector kinds, one variant per `kind`.
 #[derive(Debug, Clone)]
@@ -191,128 +193,12 @@ pub trait Connector: Send + Sync {
     fn load<'a>(&'a self, state: &'a LoadState) -> BoxFuture<'a, Vec<TableLoad>>;
 }
 
-/// What the store has committed, as a connector needs it to load incrementally.
-#[derive(Debug, Clone, Default)]
-pub struct LoadState {
-    /// Table name → the cursor committed with its last appended rows.
-    pub cursors: std::collections::BTreeMap<String, String>,
-    /// Table name → the source rows an append table holds up to its cursor (stored and rejected),
-    /// so a connector can tell when the source went backwards.
-    pub rows: std::collections::BTreeMap<String, u64>,
-    /// Table name → for an append table with a retention, the time (µs since the epoch, UTC)
-    /// from which it holds the source's rows: those rows and nothing older.
-    pub retained_from: std::collections::BTreeMap<String, i64>,
-}
-
-impl LoadState {
-    /// The last committed cursor of a table: load only what comes after it.
-    pub fn cursor(&self, table: &str) -> Option<&str> {
-        self.cursors.get(table).map(String::as_str)
-    }
-
-    /// How many source rows the table holds up to its committed cursor.
-    pub fn committed_rows(&self, table: &str) -> Option<u64> {
-        self.rows.get(table).copied()
-    }
-
-    /// From when an append table with a retention holds the source's rows.
-    pub fn retained_from(&self, table: &str) -> Option<i64> {
-        self.retained_from.get(table).copied()
-    }
-}
-
-/// How a load changes its table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LoadMode {
-    /// The rows are the whole table: they replace the previous snapshot.
-    #[default]
-    Replace,
-    /// The rows come after those already stored (an incremental pull): they are appended, and
-    /// the cursor is committed with them in one step, so a crash neither loses nor repeats rows.
-    Append,
-    /// The rows are the whole of an append table again, pulled because the source went backwards
-    /// (rewritten, truncated, refilled): they replace it, with their cursor.
-    Reload,
-}
-
 /// The outcome of loading one table.
 pub struct TableLoad {
     pub table: String,
     /// Where the data came from, for /status (a path, a URL without secrets, a topic).
     pub source: String,
-    pub result: Result<LoadedTable, ConnectorError>,
-}
-
-/// A complete table, ready to replace the previous snapshot.
-#[derive(Debug, Clone)]
-pub struct LoadedTable {
-    pub schema: SchemaRef,
-    pub batches: Vec<RecordBatch>,
-    /// Records that could not be read, each with where it was and why.
-    pub rejected: Vec<RejectedRecord>,
-    pub mode: LoadMode,
-    /// For `Append`: the position reached (e.g. the largest event id), committed with the rows.
-    pub cursor: Option<String>,
-    /// For an append table with a retention: what expires, applied when the table is compacted.
-    pub retention: Option<Retention>,
-}
-
-/// Rows of an append table whose time is before `cutoff` expire.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Retention {
-    /// A `Date32` or `Timestamp(µs)` column of the table.
-    pub column: String,
-    /// µs since the epoch, UTC.
-    pub cutoff: i64,
-}
-
-impl Retention {
-    /// Rows kept for `keep` from now, by their time in `column`.
-    pub fn from_now(column: &str, keep: Duration) -> Self {
-        let keep = i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
-        Self {
-            column: column.to_string(),
-            cutoff: chrono::Utc::now().timestamp_micros().saturating_sub(keep),
-        }
-    }
-}
-
-impl LoadedTable {
-    /// A complete table replacing the previous snapshot.
-    pub fn replace(
-        schema: SchemaRef,
-        batches: Vec<RecordBatch>,
-        rejected: Vec<RejectedRecord>,
-    ) -> Self {
-        Self {
-            schema,
-            batches,
-            rejected,
-            mode: LoadMode::Replace,
-            cursor: None,
-            retention: None,
-        }
-    }
-
-    pub fn rows(&self) -> usize {
-        self.batches.iter().map(RecordBatch::num_rows).sum()
-    }
-}
-
-/// A record that could not be loaded. It is kept, never silently dropped.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RejectedRecord {
-    /// The file or endpoint the record came from.
-    pub source: String,
-    /// 1-based line in the source, when it has lines.
-    pub line: Option<u64>,
-    pub reason: String,
-    /// The record as it was read, truncated to a bounded length.
-    pub raw: String,
-    /// In a table with a retention: the record's time (µs since the epoch, UTC), by which it
-    /// expires with the rows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time: Option<i64>,
+    pub result: Result<Loaded, ConnectorError>,
 }
 
 /// Longest raw record kept in the rejected-records table.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::config::{Problem, files_with_extension, is_sql_identifier};
+use crate::config_text::{Problem, files_with_extension, is_sql_identifier};
 
 /// Keys a saved query's comment block may hold. The `persons_*` keys declare disclosure control
 /// (see `crate::sdc` and `SavedQuery::person_counts`): `persons` lists the columns holding counts
@@ -226,7 +226,7 @@ pub fn parse(
     if sql.is_empty() {
         problems.push(Problem::new(file, None, "no SQL after the comment block"));
     } else if let Err(e) = super::guard::check(&sql, max_depth) {
-        let (line, _) = crate::config::line_and_column(text, body_start);
+        let (line, _) = crate::config_text::line_and_column(text, body_start);
         problems.push(Problem::new(
             file,
             Some(format!("line {line}")),

@@ -10,7 +10,7 @@ use datafusion::physical_plan::collect;
 use datafusion::prelude::SessionContext;
 
 use super::{Storage, Store, version};
-use crate::connectors::LoadedTable;
+use crate::store::input::LoadedTable;
 
 /// `count` rows of `n` = 0, 1, 2, … in batches of 10,000.
 fn numbers(count: i64) -> LoadedTable {

@@ -13,7 +13,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
-use crate::connectors::{LoadedTable, RejectedRecord};
+use super::input::{LoadedTable, RejectedRecord};
 
 const META_KEY: &str = "cruscotto.snapshot";
 
@@ -32,19 +32,25 @@ pub struct SnapshotMeta {
     /// source's rows.
     #[serde(default)]
     pub retained_from: Option<i64>,
+    /// What identified the source this version was read from (`LoadedTable::fingerprint`).
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// The rows' size in Arrow memory when they were written (the footer's sizes are encoded
+    /// sizes, far smaller for dictionary-encoded text): whether the version fits the memory cache.
+    #[serde(default)]
+    pub arrow_bytes: Option<u64>,
 }
 
 pub fn write(path: &Path, loaded: &LoadedTable, meta: &SnapshotMeta) -> Result<(), String> {
-    let meta_json = serde_json::to_string(meta).map_err(|e| e.to_string())?;
     write_atomically(
         path,
         loaded.schema.clone(),
         &loaded.batches,
-        vec![KeyValue::new(META_KEY.to_string(), meta_json)],
+        vec![meta_entry(meta)?],
     )
 }
 
-/// Write `batches` as one Parquet file (zstd) at `path`: through a temporary file, fsynced, then
+/// Write `batches` as one Parquet file at `path`: through a temporary file, fsynced, then
 /// renamed, so a reader or a crash never finds half a file there.
 pub fn write_atomically(
     path: &Path,
@@ -52,27 +58,82 @@ pub fn write_atomically(
     batches: &[arrow::record_batch::RecordBatch],
     metadata: Vec<KeyValue>,
 ) -> Result<(), String> {
-    let dir = path.parent().ok_or("no parent folder")?;
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let temporary = path.with_extension("parquet.tmp");
-    let properties = WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
-        .set_key_value_metadata((!metadata.is_empty()).then_some(metadata))
-        .build();
-    let file = File::create(&temporary).map_err(|e| e.to_string())?;
-    let mut writer =
-        ArrowWriter::try_new(file, schema, Some(properties)).map_err(|e| e.to_string())?;
+    let mut writer = AtomicWriter::create(path, schema)?;
     for batch in batches {
-        writer.write(batch).map_err(|e| e.to_string())?;
+        writer.write(batch)?;
     }
-    let mut file = writer.into_inner().map_err(|e| e.to_string())?;
-    file.flush().map_err(|e| e.to_string())?;
-    file.sync_all().map_err(|e| e.to_string())?;
-    std::fs::rename(&temporary, path).map_err(|e| e.to_string())?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| e.to_string())?;
-    Ok(())
+    writer.finish(metadata)
+}
+
+/// Rows per Parquet row group: the unit a scan skips by its statistics and splits over the cores.
+const ROWS_PER_ROW_GROUP: usize = 1024 * 1024;
+
+/// A Parquet file written batch by batch under a temporary name and renamed into place by
+/// `finish`; dropped unfinished, it removes its temporary file. Memory holds at most the row
+/// group being encoded, whatever the file's size.
+pub struct AtomicWriter {
+    path: std::path::PathBuf,
+    temporary: std::path::PathBuf,
+    writer: Option<ArrowWriter<File>>,
+}
+
+impl AtomicWriter {
+    pub fn create(path: &Path, schema: arrow::datatypes::SchemaRef) -> Result<Self, String> {
+        let dir = path.parent().ok_or("no parent folder")?;
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let temporary = path.with_extension("parquet.tmp");
+        // zstd for size; statistics per page (the page index), so a scan prunes row groups and
+        // pages by a filter's bounds.
+        let properties = WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+            .set_max_row_group_row_count(Some(ROWS_PER_ROW_GROUP))
+            .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Page)
+            .build();
+        let file = File::create(&temporary).map_err(|e| e.to_string())?;
+        let writer =
+            ArrowWriter::try_new(file, schema, Some(properties)).map_err(|e| e.to_string())?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            temporary,
+            writer: Some(writer),
+        })
+    }
+
+    pub fn write(&mut self, batch: &arrow::record_batch::RecordBatch) -> Result<(), String> {
+        let writer = self.writer.as_mut().ok_or("the file is finished")?;
+        writer.write(batch).map_err(|e| e.to_string())
+    }
+
+    /// Close the file with `metadata` in its footer, fsync it, rename it into place and fsync
+    /// its folder.
+    pub fn finish(mut self, metadata: Vec<KeyValue>) -> Result<(), String> {
+        let mut writer = self.writer.take().ok_or("the file is finished")?;
+        for entry in metadata {
+            writer.append_key_value_metadata(entry);
+        }
+        let mut file = writer.into_inner().map_err(|e| e.to_string())?;
+        file.flush().map_err(|e| e.to_string())?;
+        file.sync_all().map_err(|e| e.to_string())?;
+        std::fs::rename(&self.temporary, &self.path).map_err(|e| e.to_string())?;
+        let dir = self.path.parent().ok_or("no parent folder")?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for AtomicWriter {
+    fn drop(&mut self) {
+        if self.writer.take().is_some() {
+            let _ = std::fs::remove_file(&self.temporary);
+        }
+    }
+}
+
+/// The key-value entry that holds a snapshot's metadata.
+pub fn meta_entry(meta: &SnapshotMeta) -> Result<KeyValue, String> {
+    let json = serde_json::to_string(meta).map_err(|e| e.to_string())?;
+    Ok(KeyValue::new(META_KEY.to_string(), json))
 }
 
 /// The snapshot at `path` opened, its footer and metadata read, or `None` if there is none.
@@ -222,6 +283,8 @@ mod tests {
             cursor: None,
             supersedes_segments_below: 0,
             retained_from: None,
+            fingerprint: None,
+            arrow_bytes: None,
         };
         write(
             &path,

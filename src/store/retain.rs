@@ -9,7 +9,7 @@ use arrow::compute::kernels::cmp::gt_eq;
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 
-use crate::connectors::{RejectedRecord, Retention};
+use super::input::{RejectedRecord, Retention};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 

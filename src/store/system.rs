@@ -11,7 +11,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 
 use super::TableStatus;
-use crate::connectors::RejectedRecord;
+use super::input::RejectedRecord;
 
 fn utc_micros() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))

@@ -63,6 +63,30 @@ pub fn delete_before(dir: &Path, table: &str, keep_from: u64) {
     }
 }
 
+/// Delete what a process killed while writing a version left: its temporary files, never served.
+pub fn delete_unfinished(dir: &Path, table: &str) {
+    let prefix = format!("{table}.v");
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let unfinished = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|name| {
+                name.strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix(".parquet.tmp"))
+                    .is_some_and(|number| number.parse::<u64>().is_ok())
+            });
+        if unfinished {
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!(path = %path.display(), "removed an unfinished version"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove an unfinished version")
+                }
+            }
+        }
+    }
+}
+
 /// Delete every version (the table is an append table now, or was dropped).
 pub fn delete_all(dir: &Path, table: &str) {
     delete_before(dir, table, u64::MAX);
@@ -104,6 +128,11 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(numbers(dir.path()), vec![0, 2, 10]);
+        std::fs::write(dir.path().join("tt.v000000000004.parquet.tmp"), b"x").unwrap();
+        delete_unfinished(dir.path(), "t");
+        assert!(!dir.path().join("t.v000000000003.parquet.tmp").exists());
+        assert!(dir.path().join("tt.v000000000004.parquet.tmp").exists());
+        assert!(dir.path().join("t.v000000000002.parquet").exists());
         assert_eq!(
             latest(dir.path(), "t").unwrap().1,
             path(dir.path(), "t", 10)

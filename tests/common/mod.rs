@@ -175,11 +175,21 @@ impl Server {
         Self { child, url, client }
     }
 
-    /// Start and wait until the first load of every source is done.
+    /// Start and wait until the first load of every source is done (whether or not every table
+    /// loaded: a table that failed makes /readyz 503).
     pub fn start_ready(config: &ConfigDir) -> Self {
         let server = Self::start(config);
-        server.wait_until("ready", |s| s.get("/readyz").status() == 200);
+        server.wait_until_loaded();
         server
+    }
+
+    /// Wait until the first load of every source is done.
+    pub fn wait_until_loaded(&self) {
+        self.wait_until("the first load", |s| {
+            let body: serde_json::Value = s.get("/readyz").json().unwrap_or_default();
+            body["initial_load_done"] == true
+                && body["loading"].as_array().is_some_and(Vec::is_empty)
+        });
     }
 
     pub fn get(&self, path: &str) -> reqwest::blocking::Response {

@@ -14,7 +14,9 @@ use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
-use cruscotto::connectors::{Connector, ConnectorConfig, ConnectorError, LoadState, LoadedTable};
+use cruscotto::connectors::{
+    Connector, ConnectorConfig, ConnectorError, LoadState, Loaded, LoadedTable,
+};
 
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/http");
 
@@ -228,7 +230,7 @@ pub async fn load(connector: &dyn Connector) -> Loads {
         .load(&LoadState::default())
         .await
         .into_iter()
-        .map(|l| (l.table, l.result))
+        .map(|l| (l.table, l.result.map(whole)))
         .collect()
 }
 
@@ -277,4 +279,9 @@ pub fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> b
         assert!(Instant::now() < until, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(25));
     }
+}
+
+/// A load's rows, which this connector returns in memory.
+fn whole(loaded: Loaded) -> LoadedTable {
+    loaded.into_whole().expect("rows in memory")
 }

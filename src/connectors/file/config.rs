@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Problem, is_sql_identifier, resolve};
+use crate::config_text::{Problem, is_sql_identifier, resolve};
 use crate::geometry::Epsg;
 
 #[derive(Debug, Clone, Deserialize)]

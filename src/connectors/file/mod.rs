@@ -17,14 +17,19 @@ pub use config::{
 
 use std::path::{Path, PathBuf};
 
-use arrow::compute::concat_batches;
-use arrow::datatypes::{Field, Schema};
-use arrow::record_batch::RecordBatch;
-use futures::FutureExt;
-use futures::future::BoxFuture;
+use std::sync::Arc;
 
-use super::{Connector, ConnectorError, LoadState, LoadedTable, RejectedRecord, TableLoad};
-use crate::config::resolve;
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt, TryStreamExt};
+
+use super::{
+    Connector, ConnectorError, LoadState, Loaded, LoadedTable, RejectedRecord, StreamedTable,
+    TableLoad,
+};
+use crate::config_text::resolve;
 
 pub struct FileConnector {
     config: FileConnectorConfig,
@@ -41,13 +46,13 @@ impl FileConnector {
 }
 
 impl Connector for FileConnector {
-    fn load<'a>(&'a self, _state: &'a LoadState) -> BoxFuture<'a, Vec<TableLoad>> {
+    fn load<'a>(&'a self, state: &'a LoadState) -> BoxFuture<'a, Vec<TableLoad>> {
         async move {
             let mut loads = Vec::with_capacity(self.config.tables.len());
             for table in &self.config.tables {
                 let path = resolve(&self.base_dir, &table.path);
                 let result = match simulate_if_missing(table, &path, &self.base_dir).await {
-                    Ok(()) => load_table(table.clone(), path.clone()).await,
+                    Ok(()) => load_unless_unchanged(table, &path, state).await,
                     Err(e) => Err(e),
                 };
                 loads.push(TableLoad {
@@ -92,11 +97,170 @@ async fn simulate_if_missing(
     Ok(())
 }
 
-/// Read, type and reshape one table.
+/// A table's load: nothing read if the file is the one its current version came from; a
+/// Parquet file streamed batch by batch; a text file read whole.
+async fn load_unless_unchanged(
+    table: &FileTableConfig,
+    path: &Path,
+    state: &LoadState,
+) -> Result<Loaded, ConnectorError> {
+    let fingerprint = fingerprint(table, path)?;
+    if state.unchanged(&table.name, &fingerprint) {
+        return Ok(Loaded::Unchanged);
+    }
+    if table.format() == Some(FileFormat::Parquet) {
+        let (schema, batches) = parquet_batches(table.clone(), path.to_path_buf()).await?;
+        return Ok(Loaded::Streamed(StreamedTable {
+            schema,
+            batches: batches.map_err(Into::into).boxed(),
+            fingerprint: Some(fingerprint),
+        }));
+    }
+    let mut loaded = load_table(table.clone(), path.to_path_buf()).await?;
+    loaded.fingerprint = Some(fingerprint);
+    Ok(loaded.into())
+}
+
+/// What identifies a file as read: its size, time of change and inode (a file replaced by a
+/// rename is a new inode), a hash of its content (all of it up to `WHOLE_HASH_LIMIT`, else its
+/// first and last MiB, which hold a Parquet file's footer), the table's settings, and the release
+/// reading it. A file with the fingerprint of the current version's is not read again. The
+/// content counts because a file rewritten in place within the clock's tick keeps its time.
+fn fingerprint(table: &FileTableConfig, path: &Path) -> Result<String, ConnectorError> {
+    use std::hash::{Hash, Hasher};
+    let read_error = |source| ConnectorError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let metadata = std::fs::metadata(path).map_err(read_error)?;
+    let modified = metadata
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&metadata);
+    #[cfg(not(unix))]
+    let inode = 0u64;
+    let content = content_hash(path, metadata.len()).map_err(read_error)?;
+    // The settings' Debug form is deterministic: their maps are BTreeMaps.
+    let mut settings = std::collections::hash_map::DefaultHasher::new();
+    format!("{table:?}").hash(&mut settings);
+    Ok(format!(
+        "{} bytes, modified {modified} ns, inode {inode}, content {content:016x}, \
+         settings {:016x}, cruscotto {}",
+        metadata.len(),
+        settings.finish(),
+        env!("CARGO_PKG_VERSION")
+    ))
+}
+
+/// Files up to this size are hashed whole for their fingerprint.
+const WHOLE_HASH_LIMIT: u64 = 256 * 1024 * 1024;
+
+fn content_hash(path: &Path, len: u64) -> std::io::Result<u64> {
+    use std::hash::Hasher;
+    use std::io::{Read, Seek, SeekFrom};
+    const MIB: u64 = 1024 * 1024;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut buffer = vec![0u8; MIB as usize];
+    let mut hash = |file: &mut std::fs::File, mut remaining: u64| -> std::io::Result<()> {
+        while remaining > 0 {
+            let want = remaining.min(MIB) as usize;
+            file.read_exact(&mut buffer[..want])?;
+            hasher.write(&buffer[..want]);
+            remaining -= want as u64;
+        }
+        Ok(())
+    };
+    if len <= WHOLE_HASH_LIMIT {
+        hash(&mut file, len)?;
+    } else {
+        hash(&mut file, MIB)?;
+        file.seek(SeekFrom::End(-(MIB as i64)))?;
+        hash(&mut file, MIB)?;
+    }
+    Ok(hasher.finish())
+}
+
+/// Rows per batch read from a Parquet source.
+const ROWS_PER_BATCH: usize = 64 * 1024;
+
+type PreparedBatches =
+    BoxStream<'static, Result<(RecordBatch, Vec<RejectedRecord>), ConnectorError>>;
+
+/// A Parquet file's rows as the table declares them, read batch by batch (never the whole file
+/// in memory), each renamed, typed, reprojected and reshaped as it comes; and the schema they
+/// have, from the file's footer.
+async fn parquet_batches(
+    table: FileTableConfig,
+    path: PathBuf,
+) -> Result<(SchemaRef, PreparedBatches), ConnectorError> {
+    let parse = |path: &Path, e: parquet::errors::ParquetError| ConnectorError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|source| ConnectorError::Read {
+            path: path.clone(),
+            source,
+        })?;
+    let builder = parquet::arrow::ParquetRecordBatchStreamBuilder::new(file)
+        .await
+        .map_err(|e| parse(&path, e))?;
+    let empty = RecordBatch::new_empty(builder.schema().clone());
+    let schema = prepared(&table, &path, empty).await?.0.schema();
+    let stream = builder
+        .with_batch_size(ROWS_PER_BATCH)
+        .build()
+        .map_err(|e| parse(&path, e))?;
+    let table = Arc::new(table);
+    let batches = stream
+        .then(move |read| {
+            let (table, path) = (table.clone(), path.clone());
+            async move {
+                let batch = read.map_err(|e| parse(&path, e))?;
+                prepared(&table, &path, batch).await
+            }
+        })
+        .boxed();
+    Ok((schema, batches))
+}
+
+/// One batch of a Parquet file as the table declares it: renamed, cast, reprojected, reshaped.
+async fn prepared(
+    table: &FileTableConfig,
+    path: &Path,
+    batch: RecordBatch,
+) -> Result<(RecordBatch, Vec<RejectedRecord>), ConnectorError> {
+    let source = path.display().to_string();
+    let batch = cast_declared(path, table, renamed(table, path, batch)?)?;
+    let (batch, mut rejected) = match declared_crs(table, &source)? {
+        Some(crs) => reproject::reproject(&source, batch, crs)?,
+        None => (batch, Vec::new()),
+    };
+    let (batch, refused) = reshaped(table, &source, batch).await?;
+    rejected.extend(refused);
+    Ok((batch, rejected))
+}
+
+/// Read, type and reshape one table, whole.
 pub async fn load_table(
     table: FileTableConfig,
     path: PathBuf,
 ) -> Result<LoadedTable, ConnectorError> {
+    if table.format() == Some(FileFormat::Parquet) {
+        let (schema, batches) = parquet_batches(table, path).await?;
+        let read: Vec<(RecordBatch, Vec<RejectedRecord>)> = batches.try_collect().await?;
+        let (batches, rejected): (Vec<_>, Vec<_>) = read.into_iter().unzip();
+        return Ok(LoadedTable::replace(
+            schema,
+            batches,
+            rejected.into_iter().flatten().collect(),
+        ));
+    }
     let source = path.display().to_string();
     let reading = {
         let table = table.clone();
@@ -153,22 +317,7 @@ pub async fn describe_table(
         simulate_if_missing(&small, &path, base_dir).await?;
     }
     if table.format() == Some(FileFormat::Parquet) {
-        let file = std::fs::File::open(&path).map_err(|source| ConnectorError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| ConnectorError::Parse {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        let empty = RecordBatch::new_empty(builder.schema().clone());
-        let batch = cast_declared(&path, table, renamed(table, &path, empty)?)?;
-        let source = path.display().to_string();
-        return Ok((
-            reshaped(table, &source, batch).await?.0.schema(),
-            Vec::new(),
-        ));
+        return Ok((parquet_batches(table.clone(), path).await?.0, Vec::new()));
     }
     let loaded = load_table(table.clone(), path).await?;
     Ok((loaded.schema, loaded.rejected))
@@ -212,13 +361,6 @@ fn read_file(
         message: "unknown format: set `format`".into(),
     })?;
     let declared = declared_crs(table, &path.display().to_string())?;
-    if format == FileFormat::Parquet {
-        let batch = read_parquet(table, path)?;
-        return match declared {
-            Some(crs) => reproject::reproject(&path.display().to_string(), batch, crs),
-            None => Ok((batch, Vec::new())),
-        };
-    }
     let bytes = std::fs::read(path).map_err(|source| ConnectorError::Read {
         path: path.to_path_buf(),
         source,
@@ -271,7 +413,12 @@ fn read_file(
                 rejected,
             )
         }
-        FileFormat::Parquet => unreachable!("handled above"),
+        FileFormat::Parquet => {
+            return Err(ConnectorError::Parse {
+                path: path.to_path_buf(),
+                message: "a Parquet file is read batch by batch, not as text".into(),
+            });
+        }
     };
     let batch = if matches!(format, FileFormat::Csv) {
         batch
@@ -351,26 +498,6 @@ fn cast_declared(
             message: e.to_string(),
         }
     })
-}
-
-fn read_parquet(table: &FileTableConfig, path: &Path) -> Result<RecordBatch, ConnectorError> {
-    let parse = |e: String| ConnectorError::Parse {
-        path: path.to_path_buf(),
-        message: e,
-    };
-    let file = std::fs::File::open(path).map_err(|source| ConnectorError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| parse(e.to_string()))?;
-    let schema = builder.schema().clone();
-    let reader = builder.build().map_err(|e| parse(e.to_string()))?;
-    let batches: Vec<RecordBatch> = reader
-        .collect::<Result<_, _>>()
-        .map_err(|e| parse(e.to_string()))?;
-    let batch = concat_batches(&schema, &batches).map_err(|e| parse(e.to_string()))?;
-    cast_declared(path, table, renamed(table, path, batch)?)
 }
 
 /// A Parquet file's columns under their normalised (and renamed) names.

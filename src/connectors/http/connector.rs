@@ -20,12 +20,12 @@ use tracing::info;
 use super::auth::Authenticator;
 use super::client::{HttpClient, display_url};
 use super::config::{
-    HttpConnectorConfig, HttpTableConfig, Incremental, Method, ResponseFormat, SINCE,
+    HttpConnectorConfig, HttpTableConfig, Incremental, Method, Pagination, ResponseFormat, SINCE,
 };
 use super::decode::PageDecoder;
 use super::pagination::Pager;
 use crate::connectors::{
-    Connector, ConnectorError, LoadMode, LoadState, LoadedTable, RejectedRecord, Retention,
+    Connector, ConnectorError, LoadMode, LoadState, Loaded, LoadedTable, RejectedRecord, Retention,
     TableLoad,
 };
 
@@ -81,7 +81,7 @@ impl HttpConnector {
         &self,
         table: &HttpTableConfig,
         state: &LoadState,
-    ) -> Result<LoadedTable, ConnectorError> {
+    ) -> Result<Loaded, ConnectorError> {
         let http = self
             .http
             .as_ref()
@@ -105,6 +105,23 @@ impl HttpConnector {
         let mut rejected = Vec::new();
         let mut url = pager.first();
         let mut pages = 0;
+        // A whole table answered in one response is asked for only if it changed since the
+        // version the store holds (`If-None-Match`, `If-Modified-Since`).
+        let settings = settings_hash(table);
+        let previous = (table.incremental.is_none())
+            .then(|| state.fingerprints.get(&table.name))
+            .flatten()
+            .and_then(|f| Fingerprint::parse(f))
+            .filter(|f| f.settings == settings);
+        let mut conditional = HeaderMap::new();
+        if let Some(previous) = previous
+            .as_ref()
+            .filter(|_| matches!(table.pagination, Pagination::None))
+        {
+            conditional = previous.conditional_headers();
+        }
+        let mut content = std::collections::hash_map::DefaultHasher::new();
+        let mut validators = (None, None);
         loop {
             pages += 1;
             let shown = display_url(&url);
@@ -117,7 +134,21 @@ impl HttpConnector {
                     ),
                 ));
             }
-            let (headers, bytes) = self.fetch(http, auth, table, &url, body.as_deref()).await?;
+            let Some((headers, bytes)) = self
+                .fetch(http, auth, table, &url, body.as_deref(), &conditional)
+                .await?
+            else {
+                info!(table = %table.name, "not modified since the version held; not read again");
+                return Ok(Loaded::Unchanged);
+            };
+            if pages == 1 {
+                conditional = HeaderMap::new();
+                validators = (
+                    header_text(&headers, reqwest::header::ETAG),
+                    header_text(&headers, reqwest::header::LAST_MODIFIED),
+                );
+            }
+            std::hash::Hasher::write(&mut content, &bytes);
             let page = decoder
                 .decode(&shown, &bytes)
                 .map_err(|e| http_error(&shown, format!("page {pages}: {e}")))?;
@@ -146,6 +177,18 @@ impl HttpConnector {
             ),
             _ => None,
         };
+        let fingerprint = table.incremental.is_none().then(|| Fingerprint {
+            content: std::hash::Hasher::finish(&content),
+            settings,
+            etag: validators.0,
+            last_modified: validators.1,
+        });
+        if let (Some(previous), Some(fingerprint)) = (&previous, &fingerprint)
+            && previous.content == fingerprint.content
+        {
+            info!(table = %table.name, "the same answer as the version held; not stored again");
+            return Ok(Loaded::Unchanged);
+        }
         let rows_pulled: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let batches = self
             .reshape(table, &source, schema, batches, &mut rejected)
@@ -169,7 +212,9 @@ impl HttpConnector {
                     incremental.retention?,
                 ))
             }),
-        })
+            fingerprint: fingerprint.map(|f| f.to_string()),
+        }
+        .into())
     }
 
     /// Point geometry and row filter, as in the `file` connector. Always returns at least one
@@ -216,7 +261,8 @@ impl HttpConnector {
         table: &HttpTableConfig,
         url: &Url,
         body: Option<&str>,
-    ) -> Result<(HeaderMap, Bytes), ConnectorError> {
+        conditional: &HeaderMap,
+    ) -> Result<Option<(HeaderMap, Bytes)>, ConnectorError> {
         let shown = display_url(url);
         let fixed = self
             .fixed_headers(table)
@@ -233,6 +279,7 @@ impl HttpConnector {
                 .exchange(target, move || {
                     async move {
                         let mut headers = fixed.clone();
+                        headers.extend(conditional.clone());
                         headers.extend(auth.headers(http).await?);
                         if let Some(pdnd) = auth.pdnd() {
                             headers.extend(pdnd.integrity_headers(
@@ -269,6 +316,9 @@ impl HttpConnector {
                 // asks for a new one rather than spending this one again.
                 auth.forget_token().await;
             }
+            if status == reqwest::StatusCode::NOT_MODIFIED && !conditional.is_empty() {
+                return Ok(None);
+            }
             if !status.is_success() {
                 let why = http.failure(response, true).await;
                 return Err(if matches!(status.as_u16(), 401 | 403) {
@@ -281,7 +331,7 @@ impl HttpConnector {
             }
             let headers = response.headers().clone();
             let bytes = http.body(&shown, response).await?;
-            return Ok((headers, bytes));
+            return Ok(Some((headers, bytes)));
         }
     }
 
@@ -455,4 +505,70 @@ mod tests {
             "2024-05-01"
         );
     }
+}
+
+/// What identifies a whole table's answer: a hash of its bytes, one of the table's settings, the
+/// release, and the validators the server gave (`ETag`, `Last-Modified`) for a conditional
+/// request next time. The same content and settings mean the same table.
+struct Fingerprint {
+    content: u64,
+    settings: u64,
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+impl Fingerprint {
+    const RELEASE: &str = env!("CARGO_PKG_VERSION");
+
+    fn parse(text: &str) -> Option<Self> {
+        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        if value["cruscotto"] != Self::RELEASE {
+            return None;
+        }
+        let number = |key: &str| u64::from_str_radix(value[key].as_str()?, 16).ok();
+        let text = |key: &str| value[key].as_str().map(str::to_string);
+        Some(Self {
+            content: number("content")?,
+            settings: number("settings")?,
+            etag: text("etag"),
+            last_modified: text("last_modified"),
+        })
+    }
+
+    fn conditional_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let valid = |v: &Option<String>| v.as_deref().and_then(|v| HeaderValue::from_str(v).ok());
+        if let Some(etag) = valid(&self.etag) {
+            headers.insert(reqwest::header::IF_NONE_MATCH, etag);
+        }
+        if let Some(modified) = valid(&self.last_modified) {
+            headers.insert(reqwest::header::IF_MODIFIED_SINCE, modified);
+        }
+        headers
+    }
+}
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = serde_json::json!({
+            "content": format!("{:016x}", self.content),
+            "settings": format!("{:016x}", self.settings),
+            "etag": self.etag,
+            "last_modified": self.last_modified,
+            "cruscotto": Self::RELEASE,
+        });
+        write!(f, "{value}")
+    }
+}
+
+/// A hash of a table's settings. Their Debug form is deterministic (ordered maps).
+fn settings_hash(table: &HttpTableConfig) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    format!("{table:?}").hash(&mut hasher);
+    hasher.finish()
+}
+
+fn header_text(headers: &HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
+    headers.get(name)?.to_str().ok().map(str::to_string)
 }

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::config::PdndConfig;
 use super::jwk;
-use crate::config::resolve;
+use crate::config_text::resolve;
 use crate::connectors::ConnectorError;
 
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";

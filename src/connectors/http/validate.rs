@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::config::*;
-use crate::config::{Problem, is_sql_identifier, resolve};
+use crate::config_text::{Problem, is_sql_identifier, resolve};
 use crate::connectors::file::ColumnType;
 
 impl HttpConnectorConfig {

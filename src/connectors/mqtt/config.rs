@@ -8,7 +8,7 @@ use bytesize::ByteSize;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use crate::config::{Problem, is_sql_identifier};
+use crate::config_text::{Problem, is_sql_identifier};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -313,7 +313,7 @@ impl MqttConnectorConfig {
         let mut problem =
             |key: String, message: String| problems.push(Problem::new(file, Some(key), message));
         if let Some(simulate) = &self.simulate {
-            let registry = crate::config::resolve(base_dir, &simulate.registry);
+            let registry = crate::config_text::resolve(base_dir, &simulate.registry);
             if !registry.is_file() {
                 problem(
                     "simulate.registry".into(),
@@ -351,7 +351,7 @@ impl MqttConnectorConfig {
             problem("password".into(), "a password needs a username".into());
         }
         if let Some(ca_file) = &self.ca_file {
-            let path = crate::config::resolve(base_dir, ca_file);
+            let path = crate::config_text::resolve(base_dir, ca_file);
             if !path.is_file() {
                 problem(
                     "ca_file".into(),
@@ -583,8 +583,9 @@ fields = { value = { pointer = "/v", type = "float" }, ts = { pointer = "/t", ty
     fn the_shipped_compose_connector_is_valid() {
         let base = Path::new(env!("CARGO_MANIFEST_DIR"));
         let path = base.join("connectors.compose/sensori.toml");
-        let text = crate::config::interpolate_env(&path, &std::fs::read_to_string(&path).unwrap())
-            .unwrap();
+        let text =
+            crate::config_text::interpolate_env(&path, &std::fs::read_to_string(&path).unwrap())
+                .unwrap();
         let config = ConnectorConfig::parse(&path, &text).unwrap();
         let ConnectorConfig::Mqtt(mqtt) = &config else {
             panic!("not mqtt")

@@ -301,7 +301,7 @@ struct Simulated {
 
 impl Simulated {
     async fn run(mut self, simulation: &SensorSimulation, base_dir: &Path) {
-        let registry_file = crate::config::resolve(base_dir, &simulation.registry);
+        let registry_file = crate::config_text::resolve(base_dir, &simulation.registry);
         let mut feed = match crate::simulate::SensorFeed::new(
             &registry_file,
             &simulation.prefix,
@@ -621,7 +621,7 @@ fn mqtt_options(config: &MqttConnectorConfig, base_dir: &Path) -> Result<MqttOpt
                 config
                     .ca_file
                     .as_ref()
-                    .map(|p| crate::config::resolve(base_dir, p))
+                    .map(|p| crate::config_text::resolve(base_dir, p))
                     .as_deref(),
             )?)),
         ));

@@ -1,7 +1,7 @@
 //! Topics: matching a topic against subscription filters (`+` one level, `#` the rest) and
 //! reading columns out of its levels with a pattern such as `bologna/+/{sensor_id}/{metric}`.
 
-use crate::config::is_sql_identifier;
+use crate::config_text::is_sql_identifier;
 
 /// Whether `filter` is a valid subscription filter.
 pub fn check_filter(filter: &str) -> Result<(), String> {

@@ -10,7 +10,7 @@ use super::connect::{self, describe, describe_pool};
 use super::cursor::{cursor_type, retention_type};
 use super::load::{columns, user_query};
 use super::privacy;
-use crate::config::Problem;
+use crate::config_text::Problem;
 
 /// Longest wait for the database during a check: a check should answer quickly either way.
 const CHECK_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -9,7 +9,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::config::Host;
 
 use super::config::{PostgresConnectorConfig, TlsMode};
-use crate::config::resolve;
+use crate::config_text::resolve;
 
 /// The connection as it may appear in /status and logs: `postgres://user@host:port/db`.
 pub fn redacted(config: &tokio_postgres::Config) -> String {
@@ -141,7 +141,7 @@ pub fn describe(error: &tokio_postgres::Error, query: Option<&str>) -> String {
             .char_indices()
             .nth((*position as usize).saturating_sub(1))
             .map_or(query.len(), |(i, _)| i);
-        let (line, column) = crate::config::line_and_column(query, offset);
+        let (line, column) = crate::config_text::line_and_column(query, offset);
         message.push_str(&format!(" (line {line}, column {column} of the query)"));
     }
     if let Some(detail) = db.detail() {

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use arrow::datatypes::SchemaRef;
 use deadpool_postgres::Pool;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
@@ -17,10 +18,18 @@ use super::cursor::{self, cursor_type};
 use super::privacy;
 use super::types::{self, BatchBuilder, Cell, ColumnKind, Raw};
 use crate::connectors::{
-    Connector, ConnectorError, LoadMode, LoadState, LoadedTable, RejectedRecord, Retention,
-    TableLoad, truncate_raw,
+    Connector, ConnectorError, LoadMode, LoadState, Loaded, LoadedTable, RejectedRecord, Retention,
+    StreamedTable, TableLoad, truncate_raw,
 };
 
+/// Where a streamed pull sends each full batch, with the records rejected since the last one.
+type Sink = tokio::sync::mpsc::Sender<(arrow::record_batch::RecordBatch, Vec<RejectedRecord>)>;
+
+/// Batches a streamed pull may build ahead of the store's writing.
+const STREAMED_BATCHES_IN_FLIGHT: usize = 2;
+
+/// Cheap to clone (the pool is shared): a streamed pull runs on its own clone.
+#[derive(Clone)]
 pub struct PostgresConnector {
     config: PostgresConnectorConfig,
     pool: Result<Pool, String>,
@@ -79,16 +88,86 @@ impl PostgresConnector {
         }
     }
 
+    /// A table's load. An append table's rows come whole (they are what is new since the
+    /// cursor); a replaced table's rows stream to the store as the query returns them.
+    async fn load(
+        &self,
+        table: &PostgresTableConfig,
+        state: &LoadState,
+    ) -> Result<Loaded, ConnectorError> {
+        if table.cursor_column.is_some() {
+            return self.load_table(table, state, None).await.map(Loaded::from);
+        }
+        let schema = self.describe(table).await?;
+        let (this, table, state) = (self.clone(), table.clone(), state.clone());
+        // Started when the store first asks for rows, so no connection is held before.
+        let batches = futures::stream::once(async move {
+            let (sender, receiver) = tokio::sync::mpsc::channel(STREAMED_BATCHES_IN_FLIGHT);
+            let pull =
+                tokio::spawn(async move { this.load_table(&table, &state, Some(sender)).await });
+            let streamed = futures::stream::unfold(receiver, |mut receiver| async move {
+                receiver.recv().await.map(|item| (Ok(item), receiver))
+            });
+            // Then what the pull kept (its last batch) or how it failed.
+            let rest = futures::stream::once(async move {
+                let rest = match pull.await {
+                    Ok(Ok(loaded)) => {
+                        let rejected = loaded.rejected;
+                        let mut batches = loaded.batches.into_iter();
+                        let first = batches.next().map(|b| Ok((b, rejected)));
+                        first
+                            .into_iter()
+                            .chain(batches.map(|b| Ok((b, Vec::new()))))
+                            .collect()
+                    }
+                    Ok(Err(e)) => vec![Err(e.into())],
+                    Err(e) => vec![Err(format!("the pull failed: {e}").into())],
+                };
+                futures::stream::iter(rest)
+            })
+            .flatten();
+            streamed.chain(rest)
+        })
+        .flatten()
+        .boxed();
+        Ok(Loaded::Streamed(StreamedTable {
+            schema,
+            batches,
+            fingerprint: None,
+        }))
+    }
+
+    /// The schema a table's query returns, from the statement prepared (not run).
+    async fn describe(&self, table: &PostgresTableConfig) -> Result<SchemaRef, ConnectorError> {
+        let fail = |message: String| self.error(&table.name, message);
+        let pool = self.pool.as_ref().map_err(|e| fail(e.clone()))?;
+        let client = tokio::time::timeout(self.config.connect_timeout, pool.get())
+            .await
+            .map_err(|_| fail("no connection within `connect_timeout`".into()))?
+            .map_err(|e| fail(describe_pool(&e)))?;
+        let query = user_query(&table.query);
+        let statement = client
+            .prepare(query)
+            .await
+            .map_err(|e| fail(describe(&e, Some(query))))?;
+        let (names, kinds) = columns(&statement).map_err(fail)?;
+        Ok(BatchBuilder::new(&names, &kinds, 0).schema())
+    }
+
+    /// Pull a table. With `sink`, each full batch goes there with the records rejected so far
+    /// as soon as it is built (the store writes it while the next is read), and what is
+    /// returned holds only the rest.
     async fn load_table(
         &self,
         table: &PostgresTableConfig,
         state: &LoadState,
+        sink: Option<Sink>,
     ) -> Result<LoadedTable, ConnectorError> {
         // A hung network must not hold the refresh loop forever: the server's statement_timeout
         // bounds the query, this bounds everything including a peer that vanished.
         let limit =
             self.config.connect_timeout + self.config.query_timeout + Duration::from_secs(5);
-        match tokio::time::timeout(limit, self.pull(table, state)).await {
+        match tokio::time::timeout(limit, self.pull(table, state, sink)).await {
             Ok(result) => result,
             Err(_) => Err(self.error(
                 &table.name,
@@ -101,6 +180,7 @@ impl PostgresConnector {
         &self,
         table: &PostgresTableConfig,
         state: &LoadState,
+        sink: Option<Sink>,
     ) -> Result<LoadedTable, ConnectorError> {
         let fail = |message: String| self.error(&table.name, message);
         let pool = self.pool.as_ref().map_err(|e| fail(e.clone()))?;
@@ -322,7 +402,14 @@ impl PostgresConnector {
                     }
                 }
                 if builder.rows() >= batch_rows {
-                    batches.push(builder.finish().map_err(|e| fail(e.to_string()))?);
+                    let batch = builder.finish().map_err(|e| fail(e.to_string()))?;
+                    match &sink {
+                        None => batches.push(batch),
+                        Some(sink) => sink
+                            .send((batch, std::mem::take(&mut rejected)))
+                            .await
+                            .map_err(|_| fail("the store stopped reading the rows".into()))?,
+                    }
                 }
             }
         }
@@ -350,6 +437,7 @@ impl PostgresConnector {
                     column: column.to_string(),
                     cutoff,
                 }),
+                fingerprint: None,
             },
         })
     }
@@ -360,7 +448,7 @@ impl Connector for PostgresConnector {
         async move {
             // Tables are pulled concurrently; the pool bounds how many at once.
             let pulls = self.config.tables.iter().map(|table| async move {
-                let result = self.load_table(table, state).await;
+                let result = self.load(table, state).await;
                 TableLoad {
                     table: table.name.clone(),
                     source: self.source.clone(),
