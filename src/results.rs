@@ -35,6 +35,10 @@ const REPLAN_WAIT: Duration = Duration::from_secs(10);
 pub struct SourceStamp {
     pub table: String,
     pub rows: usize,
+    /// The version a snapshot table serves: a refresh that found its source unchanged keeps it.
+    #[serde(default)]
+    pub version: Option<u64>,
+    /// For a table without versions (a log table), when it last received rows.
     pub last_success: Option<DateTime<Utc>>,
 }
 
@@ -306,9 +310,13 @@ fn stamp(service: &Service, query: &str) -> Vec<SourceStamp> {
             let status = statuses
                 .iter()
                 .find(|s| format!("{}.{}", s.schema, s.table) == table);
+            let version = status.and_then(|s| s.version);
             SourceStamp {
                 rows: status.map_or(0, |s| s.rows),
-                last_success: status.and_then(|s| s.last_success),
+                last_success: status
+                    .filter(|_| version.is_none())
+                    .and_then(|s| s.last_success),
+                version,
                 table,
             }
         })
@@ -491,6 +499,7 @@ mod tests {
         vec![SourceStamp {
             table: "a.b".into(),
             rows,
+            version: None,
             last_success: None,
         }]
     }

@@ -34,15 +34,19 @@ fn load(connector_toml: &str) -> Vec<TableLoad> {
         let mut loads = connector.load(&LoadState::default()).await;
         // A replaced table streams its rows: read them here, as the store would.
         for load in &mut loads {
-            if let Ok(loaded) = std::mem::replace(&mut load.result, Ok(Loaded::Unchanged)) {
-                load.result = match loaded.collect().await {
-                    Ok(rows) => Ok(Loaded::Whole(rows.expect("rows"))),
-                    Err(e) => Err(cruscotto::connectors::ConnectorError::Parse {
-                        path: "stream".into(),
-                        message: e.to_string(),
-                    }),
-                };
+            if load.result.is_err() {
+                continue;
             }
+            let Ok(loaded) = std::mem::replace(&mut load.result, Ok(Loaded::Unchanged)) else {
+                continue;
+            };
+            load.result = match loaded.collect().await {
+                Ok(rows) => Ok(Loaded::Whole(rows.expect("rows"))),
+                Err(e) => Err(cruscotto::connectors::ConnectorError::Parse {
+                    path: "stream".into(),
+                    message: e.to_string(),
+                }),
+            };
         }
         loads
     })

@@ -17,7 +17,7 @@ impl Store {
         let opened = log::LogTable::open(&self.data_dir, schema, table, columns.clone(), options)?;
         let rows: provider::RowSource = {
             let opened = opened.clone();
-            Arc::new(move || opened.batches())
+            Arc::new(move || opened.live_rows())
         };
         let live = provider::LiveTable::new(columns, rows, self.target_partitions);
         self.schema_provider(schema)
@@ -29,7 +29,10 @@ impl Store {
         if let Some(spec) = opened.rollup_spec() {
             let rows: provider::RowSource = {
                 let opened = opened.clone();
-                Arc::new(move || opened.rollup_batches())
+                Arc::new(move || provider::LiveRows {
+                    files: Vec::new(),
+                    tail: opened.rollup_batches(),
+                })
             };
             let live = provider::LiveTable::new(spec.schema(), rows, self.target_partitions);
             self.schema_provider(schema)

@@ -25,6 +25,7 @@ mod system;
 mod tests;
 mod version;
 pub mod wal;
+mod wal_rows;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -423,7 +424,13 @@ impl Store {
         table: &str,
     ) -> Option<(SchemaRef, Vec<RecordBatch>)> {
         if let Some(log) = self.log_table(schema, table) {
-            return Some((log.schema(), log.batches()));
+            return match log.batches() {
+                Ok(batches) => Some((log.schema(), batches)),
+                Err(e) => {
+                    warn!(schema, table, error = %e, "cannot read the log table's parts");
+                    None
+                }
+            };
         }
         let (table_schema, batches, on_disk) = {
             let data = self.data.read().expect("data lock");

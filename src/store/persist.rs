@@ -191,7 +191,7 @@ pub fn read(path: &Path) -> Result<Option<(LoadedTable, SnapshotMeta)>, String> 
     let Some((builder, meta)) = open(path)? else {
         return Ok(None);
     };
-    let schema = builder.schema().clone();
+    let schema = without_file_metadata(builder.schema());
     // Batches as large as the store's own slices: Parquet's default of 1,024 rows would make a
     // restored table's scans and plans (statistics per batch) several times slower.
     let reader = builder
@@ -199,11 +199,19 @@ pub fn read(path: &Path) -> Result<Option<(LoadedTable, SnapshotMeta)>, String> 
         .build()
         .map_err(|e| e.to_string())?;
     let batches = reader
+        .map(|batch| batch.and_then(|b| b.with_schema(schema.clone())))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
     let mut loaded = LoadedTable::replace(schema, batches, meta.rejected.clone());
     loaded.cursor = meta.cursor.clone();
     Ok(Some((loaded, meta)))
+}
+
+/// A file's schema as a table's: its columns (with their own metadata, e.g. geometry tags), not
+/// the file's key-value metadata, which differs from version to version and from table to table
+/// (a join's inputs would disagree on it).
+fn without_file_metadata(schema: &arrow::datatypes::SchemaRef) -> arrow::datatypes::SchemaRef {
+    std::sync::Arc::new(arrow::datatypes::Schema::new(schema.fields().clone()))
 }
 
 /// What a snapshot's footer says, read without its rows.
@@ -222,7 +230,7 @@ pub fn read_footer(path: &Path) -> Result<Option<Footer>, String> {
     };
     let metadata = builder.metadata();
     Ok(Some(Footer {
-        schema: builder.schema().clone(),
+        schema: without_file_metadata(builder.schema()),
         meta,
         rows: metadata.file_metadata().num_rows().max(0) as usize,
         bytes: metadata

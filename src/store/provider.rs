@@ -1,7 +1,9 @@
-//! The table a log table shows to SQL: one provider registered once, which reads the table's
-//! rows (Parquet segments loaded in memory plus the WAL tail) at the moment each query is
-//! planned. Views planned over it therefore see appended rows without being re-planned.
+//! The table a log table shows to SQL: one provider registered once, which takes the table's
+//! rows at the moment each query is planned — its compacted parts, read in place from their
+//! Parquet files, and the WAL tail held in memory. Views planned over it therefore see appended
+//! rows without being re-planned, and no part's rows are held in memory.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -10,11 +12,21 @@ use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableType};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::union::UnionExec;
+
+/// A log table's rows at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct LiveRows {
+    /// Compacted parts, queried in place.
+    pub files: Vec<PathBuf>,
+    /// Rows not compacted yet, in memory.
+    pub tail: Vec<RecordBatch>,
+}
 
 /// Where a provider gets its current rows from.
-pub type RowSource = Arc<dyn Fn() -> Vec<RecordBatch> + Send + Sync>;
+pub type RowSource = Arc<dyn Fn() -> LiveRows + Send + Sync>;
 
 pub struct LiveTable {
     schema: SchemaRef,
@@ -50,6 +62,15 @@ impl TableProvider for LiveTable {
         TableType::Base
     }
 
+    /// Filters reach the Parquet scan, which skips parts and row groups by their statistics (a
+    /// part holds one day); DataFusion still applies them above.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
@@ -57,9 +78,19 @@ impl TableProvider for LiveTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        // The batches are shared, not copied: this is a snapshot of the table at planning time.
-        let partitions = super::partition(&(self.rows)(), self.partitions);
-        let snapshot = MemTable::try_new(self.schema.clone(), partitions)?;
-        snapshot.scan(state, projection, filters, limit).await
+        let rows = (self.rows)();
+        let mut inputs = Vec::with_capacity(2);
+        if !rows.files.is_empty() {
+            let parts = super::version::in_place_files(&rows.files, &self.schema)
+                .map_err(datafusion::error::DataFusionError::Execution)?;
+            inputs.push(parts.scan(state, projection, filters, limit).await?);
+        }
+        if !rows.tail.is_empty() || inputs.is_empty() {
+            // The batches are shared, not copied: the tail as it is at planning time.
+            let partitions = super::partition(&rows.tail, self.partitions);
+            let tail = MemTable::try_new(self.schema.clone(), partitions)?;
+            inputs.push(tail.scan(state, projection, filters, limit).await?);
+        }
+        UnionExec::try_new(inputs)
     }
 }

@@ -186,7 +186,8 @@ impl Store {
             entry.unchanged_since = since;
         }
         info!(schema, table, "source unchanged; not read again");
-        self.changed();
+        // No row changed: the views need no re-planning, only system.tables its new status.
+        self.refresh_system_tables();
     }
 }
 

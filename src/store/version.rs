@@ -94,10 +94,21 @@ pub fn delete_all(dir: &Path, table: &str) {
 
 /// A table served in place from a snapshot file.
 pub fn in_place(path: &Path, schema: &SchemaRef) -> Result<Arc<dyn TableProvider>, String> {
-    let url = ListingTableUrl::parse(path.to_string_lossy()).map_err(|e| e.to_string())?;
+    in_place_files(&[path.to_path_buf()], schema)
+}
+
+/// A table served in place from Parquet files of the same schema (a log table's parts).
+pub fn in_place_files(
+    paths: &[PathBuf],
+    schema: &SchemaRef,
+) -> Result<Arc<dyn TableProvider>, String> {
+    let urls = paths
+        .iter()
+        .map(|path| ListingTableUrl::parse(path.to_string_lossy()).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
     let options =
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-    let config = ListingTableConfig::new(url)
+    let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(schema.clone());
     Ok(Arc::new(

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::datatypes::Schema;
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
@@ -110,7 +110,16 @@ impl WalWriter {
     }
 }
 
+/// A record's payload: the compact row form (`wal_rows`), or an Arrow IPC stream for a batch
+/// with a column that form does not cover.
 fn encode(batch: &RecordBatch, messages: &[u64]) -> Result<Vec<u8>, String> {
+    match super::wal_rows::encode(batch, messages) {
+        Some(payload) => Ok(payload),
+        None => encode_ipc(batch, messages),
+    }
+}
+
+fn encode_ipc(batch: &RecordBatch, messages: &[u64]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let schema = if messages.is_empty() {
         batch.schema()
@@ -129,8 +138,17 @@ fn encode(batch: &RecordBatch, messages: &[u64]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// The batches of a record (without the metadata) and the message keys it names.
-fn decode(payload: &[u8]) -> Result<(Vec<RecordBatch>, Vec<u64>), String> {
+/// The batches of a record and the message keys it names, in either form.
+fn decode(payload: &[u8], schema: &SchemaRef) -> Result<(Vec<RecordBatch>, Vec<u64>), String> {
+    if payload.first() == Some(&super::wal_rows::TAG) {
+        let (batch, messages) = super::wal_rows::decode(payload, schema)?;
+        return Ok((vec![batch], messages));
+    }
+    decode_ipc(payload)
+}
+
+/// An IPC record's batches (without the metadata) and the message keys it names.
+fn decode_ipc(payload: &[u8]) -> Result<(Vec<RecordBatch>, Vec<u64>), String> {
     let reader = StreamReader::try_new(payload, None).map_err(|e| e.to_string())?;
     let schema = reader.schema();
     let messages = match schema.metadata().get(MESSAGES_KEY) {
@@ -167,7 +185,7 @@ pub struct Replayed {
 /// Read every whole record of a WAL file. A last record that is short or fails its CRC is a torn
 /// write and is left out; a bad record followed by good ones cannot come from a crash, and is an
 /// error rather than silently skipped data.
-pub fn read(path: &Path) -> Result<Replayed, WalError> {
+pub fn read(path: &Path, schema: &SchemaRef) -> Result<Replayed, WalError> {
     let io = |e: std::io::Error| WalError::Io {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -201,7 +219,7 @@ pub fn read(path: &Path) -> Result<Replayed, WalError> {
         }
         let length = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
         let (decoded, keys) =
-            decode(&rest[HEADER..HEADER + length]).map_err(|message| WalError::Decode {
+            decode(&rest[HEADER..HEADER + length], schema).map_err(|message| WalError::Decode {
                 path: path.to_path_buf(),
                 offset: offset as u64,
                 message,
@@ -304,13 +322,16 @@ mod tests {
         wal.append(&batch(&[1, 2])).unwrap();
         wal.append(&batch(&[3])).unwrap();
         drop(wal);
-        let replayed = read(&file).unwrap();
+        let replayed = read(&file, &batch(&[]).schema()).unwrap();
         assert_eq!(ids(&replayed), vec![1, 2, 3]);
         assert_eq!(replayed.torn_bytes, 0);
         // Reopening appends after what is there.
         let mut wal = WalWriter::open(&file).unwrap();
         wal.append(&batch(&[4])).unwrap();
-        assert_eq!(ids(&read(&file).unwrap()), vec![1, 2, 3, 4]);
+        assert_eq!(
+            ids(&read(&file, &batch(&[]).schema()).unwrap()),
+            vec![1, 2, 3, 4]
+        );
     }
 
     #[test]
@@ -328,14 +349,17 @@ mod tests {
             let copy = dir.path().join(format!("cut-{cut}.wal"));
             let bytes = std::fs::read(&file).unwrap();
             std::fs::write(&copy, &bytes[..cut as usize]).unwrap();
-            let replayed = read(&copy).unwrap();
+            let replayed = read(&copy, &batch(&[]).schema()).unwrap();
             assert_eq!(ids(&replayed), vec![1, 2], "cut at {cut}");
             assert_eq!(replayed.valid_bytes, good);
             assert_eq!(replayed.torn_bytes, cut - good);
             truncate(&copy, replayed.valid_bytes).unwrap();
             let mut wal = WalWriter::open(&copy).unwrap();
             wal.append(&batch(&[5])).unwrap();
-            assert_eq!(ids(&read(&copy).unwrap()), vec![1, 2, 5]);
+            assert_eq!(
+                ids(&read(&copy, &batch(&[]).schema()).unwrap()),
+                vec![1, 2, 5]
+            );
         }
     }
 
@@ -352,7 +376,7 @@ mod tests {
         let last = bytes.len() - 5;
         bytes[last] ^= 0x40;
         std::fs::write(&file, &bytes).unwrap();
-        let replayed = read(&file).unwrap();
+        let replayed = read(&file, &batch(&[]).schema()).unwrap();
         assert_eq!(ids(&replayed), vec![1]);
         assert_eq!(replayed.valid_bytes, good);
     }
@@ -368,7 +392,7 @@ mod tests {
         let mut bytes = std::fs::read(&file).unwrap();
         bytes[HEADER + 10] ^= 0x01;
         std::fs::write(&file, &bytes).unwrap();
-        let error = read(&file).unwrap_err().to_string();
+        let error = read(&file, &batch(&[]).schema()).unwrap_err().to_string();
         assert!(
             error.contains("corrupt record followed by valid ones"),
             "{error}"
@@ -386,7 +410,7 @@ mod tests {
         let good = wal.bytes();
         wal.append_with_messages(&batch(&[4]), &[42]).unwrap();
         drop(wal);
-        let replayed = read(&file).unwrap();
+        let replayed = read(&file, &batch(&[]).schema()).unwrap();
         assert_eq!(ids(&replayed), vec![1, 2, 3, 4]);
         assert_eq!(replayed.messages, vec![7, u64::MAX, 42]);
         // The rows come back with the plain schema, whatever the record carried.
@@ -399,7 +423,7 @@ mod tests {
         // A torn record loses its keys with its rows: neither was acknowledged.
         let bytes = std::fs::read(&file).unwrap();
         std::fs::write(&file, &bytes[..good as usize + 11]).unwrap();
-        let replayed = read(&file).unwrap();
+        let replayed = read(&file, &batch(&[]).schema()).unwrap();
         assert_eq!(
             (ids(&replayed), replayed.messages),
             (vec![1, 2, 3], vec![7, u64::MAX])
@@ -419,5 +443,25 @@ mod tests {
             .map(|(s, _)| s)
             .collect();
         assert_eq!(listed, vec![2, 7, 10]);
+    }
+
+    /// A WAL written by an earlier release (Arrow IPC records) is still replayed, before and
+    /// after records of the compact form.
+    #[test]
+    fn ipc_records_of_an_earlier_release_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = path(dir.path(), 1);
+        let payload = encode_ipc(&batch(&[1, 2]), &[9]).unwrap();
+        let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+        frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        frame.extend_from_slice(&payload);
+        std::fs::write(&file, &frame).unwrap();
+        let mut wal = WalWriter::open(&file).unwrap();
+        wal.append_with_messages(&batch(&[3]), &[10]).unwrap();
+        drop(wal);
+        let replayed = read(&file, &batch(&[]).schema()).unwrap();
+        assert_eq!(ids(&replayed), vec![1, 2, 3]);
+        assert_eq!(replayed.messages, vec![9, 10]);
+        assert!(std::fs::metadata(&file).unwrap().len() < frame.len() as u64 + 40);
     }
 }

@@ -34,17 +34,18 @@ use arrow::compute::{cast, concat_batches, take_record_batch};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate, Utc};
-use parquet::arrow::ArrowWriter;
-use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+mod seen;
 mod window;
 
+use seen::Seen;
 pub use window::MESSAGE_WINDOW;
 use window::MessageWindow;
 
 use crate::store::StoreError;
+use crate::store::provider::LiveRows;
 use crate::store::rollup::{self, RollupSpec};
 use crate::store::wal::{self, WalWriter};
 
@@ -89,18 +90,31 @@ struct WalState {
     /// None when the table is read-only (another process writes it).
     writer: Option<WalWriter>,
     sequence: u64,
-    /// Hashes of the dedupe columns of every row held (segments and tail).
-    keys: HashSet<u64>,
-    /// Hashes of every compared column of every row held: the readings themselves.
-    readings: HashSet<u64>,
+    /// The readings of the recent days (and of older days met lately), to recognise one
+    /// delivered again.
+    seen: Seen,
     messages: MessageWindow,
     rows_in_current: usize,
 }
 
+/// A compacted segment file of one day: its rows stay on disk, queried in place.
+#[derive(Debug, Clone)]
+struct Part {
+    /// Relative to the table's folder.
+    relative: String,
+    rows: usize,
+}
+
+/// Small batches at the end of the WAL tail are merged once this many have piled up, so a scan
+/// during ingestion reads a few large batches, not one per group commit.
+const TAIL_BATCHES_TO_MERGE: usize = 32;
+/// A tail batch of at least this many rows is left as it is.
+const TAIL_BATCH_ROWS: usize = 16 * 1024;
+
 #[derive(Default)]
 struct Rows {
-    /// Compacted rows per day (days since the epoch), one batch per segment file.
-    parts: BTreeMap<i64, Vec<(String, RecordBatch)>>,
+    /// Compacted segments per day (days since the epoch).
+    parts: BTreeMap<i64, Vec<Part>>,
     /// WAL files closed for compaction but not compacted yet, with their rows.
     closed: Vec<(u64, Vec<RecordBatch>)>,
     /// Rows of the WAL file being written.
@@ -144,8 +158,6 @@ pub struct LogTable {
     rollup_dir: Option<PathBuf>,
     schema: SchemaRef,
     options: LogOptions,
-    /// The columns compared to tell a reading seen before: all but `options.arrival`.
-    compared: Vec<String>,
     wal: Mutex<WalState>,
     rows: RwLock<Rows>,
     compacting: Mutex<()>,
@@ -216,12 +228,16 @@ impl LogTable {
             let Some(day) = day_of_part(&relative) else {
                 continue;
             };
-            let batch = read_parquet(&path).map_err(|e| StoreError::ReadSnapshot {
-                path: path.clone(),
-                message: e,
-            })?;
-            check_schema(table, &path, &schema, &batch.schema())?;
-            rows.parts.entry(day).or_default().push((relative, batch));
+            let (file_schema, part_rows) =
+                part_footer(&path).map_err(|e| StoreError::ReadSnapshot {
+                    path: path.clone(),
+                    message: e,
+                })?;
+            check_schema(table, &path, &schema, &file_schema)?;
+            rows.parts.entry(day).or_default().push(Part {
+                relative,
+                rows: part_rows,
+            });
         }
 
         // The window as of the last compaction, then the messages of the WAL not compacted.
@@ -242,7 +258,7 @@ impl LogTable {
                 }
                 continue;
             }
-            let replayed = wal::read(&path).map_err(|e| StoreError::ReadSnapshot {
+            let replayed = wal::read(&path, &schema).map_err(|e| StoreError::ReadSnapshot {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
@@ -260,7 +276,9 @@ impl LogTable {
 
         if let Some(rollup_dir) = &rollup_dir {
             for (day, path) in list_rollups(rollup_dir) {
-                match read_parquet(&path) {
+                match read_parquet(&path).and_then(|batches| {
+                    concat_batches(&batches[0].schema(), &batches).map_err(|e| e.to_string())
+                }) {
                     Ok(batch) => {
                         rows.rollups.insert(day, batch);
                     }
@@ -271,12 +289,7 @@ impl LogTable {
             }
         }
 
-        rows.total = rows
-            .parts
-            .values()
-            .flatten()
-            .map(|(_, b)| b.num_rows())
-            .sum::<usize>()
+        rows.total = rows.parts.values().flatten().map(|p| p.rows).sum::<usize>()
             + rows
                 .closed
                 .iter()
@@ -287,22 +300,40 @@ impl LogTable {
             messages.push(key);
         }
         let compared = compared_columns(&schema, &options);
-        let mut keys = HashSet::new();
-        let mut readings = HashSet::new();
-        if !options.dedupe.is_empty() {
-            let all = rows
+        let mut seen = Seen::new(
+            options.dedupe.clone(),
+            compared.clone(),
+            &options.time_column,
+        );
+        if seen.enabled() {
+            // The readings of the recent days, to recognise one delivered again: their parts
+            // are read for their hashes, their rows not kept.
+            let newest = newest_day(&rows);
+            let recent = seen.recent(newest);
+            let mut batches = Vec::new();
+            for (_, part) in rows
                 .parts
-                .values()
-                .flatten()
-                .map(|(_, b)| b)
-                .chain(rows.closed.iter().flat_map(|(_, b)| b));
-            let failed = |m: String| StoreError::Register {
-                table: table.into(),
-                message: m,
+                .iter()
+                .filter(|(day, _)| recent.contains(day))
+                .flat_map(|(day, parts)| parts.iter().map(move |p| (day, p)))
+            {
+                let path = dir.join(&part.relative);
+                batches.extend(read_parquet(&path).map_err(|e| StoreError::ReadSnapshot {
+                    path: path.clone(),
+                    message: e,
+                })?);
+            }
+            batches.extend(rows.closed.iter().flat_map(|(_, b)| b.iter().cloned()));
+            let days: Vec<i64> = match recent.start {
+                i64::MIN => vec![i64::MIN],
+                start => (start..=newest).collect(),
             };
-            for batch in all {
-                keys.extend(row_hashes(batch, &options.dedupe).map_err(failed)?);
-                readings.extend(row_hashes(batch, &compared).map_err(failed)?);
+            for day in days {
+                seen.hold(day, batches.iter())
+                    .map_err(|m| StoreError::Register {
+                        table: table.into(),
+                        message: m,
+                    })?;
             }
         }
         let sequence = last_sequence + 1;
@@ -324,12 +355,10 @@ impl LogTable {
             wal: Mutex::new(WalState {
                 writer,
                 sequence,
-                keys,
-                readings,
+                seen,
                 messages,
                 rows_in_current: 0,
             }),
-            compared,
             rows: RwLock::new(rows),
             compacting: Mutex::new(()),
             rollup_state: Mutex::default(),
@@ -363,18 +392,34 @@ impl LogTable {
         self.options.rollup.as_ref()
     }
 
-    /// Every row held, segments first, then the WAL tail, in append order.
-    pub fn batches(&self) -> Vec<RecordBatch> {
+    /// The rows as a query sees them now: the compacted parts' files, then the WAL tail.
+    pub fn live_rows(&self) -> LiveRows {
         let rows = self.rows.read().expect("log rows lock");
-        let mut out: Vec<RecordBatch> = rows
-            .parts
-            .values()
-            .flatten()
-            .map(|(_, b)| b.clone())
-            .collect();
-        out.extend(rows.closed.iter().flat_map(|(_, b)| b.iter().cloned()));
-        out.extend(rows.current.iter().cloned());
-        out
+        LiveRows {
+            files: rows
+                .parts
+                .values()
+                .flatten()
+                .map(|p| self.dir.join(&p.relative))
+                .collect(),
+            tail: rows
+                .closed
+                .iter()
+                .flat_map(|(_, b)| b.iter().cloned())
+                .chain(rows.current.iter().cloned())
+                .collect(),
+        }
+    }
+
+    /// Every row held, read from disk: segments first, then the WAL tail, in append order.
+    pub fn batches(&self) -> Result<Vec<RecordBatch>, String> {
+        let live = self.live_rows();
+        let mut out = Vec::new();
+        for path in &live.files {
+            out.extend(read_parquet(path).map_err(|e| format!("{}: {e}", path.display()))?);
+        }
+        out.extend(live.tail);
+        Ok(out)
     }
 
     pub fn rollup_batches(&self) -> Vec<RecordBatch> {
@@ -435,16 +480,26 @@ impl LogTable {
         let mut stored_messages = Vec::new();
         let mut new_keys: HashSet<u64> = HashSet::new();
         let mut new_readings: HashSet<u64> = HashSet::new();
-        let hashes = if self.options.dedupe.is_empty() {
-            None
+        let hashes = if wal.seen.enabled() {
+            Some(wal.seen.hash(batch).map_err(failed)?)
         } else {
-            Some((
-                row_hashes(batch, &self.options.dedupe).map_err(failed)?,
-                row_hashes(batch, &self.compared).map_err(failed)?,
-            ))
+            None
         };
+        if let Some(hashed) = &hashes {
+            // A reading of a day not held (a late one): that day's readings are read first.
+            let missing: std::collections::BTreeSet<i64> = hashed
+                .days
+                .iter()
+                .copied()
+                .filter(|day| !wal.seen.is_held(*day))
+                .collect();
+            for day in missing {
+                let batches = self.rows_of_day(day)?;
+                wal.seen.hold(day, batches.iter()).map_err(failed)?;
+            }
+        }
         for (index, message) in messages.iter().enumerate() {
-            let Some((keys, readings)) = &hashes else {
+            let Some(hashed) = &hashes else {
                 keep.extend(message.rows.clone().map(|r| r as u32));
                 if !message.rows.is_empty() {
                     stored_messages.extend(message.key);
@@ -455,10 +510,11 @@ impl LogTable {
             let mut seen = 0;
             let mut conflict = None;
             for row in message.rows.clone() {
-                let (key, reading) = (keys[row], readings[row]);
-                if wal.readings.contains(&reading) || new_readings.contains(&reading) {
+                let (day, key, reading) =
+                    (hashed.days[row], hashed.keys[row], hashed.readings[row]);
+                if wal.seen.has_reading(day, reading) || new_readings.contains(&reading) {
                     seen += 1;
-                } else if wal.keys.contains(&key) || new_keys.contains(&key) {
+                } else if wal.seen.has_key(day, key) || new_keys.contains(&key) {
                     conflict = Some(row);
                     break;
                 } else {
@@ -475,14 +531,15 @@ impl LogTable {
             duplicates += seen;
             // Added after the message: its own rows never count against each other.
             for &row in &fresh {
-                new_keys.insert(keys[row]);
-                new_readings.insert(readings[row]);
+                new_keys.insert(hashed.keys[row]);
+                new_readings.insert(hashed.readings[row]);
                 keep.push(row as u32);
             }
             if !fresh.is_empty() {
                 stored_messages.extend(message.key);
             }
         }
+        let keep_rows = keep.clone();
         let batch = if keep.len() == batch.num_rows() {
             batch.clone()
         } else {
@@ -507,8 +564,13 @@ impl LogTable {
         writer
             .append_with_messages(&batch, &stored_messages)
             .map_err(|e| io_error(&self.table, writer.path(), e))?;
-        wal.keys.extend(new_keys);
-        wal.readings.extend(new_readings);
+        if let Some(hashed) = &hashes {
+            for &row in &keep_rows {
+                let row = row as usize;
+                wal.seen
+                    .add(hashed.days[row], hashed.keys[row], hashed.readings[row]);
+            }
+        }
         for key in stored_messages {
             wal.messages.push(key);
         }
@@ -516,12 +578,39 @@ impl LogTable {
         let stored = batch.num_rows();
         let mut rows = self.rows.write().expect("log rows lock");
         rows.current.push(batch);
+        merge_small_tail(&self.schema, &mut rows.current).map_err(failed)?;
         rows.total += stored;
         Ok(Appended {
             stored,
             duplicates,
             conflicts,
         })
+    }
+
+    /// Every row of `day` held: its parts, read from disk, and the WAL tail's rows of it.
+    fn rows_of_day(&self, day: i64) -> Result<Vec<RecordBatch>, StoreError> {
+        let (paths, tail) = {
+            let rows = self.rows.read().expect("log rows lock");
+            let paths: Vec<PathBuf> = rows
+                .parts
+                .iter()
+                .filter(|(d, _)| **d == day || day == i64::MIN)
+                .flat_map(|(_, parts)| parts.iter().map(|p| self.dir.join(&p.relative)))
+                .collect();
+            let tail: Vec<RecordBatch> = rows
+                .closed
+                .iter()
+                .flat_map(|(_, b)| b.iter().cloned())
+                .chain(rows.current.iter().cloned())
+                .collect();
+            (paths, tail)
+        };
+        let mut batches = Vec::new();
+        for path in &paths {
+            batches.extend(read_parquet(path).map_err(|e| io_error(&self.table, path, e))?);
+        }
+        batches.extend(tail);
+        Ok(batches)
     }
 
     /// Whether the WAL holds enough rows to be worth compacting now.
@@ -554,15 +643,14 @@ impl LogTable {
         }
         let (closed, mut manifest, parts_per_day) = {
             let rows = self.rows.read().expect("log rows lock");
-            let per_day: BTreeMap<i64, Vec<RecordBatch>> = rows
-                .parts
-                .iter()
-                .map(|(d, p)| (*d, p.iter().map(|(_, b)| b.clone()).collect()))
-                .collect();
-            (rows.closed.clone(), rows.manifest.clone(), per_day)
+            (
+                rows.closed.clone(),
+                rows.manifest.clone(),
+                rows.parts.clone(),
+            )
         };
         let cutoff = self.options.retention_days.map(|days| today() - days);
-        let mut new_parts: BTreeMap<i64, Vec<(String, RecordBatch)>> = BTreeMap::new();
+        let mut new_parts: BTreeMap<i64, Vec<Part>> = BTreeMap::new();
         // The rows compacted now, per day: what the rollups have not seen yet.
         let mut fresh: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
         let mut replaced_days = Vec::new();
@@ -583,40 +671,47 @@ impl LogTable {
                     continue;
                 }
                 fresh.insert(day, batches.clone());
-                let existing = parts_per_day.get(&day).map_or(0, Vec::len);
-                if existing + 1 > MAX_PARTS_PER_DAY {
-                    // Rewrite the whole day as one segment.
-                    let mut all = parts_per_day[&day].clone();
+                let existing = parts_per_day.get(&day).map_or(&[][..], Vec::as_slice);
+                if existing.len() + 1 > MAX_PARTS_PER_DAY {
+                    // Rewrite the whole day as one segment: its parts are read back (one day's
+                    // rows, never the table's).
+                    let mut all = Vec::new();
+                    for part in existing {
+                        let path = self.dir.join(&part.relative);
+                        all.extend(
+                            read_parquet(&path).map_err(|e| io_error(&self.table, &path, e))?,
+                        );
+                    }
                     all.append(&mut batches);
                     batches = all;
                     replaced_days.push(day);
                 }
-                let batch =
-                    concat_batches(&self.schema, &batches).map_err(|e| StoreError::Register {
-                        table: self.table.clone(),
-                        message: e.to_string(),
-                    })?;
                 let relative = format!(
                     "day={}/part-{:012}.parquet",
                     day_name(day),
                     manifest.next_part
                 );
                 manifest.next_part += 1;
-                write_parquet(&self.dir.join(&relative), &batch)
-                    .map_err(|e| io_error(&self.table, &self.dir.join(&relative), e))?;
-                new_parts.entry(day).or_default().push((relative, batch));
+                let path = self.dir.join(&relative);
+                crate::store::write_atomically(&path, self.schema.clone(), &batches, Vec::new())
+                    .map_err(|e| io_error(&self.table, &path, e))?;
+                let rows = batches.iter().map(RecordBatch::num_rows).sum();
+                new_parts
+                    .entry(day)
+                    .or_default()
+                    .push(Part { relative, rows });
             }
             let replaced: Vec<String> = {
                 let rows = self.rows.read().expect("log rows lock");
                 replaced_days
                     .iter()
-                    .flat_map(|d| rows.parts[d].iter().map(|(p, _)| p.clone()))
+                    .flat_map(|d| rows.parts[d].iter().map(|p| p.relative.clone()))
                     .collect()
             };
             manifest.parts.retain(|p| !replaced.contains(p));
             manifest
                 .parts
-                .extend(new_parts.values().flatten().map(|(p, _)| p.clone()));
+                .extend(new_parts.values().flatten().map(|p| p.relative.clone()));
             manifest.compacted_through = manifest.compacted_through.max(through);
             // The message keys of the WAL files about to go, before the manifest lets them go.
             self.write_messages()?;
@@ -629,7 +724,10 @@ impl LogTable {
             {
                 let mut rows = self.rows.write().expect("log rows lock");
                 for day in &replaced_days {
-                    rows.parts.remove(day);
+                    if let Some(parts) = rows.parts.remove(day) {
+                        // Their rows are in the new part, counted below.
+                        rows.total -= parts.iter().map(|p| p.rows).sum::<usize>();
+                    }
                 }
                 for (day, parts) in new_parts {
                     rows.parts.entry(day).or_default().extend(parts);
@@ -651,6 +749,8 @@ impl LogTable {
         }
         self.apply_retention(cutoff, &mut manifest)?;
         self.refresh_rollups(&mut manifest, &fresh)?;
+        let newest = newest_day(&self.rows.read().expect("log rows lock"));
+        self.wal.lock().expect("wal lock").seen.forget_old(newest);
         Ok(())
     }
 
@@ -684,7 +784,7 @@ impl LogTable {
             let mut rows = self.rows.write().expect("log rows lock");
             for day in &expired {
                 if let Some(parts) = rows.parts.remove(day) {
-                    rows.total -= parts.iter().map(|(_, b)| b.num_rows()).sum::<usize>();
+                    rows.total -= parts.iter().map(|p| p.rows).sum::<usize>();
                 }
             }
             rows.manifest = manifest.clone();
@@ -725,14 +825,18 @@ impl LogTable {
             };
             if !matches!(incremental, Some(Ok(()))) {
                 states.remove(&day);
-                let batches: Vec<RecordBatch> = self
+                let paths: Vec<PathBuf> = self
                     .rows
                     .read()
                     .expect("log rows lock")
                     .parts
                     .get(&day)
-                    .map(|p| p.iter().map(|(_, b)| b.clone()).collect())
+                    .map(|p| p.iter().map(|p| self.dir.join(&p.relative)).collect())
                     .unwrap_or_default();
+                let mut batches = Vec::new();
+                for path in &paths {
+                    batches.extend(read_parquet(path).map_err(|e| io_error(&spec.table, path, e))?);
+                }
                 if batches.is_empty() {
                     continue;
                 }
@@ -856,6 +960,16 @@ fn check_schema(
 }
 
 /// Today, in days since the epoch (UTC).
+/// The newest day the table has rows of, or today if later.
+fn newest_day(rows: &Rows) -> i64 {
+    rows.parts
+        .keys()
+        .next_back()
+        .copied()
+        .unwrap_or(i64::MIN)
+        .max(today())
+}
+
 fn today() -> i64 {
     Utc::now().timestamp().div_euclid(86_400)
 }
@@ -1038,27 +1152,43 @@ pub fn row_hashes(batch: &RecordBatch, columns: &[String]) -> Result<Vec<u64>, S
 }
 
 fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), String> {
-    let dir = path.parent().ok_or("no parent folder")?;
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let temporary = path.with_extension("parquet.tmp");
-    let properties = WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
-        .build();
-    let file = std::fs::File::create(&temporary).map_err(|e| e.to_string())?;
-    let mut writer =
-        ArrowWriter::try_new(file, batch.schema(), Some(properties)).map_err(|e| e.to_string())?;
-    writer.write(batch).map_err(|e| e.to_string())?;
-    let file = writer.into_inner().map_err(|e| e.to_string())?;
-    file.sync_all().map_err(|e| e.to_string())?;
-    std::fs::rename(&temporary, path).map_err(|e| e.to_string())?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| e.to_string())
+    crate::store::write_atomically(
+        path,
+        batch.schema(),
+        std::slice::from_ref(batch),
+        Vec::new(),
+    )
 }
 
-fn read_parquet(path: &Path) -> Result<RecordBatch, String> {
-    let (schema, batches, _) = crate::store::read_whole(path, "")?;
-    concat_batches(&schema, &batches).map_err(|e| e.to_string())
+fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, String> {
+    Ok(crate::store::read_whole(path, "")?.1)
+}
+
+/// A part's schema and rows, from its footer.
+fn part_footer(path: &Path) -> Result<(SchemaRef, usize), String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| e.to_string())?;
+    let rows = builder.metadata().file_metadata().num_rows().max(0) as usize;
+    Ok((builder.schema().clone(), rows))
+}
+
+/// Merge the small batches at the end of `tail` into one once `TAIL_BATCHES_TO_MERGE` have piled
+/// up: appends cost O(rows) amortised, and a scan meets few batches.
+fn merge_small_tail(schema: &SchemaRef, tail: &mut Vec<RecordBatch>) -> Result<(), String> {
+    let small = tail
+        .iter()
+        .rev()
+        .take_while(|b| b.num_rows() < TAIL_BATCH_ROWS)
+        .count();
+    if small < TAIL_BATCHES_TO_MERGE {
+        return Ok(());
+    }
+    let from = tail.len() - small;
+    let merged = concat_batches(schema, &tail[from..]).map_err(|e| e.to_string())?;
+    tail.truncate(from);
+    tail.push(merged);
+    Ok(())
 }
 
 #[cfg(test)]
