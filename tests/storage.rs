@@ -97,6 +97,22 @@ path = "data/letture.parquet"
     config
 }
 
+/// A file table `uffici.sportelli` on data/sportelli.csv, refreshed every second.
+fn sportelli_config() -> ConfigDir {
+    let config = ConfigDir::empty();
+    config.write(
+        "connectors/uffici.toml",
+        r#"kind = "file"
+refresh = "1s"
+
+[[table]]
+name = "sportelli"
+path = "data/sportelli.csv"
+"#,
+    );
+    config
+}
+
 /// The process's peak resident memory (VmHWM) in bytes.
 fn peak_rss(server: &Server) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
@@ -175,17 +191,7 @@ fn memory_of_a_load_does_not_grow_with_the_rows() {
 /// unchanged. A change, even one of the same size within the same clock tick, is read.
 #[test]
 fn an_unchanged_source_is_not_read_again() {
-    let config = ConfigDir::empty();
-    config.write(
-        "connectors/uffici.toml",
-        r#"kind = "file"
-refresh = "1s"
-
-[[table]]
-name = "sportelli"
-path = "data/sportelli.csv"
-"#,
-    );
+    let config = sportelli_config();
     config.write("data/sportelli.csv", "id,nome\n1,Navile\n2,Porto\n");
     let server = Server::start_ready(&config);
     let loaded = server.table_status("uffici.sportelli");
@@ -331,17 +337,7 @@ path = "data/testi.parquet"
 /// once a load succeeds.
 #[test]
 fn readyz_is_503_while_a_table_has_no_version() {
-    let config = ConfigDir::empty();
-    config.write(
-        "connectors/uffici.toml",
-        r#"kind = "file"
-refresh = "1s"
-
-[[table]]
-name = "sportelli"
-path = "data/sportelli.csv"
-"#,
-    );
+    let config = sportelli_config();
     let server = Server::start_ready(&config);
     let response = server.get("/readyz");
     assert_eq!(response.status(), 503);

@@ -22,13 +22,7 @@ impl Store {
         let _one_commit_at_a_time = self.commit_lock.lock().await;
         let now = Utc::now();
         let key: Key = (schema.into(), table.into());
-        let previous = self
-            .data
-            .read()
-            .expect("data lock")
-            .get(&key)
-            .cloned()
-            .unwrap_or_default();
+        let previous = self.current(&key);
         if loaded.mode == LoadMode::Append {
             if let Some(existing) = &previous.schema {
                 if existing.fields() != loaded.schema.fields() {

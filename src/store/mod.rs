@@ -281,6 +281,16 @@ impl Store {
         self.data_dir.join("snapshots").join(schema).join(table)
     }
 
+    /// What a table holds now (nothing yet: the default).
+    fn current(&self, key: &Key) -> TableData {
+        self.data
+            .read()
+            .expect("data lock")
+            .get(key)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The cursors committed for a connector's tables.
     pub fn load_state(&self, schema: &str) -> LoadState {
         let data = self.data.read().expect("data lock");

@@ -108,13 +108,7 @@ impl Store {
             })?;
 
         let _one_commit_at_a_time = self.commit_lock.lock().await;
-        let previous = self
-            .data
-            .read()
-            .expect("data lock")
-            .get(&key)
-            .cloned()
-            .unwrap_or_default();
+        let previous = self.current(&key);
         let mut next = previous.clone();
         next.schema = Some(table_schema.clone());
         next.version = Some(number);
