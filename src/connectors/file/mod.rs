@@ -104,7 +104,16 @@ async fn load_unless_unchanged(
     path: &Path,
     state: &LoadState,
 ) -> Result<Loaded, ConnectorError> {
-    let fingerprint = fingerprint(table, path)?;
+    // Hashing reads the file: off the async workers.
+    let fingerprint = {
+        let (owned_table, owned_path) = (table.clone(), path.to_path_buf());
+        tokio::task::spawn_blocking(move || fingerprint(&owned_table, &owned_path))
+            .await
+            .map_err(|e| ConnectorError::Parse {
+                path: path.to_path_buf(),
+                message: format!("the fingerprint task failed: {e}"),
+            })??
+    };
     if state.unchanged(&table.name, &fingerprint) {
         return Ok(Loaded::Unchanged);
     }
@@ -184,9 +193,6 @@ fn content_hash(path: &Path, len: u64) -> std::io::Result<u64> {
     Ok(hasher.finish())
 }
 
-/// Rows per batch read from a Parquet source.
-const ROWS_PER_BATCH: usize = 64 * 1024;
-
 type PreparedBatches =
     BoxStream<'static, Result<(RecordBatch, Vec<RejectedRecord>), ConnectorError>>;
 
@@ -213,7 +219,7 @@ async fn parquet_batches(
     let empty = RecordBatch::new_empty(builder.schema().clone());
     let schema = prepared(&table, &path, empty).await?.0.schema();
     let stream = builder
-        .with_batch_size(ROWS_PER_BATCH)
+        .with_batch_size(crate::store::ROWS_PER_BATCH)
         .build()
         .map_err(|e| parse(&path, e))?;
     let table = Arc::new(table);

@@ -52,6 +52,9 @@ use crate::store::wal::{self, WalWriter};
 const DAY_MICROS: i64 = 86_400_000_000;
 /// The message window as of the last compaction: little-endian u64 keys, oldest first.
 const MESSAGES_FILE: &str = "messages.bin";
+/// How long a replaced part stays on disk for the queries planned before it was replaced: longer
+/// than any query may run. What a stop leaves is removed at the next start (unlisted parts).
+const RETIRED_FOR: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 /// A day with more segments than this is rewritten as one at the next compaction.
 const MAX_PARTS_PER_DAY: usize = 16;
 
@@ -161,6 +164,9 @@ pub struct LogTable {
     wal: Mutex<WalState>,
     rows: RwLock<Rows>,
     compacting: Mutex<()>,
+    /// Part files (or day folders) no longer listed, deleted once `RETIRED_FOR` has passed: a
+    /// query planned before they were replaced may still be reading them.
+    retired: Mutex<Vec<(std::time::Instant, PathBuf)>>,
     /// The running rollup summaries of the days compacted lately (only compaction touches them).
     rollup_state: Mutex<BTreeMap<i64, rollup::HourlyState>>,
     /// Held while this process writes the table.
@@ -361,6 +367,7 @@ impl LogTable {
             }),
             rows: RwLock::new(rows),
             compacting: Mutex::new(()),
+            retired: Mutex::default(),
             rollup_state: Mutex::default(),
             _lock: lock,
         });
@@ -613,6 +620,23 @@ impl LogTable {
         Ok(batches)
     }
 
+    /// Delete a part (or a day's folder) the manifest no longer lists, once no query planned
+    /// before can still read it; and what was retired long enough ago.
+    fn retire(&self, path: PathBuf) {
+        let mut retired = self.retired.lock().expect("retired lock");
+        retired.push((std::time::Instant::now(), path));
+        retired.retain(|(at, path)| {
+            if at.elapsed() < RETIRED_FOR {
+                return true;
+            }
+            let _ = match path.is_dir() {
+                true => std::fs::remove_dir_all(path),
+                false => std::fs::remove_file(path),
+            };
+            false
+        });
+    }
+
     /// Whether the WAL holds enough rows to be worth compacting now.
     pub fn wants_compaction(&self) -> bool {
         self.wal.lock().expect("wal lock").rows_in_current >= self.options.compact_rows
@@ -723,11 +747,9 @@ impl LogTable {
             self.write_manifest(&manifest)?;
             {
                 let mut rows = self.rows.write().expect("log rows lock");
+                // Their rows are in the day's new part: the total does not change.
                 for day in &replaced_days {
-                    if let Some(parts) = rows.parts.remove(day) {
-                        // Their rows are in the new part, counted below.
-                        rows.total -= parts.iter().map(|p| p.rows).sum::<usize>();
-                    }
+                    rows.parts.remove(day);
                 }
                 for (day, parts) in new_parts {
                     rows.parts.entry(day).or_default().extend(parts);
@@ -737,7 +759,7 @@ impl LogTable {
                 rows.manifest = manifest.clone();
             }
             for path in replaced {
-                let _ = std::fs::remove_file(self.dir.join(path));
+                self.retire(self.dir.join(path));
             }
             for (sequence, path) in
                 wal::list(&self.dir.join("wal")).map_err(|e| io_error(&self.table, &self.dir, e))?
@@ -790,7 +812,7 @@ impl LogTable {
             rows.manifest = manifest.clone();
         }
         for day in &expired {
-            let _ = std::fs::remove_dir_all(self.dir.join(format!("day={}", day_name(*day))));
+            self.retire(self.dir.join(format!("day={}", day_name(*day))));
         }
         info!(schema = %self.schema_name, table = %self.table, days = expired.len(), "retention: old day partitions deleted");
         Ok(())

@@ -396,3 +396,29 @@ fn a_late_redelivery_of_an_old_day_is_recognised_from_disk() {
     let again = log.append(&readings("a", &[old + 1, old + 2])).unwrap();
     assert_eq!((again.stored, again.duplicates), (0, 2));
 }
+
+/// A day rewritten as one part keeps the parts it replaced on disk for a while, so a query
+/// planned before the rewrite still reads them; a restart removes them.
+#[test]
+fn replaced_parts_stay_for_the_queries_planned_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = LogTable::open(dir.path(), "s", "t", schema(), options(None)).unwrap();
+    let noon = today() * 86_400 + 43_200;
+    let mut planned_before = None;
+    for i in 0..=MAX_PARTS_PER_DAY as i64 {
+        if i == MAX_PARTS_PER_DAY as i64 {
+            planned_before = Some(log.live_rows());
+        }
+        log.append(&readings("a", &[noon + i])).unwrap();
+        log.compact().unwrap();
+    }
+    let planned_before = planned_before.unwrap();
+    assert_eq!(planned_before.files.len(), MAX_PARTS_PER_DAY);
+    assert!(planned_before.files.iter().all(|f| f.exists()));
+    assert_eq!(log.live_rows().files.len(), 1);
+    assert_eq!(log.row_count(), MAX_PARTS_PER_DAY + 1);
+    drop(log);
+    let log = LogTable::open(dir.path(), "s", "t", schema(), options(None)).unwrap();
+    assert!(planned_before.files.iter().all(|f| !f.exists()));
+    assert_eq!(log.row_count(), MAX_PARTS_PER_DAY + 1);
+}
