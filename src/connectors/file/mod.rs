@@ -164,8 +164,10 @@ fn fingerprint(table: &FileTableConfig, path: &Path) -> Result<String, Connector
     ))
 }
 
-/// Files up to this size are hashed whole for their fingerprint.
-const WHOLE_HASH_LIMIT: u64 = 256 * 1024 * 1024;
+/// Files up to this size are hashed whole for their fingerprint. A larger file takes longer to
+/// write than a tick of the clock, so its time of change tells a rewrite; its first and last MiB
+/// are hashed too, and checking it costs the same at every refresh whatever its size.
+const WHOLE_HASH_LIMIT: u64 = 16 * 1024 * 1024;
 
 fn content_hash(path: &Path, len: u64) -> std::io::Result<u64> {
     use std::hash::Hasher;
