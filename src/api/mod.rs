@@ -92,7 +92,9 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), access::middleware))
         .layer(middleware::from_fn(error::errors_as_problems))
         .layer(middleware::from_fn(count_requests))
-        .layer(TraceLayer::new_for_http())
+        // Server errors are logged where they are answered (`error.rs`), once, with their
+        // detail; a 503 of /readyz while loading is an answer, not a failure to log.
+        .layer(TraceLayer::new_for_http().on_failure(()))
         .with_state(state)
 }
 
