@@ -12,6 +12,12 @@ extra, `read_parquet('...')` (DuckDB reading the file on every query).
 Prints one JSON object on stdout: the DuckDB version, the load time, per query the median
 milliseconds on the table and on read_parquet, and each query's rows (for the result check).
 Timestamps are ISO 8601 strings. Run standalone with `python3 benches/duckdb_bench.py spec.json`.
+
+`--serve THREADS` instead keeps one DuckDB session for `cargo bench --bench storage`
+(benches/storage.rs), which times it run by run between its HTTP runs: it prints one JSON line
+(`version`, `threads`), then answers each line of stdin, `{"sql": "...", "rows": true|false}`,
+with one JSON line: `ms`, the wall-clock milliseconds of `execute(sql).fetchall()` (the pipe is
+not timed), and the rows when asked, or `error`.
 """
 
 import datetime
@@ -90,8 +96,31 @@ def main():
     }))
 
 
+def serve(threads):
+    con = duckdb.connect(":memory:")
+    con.execute(f"SET threads = {int(threads)}")
+    print(json.dumps({
+        "version": duckdb.__version__,
+        "threads": con.execute("SELECT current_setting('threads')").fetchone()[0],
+    }), flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            started = time.perf_counter()
+            rows = con.execute(request["sql"]).fetchall()
+            reply = {"ms": (time.perf_counter() - started) * 1000.0}
+            if request.get("rows"):
+                reply["rows"] = [[cell(v) for v in row] for row in rows]
+        except Exception as e:  # the Rust side reports it with the query
+            reply = {"error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(reply), flush=True)
+
+
 if __name__ == "__main__":
     try:
-        main()
+        if len(sys.argv) > 2 and sys.argv[1] == "--serve":
+            serve(sys.argv[2])
+        else:
+            main()
     except Exception as e:  # report, so the Rust side prints a clear error
         fail(f"{type(e).__name__}: {e}")
