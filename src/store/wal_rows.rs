@@ -378,12 +378,8 @@ mod tests {
                 Arc::new(Float64Array::from(vec![Some(93.5), None, Some(-0.25)])),
                 Arc::new(StringArray::from(vec![Some("Mbit/s"), None, Some("")])),
                 Arc::new(
-                    arrow::array::TimestampMicrosecondArray::from(vec![
-                        i64::MAX,
-                        i64::MIN,
-                        -5,
-                    ])
-                    .with_timezone("UTC"),
+                    arrow::array::TimestampMicrosecondArray::from(vec![i64::MAX, i64::MIN, -5])
+                        .with_timezone("UTC"),
                 ),
                 Arc::new(
                     arrow::array::TimestampMicrosecondArray::from(vec![1_765_065_601_000_000; 3])
