@@ -134,8 +134,7 @@ fn count_and_sum(server: &Server) -> (i64, f64) {
 }
 
 /// Load, refresh and restart of a 1M- and a 4M-row table: the peak memory of the 4M one is within
-/// a small bound of the 1M one's, where rows held in memory would take ~36 MiB per million
-/// (~110 MiB more) and a refresh twice that. Both answer exactly.
+/// a bound of the 1M one's well below what rows held in memory would add. Both answer exactly.
 #[test]
 fn memory_of_a_load_does_not_grow_with_the_rows() {
     let mut peaks = Vec::new();
@@ -171,7 +170,10 @@ fn memory_of_a_load_does_not_grow_with_the_rows() {
         );
         peaks.push((load, refresh, restart));
     }
-    let bound = 48 << 20;
+    // Rows held in memory would add ~110 MiB at rest and ~390 MiB during a refresh for these 3M
+    // more rows (36 and 129 MiB per million, as measured before versions were streamed); the
+    // debug build's peaks move by up to ~55 MiB from run to run (allocator, scan buffers).
+    let bound = 96 << 20;
     let (small, large) = (peaks[0], peaks[1]);
     for (what, a, b) in [
         ("load", small.0, large.0),
