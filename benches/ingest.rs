@@ -15,9 +15,13 @@
 //! (zero loss, no duplicates), nothing is rejected, and each idle run's groups agree with the
 //! readings published. A wrong answer exits 1; a missed target does not. See benches/README.md.
 
+#[path = "support/broker.rs"]
+mod broker;
+use broker::Broker;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -27,7 +31,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_cruscotto");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 const SENSORS: u64 = 2_000;
 const METRICS: [&str; 5] = [
@@ -158,68 +161,6 @@ impl Expected {
 
 // ---------------------------------------------------------------------------------------------
 // The broker and the server
-
-struct Broker {
-    port: u16,
-    child: Child,
-}
-
-impl Broker {
-    fn start(dir: &Path) -> Result<Self, String> {
-        let port = free_port();
-        let base = std::fs::read_to_string(Path::new(REPO).join("mosquitto.conf"))
-            .map_err(|e| format!("mosquitto.conf: {e}"))?;
-        let data = dir.join("mosquitto-data");
-        std::fs::create_dir_all(&data).unwrap();
-        let conf = dir.join("mosquitto.conf");
-        // Keep the user we run as (as root, Mosquitto would switch to `mosquitto`, which cannot
-        // write to this temporary folder).
-        let user = Command::new("id")
-            .arg("-un")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
-        std::fs::write(
-            &conf,
-            format!(
-                "{base}\nlistener {port} 127.0.0.1\npersistence_location {}/\nuser {user}\n",
-                data.display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("mosquitto.log")).unwrap();
-        let child = Command::new("/usr/sbin/mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .map_err(|e| format!("cannot start /usr/sbin/mosquitto: {e}"))?;
-        let broker = Self { port, child };
-        wait_for("the broker", Duration::from_secs(10), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        })?;
-        Ok(broker)
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Polls every 50 ms until `condition` holds or `deadline` passes.
 fn wait_for(

@@ -12,8 +12,11 @@
 //! bench's own, started from the repository's `mosquitto.conf` on a free port. See
 //! benches/README.md.
 
+#[path = "support/broker.rs"]
+mod broker;
+use broker::Broker;
+
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,64 +34,6 @@ const SENSORS: usize = 1_000;
 const TARGET_RATIO: f64 = 0.8;
 const TARGET_RATE: f64 = 50_000.0;
 const BINARY: &str = env!("CARGO_BIN_EXE_cruscotto");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
-
-struct Broker {
-    port: u16,
-    child: Child,
-}
-
-impl Broker {
-    fn start(dir: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let base = std::fs::read_to_string(Path::new(REPO).join("mosquitto.conf"))
-            .expect("mosquitto.conf");
-        let data = dir.join("mosquitto-data");
-        std::fs::create_dir_all(&data).unwrap();
-        let conf = dir.join("mosquitto.conf");
-        // Keep the user we run as (as root, Mosquitto would switch to `mosquitto`, which cannot
-        // write to this temporary folder).
-        let user = Command::new("id")
-            .arg("-un")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
-        std::fs::write(
-            &conf,
-            format!(
-                "{base}\nlistener {port} 127.0.0.1\npersistence_location {}/\nuser {user}\n",
-                data.display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("mosquitto.log")).unwrap();
-        let child = Command::new("/usr/sbin/mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("mosquitto");
-        wait_for("the broker", Duration::from_secs(10), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Self { port, child }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
 
 /// Polls every 50 ms: often enough to time a run of seconds, rarely enough not to load the
 /// two cores the ingest needs.
@@ -346,7 +291,7 @@ fn main() {
         "working folder (broker log in mosquitto.log): {}",
         dir.path().display()
     );
-    let broker = Broker::start(dir.path());
+    let broker = Broker::start(dir.path()).expect("the bench's broker");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
