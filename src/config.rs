@@ -272,12 +272,17 @@ pub struct StorageConfig {
     /// Largest snapshot table (Arrow memory of its rows) served from memory, e.g. "32 MiB".
     #[serde(default = "default_memory_cache")]
     pub memory_cache: ByteSize,
+    /// Memory a table's sort (`sort_by`) holds while a version is written before it spills
+    /// sorted runs to disk under `data_dir`, e.g. "256 MiB".
+    #[serde(default = "default_sort_memory")]
+    pub sort_memory: ByteSize,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             memory_cache: default_memory_cache(),
+            sort_memory: default_sort_memory(),
         }
     }
 }
@@ -312,6 +317,10 @@ fn default_results_min_interval() -> Duration {
 
 fn default_results_recompute_after() -> Duration {
     Duration::from_secs(600)
+}
+
+fn default_sort_memory() -> ByteSize {
+    ByteSize::b(crate::store::DEFAULT_SORT_MEMORY as u64)
 }
 
 fn default_memory_cache() -> ByteSize {

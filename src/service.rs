@@ -37,6 +37,7 @@ impl Service {
             partitions,
             config.service.storage.memory_cache.as_u64(),
         );
+        store.set_sort_memory(config.service.storage.sort_memory.as_u64() as usize);
         for connector in &config.connectors {
             if let ConnectorConfig::Mqtt(mqtt) = &connector.config {
                 // Log tables recover their WAL here, before anything is served.
@@ -75,6 +76,11 @@ impl Service {
                 if connector.config.is_simulated(&table) {
                     store.mark_simulated(&connector.name, &table);
                 }
+                store.set_sort_order(
+                    &connector.name,
+                    &table,
+                    connector.config.sort_by(&table),
+                );
                 if let Err(e) = store.restore(&connector.name, &table) {
                     warn!(schema = %connector.name, table = %table, error = %e, "cannot restore snapshot");
                 }

@@ -357,3 +357,137 @@ fn readyz_is_503_while_a_table_has_no_version() {
         s.get("/readyz").status() == 200
     });
 }
+
+/// The file of the latest version of `sensori.letture`.
+fn latest_version(config: &ConfigDir) -> std::path::PathBuf {
+    let dir = config.path().join("var/snapshots/sensori");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .max()
+        .expect("a version file")
+}
+
+/// Every row of the latest version of `sensori.letture`, read from its file.
+fn version_batches(config: &ConfigDir) -> Vec<RecordBatch> {
+    let file = std::fs::File::open(latest_version(config)).unwrap();
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// The (min, max) of the metric column in each row group of the latest version.
+fn metric_row_groups(config: &ConfigDir) -> Vec<(String, String)> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::file::statistics::Statistics;
+    let version = latest_version(config);
+    let reader = SerializedFileReader::new(std::fs::File::open(&version).unwrap()).unwrap();
+    let metadata = reader.metadata();
+    let metric = metadata
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.name() == "metric")
+        .unwrap();
+    metadata
+        .row_groups()
+        .iter()
+        .map(|group| match group.column(metric).statistics() {
+            Some(Statistics::ByteArray(s)) => (
+                String::from_utf8(s.min_opt().unwrap().data().to_vec()).unwrap(),
+                String::from_utf8(s.max_opt().unwrap().data().to_vec()).unwrap(),
+            ),
+            other => panic!("no text statistics for metric: {other:?}"),
+        })
+        .collect()
+}
+
+/// A table with `sort_by` is stored in that order, sorted in bounded memory (8 MiB here, so the
+/// sort spills): its row groups hold ranges of the leading column, the rows are all there once,
+/// and a misnamed sort column fails the table with a problem naming it.
+#[test]
+fn a_table_with_sort_by_is_stored_in_order() {
+    let rows = 2_500_000;
+    let config = ConfigDir::empty();
+    config.write(
+        "cruscotto.toml",
+        "data_dir = \"var\"\n[access]\nanonymous = \"analyst\"\n[storage]\nsort_memory = \"8 MiB\"\n",
+    );
+    let connector = |sort_by: &str| {
+        format!(
+            "kind = \"file\"\nrefresh = \"1s\"\n\n[[table]]\nname = \"letture\"\npath = \"data/letture.parquet\"\nsort_by = {sort_by}\n"
+        )
+    };
+    config.write("connectors/sensori.toml", &connector(r#"["metric", "area"]"#));
+    write_readings(&config.path().join("data/letture.parquet"), rows);
+    let server = Server::start_ready(&config);
+    assert_eq!(count_and_sum(&server), (rows as i64, value_sum(rows)));
+    let per_metric = server.rows(
+        "SELECT metric, count(*) AS n, count(DISTINCT area) AS areas FROM sensori.letture GROUP BY metric ORDER BY metric",
+    );
+    assert_eq!(per_metric.len(), 5, "{per_metric:?}");
+    for row in &per_metric {
+        assert_eq!(row["n"], rows / 5, "{row}");
+    }
+
+    // Row groups in order of the metric, each holding one or two metrics: a filter on the metric
+    // reads only the row groups whose range holds it.
+    let groups = metric_row_groups(&config);
+    assert!(groups.len() >= 3, "{groups:?}");
+    assert!(
+        groups.windows(2).all(|w| w[0].1 <= w[1].0),
+        "row groups overlap: {groups:?}"
+    );
+    let holding_latency = groups
+        .iter()
+        .filter(|(min, max)| min.as_str() <= "latency_ms" && "latency_ms" <= max.as_str())
+        .count();
+    assert!(holding_latency < groups.len(), "{groups:?}");
+    let latency = server.rows(
+        "SELECT count(*) AS n, min(area) AS first, max(area) AS last FROM sensori.letture WHERE metric = 'latency_ms'",
+    );
+    assert_eq!(latency[0]["n"], rows / 5);
+    // Every row in order of (metric, area), read back from the version file.
+    let mut previous: Option<(String, i64)> = None;
+    for batch in version_batches(&config) {
+        let metric = batch.column_by_name("metric").unwrap();
+        let metric = metric.as_any().downcast_ref::<StringArray>().unwrap();
+        let area = batch.column_by_name("area").unwrap();
+        let area = area.as_any().downcast_ref::<Int64Array>().unwrap();
+        for i in 0..batch.num_rows() {
+            let this = (metric.value(i).to_string(), area.value(i));
+            if let Some(before) = &previous {
+                assert!(*before <= this, "{before:?} before {this:?}");
+            }
+            previous = Some(this);
+        }
+    }
+    assert!(
+        std::fs::read_dir(config.path().join("var/.sort"))
+            .map(|d| d.flatten().all(|e| std::fs::read_dir(e.path()).is_ok_and(|mut d| d.next().is_none())))
+            .unwrap_or(true),
+        "spilled runs are removed once the version is written"
+    );
+
+    // A column the table lacks: the table fails, naming it; the version already there stays.
+    config.write("connectors/sensori.toml", &connector(r#"["metrica"]"#));
+    drop(server);
+    write_readings(&config.path().join("data/letture.parquet"), 1000);
+    let server = Server::start(&config);
+    server.wait_until("the load to fail", |s| {
+        s.table_status("sensori.letture")["last_error"].is_string()
+    });
+    let status = server.table_status("sensori.letture");
+    let error = status["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("sort_by") && error.contains("metrica") && error.contains("\"metric\""),
+        "{status}"
+    );
+    assert_eq!(count_and_sum(&server), (rows as i64, value_sum(rows)));
+}

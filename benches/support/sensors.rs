@@ -545,7 +545,9 @@ pub const QUERY_LIMITS: &str =
 
 /// A configuration in `dir`: data in `dir/var`, the generous query limits, anonymous analysts
 /// with no rate limit in the way of the timed runs, and one file connector, `bench`, whose
-/// tables are the given files (`bench.<name>`), checked every `refresh`.
+/// tables are the given files (`bench.<name>`), checked every `refresh`. A table named
+/// `readings` is stored sorted by `READINGS_SORT_BY`, as a city would configure its sensor
+/// readings (`CRUSCOTTO_BENCH_SORT_BY=""` keeps the source's order).
 pub fn write_config(dir: &Path, tables: &[(&str, &Path)], refresh: &str) {
     std::fs::write(
         dir.join("cruscotto.toml"),
@@ -563,9 +565,27 @@ pub fn write_config(dir: &Path, tables: &[(&str, &Path)], refresh: &str) {
             "\n[[table]]\nname = {name:?}\npath = {:?}\n",
             path.display().to_string()
         ));
+        if *name == "readings" {
+            connector.push_str(&format!("sort_by = {:?}\n", readings_sort_by()));
+        }
     }
     std::fs::create_dir_all(dir.join("connectors")).expect("connectors folder");
     std::fs::write(dir.join("connectors/bench.toml"), connector).expect("write the connector");
+}
+
+/// The columns the server stores `readings` sorted by: the metric first (what (c) filters on
+/// and every dashboard query of a sensor table names), then the area ((b) filters on it).
+pub const READINGS_SORT_BY: &str = "metric,area";
+
+/// `READINGS_SORT_BY`, or `CRUSCOTTO_BENCH_SORT_BY` when set (comma-separated; empty: none).
+pub fn readings_sort_by() -> Vec<String> {
+    std::env::var("CRUSCOTTO_BENCH_SORT_BY")
+        .unwrap_or_else(|_| READINGS_SORT_BY.to_string())
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The real binary, killed when dropped.

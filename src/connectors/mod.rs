@@ -104,6 +104,29 @@ impl ConnectorConfig {
         }
     }
 
+    /// The columns a table's stored versions are sorted by (`sort_by`; empty: the source's order).
+    pub fn sort_by(&self, table: &str) -> Vec<String> {
+        let found = match self {
+            ConnectorConfig::File(config) => config
+                .tables
+                .iter()
+                .find(|t| t.name == table)
+                .map(|t| &t.sort_by),
+            ConnectorConfig::Postgres(config) => config
+                .tables
+                .iter()
+                .find(|t| t.name == table)
+                .map(|t| &t.sort_by),
+            ConnectorConfig::Http(config) => config
+                .tables
+                .iter()
+                .find(|t| t.name == table)
+                .map(|t| &t.sort_by),
+            ConnectorConfig::Mqtt(_) => None,
+        };
+        found.cloned().unwrap_or_default()
+    }
+
     pub fn build(&self, base_dir: &Path) -> Box<dyn Connector> {
         match self {
             ConnectorConfig::File(config) => {

@@ -20,6 +20,7 @@ mod retain;
 pub mod rollup;
 mod schema;
 mod snapshot;
+mod sort;
 mod system;
 #[cfg(test)]
 mod tests;
@@ -207,7 +208,17 @@ pub struct Store {
     /// When `system.tables` was last rebuilt for a log append (appends rebuild it at most once a
     /// second).
     last_system_refresh: std::sync::Mutex<std::time::Instant>,
+    /// The columns each table's versions are sorted by (`sort_by`), for tables that have one.
+    orders: RwLock<BTreeMap<Key, Vec<String>>>,
+    /// Memory a version's sort may hold before it spills to disk.
+    sort_memory: std::sync::atomic::AtomicUsize,
 }
+
+/// Memory a version's sort holds before spilling, unless configured (`[storage] sort_memory`).
+pub const DEFAULT_SORT_MEMORY: usize = 256 << 20;
+
+/// Where sorts spill, under `data_dir`; emptied at start-up (a killed sort leaves its runs).
+const SORT_SPILL_DIR: &str = ".sort";
 
 impl Store {
     pub fn new(data_dir: &Path, target_partitions: usize) -> Arc<Self> {
@@ -230,7 +241,10 @@ impl Store {
             version,
             logs: RwLock::new(BTreeMap::new()),
             last_system_refresh: std::sync::Mutex::new(std::time::Instant::now()),
+            orders: RwLock::new(BTreeMap::new()),
+            sort_memory: std::sync::atomic::AtomicUsize::new(DEFAULT_SORT_MEMORY),
         });
+        let _ = std::fs::remove_dir_all(data_dir.join(SORT_SPILL_DIR));
         store.schema_provider("system");
         store.refresh_system_tables();
         store
@@ -252,6 +266,32 @@ impl Store {
         let provider: Arc<dyn SchemaProvider> = Arc::new(schema::SnapshotSchema::default());
         let _ = self.catalog.register_schema(schema, provider.clone());
         self.catalog.schema(schema).unwrap_or(provider)
+    }
+
+    /// Write the table's versions sorted by `columns` (none: in the source's order).
+    pub fn set_sort_order(&self, schema: &str, table: &str, columns: Vec<String>) {
+        let key: Key = (schema.into(), table.into());
+        let mut orders = self.orders.write().expect("orders lock");
+        match columns.is_empty() {
+            true => orders.remove(&key),
+            false => orders.insert(key, columns),
+        };
+    }
+
+    /// How much memory a version's sort may hold before it spills to disk.
+    pub fn set_sort_memory(&self, bytes: usize) {
+        self.sort_memory
+            .store(bytes.max(1 << 20), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How the table's next version is ordered, if it has an order.
+    fn order(&self, key: &Key) -> Option<snapshot::Order> {
+        let columns = self.orders.read().expect("orders lock").get(key).cloned()?;
+        Some(snapshot::Order {
+            columns,
+            spill_dir: self.data_dir.join(SORT_SPILL_DIR),
+            memory: self.sort_memory.load(std::sync::atomic::Ordering::Relaxed),
+        })
     }
 
     /// Declare a table before its first load, so /status lists it as loading.

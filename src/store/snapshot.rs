@@ -4,16 +4,19 @@
 //! only then swapped in; a load that fails part way leaves no file and the previous version
 //! served.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use chrono::Utc;
-use futures::StreamExt;
+use datafusion::error::DataFusionError;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use tracing::info;
 
 use super::input::{LoadedTable, RejectedRecord, Retention, StreamedTable};
-use super::{Key, Storage, Store, StoreError, persist, retain, version};
+use super::{Key, Storage, Store, StoreError, persist, retain, sort, version};
 
 /// Batches waiting for the writer: the source reads the next while the writer encodes these.
 const BATCHES_IN_FLIGHT: usize = 2;
@@ -93,7 +96,7 @@ impl Store {
             fingerprint: fingerprint.clone(),
             arrow_bytes: Some(arrow_bytes),
         };
-        let written = write_stream(&path, streamed, retention.as_ref(), meta)
+        let written = write_stream(&path, streamed, retention.as_ref(), self.order(&key), meta)
             .await
             .map_err(|failure| match failure {
                 Failure::Source(message) => StoreError::Source {
@@ -185,6 +188,7 @@ impl Store {
     }
 }
 
+#[derive(Debug, Clone)]
 enum Failure {
     /// The source failed while it was read.
     Source(String),
@@ -192,12 +196,22 @@ enum Failure {
     Write(String),
 }
 
-/// Consume `streamed` into a new Parquet file at `path`: the source is read here while a
-/// blocking task encodes and writes the batches, `BATCHES_IN_FLIGHT` at most between them.
+/// How a version's rows are ordered: by `columns`, sorted in at most `memory` bytes, spilling
+/// into `spill_dir` beyond.
+pub(super) struct Order {
+    pub columns: Vec<String>,
+    pub spill_dir: PathBuf,
+    pub memory: usize,
+}
+
+/// Consume `streamed` into a new Parquet file at `path`: the source is read here (through the
+/// external sort when the table has an order) while a blocking task encodes and writes the
+/// batches, `BATCHES_IN_FLIGHT` at most between them.
 async fn write_stream(
     path: &Path,
     streamed: StreamedTable,
     retention: Option<&Retention>,
+    order: Option<Order>,
     meta: impl FnOnce(Vec<RejectedRecord>, u64) -> persist::SnapshotMeta,
 ) -> Result<Written, Failure> {
     let table_schema = streamed.schema.clone();
@@ -213,26 +227,39 @@ async fn write_stream(
         }
         Ok::<_, String>((writer, rows, bytes))
     });
-    let mut batches = streamed.batches;
-    let mut rejected = Vec::new();
-    let mut number = 0usize;
+    let rejected = Arc::new(Mutex::new(Vec::new()));
+    // The source's own failure, kept aside: through the sort it would come out as the sort's.
+    let source_failure = Arc::new(Mutex::new(None));
+    let prepared = prepare(
+        streamed.batches,
+        table_schema.clone(),
+        retention.cloned(),
+        rejected.clone(),
+        source_failure.clone(),
+    );
+    let mut batches = match order {
+        None => prepared.boxed(),
+        Some(order) => {
+            sort::check(&table_schema, &order.columns).map_err(Failure::Source)?;
+            let input = prepared
+                .map_err(|f| DataFusionError::External(format!("{f:?}").into()))
+                .boxed();
+            let columns = order.columns.clone();
+            sort::sorted(
+                input,
+                table_schema.clone(),
+                &order.columns,
+                &order.spill_dir,
+                order.memory,
+            )
+            .map_err(|e| Failure::Source(e.to_string()))?
+            .map_err(move |e| Failure::Write(format!("sorting by {columns:?}: {e}")))
+            .boxed()
+        }
+    };
     let read = async {
-        while let Some(item) = batches.next().await {
-            number += 1;
-            let (batch, refused) = item.map_err(|e| Failure::Source(e.to_string()))?;
-            let batch = conform(&table_schema, batch, number).map_err(Failure::Source)?;
-            let (batch, refused) = match retention {
-                None => (Some(batch), refused),
-                Some(retention) => {
-                    let (kept, refused) =
-                        retain::retain(&[batch], &refused, retention).map_err(Failure::Source)?;
-                    (kept.into_iter().next(), refused)
-                }
-            };
-            rejected.extend(refused);
-            if let Some(batch) = batch.filter(|b| b.num_rows() > 0)
-                && sender.send(batch).await.is_err()
-            {
+        while let Some(batch) = batches.next().await {
+            if sender.send(batch?).await.is_err() {
                 // The writer stopped: its error is reported below.
                 break;
             }
@@ -240,12 +267,17 @@ async fn write_stream(
         Ok(())
     }
     .await;
+    drop(batches);
     drop(sender);
     let encoded = encoder
         .await
         .map_err(|e| Failure::Write(format!("the writer task failed: {e}")))?;
+    if let Some(failure) = source_failure.lock().expect("failure lock").take() {
+        return Err(failure);
+    }
     read?;
     let (writer, rows, bytes) = encoded.map_err(Failure::Write)?;
+    let rejected = std::mem::take(&mut *rejected.lock().expect("rejected lock"));
     let entry = persist::meta_entry(&meta(rejected.clone(), bytes)).map_err(Failure::Write)?;
     tokio::task::spawn_blocking(move || writer.finish(vec![entry]))
         .await
@@ -256,6 +288,37 @@ async fn write_stream(
         bytes,
         rejected,
     })
+}
+
+/// The source's batches as the table stores them: conformed to its schema, expired rows of a
+/// retention refused, empty batches dropped; refused records go to `rejected`, and a failure of
+/// the source also to `failure`.
+fn prepare(
+    batches: super::input::BatchStream,
+    schema: SchemaRef,
+    retention: Option<Retention>,
+    rejected: Arc<Mutex<Vec<RejectedRecord>>>,
+    failure: Arc<Mutex<Option<Failure>>>,
+) -> BoxStream<'static, Result<RecordBatch, Failure>> {
+    batches
+        .enumerate()
+        .map(move |(index, item)| {
+            let (batch, refused) = item.map_err(|e| Failure::Source(e.to_string()))?;
+            let batch = conform(&schema, batch, index + 1).map_err(Failure::Source)?;
+            let (batch, refused) = match &retention {
+                None => (Some(batch), refused),
+                Some(retention) => {
+                    let (kept, refused) =
+                        retain::retain(&[batch], &refused, retention).map_err(Failure::Source)?;
+                    (kept.into_iter().next(), refused)
+                }
+            };
+            rejected.lock().expect("rejected lock").extend(refused);
+            Ok(batch.filter(|b| b.num_rows() > 0))
+        })
+        .inspect_err(move |f: &Failure| *failure.lock().expect("failure lock") = Some(f.clone()))
+        .try_filter_map(|batch| futures::future::ready(Ok(batch)))
+        .boxed()
 }
 
 /// A batch under the table's schema: the same columns and types by position (a source may

@@ -194,6 +194,11 @@ pub struct FileTableConfig {
     /// labelled as simulated data wherever it shows (the demo's service logs).
     #[serde(default)]
     pub simulate: Option<SimulatedFile>,
+    /// Columns the table's stored versions are sorted by, e.g. `["metric", "area"]`: a query
+    /// filtering on the leading ones reads only the row groups that can match. Rows stay in the
+    /// source's order without it.
+    #[serde(default)]
+    pub sort_by: Vec<String>,
 }
 
 /// `simulate = { kind = "service_logs", areas = "data/...csv", events = 200000, seed = 1, year = 2023 }`.

@@ -488,6 +488,11 @@ pub struct HttpTableConfig {
     /// Keep only rows matching this SQL predicate.
     #[serde(default)]
     pub filter: Option<String>,
+    /// Columns the table's stored versions are sorted by, e.g. `["metric", "area"]`: a query
+    /// filtering on the leading ones reads only the row groups that can match. Rows stay in the
+    /// source's order without it.
+    #[serde(default)]
+    pub sort_by: Vec<String>,
 }
 
 /// A TOML table in the order it is written: the toml crate hands keys over sorted, so the order

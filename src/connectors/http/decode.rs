@@ -287,6 +287,7 @@ impl<'a> PageDecoder<'a> {
             json_pointer: None,
             point: None,
             crs: None,
+            sort_by: Vec::new(),
             unpivot: None,
             filter: None,
             simulate: None,

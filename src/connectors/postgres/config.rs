@@ -88,6 +88,11 @@ pub struct PostgresTableConfig {
     /// must then be a date or a timestamp).
     #[serde(default)]
     pub retention_column: Option<String>,
+    /// Columns the table's stored versions are sorted by, e.g. `["metric", "area"]`: a query
+    /// filtering on the leading ones reads only the row groups that can match. Rows stay in the
+    /// source's order without it.
+    #[serde(default)]
+    pub sort_by: Vec<String>,
 }
 
 impl PostgresTableConfig {
