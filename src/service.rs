@@ -76,11 +76,7 @@ impl Service {
                 if connector.config.is_simulated(&table) {
                     store.mark_simulated(&connector.name, &table);
                 }
-                store.set_sort_order(
-                    &connector.name,
-                    &table,
-                    connector.config.sort_by(&table),
-                );
+                store.set_sort_order(&connector.name, &table, connector.config.sort_by(&table));
                 if let Err(e) = store.restore(&connector.name, &table) {
                     warn!(schema = %connector.name, table = %table, error = %e, "cannot restore snapshot");
                 }

@@ -424,7 +424,10 @@ fn a_table_with_sort_by_is_stored_in_order() {
             "kind = \"file\"\nrefresh = \"1s\"\n\n[[table]]\nname = \"letture\"\npath = \"data/letture.parquet\"\nsort_by = {sort_by}\n"
         )
     };
-    config.write("connectors/sensori.toml", &connector(r#"["metric", "area"]"#));
+    config.write(
+        "connectors/sensori.toml",
+        &connector(r#"["metric", "area"]"#),
+    );
     write_readings(&config.path().join("data/letture.parquet"), rows);
     let server = Server::start_ready(&config);
     assert_eq!(count_and_sum(&server), (rows as i64, value_sum(rows)));
@@ -470,7 +473,9 @@ fn a_table_with_sort_by_is_stored_in_order() {
     }
     assert!(
         std::fs::read_dir(config.path().join("var/.sort"))
-            .map(|d| d.flatten().all(|e| std::fs::read_dir(e.path()).is_ok_and(|mut d| d.next().is_none())))
+            .map(|d| d
+                .flatten()
+                .all(|e| std::fs::read_dir(e.path()).is_ok_and(|mut d| d.next().is_none())))
             .unwrap_or(true),
         "spilled runs are removed once the version is written"
     );

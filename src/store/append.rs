@@ -7,7 +7,9 @@ use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use super::input::{LoadMode, LoadedTable, Retention};
+use futures::{StreamExt, TryStreamExt};
+
+use super::input::{LoadMode, LoadedTable, RejectedRecord, Retention, StreamedTable};
 use super::*;
 
 impl Store {
@@ -177,21 +179,17 @@ impl Store {
             }
         }
         next.schema = Some(loaded.schema.clone());
-        // A large snapshot table is queried in place: its rows leave memory once registered.
-        let in_place = match (loaded.mode, next.version) {
-            (LoadMode::Replace, Some(v)) if arrow_bytes(&next.batches) > self.memory_cache => {
-                Some(version::path(&self.schema_dir(schema), table, v))
-            }
-            _ => None,
-        };
-        match &in_place {
-            Some(path) => {
-                self.register_in_place(schema, table, &loaded.schema, path)?;
-                next.in_place = Some((path.clone(), next.rows()));
-                next.batches = Vec::new();
-            }
-            None => self.register(schema, table, &loaded.schema, &next.batches)?,
+        // A large version is queried in place: its rows leave memory once registered (an append
+        // table's later rows stay in memory until they are compacted into its next version).
+        if let (LoadMode::Replace | LoadMode::Reload, Some(v)) = (loaded.mode, next.version)
+            && arrow_bytes(&next.batches) > self.memory_cache
+        {
+            let path = version::path(&self.schema_dir(schema), table, v);
+            next.in_place = Some((path, next.rows()));
+            next.batches = Vec::new();
         }
+        self.register_data(schema, table, &loaded.schema, &next)?;
+        let in_place = next.in_place.is_some();
         if let Some(v) = next.version {
             // A version served in place stays for the queries planned against it until the next
             // version replaces this one; one served from memory is read by no query.
@@ -211,7 +209,7 @@ impl Store {
         {
             let mut status = self.status.write().expect("status lock");
             if let Some(entry) = status.get_mut(&key) {
-                entry.storage = storage_of(in_place.is_some());
+                entry.storage = storage_of(in_place);
                 if let Some(reason) = reload_reason {
                     entry.last_reload = Some(now);
                     entry.last_reload_reason = Some(reason);
@@ -223,9 +221,11 @@ impl Store {
         Ok(())
     }
 
-    /// Rewrite an append table as one snapshot superseding all its segments, then delete them;
-    /// rows past the retention are dropped on the way. The rows are durable in the segments
-    /// already: a failure here only leaves them as they are.
+    /// Rewrite an append table as one version superseding all its segments, then delete them;
+    /// rows past the retention are dropped on the way. The rows stream from the current version
+    /// (read in place when it is) and the segments' rows into the new file, so memory does not
+    /// grow with the table; a version larger than the memory cache is then queried in place. The
+    /// rows are durable in the segments already: a failure here only leaves them as they are.
     #[allow(clippy::too_many_arguments)]
     async fn compact(
         &self,
@@ -237,92 +237,97 @@ impl Store {
         retention: Option<&Retention>,
         next: &mut TableData,
     ) {
-        let (retained, rejected) = match retention {
-            None => (next.batches.clone(), next.rejected.clone()),
-            Some(retention) => match retain::retain(&next.batches, &next.rejected, retention) {
-                Ok(kept) => kept,
+        let retained_from = retention.map(|r| r.cutoff).or(next.retained_from);
+        let before = next.rows();
+        let held: Vec<_> = next.batches.iter().cloned().map(Ok).collect();
+        let from_version = match &next.in_place {
+            None => futures::stream::empty().boxed(),
+            Some((path, _)) => match version_rows(path).await {
+                Ok(rows) => rows,
                 Err(e) => {
-                    warn!(schema, table, error = %e, "cannot apply the retention");
-                    (next.batches.clone(), next.rejected.clone())
+                    warn!(schema, table, path = %path.display(), error = %e, "cannot compact the appended segments");
+                    return;
                 }
             },
         };
-        let retained_from = retention.map(|r| r.cutoff).or(next.retained_from);
-        let expired = next
-            .batches
-            .iter()
-            .map(RecordBatch::num_rows)
-            .sum::<usize>()
-            - retained.iter().map(RecordBatch::num_rows).sum::<usize>();
-        let batches = match rechunk(table_schema, &retained) {
-            Ok(batches) => batches,
-            Err(e) => {
-                warn!(schema, table, error = %e, "cannot compact the appended segments");
-                return;
-            }
+        // The rejected records travel with an empty first batch, so the retention applies to
+        // them as to the rows.
+        let rejected = next.rejected.clone();
+        let empty = RecordBatch::new_empty(table_schema.clone());
+        let batches = futures::stream::once(async move { Ok((empty, rejected)) })
+            .chain(
+                from_version
+                    .chain(futures::stream::iter(held))
+                    .map_ok(|batch| (batch, Vec::new())),
+            )
+            .boxed();
+        let streamed = StreamedTable {
+            schema: table_schema.clone(),
+            batches,
+            fingerprint: None,
         };
-        let mut whole = LoadedTable::replace(table_schema.clone(), batches, rejected.clone());
-        whole.cursor = next.cursor.clone();
-        let meta = persist::SnapshotMeta {
+        let (cursor, supersedes) = (next.cursor.clone(), next.next_segment);
+        let meta = |rejected: Vec<RejectedRecord>, arrow_bytes: u64| persist::SnapshotMeta {
             source: source.to_string(),
             loaded_at: now,
-            rejected: rejected.clone(),
-            cursor: next.cursor.clone(),
-            supersedes_segments_below: next.next_segment,
+            rejected,
+            cursor,
+            supersedes_segments_below: supersedes,
             retained_from,
             fingerprint: None,
-            arrow_bytes: None,
+            arrow_bytes: Some(arrow_bytes),
         };
         let new_version = next.next_version();
         let path = version::path(&self.schema_dir(schema), table, new_version);
-        let written = {
-            let (path, whole) = (path.clone(), whole.clone());
-            tokio::task::spawn_blocking(move || persist::write(&path, &whole, &meta)).await
-        };
-        match written {
-            Ok(Ok(())) => {
-                let segments = next.next_segment - next.snapshot_below;
-                let _ = std::fs::remove_dir_all(self.segments_dir(schema, table));
-                next.snapshot_below = next.next_segment;
-                next.batches = whole.batches;
-                next.version = Some(new_version);
-                next.rejected = rejected;
-                next.retained_from = retained_from;
-                info!(
-                    schema,
-                    table, segments, expired, "append table compacted into one snapshot"
-                );
-            }
-            Ok(Err(e)) => {
-                warn!(schema, table, path = %path.display(), error = %e, "cannot compact the appended segments")
-            }
+        let written = match snapshot::write_stream(&path, streamed, retention, None, meta).await {
+            Ok(written) => written,
             Err(e) => {
-                warn!(schema, table, path = %path.display(), error = %e, "cannot compact the appended segments")
+                warn!(schema, table, path = %path.display(), error = ?e, "cannot compact the appended segments");
+                return;
             }
-        }
+        };
+        let in_place = written.bytes > self.memory_cache;
+        let batches = match in_place {
+            true => Vec::new(),
+            false => match snapshot::read_back(&path) {
+                Ok(batches) => batches,
+                Err(e) => {
+                    warn!(schema, table, path = %path.display(), error = %e, "cannot read the compacted version back");
+                    return;
+                }
+            },
+        };
+        let segments = next.next_segment - next.snapshot_below;
+        let _ = std::fs::remove_dir_all(self.segments_dir(schema, table));
+        next.snapshot_below = next.next_segment;
+        next.batches = batches;
+        next.in_place = in_place.then(|| (path.clone(), written.rows));
+        next.version = Some(new_version);
+        next.rejected = written.rejected;
+        next.retained_from = retained_from;
+        let expired = before.saturating_sub(written.rows);
+        info!(
+            schema,
+            table, segments, expired, in_place, "append table compacted into one version"
+        );
     }
 }
 
-/// Consecutive batches concatenated up to `ROWS_PER_BATCH` rows each: an append table's many
-/// small pulls become a few large batches.
-fn rechunk(
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-) -> Result<Vec<RecordBatch>, arrow::error::ArrowError> {
-    let mut out = Vec::new();
-    let mut pending: Vec<RecordBatch> = Vec::new();
-    let mut rows = 0;
-    for batch in batches {
-        if rows > 0 && rows + batch.num_rows() > ROWS_PER_BATCH {
-            out.push(arrow::compute::concat_batches(schema, &pending)?);
-            pending.clear();
-            rows = 0;
-        }
-        rows += batch.num_rows();
-        pending.push(batch.clone());
-    }
-    if !pending.is_empty() {
-        out.push(arrow::compute::concat_batches(schema, &pending)?);
-    }
-    Ok(out)
+/// The rows of the version file at `path`, read batch by batch.
+async fn version_rows(
+    path: &Path,
+) -> Result<
+    futures::stream::BoxStream<'static, Result<RecordBatch, super::input::SourceError>>,
+    String,
+> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let reader = parquet::arrow::ParquetRecordBatchStreamBuilder::new(file)
+        .await
+        .map_err(|e| e.to_string())?
+        .with_batch_size(ROWS_PER_BATCH)
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(reader.map_err(Into::into).boxed())
 }

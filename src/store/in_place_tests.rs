@@ -152,3 +152,77 @@ async fn a_large_snapshot_table_is_queried_in_place_and_replaced_by_versions() {
     assert_eq!(storage(&roomy), (Storage::Memory, 300_000));
     assert_eq!(held_in_memory(&roomy), 300_000);
 }
+
+/// `count` rows of `n` from `start`, appended with the cursor at their last value.
+fn appended(start: i64, count: i64) -> LoadedTable {
+    let mut loaded = numbers(count);
+    loaded.batches = loaded
+        .batches
+        .iter()
+        .map(|b| {
+            let n = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            let shifted = Int64Array::from_iter_values(n.values().iter().map(|v| v + start));
+            RecordBatch::try_new(b.schema(), vec![Arc::new(shifted)]).unwrap()
+        })
+        .collect();
+    loaded.mode = crate::store::input::LoadMode::Append;
+    loaded.cursor = Some((start + count - 1).to_string());
+    loaded
+}
+
+/// An append table larger than the memory cache: its compacted version is queried in place and
+/// only the rows appended since are held in memory, across compactions and a restart.
+#[tokio::test]
+async fn a_large_append_table_keeps_only_its_latest_rows_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 2, 64 * 1024);
+    let ctx = context(&store);
+    let per_pull = 10_000;
+    let pulls = super::COMPACT_AFTER_SEGMENTS as i64 * 2 + 3;
+    for pull in 0..pulls {
+        store
+            .commit("s", "t", "src", appended(pull * per_pull, per_pull))
+            .await
+            .unwrap();
+    }
+    let total = pulls * per_pull;
+    assert_eq!(storage(&store), (Storage::Disk, total as usize));
+    assert_eq!(
+        held_in_memory(&store),
+        3 * per_pull as usize,
+        "only the pulls since the last compaction are held"
+    );
+    assert_eq!(count_and_sum(&ctx, plan(&ctx).await).await, triangle(total));
+    assert_eq!(
+        store.load_state("s").committed_rows("t"),
+        Some(total as u64)
+    );
+    let (_, whole) = store.table_batches("s", "t").unwrap();
+    assert_eq!(
+        whole.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        total as usize
+    );
+
+    // A restart registers the version in place and reads back only the segments after it.
+    drop(store);
+    let restarted = Store::open(dir.path(), 2, 64 * 1024);
+    assert!(restarted.restore("s", "t").unwrap());
+    assert_eq!(storage(&restarted), (Storage::Disk, total as usize));
+    assert_eq!(held_in_memory(&restarted), 3 * per_pull as usize);
+    let ctx = context(&restarted);
+    assert_eq!(count_and_sum(&ctx, plan(&ctx).await).await, triangle(total));
+    assert_eq!(
+        restarted.load_state("s").cursor("t"),
+        Some((total - 1).to_string().as_str())
+    );
+    // Appending goes on from there, through the next compaction.
+    for pull in pulls..pulls + super::COMPACT_AFTER_SEGMENTS as i64 {
+        restarted
+            .commit("s", "t", "src", appended(pull * per_pull, per_pull))
+            .await
+            .unwrap();
+    }
+    let total = (pulls + super::COMPACT_AFTER_SEGMENTS as i64) * per_pull;
+    assert_eq!(count_and_sum(&ctx, plan(&ctx).await).await, triangle(total));
+    assert!(held_in_memory(&restarted) < 20 * per_pull as usize);
+}

@@ -173,12 +173,11 @@ struct TableData {
 }
 
 impl TableData {
-    /// Rows served, in memory or in place.
+    /// Rows served: in place from the version file, and in memory (for a table in place, the
+    /// rows appended since its version).
     fn rows(&self) -> usize {
-        self.in_place.as_ref().map_or_else(
-            || self.batches.iter().map(RecordBatch::num_rows).sum(),
-            |(_, rows)| *rows,
-        )
+        let held: usize = self.batches.iter().map(RecordBatch::num_rows).sum();
+        self.in_place.as_ref().map_or(0, |(_, rows)| *rows) + held
     }
 
     fn next_version(&self) -> u64 {
@@ -343,7 +342,7 @@ impl Store {
             }
             if let Some(cursor) = &d.cursor {
                 state.cursors.insert(table.clone(), cursor.clone());
-                let rows: usize = d.batches.iter().map(RecordBatch::num_rows).sum();
+                let rows = d.rows();
                 state
                     .rows
                     .insert(table.clone(), (rows + d.rejected.len()) as u64);
@@ -435,6 +434,35 @@ impl Store {
         self.register_provider(schema, table, provider)
     }
 
+    /// Register what `data` holds: its version in place with the rows appended since (an
+    /// append table), its version in place alone, or its rows in memory.
+    fn register_data(
+        &self,
+        schema: &str,
+        table: &str,
+        table_schema: &SchemaRef,
+        data: &TableData,
+    ) -> Result<(), StoreError> {
+        match &data.in_place {
+            None => self.register(schema, table, table_schema, &data.batches),
+            Some((path, _)) if data.batches.is_empty() => {
+                self.register_in_place(schema, table, table_schema, path)
+            }
+            Some((path, _)) => {
+                let rows = provider::LiveRows {
+                    files: vec![path.clone()],
+                    tail: data.batches.clone(),
+                };
+                let live = provider::LiveTable::new(
+                    table_schema.clone(),
+                    Arc::new(move || rows.clone()),
+                    self.target_partitions,
+                );
+                self.register_provider(schema, table, Arc::new(live))
+            }
+        }
+    }
+
     fn register_provider(
         &self,
         schema: &str,
@@ -490,9 +518,13 @@ impl Store {
         };
         match on_disk {
             None => Some((table_schema, batches)),
-            // A table queried in place is read from its version when its rows are wanted whole.
+            // A table queried in place is read from its version when its rows are wanted whole,
+            // then the rows appended since.
             Some(path) => match persist::read(&path) {
-                Ok(Some((loaded, _))) => Some((table_schema, loaded.batches)),
+                Ok(Some((mut loaded, _))) => {
+                    loaded.batches.extend(batches);
+                    Some((table_schema, loaded.batches))
+                }
                 Ok(None) => None,
                 Err(e) => {
                     warn!(schema, table, error = %e, "cannot read the table's snapshot");

@@ -36,10 +36,10 @@ impl Store {
                 })?
                 .ok_or_else(gone)?;
             data.version = Some(number);
-            // A large snapshot table is registered from its footer, its rows left on disk.
-            let snapshot_table = footer.meta.cursor.is_none() && segments.is_empty();
+            // A large version is registered from its footer, its rows left on disk (an append
+            // table's segments after it are read into memory below).
             let arrow_bytes = footer.meta.arrow_bytes.unwrap_or(footer.bytes);
-            let (loaded, meta) = if snapshot_table && arrow_bytes > self.memory_cache {
+            let (loaded, meta) = if arrow_bytes > self.memory_cache {
                 data.in_place = Some((path.clone(), footer.rows));
                 in_place = Some(path);
                 let loaded = LoadedTable::replace(footer.schema, Vec::new(), Vec::new());
@@ -81,10 +81,7 @@ impl Store {
         let (Some(table_schema), Some(loaded_at)) = (data.schema.clone(), loaded_at) else {
             return Ok(false);
         };
-        match &in_place {
-            Some(path) => self.register_in_place(schema, table, &table_schema, path)?,
-            None => self.register(schema, table, &table_schema, &data.batches)?,
-        }
+        self.register_data(schema, table, &table_schema, &data)?;
         let rows = data.rows();
         let rejected = data.rejected.len();
         self.data

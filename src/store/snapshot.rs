@@ -22,11 +22,11 @@ use super::{Key, Storage, Store, StoreError, persist, retain, sort, version};
 const BATCHES_IN_FLIGHT: usize = 2;
 
 /// What a finished version holds.
-struct Written {
-    rows: usize,
+pub(super) struct Written {
+    pub rows: usize,
     /// The rows' size in Arrow memory, as they were written.
-    bytes: u64,
-    rejected: Vec<RejectedRecord>,
+    pub bytes: u64,
+    pub rejected: Vec<RejectedRecord>,
 }
 
 impl Store {
@@ -189,7 +189,7 @@ impl Store {
 }
 
 #[derive(Debug, Clone)]
-enum Failure {
+pub(super) enum Failure {
     /// The source failed while it was read.
     Source(String),
     /// The version could not be written.
@@ -207,7 +207,7 @@ pub(super) struct Order {
 /// Consume `streamed` into a new Parquet file at `path`: the source is read here (through the
 /// external sort when the table has an order) while a blocking task encodes and writes the
 /// batches, `BATCHES_IN_FLIGHT` at most between them.
-async fn write_stream(
+pub(super) async fn write_stream(
     path: &Path,
     streamed: StreamedTable,
     retention: Option<&Retention>,
@@ -343,7 +343,7 @@ fn conform(schema: &SchemaRef, batch: RecordBatch, number: usize) -> Result<Reco
 }
 
 /// A version small enough for the memory cache, read into memory.
-fn read_back(path: &Path) -> Result<Vec<RecordBatch>, StoreError> {
+pub(super) fn read_back(path: &Path) -> Result<Vec<RecordBatch>, StoreError> {
     let read = persist::read(path).map_err(|message| StoreError::ReadSnapshot {
         path: path.to_path_buf(),
         message,

@@ -11,20 +11,20 @@ use arrow::compute::SortOptions;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::TaskContext;
+use datafusion::execution::config::SessionConfig;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::execution::SendableRecordBatchStream;
-use datafusion::execution::config::SessionConfig;
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::expressions::col;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
-use futures::stream::BoxStream;
 use futures::TryStreamExt;
+use futures::stream::BoxStream;
 
 /// Rows per batch out of the sort: the merge's unit of work.
 const SORTED_BATCH_ROWS: usize = 64 * 1024;
@@ -151,9 +151,9 @@ impl PartitionStream for Once {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::StreamExt;
     use arrow::array::{Array, Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
+    use futures::StreamExt;
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -201,7 +201,10 @@ mod tests {
         assert_eq!(ns, (0..200_000).collect::<Vec<_>>(), "every row once");
         // Ascending, nulls last: compare as (is null, value).
         let key = |r: &(Option<String>, i64)| (r.0.is_none(), r.0.clone(), r.1);
-        assert!(rows.windows(2).all(|w| key(&w[0]) <= key(&w[1])), "in order");
+        assert!(
+            rows.windows(2).all(|w| key(&w[0]) <= key(&w[1])),
+            "in order"
+        );
         assert_eq!(rows[0].0.as_deref(), Some("clients"));
         assert!(rows.last().unwrap().0.is_none());
     }
@@ -226,6 +229,9 @@ mod tests {
     #[test]
     fn a_column_the_table_lacks_is_named() {
         let error = check(&schema(), &["metric".into(), "area".into()]).unwrap_err();
-        assert!(error.contains("[\"area\"]") && error.contains("\"metric\", \"n\""), "{error}");
+        assert!(
+            error.contains("[\"area\"]") && error.contains("\"metric\", \"n\""),
+            "{error}"
+        );
     }
 }
