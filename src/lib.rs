@@ -12,6 +12,7 @@ pub mod dashboards;
 pub mod datasets;
 pub mod geometry;
 pub mod init;
+pub mod plan;
 pub mod query;
 pub mod results;
 pub mod sdc;

@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `query`, `check`, `simulate`.
+//! The command line: `serve` (the default), `query`, `check`, `plan`, `simulate`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +62,32 @@ enum Command {
     },
     /// Validate the configuration without starting anything; exits 1 on any problem.
     Check,
+    /// Load every source once, solve a placement scenario (plans/<scenario>.toml), keep the plan
+    /// under <data_dir>/plans/ and print it.
+    Plan {
+        /// The scenario [default: the first in plans/].
+        scenario: Option<String>,
+        /// New sites to choose [default: the scenario's].
+        #[arg(long)]
+        k: Option<usize>,
+        /// Coverage radius in metres [default: the scenario's].
+        #[arg(long)]
+        radius: Option<f64>,
+        /// The demand indicator, one of the scenario's weights [default: its first].
+        #[arg(long)]
+        demand: Option<String>,
+        /// Persons per week each site can serve (the capacitated variant).
+        #[arg(long)]
+        capacity: Option<f64>,
+        /// The coverage curve goes from 1 to this many sites [default: k].
+        #[arg(long)]
+        curve_max: Option<usize>,
+        /// Milliseconds the exact programme gets per number of sites before greedy answers.
+        #[arg(long)]
+        time_limit_ms: Option<u64>,
+        #[arg(long, value_enum, default_value_t = PlanOutput::Json)]
+        format: PlanOutput,
+    },
     /// Write a first configuration (cruscotto.toml, a connector, saved queries, a dashboard) for
     /// a folder of data files, inside that folder, and say what could not be decided.
     Init {
@@ -154,6 +180,13 @@ enum SimulateTarget {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum PlanOutput {
+    Json,
+    Csv,
+    Geojson,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Output {
     Table,
     Csv,
@@ -163,7 +196,10 @@ enum Output {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // `check` and `init` print their own findings: only warnings are logged beside them.
-    let quiet = matches!(cli.command, Some(Command::Check | Command::Init { .. }));
+    let quiet = matches!(
+        cli.command,
+        Some(Command::Check | Command::Init { .. } | Command::Plan { .. })
+    );
     let default_filter = if quiet {
         "warn"
     } else {
@@ -209,6 +245,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             serve(config, listen).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan {
+            scenario,
+            k,
+            radius,
+            demand,
+            capacity,
+            curve_max,
+            time_limit_ms,
+            format,
+        } => {
+            let config = Config::load(&cli.config)
+                .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+            let request = cruscotto::plan::scenario::PlanRequest {
+                scenario,
+                demand,
+                radius_m: radius,
+                k,
+                curve_max,
+                capacity,
+                time_limit_ms,
+            };
+            plan(config, request, format).await
         }
         Command::Query { sql, format } => {
             let config = Config::load(&cli.config)
@@ -408,6 +467,52 @@ async fn query(config: Config, sql: &str, output: Output) -> anyhow::Result<Exit
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+async fn plan(
+    config: Config,
+    request: cruscotto::plan::scenario::PlanRequest,
+    output: PlanOutput,
+) -> anyhow::Result<ExitCode> {
+    use cruscotto::plan::output::{PlanFormat, encode};
+    let service = Service::new(config).await;
+    service.load_all_once().await;
+    for status in service.store.statuses() {
+        if let Some(error) = &status.last_error {
+            eprintln!("warning: {}.{}: {error}", status.schema, status.table);
+        }
+    }
+    let plan = match cruscotto::plan::saved::run(&service, &request).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let format = match output {
+        PlanOutput::Json => PlanFormat::Json,
+        PlanOutput::Csv => PlanFormat::Csv,
+        PlanOutput::Geojson => PlanFormat::GeoJson,
+    };
+    let body = encode(&plan, format).map_err(|e| anyhow::anyhow!(e))?;
+    println!("{}", String::from_utf8(body)?);
+    let solver = &plan.result.solver;
+    eprintln!(
+        "plan {} kept: {} new sites cover {:.0} persons ({:.1}% of the demand; the open sites alone {:.1}%), {} ({}), {:.0} ms",
+        plan.id,
+        plan.result.chosen.len(),
+        plan.result.covered.persons,
+        plan.result.covered.share_of_total * 100.0,
+        plan.result.open_covered.share_of_total * 100.0,
+        if solver.optimal {
+            "proven optimal".to_string()
+        } else {
+            format!("gap {:.2}%", solver.gap * 100.0)
+        },
+        format!("{:?}", solver.method).to_lowercase(),
+        solver.solve_ms
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn simulate(config: &std::path::Path, target: SimulateTarget) -> anyhow::Result<ExitCode> {

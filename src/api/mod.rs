@@ -9,6 +9,7 @@ pub mod format;
 mod json;
 mod openapi;
 mod ops;
+mod plans;
 pub mod serve;
 mod sql;
 mod web;
@@ -69,6 +70,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(ops::router())
         .merge(datasets::router())
         .merge(dashboards::router())
+        .merge(plans::router())
 }
 
 /// The OpenAPI 3.1 document served at `/api/v1/openapi.json`.

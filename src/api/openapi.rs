@@ -33,6 +33,7 @@ use crate::config::CatalogueConfig;
         (name = "datasets", description = "Published datasets for partner agencies (DCAT-AP_IT)"),
         (name = "sql", description = "Read-only SQL for analysts and administrators"),
         (name = "dashboards", description = "What the map dashboard reads"),
+        (name = "plans", description = "The placement planner: where to put new facilitation points"),
         (name = "operations", description = "Health, readiness, status, metrics and this document"),
     )
 )]

@@ -417,6 +417,45 @@ try {
   step('phone: map first as a drawing without MapLibre, the interactive map on request with cooperative gestures, bottom sheet, 44 px targets, no overflow (Italian and English, SQL page)');
   await phone.close();
 
+  // The "Pianifica" view: from the menu, the default scenario is solved (20 points, proven
+  // optimal) and drawn with its radius circles; the table, the curve and the exports agree with
+  // the plan the API kept; the slider re-solves for fewer points.
+  await page.goto(`${base}/?dashboard=divario_digitale`, { waitUntil: 'domcontentloaded' });
+  await page.click('#nav-plan');
+  await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.plan), null, { timeout: TIMEOUT });
+  assert.equal(await page.evaluate(() => document.body.dataset.plan), 'ready', await page.locator('#plan-status').textContent());
+  assert.equal(await page.evaluate(() => document.body.dataset.planSites), '20');
+  assert.equal(await page.locator('#plan-map g.new-site').count(), 20, '20 chosen points on the map');
+  assert.equal(await page.locator('#plan-map circle.new-radius').count(), 20, 'a radius circle for each');
+  assert.equal(await page.locator('#plan-table tbody tr').count(), 20, '20 rows in the table of chosen sites');
+  assert.equal(await page.locator('#plan-curve circle[data-k]').count(), 21, 'the curve from 0 to 20 points');
+  assert.equal(await page.locator('#plan-method').getAttribute('data-optimal'), 'true');
+  assert.match(await page.locator('#plan-method').textContent(), /soluzione ottima dimostrata/);
+  const planId = await page.evaluate(() => document.body.dataset.planId);
+  const kept = await (await fetch(`${base}/api/v1/plans/${planId}`)).json();
+  const shownSites = await page.locator('#plan-table tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.site));
+  assert.deepEqual(shownSites, kept.result.chosen.map((c) => c.id), 'the table lists the kept plan\'s sites in rank order');
+  assert.equal(kept.request.radius_m, 800);
+  const newlyCovered = await page.locator('#plan-map path[data-covered="new"]').count();
+  assert.equal(newlyCovered, kept.result.demand.filter((d) => d.covered_by === 'new' && d.weight > 0).length, 'the areas drawn as newly covered are the plan\'s');
+  assert.ok(newlyCovered > 0);
+  assert.match(page.url(), /view=pianifica/);
+  const csvHref = await page.locator('[data-export="csv"]').getAttribute('href');
+  const csvText = await (await fetch(`${base}${csvHref}`)).text();
+  assert.equal(csvText.split('\n').filter((l) => l.startsWith('nuovo,')).length, 20, 'the CSV export has the 20 sites');
+  const geoHref = await page.locator('[data-export="geojson"]').getAttribute('href');
+  const geo = await (await fetch(`${base}${geoHref}`)).json();
+  assert.equal(geo.features.filter((f) => f.properties.role === 'new').length, 20);
+  await page.screenshot({ path: join(screenshotDir, '08-pianifica.png'), fullPage: true });
+  await accessibility(page, 'the Pianifica view');
+  // The slider: 5 points.
+  await page.locator('#plan-k').fill('5');
+  await page.locator('#plan-k').dispatchEvent('change');
+  await page.waitForFunction(() => document.body.dataset.plan === 'ready' && document.body.dataset.planSites === '5', null, { timeout: TIMEOUT });
+  assert.equal(await page.locator('#plan-map g.new-site').count(), 5);
+  assert.match(page.url(), /k=5/);
+  step(`Pianifica: default scenario solved, 20 points proven optimal on the map with their circles, ${newlyCovered} areas newly covered, table, curve and CSV/GeoJSON exports match plan ${planId}; the slider re-solves for 5`);
+
   assert.deepEqual(outside, [], 'requests to anything but this server');
   assert.deepEqual(problems, [], 'errors in the page');
   console.log(`screenshots in ${screenshotDir}`);

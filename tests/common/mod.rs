@@ -51,7 +51,7 @@ impl ConfigDir {
             dir.path().join("cruscotto.toml"),
         )
         .unwrap();
-        for sub in ["connectors", "queries", "dashboards", "datasets"] {
+        for sub in ["connectors", "queries", "dashboards", "datasets", "plans"] {
             copy_dir(&repo.join(sub), &dir.path().join(sub));
         }
         std::os::unix::fs::symlink(repo.join("data"), dir.path().join("data")).unwrap();

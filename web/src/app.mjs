@@ -15,6 +15,12 @@ const state = {
   lang: params.get('lang') === 'en' ? 'en' : 'it',
   layers: params.has('layers') ? new Set(params.get('layers').split(',').filter(Boolean)) : null,
   compare: params.get('compare'),
+  // The "Pianifica" view (plan.mjs) and its choices.
+  view: params.get('view'),
+  scenario: params.get('scenario'),
+  demand: params.get('demand'),
+  radius: params.get('radius'),
+  k: params.get('k'),
 };
 const timings = { start: performance.now() };
 /** The map is first drawn as SVG, without MapLibre's code (290 KiB, and long tasks on a busy or
@@ -42,6 +48,10 @@ function saveState() {
   if (state.lang === 'en') next.set('lang', 'en');
   if (state.layers) next.set('layers', [...state.layers].join(','));
   if (state.compare) next.set('compare', state.compare);
+  if (state.view === 'pianifica') {
+    next.set('view', 'pianifica');
+    for (const key of ['scenario', 'demand', 'radius', 'k']) if (state[key]) next.set(key, state[key]);
+  }
   window.history.replaceState(null, '', `?${next}`);
 }
 
@@ -77,6 +87,10 @@ async function main() {
   if (!known) state.dashboard = dashboards[0].name;
   definition = (known && (await requested)) || (await getJson(`/api/v1/dashboards/${encodeURIComponent(state.dashboard)}`));
   renderChrome(dashboards);
+  if (state.view === 'pianifica') {
+    await showPlanView();
+    return;
+  }
   if (map()) {
     document.getElementById('map').setAttribute('aria-label', pick(definition.dashboard, 'title'));
     choropleth = await createChoropleth('static');
@@ -157,21 +171,39 @@ function makeInteractive() {
   return upgrading;
 }
 
+/** The "Pianifica" view instead of the dashboard's map and panels. */
+async function showPlanView() {
+  document.getElementById('map-row').hidden = true;
+  document.getElementById('panels').closest('section').hidden = true;
+  document.getElementById('title').textContent = t('plan_title');
+  document.getElementById('description').textContent = t('plan_description');
+  document.title = `${t('plan_title')} — cruscotto`;
+  const container = document.getElementById('planner');
+  container.hidden = false;
+  const { showPlanner } = await import('./plan.mjs');
+  await showPlanner(container, { state, saveState });
+}
+
 function renderChrome(dashboards) {
   const nav = document.getElementById('dashboards');
+  const planning = state.view === 'pianifica';
+  const planHref = `?dashboard=${encodeURIComponent(state.dashboard)}&view=pianifica${state.lang === 'en' ? '&lang=en' : ''}`;
+  const planItem = el('li', { class: 'nav-item' }, el('a', { class: `nav-link${planning ? ' active' : ''}`, href: planHref, id: 'nav-plan', 'aria-current': planning ? 'page' : undefined, text: t('plan_nav') }));
   nav.replaceChildren(...dashboards.map((d) => {
-    const current = d.name === state.dashboard;
+    const current = d.name === state.dashboard && !planning;
     const href = `?dashboard=${encodeURIComponent(d.name)}${state.lang === 'en' ? '&lang=en' : ''}`;
     return el('li', { class: 'nav-item' }, el('a', { class: `nav-link${current ? ' active' : ''}`, href, 'aria-current': current ? 'page' : undefined, dataset: { dashboard: d.name }, text: pick(d, 'title') }));
-  }));
-  document.getElementById('title').textContent = pick(definition.dashboard, 'title');
-  document.getElementById('description').textContent = pick(definition.dashboard, 'description');
-  document.title = `${pick(definition.dashboard, 'title')} — cruscotto`;
+  }), planItem);
+  if (!planning) {
+    document.getElementById('title').textContent = pick(definition.dashboard, 'title');
+    document.getElementById('description').textContent = pick(definition.dashboard, 'description');
+    document.title = `${pick(definition.dashboard, 'title')} — cruscotto`;
+  }
   const button = document.getElementById('language');
   button.textContent = t('language');
   button.lang = state.lang === 'en' ? 'it' : 'en';
   button.onclick = () => switchLanguage(state.lang === 'en' ? 'it' : 'en');
-  if (map()) renderIndicatorPicker();
+  if (map() && !planning) renderIndicatorPicker();
 }
 
 function renderIndicatorPicker() {
@@ -491,6 +523,10 @@ async function switchLanguage(next) {
   setLanguage(next);
   saveState();
   renderChrome(await getJson('/api/v1/dashboards'));
+  if (state.view === 'pianifica') {
+    await showPlanView();
+    return;
+  }
   if (map()) {
     choropleth.setLanguage(next);
     await showIndicator();
