@@ -23,9 +23,9 @@ use crate::plan::scenario::{self, PlanRequest};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create, list))
-        .routes(routes!(read))
-        .routes(routes!(scenarios))
+        .routes(routes!(create_plan, list_plans))
+        .routes(routes!(read_plan))
+        .routes(routes!(plan_scenarios))
 }
 
 /// The formats of a plan, for the OpenAPI document.
@@ -133,7 +133,7 @@ fn respond(plan: &SavedPlan, format: PlanFormat, status: StatusCode) -> Result<R
         (status = 404, description = "No scenario is configured"),
         (status = 406, description = "A format other than json, geojson or csv"),
     ))]
-async fn create(
+async fn create_plan(
     State(state): State<AppState>,
     caller: Caller,
     Query(params): Query<FormatParams>,
@@ -160,7 +160,7 @@ async fn create(
         (status = 200, description = "A summary of each kept plan", body = Vec<PlanSummary>),
         (status = 403, description = "A partner key: plans need an analyst or admin key"),
     ))]
-async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+async fn list_plans(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Analyst)?;
     let data_dir = state.service.config.data_dir();
     let plans = tokio::task::spawn_blocking(move || saved::list(&data_dir))
@@ -182,7 +182,7 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response,
         (status = 404, description = "No such plan"),
         (status = 406, description = "A format other than json, geojson or csv"),
     ))]
-async fn read(
+async fn read_plan(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -205,7 +205,10 @@ async fn read(
         (status = 200, description = "Each scenario (plans/*.toml): name, title, k, radius_m, radius_options_m, demand weights", body = Vec<serde_json::Value>),
         (status = 403, description = "A partner key: plans need an analyst or admin key"),
     ))]
-async fn scenarios(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+async fn plan_scenarios(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
     caller.require(Role::Analyst)?;
     let dir = state.service.config.base_dir.join(scenario::PLANS_DIR);
     let scenarios = scenario::load_dir(&dir)?;

@@ -32,6 +32,7 @@ pub struct PlanSummary {
     pub scenario: String,
     pub demand: String,
     pub radius_m: f64,
+    #[schema(format = Int32)]
     pub k: usize,
     pub covered_persons: f64,
     pub covered_share: f64,
