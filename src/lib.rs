@@ -11,6 +11,7 @@ pub mod connectors;
 pub mod dashboards;
 pub mod datasets;
 pub mod geometry;
+pub mod impact;
 pub mod init;
 pub mod plan;
 pub mod query;

@@ -152,6 +152,42 @@ enum SimulateTarget {
         #[arg(long)]
         replace: bool,
     },
+    /// Write the service logs (the columns of `servizi.eventi`) to a Parquet file, optionally with
+    /// a known effect of interventions injected: +N percentage points of requests made online,
+    /// from each intervention's start month, in the areas whose centroid is within the radius.
+    ServiceLogs {
+        /// The Parquet file to write (replaced atomically).
+        #[arg(long)]
+        out: PathBuf,
+        /// The same seed gives the same file.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Number of service events over the year.
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Year of the service events.
+        #[arg(long, default_value_t = 2023)]
+        year: i32,
+        /// The fragility file giving each area's 2021 population and share over 80
+        /// [default: data/bologna/indici-di-fragilita-dal-2021.csv beside the configuration].
+        #[arg(long)]
+        fragility: Option<PathBuf>,
+        /// Percentage points added to the share of requests made online near the interventions
+        /// (none by default).
+        #[arg(long)]
+        effect_points: Option<f64>,
+        /// The interventions whose sites get the effect
+        /// [default: data/bologna/interventi.csv beside the configuration].
+        #[arg(long)]
+        effect_interventions: Option<PathBuf>,
+        /// The statistical areas, for their centroids
+        /// [default: data/bologna/bologna_aree_statistiche.geojson beside the configuration].
+        #[arg(long)]
+        effect_areas: Option<PathBuf>,
+        /// Metres from a site to an area's centroid within which the area gets the effect.
+        #[arg(long, default_value_t = 800.0)]
+        effect_radius: f64,
+    },
     /// Publish sensor readings (QoS 1) for the registry's sensors: Wi-Fi load, probes, people
     /// counters, environmental SenML, and a share of malformed messages.
     Sensors {
@@ -529,6 +565,51 @@ async fn simulate(config: &std::path::Path, target: SimulateTarget) -> anyhow::R
             fragility,
             replace,
         } => (url, seed, events, year, fragility, replace),
+        SimulateTarget::ServiceLogs {
+            out,
+            seed,
+            events,
+            year,
+            fragility,
+            effect_points,
+            effect_interventions,
+            effect_areas,
+            effect_radius,
+        } => {
+            let options = cruscotto::simulate::ServiceLogOptions {
+                areas: fragility.unwrap_or_else(|| {
+                    base_dir.join("data/bologna/indici-di-fragilita-dal-2021.csv")
+                }),
+                seed,
+                events,
+                year,
+            };
+            let effect = effect_points.map(|points| cruscotto::simulate::SimulatedEffect {
+                interventions: effect_interventions
+                    .unwrap_or_else(|| base_dir.join("data/bologna/interventi.csv")),
+                areas: effect_areas.unwrap_or_else(|| {
+                    base_dir.join("data/bologna/bologna_aree_statistiche.geojson")
+                }),
+                points,
+                radius: effect_radius,
+            });
+            let rows =
+                cruscotto::simulate::write_service_logs_with_effect(&out, &options, effect.as_ref())
+                    .await?;
+            let injected = effect.map_or("no effect injected".to_string(), |e| {
+                format!(
+                    "+{} percentage points online within {} m of the sites in {}",
+                    e.points,
+                    e.radius,
+                    e.interventions.display()
+                )
+            });
+            println!(
+                "wrote {rows} simulated service events of {year} to {} (seed {seed}; {injected})",
+                out.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         SimulateTarget::Sensors {
             broker,
             rate,

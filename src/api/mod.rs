@@ -6,6 +6,7 @@ mod datasets;
 pub mod error;
 mod extract;
 pub mod format;
+mod impact;
 mod json;
 mod openapi;
 mod ops;
@@ -71,6 +72,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(datasets::router())
         .merge(dashboards::router())
         .merge(plans::router())
+        .merge(impact::router())
 }
 
 /// The OpenAPI 3.1 document served at `/api/v1/openapi.json`.

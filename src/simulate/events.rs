@@ -80,6 +80,14 @@ pub const SERVICES: &[Service] = &[
 
 pub const CHANNELS: [&str; 3] = ["online", "sportello", "punto_facilitazione"];
 
+/// The index of SPID/CIE logins in `SERVICES`: logins, not requests.
+pub const LOGIN_SERVICE: u8 = 3;
+
+/// The probability that a request for `service` by someone aged `age` is made online.
+pub fn online_probability(service: u8, age: i32) -> f64 {
+    internet_use(age) * SERVICES[service as usize].online_among_internet_users
+}
+
 /// Of those who do not go online, the share helped at a facilitation point rather than a desk:
 /// the points are placed where the elderly need them.
 fn facilitation_share(age: i32) -> f64 {

@@ -3,16 +3,21 @@
 //! `COPY ... FROM STDIN`, so a million events take seconds. `cruscotto simulate sensors`
 //! (`sensors.rs`) publishes sensor readings over MQTT.
 
+mod effect;
 mod events;
 mod population;
-mod rng;
+pub(crate) mod rng;
 mod sensors;
 mod service_logs;
 
+pub use effect::{EffectPlan, SimulatedEffect};
 pub use events::{CHANNELS, SERVICES, age_band, internet_use};
 pub use population::{Area, REGISTRY_YEAR, city_share_over_80, read_areas};
 pub use sensors::{SensorFeed, SensorOptions, SensorSummary, sensors};
-pub use service_logs::{ServiceLogOptions, service_log_batch, write_service_logs};
+pub use service_logs::{
+    ServiceLogOptions, service_log_batch, service_log_batch_with_effect, write_service_logs,
+    write_service_logs_with_effect,
+};
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -62,6 +67,16 @@ pub struct Summary {
 const COPY_CHUNK: usize = 1 << 20;
 
 pub async fn postgres(options: &Options) -> Result<Summary, SimulateError> {
+    postgres_with_effect(options, None).await
+}
+
+/// `postgres` with a known effect of interventions injected into the service events (see
+/// `effect.rs`).
+pub async fn postgres_with_effect(
+    options: &Options,
+    effect: Option<&SimulatedEffect>,
+) -> Result<Summary, SimulateError> {
+    let plan = effect.map(EffectPlan::read).transpose()?;
     let url = redacted_url(&options.url);
     let pg = |e: tokio_postgres::Error| SimulateError::Postgres {
         url: url.clone(),
@@ -71,7 +86,10 @@ pub async fn postgres(options: &Options) -> Result<Summary, SimulateError> {
     let started = Instant::now();
     let areas = read_areas(&options.fragility).await?;
     let residents = population::residents(&areas, options.seed);
-    let events = events::events(&residents, options.year, options.events, options.seed);
+    let mut events = events::events(&residents, options.year, options.events, options.seed);
+    if let Some(plan) = &plan {
+        plan.apply(&mut events, options.year, options.seed);
+    }
     let generate = started.elapsed();
 
     let started = Instant::now();

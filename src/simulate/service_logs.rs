@@ -11,6 +11,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::{Datelike, NaiveDate, NaiveDateTime, TimeZone, Utc, Weekday};
 
 use super::SimulateError;
+use super::effect::{EffectPlan, SimulatedEffect};
 use super::events::{CHANNELS, SERVICES, age_band, events};
 use super::population::{read_areas, residents};
 
@@ -27,6 +28,16 @@ pub struct ServiceLogOptions {
 /// The events as one batch: `id`, `ts` (UTC), `servizio`, `canale`, `area_statistica`,
 /// `fascia_eta`, sorted by time as the events are.
 pub async fn service_log_batch(options: &ServiceLogOptions) -> Result<RecordBatch, SimulateError> {
+    service_log_batch_with_effect(options, None).await
+}
+
+/// The events as `service_log_batch` makes them, with a known effect of interventions injected
+/// (see `effect.rs`): the same events, some requests moved online.
+pub async fn service_log_batch_with_effect(
+    options: &ServiceLogOptions,
+    effect: Option<&SimulatedEffect>,
+) -> Result<RecordBatch, SimulateError> {
+    let plan = effect.map(EffectPlan::read).transpose()?;
     let areas = read_areas(&options.areas).await?;
     let (seed, count, year) = (options.seed, options.events, options.year);
     let year_start = NaiveDate::from_ymd_opt(year, 1, 1)
@@ -37,7 +48,10 @@ pub async fn service_log_batch(options: &ServiceLogOptions) -> Result<RecordBatc
         })?;
     tokio::task::spawn_blocking(move || {
         let residents = residents(&areas, seed);
-        let events = events(&residents, year, count, seed);
+        let mut events = events(&residents, year, count, seed);
+        if let Some(plan) = &plan {
+            plan.apply(&mut events, year, seed);
+        }
         let ts: Vec<i64> = events
             .iter()
             .map(|e| {
@@ -77,7 +91,16 @@ pub async fn write_service_logs(
     path: &Path,
     options: &ServiceLogOptions,
 ) -> Result<usize, SimulateError> {
-    let batch = service_log_batch(options).await?;
+    write_service_logs_with_effect(path, options, None).await
+}
+
+/// `write_service_logs` with a known effect of interventions injected (see `effect.rs`).
+pub async fn write_service_logs_with_effect(
+    path: &Path,
+    options: &ServiceLogOptions,
+    effect: Option<&SimulatedEffect>,
+) -> Result<usize, SimulateError> {
+    let batch = service_log_batch_with_effect(options, effect).await?;
     let rows = batch.num_rows();
     let target = path.to_path_buf();
     let write =

@@ -456,6 +456,44 @@ try {
   assert.match(page.url(), /k=5/);
   step(`Pianifica: default scenario solved, 20 points proven optimal on the map with their circles, ${newlyCovered} areas newly covered, table, curve and CSV/GeoJSON exports match plan ${planId}; the slider re-solves for 5`);
 
+  // The "Impatto" view: from the menu, the estimate for the facilitation points opened, as the
+  // API computes it, in plain language with its interval; the event-study chart with the start
+  // marked; the covered and comparison areas on the map; the data said to be simulated; English.
+  await page.goto(`${base}/?dashboard=divario_digitale`, { waitUntil: 'domcontentloaded' });
+  await page.click('#nav-impact');
+  await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.impact), null, { timeout: TIMEOUT });
+  assert.equal(await page.evaluate(() => document.body.dataset.impact), 'ready', await page.locator('#impact-result').textContent());
+  assert.match(page.url(), /view=impatto/);
+  const impact = await (await fetch(`${base}/api/v1/impact`)).json();
+  const readingIt = (await page.locator('#impact-reading').textContent()).trim();
+  assert.equal(readingIt, impact.reading.it);
+  assert.match(readingIt, /^[+−]?\d+,\d punti percentuali, intervallo −?\d+,\d–−?\d+,\d\./, readingIt);
+  assert.equal(Number(await page.locator('#impact-reading').getAttribute('data-estimate')), impact.estimate.estimate);
+  assert.equal(await page.locator('#impact-chart g.point').count(), impact.event_study.length, 'one point per month of the event study');
+  assert.ok(impact.event_study.some((p) => p.month < 0) && impact.event_study.some((p) => p.month >= 0), 'months before and after');
+  assert.equal(await page.locator('#impact-chart line.start').count(), 1, 'the start is marked');
+  assert.equal(await page.locator('#impact-chart g.point.after').count(), impact.event_study.filter((p) => p.month >= 0).length);
+  const coveredIds = impact.areas.filter((a) => a.role === 'covered').map((a) => String(a.codice_area_statistica)).sort();
+  const drawnCovered = (await page.locator('#impact-map path[data-role="covered"]').evaluateAll((paths) => paths.map((p) => p.dataset.area))).sort();
+  assert.deepEqual(drawnCovered, coveredIds, 'the covered areas on the map are the estimate\'s');
+  assert.ok(coveredIds.length > 0);
+  assert.equal(await page.locator('#impact-map path[data-role="comparison"]').count(), impact.comparison_areas);
+  assert.equal(await page.locator('#impact-map circle.site').count(), impact.interventions.filter((i) => i.selected).length);
+  assert.equal(impact.simulated, true);
+  assert.equal(await page.locator('#impact-simulated [data-simulated="true"]').count(), 1, 'the data are said to be simulated');
+  await page.screenshot({ path: join(screenshotDir, '09-impatto.png'), fullPage: true });
+  await accessibility(page, 'the Impatto view');
+  await page.click('#language');
+  await page.waitForFunction(() => document.body.dataset.impact === 'ready' && document.querySelector('#impact-reading')?.lang === 'en', null, { timeout: TIMEOUT });
+  const readingEn = (await page.locator('#impact-reading').textContent()).trim();
+  assert.equal(readingEn, impact.reading.en);
+  assert.match(readingEn, /^[+−]?\d+\.\d percentage points, interval −?\d+\.\d–−?\d+\.\d\./, readingEn);
+  // One intervention alone: the map shows only its site.
+  await page.selectOption('#impact-interventions', 'villa-spada-2023');
+  await page.waitForFunction(() => document.body.dataset.impact === 'ready' && document.querySelectorAll('#impact-map circle.site').length === 1, null, { timeout: TIMEOUT });
+  assert.match(page.url(), /interventions=villa-spada-2023/);
+  step(`Impatto: "${readingIt.split('.')[0]}" as the API estimates it, ${impact.event_study.length} months in the event study with the start marked, ${coveredIds.length} covered and ${impact.comparison_areas} comparison areas on the map, simulated data labelled; English; one intervention alone`);
+
   assert.deepEqual(outside, [], 'requests to anything but this server');
   assert.deepEqual(problems, [], 'errors in the page');
   console.log(`screenshots in ${screenshotDir}`);

@@ -52,6 +52,7 @@ function saveState() {
     next.set('view', 'pianifica');
     for (const key of ['scenario', 'demand', 'radius', 'k']) if (state[key]) next.set(key, state[key]);
   }
+  if (state.view === 'impatto') next.set('view', 'impatto');
   window.history.replaceState(null, '', `?${next}`);
 }
 
@@ -89,6 +90,10 @@ async function main() {
   renderChrome(dashboards);
   if (state.view === 'pianifica') {
     await showPlanView();
+    return;
+  }
+  if (state.view === 'impatto') {
+    await showImpactView();
     return;
   }
   if (map()) {
@@ -184,16 +189,32 @@ async function showPlanView() {
   await showPlanner(container, { state, saveState });
 }
 
+/** The "Impatto" view (impact.mjs) instead of the dashboard's map and panels. */
+async function showImpactView() {
+  document.getElementById('map-row').hidden = true;
+  document.getElementById('panels').closest('section').hidden = true;
+  document.getElementById('title').textContent = t('impact_title');
+  document.getElementById('description').textContent = t('impact_description');
+  document.title = `${t('impact_title')} — cruscotto`;
+  const container = document.getElementById('impact');
+  container.hidden = false;
+  const { showImpact } = await import('./impact.mjs');
+  await showImpact(container, { definition, dashboard: state.dashboard });
+}
+
 function renderChrome(dashboards) {
   const nav = document.getElementById('dashboards');
-  const planning = state.view === 'pianifica';
+  const planning = state.view === 'pianifica' || state.view === 'impatto';
   const planHref = `?dashboard=${encodeURIComponent(state.dashboard)}&view=pianifica${state.lang === 'en' ? '&lang=en' : ''}`;
-  const planItem = el('li', { class: 'nav-item' }, el('a', { class: `nav-link${planning ? ' active' : ''}`, href: planHref, id: 'nav-plan', 'aria-current': planning ? 'page' : undefined, text: t('plan_nav') }));
+  const impactHref = `?dashboard=${encodeURIComponent(state.dashboard)}&view=impatto${state.lang === 'en' ? '&lang=en' : ''}`;
+  const impacting = state.view === 'impatto';
+  const impactItem = el('li', { class: 'nav-item' }, el('a', { class: `nav-link${impacting ? ' active' : ''}`, href: impactHref, id: 'nav-impact', 'aria-current': impacting ? 'page' : undefined, text: t('impact_nav') }));
+  const planItem = el('li', { class: 'nav-item' }, el('a', { class: `nav-link${state.view === 'pianifica' ? ' active' : ''}`, href: planHref, id: 'nav-plan', 'aria-current': state.view === 'pianifica' ? 'page' : undefined, text: t('plan_nav') }));
   nav.replaceChildren(...dashboards.map((d) => {
     const current = d.name === state.dashboard && !planning;
     const href = `?dashboard=${encodeURIComponent(d.name)}${state.lang === 'en' ? '&lang=en' : ''}`;
     return el('li', { class: 'nav-item' }, el('a', { class: `nav-link${current ? ' active' : ''}`, href, 'aria-current': current ? 'page' : undefined, dataset: { dashboard: d.name }, text: pick(d, 'title') }));
-  }), planItem);
+  }), planItem, impactItem);
   if (!planning) {
     document.getElementById('title').textContent = pick(definition.dashboard, 'title');
     document.getElementById('description').textContent = pick(definition.dashboard, 'description');
@@ -525,6 +546,10 @@ async function switchLanguage(next) {
   renderChrome(await getJson('/api/v1/dashboards'));
   if (state.view === 'pianifica') {
     await showPlanView();
+    return;
+  }
+  if (state.view === 'impatto') {
+    await showImpactView();
     return;
   }
   if (map()) {

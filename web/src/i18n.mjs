@@ -87,6 +87,13 @@ const STRINGS = {
   failed_source: ['Le fonti di questo indicatore sono cambiate o mancano: il suo calcolo non è possibile finché non vengono ripristinate.', 'The sources of this indicator changed or are missing: it cannot be computed until they are restored.'],
   failed_other: ['Questo indicatore non è disponibile per un errore del servizio; l’errore è stato registrato.', 'This indicator is not available because of a service error; the error has been logged.'],
   technical_detail: ['Dettaglio tecnico', 'Technical detail'],
+  // The "Impatto" view (impact.mjs; its other texts are there).
+  impact_nav: ['Impatto', 'Impact'],
+  impact_title: ['Impatto degli interventi', 'Impact of the interventions'],
+  impact_description: [
+    'Se i punti di facilitazione aperti, i corsi e i volontari hanno cambiato l’uso dei servizi online nelle aree vicine, rispetto ad aree simili lontane: stima con intervallo di confidenza, dai log dei servizi.',
+    'Whether the facilitation points opened, the courses and the volunteers changed the use of online services in the areas near them, against similar areas further away: an estimate with its confidence interval, from the service logs.',
+  ],
   // The "Pianifica" view (plan.mjs).
   plan_nav: ['Pianifica', 'Plan'],
   plan_title: ['Pianifica i punti di facilitazione', 'Plan the facilitation points'],
