@@ -37,10 +37,10 @@ pub struct ImpactParams {
     /// logins per 1,000 adults a month).
     metric: Option<Metric>,
     /// Comparison areas matched to each covered area (1–10; default 3).
-    #[param(minimum = 1, maximum = 10)]
+    #[param(minimum = 1, maximum = 10, value_type = Option<i32>)]
     matches: Option<usize>,
     /// Bootstrap replications (99–9999; default 999).
-    #[param(minimum = 99, maximum = 9999)]
+    #[param(minimum = 99, maximum = 9999, value_type = Option<i32>)]
     replications: Option<usize>,
     /// The bootstrap's seed (default 1): the same seed gives the same interval.
     seed: Option<u64>,

@@ -129,6 +129,7 @@ pub struct EventMonth {
     pub low: f64,
     pub high: f64,
     /// Covered areas observed that month.
+    #[schema(value_type = i32)]
     pub areas: usize,
 }
 
@@ -143,6 +144,7 @@ pub struct AreaRole {
     /// For a covered area: the month (YYYY-MM) it is covered from.
     pub from: Option<String>,
     /// For a comparison area: how many times it was matched.
+    #[schema(value_type = i32)]
     pub matched: usize,
 }
 
@@ -159,11 +161,15 @@ pub struct ImpactReport {
     pub event_study: Vec<EventMonth>,
     pub areas: Vec<AreaRole>,
     /// Covered areas in the estimate (with months observed before and after their start).
+    #[schema(value_type = i32)]
     pub covered_areas: usize,
+    #[schema(value_type = i32)]
     pub comparison_areas: usize,
     /// First and last month of the service logs (YYYY-MM).
     pub months: Vec<String>,
+    #[schema(value_type = i32)]
     pub matches: usize,
+    #[schema(value_type = i32)]
     pub replications: usize,
     pub seed: u64,
     /// Whether the service logs come from the built-in simulator (set by the caller).
