@@ -61,6 +61,9 @@ pub struct ServiceConfig {
     /// The city the dashboard is for: its name and texts on the pages, the map's first view.
     #[serde(default)]
     pub city: CityConfig,
+    /// Analysts' own tools: the PostgreSQL wire protocol and Arrow Flight SQL (off by default).
+    #[serde(default)]
+    pub protocols: crate::protocols::ProtocolsConfig,
 }
 
 /// The city (or body) the dashboard is for, `[city]`: the pages' title, tagline, description and

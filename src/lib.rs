@@ -14,6 +14,7 @@ pub mod geometry;
 pub mod impact;
 pub mod init;
 pub mod plan;
+pub mod protocols;
 pub mod query;
 pub mod results;
 pub mod sdc;

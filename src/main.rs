@@ -53,6 +53,15 @@ enum Command {
         /// Listen on this address instead of the configured one (e.g. 127.0.0.1:0).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Serve the PostgreSQL protocol on this address instead of `[protocols.pgwire] listen`
+        /// (only when that section is present). With `--listen` on port 0 and no address here,
+        /// the protocol takes a free port too (several servers side by side, as in tests).
+        #[arg(long)]
+        pgwire_listen: Option<std::net::SocketAddr>,
+        /// Serve Flight SQL on this address instead of `[protocols.flight_sql] listen` (only when
+        /// that section is present).
+        #[arg(long)]
+        flight_sql_listen: Option<std::net::SocketAddr>,
     },
     /// Load every source once, run one read-only SQL statement and print the result.
     Query {
@@ -264,7 +273,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command.unwrap_or(Command::Serve { listen: None }) {
+    match cli.command.unwrap_or(Command::Serve {
+        listen: None,
+        pgwire_listen: None,
+        flight_sql_listen: None,
+    }) {
         Command::Check => Ok(check(&cli.config).await),
         Command::Init { folder, city } => init(&folder, city.as_deref()).await,
         Command::Keys { action } => {
@@ -273,13 +286,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keys(&config, action)
         }
         Command::Simulate { target } => simulate(&cli.config, target).await,
-        Command::Serve { listen } => {
+        Command::Serve {
+            listen,
+            pgwire_listen,
+            flight_sql_listen,
+        } => {
             let config = Config::load(&cli.config)
                 .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
             for warning in &config.warnings {
                 tracing::warn!(%warning, "configuration");
             }
-            serve(config, listen).await?;
+            let protocols = &config.service.protocols;
+            // `--listen <ip>:0` asks for free ports: every listener takes one, not only HTTP's.
+            let free = |configured: Option<std::net::SocketAddr>| {
+                listen
+                    .filter(|l| l.port() == 0)
+                    .and(configured)
+                    .map(|c| std::net::SocketAddr::new(c.ip(), 0))
+            };
+            let protocols = cruscotto::protocols::Addresses {
+                pgwire: pgwire_listen.or(free(protocols.pgwire.as_ref().map(|p| p.listen))),
+                flight_sql: flight_sql_listen
+                    .or(free(protocols.flight_sql.as_ref().map(|p| p.listen))),
+            };
+            serve(config, listen, protocols).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan {
@@ -450,11 +480,26 @@ async fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-async fn serve(config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    listen: Option<std::net::SocketAddr>,
+    protocols: cruscotto::protocols::Addresses,
+) -> anyhow::Result<()> {
     let address = listen.unwrap_or(config.service.listen);
     let service = Service::new(config).await;
     service.spawn_background();
     cruscotto::results::spawn_refresh(service.clone());
+    let state = AppState::new(service.clone());
+    // The analysts' protocols first: their lines come before the HTTP one tests wait for.
+    let bound = cruscotto::protocols::start(&state, protocols).await?;
+    if let Some(address) = bound.pgwire {
+        tracing::info!(%address, "PostgreSQL protocol listening");
+        println!("cruscotto pgwire listening on postgresql://{address}");
+    }
+    if let Some(address) = bound.flight_sql {
+        tracing::info!(%address, "Flight SQL listening");
+        println!("cruscotto flight-sql listening on grpc://{address}");
+    }
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
@@ -463,7 +508,7 @@ async fn serve(config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::
     // A line tests and scripts can wait for.
     println!("cruscotto listening on http://{local}");
     let limits = service.config.service.http.clone();
-    let app = api::app(AppState::new(service));
+    let app = api::app(state);
     api::serve::serve(listener, app, limits, async {
         let _ = tokio::signal::ctrl_c().await;
     })

@@ -48,7 +48,8 @@ impl Access {
         }
     }
 
-    fn anonymous(&self) -> Option<Principal> {
+    /// The principal of a request without a key: the configured `anonymous` role, if any.
+    pub fn anonymous(&self) -> Option<Principal> {
         let role = match self.config.anonymous {
             AnonymousRole::None => return None,
             AnonymousRole::Partner => Role::Partner,
@@ -169,29 +170,24 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
     let client_bucket = format!("ip:{client}");
 
     let caller = match presented_key(request.headers()) {
-        Some(key) => match authenticate(&access, key, &client_bucket).await {
+        Some(key) => match check_key(&access, key, &client_bucket).await {
             Ok(principal) => Some(principal),
             Err(refusal) => {
+                let outcome = refusal.outcome;
+                let who = Who::refused(refusal.key.clone());
+                let response = refusal.into_response();
                 if let Some(action) = action {
-                    let (key_id, role) = refusal
-                        .key
-                        .map(|(id, role)| (id, role.as_str()))
-                        .unwrap_or_else(|| ("invalid".into(), "none"));
                     record(
                         &access.audit,
-                        Who {
-                            key_id,
-                            role,
-                            authenticated: false,
-                        },
+                        who,
                         action,
                         &path,
-                        &refusal.response,
+                        &response,
                         started,
-                        refusal.outcome,
+                        outcome,
                     );
                 }
-                return refusal.response;
+                return response;
             }
         },
         None => access.anonymous(),
@@ -237,12 +233,10 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
     let mut response = next.run(request).await;
     response.headers_mut().extend(rate_headers);
     if let Some(action) = action {
-        let outcome = match response.status() {
-            _ if response.extensions().get::<AuditDenied>().is_some() => "denied",
-            s if s.is_success() || s == StatusCode::NOT_MODIFIED => "ok",
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "denied",
-            s if s.is_server_error() => "error",
-            _ => "invalid",
+        let outcome = if response.extensions().get::<AuditDenied>().is_some() {
+            "denied"
+        } else {
+            outcome(response.status())
         };
         record(
             &access.audit,
@@ -257,34 +251,45 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
     response
 }
 
-/// A presented key that was not accepted: the answer to send (401, 429, 500), its audit outcome,
-/// and, for a revoked key, the key's id and role (its use is audited under them).
-struct Refusal {
-    response: Response,
-    outcome: &'static str,
-    key: Option<(String, Role)>,
+/// A presented key that was not accepted: the error to answer (401, 429, 500) with its rate-limit
+/// headers, its audit outcome, and, for a revoked key, the key's id and role (its use is audited
+/// under them). The same for every protocol: HTTP answers it as problem+json, pgwire and Flight
+/// SQL with their own error codes and the same message.
+pub struct KeyRefusal {
+    pub error: ApiError,
+    pub headers: HeaderMap,
+    pub outcome: &'static str,
+    pub key: Option<(String, Role)>,
 }
 
-/// The principal of a presented key, or why not.
-async fn authenticate(
+impl KeyRefusal {
+    fn into_response(self) -> Response {
+        let mut response = self.error.into_response();
+        response.headers_mut().extend(self.headers);
+        response
+    }
+}
+
+/// The principal of a presented key, or why not: the rate limit of the client's address before
+/// argon2 (see [`middleware`]), then the key store. Every protocol checks keys through here.
+pub async fn check_key(
     access: &Arc<Access>,
     key: String,
     client_bucket: &str,
-) -> Result<Principal, Refusal> {
+) -> Result<Principal, KeyRefusal> {
     let refused = |error: AuthError, headers: HeaderMap| {
         let revoked = (error == AuthError::Revoked)
             .then(|| access.keys.named_key(&key))
             .flatten();
-        let mut response = match error {
+        let error = match error {
             AuthError::Store { path, message } => {
                 ApiError::Internal(format!("key store {path}: {message}"))
             }
             other => ApiError::Unauthorized(other.to_string()),
-        }
-        .into_response();
-        response.headers_mut().extend(headers);
-        Refusal {
-            response,
+        };
+        KeyRefusal {
+            error,
+            headers,
             outcome: "denied",
             key: revoked,
         }
@@ -294,11 +299,14 @@ async fn authenticate(
         Ok(Lookup::NeedsHashing) => true,
         Err(_) => false,
     };
-    let headers = access.take(client_bucket).map_err(|response| Refusal {
-        response,
-        outcome: "rate_limited",
-        key: None,
-    })?;
+    let headers = access
+        .take_token(client_bucket)
+        .map_err(|(error, headers)| KeyRefusal {
+            error,
+            headers,
+            outcome: "rate_limited",
+            key: None,
+        })?;
     if !needs_hashing {
         // Checked again for the error to report; still cheap.
         let error = access.keys.lookup(&key).err().unwrap_or(AuthError::Unknown);
@@ -309,8 +317,9 @@ async fn authenticate(
     match tokio::task::spawn_blocking(move || keys.keys.verify(&presented)).await {
         Ok(Ok(principal)) => Ok(principal),
         Ok(Err(error)) => Err(refused(error, headers)),
-        Err(e) => Err(Refusal {
-            response: ApiError::Internal(format!("key verification: {e}")).into_response(),
+        Err(e) => Err(KeyRefusal {
+            error: ApiError::Internal(format!("key verification: {e}")),
+            headers: HeaderMap::new(),
             outcome: "error",
             key: None,
         }),
@@ -320,6 +329,16 @@ async fn authenticate(
 impl Access {
     /// Take one request from `bucket`: the `X-RateLimit-*` headers for the answer, or the 429.
     fn take(&self, bucket: &str) -> Result<HeaderMap, Response> {
+        self.take_token(bucket).map_err(|(error, headers)| {
+            let mut response = error.into_response();
+            response.headers_mut().extend(headers);
+            response
+        })
+    }
+
+    /// Take one request from `bucket`: the `X-RateLimit-*` headers, or the 429's error and
+    /// headers. pgwire and Flight SQL take one per statement from the key's bucket.
+    pub fn take_token(&self, bucket: &str) -> Result<HeaderMap, (ApiError, HeaderMap)> {
         let limit = self.config.requests_per_minute;
         let mut headers = HeaderMap::new();
         headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
@@ -340,19 +359,18 @@ impl Access {
                     .wait_time_from(DefaultClock::default().now())
                     .as_secs()
                     .max(1);
-                let mut response = ApiError::RateLimited(format!("too many requests: at most {limit} per minute for this key or client; retry in {wait} s")).into_response();
+                let error = ApiError::RateLimited(format!("too many requests: at most {limit} per minute for this key or client; retry in {wait} s"));
                 headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(wait));
                 headers.insert("x-ratelimit-remaining", HeaderValue::from(0));
                 headers.insert("x-ratelimit-reset", HeaderValue::from(wait));
-                response.headers_mut().extend(headers);
-                Err(response)
+                Err((error, headers))
             }
         }
     }
 }
 
 /// Who the audit trail names: a key id (or `anonymous`, `none`, `invalid`) and a role.
-struct Who {
+pub struct Who {
     key_id: String,
     role: &'static str,
     /// A key that authenticated: accountable, and limited by its own bucket.
@@ -360,7 +378,19 @@ struct Who {
 }
 
 impl Who {
-    fn of(caller: Option<&Principal>) -> Self {
+    /// A key that did not authenticate: `invalid`, or a revoked key's id and role.
+    pub fn refused(key: Option<(String, Role)>) -> Self {
+        let (key_id, role) = key
+            .map(|(id, role)| (id, role.as_str()))
+            .unwrap_or_else(|| ("invalid".into(), "none"));
+        Self {
+            key_id,
+            role,
+            authenticated: false,
+        }
+    }
+
+    pub fn of(caller: Option<&Principal>) -> Self {
         match caller {
             Some(p) => Self {
                 key_id: p.key_id.clone(),
@@ -390,7 +420,42 @@ fn record(
     outcome: &str,
 ) {
     let detail = response.extensions().get::<AuditDetail>();
-    let refused = match response.status() {
+    record_request(
+        audit,
+        who,
+        detail.map_or(action, |d| d.action),
+        detail.map_or(path, |d| d.target.as_str()),
+        detail.map_or(0, |d| d.rows),
+        response.status(),
+        started,
+        outcome,
+    );
+}
+
+/// The audit outcome of an answer with this (HTTP) status.
+pub fn outcome(status: StatusCode) -> &'static str {
+    match status {
+        s if s.is_success() || s == StatusCode::NOT_MODIFIED => "ok",
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "denied",
+        s if s.is_server_error() => "error",
+        _ => "invalid",
+    }
+}
+
+/// [`record`] for any protocol: `status` is the HTTP status the same answer has over HTTP, so
+/// the trail reads the same whichever protocol a statement came by (its `action` names it).
+#[allow(clippy::too_many_arguments)]
+pub fn record_request(
+    audit: &AuditLog,
+    who: Who,
+    action: &str,
+    target: &str,
+    rows: u64,
+    status: StatusCode,
+    started: Instant,
+    outcome: &str,
+) {
+    let refused = match status {
         StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS => true,
         StatusCode::FORBIDDEN => !who.authenticated,
         _ => false,
@@ -399,12 +464,12 @@ fn record(
         time: chrono::Utc::now(),
         key_id: who.key_id,
         role: who.role.to_string(),
-        action: detail.map_or(action, |d| d.action).to_string(),
-        target: detail.map_or_else(|| path.to_string(), |d| d.target.clone()),
+        action: action.to_string(),
+        target: target.to_string(),
         target_bytes: 0,
-        rows: detail.map_or(0, |d| d.rows),
+        rows,
         duration_ms: started.elapsed().as_millis() as u64,
-        status: response.status().as_u16(),
+        status: status.as_u16(),
         outcome: outcome.to_string(),
         count: 1,
     };

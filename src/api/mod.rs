@@ -12,7 +12,7 @@ mod openapi;
 mod ops;
 mod plans;
 pub mod serve;
-mod sql;
+pub(crate) mod sql;
 mod web;
 
 use std::sync::Arc;

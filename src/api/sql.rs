@@ -204,10 +204,10 @@ async fn execute(
     format: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<(u64, Response), ApiError> {
-    let principal = caller.require(Role::Analyst)?;
+    caller.require(Role::Analyst)?;
     let format = Format::negotiate(format, headers)?;
     let started = Instant::now();
-    let result = state.service.engine.execute_as(sql, principal.role).await?;
+    let result = run_statement(state, caller, sql, None).await?;
     let query_time = started.elapsed();
     let rows = result.rows();
     let started = Instant::now();
@@ -236,6 +236,23 @@ async fn execute(
         HeaderValue::try_from(server_timing(query_time, encode_time)).expect("ASCII header value"),
     );
     Ok((rows as u64, response))
+}
+
+/// The statement path every protocol shares (HTTP here, PostgreSQL and Flight SQL in
+/// `crate::protocols`): the role check (SQL is for analysts and admins; a partner key is refused),
+/// then the engine's read-only guard and limits. The caller writes the audit entry.
+pub async fn run_statement(
+    state: &AppState,
+    caller: &Caller,
+    sql: &str,
+    params: Option<datafusion::common::ParamValues>,
+) -> Result<crate::query::QueryResult, ApiError> {
+    let principal = caller.require(Role::Analyst)?;
+    let engine = &state.service.engine;
+    Ok(match params {
+        None => engine.execute_as(sql, principal.role).await?,
+        Some(params) => engine.execute_bound_as(sql, principal.role, params).await?,
+    })
 }
 
 /// `Server-Timing` (W3C): the query (guard, planning, execution) and the encoding of its result,
@@ -289,7 +306,8 @@ async fn saved_queries(
 async fn tables(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Analyst)?;
     let sql = "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns \
-               WHERE table_catalog = 'city' ORDER BY table_schema, table_name, ordinal_position";
+               WHERE table_catalog = 'city' AND table_schema <> 'pg_catalog' \
+               ORDER BY table_schema, table_name, ordinal_position";
     let result = state.service.engine.execute(sql).await?;
     let body = encode(&result, Format::Json)?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())

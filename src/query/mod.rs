@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use datafusion::common::ParamValues;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
@@ -124,6 +125,14 @@ impl QueryResult {
     pub fn rows(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()
     }
+}
+
+/// What a statement would return, planned and not run: its columns and the types of its
+/// placeholders in order (`$1`, `$2`, ...; `None` where the planner cannot tell).
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub schema: SchemaRef,
+    pub parameters: Vec<Option<arrow::datatypes::DataType>>,
 }
 
 /// A saved query's view and whether it plans over the current tables.
@@ -398,13 +407,97 @@ impl QueryEngine {
         sql: &str,
         role: crate::auth::Role,
     ) -> Result<QueryResult, QueryError> {
-        self.execute_checked(sql, role >= crate::auth::Role::Admin)
+        self.execute_checked(sql, role >= crate::auth::Role::Admin, None)
+            .await
+    }
+
+    /// `execute_as` for a statement with placeholders (`$1`, `$2`, ...) and their values, as the
+    /// PostgreSQL and Flight SQL protocols bind them: the values replace the placeholders in the
+    /// planned statement, after the guard, before execution.
+    pub async fn execute_bound_as(
+        self: &Arc<Self>,
+        sql: &str,
+        role: crate::auth::Role,
+        params: ParamValues,
+    ) -> Result<QueryResult, QueryError> {
+        self.execute_checked(sql, role >= crate::auth::Role::Admin, Some(params))
             .await
     }
 
     /// Run one read-only statement under the configured limits, with every table readable.
     pub async fn execute(self: &Arc<Self>, sql: &str) -> Result<QueryResult, QueryError> {
-        self.execute_checked(sql, true).await
+        self.execute_checked(sql, true, None).await
+    }
+
+    /// The columns a statement would return and the types of its placeholders, without running
+    /// it: the same guard, role check and limits on the SQL as `execute_as`, planning only. For
+    /// the protocols' prepared statements (PostgreSQL's Parse/Describe, Flight SQL's
+    /// CreatePreparedStatement).
+    pub async fn describe_as(
+        self: &Arc<Self>,
+        sql: &str,
+        role: crate::auth::Role,
+    ) -> Result<Described, QueryError> {
+        self.check_size_and_depth(sql)?;
+        let admin = role >= crate::auth::Role::Admin;
+        let engine = self.clone();
+        let sql = sql.to_string();
+        let task = AbortOnDrop(self.runtime.spawn(async move {
+            let statement = guard::parse(&sql)?;
+            let state = engine.base.state();
+            if !admin {
+                Self::refuse_admin_tables(&state, &statement)?;
+            }
+            let limits = &engine.limits;
+            let failed = |e: DataFusionError| QueryError::from_datafusion(e, limits, None);
+            let plan = state.statement_to_plan(statement).await.map_err(failed)?;
+            Self::verify_read_only(&plan).map_err(failed)?;
+            let mut parameters: Vec<(String, Option<arrow::datatypes::DataType>)> =
+                plan.get_parameter_types().map_err(failed)?.into_iter().collect();
+            parameters.sort_by_key(|(id, _)| {
+                id.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX)
+            });
+            Ok(Described {
+                schema: Arc::new(plan.schema().as_arrow().clone()),
+                parameters: parameters.into_iter().map(|(_, t)| t).collect(),
+            })
+        }));
+        match tokio::time::timeout(self.limits.timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(QueryError::Internal(format!("query task failed: {join}"))),
+            Err(_) => Err(QueryError::Timeout(
+                humantime::format_duration(self.limits.timeout).to_string(),
+            )),
+        }
+    }
+
+    /// Install something in the session every query is planned with (the PostgreSQL catalogue
+    /// `pg_catalog` and its functions, for the pgwire protocol), at start-up. Queries still go
+    /// through `execute_as`.
+    pub fn extend_session<T>(&self, install: impl FnOnce(&SessionContext) -> T) -> T {
+        install(&self.base)
+    }
+
+    /// The planner's own check that a plan only reads.
+    fn verify_read_only(
+        plan: &datafusion::logical_expr::LogicalPlan,
+    ) -> Result<(), DataFusionError> {
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(plan)
+    }
+
+    fn check_size_and_depth(&self, sql: &str) -> Result<(), QueryError> {
+        if sql.len() > self.limits.max_sql_bytes {
+            return Err(QueryError::TooLarge {
+                size: sql.len(),
+                limit: self.limits.max_sql_bytes,
+            });
+        }
+        guard::check_depth(sql, self.limits.max_expression_depth)?;
+        Ok(())
     }
 
     fn refuse_admin_tables(
@@ -436,9 +529,10 @@ impl QueryEngine {
         self: &Arc<Self>,
         sql: &str,
         admin: bool,
+        params: Option<ParamValues>,
     ) -> Result<QueryResult, QueryError> {
         let started = Instant::now();
-        let result = self.execute_timed(sql, admin).await;
+        let result = self.execute_timed(sql, admin, params).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(
@@ -465,17 +559,12 @@ impl QueryEngine {
         self: &Arc<Self>,
         sql: &str,
         admin: bool,
+        params: Option<ParamValues>,
     ) -> Result<QueryResult, QueryError> {
-        if sql.len() > self.limits.max_sql_bytes {
-            return Err(QueryError::TooLarge {
-                size: sql.len(),
-                limit: self.limits.max_sql_bytes,
-            });
-        }
         // The guard's depth bound reads only tokens; parsing, planning and execution, which
         // recurse over the statement's trees, all run on the query threads, whose stacks are
         // sized for the depth the guard lets through.
-        guard::check_depth(sql, self.limits.max_expression_depth)?;
+        self.check_size_and_depth(sql)?;
         let engine = self.clone();
         let sql = sql.to_string();
         // Dropped when the time limit passes or when the caller goes away (a client that
@@ -488,7 +577,7 @@ impl QueryEngine {
             if !admin {
                 Self::refuse_admin_tables(&state, &statement)?;
             }
-            engine.run(state, statement).await
+            engine.run(state, statement, params).await
         }));
         match tokio::time::timeout(self.limits.timeout, task).await {
             Ok(Ok(result)) => result,
@@ -543,6 +632,7 @@ impl QueryEngine {
         &self,
         state: SessionState,
         statement: DFStatement,
+        params: Option<ParamValues>,
     ) -> Result<QueryResult, QueryError> {
         let limits = &self.limits;
         let sql = statement.to_string();
@@ -562,13 +652,12 @@ impl QueryEngine {
         drop(waiting);
         let _running = self.running.start();
         let plan = state.statement_to_plan(statement).await.map_err(failed)?;
+        let plan = match params {
+            Some(params) => plan.replace_params_with_values(&params).map_err(failed)?,
+            None => plan,
+        };
         // The guard let only read-only statements through; the planner's own check agrees.
-        SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false)
-            .verify_plan(&plan)
-            .map_err(failed)?;
+        Self::verify_read_only(&plan).map_err(failed)?;
         // From here an engine error can name the plan's function calls and their types.
         let failed = |e: DataFusionError| QueryError::from_datafusion(e, limits, Some(&plan));
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
