@@ -1,0 +1,107 @@
+//! Arrow Flight SQL with a real client, the ADBC Flight SQL driver (pyarrow, pandas): statements,
+//! a prepared statement with a parameter, the catalogue, TLS, and the errors (a refused
+//! statement, a wrong key, a partner key, a timed-out and a cancelled query).
+
+mod common;
+mod pgwire_support;
+
+use pgwire_support::{Service, SLOW, python_script};
+use serde_json::{Value, json};
+
+const WRONG_KEY: &str = "ck_000000000000_000000000000000000000000000000000000000000000000";
+
+fn client(service: &Service, uri: &str, mode: &str, ca: Option<&str>) -> Value {
+    let script = std::fs::read_to_string(format!(
+        "{}/tests/pgwire_support/adbc_flightsql_client.py",
+        common::REPO
+    ))
+    .unwrap();
+    let mut args = vec![
+        uri,
+        service.analyst.as_str(),
+        WRONG_KEY,
+        service.partner.as_str(),
+        service.http.as_str(),
+        SLOW,
+        mode,
+    ];
+    args.extend(ca);
+    let output = python_script(&script, &args).ok("adbc_flightsql_client.py");
+    let last = output.stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!("no JSON ({e}):\n{}\n{}", output.stdout, output.stderr)
+    })
+}
+
+fn assert_error(seen: &Value, what: &str, status: &str, words: &str) {
+    let error = &seen[what];
+    assert_eq!(error["status"], status, "{what}: {error}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| m.contains(words)),
+        "{what}: `{words}` not in {error}"
+    );
+}
+
+#[test]
+fn adbc_flight_sql_into_pandas_with_the_catalogue_and_errors() {
+    let service = Service::start("3s");
+    let uri = format!("grpc://127.0.0.1:{}", service.flight_port);
+    let seen = client(&service, &uri, "main", None);
+    assert_eq!(
+        seen["schema"],
+        json!(["id:int64", "nome:string", "quota:double", "attivo:bool", "giorno:date32[day]", "istante:timestamp[us]"])
+    );
+    assert_eq!(seen["rows"], 3);
+    assert_eq!(
+        seen["pandas"],
+        json!({"nome": ["Bologna", "Imola", "Sasso Marconi"], "importo": [392203.5, 69936.25, 14729.0]})
+    );
+    assert_eq!(seen["prepared"], json!([["Sasso Marconi"]]));
+    assert_eq!(seen["catalogs"], json!(["city"]));
+    let tables = seen["tables"].as_array().unwrap();
+    assert!(tables.contains(&json!("prova.tipi")), "{seen}");
+    assert!(tables.contains(&json!("queries.tipi_attivi")), "{seen}");
+    assert_error(&seen, "refused", "INVALID_ARGUMENT", "`DROP TABLE` is not allowed");
+    assert_error(&seen, "timeout", "TIMEOUT", "time limit of 3s");
+    assert_error(&seen, "wrong_key", "UNAUTHENTICATED", "unknown API key");
+    assert_error(&seen, "partner_key", "UNAUTHORIZED", "a partner key cannot use this endpoint");
+
+    let audit = service.audit();
+    for (outcome, target) in [("ok", "prova.tipi"), ("invalid", "DROP TABLE"), ("invalid", "generate_series"), ("denied", "login")] {
+        assert!(
+            audit.iter().any(|e| e["action"] == "sql:flight-sql"
+                && e["outcome"] == outcome
+                && e["target"].as_str().is_some_and(|t| t.contains(target))),
+            "no sql:flight-sql entry `{outcome}` for `{target}` in {audit:#?}"
+        );
+    }
+}
+
+#[test]
+fn adbc_flight_sql_cancel_stops_the_query() {
+    let service = Service::start("10m");
+    let uri = format!("grpc://127.0.0.1:{}", service.flight_port);
+    let seen = client(&service, &uri, "cancel", None);
+    assert_eq!(seen["cancelled"]["status"], "CANCELLED", "{seen}");
+    service.wait_until("the query to stop", |s| s.running_queries() == 0);
+    let audit = service.audit();
+    assert!(
+        audit.iter().any(|e| e["action"] == "sql:flight-sql" && e["outcome"] == "cancelled"),
+        "{audit:#?}"
+    );
+}
+
+#[test]
+fn adbc_flight_sql_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    pgwire_support::certificates(dir.path());
+    let extra = format!(
+        "[protocols.flight_sql.tls]\ncert = \"{0}/server.pem\"\nkey = \"{0}/server.key\"\n",
+        dir.path().display()
+    );
+    let service = Service::start_with("3s", &extra);
+    let uri = format!("grpc+tls://localhost:{}", service.flight_port);
+    let ca = format!("{}/ca.pem", dir.path().display());
+    let seen = client(&service, &uri, "main", Some(&ca));
+    assert_eq!(seen["rows"], 3, "{seen}");
+}
