@@ -122,14 +122,22 @@ fn child_pull(limit: u64) {
     let connector = config.build(Path::new("."));
     let before = proc_status_kib("VmHWM");
     let started = Instant::now();
-    let loads = runtime.block_on(connector.load(&LoadState::default()));
+    // The pull read to its end, as the store reads a streamed load.
+    let table = runtime.block_on(async {
+        let loads = connector.load(&LoadState::default()).await;
+        let loaded = loads
+            .into_iter()
+            .next()
+            .expect("one table")
+            .result
+            .expect("the pull succeeds");
+        loaded
+            .collect()
+            .await
+            .expect("the pull reads to its end")
+            .expect("a first pull is never unchanged")
+    });
     let seconds = started.elapsed().as_secs_f64();
-    let table = loads
-        .into_iter()
-        .next()
-        .expect("one table")
-        .result
-        .expect("the pull succeeds");
     let arrow_bytes: usize = table
         .batches
         .iter()
