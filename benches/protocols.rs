@@ -69,10 +69,12 @@ impl Server {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let (mut pgwire, mut flight, mut base) = (None, None, None);
         while base.is_none() {
-            let line = lines
-                .next()
-                .and_then(Result::ok)
-                .unwrap_or_else(|| panic!("the server exited before listening; see {}/server.log", dir.display()));
+            let line = lines.next().and_then(Result::ok).unwrap_or_else(|| {
+                panic!(
+                    "the server exited before listening; see {}/server.log",
+                    dir.display()
+                )
+            });
             let port = |prefix: &str| {
                 line.strip_prefix(prefix)
                     .and_then(|a| a.rsplit(':').next())
@@ -80,7 +82,9 @@ impl Server {
             };
             pgwire = pgwire.or(port("cruscotto pgwire listening on "));
             flight = flight.or(port("cruscotto flight-sql listening on "));
-            base = line.strip_prefix("cruscotto listening on ").map(|u| u.trim().to_string());
+            base = line
+                .strip_prefix("cruscotto listening on ")
+                .map(|u| u.trim().to_string());
         }
         std::thread::spawn(move || for _ in lines {});
         let server = Server {
@@ -94,10 +98,17 @@ impl Server {
             .map(|r| !r.status().is_success())
             .unwrap_or(true)
         {
-            assert!(started.elapsed() < Duration::from_secs(3600), "the server was not ready within an hour");
+            assert!(
+                started.elapsed() < Duration::from_secs(3600),
+                "the server was not ready within an hour"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
-        println!("server: {} ready in {:.1} s", server.base, started.elapsed().as_secs_f64());
+        println!(
+            "server: {} ready in {:.1} s",
+            server.base,
+            started.elapsed().as_secs_f64()
+        );
         server
     }
 }
@@ -126,9 +137,15 @@ fn copy_to_null(dsn: &str, sql: &str) -> f64 {
 }
 
 /// Rows and seconds of `sql` through Flight SQL, every batch decoded.
-async fn flight(client: &mut FlightSqlServiceClient<tonic::transport::Channel>, sql: &str) -> (usize, f64) {
+async fn flight(
+    client: &mut FlightSqlServiceClient<tonic::transport::Channel>,
+    sql: &str,
+) -> (usize, f64) {
     let started = Instant::now();
-    let info = client.execute(sql.to_string(), None).await.expect("Flight SQL execute");
+    let info = client
+        .execute(sql.to_string(), None)
+        .await
+        .expect("Flight SQL execute");
     let mut rows = 0;
     for endpoint in info.endpoint {
         let ticket = endpoint.ticket.expect("a ticket");
@@ -169,7 +186,11 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(5);
-    println!("protocols bench: {} readings, {runs} runs per side, load {}", rows_label(rows), load());
+    println!(
+        "protocols bench: {} readings, {runs} runs per side, load {}",
+        rows_label(rows),
+        load()
+    );
     let data = ensure_parquet(&data_folder(), rows);
 
     let dir = tempfile::tempdir().expect("temporary folder");
@@ -179,7 +200,8 @@ fn main() {
     std::fs::write(dir.path().join("cruscotto.toml"), config).unwrap();
     let server = Server::start(dir.path());
     let (pgwire_port, flight_port) = (server.pgwire_port, server.flight_port);
-    let cruscotto = format!("host=127.0.0.1 port={pgwire_port} user=anonymous dbname=city sslmode=disable");
+    let cruscotto =
+        format!("host=127.0.0.1 port={pgwire_port} user=anonymous dbname=city sslmode=disable");
 
     load_postgres(&cruscotto, dir.path(), rows);
 
@@ -199,21 +221,44 @@ fn main() {
     // The answers first: same rows on both sides (the aggregates' text compared as psql prints
     // it, floats rounded to 6 digits by the comparison query).
     for case in &cases[1..] {
-        let ours = psql(&cruscotto, &["-A", "-t", "-c", &format!("SELECT count(*) FROM ({}) q", case.cruscotto)]);
-        let theirs = psql(POSTGRES, &["-A", "-t", "-c", &format!("SELECT count(*) FROM ({}) q", case.postgres)]);
+        let ours = psql(
+            &cruscotto,
+            &[
+                "-A",
+                "-t",
+                "-c",
+                &format!("SELECT count(*) FROM ({}) q", case.cruscotto),
+            ],
+        );
+        let theirs = psql(
+            POSTGRES,
+            &[
+                "-A",
+                "-t",
+                "-c",
+                &format!("SELECT count(*) FROM ({}) q", case.postgres),
+            ],
+        );
         assert_eq!(ours, theirs, "{}: row counts differ", case.label);
     }
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut flight_client = runtime.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{flight_port}"))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect to Flight SQL");
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{flight_port}"))
+                .unwrap()
+                .connect()
+                .await
+                .expect("connect to Flight SQL");
         FlightSqlServiceClient::new(channel)
     });
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap();
 
     println!();
     println!(
@@ -229,7 +274,11 @@ fn main() {
             let b = copy_to_null(POSTGRES, &case.postgres);
             let (flight_rows, c) = runtime.block_on(flight(&mut flight_client, &case.cruscotto));
             let (http_rows, d) = runtime.block_on(http_arrow(&http, &server.base, &case.cruscotto));
-            assert_eq!(flight_rows, http_rows, "{}: Flight SQL and HTTP differ in rows", case.label);
+            assert_eq!(
+                flight_rows, http_rows,
+                "{}: Flight SQL and HTTP differ in rows",
+                case.label
+            );
             result_rows = (flight_rows, http_rows);
             if run > 0 {
                 ours.push(a);
@@ -238,7 +287,8 @@ fn main() {
                 https.push(d);
             }
         }
-        let (ours, theirs, flights, https) = (median(ours), median(theirs), median(flights), median(https));
+        let (ours, theirs, flights, https) =
+            (median(ours), median(theirs), median(flights), median(https));
         // Same rows on both sides: the ratio of rows per second is the inverse ratio of times.
         let pg_ratio = theirs / ours;
         let flight_ratio = https / flights;
@@ -272,11 +322,22 @@ fn main() {
 fn load_postgres(cruscotto: &str, dir: &Path, rows: usize) {
     let present = Command::new("psql")
         .arg(POSTGRES)
-        .args(["-X", "-A", "-t", "-c", &format!("SELECT count(*) FROM {TABLE_PG}")])
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            &format!("SELECT count(*) FROM {TABLE_PG}"),
+        ])
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<usize>().ok());
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<usize>()
+                .ok()
+        });
     if present == Some(rows) {
         println!("postgres: {TABLE_PG} already holds {rows} rows");
         return;
@@ -285,7 +346,13 @@ fn load_postgres(cruscotto: &str, dir: &Path, rows: usize) {
     let csv = dir.join("readings.csv");
     psql(
         cruscotto,
-        &["-c", &format!("\\copy (SELECT sensor_id, area, metric, ts, value FROM bench.readings) TO '{}' WITH CSV", csv.display())],
+        &[
+            "-c",
+            &format!(
+                "\\copy (SELECT sensor_id, area, metric, ts, value FROM bench.readings) TO '{}' WITH CSV",
+                csv.display()
+            ),
+        ],
     );
     psql(
         POSTGRES,
@@ -297,10 +364,19 @@ fn load_postgres(cruscotto: &str, dir: &Path, rows: usize) {
             ),
         ],
     );
-    psql(POSTGRES, &["-c", &format!("\\copy {TABLE_PG} FROM '{}' WITH CSV", csv.display())]);
+    psql(
+        POSTGRES,
+        &[
+            "-c",
+            &format!("\\copy {TABLE_PG} FROM '{}' WITH CSV", csv.display()),
+        ],
+    );
     psql(POSTGRES, &["-c", &format!("VACUUM ANALYZE {TABLE_PG}")]);
     let _ = std::fs::remove_file(&csv);
-    println!("postgres: loaded {rows} rows into {TABLE_PG} in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "postgres: loaded {rows} rows into {TABLE_PG} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 fn load() -> String {

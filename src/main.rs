@@ -638,9 +638,12 @@ async fn simulate(config: &std::path::Path, target: SimulateTarget) -> anyhow::R
                 points,
                 radius: effect_radius,
             });
-            let rows =
-                cruscotto::simulate::write_service_logs_with_effect(&out, &options, effect.as_ref())
-                    .await?;
+            let rows = cruscotto::simulate::write_service_logs_with_effect(
+                &out,
+                &options,
+                effect.as_ref(),
+            )
+            .await?;
             let injected = effect.map_or("no effect injected".to_string(), |e| {
                 format!(
                     "+{} percentage points online within {} m of the sites in {}",

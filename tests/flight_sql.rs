@@ -5,7 +5,7 @@
 mod common;
 mod pgwire_support;
 
-use pgwire_support::{Service, SLOW, python_script};
+use pgwire_support::{SLOW, Service, python_script};
 use serde_json::{Value, json};
 
 const WRONG_KEY: &str = "ck_000000000000_000000000000000000000000000000000000000000000000";
@@ -28,9 +28,8 @@ fn client(service: &Service, uri: &str, mode: &str, ca: Option<&str>) -> Value {
     args.extend(ca);
     let output = python_script(&script, &args).ok("adbc_flightsql_client.py");
     let last = output.stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| {
-        panic!("no JSON ({e}):\n{}\n{}", output.stdout, output.stderr)
-    })
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("no JSON ({e}):\n{}\n{}", output.stdout, output.stderr))
 }
 
 fn assert_error(seen: &Value, what: &str, status: &str, words: &str) {
@@ -49,7 +48,14 @@ fn adbc_flight_sql_into_pandas_with_the_catalogue_and_errors() {
     let seen = client(&service, &uri, "main", None);
     assert_eq!(
         seen["schema"],
-        json!(["id:int64", "nome:string", "quota:double", "attivo:bool", "giorno:date32[day]", "istante:timestamp[us]"])
+        json!([
+            "id:int64",
+            "nome:string",
+            "quota:double",
+            "attivo:bool",
+            "giorno:date32[day]",
+            "istante:timestamp[us]"
+        ])
     );
     assert_eq!(seen["rows"], 3);
     assert_eq!(
@@ -61,13 +67,28 @@ fn adbc_flight_sql_into_pandas_with_the_catalogue_and_errors() {
     let tables = seen["tables"].as_array().unwrap();
     assert!(tables.contains(&json!("prova.tipi")), "{seen}");
     assert!(tables.contains(&json!("queries.tipi_attivi")), "{seen}");
-    assert_error(&seen, "refused", "INVALID_ARGUMENT", "`DROP TABLE` is not allowed");
+    assert_error(
+        &seen,
+        "refused",
+        "INVALID_ARGUMENT",
+        "`DROP TABLE` is not allowed",
+    );
     assert_error(&seen, "timeout", "TIMEOUT", "time limit of 3s");
     assert_error(&seen, "wrong_key", "UNAUTHENTICATED", "unknown API key");
-    assert_error(&seen, "partner_key", "UNAUTHORIZED", "a partner key cannot use this endpoint");
+    assert_error(
+        &seen,
+        "partner_key",
+        "UNAUTHORIZED",
+        "a partner key cannot use this endpoint",
+    );
 
     let audit = service.audit();
-    for (outcome, target) in [("ok", "prova.tipi"), ("invalid", "DROP TABLE"), ("invalid", "generate_series"), ("denied", "login")] {
+    for (outcome, target) in [
+        ("ok", "prova.tipi"),
+        ("invalid", "DROP TABLE"),
+        ("invalid", "generate_series"),
+        ("denied", "login"),
+    ] {
         assert!(
             audit.iter().any(|e| e["action"] == "sql:flight-sql"
                 && e["outcome"] == outcome
@@ -86,7 +107,9 @@ fn adbc_flight_sql_cancel_stops_the_query() {
     service.wait_until("the query to stop", |s| s.running_queries() == 0);
     let audit = service.audit();
     assert!(
-        audit.iter().any(|e| e["action"] == "sql:flight-sql" && e["outcome"] == "cancelled"),
+        audit
+            .iter()
+            .any(|e| e["action"] == "sql:flight-sql" && e["outcome"] == "cancelled"),
         "{audit:#?}"
     );
 }

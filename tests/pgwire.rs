@@ -8,7 +8,7 @@ mod pgwire_support;
 
 use std::process::Command;
 
-use pgwire_support::{Service, Output, SLOW, python, python_script, run};
+use pgwire_support::{Output, SLOW, Service, python, python_script, run};
 use serde_json::{Value, json};
 
 const WRONG_KEY: &str = "ck_000000000000_000000000000000000000000000000000000000000000000";
@@ -33,8 +33,12 @@ fn script(name: &str) -> String {
 fn client(name: &str, args: &[&str]) -> Value {
     let output = python_script(&script(name), args).ok(name);
     let last = output.stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("{name} printed no JSON ({e}):\n{}\n{}", output.stdout, output.stderr))
+    serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!(
+            "{name} printed no JSON ({e}):\n{}\n{}",
+            output.stdout, output.stderr
+        )
+    })
 }
 
 fn assert_error(seen: &Value, what: &str, sqlstate: &str, words: &str) {
@@ -51,7 +55,9 @@ fn assert_error(seen: &Value, what: &str, sqlstate: &str, words: &str) {
 fn assert_login_error(seen: &Value, what: &str, words: &str) {
     let error = &seen[what];
     assert!(
-        error["message"].as_str().is_some_and(|m| m.contains("FATAL") && m.contains(words)),
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("FATAL") && m.contains(words)),
         "{what}: `FATAL ... {words}` not in {error}"
     );
 }
@@ -79,13 +85,35 @@ fn psql_meta_commands_copy_and_errors() {
     let tables = psql(&service, &key, &["-c", "\\dt prova.*"]).ok("\\dt");
     assert!(tables.stdout.contains("tipi"), "\\dt:\n{}", tables.stdout);
     let table = psql(&service, &key, &["-c", "\\d prova.tipi"]).ok("\\d prova.tipi");
-    for expected in ["istante", "timestamp without time zone", "giorno", "date", "attivo", "boolean", "bigint", "double precision", "text"] {
-        assert!(table.stdout.contains(expected), "`{expected}` not in \\d prova.tipi:\n{}", table.stdout);
+    for expected in [
+        "istante",
+        "timestamp without time zone",
+        "giorno",
+        "date",
+        "attivo",
+        "boolean",
+        "bigint",
+        "double precision",
+        "text",
+    ] {
+        assert!(
+            table.stdout.contains(expected),
+            "`{expected}` not in \\d prova.tipi:\n{}",
+            table.stdout
+        );
     }
     let views = psql(&service, &key, &["-c", "\\dv queries.*"]).ok("\\dv");
-    assert!(views.stdout.contains("tipi_attivi"), "\\dv:\n{}", views.stdout);
+    assert!(
+        views.stdout.contains("tipi_attivi"),
+        "\\dv:\n{}",
+        views.stdout
+    );
     let functions = psql(&service, &key, &["-c", "\\df"]).ok("\\df");
-    assert!(functions.stdout.contains("List of functions"), "\\df:\n{}", functions.stdout);
+    assert!(
+        functions.stdout.contains("List of functions"),
+        "\\df:\n{}",
+        functions.stdout
+    );
 
     let copied = psql(
         &service,
@@ -102,28 +130,46 @@ fn psql_meta_commands_copy_and_errors() {
     // COPY's text form: tabs, \N for NULL (timestamps with microseconds, floats with a decimal:
     // arrow-pg's text encoding).
     assert!(
-        text.stdout.contains("3\tSasso Marconi\t\\N\tt\t2024-02-29\t2024-02-29 12:30:00"),
+        text.stdout
+            .contains("3\tSasso Marconi\t\\N\tt\t2024-02-29\t2024-02-29 12:30:00"),
         "{}",
         text.stdout
     );
 
     // A plain query, as psql shows it.
-    let rows = psql(&service, &key, &["-A", "-t", "-c", "SELECT nome FROM tipi_attivi ORDER BY id"]).ok("select");
+    let rows = psql(
+        &service,
+        &key,
+        &["-A", "-t", "-c", "SELECT nome FROM tipi_attivi ORDER BY id"],
+    )
+    .ok("select");
     assert_eq!(rows.stdout, "Bologna\nSasso Marconi\n");
 
     let refused = psql(&service, &key, &["-c", "DROP TABLE prova.tipi"]);
     assert_ne!(refused.code, 0);
     assert!(
-        refused.stderr.contains("ERROR:  25006: `DROP TABLE` is not allowed: SQL here is read-only"),
+        refused
+            .stderr
+            .contains("ERROR:  25006: `DROP TABLE` is not allowed: SQL here is read-only"),
         "{}",
         refused.stderr
     );
-    let copy_to_file = psql(&service, &key, &["-c", "COPY prova.tipi TO '/tmp/tipi.csv'"]);
-    assert!(copy_to_file.stderr.contains("25006"), "{}", copy_to_file.stderr);
+    let copy_to_file = psql(
+        &service,
+        &key,
+        &["-c", "COPY prova.tipi TO '/tmp/tipi.csv'"],
+    );
+    assert!(
+        copy_to_file.stderr.contains("25006"),
+        "{}",
+        copy_to_file.stderr
+    );
 
     let timed_out = psql(&service, &key, &["-c", SLOW]);
     assert!(
-        timed_out.stderr.contains("ERROR:  57014: the query ran longer than the time limit of 3s"),
+        timed_out
+            .stderr
+            .contains("ERROR:  57014: the query ran longer than the time limit of 3s"),
         "{}",
         timed_out.stderr
     );
@@ -131,7 +177,9 @@ fn psql_meta_commands_copy_and_errors() {
     assert!(wrong.stderr.contains("unknown API key"), "{}", wrong.stderr);
     let partner = psql(&service, &service.partner, &["-c", "SELECT 1"]);
     assert!(
-        partner.stderr.contains("a partner key cannot use this endpoint; it needs a analyst key"),
+        partner
+            .stderr
+            .contains("a partner key cannot use this endpoint; it needs a analyst key"),
         "{}",
         partner.stderr
     );
@@ -154,12 +202,18 @@ fn psql_cancel_request_stops_the_query() {
         .expect("psql (Debian's postgresql-client) runs");
     service.wait_until("the query to run", |s| s.running_queries() == 1);
     // Ctrl-C: psql sends a cancel request on a new connection.
-    let signalled = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let signalled = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(signalled.success());
     service.wait_until("the query to stop", |s| s.running_queries() == 0);
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("57014: canceling statement due to user request"), "{stderr}");
+    assert!(
+        stderr.contains("57014: canceling statement due to user request"),
+        "{stderr}"
+    );
     assert_audited(&service, "cancelled", "generate_series");
 }
 
@@ -169,7 +223,14 @@ fn psycopg_parameters_server_side_cursor_types_and_errors() {
     let dsn = service.dsn(&service.analyst);
     let seen = client(
         "psycopg_client.py",
-        &[&dsn, &service.dsn(WRONG_KEY), &service.dsn(&service.partner), &service.http, "main", SLOW],
+        &[
+            &dsn,
+            &service.dsn(WRONG_KEY),
+            &service.dsn(&service.partner),
+            &service.http,
+            "main",
+            SLOW,
+        ],
     );
     assert_eq!(seen["params"], json!([[2, "Imola"], [3, "Sasso Marconi"]]));
     for format in ["text", "binary"] {
@@ -182,7 +243,10 @@ fn psycopg_parameters_server_side_cursor_types_and_errors() {
         );
     }
     assert_eq!(seen["round_trip_equal"], true, "{}", seen["round_trip"]);
-    assert_eq!(seen["numeric_array_interval"], json!(["12.50", [1, 2, 3], "1 day, 0:00:00"]));
+    assert_eq!(
+        seen["numeric_array_interval"],
+        json!(["12.50", [1, 2, 3], "1 day, 0:00:00"])
+    );
     assert_eq!(seen["geometry_bytes"], 21, "a WKB point is 21 bytes");
     assert_error(&seen, "refused", "25006", "`DROP TABLE` is not allowed");
     assert_eq!(seen["after_refusal"], 1);
@@ -192,7 +256,11 @@ fn psycopg_parameters_server_side_cursor_types_and_errors() {
     assert_eq!(seen["cursor_first"], json!([[1], [2]]));
     assert_eq!(seen["cursor_rest"], json!([[3]]));
     assert_login_error(&seen, "wrong_key", "unknown API key");
-    assert_login_error(&seen, "partner_key", "a partner key cannot use this endpoint");
+    assert_login_error(
+        &seen,
+        "partner_key",
+        "a partner key cannot use this endpoint",
+    );
     assert_audited(&service, "ok", "/* parameters: 2, nessuno */");
 }
 
@@ -200,14 +268,30 @@ fn psycopg_parameters_server_side_cursor_types_and_errors() {
 fn psycopg_and_sqlalchemy_cancel() {
     let service = Service::start("10m");
     let dsn = service.dsn(&service.analyst);
-    let seen = client("psycopg_client.py", &[&dsn, "", "", &service.http, "cancel", SLOW]);
-    assert_error(&seen, "cancelled", "57014", "canceling statement due to user request");
+    let seen = client(
+        "psycopg_client.py",
+        &[&dsn, "", "", &service.http, "cancel", SLOW],
+    );
+    assert_error(
+        &seen,
+        "cancelled",
+        "57014",
+        "canceling statement due to user request",
+    );
     assert_eq!(seen["after_cancel"], 2);
     service.wait_until("the query to stop", |s| s.running_queries() == 0);
 
     let url = sqlalchemy_url(&service, &service.analyst);
-    let seen = client("sqlalchemy_client.py", &[&url, "", "", &service.http, SLOW, "cancel"]);
-    assert_error(&seen, "cancelled", "57014", "canceling statement due to user request");
+    let seen = client(
+        "sqlalchemy_client.py",
+        &[&url, "", "", &service.http, SLOW, "cancel"],
+    );
+    assert_error(
+        &seen,
+        "cancelled",
+        "57014",
+        "canceling statement due to user request",
+    );
     service.wait_until("the query to stop", |s| s.running_queries() == 0);
     // The ADBC PostgreSQL driver does not connect yet (its `pg_type` query casts `typreceive`
     // to an oid, which the catalogue cannot answer: SQLSTATE 42846); adbc_postgresql_client.py
@@ -230,7 +314,16 @@ fn pgcli(service: &Service, key: &str, args: &[&str]) -> Command {
     std::fs::create_dir_all(&config).unwrap();
     let mut command = Command::new(python().parent().unwrap().join("pgcli"));
     command
-        .args(["-h", "127.0.0.1", "-p", &service.pgwire_port.to_string(), "-u", "analyst", "-d", "city"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &service.pgwire_port.to_string(),
+            "-u",
+            "analyst",
+            "-d",
+            "city",
+        ])
         .args(["-w", "--less-chatty", "-y", "--single-connection"])
         .args(args)
         .env("PGPASSWORD", key)
@@ -244,18 +337,37 @@ fn pgcli(service: &Service, key: &str, args: &[&str]) -> Command {
 fn pgcli_scripted() {
     let service = Service::start("3s");
     let key = service.analyst.clone();
-    let rows = run(&mut pgcli(&service, &key, &["-c", "SELECT nome FROM prova.tipi ORDER BY id"]), "").ok("pgcli");
+    let rows = run(
+        &mut pgcli(
+            &service,
+            &key,
+            &["-c", "SELECT nome FROM prova.tipi ORDER BY id"],
+        ),
+        "",
+    )
+    .ok("pgcli");
     for name in ["Bologna", "Imola", "Sasso Marconi"] {
         assert!(rows.stdout.contains(name), "{}", rows.stdout);
     }
     let tables = run(&mut pgcli(&service, &key, &["-c", "\\dt prova.*"]), "").ok("pgcli \\dt");
     assert!(tables.stdout.contains("tipi"), "{}", tables.stdout);
-    let refused = run(&mut pgcli(&service, &key, &["-c", "DROP TABLE prova.tipi"]), "");
+    let refused = run(
+        &mut pgcli(&service, &key, &["-c", "DROP TABLE prova.tipi"]),
+        "",
+    );
     // pgcli prints a statement's error where it prints results.
     let said = |o: &Output| format!("{}{}", o.stdout, o.stderr);
-    assert!(said(&refused).contains("`DROP TABLE` is not allowed"), "{}", said(&refused));
+    assert!(
+        said(&refused).contains("`DROP TABLE` is not allowed"),
+        "{}",
+        said(&refused)
+    );
     let timed_out = run(&mut pgcli(&service, &key, &["-c", SLOW]), "");
-    assert!(said(&timed_out).contains("time limit of 3s"), "{}", said(&timed_out));
+    assert!(
+        said(&timed_out).contains("time limit of 3s"),
+        "{}",
+        said(&timed_out)
+    );
     let wrong = run(&mut pgcli(&service, WRONG_KEY, &["-c", "SELECT 1"]), "");
     assert!(
         format!("{}{}", wrong.stdout, wrong.stderr).contains("unknown API key"),
@@ -263,9 +375,13 @@ fn pgcli_scripted() {
         wrong.stdout,
         wrong.stderr
     );
-    let partner = run(&mut pgcli(&service, &service.partner, &["-c", "SELECT 1"]), "");
+    let partner = run(
+        &mut pgcli(&service, &service.partner, &["-c", "SELECT 1"]),
+        "",
+    );
     assert!(
-        format!("{}{}", partner.stdout, partner.stderr).contains("a partner key cannot use this endpoint"),
+        format!("{}{}", partner.stdout, partner.stderr)
+            .contains("a partner key cannot use this endpoint"),
         "{}\n{}",
         partner.stdout,
         partner.stderr
@@ -281,7 +397,10 @@ fn pgcli_cancel() {
         .spawn()
         .expect("pgcli runs");
     service.wait_until("the query to run", |s| s.running_queries() == 1);
-    let signalled = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let signalled = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(signalled.success());
     service.wait_until("the query to stop", |s| s.running_queries() == 0);
     let output = child.wait_with_output().unwrap();
@@ -306,7 +425,13 @@ fn tls_with_the_configured_certificate() {
         dir.path().display()
     );
     let mut command = Command::new("psql");
-    command.arg(&dsn).args(["-X", "-A", "-t", "-c", "SELECT ssl FROM (SELECT true AS ssl) t"]);
+    command.arg(&dsn).args([
+        "-X",
+        "-A",
+        "-t",
+        "-c",
+        "SELECT ssl FROM (SELECT true AS ssl) t",
+    ]);
     let secure = run(&mut command, "").ok("psql over TLS");
     assert_eq!(secure.stdout, "t\n");
     // With TLS configured, a key is never sent in clear text.

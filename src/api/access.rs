@@ -359,7 +359,9 @@ impl Access {
                     .wait_time_from(DefaultClock::default().now())
                     .as_secs()
                     .max(1);
-                let error = ApiError::RateLimited(format!("too many requests: at most {limit} per minute for this key or client; retry in {wait} s"));
+                let error = ApiError::RateLimited(format!(
+                    "too many requests: at most {limit} per minute for this key or client; retry in {wait} s"
+                ));
                 headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(wait));
                 headers.insert("x-ratelimit-remaining", HeaderValue::from(0));
                 headers.insert("x-ratelimit-reset", HeaderValue::from(wait));

@@ -207,12 +207,7 @@ impl FlightSql {
             .map(|a| a.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let key = presented_key(request.metadata());
-        async move {
-            self.gate
-                .login(key?, client)
-                .await
-                .map_err(|e| status(&e))
-        }
+        async move { self.gate.login(key?, client).await.map_err(|e| status(&e)) }
     }
 
     async fn run(&self, session: &Session, sql: &str) -> Result<QueryResult, Status> {
@@ -459,7 +454,11 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         self.session(&request).await?;
         let schema = query.clone().into_builder().schema();
-        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_catalogs(
@@ -482,7 +481,11 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         self.session(&request).await?;
         let schema = query.clone().into_builder().schema();
-        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_schemas(
@@ -514,7 +517,11 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         self.session(&request).await?;
         let schema = query.clone().into_builder().schema();
-        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_tables(
@@ -593,7 +600,11 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         self.session(&request).await?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
-        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_sql_info(

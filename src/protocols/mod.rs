@@ -65,13 +65,14 @@ pub async fn start(state: &AppState, overrides: Addresses) -> Result<Addresses, 
             .map(|t| tls::pem(t, &base_dir, "protocols.flight_sql.tls"))
             .transpose()?;
         let address = overrides.flight_sql.unwrap_or(flight.listen);
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .map_err(|e| ProtocolError::Listen {
-                setting: "protocols.flight_sql.listen".into(),
-                address,
-                message: e.to_string(),
-            })?;
+        let listener =
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|e| ProtocolError::Listen {
+                    setting: "protocols.flight_sql.listen".into(),
+                    address,
+                    message: e.to_string(),
+                })?;
         bound.flight_sql = listener.local_addr().ok();
         flight_sql::spawn(listener, tls, state.clone())?;
     }

@@ -69,5 +69,8 @@ pub fn pem(
             message: e.to_string(),
         })
     };
-    Ok((read(&base_dir.join(&tls.cert))?, read(&base_dir.join(&tls.key))?))
+    Ok((
+        read(&base_dir.join(&tls.cert))?,
+        read(&base_dir.join(&tls.key))?,
+    ))
 }

@@ -452,10 +452,15 @@ impl QueryEngine {
             let failed = |e: DataFusionError| QueryError::from_datafusion(e, limits, None);
             let plan = state.statement_to_plan(statement).await.map_err(failed)?;
             Self::verify_read_only(&plan).map_err(failed)?;
-            let mut parameters: Vec<(String, Option<arrow::datatypes::DataType>)> =
-                plan.get_parameter_types().map_err(failed)?.into_iter().collect();
+            let mut parameters: Vec<(String, Option<arrow::datatypes::DataType>)> = plan
+                .get_parameter_types()
+                .map_err(failed)?
+                .into_iter()
+                .collect();
             parameters.sort_by_key(|(id, _)| {
-                id.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX)
+                id.trim_start_matches('$')
+                    .parse::<usize>()
+                    .unwrap_or(usize::MAX)
             });
             Ok(Described {
                 schema: Arc::new(plan.schema().as_arrow().clone()),

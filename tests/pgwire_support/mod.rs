@@ -141,8 +141,10 @@ schema = { id = "int", nome = "text", quota = "float", attivo = "bool", giorno =
             child,
             config,
             http: http.unwrap(),
-            pgwire_port: pgwire.expect("a `cruscotto pgwire listening on` line before the HTTP one"),
-            flight_port: flight.expect("a `cruscotto flight-sql listening on` line before the HTTP one"),
+            pgwire_port: pgwire
+                .expect("a `cruscotto pgwire listening on` line before the HTTP one"),
+            flight_port: flight
+                .expect("a `cruscotto flight-sql listening on` line before the HTTP one"),
             analyst,
             admin,
             partner,
@@ -270,8 +272,19 @@ pub fn certificates(dir: &std::path::Path) {
         );
     };
     openssl(&[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-        "/CN=cruscotto test CA", "-keyout", "ca.key", "-out", "ca.pem",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=cruscotto test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
     ]);
     std::fs::write(
         dir.join("san.ext"),
@@ -279,11 +292,32 @@ pub fn certificates(dir: &std::path::Path) {
     )
     .unwrap();
     openssl(&[
-        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout",
-        "server.key", "-out", "server.csr",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
     ]);
     openssl(&[
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
     ]);
 }

@@ -14,9 +14,7 @@ use datafusion::sql::sqlparser::ast::{
     CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Statement,
 };
 use pgwire::api::portal::Format;
-use pgwire::api::results::{
-    CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, FieldInfo,
-};
+use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, FieldInfo};
 use pgwire::error::PgWireResult;
 use pgwire::messages::copy::CopyData;
 
@@ -25,7 +23,10 @@ use super::errors::protocol_error;
 /// COPY's three forms.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CopyFormat {
-    Text { delimiter: char, null: String },
+    Text {
+        delimiter: char,
+        null: String,
+    },
     Csv {
         delimiter: char,
         null: String,

@@ -43,7 +43,9 @@ fn invalid_query_state(message: &str) -> &'static str {
     let lower = message.to_ascii_lowercase();
     if lower.contains("table") && lower.contains("not found") {
         "42P01"
-    } else if lower.contains("no field named") || lower.contains("column") && lower.contains("not found") {
+    } else if lower.contains("no field named")
+        || lower.contains("column") && lower.contains("not found")
+    {
         "42703"
     } else if lower.contains("no function matches") || lower.contains("invalid function") {
         "42883"

@@ -57,9 +57,9 @@ fn to_regtype() -> ScalarUDF {
             let rows = ColumnarValue::values_to_arrays(args)?
                 .first()
                 .map_or(1, |a| a.len());
-            Ok(ColumnarValue::Array(Arc::new(arrow::array::Int32Array::from(
-                vec![None; rows],
-            ))))
+            Ok(ColumnarValue::Array(Arc::new(
+                arrow::array::Int32Array::from(vec![None; rows]),
+            )))
         }),
     )
 }

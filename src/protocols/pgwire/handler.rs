@@ -113,9 +113,10 @@ fn rows(
 ) -> PgWireResult<QueryResponse> {
     let fields = Arc::new(arrow_schema_to_pg_fields(schema, format, Some(options))?);
     let encoding = fields.clone();
-    let data = stream::iter(batches.into_iter().flat_map(move |batch| {
-        encode_recordbatch(encoding.clone(), batch).collect::<Vec<_>>()
-    }));
+    let data =
+        stream::iter(batches.into_iter().flat_map(move |batch| {
+            encode_recordbatch(encoding.clone(), batch).collect::<Vec<_>>()
+        }));
     Ok(QueryResponse::new(fields, data))
 }
 
@@ -206,7 +207,9 @@ fn declared(statement: &Statement) -> Option<PgWireResult<(String, String)>> {
         Some(query) => Ok((name, query.to_string())),
         None => Err(protocol_error(
             "0A000",
-            format!("DECLARE \"{name}\": only cursors over a query (DECLARE name CURSOR FOR SELECT ...) are supported"),
+            format!(
+                "DECLARE \"{name}\": only cursors over a query (DECLARE name CURSOR FOR SELECT ...) are supported"
+            ),
         )),
     })
 }
@@ -528,10 +531,12 @@ impl ExtendedQueryHandler for QueryHandler {
                 );
                 client
                     .portal_store()
-                    .put_portal(Arc::new(Portal::new_cursor(name.clone(), Arc::new(statement))));
+                    .put_portal(Arc::new(Portal::new_cursor(
+                        name.clone(),
+                        Arc::new(statement),
+                    )));
                 Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
             }
         }
     }
 }
-

@@ -84,7 +84,11 @@ pub fn spawn(
     let connections = Arc::new(ConnectionManager::new());
     let gate = Gate::new(state, Protocol::Pgwire);
     let handlers = Arc::new(Handlers {
-        startup: Arc::new(Startup::new(gate.clone(), connections.clone(), tls.is_some())),
+        startup: Arc::new(Startup::new(
+            gate.clone(),
+            connections.clone(),
+            tls.is_some(),
+        )),
         query: Arc::new(QueryHandler::new(gate)),
         cancel: Arc::new(DefaultCancelHandler::new(connections)),
     });
@@ -126,7 +130,12 @@ pub fn spawn(
 /// A raw `ErrorResponse` with severity FATAL, for a connection refused before its start-up.
 fn fatal_message(code: &str, message: &str) -> Vec<u8> {
     let mut body = Vec::new();
-    for (field, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', code), (b'M', message)] {
+    for (field, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', code),
+        (b'M', message),
+    ] {
         body.push(field);
         body.extend_from_slice(value.as_bytes());
         body.push(0);

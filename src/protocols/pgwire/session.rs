@@ -18,7 +18,10 @@ pub enum Command {
     Begin,
     Commit,
     Rollback,
-    Set { name: String, value: String },
+    Set {
+        name: String,
+        value: String,
+    },
     Reset(String),
     /// `SHOW` of a setting the session knows (others go to the engine: `SHOW TABLES`).
     Show(String),
