@@ -9,7 +9,7 @@ fn check_accepts_the_shipped_configuration() {
     let (code, stdout, stderr) = ConfigDir::demo().run(&["check"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains(": ok (4 connectors, 21 tables, 27 saved queries"),
+        stdout.contains(": ok (5 connectors, 22 tables, 28 saved queries"),
         "{stdout}"
     );
 }
