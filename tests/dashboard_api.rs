@@ -221,7 +221,7 @@ fn check_validates_dashboards_and_the_index_weights() {
     let (code, stdout, stderr) = ConfigDir::demo().run(&["check"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("27 saved queries, 2 dashboards"),
+        stdout.contains("28 saved queries, 2 dashboards"),
         "{stdout}"
     );
 
