@@ -84,7 +84,7 @@ pub struct SensorSimulation {
     pub registry: PathBuf,
     /// First level of every topic, e.g. `bologna`.
     pub prefix: String,
-    /// Live messages per second.
+    /// Live messages per second; 0: the history only, no live messages (a fixed demo).
     #[serde(default = "default_simulation_rate")]
     pub rate: f64,
     /// At the first start (empty tables), readings of every sensor over this past period, one
@@ -320,10 +320,10 @@ impl MqttConnectorConfig {
                     format!("{} does not exist", registry.display()),
                 );
             }
-            if !(simulate.rate > 0.0 && simulate.rate <= 100_000.0) {
+            if !(0.0..=100_000.0).contains(&simulate.rate) {
                 problem(
                     "simulate.rate".into(),
-                    "must be more than 0 and at most 100000 messages per second".into(),
+                    "must be between 0 (the history only) and 100000 messages per second".into(),
                 );
             }
             if !(0.0..=1.0).contains(&simulate.malformed_share) {

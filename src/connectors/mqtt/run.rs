@@ -370,6 +370,11 @@ impl Simulated {
                 }
             }
         }
+        if simulation.rate == 0.0 {
+            info!(connector = %self.schema, sensors = feed.sensors(), "simulated sensors: the history only, no live readings");
+            // The writer stays open: the connector is not stopped, only quiet.
+            return std::future::pending().await;
+        }
         info!(connector = %self.schema, sensors = feed.sensors(), rate = simulation.rate, "simulated sensors reporting");
         let period = Duration::from_secs_f64(1.0 / simulation.rate);
         let mut ticks = tokio::time::interval(period.max(Duration::from_millis(1)));
