@@ -9,7 +9,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
@@ -257,6 +257,8 @@ format = "senml"
 pub struct AckWithholdingRelay {
     pub port: u16,
     withhold: Arc<AtomicBool>,
+    redelivered: Arc<AtomicU64>,
+    open: Arc<AtomicUsize>,
 }
 
 impl AckWithholdingRelay {
@@ -264,7 +266,9 @@ impl AckWithholdingRelay {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let withhold = Arc::new(AtomicBool::new(false));
-        let flag = withhold.clone();
+        let redelivered = Arc::new(AtomicU64::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let (flag, count, sessions) = (withhold.clone(), redelivered.clone(), open.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
@@ -273,17 +277,36 @@ impl AckWithholdingRelay {
                 };
                 let (client_read, broker_write) =
                     (client.try_clone().unwrap(), broker.try_clone().unwrap());
-                let flag = flag.clone();
-                std::thread::spawn(move || relay_client_packets(client_read, broker_write, &flag));
+                let (flag, sessions) = (flag.clone(), sessions.clone());
+                sessions.fetch_add(1, Ordering::SeqCst);
                 std::thread::spawn(move || {
-                    let (mut from, mut to) = (broker, client);
-                    let _ = std::io::copy(&mut from, &mut to);
-                    let _ = to.shutdown(Shutdown::Both);
-                    let _ = from.shutdown(Shutdown::Both);
+                    relay_packets(client_read, broker_write, |packet| {
+                        // PUBACKs are left out while withheld.
+                        !(packet[0] & 0xf0 == 0x40 && flag.load(Ordering::SeqCst))
+                    });
+                    sessions.fetch_sub(1, Ordering::SeqCst);
+                });
+                let count = count.clone();
+                std::thread::spawn(move || {
+                    relay_packets(broker, client, |packet| {
+                        // A PUBLISH of QoS 1 or 2 with the DUP flag: the broker sending again.
+                        if packet[0] & 0xf0 == 0x30
+                            && packet[0] & 0x06 != 0
+                            && packet[0] & 0x08 != 0
+                        {
+                            count.fetch_add(1, Ordering::SeqCst);
+                        }
+                        true
+                    })
                 });
             }
         });
-        Self { port, withhold }
+        Self {
+            port,
+            withhold,
+            redelivered,
+            open,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -293,18 +316,29 @@ impl AckWithholdingRelay {
     pub fn withhold_acks(&self, on: bool) {
         self.withhold.store(on, Ordering::SeqCst);
     }
+
+    /// Client connections whose packets the relay is still reading (a killed client's last
+    /// packets are read, and PUBACKs left out, before its connection counts as closed).
+    pub fn open_sessions(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// PUBLISH packets the broker has sent again (DUP set) through this relay so far.
+    pub fn redelivered(&self) -> u64 {
+        self.redelivered.load(Ordering::SeqCst)
+    }
 }
 
-/// Copy MQTT packets from the client to the broker, leaving out PUBACKs while `withhold` is set.
-fn relay_client_packets(mut client: TcpStream, mut broker: TcpStream, withhold: &AtomicBool) {
+/// Copy MQTT packets from one side to the other, those `keep` accepts.
+fn relay_packets(mut from: TcpStream, mut to: TcpStream, mut keep: impl FnMut(&[u8]) -> bool) {
     let mut read_packet = || -> std::io::Result<Vec<u8>> {
         let mut packet = vec![0u8; 1];
-        client.read_exact(&mut packet)?;
+        from.read_exact(&mut packet)?;
         // Remaining length: up to four 7-bit groups (MQTT 3.1.1 §2.2.3).
         let mut length = 0usize;
         for shift in 0..4 {
             let mut byte = [0u8; 1];
-            client.read_exact(&mut byte)?;
+            from.read_exact(&mut byte)?;
             packet.push(byte[0]);
             length |= ((byte[0] & 0x7f) as usize) << (7 * shift);
             if byte[0] & 0x80 == 0 {
@@ -313,18 +347,14 @@ fn relay_client_packets(mut client: TcpStream, mut broker: TcpStream, withhold: 
         }
         let start = packet.len();
         packet.resize(start + length, 0);
-        client.read_exact(&mut packet[start..])?;
+        from.read_exact(&mut packet[start..])?;
         Ok(packet)
     };
     while let Ok(packet) = read_packet() {
-        let puback = packet[0] & 0xf0 == 0x40;
-        if puback && withhold.load(Ordering::SeqCst) {
-            continue;
-        }
-        if broker.write_all(&packet).is_err() {
+        if keep(&packet) && to.write_all(&packet).is_err() {
             break;
         }
     }
-    let _ = broker.shutdown(Shutdown::Both);
-    let _ = client.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+    let _ = from.shutdown(Shutdown::Both);
 }

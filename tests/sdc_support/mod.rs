@@ -33,7 +33,10 @@ pub fn secured(min_count: u64) -> ConfigDir {
     // values published at one moment with raw rows read at another, and a probe's new reading
     // in between would change a connectivity score under them.
     let sensors = std::fs::read_to_string(config.path().join("connectors/sensori.toml")).unwrap();
-    assert!(sensors.contains("\nrate = 5\n"), "the demo's sensors send 5 a second");
+    assert!(
+        sensors.contains("\nrate = 5\n"),
+        "the demo's sensors send 5 a second"
+    );
     config.write(
         "connectors/sensori.toml",
         &sensors.replace("\nrate = 5\n", "\nrate = 0\n"),
