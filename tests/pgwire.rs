@@ -144,6 +144,25 @@ fn psql_meta_commands_copy_and_errors() {
     )
     .ok("select");
     assert_eq!(rows.stdout, "Bologna\nSasso Marconi\n");
+    // A correlated subquery in the select list and LIKE with an escape character of the
+    // statement's own: the answers HTTP gives, not NULLs or a refusal.
+    let correlated = psql(
+        &service,
+        &key,
+        &[
+            "-A",
+            "-t",
+            "-c",
+            "SELECT nome, (SELECT count(*) FROM prova.tipi o WHERE o.attivo = t.attivo), \
+             nome LIKE 'Imol/a' ESCAPE '/', nome LIKE 'Sasso/_%' ESCAPE '/' \
+             FROM prova.tipi t ORDER BY id",
+        ],
+    )
+    .ok("correlated subquery");
+    assert_eq!(
+        correlated.stdout,
+        "Bologna|2|f|f\nImola|1|t|f\nSasso Marconi|2|f|f\n"
+    );
 
     let refused = psql(&service, &key, &["-c", "DROP TABLE prova.tipi"]);
     assert_ne!(refused.code, 0);
@@ -293,9 +312,6 @@ fn psycopg_and_sqlalchemy_cancel() {
         "canceling statement due to user request",
     );
     service.wait_until("the query to stop", |s| s.running_queries() == 0);
-    // The ADBC PostgreSQL driver does not connect yet (its `pg_type` query casts `typreceive`
-    // to an oid, which the catalogue cannot answer: SQLSTATE 42846); adbc_postgresql_client.py
-    // is kept for when it does. See README, "Analysts' own tools".
 }
 
 fn sqlalchemy_url(service: &Service, key: &str) -> String {
@@ -305,9 +321,115 @@ fn sqlalchemy_url(service: &Service, key: &str) -> String {
     )
 }
 
-// Not tested yet, because they do not work yet: SQLAlchemy's reflection (its `NOT LIKE …
-// ESCAPE '/'` is refused by DataFusion, which takes only a backslash as the escape) and the ADBC
-// PostgreSQL driver (see above). The clients' scripts are kept in tests/pgwire_support/.
+#[test]
+fn sqlalchemy_reflection_queries_and_errors() {
+    let service = Service::start("3s");
+    let seen = client(
+        "sqlalchemy_client.py",
+        &[
+            &sqlalchemy_url(&service, &service.analyst),
+            &sqlalchemy_url(&service, WRONG_KEY),
+            &sqlalchemy_url(&service, &service.partner),
+            &service.http,
+            SLOW,
+            "main",
+        ],
+    );
+    let schemas = seen["schemas"].as_array().unwrap();
+    assert!(
+        schemas.contains(&json!("prova")) && schemas.contains(&json!("queries")),
+        "{seen}"
+    );
+    assert_eq!(seen["tables"], json!(["tipi"]));
+    assert_eq!(seen["views"], json!(["tipi_attivi"]));
+    let columns: Vec<&str> = seen["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "id", "nome", "quota", "attivo", "giorno", "istante", "importo"
+        ]
+    );
+    let types: Vec<&str> = seen["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "BIGINT",
+            "TEXT",
+            "DOUBLE PRECISION",
+            "BOOLEAN",
+            "DATE",
+            "TIMESTAMP",
+            "DOUBLE PRECISION"
+        ]
+    );
+    assert_eq!(seen["select"], json!([[2, "Imola"], [3, "Sasso Marconi"]]));
+    assert_eq!(
+        seen["pandas"],
+        json!({"nome": ["Bologna", "Imola", "Sasso Marconi"], "importo": [392203.5, 69936.25, 14729.0]})
+    );
+    assert_error(&seen, "refused", "25006", "`DELETE FROM` is not allowed");
+    assert_error(&seen, "timeout", "57014", "time limit of 3s");
+    assert_login_error(&seen, "wrong_key", "unknown API key");
+    assert_login_error(
+        &seen,
+        "partner_key",
+        "a partner key cannot use this endpoint",
+    );
+}
+
+#[test]
+fn adbc_postgresql_driver_reads_arrow() {
+    let service = Service::start("3s");
+    let seen = client(
+        "adbc_postgresql_client.py",
+        &[
+            &service.uri(&service.analyst),
+            &service.uri(WRONG_KEY),
+            &service.uri(&service.partner),
+            &service.http,
+            SLOW,
+            "main",
+        ],
+    );
+    assert_eq!(
+        seen["schema"],
+        json!([
+            "id:int64",
+            "nome:string",
+            "quota:double",
+            "attivo:bool",
+            "giorno:date32[day]",
+            "istante:timestamp[us]"
+        ])
+    );
+    assert_eq!(seen["nome"], json!(["Bologna", "Imola", "Sasso Marconi"]));
+    assert_eq!(seen["param"], json!([["Imola"]]));
+    assert_eq!(seen["pandas"], json!([392203.5, 69936.25, 14729.0]));
+    for (what, words) in [
+        ("refused", "`CREATE TABLE` is not allowed"),
+        ("timeout", "time limit of 3s"),
+        ("wrong_key", "unknown API key"),
+        ("partner_key", "a partner key cannot use this endpoint"),
+    ] {
+        assert!(
+            seen[what]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(words)),
+            "{what}: `{words}` not in {}",
+            seen[what]
+        );
+    }
+}
 
 fn pgcli(service: &Service, key: &str, args: &[&str]) -> Command {
     let config = service.config.path().join("pgcli");

@@ -7,6 +7,7 @@ mod concat;
 mod engine_error;
 pub mod geo;
 pub mod guard;
+mod like_escape;
 mod runtime;
 pub mod saved;
 mod yields;
@@ -185,6 +186,7 @@ impl QueryEngine {
         store.schema_provider(QUERIES_SCHEMA);
         base.register_catalog(CATALOG, store.catalog());
         geo::register(&base);
+        like_escape::register(&base);
         // Last, so that every function registered above is bounded.
         bounded::register(&base, limits.memory_limit.as_u64() as usize);
         let permits = Semaphore::new(limits.max_concurrent);

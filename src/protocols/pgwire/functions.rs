@@ -1,12 +1,15 @@
-//! Catalogue functions psql's `\df` (and DBeaver's function lists) call that
-//! `datafusion-pg-catalog` does not define. There are no user-defined functions here: every
+//! Catalogue functions psql's `\df`, DBeaver's function lists and SQLAlchemy's reflection call
+//! that `datafusion-pg-catalog` does not define. There are no user-defined functions here: every
 //! function is visible, and what describes a function's arguments and result is empty.
 
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, StringArray};
 use arrow::datatypes::DataType;
-use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, create_udf,
+};
+use datafusion::scalar::ScalarValue;
 
 /// A function of one `oid` that answers the same for every row.
 fn constant(name: &str, result: DataType, value: fn(usize) -> ArrayRef) -> ScalarUDF {
@@ -45,23 +48,171 @@ fn version() -> ScalarUDF {
     )
 }
 
-/// `to_regtype(name)`: the oid of a type by name. The types clients probe for (hstore, citext,
-/// PostGIS's geometry) are not here: NULL, as PostgreSQL answers for an unknown type.
-fn to_regtype() -> ScalarUDF {
+/// A function that answers NULL for every row: what PostgreSQL answers where the object asked
+/// about does not exist.
+fn null(name: &str, arguments: Vec<DataType>, result: DataType) -> ScalarUDF {
+    let null_result = result.clone();
     create_udf(
-        "to_regtype",
-        vec![DataType::Utf8],
-        DataType::Int32,
+        name,
+        arguments,
+        result,
         Volatility::Stable,
-        Arc::new(|args: &[ColumnarValue]| {
+        Arc::new(move |args: &[ColumnarValue]| {
             let rows = ColumnarValue::values_to_arrays(args)?
                 .first()
                 .map_or(1, |a| a.len());
-            Ok(ColumnarValue::Array(Arc::new(
-                arrow::array::Int32Array::from(vec![None; rows]),
+            Ok(ColumnarValue::Array(arrow::array::new_null_array(
+                &null_result,
+                rows,
             )))
         }),
     )
+}
+
+/// [`null`] taking any arguments, in any of the numbers `arities`.
+fn null_of_any(name: &str, arities: &[usize], result: DataType) -> ScalarUDF {
+    let null_result = result.clone();
+    let signature = datafusion::logical_expr::Signature::one_of(
+        arities
+            .iter()
+            .map(|&n| datafusion::logical_expr::TypeSignature::Any(n))
+            .collect(),
+        Volatility::Stable,
+    );
+    ScalarUDF::from(
+        datafusion::logical_expr::expr_fn::SimpleScalarUDF::new_with_signature(
+            name,
+            signature,
+            result,
+            Arc::new(move |args: &[ColumnarValue]| {
+                let rows = ColumnarValue::values_to_arrays(args)?
+                    .first()
+                    .map_or(1, |a| a.len());
+                Ok(ColumnarValue::Array(arrow::array::new_null_array(
+                    &null_result,
+                    rows,
+                )))
+            }),
+        ),
+    )
+}
+
+/// `current_setting(name)`: the server's value of a setting `SHOW` knows (what a session `SET`
+/// is not seen here); an unknown name is an error, as in PostgreSQL.
+fn current_setting() -> ScalarUDF {
+    ScalarUDF::from(
+        datafusion::logical_expr::expr_fn::SimpleScalarUDF::new_with_signature(
+            "current_setting",
+            datafusion::logical_expr::Signature::string(1, Volatility::Stable),
+            DataType::Utf8,
+            Arc::new(|args: &[ColumnarValue]| {
+                let names = ColumnarValue::values_to_arrays(args)?;
+                let names = arrow::compute::cast(&names[0], &DataType::Utf8)?;
+                let names = names
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("cast to Utf8");
+                let values = names
+                    .iter()
+                    .map(|name| {
+                        name.map(|name| {
+                            let lower = name.to_ascii_lowercase();
+                            super::session::SETTINGS
+                                .iter()
+                                .find(|(n, _)| *n == lower)
+                                .map(|(_, v)| v.to_string())
+                                .ok_or_else(|| {
+                                    datafusion::error::DataFusionError::Plan(format!(
+                                        "unrecognized configuration parameter \"{name}\""
+                                    ))
+                                })
+                        })
+                        .transpose()
+                    })
+                    .collect::<datafusion::error::Result<StringArray>>()?;
+                Ok(ColumnarValue::Array(Arc::new(values)))
+            }),
+        ),
+    )
+}
+
+/// `json_build_object(key, value, ...)`: a JSON object of its pairs, as text (SQLAlchemy's
+/// column reflection builds identity and collation details with it).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonBuildObject {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for JsonBuildObject {
+    fn name(&self) -> &str {
+        "json_build_object"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        let rows = args.number_rows;
+        if args.args.len() % 2 != 0 {
+            return datafusion::common::exec_err!(
+                "json_build_object takes keys and values, an even number of arguments, not {}",
+                args.args.len()
+            );
+        }
+        let arrays: Vec<ArrayRef> = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<datafusion::common::Result<_>>()?;
+        let mut out = arrow::array::StringBuilder::new();
+        for row in 0..rows {
+            let mut object = serde_json::Map::new();
+            for pair in arrays.chunks(2) {
+                let key = ScalarValue::try_from_array(&pair[0], row)?;
+                let value = ScalarValue::try_from_array(&pair[1], row)?;
+                object.insert(text_of(&key), json_of(&value));
+            }
+            out.append_value(serde_json::Value::Object(object).to_string());
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+fn json_build_object() -> ScalarUDF {
+    ScalarUDF::new_from_impl(JsonBuildObject {
+        signature: Signature::variadic_any(Volatility::Immutable),
+    })
+}
+
+fn text_of(value: &ScalarValue) -> String {
+    match value.try_as_str() {
+        Some(Some(text)) => text.to_string(),
+        _ => value.to_string(),
+    }
+}
+
+fn json_of(value: &ScalarValue) -> serde_json::Value {
+    use ScalarValue as S;
+    match value {
+        v if v.is_null() => serde_json::Value::Null,
+        S::Boolean(Some(b)) => (*b).into(),
+        S::Int8(Some(n)) => (*n).into(),
+        S::Int16(Some(n)) => (*n).into(),
+        S::Int32(Some(n)) => (*n).into(),
+        S::Int64(Some(n)) => (*n).into(),
+        S::UInt32(Some(n)) => (*n).into(),
+        S::UInt64(Some(n)) => (*n).into(),
+        S::Float64(Some(n)) => (*n).into(),
+        other => text_of(other).into(),
+    }
 }
 
 pub fn all() -> Vec<ScalarUDF> {
@@ -69,9 +220,22 @@ pub fn all() -> Vec<ScalarUDF> {
     let empty = |rows| Arc::new(StringArray::from(vec![""; rows])) as ArrayRef;
     vec![
         version(),
-        to_regtype(),
+        // The types clients probe for (hstore, citext, PostGIS's geometry) are not here.
+        null("to_regtype", vec![DataType::Utf8], DataType::Int32),
+        // No column takes its values from a sequence (SQLAlchemy's reflection asks).
+        null(
+            "pg_get_serial_sequence",
+            vec![DataType::Utf8, DataType::Utf8],
+            DataType::Utf8,
+        ),
+        // No table has an index or a constraint (SQLAlchemy's index and key reflection asks).
+        null_of_any("pg_get_indexdef", &[1, 3], DataType::Utf8),
+        null_of_any("pg_get_constraintdef", &[1, 2], DataType::Utf8),
         constant("pg_function_is_visible", DataType::Boolean, visible),
         constant("pg_type_is_visible", DataType::Boolean, visible),
+        constant("pg_collation_is_visible", DataType::Boolean, visible),
+        json_build_object(),
+        current_setting(),
         constant("pg_get_function_result", DataType::Utf8, empty),
         constant("pg_get_function_arguments", DataType::Utf8, empty),
         constant("pg_get_function_identity_arguments", DataType::Utf8, empty),

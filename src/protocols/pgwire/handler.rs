@@ -1,8 +1,7 @@
-//! Statements over the simple and the extended query protocol. The SQL is read with
-//! `datafusion-pg-catalog`'s parser, which rewrites what PostgreSQL clients send about the
-//! catalogue (`'t'::regclass`, `OPERATOR(pg_catalog.~)`, `COLLATE`...) into SQL DataFusion
-//! plans; each statement then runs through the gate (`protocols::gate`), as over HTTP. Session
-//! commands and cursors are answered by `session`.
+//! Statements over the simple and the extended query protocol. The SQL is read by `reader`
+//! (catalogue questions through `datafusion-pg-catalog`'s rewrites, analysts' own statements as
+//! HTTP reads them); each statement then runs through the gate (`protocols::gate`), as over
+//! HTTP. Session commands and cursors are answered by `session`.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -14,7 +13,6 @@ use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
 use datafusion::sql::sqlparser::ast::Statement;
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use futures::{Sink, stream};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -71,7 +69,7 @@ impl QueryHandler {
     pub fn new(gate: Gate) -> Self {
         let parser = Arc::new(Parser {
             gate: gate.clone(),
-            sql: PostgresCompatibilityParser::new(),
+            sql: super::reader::SqlReader::default(),
         });
         Self { gate, parser }
     }
@@ -79,7 +77,7 @@ impl QueryHandler {
 
 pub struct Parser {
     gate: Gate,
-    sql: PostgresCompatibilityParser,
+    sql: super::reader::SqlReader,
 }
 
 impl Parser {

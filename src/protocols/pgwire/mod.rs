@@ -8,6 +8,8 @@ mod copy;
 mod errors;
 mod functions;
 mod handler;
+mod reader;
+mod regproc;
 mod session;
 mod startup;
 

@@ -125,7 +125,7 @@ fn set_command(text: &str) -> Command {
 }
 
 /// Settings `SHOW` answers, with their values when the session has not set them.
-const SETTINGS: &[(&str, &str)] = &[
+pub(super) const SETTINGS: &[(&str, &str)] = &[
     ("server_version", super::SERVER_VERSION),
     ("server_version_num", super::SERVER_VERSION_NUM),
     ("server_encoding", "UTF8"),
@@ -152,6 +152,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("idle_in_transaction_session_timeout", "0"),
     ("block_size", "8192"),
     ("max_index_keys", "32"),
+    ("default_table_access_method", "heap"),
 ];
 
 fn is_setting(name: &str) -> bool {
