@@ -14,6 +14,7 @@ use arrow::datatypes::SchemaRef;
 use crate::config::Config;
 use crate::config_text::Problem;
 use crate::connectors::{ConnectorConfig, LoadedTable};
+use crate::plan::scenario::{NamedScenario, Scenario};
 use crate::query::{QUERIES_SCHEMA, QueryEngine};
 use crate::store::Store;
 
@@ -115,6 +116,48 @@ pub async fn plan_everything(config: &Config) -> Vec<Problem> {
         let schema = views.table(&query.name).await.ok().flatten();
         schemas.insert(query.name.clone(), schema.map(|t| t.schema()));
     }
+    // Placement scenarios read saved queries or tables (`schema.table`).
+    let scenarios = scenarios(&config.base_dir, &mut problems);
+    for scenario in &scenarios {
+        let Some(dashboard) = &scenario.scenario.dashboard else {
+            continue;
+        };
+        if !config.dashboards.iter().any(|d| &d.name == dashboard) {
+            problems.push(Problem::new(
+                &scenario.file,
+                Some(locate_in_toml(&scenario.file, "dashboard", dashboard)),
+                format!("`{dashboard}` is not a dashboard of dashboards/"),
+            ));
+        }
+    }
+    for (scenario, reference) in scenarios
+        .iter()
+        .flat_map(|s| scenario_sources(s).map(move |(_, r)| (s, r)))
+    {
+        if schemas.contains_key(reference) {
+            continue;
+        }
+        let table = match reference.split_once('.') {
+            Some((schema, table)) => store
+                .schema_provider(schema)
+                .table(table)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        match table {
+            Some(table) => {
+                schemas.insert(reference.to_string(), Some(table.schema()));
+            }
+            None if unknown.contains_key(reference) => {}
+            None => problems.push(Problem::new(
+                &scenario.file,
+                Some(locate_in_toml(&scenario.file, "query", reference)),
+                format!("`{reference}` is neither a saved query nor a table"),
+            )),
+        }
+    }
     let mut missing_column = |file: &Path, key: &str, query: &str, column: &str| {
         // A query that does not plan has been reported already.
         let Some(Some(schema)) = schemas.get(query) else {
@@ -171,7 +214,80 @@ pub async fn plan_everything(config: &Config) -> Vec<Problem> {
             missing_column(&dataset.file, &key, &c.query, column);
         }
     }
+    for scenario in &scenarios {
+        for (key, query, column) in scenario_columns(&scenario.scenario) {
+            missing_column(&scenario.file, key, query, column);
+        }
+    }
     problems
+}
+
+/// The placement scenarios of `plans/`, each file on its own: one that does not read is a
+/// problem, the others are still checked.
+fn scenarios(base_dir: &Path, problems: &mut Vec<Problem>) -> Vec<NamedScenario> {
+    let dir = base_dir.join(crate::plan::scenario::PLANS_DIR);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    let mut loaded = Vec::new();
+    for file in files {
+        match crate::plan::scenario::load_file(&file) {
+            Ok(scenario) => loaded.push(scenario),
+            Err(e) => {
+                let message = e.to_string();
+                let prefix = format!("{}: ", file.display());
+                let message = message.strip_prefix(&prefix).unwrap_or(&message);
+                problems.push(Problem::new(&file, None, message));
+            }
+        }
+    }
+    loaded
+}
+
+/// The saved queries or tables a scenario reads, with the key naming each.
+fn scenario_sources(scenario: &NamedScenario) -> impl Iterator<Item = (&'static str, &str)> {
+    let s = &scenario.scenario;
+    std::iter::once(("demand.query", s.demand.query.as_str()))
+        .chain(
+            s.candidates
+                .iter()
+                .map(|c| ("candidates.query", c.query.as_str())),
+        )
+        .chain(s.open.iter().map(|c| ("open.query", c.query.as_str())))
+}
+
+/// Every (key, source, column) a scenario names.
+fn scenario_columns(s: &Scenario) -> Vec<(&'static str, &str, &str)> {
+    let d = &s.demand;
+    let mut columns = vec![
+        ("demand.id", d.query.as_str(), d.id.as_str()),
+        ("demand.geometry", &d.query, &d.geometry),
+    ];
+    columns.extend(
+        d.name
+            .iter()
+            .map(|n| ("demand.name", d.query.as_str(), n.as_str())),
+    );
+    columns.extend(
+        d.weights
+            .iter()
+            .map(|w| ("demand.weights", d.query.as_str(), w.column.as_str())),
+    );
+    for (key, sites) in [("candidates", &s.candidates), ("open", &s.open)] {
+        for site in sites {
+            let q = site.query.as_str();
+            columns.push((key, q, site.name.as_str()));
+            columns.push((key, q, site.geometry.as_str()));
+            columns.extend(site.id.iter().map(|c| (key, q, c.as_str())));
+            columns.extend(site.capacity.iter().map(|c| (key, q, c.as_str())));
+        }
+    }
+    columns
 }
 
 async fn register_empty(

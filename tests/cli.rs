@@ -186,6 +186,43 @@ fn check_plans_every_saved_query_and_dashboard_against_the_tables_schemas() {
 }
 
 #[test]
+fn check_reports_what_a_placement_scenario_names_and_is_not_there() {
+    let config = ConfigDir::demo();
+    let shipped =
+        std::fs::read_to_string(config.path().join("plans/punti_facilitazione.toml")).unwrap();
+    let wrong = shipped
+        .replace("id = \"codice_area_statistica\"", "id = \"codice_area\"")
+        .replace(
+            "query = \"mappa_risorse_sociali\"",
+            "query = \"mappa_risorse\"",
+        )
+        .replace(
+            "dashboard = \"divario_digitale\"",
+            "dashboard = \"divario\"",
+        )
+        .replace("column = \"offline_attesi\"", "column = \"offline\"");
+    assert_ne!(wrong, shipped);
+    config.write("plans/sbagliato.toml", &wrong);
+    config.write("plans/rotto.toml", "title = \"Rotto\"\nk = \"venti\"\n");
+    let (code, _, stderr) = config.run(&["check"]);
+    assert_eq!(code, 1, "{stderr}");
+    for expected in [
+        "plans/sbagliato.toml: line 17 (demand.id): `codice_area` is not a column of the saved query `domanda_per_area`",
+        "(demand.weights): `offline` is not a column of the saved query `domanda_per_area`",
+        "plans/sbagliato.toml: line 51 (query): `mappa_risorse` is neither a saved query nor a table",
+        "(dashboard): `divario` is not a dashboard of dashboards/",
+        "plans/rotto.toml: ",
+        "5 error(s) found",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing `{expected}` in:\n{stderr}"
+        );
+    }
+    assert!(!stderr.contains("punti_facilitazione.toml"), "{stderr}");
+}
+
+#[test]
 fn query_prints_a_table_from_the_terminal() {
     let config = ConfigDir::demo();
     let (code, stdout, stderr) = config.run(&[
