@@ -3,7 +3,8 @@
 //! 800 m of its site; the estimator must find it (its 95% interval contains 5 and excludes 0),
 //! and find nothing (its interval contains 0) when nothing was injected. Over several seeds, so it
 //! is not a lucky draw: the coverage is printed and asserted. The API is checked against the real
-//! binary, on the demo as shipped and on the demo with logs carrying the effect.
+//! binary, on the demo as shipped (its simulated logs carry the effect) and on the demo with a
+//! plain file of logs carrying it.
 
 mod common;
 
@@ -47,7 +48,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// The demo with its service logs replaced by a file simulated with `points` of effect.
+/// The demo with its service logs replaced by a file simulated with `points` of effect (none
+/// injected at 0).
 fn demo_with_effect(points: f64, seed: u64) -> ConfigDir {
     let config = ConfigDir::demo();
     let file = config.path().join("eventi_con_effetto.parquet");
@@ -55,7 +57,7 @@ fn demo_with_effect(points: f64, seed: u64) -> ConfigDir {
         .block_on(cruscotto::simulate::write_service_logs_with_effect(
             &file,
             &options(seed),
-            Some(&effect(points)),
+            (points != 0.0).then(|| effect(points)).as_ref(),
         ))
         .unwrap();
     assert_eq!(rows, 200_000);
@@ -194,20 +196,35 @@ fn the_api_recovers_an_injected_effect_on_the_real_binary() {
 }
 
 #[test]
-fn the_shipped_demo_has_no_injected_effect_and_says_its_data_are_simulated() {
+fn the_api_finds_nothing_where_nothing_was_injected() {
+    let config = demo_with_effect(0.0, 1);
+    let server = Server::start_ready(&config);
+    let report = server.get_json("/api/v1/impact");
+    let e = &report["estimate"];
+    let (low, high) = (number(&e["low"]), number(&e["high"]));
+    println!("nothing injected: {e}");
+    assert!(low <= 0.0 && 0.0 <= high, "{report:#}");
+    let it = report["reading"]["it"].as_str().unwrap();
+    assert!(it.contains("L'intervallo contiene lo zero"), "{it}");
+    let en = report["reading"]["en"].as_str().unwrap();
+    assert!(en.contains("The interval contains zero"), "{en}");
+}
+
+#[test]
+fn the_shipped_demo_finds_the_effect_its_simulated_logs_carry_and_says_they_are_simulated() {
+    // connectors/service_logs.toml simulates the logs with +5 points around the interventions.
     let config = ConfigDir::demo();
     let server = Server::start_ready(&config);
     let report = server.get_json("/api/v1/impact");
     let e = &report["estimate"];
     let (low, high) = (number(&e["low"]), number(&e["high"]));
-    println!("demo (no effect): {e}");
-    assert!(low <= 0.0 && 0.0 <= high, "{report:#}");
+    println!("demo (+{TRUTH} pp injected): {e}");
+    assert!(low > 0.0 && low <= TRUTH && TRUTH <= high, "{report:#}");
     assert_eq!(report["simulated"], true);
+    let it = report["reading"]["it"].as_str().unwrap();
     assert!(
-        report["reading"]["it"]
-            .as_str()
-            .unwrap()
-            .contains("contiene lo zero")
+        it.starts_with('+') && it.contains("punti percentuali"),
+        "{it}"
     );
     // Documented in the OpenAPI document.
     let openapi = server.get_json("/api/v1/openapi.json");

@@ -218,6 +218,11 @@ pub struct SimulatedFile {
     pub seed: u64,
     #[serde(default = "default_simulated_year")]
     pub year: i32,
+    /// A known effect of interventions injected into the simulated logs (paths relative to
+    /// `cruscotto.toml`), so the impact view has a truth to find: `effect = { interventions =
+    /// "...csv", areas = "...geojson", points = 5.0 }`.
+    #[serde(default)]
+    pub effect: Option<crate::simulate::SimulatedEffect>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

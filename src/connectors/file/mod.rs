@@ -87,7 +87,15 @@ async fn simulate_if_missing(
             year: simulate.year,
         },
     };
-    let rows = crate::simulate::write_service_logs(path, &options)
+    let effect = simulate
+        .effect
+        .as_ref()
+        .map(|effect| crate::simulate::SimulatedEffect {
+            interventions: resolve(base_dir, &effect.interventions),
+            areas: resolve(base_dir, &effect.areas),
+            ..effect.clone()
+        });
+    let rows = crate::simulate::write_service_logs_with_effect(path, &options, effect.as_ref())
         .await
         .map_err(|e| ConnectorError::Transform {
             path: path.to_path_buf(),
