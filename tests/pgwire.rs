@@ -284,7 +284,7 @@ fn psycopg_parameters_server_side_cursor_types_and_errors() {
 }
 
 #[test]
-fn psycopg_and_sqlalchemy_cancel() {
+fn psycopg_sqlalchemy_and_adbc_cancel() {
     let service = Service::start("10m");
     let dsn = service.dsn(&service.analyst);
     let seen = client(
@@ -304,6 +304,25 @@ fn psycopg_and_sqlalchemy_cancel() {
     let seen = client(
         "sqlalchemy_client.py",
         &[&url, "", "", &service.http, SLOW, "cancel"],
+    );
+    assert_error(
+        &seen,
+        "cancelled",
+        "57014",
+        "canceling statement due to user request",
+    );
+    service.wait_until("the query to stop", |s| s.running_queries() == 0);
+
+    let seen = client(
+        "adbc_postgresql_client.py",
+        &[
+            &service.uri(&service.analyst),
+            "",
+            "",
+            &service.http,
+            SLOW,
+            "cancel",
+        ],
     );
     assert_error(
         &seen,
