@@ -68,6 +68,19 @@ id,nome,quota,attivo,giorno,istante,importo
 3,Sasso Marconi,,true,2024-02-29,2024-02-29T12:30:00,14729
 ";
 
+/// The Arrow schema the clients see for `SELECT id, nome, quota, attivo, giorno, istante FROM
+/// prova.tipi`, as pyarrow prints it.
+pub fn types_arrow_schema() -> serde_json::Value {
+    serde_json::json!([
+        "id:int64",
+        "nome:string",
+        "quota:double",
+        "attivo:bool",
+        "giorno:date32[day]",
+        "istante:timestamp[us]"
+    ])
+}
+
 impl Service {
     /// The service over a table `prova.tipi` (see `TYPES_CSV`) and a view over it, with a
     /// query time limit of `timeout` and no access without a key.

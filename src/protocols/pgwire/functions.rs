@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, StringArray};
 use arrow::datatypes::DataType;
+use datafusion::logical_expr::expr_fn::SimpleScalarUDF;
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, create_udf,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility, create_udf,
 };
 use datafusion::scalar::ScalarValue;
 
@@ -51,12 +53,25 @@ fn version() -> ScalarUDF {
 /// A function that answers NULL for every row: what PostgreSQL answers where the object asked
 /// about does not exist.
 fn null(name: &str, arguments: Vec<DataType>, result: DataType) -> ScalarUDF {
-    let null_result = result.clone();
-    create_udf(
-        name,
-        arguments,
-        result,
+    let signature = Signature::exact(arguments, Volatility::Stable);
+    null_with(name, signature, result)
+}
+
+/// [`null`] taking any arguments, in any of the numbers `arities`.
+fn null_of_any(name: &str, arities: &[usize], result: DataType) -> ScalarUDF {
+    let signature = Signature::one_of(
+        arities.iter().map(|&n| TypeSignature::Any(n)).collect(),
         Volatility::Stable,
+    );
+    null_with(name, signature, result)
+}
+
+fn null_with(name: &str, signature: Signature, result: DataType) -> ScalarUDF {
+    let null_result = result.clone();
+    ScalarUDF::from(SimpleScalarUDF::new_with_signature(
+        name,
+        signature,
+        result,
         Arc::new(move |args: &[ColumnarValue]| {
             let rows = ColumnarValue::values_to_arrays(args)?
                 .first()
@@ -66,74 +81,44 @@ fn null(name: &str, arguments: Vec<DataType>, result: DataType) -> ScalarUDF {
                 rows,
             )))
         }),
-    )
-}
-
-/// [`null`] taking any arguments, in any of the numbers `arities`.
-fn null_of_any(name: &str, arities: &[usize], result: DataType) -> ScalarUDF {
-    let null_result = result.clone();
-    let signature = datafusion::logical_expr::Signature::one_of(
-        arities
-            .iter()
-            .map(|&n| datafusion::logical_expr::TypeSignature::Any(n))
-            .collect(),
-        Volatility::Stable,
-    );
-    ScalarUDF::from(
-        datafusion::logical_expr::expr_fn::SimpleScalarUDF::new_with_signature(
-            name,
-            signature,
-            result,
-            Arc::new(move |args: &[ColumnarValue]| {
-                let rows = ColumnarValue::values_to_arrays(args)?
-                    .first()
-                    .map_or(1, |a| a.len());
-                Ok(ColumnarValue::Array(arrow::array::new_null_array(
-                    &null_result,
-                    rows,
-                )))
-            }),
-        ),
-    )
+    ))
 }
 
 /// `current_setting(name)`: the server's value of a setting `SHOW` knows (what a session `SET`
 /// is not seen here); an unknown name is an error, as in PostgreSQL.
 fn current_setting() -> ScalarUDF {
-    ScalarUDF::from(
-        datafusion::logical_expr::expr_fn::SimpleScalarUDF::new_with_signature(
-            "current_setting",
-            datafusion::logical_expr::Signature::string(1, Volatility::Stable),
-            DataType::Utf8,
-            Arc::new(|args: &[ColumnarValue]| {
-                let names = ColumnarValue::values_to_arrays(args)?;
-                let names = arrow::compute::cast(&names[0], &DataType::Utf8)?;
-                let names = names
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .expect("cast to Utf8");
-                let values = names
-                    .iter()
-                    .map(|name| {
-                        name.map(|name| {
-                            let lower = name.to_ascii_lowercase();
-                            super::session::SETTINGS
-                                .iter()
-                                .find(|(n, _)| *n == lower)
-                                .map(|(_, v)| v.to_string())
-                                .ok_or_else(|| {
-                                    datafusion::error::DataFusionError::Plan(format!(
-                                        "unrecognized configuration parameter \"{name}\""
-                                    ))
-                                })
-                        })
-                        .transpose()
+    ScalarUDF::from(SimpleScalarUDF::new_with_signature(
+        "current_setting",
+        Signature::string(1, Volatility::Stable),
+        DataType::Utf8,
+        Arc::new(|args: &[ColumnarValue]| {
+            let names = ColumnarValue::values_to_arrays(args)?;
+            let names = arrow::compute::cast(&names[0], &DataType::Utf8)?;
+            let names = names
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("cast to Utf8");
+            let values = names
+                .iter()
+                .map(|name| {
+                    name.map(|name| {
+                        let lower = name.to_ascii_lowercase();
+                        super::session::SETTINGS
+                            .iter()
+                            .find(|(n, _)| *n == lower)
+                            .map(|(_, v)| v.to_string())
+                            .ok_or_else(|| {
+                                datafusion::error::DataFusionError::Plan(format!(
+                                    "unrecognized configuration parameter \"{name}\""
+                                ))
+                            })
                     })
-                    .collect::<datafusion::error::Result<StringArray>>()?;
-                Ok(ColumnarValue::Array(Arc::new(values)))
-            }),
-        ),
-    )
+                    .transpose()
+                })
+                .collect::<datafusion::error::Result<StringArray>>()?;
+            Ok(ColumnarValue::Array(Arc::new(values)))
+        }),
+    ))
 }
 
 /// `json_build_object(key, value, ...)`: a JSON object of its pairs, as text (SQLAlchemy's
