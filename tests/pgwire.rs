@@ -209,6 +209,52 @@ fn psql_meta_commands_copy_and_errors() {
     assert_audited(&service, "ok", "tipi_attivi");
 }
 
+/// Grafana's table and column pickers (their queries as Grafana sends them, run by psql).
+#[test]
+fn grafana_table_and_column_pickers() {
+    let service = Service::start("3s");
+    let key = service.analyst.clone();
+    let file = |name: &str| format!("{}/tests/pgwire_support/{name}", common::REPO);
+    let tables = psql(
+        &service,
+        &key,
+        &["-A", "-t", "-f", &file("grafana_tables.sql")],
+    )
+    .ok("grafana's tables");
+    let tables: Vec<&str> = tables.stdout.lines().collect();
+    // The search path's schema (queries) first and unqualified, then the others qualified.
+    assert_eq!(tables.first(), Some(&"tipi_attivi"), "{tables:?}");
+    assert!(tables.contains(&"prova.tipi"), "{tables:?}");
+    assert!(
+        !tables.iter().any(|t| t.starts_with("pg_catalog.")),
+        "{tables:?}"
+    );
+    for (table, columns) in [
+        ("prova.tipi", "id,nome,quota,attivo,giorno,istante,importo"),
+        ("tipi_attivi", "id,nome"),
+    ] {
+        let seen = psql(
+            &service,
+            &key,
+            &[
+                "-A",
+                "-t",
+                "-v",
+                &format!("table={table}"),
+                "-f",
+                &file("grafana_columns.sql"),
+            ],
+        )
+        .ok("grafana's columns");
+        let names: Vec<&str> = seen
+            .stdout
+            .lines()
+            .filter_map(|l| l.split('|').next())
+            .collect();
+        assert_eq!(names.join(","), columns, "{table}: {}", seen.stdout);
+    }
+}
+
 #[test]
 fn psql_cancel_request_stops_the_query() {
     let service = Service::start("10m");

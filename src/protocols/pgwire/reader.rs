@@ -19,7 +19,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, SelectItem, SetExpr,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, Query, SelectItem, SetExpr,
     Statement, Value, visit_expressions_mut, visit_relations,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -68,17 +68,36 @@ impl SqlReader {
                 .map(|s| self.rules.iter().fold(s, |s, rule| rule.rewrite(s)))
                 .collect(),
             // A catalogue question, or what only the catalogue parser reads (`ABORT`).
-            _ => {
-                let mut statements = self.catalogue.parse(sql)?;
-                statements.iter_mut().for_each(aggregate_scalar_subqueries);
-                statements.iter_mut().for_each(read_vectors);
-                statements.iter_mut().for_each(missing_columns_are_null);
-                statements
+            Ok(mut statements) => {
+                // The catalogue parser's own answer to Grafana's search-path lookup is an empty
+                // list: it does not get to see that lookup.
+                let sql = if statements
+                    .iter_mut()
+                    .fold(false, |r, s| read_search_path(s) || r)
+                {
+                    let texts: Vec<String> = statements.iter().map(|s| s.to_string()).collect();
+                    texts.join("; ")
+                } else {
+                    sql.to_string()
+                };
+                self.read_catalogue(&sql)?
             }
+            Err(_) => self.read_catalogue(sql)?,
         };
         statements
             .iter_mut()
             .for_each(super::regproc::compare_with_names);
+        Ok(statements)
+    }
+
+    /// Through the catalogue parser, then this module's catalogue rewrites.
+    fn read_catalogue(&self, sql: &str) -> Result<Vec<Statement>, ParserError> {
+        let mut statements = self.catalogue.parse(sql)?;
+        for statement in &mut statements {
+            aggregate_scalar_subqueries(statement);
+            read_vectors(statement);
+            missing_columns_are_null(statement);
+        }
         Ok(statements)
     }
 }
@@ -156,6 +175,48 @@ fn aggregate_scalar_subqueries(statement: &mut Statement) {
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// Grafana's table and column pickers ask whether a schema is on the search path with
+/// `x IN (SELECT CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END FROM
+/// generate_series(array_lower(...), array_upper(...)) AS i, string_to_array(
+/// current_setting('search_path'), ',') s)`, a join of two table functions DataFusion does not
+/// have, also in ORDER BY where DataFusion takes no subquery: the same question without one,
+/// `array_has(<the search path's schemas>, x)`. Whether it rewrote anything.
+fn read_search_path(statement: &mut Statement) -> bool {
+    let reads_search_path = |query: &Query| {
+        let SetExpr::Select(select) = query.body.as_ref() else {
+            return false;
+        };
+        select.from.iter().any(|from| {
+            from.relation
+                .to_string()
+                .to_ascii_lowercase()
+                .starts_with("string_to_array(current_setting('search_path')")
+        })
+    };
+    let mut rewritten = false;
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::InSubquery {
+            expr: schema,
+            subquery,
+            negated,
+        } = expr
+            && reads_search_path(subquery)
+            && let Ok(on_path) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&format!(
+                    "{}array_has(string_to_array(btrim(regexp_replace(current_setting('search_path'), \
+                     '\\s*,\\s*', ',', 'g')), ','), {schema})",
+                    if *negated { "NOT " } else { "" }
+                ))
+                .and_then(|mut p| p.parse_expr())
+        {
+            *expr = on_path;
+            rewritten = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    rewritten
 }
 
 /// Columns of PostgreSQL's catalogue that this one does not have; none would hold anything
