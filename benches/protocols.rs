@@ -179,6 +179,7 @@ async fn http_arrow(client: &reqwest::Client, base: &str, sql: &str) -> (usize, 
 }
 
 fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let rows = std::env::var("CRUSCOTTO_BENCH_ROWS")
         .map(|r| parse_rows(&r).expect("CRUSCOTTO_BENCH_ROWS"))
         .unwrap_or(1_000_000);
