@@ -19,8 +19,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, Query, SelectItem, SetExpr,
-    Statement, Value, visit_expressions_mut, visit_relations,
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, Query, SelectItem,
+    SetExpr, Statement, Value, visit_expressions_mut, visit_relations,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -166,9 +166,7 @@ fn aggregate_scalar_subqueries(statement: &mut Statement) {
                 _ => return ControlFlow::<()>::Continue(()),
             };
             if !is_aggregate(column)
-                && let Ok(wrapped) = Parser::new(&PostgreSqlDialect {})
-                    .try_with_sql(&format!("max({column})"))
-                    .and_then(|mut p| p.parse_expr())
+                && let Some(wrapped) = expression(&format!("max({column})"))
             {
                 *column = wrapped;
             }
@@ -203,13 +201,11 @@ fn read_search_path(statement: &mut Statement) -> bool {
             negated,
         } = expr
             && reads_search_path(subquery)
-            && let Ok(on_path) = Parser::new(&PostgreSqlDialect {})
-                .try_with_sql(&format!(
-                    "{}array_has(string_to_array(btrim(regexp_replace(current_setting('search_path'), \
-                     '\\s*,\\s*', ',', 'g')), ','), {schema})",
-                    if *negated { "NOT " } else { "" }
-                ))
-                .and_then(|mut p| p.parse_expr())
+            && let Some(on_path) = expression(&format!(
+                "{}array_has(string_to_array(btrim(regexp_replace(current_setting('search_path'), \
+                 '\\s*,\\s*', ',', 'g')), ','), {schema})",
+                if *negated { "NOT " } else { "" }
+            ))
         {
             *expr = on_path;
             rewritten = true;
@@ -226,21 +222,15 @@ const MISSING_COLUMNS: &[(&str, &str)] = &[("reloptions", "TEXT[]"), ("relacl", 
 /// A reference to a column of [`MISSING_COLUMNS`] → a NULL of its type.
 fn missing_columns_are_null(statement: &mut Statement) {
     let _ = visit_expressions_mut(statement, |expr| {
-        let name = match expr {
-            Expr::Identifier(i) => &i.value,
-            Expr::CompoundIdentifier(parts) => &parts.last().expect("a part").value,
-            _ => return ControlFlow::<()>::Continue(()),
-        };
-        if let Some((_, kind)) = MISSING_COLUMNS
-            .iter()
-            .find(|(column, _)| name.eq_ignore_ascii_case(column))
-            && let Ok(null) = Parser::new(&PostgreSqlDialect {})
-                .try_with_sql(&format!("CAST(NULL AS {kind})"))
-                .and_then(|mut p| p.parse_expr())
+        if let Some((_, kind)) = column_name(expr).and_then(|name| {
+            MISSING_COLUMNS
+                .iter()
+                .find(|(column, _)| name.eq_ignore_ascii_case(column))
+        }) && let Some(null) = expression(&format!("CAST(NULL AS {kind})"))
         {
             *expr = null;
         }
-        ControlFlow::Continue(())
+        ControlFlow::<()>::Continue(())
     });
 }
 
@@ -267,27 +257,17 @@ fn read_vectors(statement: &mut Statement) {
         let Expr::Function(function) = expr else {
             return ControlFlow::<()>::Continue(());
         };
-        let name = function
-            .name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .map(|i| i.value.to_ascii_lowercase());
+        let name = function_name(function);
         let FunctionArguments::List(list) = &function.args else {
             return ControlFlow::Continue(());
         };
         let column = match list.args.first() {
-            Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(
-                column @ (Expr::Identifier(_) | Expr::CompoundIdentifier(_)),
-            ))) => column,
+            Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(column))) => column,
             _ => return ControlFlow::Continue(()),
         };
-        let last = match column {
-            Expr::Identifier(i) => &i.value,
-            Expr::CompoundIdentifier(parts) => &parts.last().expect("a part").value,
-            _ => unreachable!(),
-        };
-        if !VECTOR_COLUMNS.contains(&last.to_ascii_lowercase().as_str()) {
+        if !column_name(column)
+            .is_some_and(|c| VECTOR_COLUMNS.contains(&c.to_ascii_lowercase().as_str()))
+        {
             return ControlFlow::Continue(());
         }
         let numbers = format!(
@@ -305,10 +285,7 @@ fn read_vectors(statement: &mut Statement) {
             }
             _ => return ControlFlow::Continue(()),
         };
-        if let Ok(parsed) = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(&rewritten)
-            .and_then(|mut p| p.parse_expr())
-        {
+        if let Some(parsed) = expression(&rewritten) {
             *expr = parsed;
         }
         ControlFlow::Continue(())
@@ -319,12 +296,34 @@ fn is_aggregate(expr: &Expr) -> bool {
     let Expr::Function(function) = expr else {
         return false;
     };
+    function_name(function).is_some_and(|name| AGGREGATES.contains(&name.as_str()))
+}
+
+/// A function's name without its schema, in lower case.
+fn function_name(function: &Function) -> Option<String> {
     function
         .name
         .0
         .last()
         .and_then(|p| p.as_ident())
-        .is_some_and(|i| AGGREGATES.contains(&i.value.to_ascii_lowercase().as_str()))
+        .map(|i| i.value.to_ascii_lowercase())
+}
+
+/// The column an identifier names, without its table or schema.
+pub(super) fn column_name(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Identifier(ident) => Some(&ident.value),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.as_str()),
+        _ => None,
+    }
+}
+
+/// An expression written in PostgreSQL's SQL.
+fn expression(sql: &str) -> Option<Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .ok()
 }
 
 #[cfg(test)]

@@ -40,15 +40,8 @@ pub fn compare_with_names(statement: &mut Statement) {
 }
 
 fn is_regproc_column(expr: &Expr) -> bool {
-    let name = match expr {
-        Expr::Identifier(ident) => ident,
-        Expr::CompoundIdentifier(parts) => match parts.last() {
-            Some(last) => last,
-            None => return false,
-        },
-        _ => return false,
-    };
-    REGPROC_COLUMNS.contains(&name.value.to_ascii_lowercase().as_str())
+    super::reader::column_name(expr)
+        .is_some_and(|name| REGPROC_COLUMNS.contains(&name.to_ascii_lowercase().as_str()))
 }
 
 fn is_zero(expr: &Expr) -> bool {
