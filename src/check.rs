@@ -132,7 +132,7 @@ pub async fn plan_everything(config: &Config) -> Vec<Problem> {
     }
     for (scenario, reference) in scenarios
         .iter()
-        .flat_map(|s| scenario_sources(s).map(move |(_, r)| (s, r)))
+        .flat_map(|s| s.scenario.sources().map(move |r| (s, r)))
     {
         if schemas.contains_key(reference) {
             continue;
@@ -225,17 +225,8 @@ pub async fn plan_everything(config: &Config) -> Vec<Problem> {
 /// The placement scenarios of `plans/`, each file on its own: one that does not read is a
 /// problem, the others are still checked.
 fn scenarios(base_dir: &Path, problems: &mut Vec<Problem>) -> Vec<NamedScenario> {
-    let dir = base_dir.join(crate::plan::scenario::PLANS_DIR);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
     let mut loaded = Vec::new();
-    for file in files {
+    for file in crate::plan::scenario::files(&base_dir.join(crate::plan::scenario::PLANS_DIR)) {
         match crate::plan::scenario::load_file(&file) {
             Ok(scenario) => loaded.push(scenario),
             Err(e) => {
@@ -247,18 +238,6 @@ fn scenarios(base_dir: &Path, problems: &mut Vec<Problem>) -> Vec<NamedScenario>
         }
     }
     loaded
-}
-
-/// The saved queries or tables a scenario reads, with the key naming each.
-fn scenario_sources(scenario: &NamedScenario) -> impl Iterator<Item = (&'static str, &str)> {
-    let s = &scenario.scenario;
-    std::iter::once(("demand.query", s.demand.query.as_str()))
-        .chain(
-            s.candidates
-                .iter()
-                .map(|c| ("candidates.query", c.query.as_str())),
-        )
-        .chain(s.open.iter().map(|c| ("open.query", c.query.as_str())))
 }
 
 /// Every (key, source, column) a scenario names.

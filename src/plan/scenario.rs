@@ -119,17 +119,31 @@ pub struct NamedScenario {
     pub scenario: Scenario,
 }
 
+impl Scenario {
+    /// The saved queries or tables it reads.
+    pub fn sources(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.demand.query.as_str())
+            .chain(self.candidates.iter().map(|c| c.query.as_str()))
+            .chain(self.open.iter().map(|c| c.query.as_str()))
+    }
+}
+
 /// The scenarios in `dir`, by name. A folder that does not exist has none.
 pub fn load_dir(dir: &Path) -> Result<Vec<NamedScenario>, PlanError> {
+    files(dir).iter().map(|file| load_file(file)).collect()
+}
+
+/// The scenario files in `dir`, in name order; none when the folder does not exist.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(Vec::new());
+        return Vec::new();
     };
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
-    files.iter().map(|file| load_file(file)).collect()
+    files
 }
 
 pub fn load_file(file: &Path) -> Result<NamedScenario, PlanError> {
@@ -152,10 +166,7 @@ pub fn load_file(file: &Path) -> Result<NamedScenario, PlanError> {
             "`candidates` is empty: name at least one source of candidate sites".into(),
         ));
     }
-    for query in std::iter::once(&scenario.demand.query)
-        .chain(scenario.candidates.iter().map(|c| &c.query))
-        .chain(scenario.open.iter().map(|c| &c.query))
-    {
+    for query in scenario.sources() {
         quoted(query).map_err(problem)?;
     }
     Ok(NamedScenario {
