@@ -155,7 +155,7 @@ pub fn response(
         _ => Format::UnifiedText,
     };
     let fields: Arc<Vec<FieldInfo>> = Arc::new(arrow_schema_to_pg_fields(schema, &wire, None)?);
-    let encoder = match format {
+    let mut encoder = match format {
         CopyFormat::Text { delimiter, null } => CopyEncoder::new_text(
             fields.clone(),
             CopyTextOptions {
@@ -201,62 +201,28 @@ pub fn response(
         data.push(Ok(CopyData::new(Bytes::from(header))));
     }
     let code = if *format == CopyFormat::Binary { 1 } else { 0 };
-    Ok(CopyResponse::new(
-        code,
-        fields.len(),
-        futures::stream::iter(data.into_iter().chain(Rows {
-            encoder,
-            fields,
-            batches: batches.into_iter(),
-            batch: None,
-            row: 0,
-            failed: false,
-        })),
-    ))
-}
-
-/// The rows of the batches as COPY data, one message a row, encoded as they are sent: never
-/// the whole result encoded at once.
-struct Rows {
-    encoder: CopyEncoder,
-    fields: Arc<Vec<FieldInfo>>,
-    batches: std::vec::IntoIter<RecordBatch>,
-    batch: Option<RecordBatch>,
-    row: usize,
-    failed: bool,
-}
-
-impl Iterator for Rows {
-    type Item = PgWireResult<CopyData>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
-        }
-        loop {
-            match &self.batch {
-                Some(batch) if self.row < batch.num_rows() => break,
-                _ => {
-                    self.batch = Some(self.batches.next()?);
-                    self.row = 0;
-                }
-            }
-        }
-        let batch = self.batch.as_ref().expect("a batch with rows left");
+    // One message a row, encoded as it is sent, never the whole result at once; the client
+    // stops at the first error.
+    let rows = batches.into_iter().flat_map(|batch| {
+        let batch = Arc::new(batch);
+        (0..batch.num_rows()).map(move |row| (batch.clone(), row))
+    });
+    let encoded = rows.map(move |(batch, row)| {
         let schema = batch.schema();
-        for (column, field) in self.fields.iter().enumerate() {
-            if let Err(e) = encode_value(
-                &mut self.encoder,
+        for (column, field) in fields.iter().enumerate() {
+            encode_value(
+                &mut encoder,
                 batch.column(column),
-                self.row,
+                row,
                 schema.field(column),
                 field,
-            ) {
-                self.failed = true;
-                return Some(Err(e));
-            }
+            )?;
         }
-        self.row += 1;
-        Some(Ok(self.encoder.take_copy()))
-    }
+        Ok(encoder.take_copy())
+    });
+    Ok(CopyResponse::new(
+        code,
+        schema.fields().len(),
+        futures::stream::iter(data.into_iter().chain(encoded)),
+    ))
 }
