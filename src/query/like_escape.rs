@@ -12,8 +12,9 @@ use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{DFSchema, Result, ScalarValue, exec_err};
+use datafusion::common::{DFSchema, Result, exec_err};
 use datafusion::execution::FunctionRegistry;
+use datafusion::functions::utils::make_scalar_function;
 use datafusion::logical_expr::expr::Like;
 use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
 use datafusion::logical_expr::{
@@ -91,51 +92,42 @@ impl ScalarUDFImpl for LikeEscape {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = args.number_rows;
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let arrays: Vec<ArrayRef> = args
-            .args
-            .iter()
-            .map(|a| a.to_array(if scalar { 1 } else { rows }))
-            .collect::<Result<_>>()?;
-        let (patterns, escapes) = (arrays[0].as_string::<i32>(), arrays[1].as_string::<i32>());
-        let mut out = StringBuilder::with_capacity(patterns.len(), patterns.value_data().len());
-        for row in 0..patterns.len() {
-            if patterns.is_null(row) || escapes.is_null(row) {
-                out.append_null();
-                continue;
+        make_scalar_function(like_escape, vec![])(&args.args)
+    }
+}
+
+/// The patterns of `arrays[0]` written with backslash escapes in place of the escape
+/// characters of `arrays[1]`.
+fn like_escape(arrays: &[ArrayRef]) -> Result<ArrayRef> {
+    let (patterns, escapes) = (arrays[0].as_string::<i32>(), arrays[1].as_string::<i32>());
+    let mut out = StringBuilder::with_capacity(patterns.len(), patterns.value_data().len());
+    for row in 0..patterns.len() {
+        if patterns.is_null(row) || escapes.is_null(row) {
+            out.append_null();
+            continue;
+        }
+        let mut escape = escapes.value(row).chars();
+        let escape = match (escape.next(), escape.next()) {
+            (None, _) => None,
+            (Some(c), None) => Some(c),
+            _ => {
+                return exec_err!(
+                    "invalid escape string `{}`: an escape string must be empty or one character",
+                    escapes.value(row)
+                );
             }
-            let mut escape = escapes.value(row).chars();
-            let escape = match (escape.next(), escape.next()) {
-                (None, _) => None,
-                (Some(c), None) => Some(c),
-                _ => {
-                    return exec_err!(
-                        "invalid escape string `{}`: an escape string must be empty or one character",
-                        escapes.value(row)
-                    );
-                }
-            };
-            match escaped_with_backslash(patterns.value(row), escape) {
-                Some(pattern) => out.append_value(pattern),
-                None => {
-                    return exec_err!(
-                        "LIKE pattern `{}` must not end with the escape character",
-                        patterns.value(row)
-                    );
-                }
+        };
+        match escaped_with_backslash(patterns.value(row), escape) {
+            Some(pattern) => out.append_value(pattern),
+            None => {
+                return exec_err!(
+                    "LIKE pattern `{}` must not end with the escape character",
+                    patterns.value(row)
+                );
             }
         }
-        let result: ArrayRef = Arc::new(out.finish());
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?)
-        } else {
-            ColumnarValue::Array(result)
-        })
     }
+    Ok(Arc::new(out.finish()))
 }
 
 /// `pattern` with backslash escapes in place of `escape`; `None` when it ends in a lone escape
@@ -158,6 +150,8 @@ fn escaped_with_backslash(pattern: &str, escape: Option<char>) -> Option<String>
 
 #[cfg(test)]
 mod tests {
+    use datafusion::common::ScalarValue;
+
     use super::*;
 
     #[test]
