@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::Schema;
+use arrow::array::{ArrayRef, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use arrow_pg::encoder::encode_value;
@@ -14,11 +15,12 @@ use datafusion::sql::sqlparser::ast::{
     CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Statement,
 };
 use pgwire::api::portal::Format;
-use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, FieldInfo};
+use pgwire::api::results::{CopyEncoder, CopyResponse, FieldInfo};
 use pgwire::error::PgWireResult;
 use pgwire::messages::copy::CopyData;
 
 use super::errors::protocol_error;
+use super::text::{self, Escaping};
 
 /// COPY's three forms.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,59 +152,92 @@ pub fn response(
     batches: Vec<RecordBatch>,
     format: &CopyFormat,
 ) -> PgWireResult<CopyResponse> {
-    let wire = match format {
-        CopyFormat::Binary => Format::UnifiedBinary,
-        _ => Format::UnifiedText,
-    };
-    let fields: Arc<Vec<FieldInfo>> = Arc::new(arrow_schema_to_pg_fields(schema, &wire, None)?);
-    let mut encoder = match format {
-        CopyFormat::Text { delimiter, null } => CopyEncoder::new_text(
-            fields.clone(),
-            CopyTextOptions {
-                delimiter: delimiter.to_string().into(),
-                null_string: null.as_str().into(),
-            },
-        ),
+    let escaping = match format {
+        CopyFormat::Text { delimiter, null } => Escaping::Text {
+            delimiter: single_byte(*delimiter, "DELIMITER")?,
+            null: null.as_bytes().to_vec(),
+        },
         CopyFormat::Csv {
             delimiter,
             null,
             quote,
             ..
-        } => CopyEncoder::new_csv(
-            fields.clone(),
-            CopyCsvOptions {
-                delimiter: delimiter.to_string().into(),
-                quote: quote.to_string().into(),
-                escape: quote.to_string().into(),
-                null_string: null.as_str().into(),
-                force_quote: Vec::new(),
-            },
-        ),
-        CopyFormat::Binary => CopyEncoder::new_binary(fields.clone()),
+        } => Escaping::Csv {
+            delimiter: single_byte(*delimiter, "DELIMITER")?,
+            quote: single_byte(*quote, "QUOTE")?,
+            null: null.as_bytes().to_vec(),
+        },
+        CopyFormat::Binary => return binary(schema, batches),
     };
-    let mut data = Vec::new();
-    if let CopyFormat::Csv {
-        header: true,
-        delimiter,
-        ..
-    } = format
-    {
-        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        data.push(Ok(CopyData::new(Bytes::from(format!(
-            "{}\n",
-            names.join(&delimiter.to_string())
-        )))));
+    let fields: Vec<FieldInfo> = arrow_schema_to_pg_fields(schema, &Format::UnifiedText, None)?;
+    let mut header = Vec::new();
+    if let CopyFormat::Csv { header: true, .. } = format {
+        let names = RecordBatch::try_new(
+            Arc::new(Schema::new(
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| Field::new(f.name(), DataType::Utf8, false))
+                    .collect::<Vec<_>>(),
+            )),
+            schema
+                .fields()
+                .iter()
+                .map(|f| Arc::new(StringArray::from(vec![f.name().as_str()])) as ArrayRef)
+                .collect(),
+        )
+        .map_err(|e| protocol_error("XX000", format!("writing the CSV header: {e}")))?;
+        let text_fields = arrow_schema_to_pg_fields(&names.schema(), &Format::UnifiedText, None)?;
+        header = text::rows(&names, &text_fields, &escaping)?;
     }
+    // A batch at a time: its rows are written column by column into one buffer, then sent one
+    // message a row (as PostgreSQL sends them), never the whole result at once.
+    let rows =
+        batches
+            .into_iter()
+            .flat_map(move |batch| match text::rows(&batch, &fields, &escaping) {
+                Ok(rows) => rows.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(error) => vec![Err(error)],
+            });
+    let messages = header
+        .into_iter()
+        .map(Ok)
+        .chain(rows)
+        .map(|row| row.map(CopyData::new));
+    Ok(CopyResponse::new(
+        0,
+        schema.fields().len(),
+        futures::stream::iter(messages),
+    ))
+}
+
+/// A COPY option that must be one byte (PostgreSQL says the same of its own).
+fn single_byte(c: char, option: &str) -> PgWireResult<u8> {
+    u8::try_from(c).ok().filter(u8::is_ascii).ok_or_else(|| {
+        protocol_error(
+            "0A000",
+            format!("COPY {option} must be a single one-byte character, not `{c}`"),
+        )
+    })
+}
+
+/// The rows in COPY's binary form (the ADBC PostgreSQL driver's reads), encoded by arrow-pg.
+fn binary(schema: &Schema, batches: Vec<RecordBatch>) -> PgWireResult<CopyResponse> {
+    let fields: Arc<Vec<FieldInfo>> = Arc::new(arrow_schema_to_pg_fields(
+        schema,
+        &Format::UnifiedBinary,
+        None,
+    )?);
+    let mut encoder = CopyEncoder::new_binary(fields.clone());
+    let mut data = Vec::new();
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    if rows == 0 && *format == CopyFormat::Binary {
+    if rows == 0 {
         // The encoder writes the header with the first row; with none it is written here.
         let mut header = b"PGCOPY\n\xFF\r\n\x00".to_vec();
         header.extend_from_slice(&[0; 8]);
         data.push(Ok(CopyData::new(Bytes::from(header))));
     }
-    let code = if *format == CopyFormat::Binary { 1 } else { 0 };
-    // One message a row, encoded as it is sent, never the whole result at once; the client
-    // stops at the first error.
+    // One message a row, encoded as it is sent; the client stops at the first error.
     let rows = batches.into_iter().flat_map(|batch| {
         let batch = Arc::new(batch);
         (0..batch.num_rows()).map(move |row| (batch.clone(), row))
@@ -221,7 +256,7 @@ pub fn response(
         Ok(encoder.take_copy())
     });
     Ok(CopyResponse::new(
-        code,
+        1,
         schema.fields().len(),
         futures::stream::iter(data.into_iter().chain(encoded)),
     ))

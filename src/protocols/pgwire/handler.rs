@@ -16,7 +16,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 use futures::{Sink, stream};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{DataRowEncoder, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
@@ -27,6 +27,7 @@ use pgwire::types::format::FormatOptions;
 use super::copy::{self, CopyOut};
 use super::errors::{protocol_error, statement_error};
 use super::session::{self, Command, Cursor, Cursors};
+use super::text;
 use crate::api::error::ApiError;
 use crate::protocols::gate::{Gate, Session};
 use crate::query::{Described, QueryResult};
@@ -109,12 +110,21 @@ fn rows(
     format: &Format,
     options: Arc<FormatOptions>,
 ) -> PgWireResult<QueryResponse> {
+    let fast = text::writes_for(&options);
     let fields = Arc::new(arrow_schema_to_pg_fields(schema, format, Some(options))?);
     let encoding = fields.clone();
-    let data =
-        stream::iter(batches.into_iter().flat_map(move |batch| {
+    let all_text = fields.iter().all(|f| f.format() == FieldFormat::Text);
+    let data = stream::iter(batches.into_iter().flat_map(move |batch| {
+        if fast && all_text {
+            // Written a column type at a time, as PostgreSQL would write the values.
+            match text::data_rows(&batch, &encoding) {
+                Ok(rows) => rows.into_iter().map(Ok).collect(),
+                Err(error) => vec![Err(error)],
+            }
+        } else {
             encode_recordbatch(encoding.clone(), batch).collect::<Vec<_>>()
-        }));
+        }
+    }));
     Ok(QueryResponse::new(fields, data))
 }
 

@@ -12,6 +12,7 @@ mod reader;
 mod regproc;
 mod session;
 mod startup;
+mod text;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
