@@ -118,3 +118,67 @@ fn adbc_flight_sql_over_tls() {
     let seen = client(&service, &uri, "main", Some(&ca));
     assert_eq!(seen["rows"], 3, "{seen}");
 }
+
+/// A statement's result waits under its ticket: fetched once, by the key that ran it, with the
+/// row count in its `FlightInfo`.
+#[test]
+fn a_statement_ticket_is_fetched_once_by_its_own_key() {
+    use arrow_flight::sql::client::FlightSqlServiceClient;
+    use futures::TryStreamExt;
+
+    let service = Service::start("10s");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!(
+            "http://127.0.0.1:{}",
+            service.flight_port
+        ))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect to Flight SQL");
+        let mut analyst = FlightSqlServiceClient::new(channel.clone());
+        analyst.set_token(service.analyst.clone());
+        let mut admin = FlightSqlServiceClient::new(channel);
+        admin.set_token(service.admin.clone());
+
+        let sql = "SELECT id FROM prova.tipi ORDER BY id";
+        let info = analyst.execute(sql.into(), None).await.expect("execute");
+        assert_eq!(info.total_records, 3);
+        let ticket = info.endpoint[0].ticket.clone().expect("a ticket");
+        let batches: Vec<_> = analyst
+            .do_get(ticket.clone())
+            .await
+            .expect("do_get")
+            .try_collect()
+            .await
+            .expect("batches");
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+        let again = analyst
+            .do_get(ticket)
+            .await
+            .err()
+            .expect("a second fetch fails");
+        assert!(again.to_string().contains("fetched already"), "{again}");
+
+        let info = analyst.execute(sql.into(), None).await.expect("execute");
+        let ticket = info.endpoint[0].ticket.clone().expect("a ticket");
+        let other = admin
+            .do_get(ticket.clone())
+            .await
+            .err()
+            .expect("another key's fetch fails");
+        assert!(other.to_string().contains("another key"), "{other}");
+        let batches: Vec<_> = analyst
+            .do_get(ticket)
+            .await
+            .expect("the ticket still waits for its own key")
+            .try_collect()
+            .await
+            .expect("batches");
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+    });
+}

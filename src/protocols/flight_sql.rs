@@ -1,15 +1,18 @@
 //! Arrow Flight SQL: ADBC (Python, R, Go), the Flight SQL JDBC driver and DBeaver through it get
 //! results as Arrow record batches. A bearer token (or the handshake's password) is an API key,
 //! checked by the gate on every call; statements, prepared statements and the catalogue listings
-//! (`GetTables`, `GetDbSchemas`) run through the gate, as over HTTP. A statement is planned when
-//! its `FlightInfo` is asked for (its schema) and run when its ticket is fetched: dropping the
-//! call (the client cancels or goes away) aborts the query.
+//! (`GetTables`, `GetDbSchemas`) run through the gate, as over HTTP. A statement runs when its
+//! `FlightInfo` is asked for, and its result waits under the ticket (one fetch, for a minute at
+//! most): planning it again for the fetch cost as much as a small query itself. Dropping the
+//! call (the client cancels or goes away) aborts the query. A prepared statement runs when its
+//! ticket is fetched: its schema is known from when it was prepared.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -44,12 +47,16 @@ use crate::query::{Described, QueryError, QueryResult};
 
 /// Prepared statements one server keeps at once; the oldest go first past it.
 const MAX_PREPARED: usize = 4096;
+/// Results waiting for their ticket to be fetched, at most, and for how long.
+const MAX_WAITING: usize = 64;
+const WAITING_FOR: Duration = Duration::from_secs(60);
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
 
 pub struct FlightSql {
     gate: Gate,
     prepared: Mutex<HashMap<Vec<u8>, Prepared>>,
+    waiting: Mutex<HashMap<Vec<u8>, Waiting>>,
     next_handle: AtomicU64,
     sql_info: SqlInfoData,
 }
@@ -62,6 +69,13 @@ struct Prepared {
     described: Described,
     params: Option<ParamValues>,
     number: u64,
+}
+
+/// A statement's result, run when its `FlightInfo` was asked for, until its ticket is fetched.
+struct Waiting {
+    key_id: String,
+    result: QueryResult,
+    since: Instant,
 }
 
 /// Serve Flight SQL on `listener` (with TLS when `tls` holds a PEM certificate and key).
@@ -180,12 +194,6 @@ fn parameter_schema(described: &Described) -> Schema {
     )
 }
 
-/// The SQL text of a statement handle or query.
-fn utf8(bytes: &[u8], what: &str) -> Result<String, Status> {
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| Status::invalid_argument(format!("the {what} is not valid UTF-8")))
-}
-
 impl FlightSql {
     fn new(gate: Gate) -> Self {
         let mut info = SqlInfoDataBuilder::new();
@@ -201,6 +209,7 @@ impl FlightSql {
         Self {
             gate,
             prepared: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             sql_info: info.build().expect("static SQL info"),
         }
@@ -225,6 +234,53 @@ impl FlightSql {
             .run(session, sql, None)
             .await
             .map_err(|e| status(&e))
+    }
+
+    /// Keep `result` for its ticket; the handle is new, and results past their minute (or the
+    /// oldest, past the cap) go.
+    fn keep(&self, session: &Session, result: QueryResult) -> Vec<u8> {
+        let handle = format!(
+            "result-{}-{:016x}",
+            self.next_handle.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u64>()
+        )
+        .into_bytes();
+        let mut waiting = self.waiting.lock().expect("waiting results lock");
+        waiting.retain(|_, w| w.since.elapsed() < WAITING_FOR);
+        while waiting.len() >= MAX_WAITING {
+            let Some(oldest) = waiting
+                .iter()
+                .min_by_key(|(_, w)| w.since)
+                .map(|(h, _)| h.clone())
+            else {
+                break;
+            };
+            waiting.remove(&oldest);
+        }
+        waiting.insert(
+            handle.clone(),
+            Waiting {
+                key_id: session.principal.key_id.clone(),
+                result,
+                since: Instant::now(),
+            },
+        );
+        handle
+    }
+
+    /// The result waiting under a ticket, taken: a ticket is fetched once.
+    fn take(&self, handle: &[u8], session: &Session) -> Result<QueryResult, Status> {
+        let mut waiting = self.waiting.lock().expect("waiting results lock");
+        match waiting.get(handle) {
+            Some(w) if w.key_id == session.principal.key_id && w.since.elapsed() < WAITING_FOR => {
+                Ok(waiting.remove(handle).expect("just seen").result)
+            }
+            _ => Err(Status::not_found(
+                "no result waits under this ticket: it was fetched already, it expired (a \
+                 minute after the statement ran), or it was made with another key; run the \
+                 statement again",
+            )),
+        }
     }
 
     fn prepared(&self, handle: &[u8], session: &Session) -> Result<Prepared, Status> {
@@ -320,19 +376,21 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(&request).await?;
-        let described = self
-            .gate
-            .describe(&session, &query.query)
-            .await
-            .map_err(|e| status(&e))?;
+        let result = self.run(&session, &query.query).await?;
+        let schema = result.schema.clone();
+        let rows = result.rows();
         let ticket = TicketStatementQuery {
-            statement_handle: query.query.into_bytes().into(),
+            statement_handle: self.keep(&session, result).into(),
         };
         flight_info(
-            &described.schema,
+            &schema,
             ticket.as_any().encode_to_vec(),
             request.into_inner(),
         )
+        .map(|mut info| {
+            info.get_mut().total_records = rows as i64;
+            info
+        })
     }
 
     async fn do_get_statement(
@@ -341,8 +399,9 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let session = self.session(&request).await?;
-        let sql = utf8(&ticket.statement_handle, "statement")?;
-        Ok(result_stream(self.run(&session, &sql).await?))
+        Ok(result_stream(
+            self.take(&ticket.statement_handle, &session)?,
+        ))
     }
 
     async fn do_action_create_prepared_statement(
