@@ -5,6 +5,7 @@
 
 mod common;
 mod pgwire_support;
+mod postgres_support;
 
 use std::process::Command;
 
@@ -127,8 +128,8 @@ fn psql_meta_commands_copy_and_errors() {
     );
     let text = psql(&service, &key, &["-c", "\\copy prova.tipi TO STDOUT"]).ok("\\copy table");
     assert_eq!(text.stdout.lines().count(), 3, "{}", text.stdout);
-    // COPY's text form: tabs, \N for NULL (timestamps with microseconds, floats with a decimal:
-    // arrow-pg's text encoding).
+    // COPY's text form: tabs, \N for NULL (every value as PostgreSQL writes it: see
+    // copy_text_and_csv_are_postgresql_s_own_bytes).
     assert!(
         text.stdout
             .contains("3\tSasso Marconi\t\\N\tt\t2024-02-29\t2024-02-29 12:30:00"),
@@ -210,6 +211,74 @@ fn psql_meta_commands_copy_and_errors() {
 }
 
 /// Grafana's table and column pickers (their queries as Grafana sends them, run by psql).
+/// Values whose text PostgreSQL writes its own way: shortest floats with its exponent rule and
+/// its names for the non-finite ones, negative zero, timestamps without trailing zeros, text
+/// holding the delimiters, quotes, backslashes and line breaks, the empty string, NULLs.
+const EVERY_KIND: &str = "SELECT * FROM (VALUES \
+    (1, CAST('0.1' AS DOUBLE PRECISION), CAST('0.1' AS REAL), 'Bologna', true, \
+     DATE '2024-02-29', TIMESTAMP '2024-02-29 12:30:00'), \
+    (2, CAST('1e20' AS DOUBLE PRECISION), CAST('1e7' AS REAL), 'tab' || chr(9) || 'here', false, \
+     DATE '0001-01-01', TIMESTAMP '2024-02-29 12:30:00.25'), \
+    (3, CAST('1.5e-5' AS DOUBLE PRECISION), CAST('3.4028235e38' AS REAL), \
+     'line' || chr(10) || 'break' || chr(13), true, DATE '9999-12-31', \
+     TIMESTAMP '1969-12-31 23:59:59.999999'), \
+    (4, CAST('-0' AS DOUBLE PRECISION), CAST('123456.7' AS REAL), \
+     'back' || chr(92) || 'slash, comma; semi', false, DATE '1970-01-01', \
+     TIMESTAMP '2000-01-01 00:00:00.000001'), \
+    (5, CAST('12345678901234567' AS DOUBLE PRECISION), CAST('0.0001' AS REAL), \
+     'say \"ciao\" | it''s', true, DATE '1969-12-31', TIMESTAMP '1900-03-01 00:00:01'), \
+    (6, CAST('1e15' AS DOUBLE PRECISION), CAST('1e-5' AS REAL), '', false, DATE '2000-02-29', \
+     TIMESTAMP '2038-01-19 03:14:08'), \
+    (7, CAST('NaN' AS DOUBLE PRECISION), CAST('Infinity' AS REAL), 'nil', true, \
+     DATE '2024-12-07', TIMESTAMP '2024-12-07 00:00:00'), \
+    (8, CAST('-Infinity' AS DOUBLE PRECISION), CAST('-2.5' AS REAL), chr(92) || 'N', false, \
+     DATE '2024-12-07', TIMESTAMP '2024-12-07 23:59:59.5'), \
+    (9223372036854775807, CAST('123.456' AS DOUBLE PRECISION), CAST('0.001' AS REAL), \
+     chr(92) || '.', true, DATE '2024-12-07', TIMESTAMP '2024-12-07 23:59:59.5'), \
+    (10, NULL, NULL, NULL, NULL, NULL, NULL) \
+    ) AS t(n, d, r, s, b, g, ts) ORDER BY n";
+
+/// COPY's text and CSV forms, with their defaults and with other delimiters, NULL markers and
+/// quotes, give the bytes the real PostgreSQL gives for the same values.
+#[test]
+fn copy_text_and_csv_are_postgresql_s_own_bytes() {
+    let service = Service::start("10s");
+    let key = service.analyst.clone();
+    let same = |args: &[&str], what: &str| {
+        let ours = psql(&service, &key, args).ok(what);
+        let mut theirs = Command::new("psql");
+        theirs
+            .arg(postgres_support::url())
+            .args(["-X", "-v", "ON_ERROR_STOP=1"])
+            .args(args);
+        let theirs = run(&mut theirs, "").ok(&format!("PostgreSQL's own {what}"));
+        assert!(!theirs.stdout.is_empty(), "{what}: no output");
+        assert_eq!(
+            ours.stdout, theirs.stdout,
+            "{what}: cruscotto (left) and PostgreSQL (right) differ"
+        );
+    };
+    for options in [
+        "",
+        "WITH (DELIMITER '|', NULL 'nil')",
+        "WITH CSV HEADER",
+        "WITH (FORMAT csv, DELIMITER ';', QUOTE '''', NULL 'nil')",
+    ] {
+        let command = format!("\\copy ({EVERY_KIND}) TO STDOUT {options}");
+        same(&["-c", &command], &command);
+    }
+    // A one-column row reading `\.` would end CSV data: PostgreSQL quotes it.
+    same(
+        &[
+            "-c",
+            "\\copy (SELECT chr(92) || '.' AS s) TO STDOUT WITH CSV",
+        ],
+        "one column of `\\.`",
+    );
+    // A plain query's rows (DataRows in text), as psql prints them unaligned.
+    same(&["-A", "-t", "-F", "|", "-c", EVERY_KIND], "SELECT");
+}
+
 #[test]
 fn grafana_table_and_column_pickers() {
     let service = Service::start("3s");
@@ -599,4 +668,134 @@ fn tls_with_the_configured_certificate() {
     // With TLS configured, a key is never sent in clear text.
     let plain = psql(&service, &service.analyst, &["-c", "SELECT 1"]);
     assert!(plain.stderr.contains("TLS"), "{}", plain.stderr);
+}
+
+/// Debian's PgJDBC (the driver of DBeaver, Metabase and the other JDBC tools), by its jar.
+const PGJDBC: &str = "/usr/share/java/postgresql.jar";
+
+/// Run tests/pgwire_support/JdbcClient.java (compiled once per test binary) and parse its JSON.
+fn jdbc(service: &Service, args: &[&str]) -> Value {
+    static COMPILED: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let classes = COMPILED.get_or_init(|| {
+        let classes = std::env::temp_dir().join(format!("cruscotto-jdbc-{}", std::process::id()));
+        std::fs::create_dir_all(&classes).unwrap();
+        let source = format!("{}/tests/pgwire_support/JdbcClient.java", common::REPO);
+        run(
+            Command::new("javac").arg("-d").arg(&classes).arg(&source),
+            "",
+        )
+        .ok("javac JdbcClient.java (Debian's openjdk-17-jdk-headless)");
+        classes
+    });
+    let url = format!(
+        "jdbc:postgresql://127.0.0.1:{}/city?sslmode=disable&connectTimeout=30",
+        service.pgwire_port
+    );
+    let output = run(
+        Command::new("java")
+            .arg("-cp")
+            .arg(format!("{PGJDBC}:{}", classes.display()))
+            .arg("JdbcClient")
+            .arg(&url)
+            .args(args),
+        "",
+    )
+    .ok("JdbcClient");
+    let last = output.stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!(
+            "JdbcClient printed no JSON ({e}):\n{}\n{}",
+            output.stdout, output.stderr
+        )
+    })
+}
+
+#[test]
+fn pgjdbc_metadata_prepared_statements_types_and_errors() {
+    let service = Service::start("3s");
+    let seen = jdbc(
+        &service,
+        &[
+            &service.analyst,
+            WRONG_KEY,
+            &service.partner,
+            &service.http,
+            SLOW,
+            "main",
+        ],
+    );
+    assert!(
+        seen["product"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("PostgreSQL 16")),
+        "{seen}"
+    );
+    let schemas = seen["schemas"].as_array().unwrap();
+    for schema in ["prova", "queries"] {
+        assert!(schemas.contains(&json!(schema)), "{seen}");
+    }
+    assert_eq!(seen["tables"], json!(["tipi:TABLE"]));
+    assert_eq!(seen["views"], json!(["tipi_attivi:VIEW"]));
+    assert_eq!(
+        seen["columns"],
+        json!([
+            "id:int8",
+            "nome:text",
+            "quota:float8",
+            "attivo:bool",
+            "giorno:date",
+            "istante:timestamp",
+            "importo:float8"
+        ])
+    );
+    assert_eq!(seen["primary_keys"], json!([]));
+    // Every execution, the driver's unnamed ones and its server-prepared ones, gives the rows.
+    assert_eq!(seen["prepared"], json!(vec!["2:Imola,3:Sasso Marconi"; 7]));
+    assert_eq!(
+        seen["types"],
+        json!([
+            "1",
+            "Bologna",
+            "0.25",
+            "true",
+            "2024-03-01",
+            "2024-03-01 10:00:00.0",
+            "392203.5",
+            "timestamp"
+        ])
+    );
+    assert_error(&seen, "refused", "25006", "`DROP TABLE` is not allowed");
+    assert_eq!(seen["after_refusal"], 1);
+    assert_error(&seen, "unknown_table", "42P01", "nessuna");
+    assert_error(&seen, "timeout", "57014", "time limit of 3s");
+    for (what, words) in [
+        ("wrong_key", "unknown API key"),
+        ("partner_key", "a partner key cannot use this endpoint"),
+    ] {
+        assert!(
+            seen[what]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(words)),
+            "{what}: {seen}"
+        );
+    }
+    assert_audited(&service, "ok", "/* parameters: 2, nessuno */");
+}
+
+#[test]
+fn pgjdbc_cancel() {
+    let service = Service::start("10m");
+    let seen = jdbc(
+        &service,
+        &[&service.analyst, "", "", &service.http, SLOW, "cancel"],
+    );
+    assert_error(
+        &seen,
+        "cancelled",
+        "57014",
+        "canceling statement due to user request",
+    );
+    assert_eq!(seen["after_cancel"], 2);
+    service.wait_until("the query to stop", |s| s.running_queries() == 0);
+    assert_audited(&service, "cancelled", "generate_series");
 }

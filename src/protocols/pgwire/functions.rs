@@ -4,8 +4,12 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, StringArray};
-use arrow::datatypes::DataType;
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, StringArray, StructArray,
+};
+use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::datatypes::{DataType, Field, Fields};
+use datafusion::error::DataFusionError;
 use datafusion::logical_expr::expr_fn::SimpleScalarUDF;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
@@ -171,6 +175,65 @@ impl ScalarUDFImpl for JsonBuildObject {
     }
 }
 
+/// `information_schema._pg_expandarray(array)`: PostgreSQL expands an array into rows `(x, n)`
+/// (element and position); PgJDBC's `getPrimaryKeys` and `getIndexInfo` call it on
+/// `pg_index.indkey`. Here it gives the list of those pairs, and the pgwire reader wraps each
+/// call in `unnest`, which makes the rows.
+fn pg_expandarray() -> ScalarUDF {
+    let pair = Fields::from(vec![
+        Field::new("x", DataType::Int64, true),
+        Field::new("n", DataType::Int32, true),
+    ]);
+    let item = Arc::new(Field::new_list_field(DataType::Struct(pair.clone()), true));
+    let result = DataType::List(item.clone());
+    ScalarUDF::from(SimpleScalarUDF::new_with_signature(
+        "_pg_expandarray",
+        Signature::any(1, Volatility::Immutable),
+        result,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let text = arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
+            let text = text
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("cast to Utf8");
+            let (mut xs, mut ns, mut lengths, mut present) = (vec![], vec![], vec![], vec![]);
+            for value in text.iter() {
+                // An int2vector reads "1 2"; an array "[1, 2]" or "{1,2}".
+                let items = value
+                    .unwrap_or_default()
+                    .split(|c: char| c.is_whitespace() || ",[]{}".contains(c))
+                    .filter(|s| !s.is_empty());
+                let before = xs.len();
+                for (position, item) in items.enumerate() {
+                    xs.push(item.parse::<i64>().map_err(|_| {
+                        DataFusionError::Plan(format!(
+                            "_pg_expandarray: `{item}` is not an integer"
+                        ))
+                    })?);
+                    ns.push(position as i32 + 1);
+                }
+                lengths.push(xs.len() - before);
+                present.push(value.is_some());
+            }
+            let pairs = StructArray::new(
+                pair.clone(),
+                vec![
+                    Arc::new(Int64Array::from(xs)) as ArrayRef,
+                    Arc::new(Int32Array::from(ns)),
+                ],
+                None,
+            );
+            Ok(ColumnarValue::Array(Arc::new(ListArray::new(
+                item.clone(),
+                OffsetBuffer::from_lengths(lengths),
+                Arc::new(pairs),
+                Some(NullBuffer::from(present)),
+            ))))
+        }),
+    ))
+}
+
 fn json_build_object() -> ScalarUDF {
     ScalarUDF::new_from_impl(JsonBuildObject {
         signature: Signature::variadic_any(Volatility::Immutable),
@@ -220,6 +283,7 @@ pub fn all() -> Vec<ScalarUDF> {
         constant("pg_type_is_visible", DataType::Boolean, visible),
         constant("pg_collation_is_visible", DataType::Boolean, visible),
         json_build_object(),
+        pg_expandarray(),
         current_setting(),
         constant("pg_get_function_result", DataType::Utf8, empty),
         constant("pg_get_function_arguments", DataType::Utf8, empty),

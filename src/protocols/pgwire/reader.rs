@@ -19,8 +19,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, Query, SelectItem,
-    SetExpr, Statement, Value, visit_expressions_mut, visit_relations,
+    AccessExpr, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, Query,
+    SelectItem, SetExpr, Statement, Value, visit_expressions_mut, visit_relations,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -96,6 +96,8 @@ impl SqlReader {
         for statement in &mut statements {
             aggregate_scalar_subqueries(statement);
             read_vectors(statement);
+            expand_arrays(statement);
+            fields_of_composites(statement);
             missing_columns_are_null(statement);
         }
         Ok(statements)
@@ -292,6 +294,39 @@ fn read_vectors(statement: &mut Statement) {
     });
 }
 
+/// `_pg_expandarray(v)`, a set-returning function in PostgreSQL, → `unnest(_pg_expandarray(v))`:
+/// here it returns the list of `(x, n)` and `unnest` makes the rows (several in one select list
+/// are zipped, as PostgreSQL does).
+fn expand_arrays(statement: &mut Statement) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::Function(function) = expr
+            && function_name(function).as_deref() == Some("_pg_expandarray")
+            && let Some(parsed) = expression(&format!("unnest({expr})"))
+        {
+            *expr = parsed;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `(expr).field`, PostgreSQL's field of a composite value (PgJDBC's
+/// `(information_schema._pg_expandarray(i.indkey)).n`) → `get_field(expr, 'field')`.
+fn fields_of_composites(statement: &mut Statement) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::CompoundFieldAccess { root, access_chain } = expr
+            && let Expr::Nested(inner) = root.as_ref()
+            && let [AccessExpr::Dot(Expr::Identifier(field))] = access_chain.as_slice()
+            && let Some(parsed) = expression(&format!(
+                "get_field({inner}, '{}')",
+                field.value.to_ascii_lowercase().replace('\'', "''")
+            ))
+        {
+            *expr = parsed;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
 fn is_aggregate(expr: &Expr) -> bool {
     let Expr::Function(function) = expr else {
         return false;
@@ -374,6 +409,20 @@ mod tests {
         );
         // Not a vector column, not the catalogue: as written.
         let sql = "SELECT unnest(t.tags) FROM t";
+        assert_eq!(read(sql), sql);
+    }
+
+    #[test]
+    fn pgjdbcs_expanded_arrays_and_composite_fields() {
+        let sql = read(
+            "SELECT (information_schema._pg_expandarray(i.indkey)).n AS key_seq FROM pg_catalog.pg_index i",
+        );
+        assert!(
+            sql.starts_with("SELECT get_field(unnest(_pg_expandarray(i.indkey)), 'n')"),
+            "{sql}"
+        );
+        // Outside the catalogue, an analyst's own statement is as written.
+        let sql = "SELECT (s).n FROM t";
         assert_eq!(read(sql), sql);
     }
 
