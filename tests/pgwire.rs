@@ -321,6 +321,28 @@ fn grafana_table_and_column_pickers() {
             .filter_map(|l| l.split('|').next())
             .collect();
         assert_eq!(names.join(","), columns, "{table}: {}", seen.stdout);
+        // The types the picker shows are PostgreSQL's names, as information_schema gives them.
+        for expected in ["id|bigint", "nome|text"] {
+            assert!(
+                seen.stdout.lines().any(|l| l == expected),
+                "{table}: no `{expected}` in\n{}",
+                seen.stdout
+            );
+        }
+        if table == "prova.tipi" {
+            for expected in [
+                "quota|double precision",
+                "attivo|boolean",
+                "giorno|date",
+                "istante|timestamp without time zone",
+            ] {
+                assert!(
+                    seen.stdout.lines().any(|l| l == expected),
+                    "no `{expected}` in\n{}",
+                    seen.stdout
+                );
+            }
+        }
     }
 }
 

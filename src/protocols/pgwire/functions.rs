@@ -234,6 +234,63 @@ fn pg_expandarray() -> ScalarUDF {
     ))
 }
 
+/// `pg_data_type(name)`: a DataFusion type's name (`Int64`, `Timestamp(µs)`, as
+/// `information_schema.columns.data_type` holds it) as PostgreSQL's `information_schema` names
+/// the type its clients see (`bigint`, `timestamp without time zone`). The pgwire reader applies
+/// it to `data_type` in catalogue statements, so Grafana's column picker and the JDBC tools read
+/// PostgreSQL's names. A name it does not know stays as it is.
+fn pg_data_type() -> ScalarUDF {
+    ScalarUDF::from(SimpleScalarUDF::new_with_signature(
+        "pg_data_type",
+        Signature::string(1, Volatility::Immutable),
+        DataType::Utf8,
+        Arc::new(|args: &[ColumnarValue]| {
+            let names = ColumnarValue::values_to_arrays(args)?;
+            let names = arrow::compute::cast(&names[0], &DataType::Utf8)?;
+            let names = names
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("cast to Utf8");
+            let named: StringArray = names
+                .iter()
+                .map(|name| name.map(postgresql_type_name))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(named)))
+        }),
+    ))
+}
+
+fn postgresql_type_name(arrow_name: &str) -> String {
+    use pgwire::api::Type;
+    let Some(pg) = arrow_name
+        .parse::<DataType>()
+        .ok()
+        .and_then(|t| arrow_pg::datatypes::into_pg_type(&t).ok())
+    else {
+        return arrow_name.to_string();
+    };
+    let standard = match pg {
+        Type::INT2 => "smallint",
+        Type::INT4 => "integer",
+        Type::INT8 => "bigint",
+        Type::FLOAT4 => "real",
+        Type::FLOAT8 => "double precision",
+        Type::NUMERIC => "numeric",
+        Type::TEXT | Type::VARCHAR => "text",
+        Type::BOOL => "boolean",
+        Type::DATE => "date",
+        Type::TIME => "time without time zone",
+        Type::TIMESTAMP => "timestamp without time zone",
+        Type::TIMESTAMPTZ => "timestamp with time zone",
+        Type::INTERVAL => "interval",
+        Type::BYTEA => "bytea",
+        Type::JSON => "json",
+        ref other if matches!(other.kind(), postgres_types::Kind::Array(_)) => "ARRAY",
+        ref other => return other.name().to_string(),
+    };
+    standard.to_string()
+}
+
 fn json_build_object() -> ScalarUDF {
     ScalarUDF::new_from_impl(JsonBuildObject {
         signature: Signature::variadic_any(Volatility::Immutable),
@@ -284,6 +341,7 @@ pub fn all() -> Vec<ScalarUDF> {
         constant("pg_collation_is_visible", DataType::Boolean, visible),
         json_build_object(),
         pg_expandarray(),
+        pg_data_type(),
         current_setting(),
         constant("pg_get_function_result", DataType::Utf8, empty),
         constant("pg_get_function_arguments", DataType::Utf8, empty),

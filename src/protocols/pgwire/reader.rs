@@ -98,6 +98,7 @@ impl SqlReader {
             read_vectors(statement);
             expand_arrays(statement);
             fields_of_composites(statement);
+            postgresql_type_names(statement);
             missing_columns_are_null(statement);
         }
         Ok(statements)
@@ -292,6 +293,49 @@ fn read_vectors(statement: &mut Statement) {
         }
         ControlFlow::Continue(())
     });
+}
+
+/// `data_type` (of `information_schema.columns`, `.routines`, `.parameters`) →
+/// `pg_data_type(data_type)`: PostgreSQL's type names; a selected `data_type` keeps its name.
+fn postgresql_type_names(statement: &mut Statement) {
+    let is_data_type =
+        |expr: &Expr| column_name(expr).is_some_and(|c| c.eq_ignore_ascii_case("data_type"));
+    let named = |expr: &Expr| expression(&format!("pg_data_type({expr})"));
+    let _ = visit_expressions_mut(statement, |expr| {
+        if is_data_type(expr)
+            && let Some(parsed) = named(expr)
+        {
+            *expr = parsed;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    // The select list's `data_type`, now `pg_data_type(data_type)`, is still called `data_type`.
+    let _ = datafusion::sql::sqlparser::ast::visit_statements_mut(statement, |statement| {
+        if let Statement::Query(query) = statement {
+            name_type_columns(query);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+fn name_type_columns(query: &mut Query) {
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
+    for item in &mut select.projection {
+        if let SelectItem::UnnamedExpr(Expr::Function(function)) = item
+            && function_name(function).as_deref() == Some("pg_data_type")
+            && let FunctionArguments::List(list) = &function.args
+            && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(column))) = list.args.first()
+            && let Some(name) = column_name(column)
+        {
+            let alias = datafusion::sql::sqlparser::ast::Ident::new(name);
+            *item = SelectItem::ExprWithAlias {
+                expr: Expr::Function(function.clone()),
+                alias,
+            };
+        }
+    }
 }
 
 /// `_pg_expandarray(v)`, a set-returning function in PostgreSQL, → `unnest(_pg_expandarray(v))`:
