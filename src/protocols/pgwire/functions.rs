@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, StringArray, StructArray,
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, ListArray, StringArray,
+    StructArray,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, Fields};
@@ -88,6 +89,13 @@ fn null_with(name: &str, signature: Signature, result: DataType) -> ScalarUDF {
     ))
 }
 
+/// A function's first argument as text, whichever string type it came as.
+fn text_argument(args: &[ColumnarValue]) -> datafusion::error::Result<StringArray> {
+    let arrays = ColumnarValue::values_to_arrays(args)?;
+    let text = arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
+    Ok(text.as_string::<i32>().clone())
+}
+
 /// `current_setting(name)`: the server's value of a setting `SHOW` knows (what a session `SET`
 /// is not seen here); an unknown name is an error, as in PostgreSQL.
 fn current_setting() -> ScalarUDF {
@@ -96,12 +104,7 @@ fn current_setting() -> ScalarUDF {
         Signature::string(1, Volatility::Stable),
         DataType::Utf8,
         Arc::new(|args: &[ColumnarValue]| {
-            let names = ColumnarValue::values_to_arrays(args)?;
-            let names = arrow::compute::cast(&names[0], &DataType::Utf8)?;
-            let names = names
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .expect("cast to Utf8");
+            let names = text_argument(args)?;
             let values = names
                 .iter()
                 .map(|name| {
@@ -191,12 +194,7 @@ fn pg_expandarray() -> ScalarUDF {
         Signature::any(1, Volatility::Immutable),
         result,
         Arc::new(move |args: &[ColumnarValue]| {
-            let arrays = ColumnarValue::values_to_arrays(args)?;
-            let text = arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
-            let text = text
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .expect("cast to Utf8");
+            let text = text_argument(args)?;
             let (mut xs, mut ns, mut lengths, mut present) = (vec![], vec![], vec![], vec![]);
             for value in text.iter() {
                 // An int2vector reads "1 2"; an array "[1, 2]" or "{1,2}".
@@ -245,12 +243,7 @@ fn pg_data_type() -> ScalarUDF {
         Signature::string(1, Volatility::Immutable),
         DataType::Utf8,
         Arc::new(|args: &[ColumnarValue]| {
-            let names = ColumnarValue::values_to_arrays(args)?;
-            let names = arrow::compute::cast(&names[0], &DataType::Utf8)?;
-            let names = names
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .expect("cast to Utf8");
+            let names = text_argument(args)?;
             let named: StringArray = names
                 .iter()
                 .map(|name| name.map(postgresql_type_name))
