@@ -226,3 +226,51 @@ async fn a_large_append_table_keeps_only_its_latest_rows_in_memory() {
     assert_eq!(count_and_sum(&ctx, plan(&ctx).await).await, triangle(total));
     assert!(held_in_memory(&restarted) < 20 * per_pull as usize);
 }
+
+/// A load that takes longer than three refresh intervals (a large file, a short refresh) is
+/// fresh when it lands: its success is when it finished, not when it started.
+#[tokio::test]
+async fn a_load_longer_than_its_refresh_interval_lands_fresh() {
+    use futures::StreamExt;
+
+    use super::TableState;
+    use crate::store::input::{Loaded, StreamedTable};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 2, 64 * 1024);
+    store.declare("s", "t", "src", std::time::Duration::from_millis(50));
+    let whole = numbers(20_000);
+    let schema = whole.schema.clone();
+    let batches = futures::stream::iter(whole.batches)
+        .then(|batch| async move {
+            // Three refresh intervals pass while the source is read.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            Ok((batch, Vec::new()))
+        })
+        .boxed();
+    store
+        .commit(
+            "s",
+            "t",
+            "src",
+            Loaded::Streamed(StreamedTable {
+                schema,
+                batches,
+                fingerprint: None,
+            }),
+        )
+        .await
+        .unwrap();
+    let status = store
+        .statuses()
+        .into_iter()
+        .find(|s| s.table == "t")
+        .unwrap();
+    assert_eq!(status.rows, 20_000);
+    assert_eq!(
+        status.effective_state(chrono::Utc::now()),
+        TableState::Fresh,
+        "last success {:?}",
+        status.last_success
+    );
+}

@@ -145,7 +145,10 @@ impl Store {
             .write()
             .expect("data lock")
             .insert(key.clone(), next);
-        self.mark_fresh(key.clone(), source, written.rows, rejected, now);
+        // Fresh as of now, when the version landed: a large source read for longer than three
+        // refresh intervals is not stale the moment it is served (`loaded_at`, the data's own
+        // time, stays when the read began).
+        self.mark_fresh(key.clone(), source, written.rows, rejected, Utc::now());
         if let Some(entry) = self.status.write().expect("status lock").get_mut(&key) {
             entry.storage = match in_place {
                 true => Storage::Disk,
