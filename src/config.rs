@@ -372,8 +372,9 @@ impl Default for QueryLimits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpLimits {
-    /// Time a client may take to send a request's head (request line and headers); on a kept-alive
-    /// connection it counts from the end of the previous response.
+    /// Time a client may take to send a request's head (request line and headers), from its first
+    /// byte (on a new connection, from the opening). An idle kept-alive connection is bounded by
+    /// `keep_alive_timeout`, not by this.
     #[serde(with = "humantime_serde", default = "default_header_read_timeout")]
     pub header_read_timeout: Duration,
     /// A connection that has carried no request and received no byte for this long is closed.

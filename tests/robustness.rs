@@ -484,6 +484,55 @@ fn slow_and_idle_clients_are_bounded() {
     assert_select_1(&server);
 }
 
+/// A kept-alive connection idle for longer than `header_read_timeout` (but not
+/// `keep_alive_timeout`) still carries the client's next request; a head that takes longer than
+/// `header_read_timeout` from its first byte is still cut off.
+#[test]
+fn an_idle_kept_alive_connection_outlives_the_header_timeout() {
+    let config = config(
+        "",
+        "header_read_timeout = \"1s\"\nkeep_alive_timeout = \"30s\"",
+    );
+    let server = Server::start_ready(&config);
+    let address = server.url.trim_start_matches("http://").to_string();
+    let request = b"POST /api/v1/sql HTTP/1.1\r\nHost: x\r\ncontent-type: text/plain\r\ncontent-length: 8\r\n\r\nSELECT 1";
+    let mut kept = TcpStream::connect(&address).unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for round in 0..2 {
+        kept.write_all(request).unwrap();
+        let mut head = [0u8; 12];
+        kept.read_exact(&mut head).unwrap_or_else(|e| {
+            panic!("round {round}: no answer on the kept-alive connection: {e}")
+        });
+        assert_eq!(&head, b"HTTP/1.1 200", "round {round}");
+        // Idle for more than twice the header timeout (the rest of the answer is read and
+        // dropped by the check): the connection must still be open.
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(
+            !closed_by_server(&mut kept),
+            "round {round}: the idle connection was closed before keep_alive_timeout"
+        );
+        kept.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+    }
+
+    // A head begun and not finished is cut off after the header timeout.
+    let mut slow = TcpStream::connect(&address).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    let started = Instant::now();
+    while !closed_by_server(&mut slow) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a half-sent head is still open after {:?}",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_select_1(&server);
+}
+
 /// Requests hyper cannot parse or will not read are answered with problem+json too.
 #[test]
 fn malformed_and_oversized_heads_get_problem_json() {

@@ -121,7 +121,11 @@ async fn serve_connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // hyper's own header timer also runs while a kept-alive connection waits for its next
+        // request: every connection idle for `header_read_timeout` would be closed, whatever
+        // `keep_alive_timeout` says, and a client sending its next request just then would get
+        // a broken pipe. The head is timed here instead, from its first byte.
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192));
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
@@ -132,6 +136,10 @@ async fn serve_connection(
                 if let Err(e) = result {
                     debug!(%remote, error = %e, "connection ended with an error");
                 }
+                return;
+            }
+            _ = activity.head_overdue(limits.header_read_timeout) => {
+                debug!(%remote, "request head not received within header_read_timeout");
                 return;
             }
             _ = activity.idle_for(limits.keep_alive_timeout), if !closing => {
@@ -187,13 +195,19 @@ async fn linger(mut stream: TcpStream) {
     .await;
 }
 
-/// When the connection last received a byte, and how many requests it is serving.
+/// When the connection last received a byte, when the request head being received began, and
+/// how many requests it is serving.
 struct Activity {
     opened: Instant,
     last_byte_ms: AtomicU64,
     last_response_ms: AtomicU64,
+    /// When the head now awaited began: the connection's opening, then the first byte after a
+    /// request was taken; `NO_HEAD` while none is awaited or none has begun.
+    head_since_ms: AtomicU64,
     in_flight: AtomicUsize,
 }
+
+const NO_HEAD: u64 = u64::MAX;
 
 impl Activity {
     fn new() -> Self {
@@ -201,6 +215,7 @@ impl Activity {
             opened: Instant::now(),
             last_byte_ms: AtomicU64::new(0),
             last_response_ms: AtomicU64::new(0),
+            head_since_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
         }
     }
@@ -210,12 +225,43 @@ impl Activity {
     }
 
     fn received(&self) {
-        self.last_byte_ms.store(self.now_ms(), Ordering::Relaxed);
+        let now = self.now_ms();
+        self.last_byte_ms.store(now, Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            // The first byte of the next head starts its clock (a later byte does not).
+            let _ = self.head_since_ms.compare_exchange(
+                NO_HEAD,
+                now,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.head_since_ms.store(NO_HEAD, Ordering::Release);
         InFlight(self.clone())
+    }
+
+    /// Resolves once a request head has been arriving for longer than `limit` (or, on a new
+    /// connection, none has arrived within it) while no request is being served.
+    async fn head_overdue(&self, limit: Duration) {
+        let limit_ms = limit.as_millis() as u64;
+        loop {
+            let since = self.head_since_ms.load(Ordering::Acquire);
+            let now = self.now_ms();
+            let serving = self.in_flight.load(Ordering::Acquire) > 0;
+            if since != NO_HEAD && !serving && now >= since.saturating_add(limit_ms) {
+                return;
+            }
+            let wait = if since == NO_HEAD || serving {
+                limit_ms.max(100)
+            } else {
+                (since + limit_ms).saturating_sub(now).max(10)
+            };
+            tokio::time::sleep(Duration::from_millis(wait.min(1000))).await;
+        }
     }
 
     /// Resolves once the connection has served no request and received no byte for `idle`. A
