@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use datafusion::error::DataFusionError;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -27,6 +27,8 @@ pub(super) struct Written {
     /// The rows' size in Arrow memory, as they were written.
     pub bytes: u64,
     pub rejected: Vec<RejectedRecord>,
+    /// When the version was written, as its metadata says.
+    pub loaded_at: DateTime<Utc>,
 }
 
 impl Store {
@@ -83,12 +85,14 @@ impl Store {
             )
         };
         let path = version::path(&self.schema_dir(schema), table, number);
-        let now = Utc::now();
         let table_schema = streamed.schema.clone();
         let fingerprint = streamed.fingerprint.clone();
+        // Called when every row is written: a version is as of when it landed, so a source read
+        // for longer than three refresh intervals is not stale the moment it is served, and a
+        // restart restores the same `last_success`.
         let meta = |rejected: Vec<RejectedRecord>, arrow_bytes: u64| persist::SnapshotMeta {
             source: source.to_string(),
-            loaded_at: now,
+            loaded_at: Utc::now(),
             rejected,
             cursor: None,
             supersedes_segments_below: supersedes,
@@ -120,7 +124,7 @@ impl Store {
         next.retained_from = retention.as_ref().map(|r| r.cutoff);
         next.snapshot_below = supersedes;
         next.fingerprint = fingerprint;
-        next.loaded_at = Some(now);
+        next.loaded_at = Some(written.loaded_at);
         // The version supersedes every segment; they are only clutter now.
         let _ = std::fs::remove_dir_all(self.segments_dir(schema, table));
         let in_place = written.bytes > self.memory_cache;
@@ -145,10 +149,13 @@ impl Store {
             .write()
             .expect("data lock")
             .insert(key.clone(), next);
-        // Fresh as of now, when the version landed: a large source read for longer than three
-        // refresh intervals is not stale the moment it is served (`loaded_at`, the data's own
-        // time, stays when the read began).
-        self.mark_fresh(key.clone(), source, written.rows, rejected, Utc::now());
+        self.mark_fresh(
+            key.clone(),
+            source,
+            written.rows,
+            rejected,
+            written.loaded_at,
+        );
         if let Some(entry) = self.status.write().expect("status lock").get_mut(&key) {
             entry.storage = match in_place {
                 true => Storage::Disk,
@@ -281,7 +288,9 @@ pub(super) async fn write_stream(
     read?;
     let (writer, rows, bytes) = encoded.map_err(Failure::Write)?;
     let rejected = std::mem::take(&mut *rejected.lock().expect("rejected lock"));
-    let entry = persist::meta_entry(&meta(rejected.clone(), bytes)).map_err(Failure::Write)?;
+    let meta = meta(rejected.clone(), bytes);
+    let loaded_at = meta.loaded_at;
+    let entry = persist::meta_entry(&meta).map_err(Failure::Write)?;
     tokio::task::spawn_blocking(move || writer.finish(vec![entry]))
         .await
         .map_err(|e| Failure::Write(format!("the writer task failed: {e}")))?
@@ -290,6 +299,7 @@ pub(super) async fn write_stream(
         rows,
         bytes,
         rejected,
+        loaded_at,
     })
 }
 
