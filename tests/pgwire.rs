@@ -63,6 +63,23 @@ fn assert_login_error(seen: &Value, what: &str, words: &str) {
     );
 }
 
+/// What every PostgreSQL client's "main" run saw (psycopg's, PgJDBC's): a refused statement and
+/// the session going on, an unknown table, a timed-out query, a wrong and a partner key at
+/// login, and its parameterised statement audited.
+fn assert_statement_and_login_errors(service: &Service, seen: &Value) {
+    assert_error(seen, "refused", "25006", "`DROP TABLE` is not allowed");
+    assert_eq!(seen["after_refusal"], 1);
+    assert_error(seen, "unknown_table", "42P01", "nessuna");
+    assert_error(seen, "timeout", "57014", "time limit of 3s");
+    assert_login_error(seen, "wrong_key", "unknown API key");
+    assert_login_error(
+        seen,
+        "partner_key",
+        "a partner key cannot use this endpoint",
+    );
+    assert_audited(service, "ok", "/* parameters: 2, nessuno */");
+}
+
 /// The client saw its query cancelled (57014), and the server stopped running it.
 fn assert_cancelled(service: &Service, seen: &Value) {
     assert_error(
@@ -415,20 +432,10 @@ fn psycopg_parameters_server_side_cursor_types_and_errors() {
         json!(["12.50", [1, 2, 3], "1 day, 0:00:00"])
     );
     assert_eq!(seen["geometry_bytes"], 21, "a WKB point is 21 bytes");
-    assert_error(&seen, "refused", "25006", "`DROP TABLE` is not allowed");
-    assert_eq!(seen["after_refusal"], 1);
-    assert_error(&seen, "unknown_table", "42P01", "nessuna");
-    assert_error(&seen, "timeout", "57014", "time limit of 3s");
     assert_eq!(seen["cursor_description"], json!(["id"]));
     assert_eq!(seen["cursor_first"], json!([[1], [2]]));
     assert_eq!(seen["cursor_rest"], json!([[3]]));
-    assert_login_error(&seen, "wrong_key", "unknown API key");
-    assert_login_error(
-        &seen,
-        "partner_key",
-        "a partner key cannot use this endpoint",
-    );
-    assert_audited(&service, "ok", "/* parameters: 2, nessuno */");
+    assert_statement_and_login_errors(&service, &seen);
 }
 
 #[test]
@@ -785,17 +792,7 @@ fn pgjdbc_metadata_prepared_statements_types_and_errors() {
             "timestamp"
         ])
     );
-    assert_error(&seen, "refused", "25006", "`DROP TABLE` is not allowed");
-    assert_eq!(seen["after_refusal"], 1);
-    assert_error(&seen, "unknown_table", "42P01", "nessuna");
-    assert_error(&seen, "timeout", "57014", "time limit of 3s");
-    assert_login_error(&seen, "wrong_key", "unknown API key");
-    assert_login_error(
-        &seen,
-        "partner_key",
-        "a partner key cannot use this endpoint",
-    );
-    assert_audited(&service, "ok", "/* parameters: 2, nessuno */");
+    assert_statement_and_login_errors(&service, &seen);
 }
 
 #[test]
