@@ -124,7 +124,6 @@ fn adbc_flight_sql_over_tls() {
 #[test]
 fn a_statement_ticket_is_fetched_once_by_its_own_key() {
     use arrow_flight::sql::client::FlightSqlServiceClient;
-    use futures::TryStreamExt;
 
     let service = Service::start("10s");
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -149,14 +148,7 @@ fn a_statement_ticket_is_fetched_once_by_its_own_key() {
         let info = analyst.execute(sql.into(), None).await.expect("execute");
         assert_eq!(info.total_records, 3);
         let ticket = info.endpoint[0].ticket.clone().expect("a ticket");
-        let batches: Vec<_> = analyst
-            .do_get(ticket.clone())
-            .await
-            .expect("do_get")
-            .try_collect()
-            .await
-            .expect("batches");
-        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+        assert_eq!(rows(&mut analyst, ticket.clone()).await, 3);
         let again = analyst
             .do_get(ticket)
             .await
@@ -172,13 +164,23 @@ fn a_statement_ticket_is_fetched_once_by_its_own_key() {
             .err()
             .expect("another key's fetch fails");
         assert!(other.to_string().contains("another key"), "{other}");
-        let batches: Vec<_> = analyst
-            .do_get(ticket)
-            .await
-            .expect("the ticket still waits for its own key")
-            .try_collect()
-            .await
-            .expect("batches");
-        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+        // The ticket still waits for its own key.
+        assert_eq!(rows(&mut analyst, ticket).await, 3);
     });
+}
+
+/// The rows a ticket's fetch returns.
+async fn rows(
+    client: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+    ticket: arrow_flight::Ticket,
+) -> usize {
+    use futures::TryStreamExt;
+    let batches: Vec<_> = client
+        .do_get(ticket)
+        .await
+        .expect("do_get")
+        .try_collect()
+        .await
+        .expect("batches");
+    batches.iter().map(|b| b.num_rows()).sum()
 }
