@@ -78,6 +78,20 @@ struct Waiting {
     since: Instant,
 }
 
+/// Below `cap` entries, so that one more fits: the oldest (by `age`) go first.
+fn make_room<V, A: Ord>(map: &mut HashMap<Vec<u8>, V>, cap: usize, age: impl Fn(&V) -> A) {
+    while map.len() >= cap {
+        let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, v)| age(v))
+            .map(|(h, _)| h.clone())
+        else {
+            break;
+        };
+        map.remove(&oldest);
+    }
+}
+
 /// Serve Flight SQL on `listener` (with TLS when `tls` holds a PEM certificate and key).
 pub fn spawn(
     listener: tokio::net::TcpListener,
@@ -247,16 +261,7 @@ impl FlightSql {
         .into_bytes();
         let mut waiting = self.waiting.lock().expect("waiting results lock");
         waiting.retain(|_, w| w.since.elapsed() < WAITING_FOR);
-        while waiting.len() >= MAX_WAITING {
-            let Some(oldest) = waiting
-                .iter()
-                .min_by_key(|(_, w)| w.since)
-                .map(|(h, _)| h.clone())
-            else {
-                break;
-            };
-            waiting.remove(&oldest);
-        }
+        make_room(&mut waiting, MAX_WAITING, |w| w.since);
         waiting.insert(
             handle.clone(),
             Waiting {
@@ -423,14 +428,7 @@ impl FlightSqlService for FlightSql {
             parameter_schema: encode_schema(&parameter_schema(&described))?.into(),
         };
         let mut prepared = self.prepared.lock().expect("prepared statements lock");
-        if prepared.len() >= MAX_PREPARED
-            && let Some(oldest) = prepared
-                .iter()
-                .min_by_key(|(_, p)| p.number)
-                .map(|(h, _)| h.clone())
-        {
-            prepared.remove(&oldest);
-        }
+        make_room(&mut prepared, MAX_PREPARED, |p| p.number);
         prepared.insert(
             handle,
             Prepared {
