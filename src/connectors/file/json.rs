@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BinaryBuilder};
-use arrow::datatypes::{Field, Schema};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde_json::{Map, Value};
 
@@ -64,26 +64,33 @@ pub fn read_ndjson(path: &Path, text: &str) -> (Vec<Object>, Vec<RejectedRecord>
     let mut objects = Vec::new();
     let mut rejected = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+        match ndjson_line(path, i as u64 + 1, line) {
+            Ok(Some(object)) => objects.push(object),
+            Ok(None) => {}
+            Err(record) => rejected.push(record),
         }
-        let reason = match serde_json::from_str::<Value>(line) {
-            Ok(Value::Object(object)) => {
-                objects.push(object);
-                continue;
-            }
-            Ok(_) => "not a JSON object".to_string(),
-            Err(e) => format!("invalid JSON: {e}"),
-        };
-        rejected.push(RejectedRecord {
-            time: None,
-            source: path.display().to_string(),
-            line: Some(i as u64 + 1),
-            reason,
-            raw: truncate_raw(line),
-        });
     }
     (objects, rejected)
+}
+
+/// The object on line `number` of an NDJSON text: nothing on a blank line, a rejected record
+/// saying why on a line that is not a JSON object.
+pub fn ndjson_line(path: &Path, number: u64, line: &str) -> Result<Option<Object>, RejectedRecord> {
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    let reason = match serde_json::from_str::<Value>(line) {
+        Ok(Value::Object(object)) => return Ok(Some(object)),
+        Ok(_) => "not a JSON object".to_string(),
+        Err(e) => format!("invalid JSON: {e}"),
+    };
+    Err(RejectedRecord {
+        time: None,
+        source: path.display().to_string(),
+        line: Some(number),
+        reason,
+        raw: truncate_raw(line),
+    })
 }
 
 /// GeoJSON features: their properties, plus the geometry as WKB in `geometry_column`, in WGS84.
@@ -193,11 +200,34 @@ pub fn objects_to_batch(
 ) -> Result<RecordBatch, ConnectorError> {
     let objects: Vec<Value> = objects
         .into_iter()
-        .map(|object| Value::Object(object.into_iter().map(|(k, v)| (rename(&k), v)).collect()))
+        .map(|object| renamed(object, &rename))
         .collect();
-    let schema = arrow::json::reader::infer_json_schema_from_iterator(objects.iter().map(Ok))
+    let schema = infer_schema(path, objects.iter().map(Ok))?;
+    values_to_batch(path, schema, &objects)
+}
+
+/// An object with its keys renamed to column names.
+pub fn renamed(object: Object, rename: impl Fn(&str) -> String) -> Value {
+    Value::Object(object.into_iter().map(|(k, v)| (rename(&k), v)).collect())
+}
+
+/// The schema of objects (each a `Value::Object`), inferred from every one of them as they come:
+/// none is kept.
+pub fn infer_schema<V: std::borrow::Borrow<Value>>(
+    path: &Path,
+    objects: impl Iterator<Item = Result<V, arrow::error::ArrowError>>,
+) -> Result<SchemaRef, ConnectorError> {
+    let schema = arrow::json::reader::infer_json_schema_from_iterator(objects)
         .map_err(|e| parse_error(path, format!("cannot infer a schema: {e}")))?;
-    let schema = Arc::new(schema);
+    Ok(Arc::new(schema))
+}
+
+/// Objects as a record batch of `schema` (primitive values coerced to the column's type).
+pub fn values_to_batch(
+    path: &Path,
+    schema: SchemaRef,
+    objects: &[Value],
+) -> Result<RecordBatch, ConnectorError> {
     if objects.is_empty() {
         return Ok(RecordBatch::new_empty(schema));
     }
@@ -207,7 +237,7 @@ pub fn objects_to_batch(
         .build_decoder()
         .map_err(|e| parse_error(path, e.to_string()))?;
     decoder
-        .serialize(&objects)
+        .serialize(objects)
         .map_err(|e| parse_error(path, e.to_string()))?;
     let batch = decoder
         .flush()

@@ -9,12 +9,12 @@ use arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use chrono::{NaiveDate, NaiveDateTime};
 
 use super::config::ColumnType;
-use super::csv::TextTable;
+use super::csv::{TextRow, TextTable};
 use crate::connectors::{ConnectorError, RejectedRecord, truncate_raw};
 
 /// How numbers are written in the file.
@@ -171,45 +171,98 @@ fn is_number(kind: ColumnType) -> bool {
     matches!(kind, ColumnType::Int | ColumnType::Float)
 }
 
-/// The narrowest type every non-null value fits; text when none other does. Placeholders
-/// ("-", "n.d.", …) among numbers do not make a column text.
-fn infer(values: impl Iterator<Item = String>, format: NumberFormat) -> ColumnType {
-    let mut placeholders = false;
-    let kind = infer_values(
-        values.filter(|value| {
-            let placeholder = is_placeholder(value);
-            placeholders |= placeholder;
-            !placeholder
-        }),
-        format,
-    );
-    if placeholders && !is_number(kind) {
-        // Placeholders alone, or among text: the column is what it says.
-        return ColumnType::Text;
-    }
-    kind
+/// What a column's values seen so far allow it to be. Inference is fed one value at a time, so
+/// a file is typed over every value without holding them: the narrowest type every non-null
+/// value fits, text when none other does. Placeholders ("-", "n.d.", …) among numbers do not
+/// make a column text.
+#[derive(Debug, Clone)]
+pub struct Inference {
+    /// The types every value so far fits, narrowest first.
+    candidates: Vec<ColumnType>,
+    /// A value other than a placeholder was seen.
+    any: bool,
+    /// A value fits no other type, or is a code: the column is text whatever follows.
+    text: bool,
+    placeholders: bool,
 }
 
-fn infer_values(values: impl Iterator<Item = String>, format: NumberFormat) -> ColumnType {
-    let mut candidates = vec![
-        ColumnType::Int,
-        ColumnType::Float,
-        ColumnType::Bool,
-        ColumnType::Date,
-        ColumnType::Timestamp,
-    ];
-    let mut any = false;
-    for value in values {
-        any = true;
-        if is_code(&value) {
-            return ColumnType::Text;
-        }
-        candidates.retain(|kind| parse_as(*kind, &value, format).is_ok());
-        if candidates.is_empty() {
-            return ColumnType::Text;
+impl Default for Inference {
+    fn default() -> Self {
+        Self {
+            candidates: vec![
+                ColumnType::Int,
+                ColumnType::Float,
+                ColumnType::Bool,
+                ColumnType::Date,
+                ColumnType::Timestamp,
+            ],
+            any: false,
+            text: false,
+            placeholders: false,
         }
     }
-    if any { candidates[0] } else { ColumnType::Text }
+}
+
+impl Inference {
+    /// Take one non-null value into account.
+    pub fn see(&mut self, value: &str, format: NumberFormat) {
+        if self.text {
+            return;
+        }
+        if is_placeholder(value) {
+            self.placeholders = true;
+            return;
+        }
+        self.any = true;
+        if is_code(value) {
+            self.text = true;
+            return;
+        }
+        self.candidates
+            .retain(|kind| parse_as(*kind, value, format).is_ok());
+        self.text = self.candidates.is_empty();
+    }
+
+    /// The type of the values seen.
+    pub fn kind(&self) -> ColumnType {
+        let kind = if self.text || !self.any {
+            ColumnType::Text
+        } else {
+            self.candidates[0]
+        };
+        if self.placeholders && !is_number(kind) {
+            // Placeholders alone, or among text: the column is what it says.
+            return ColumnType::Text;
+        }
+        kind
+    }
+}
+
+#[cfg(test)]
+fn infer(values: impl Iterator<Item = String>, format: NumberFormat) -> ColumnType {
+    let mut inference = Inference::default();
+    for value in values {
+        inference.see(&value, format);
+    }
+    inference.kind()
+}
+
+/// Each column's type: declared, or else inferred.
+pub fn kinds(
+    columns: &[String],
+    declared: &BTreeMap<String, ColumnType>,
+    inferred: &[Inference],
+) -> Vec<ColumnType> {
+    columns
+        .iter()
+        .zip(inferred)
+        .map(|(name, inference)| {
+            declared
+                .get(name)
+                .copied()
+                .unwrap_or_else(|| inference.kind())
+        })
+        .collect()
 }
 
 fn data_type(kind: ColumnType) -> DataType {
@@ -260,14 +313,15 @@ impl Builder {
         }
     }
 
-    fn finish(self) -> ArrayRef {
+    /// The values appended since the last finish.
+    fn finish(&mut self) -> ArrayRef {
         match self {
-            Builder::Text(mut b) => Arc::new(b.finish()),
-            Builder::Int(mut b) => Arc::new(b.finish()),
-            Builder::Float(mut b) => Arc::new(b.finish()),
-            Builder::Bool(mut b) => Arc::new(b.finish()),
-            Builder::Date(mut b) => Arc::new(b.finish()),
-            Builder::Timestamp(mut b) => Arc::new(b.finish()),
+            Builder::Text(b) => Arc::new(b.finish()),
+            Builder::Int(b) => Arc::new(b.finish()),
+            Builder::Float(b) => Arc::new(b.finish()),
+            Builder::Bool(b) => Arc::new(b.finish()),
+            Builder::Date(b) => Arc::new(b.finish()),
+            Builder::Timestamp(b) => Arc::new(b.finish()),
         }
     }
 }
@@ -282,37 +336,100 @@ pub fn to_record_batch(
     format: NumberFormat,
     delimiter: char,
 ) -> Result<(RecordBatch, Vec<RejectedRecord>), ConnectorError> {
-    let kinds: Vec<ColumnType> = columns
+    let mut inferred = vec![Inference::default(); columns.len()];
+    for (i, inference) in inferred.iter_mut().enumerate() {
+        if declared.contains_key(&columns[i]) {
+            continue;
+        }
+        for value in table.rows.iter().filter_map(|r| r.cells[i].as_deref()) {
+            inference.see(value, format);
+        }
+    }
+    let kinds = kinds(columns, declared, &inferred);
+    let mut typer = Typer::new(source, columns, kinds, format, delimiter);
+    let rejected = table
+        .rows
         .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            declared.get(name).copied().unwrap_or_else(|| {
-                infer(table.rows.iter().filter_map(|r| r.cells[i].clone()), format)
-            })
-        })
+        .filter_map(|row| typer.push(row))
         .collect();
+    let batch = typer.finish_batch()?;
+    typer.warn_placeholders();
+    Ok((batch, rejected))
+}
 
-    let mut builders: Vec<Builder> = kinds.iter().map(|k| Builder::new(*k)).collect();
-    let mut rejected = Vec::new();
-    // Per column: the placeholders read as NULL, by token.
-    let mut placeholders: Vec<BTreeMap<String, usize>> = vec![BTreeMap::new(); columns.len()];
-    let mut parsed: Vec<Option<Value>> = Vec::with_capacity(columns.len());
-    for row in &table.rows {
-        parsed.clear();
+/// Rows of text cells to typed record batches, one batch at a time, the columns' types decided
+/// beforehand (declared, or inferred over every value). A value that does not fit its column's
+/// type rejects its row, with the reason.
+pub struct Typer {
+    source: String,
+    columns: Vec<String>,
+    kinds: Vec<ColumnType>,
+    format: NumberFormat,
+    delimiter: char,
+    schema: SchemaRef,
+    builders: Vec<Builder>,
+    rows: usize,
+    /// Per column: the placeholders read as NULL, by token.
+    placeholders: Vec<BTreeMap<String, usize>>,
+    parsed: Vec<Option<Value>>,
+}
+
+impl Typer {
+    pub fn new(
+        source: &str,
+        columns: &[String],
+        kinds: Vec<ColumnType>,
+        format: NumberFormat,
+        delimiter: char,
+    ) -> Self {
+        let fields: Vec<Field> = columns
+            .iter()
+            .zip(&kinds)
+            .map(|(name, kind)| Field::new(name, data_type(*kind), true))
+            .collect();
+        Self {
+            source: source.to_string(),
+            columns: columns.to_vec(),
+            builders: kinds.iter().map(|k| Builder::new(*k)).collect(),
+            placeholders: vec![BTreeMap::new(); columns.len()],
+            parsed: Vec::with_capacity(columns.len()),
+            kinds,
+            format,
+            delimiter,
+            schema: Arc::new(Schema::new(fields)),
+            rows: 0,
+        }
+    }
+
+    /// The schema of every batch.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Rows taken since the last batch.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Take one row (its cells in the columns' order), or reject it saying why.
+    pub fn push(&mut self, row: &TextRow) -> Option<RejectedRecord> {
+        self.parsed.clear();
         let mut problem = None;
         for (i, cell) in row.cells.iter().enumerate() {
             let value = match cell {
-                Some(text) if is_number(kinds[i]) && is_placeholder(text) => {
-                    *placeholders[i].entry(text.trim().to_string()).or_default() += 1;
+                Some(text) if is_number(self.kinds[i]) && is_placeholder(text) => {
+                    *self.placeholders[i]
+                        .entry(text.trim().to_string())
+                        .or_default() += 1;
                     Ok(None)
                 }
-                Some(text) => parse_as(kinds[i], text, format),
+                Some(text) => parse_as(self.kinds[i], text, self.format),
                 None => Ok(None),
             };
             match value {
-                Ok(value) => parsed.push(value),
+                Ok(value) => self.parsed.push(value),
                 Err(reason) => {
-                    problem = Some(format!("column `{}`: {reason}", columns[i]));
+                    problem = Some(format!("column `{}`: {reason}", self.columns[i]));
                     break;
                 }
             }
@@ -323,40 +440,40 @@ pub fn to_record_batch(
                 .iter()
                 .map(|c| c.as_deref().unwrap_or(""))
                 .collect::<Vec<_>>()
-                .join(&delimiter.to_string());
-            rejected.push(RejectedRecord {
+                .join(&self.delimiter.to_string());
+            return Some(RejectedRecord {
                 time: None,
-                source: source.to_string(),
+                source: self.source.clone(),
                 line: Some(row.line),
                 reason,
                 raw: truncate_raw(&raw),
             });
-            continue;
         }
-        for (i, value) in parsed.drain(..).enumerate() {
-            builders[i].append(row.cells[i].as_deref(), value);
+        for (i, value) in self.parsed.drain(..).enumerate() {
+            self.builders[i].append(row.cells[i].as_deref(), value);
         }
+        self.rows += 1;
+        None
     }
 
-    for (column, tokens) in columns.iter().zip(&placeholders) {
-        if let Some(text) = placeholder_warning(column, tokens) {
-            tracing::warn!(source, column = %column, "{text}");
-        }
-    }
-
-    let fields: Vec<Field> = columns
-        .iter()
-        .zip(&kinds)
-        .map(|(name, kind)| Field::new(name, data_type(*kind), true))
-        .collect();
-    let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| {
-        ConnectorError::Parse {
-            path: source.into(),
+    /// The rows taken since the last batch, as a batch.
+    pub fn finish_batch(&mut self) -> Result<RecordBatch, ConnectorError> {
+        self.rows = 0;
+        let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
+        RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| ConnectorError::Parse {
+            path: self.source.as_str().into(),
             message: e.to_string(),
+        })
+    }
+
+    /// Warn, once the rows are all taken, of the placeholders read as NULL in each column.
+    pub fn warn_placeholders(&self) {
+        for (column, tokens) in self.columns.iter().zip(&self.placeholders) {
+            if let Some(text) = placeholder_warning(column, tokens) {
+                tracing::warn!(source = %self.source, column = %column, "{text}");
+            }
         }
-    })?;
-    Ok((batch, rejected))
+    }
 }
 
 /// "column `residenti`: 76 placeholders read as NULL (\"-\" 70, \"n.d.\" 6)", or nothing.
