@@ -2,6 +2,8 @@
 //! interval. Each `[[table]]` is read on its own, so one missing file fails only its table.
 
 mod config;
+mod decode;
+mod streamed;
 // The `http` connector reads response bodies with the same readers, typer and reshaping.
 pub(crate) mod csv;
 pub(crate) mod json;
@@ -106,7 +108,8 @@ async fn simulate_if_missing(
 }
 
 /// A table's load: nothing read if the file is the one its current version came from; a
-/// Parquet file streamed batch by batch; a text file read whole.
+/// Parquet, CSV or NDJSON file streamed batch by batch; a JSON document or GeoJSON file read
+/// whole.
 async fn load_unless_unchanged(
     table: &FileTableConfig,
     path: &Path,
@@ -125,8 +128,8 @@ async fn load_unless_unchanged(
     if state.unchanged(&table.name, &fingerprint) {
         return Ok(Loaded::Unchanged);
     }
-    if table.format() == Some(FileFormat::Parquet) {
-        let (schema, batches) = parquet_batches(table.clone(), path.to_path_buf()).await?;
+    if let Some(batches) = streamed_batches(table, path) {
+        let (schema, batches) = batches.await?;
         return Ok(Loaded::Streamed(StreamedTable {
             schema,
             batches: batches.map_err(Into::into).boxed(),
@@ -206,6 +209,22 @@ fn content_hash(path: &Path, len: u64) -> std::io::Result<u64> {
 type PreparedBatches =
     BoxStream<'static, Result<(RecordBatch, Vec<RejectedRecord>), ConnectorError>>;
 
+/// The batches of a file read batch by batch (Parquet, CSV, NDJSON) and their schema; `None` for
+/// a format read whole.
+fn streamed_batches(
+    table: &FileTableConfig,
+    path: &Path,
+) -> Option<BoxFuture<'static, Result<(SchemaRef, PreparedBatches), ConnectorError>>> {
+    let (table, path) = (table.clone(), path.to_path_buf());
+    match table.format() {
+        Some(FileFormat::Parquet) => Some(parquet_batches(table, path).boxed()),
+        Some(FileFormat::Csv | FileFormat::Ndjson) => {
+            Some(streamed::text_batches(table, path).boxed())
+        }
+        _ => None,
+    }
+}
+
 /// A Parquet file's rows as the table declares them, read batch by batch (never the whole file
 /// in memory), each renamed, typed, reprojected and reshaped as it comes; and the schema they
 /// have, from the file's footer.
@@ -267,8 +286,8 @@ pub async fn load_table(
     table: FileTableConfig,
     path: PathBuf,
 ) -> Result<LoadedTable, ConnectorError> {
-    if table.format() == Some(FileFormat::Parquet) {
-        let (schema, batches) = parquet_batches(table, path).await?;
+    if let Some(batches) = streamed_batches(&table, &path) {
+        let (schema, batches) = batches.await?;
         let read: Vec<(RecordBatch, Vec<RejectedRecord>)> = batches.try_collect().await?;
         let (batches, rejected): (Vec<_>, Vec<_>) = read.into_iter().unzip();
         return Ok(LoadedTable::replace(
@@ -315,9 +334,9 @@ async fn reshaped(
 }
 
 /// The table's schema as a load would make it, for `cruscotto check`: a Parquet file from its
-/// footer alone; a text file is read and typed (its types are inferred from its values) but
-/// nothing is stored. A simulated table whose file is not there yet is described from a small
-/// simulation in `scratch`.
+/// footer alone; a text file is read and typed (its types are inferred from its values), a CSV
+/// or NDJSON file a batch at a time, but nothing is stored. A simulated table whose file is not
+/// there yet is described from a small simulation in `scratch`.
 pub async fn describe_table(
     table: &FileTableConfig,
     base_dir: &Path,
@@ -332,8 +351,19 @@ pub async fn describe_table(
         path = scratch.join(format!("{}.{}", table.name, extension_of(&table.path)));
         simulate_if_missing(&small, &path, base_dir).await?;
     }
-    if table.format() == Some(FileFormat::Parquet) {
-        return Ok((parquet_batches(table.clone(), path).await?.0, Vec::new()));
+    match table.format() {
+        Some(FileFormat::Parquet) => {
+            return Ok((parquet_batches(table.clone(), path).await?.0, Vec::new()));
+        }
+        Some(FileFormat::Csv | FileFormat::Ndjson) => {
+            let (schema, mut batches) = streamed::text_batches(table.clone(), path).await?;
+            let mut rejected = Vec::new();
+            while let Some((_, refused)) = batches.try_next().await? {
+                rejected.extend(refused);
+            }
+            return Ok((schema, rejected));
+        }
+        _ => {}
     }
     let loaded = load_table(table.clone(), path).await?;
     Ok((loaded.schema, loaded.rejected))
@@ -368,6 +398,8 @@ fn declared_crs(
         })
 }
 
+/// A JSON document or a GeoJSON file, read whole: their records are the items of one array
+/// inside one document (see `streamed.rs` for the formats read batch by batch).
 fn read_file(
     table: &FileTableConfig,
     path: &Path,
@@ -382,41 +414,10 @@ fn read_file(
         source,
     })?;
     let text = csv::decode(path, &bytes, &table.encoding)?;
-    let source = path.display().to_string();
     let rename = |key: &str| column_name(table, key, 0);
     let (batch, rejected) = match format {
-        FileFormat::Csv => {
-            let (text_table, mut rejected) = csv::parse(path, &text, table)?;
-            let columns = names::deduplicate(
-                text_table
-                    .header
-                    .iter()
-                    .enumerate()
-                    .map(|(i, h)| column_name(table, h, i + 1))
-                    .collect(),
-            );
-            check_declared(path, table, &columns)?;
-            let number_format = typed::NumberFormat {
-                decimal: table.decimal,
-                thousands: table.thousands,
-            };
-            let (batch, bad_values) = typed::to_record_batch(
-                &source,
-                text_table,
-                &columns,
-                &table.schema,
-                number_format,
-                table.delimiter,
-            )?;
-            rejected.extend(bad_values);
-            (batch, rejected)
-        }
         FileFormat::Json => {
             let (objects, rejected) = json::read_json(path, &text, table.json_pointer.as_deref())?;
-            (json::objects_to_batch(path, objects, rename)?, rejected)
-        }
-        FileFormat::Ndjson => {
-            let (objects, rejected) = json::read_ndjson(path, &text);
             (json::objects_to_batch(path, objects, rename)?, rejected)
         }
         FileFormat::Geojson => {
@@ -429,19 +430,14 @@ fn read_file(
                 rejected,
             )
         }
-        FileFormat::Parquet => {
+        FileFormat::Parquet | FileFormat::Csv | FileFormat::Ndjson => {
             return Err(ConnectorError::Parse {
                 path: path.to_path_buf(),
-                message: "a Parquet file is read batch by batch, not as text".into(),
+                message: format!("a {format:?} file is read batch by batch, not whole"),
             });
         }
     };
-    let batch = if matches!(format, FileFormat::Csv) {
-        batch
-    } else {
-        cast_declared(path, table, batch)?
-    };
-    Ok((batch, rejected))
+    Ok((cast_declared(path, table, batch)?, rejected))
 }
 
 fn check_declared(
