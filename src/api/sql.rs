@@ -207,7 +207,7 @@ async fn execute(
     caller.require(Role::Analyst)?;
     let format = Format::negotiate(format, headers)?;
     let started = Instant::now();
-    let result = run_statement(state, caller, sql, None).await?;
+    let result = run_statement(state, caller, sql, Default::default()).await?;
     let query_time = started.elapsed();
     let rows = result.rows();
     let started = Instant::now();
@@ -245,14 +245,14 @@ pub async fn run_statement(
     state: &AppState,
     caller: &Caller,
     sql: &str,
-    params: Option<datafusion::common::ParamValues>,
+    execution: crate::query::Execution,
 ) -> Result<crate::query::QueryResult, ApiError> {
     let principal = caller.require(Role::Analyst)?;
-    let engine = &state.service.engine;
-    Ok(match params {
-        None => engine.execute_as(sql, principal.role).await?,
-        Some(params) => engine.execute_bound_as(sql, principal.role, params).await?,
-    })
+    Ok(state
+        .service
+        .engine
+        .execute_with(sql, principal.role, execution)
+        .await?)
 }
 
 /// `Server-Timing` (W3C): the query (guard, planning, execution) and the encoding of its result,

@@ -1,11 +1,13 @@
 //! Arrow Flight SQL: ADBC (Python, R, Go), the Flight SQL JDBC driver and DBeaver through it get
 //! results as Arrow record batches. A bearer token (or the handshake's password) is an API key,
 //! checked by the gate on every call; statements, prepared statements and the catalogue listings
-//! (`GetTables`, `GetDbSchemas`) run through the gate, as over HTTP. A statement runs when its
-//! `FlightInfo` is asked for, and its result waits under the ticket (one fetch, for a minute at
-//! most): planning it again for the fetch cost as much as a small query itself. Dropping the
-//! call (the client cancels or goes away) aborts the query. A prepared statement runs when its
-//! ticket is fetched: its schema is known from when it was prepared.
+//! (`GetTables`, `GetDbSchemas`) run through the gate, as over HTTP. A statement starts when its
+//! `FlightInfo` is asked for, which is answered as soon as the statement is planned; it goes on
+//! running while the client asks for the ticket, and its result waits under the ticket (one
+//! fetch, for a minute at most). So the second call overlaps the execution instead of following
+//! it, and the statement is planned once. Dropping the fetch, or a result never fetched, aborts
+//! the query. A prepared statement runs when its ticket is fetched: its schema is known from when
+//! it was prepared.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -43,7 +45,7 @@ use super::ProtocolError;
 use super::gate::{Gate, Protocol, Session, client_message};
 use crate::api::AppState;
 use crate::api::error::ApiError;
-use crate::query::{Described, QueryError, QueryResult};
+use crate::query::{AbortOnDrop, Described, Execution, QueryError, QueryResult};
 
 /// Prepared statements one server keeps at once; the oldest go first past it.
 const MAX_PREPARED: usize = 4096;
@@ -71,11 +73,36 @@ struct Prepared {
     number: u64,
 }
 
-/// A statement's result, run when its `FlightInfo` was asked for, until its ticket is fetched.
+/// A statement started when its `FlightInfo` was asked for, until its ticket is fetched.
 struct Waiting {
     key_id: String,
-    result: QueryResult,
+    outcome: Outcome,
     since: Instant,
+}
+
+/// A statement's result, or the statement still running (aborted if dropped unfetched).
+enum Outcome {
+    Done(QueryResult),
+    Running(AbortOnDrop<Result<QueryResult, ApiError>>),
+}
+
+impl Outcome {
+    async fn result(self) -> Result<QueryResult, Status> {
+        match self {
+            Outcome::Done(result) => Ok(result),
+            Outcome::Running(task) => joined(task.await),
+        }
+    }
+}
+
+/// A statement's task as it ended: its result, or its error as the client's status.
+fn joined(
+    ended: Result<Result<QueryResult, ApiError>, tokio::task::JoinError>,
+) -> Result<QueryResult, Status> {
+    match ended {
+        Ok(result) => result.map_err(|e| status(&e)),
+        Err(e) => Err(Status::internal(format!("the statement's task failed: {e}"))),
+    }
 }
 
 /// Below `cap` entries, so that one more fits: the oldest (by `age`) go first.
@@ -250,9 +277,9 @@ impl FlightSql {
             .map_err(|e| status(&e))
     }
 
-    /// Keep `result` for its ticket; the handle is new, and results past their minute (or the
+    /// Keep `outcome` for its ticket; the handle is new, and results past their minute (or the
     /// oldest, past the cap) go.
-    fn keep(&self, session: &Session, result: QueryResult) -> Vec<u8> {
+    fn keep(&self, session: &Session, outcome: Outcome) -> Vec<u8> {
         let handle = format!(
             "result-{}-{:016x}",
             self.next_handle.fetch_add(1, Ordering::Relaxed),
@@ -266,7 +293,7 @@ impl FlightSql {
             handle.clone(),
             Waiting {
                 key_id: session.principal.key_id.clone(),
-                result,
+                outcome,
                 since: Instant::now(),
             },
         );
@@ -274,11 +301,11 @@ impl FlightSql {
     }
 
     /// The result waiting under a ticket, taken: a ticket is fetched once.
-    fn take(&self, handle: &[u8], session: &Session) -> Result<QueryResult, Status> {
+    fn take(&self, handle: &[u8], session: &Session) -> Result<Outcome, Status> {
         let mut waiting = self.waiting.lock().expect("waiting results lock");
         match waiting.get(handle) {
             Some(w) if w.key_id == session.principal.key_id && w.since.elapsed() < WAITING_FOR => {
-                Ok(waiting.remove(handle).expect("just seen").result)
+                Ok(waiting.remove(handle).expect("just seen").outcome)
             }
             _ => Err(Status::not_found(
                 "no result waits under this ticket: it was fetched already, it expired (a \
@@ -381,11 +408,35 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(&request).await?;
-        let result = self.run(&session, &query.query).await?;
-        let schema = result.schema.clone();
-        let rows = result.rows();
+        let (planned, schema) = tokio::sync::oneshot::channel();
+        let (gate, running_as, sql) = (self.gate.clone(), session.clone(), query.query);
+        let mut task = AbortOnDrop(tokio::spawn(async move {
+            let execution = Execution {
+                params: None,
+                planned: Some(planned),
+            };
+            gate.run_with(&running_as, &sql, execution).await
+        }));
+        // Answered once the statement is planned (its rows unknown yet), or once it has ended
+        // if that comes first: a refused or failing statement answers here with its error.
+        let planned = tokio::select! {
+            biased;
+            ended = &mut task => Err(ended),
+            schema = schema => Ok(schema),
+        };
+        let (schema, rows, outcome) = match planned {
+            Ok(Ok(schema)) => (schema, -1, Outcome::Running(task)),
+            Ok(Err(_not_planned)) => {
+                let result = joined(task.await)?;
+                (result.schema.clone(), result.rows() as i64, Outcome::Done(result))
+            }
+            Err(ended) => {
+                let result = joined(ended)?;
+                (result.schema.clone(), result.rows() as i64, Outcome::Done(result))
+            }
+        };
         let ticket = TicketStatementQuery {
-            statement_handle: self.keep(&session, result).into(),
+            statement_handle: self.keep(&session, outcome).into(),
         };
         flight_info(
             &schema,
@@ -393,7 +444,7 @@ impl FlightSqlService for FlightSql {
             request.into_inner(),
         )
         .map(|mut info| {
-            info.get_mut().total_records = rows as i64;
+            info.get_mut().total_records = rows;
             info
         })
     }
@@ -404,9 +455,8 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let session = self.session(&request).await?;
-        Ok(result_stream(
-            self.take(&ticket.statement_handle, &session)?,
-        ))
+        let outcome = self.take(&ticket.statement_handle, &session)?;
+        Ok(result_stream(outcome.result().await?))
     }
 
     async fn do_action_create_prepared_statement(

@@ -15,7 +15,7 @@ use crate::api::AppState;
 use crate::api::access::{Caller, Who, check_key, outcome, record_request};
 use crate::api::error::ApiError;
 use crate::auth::{Principal, Role};
-use crate::query::{Described, QueryEngine, QueryResult};
+use crate::query::{Described, Execution, QueryEngine, QueryResult};
 
 /// What a refused login was audited as: the target is not SQL.
 const LOGIN: &str = "login";
@@ -125,7 +125,21 @@ impl Gate {
         sql: &str,
         params: Option<ParamValues>,
     ) -> Result<QueryResult, ApiError> {
-        let target = match &params {
+        let execution = Execution {
+            params,
+            planned: None,
+        };
+        self.run_with(session, sql, execution).await
+    }
+
+    /// `run`, telling `execution.planned` the result's schema once the statement is planned.
+    pub async fn run_with(
+        &self,
+        session: &Session,
+        sql: &str,
+        execution: Execution,
+    ) -> Result<QueryResult, ApiError> {
+        let target = match &execution.params {
             Some(ParamValues::List(values)) if !values.is_empty() => {
                 let values: Vec<String> = values.iter().map(|v| v.value().to_string()).collect();
                 format!("{sql} /* parameters: {} */", values.join(", "))
@@ -143,7 +157,7 @@ impl Gate {
             return Err(error);
         }
         let caller = Caller(Some(session.principal.clone()));
-        let result = crate::api::sql::run_statement(&self.state, &caller, sql, params).await;
+        let result = crate::api::sql::run_statement(&self.state, &caller, sql, execution).await;
         match &result {
             Ok(result) => entry.finish(result.rows() as u64, StatusCode::OK, "ok"),
             Err(error) => entry.finish(0, error.status(), outcome(error.status())),

@@ -34,7 +34,8 @@ use tracing::{debug, warn};
 
 use crate::config::QueryLimits;
 use crate::store::{CATALOG, Store};
-use runtime::{AbortOnDrop, QueryRuntime, RunningQueries};
+pub use runtime::AbortOnDrop;
+use runtime::{QueryRuntime, RunningQueries};
 use saved::SavedQuery;
 
 pub const QUERIES_SCHEMA: &str = "queries";
@@ -113,6 +114,15 @@ fn shorten_signature_error(message: String) -> String {
             i + "You might need to add explicit type casts.".len()
         });
     format!("Error during planning: {}", &rest[..end])
+}
+
+/// What a protocol adds to a statement's run: values for its placeholders, and who is told the
+/// result's schema as soon as it is planned (Flight SQL answers `GetFlightInfo` then, while the
+/// statement runs: the client's next call overlaps the execution instead of following it).
+#[derive(Debug, Default)]
+pub struct Execution {
+    pub params: Option<ParamValues>,
+    pub planned: Option<tokio::sync::oneshot::Sender<SchemaRef>>,
 }
 
 /// A complete result.
@@ -409,26 +419,26 @@ impl QueryEngine {
         sql: &str,
         role: crate::auth::Role,
     ) -> Result<QueryResult, QueryError> {
-        self.execute_checked(sql, role >= crate::auth::Role::Admin, None)
+        self.execute_checked(sql, role >= crate::auth::Role::Admin, Execution::default())
             .await
     }
 
-    /// `execute_as` for a statement with placeholders (`$1`, `$2`, ...) and their values, as the
-    /// PostgreSQL and Flight SQL protocols bind them: the values replace the placeholders in the
-    /// planned statement, after the guard, before execution.
-    pub async fn execute_bound_as(
+    /// `execute_as` with what the protocols add: values for the statement's placeholders
+    /// (`$1`, `$2`, ...), bound after the guard, before execution; and who to tell the result's
+    /// schema once it is planned.
+    pub async fn execute_with(
         self: &Arc<Self>,
         sql: &str,
         role: crate::auth::Role,
-        params: ParamValues,
+        execution: Execution,
     ) -> Result<QueryResult, QueryError> {
-        self.execute_checked(sql, role >= crate::auth::Role::Admin, Some(params))
+        self.execute_checked(sql, role >= crate::auth::Role::Admin, execution)
             .await
     }
 
     /// Run one read-only statement under the configured limits, with every table readable.
     pub async fn execute(self: &Arc<Self>, sql: &str) -> Result<QueryResult, QueryError> {
-        self.execute_checked(sql, true, None).await
+        self.execute_checked(sql, true, Execution::default()).await
     }
 
     /// The columns a statement would return and the types of its placeholders, without running
@@ -536,10 +546,10 @@ impl QueryEngine {
         self: &Arc<Self>,
         sql: &str,
         admin: bool,
-        params: Option<ParamValues>,
+        execution: Execution,
     ) -> Result<QueryResult, QueryError> {
         let started = Instant::now();
-        let result = self.execute_timed(sql, admin, params).await;
+        let result = self.execute_timed(sql, admin, execution).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(
@@ -566,7 +576,7 @@ impl QueryEngine {
         self: &Arc<Self>,
         sql: &str,
         admin: bool,
-        params: Option<ParamValues>,
+        execution: Execution,
     ) -> Result<QueryResult, QueryError> {
         // The guard's depth bound reads only tokens; parsing, planning and execution, which
         // recurse over the statement's trees, all run on the query threads, whose stacks are
@@ -584,7 +594,7 @@ impl QueryEngine {
             if !admin {
                 Self::refuse_admin_tables(&state, &statement)?;
             }
-            engine.run(state, statement, params).await
+            engine.run(state, statement, execution).await
         }));
         match tokio::time::timeout(self.limits.timeout, task).await {
             Ok(Ok(result)) => result,
@@ -639,7 +649,7 @@ impl QueryEngine {
         &self,
         state: SessionState,
         statement: DFStatement,
-        params: Option<ParamValues>,
+        execution: Execution,
     ) -> Result<QueryResult, QueryError> {
         let limits = &self.limits;
         let sql = statement.to_string();
@@ -659,7 +669,7 @@ impl QueryEngine {
         drop(waiting);
         let _running = self.running.start();
         let plan = state.statement_to_plan(statement).await.map_err(failed)?;
-        let plan = match params {
+        let plan = match execution.params {
             Some(params) => plan.replace_params_with_values(&params).map_err(failed)?,
             None => plan,
         };
@@ -669,6 +679,9 @@ impl QueryEngine {
         let failed = |e: DataFusionError| QueryError::from_datafusion(e, limits, Some(&plan));
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         let physical = state.create_physical_plan(&plan).await.map_err(failed)?;
+        if let Some(planned) = execution.planned {
+            let _ = planned.send(physical.schema());
+        }
         let task = Arc::new(TaskContext::from(&state).with_runtime(self.runtime_for_query()?));
         let mut stream = execute_stream(physical, task).map_err(failed)?;
         let mut batches = Vec::new();

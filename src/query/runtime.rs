@@ -55,7 +55,7 @@ impl Drop for QueryRuntime {
 
 /// A spawned query that is aborted when no one waits for it any more: a `JoinHandle` dropped
 /// alone would leave the task running to its end.
-pub(super) struct AbortOnDrop<T>(pub JoinHandle<T>);
+pub struct AbortOnDrop<T>(pub JoinHandle<T>);
 
 impl<T> std::future::Future for AbortOnDrop<T> {
     type Output = Result<T, JoinError>;
