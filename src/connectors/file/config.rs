@@ -398,20 +398,20 @@ impl FileConnectorConfig {
                         "set either `columns` or `columns_matching`",
                     ));
                 }
-                if let Some(pattern) = &unpivot.columns_matching {
-                    if let Err(e) = regex_lite_check(pattern) {
-                        problems.push(Problem::new(file, at(i, "unpivot.columns_matching"), e));
-                    }
+                if let Some(pattern) = &unpivot.columns_matching
+                    && let Err(e) = regex_lite_check(pattern)
+                {
+                    problems.push(Problem::new(file, at(i, "unpivot.columns_matching"), e));
                 }
             }
-            if let Some(filter) = &table.filter {
-                if let Err(e) = datafusion::sql::parser::DFParser::parse_sql_into_expr(filter) {
-                    problems.push(Problem::new(
-                        file,
-                        at(i, "filter"),
-                        format!("not a SQL predicate: {e}"),
-                    ));
-                }
+            if let Some(filter) = &table.filter
+                && let Err(e) = datafusion::sql::parser::DFParser::parse_sql_into_expr(filter)
+            {
+                problems.push(Problem::new(
+                    file,
+                    at(i, "filter"),
+                    format!("not a SQL predicate: {e}"),
+                ));
             }
         }
         problems

@@ -169,11 +169,11 @@ impl<R: Read> Decoded<R> {
             self.output.drain(..marks);
             self.at_start = self.output.is_empty();
         }
-        if self.replacements == 0 {
-            if let Some(first) = self.output.find('\u{fffd}') {
-                self.first_replacement_line =
-                    self.newlines + self.output[..first].matches('\n').count() + 1;
-            }
+        if self.replacements == 0
+            && let Some(first) = self.output.find('\u{fffd}')
+        {
+            self.first_replacement_line =
+                self.newlines + self.output[..first].matches('\n').count() + 1;
         }
         self.replacements += self.output.matches('\u{fffd}').count();
         self.newlines += self.output.matches('\n').count();

@@ -88,7 +88,7 @@ mod tests {
 
     /// Piazza Maggiore in EPSG:32632, from PROJ 9.1.1:
     /// `echo 44.4939 11.3426 | cs2cs -d 4 EPSG:4326 EPSG:32632` → 686251.8399 4929400.8223.
-    const UTM_32N: (f64, f64) = (686_251.8399, 4_929_400.8223);
+    const UTM_32N: (f64, f64) = (686_251.839_9, 4_929_400.822_3);
     const BOLOGNA: (f64, f64) = (11.3426, 44.4939);
 
     fn lon_lat(geometry: &ArrayRef, row: usize) -> (f64, f64) {

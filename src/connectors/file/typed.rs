@@ -498,7 +498,7 @@ mod tests {
     fn placeholders_among_numbers_are_null_and_counted() {
         let values = ["12", "-", "7", "n.d.", "-", ""].map(String::from);
         assert_eq!(
-            infer(values.iter().cloned().filter(|v| !v.is_empty()), PLAIN),
+            infer(values.iter().filter(|v| !v.is_empty()).cloned(), PLAIN),
             ColumnType::Int
         );
         assert_eq!(
