@@ -305,7 +305,10 @@ async fn saved_queries(
 ))]
 async fn tables(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Analyst)?;
-    let sql = "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns \
+    // Text is Utf8 in every result, whether the table is read in place (as Utf8View) or not.
+    let sql = "SELECT table_schema, table_name, column_name, \
+               CASE data_type WHEN 'Utf8View' THEN 'Utf8' ELSE data_type END AS data_type \
+               FROM information_schema.columns \
                WHERE table_catalog = 'city' AND table_schema <> 'pg_catalog' \
                ORDER BY table_schema, table_name, ordinal_position";
     let result = state.service.engine.execute(sql).await?;

@@ -475,7 +475,7 @@ impl QueryEngine {
                     .unwrap_or(usize::MAX)
             });
             Ok(Described {
-                schema: Arc::new(plan.schema().as_arrow().clone()),
+                schema: plain_schema(&Arc::new(plan.schema().as_arrow().clone())),
                 parameters: parameters.into_iter().map(|(_, t)| t).collect(),
             })
         }));
@@ -680,7 +680,7 @@ impl QueryEngine {
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         let physical = state.create_physical_plan(&plan).await.map_err(failed)?;
         if let Some(planned) = execution.planned {
-            let _ = planned.send(physical.schema());
+            let _ = planned.send(plain_schema(&physical.schema()));
         }
         let task = Arc::new(TaskContext::from(&state).with_runtime(self.runtime_for_query()?));
         let mut stream = execute_stream(physical, task).map_err(failed)?;
@@ -695,8 +695,52 @@ impl QueryEngine {
             batches.push(batch);
         }
         let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
-        Ok(QueryResult { schema, batches })
+        plain_text(schema, batches).map_err(|e| QueryError::Internal(e.to_string()))
     }
+}
+
+/// A schema with its text as `Utf8`: tables read in place give `Utf8View` (see
+/// `store::version::text_as_views`), and every consumer of a result (the formats, the protocols,
+/// suppression, the dashboards) sees one text type whatever the storage.
+pub fn plain_schema(schema: &SchemaRef) -> SchemaRef {
+    use arrow::datatypes::{DataType, Field, Schema};
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| f.data_type() == &DataType::Utf8View)
+    {
+        return schema.clone();
+    }
+    Arc::new(Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Utf8View => Arc::new(Field::clone(f).with_data_type(DataType::Utf8)),
+                _ => f.clone(),
+            })
+            .collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    ))
+}
+
+/// A result in its `plain_schema`.
+fn plain_text(
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<QueryResult, arrow::error::ArrowError> {
+    let plain = plain_schema(&schema);
+    if Arc::ptr_eq(&plain, &schema) {
+        return Ok(QueryResult { schema, batches });
+    }
+    let batches = batches
+        .iter()
+        .map(|batch| crate::store::cast_columns(batch, &plain))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(QueryResult {
+        schema: plain,
+        batches,
+    })
 }
 
 #[cfg(test)]

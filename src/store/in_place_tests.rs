@@ -274,3 +274,91 @@ async fn a_load_longer_than_its_refresh_interval_lands_fresh() {
         status.last_success
     );
 }
+
+/// `count` rows of `label` (one of five words, some with `%` and `_`) and `n`, appended with the
+/// cursor at `start + count - 1`.
+fn labelled(start: i64, count: i64) -> LoadedTable {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("label", DataType::Utf8, false),
+        Field::new("n", DataType::Int64, false),
+    ]));
+    let words = ["alfa", "beta", "50%_off", "gamma", "delta"];
+    let labels: arrow::array::StringArray = (start..start + count)
+        .map(|i| Some(words[(i % 5) as usize]))
+        .collect();
+    let values = Int64Array::from_iter_values(start..start + count);
+    let batch =
+        RecordBatch::try_new(schema.clone(), vec![Arc::new(labels), Arc::new(values)]).unwrap();
+    let mut loaded = LoadedTable::replace(schema, vec![batch], Vec::new());
+    loaded.mode = crate::store::input::LoadMode::Append;
+    loaded.cursor = Some((start + count - 1).to_string());
+    loaded
+}
+
+/// Text read in place is read as Arrow's view type (faster to group and compare), also where a
+/// table's compacted version is read with the rows appended since held in memory; the SQL
+/// functions take it, and every result gives text as `Utf8`, as tables in memory do.
+#[tokio::test]
+async fn text_read_in_place_is_read_as_views_and_answered_as_utf8() {
+    use arrow::array::AsArray;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 2, 64 * 1024);
+    let engine = crate::query::QueryEngine::new(&store, Vec::new(), Default::default());
+    let per_pull = 20_000;
+    let pulls = super::COMPACT_AFTER_SEGMENTS as i64 + 2;
+    for pull in 0..pulls {
+        store
+            .commit("s", "t", "src", labelled(pull * per_pull, per_pull))
+            .await
+            .unwrap();
+    }
+    let total = pulls * per_pull;
+    assert_eq!(storage(&store), (Storage::Disk, total as usize));
+    assert!(
+        held_in_memory(&store) > 0,
+        "some rows are not compacted yet"
+    );
+    let table = store
+        .schema_provider("s")
+        .table("t")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        table.schema().field(0).data_type(),
+        &DataType::Utf8View,
+        "the table's text is read as views"
+    );
+
+    let result = engine
+        .execute(
+            "SELECT upper(label) || '!' AS shout, count(*) AS c, sum(n) AS s FROM city.s.t \
+             WHERE label NOT LIKE '%!%%' ESCAPE '!' GROUP BY 1 ORDER BY 1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.schema.field(0).data_type(), &DataType::Utf8);
+    let batch = arrow::compute::concat_batches(&result.schema, &result.batches).unwrap();
+    assert_eq!(batch.column(0).data_type(), &DataType::Utf8);
+    let shouts: Vec<&str> = batch
+        .column(0)
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .collect();
+    assert_eq!(shouts, ["ALFA!", "BETA!", "DELTA!", "GAMMA!"]);
+    let counts = batch
+        .column(1)
+        .as_primitive::<arrow::datatypes::Int64Type>();
+    assert_eq!(counts.values().iter().sum::<i64>(), total / 5 * 4);
+    // Every fifth value from 0 (alfa) up: n ≡ 0 (mod 5).
+    let alfa: i64 = (0..total).step_by(5).sum();
+    assert_eq!(
+        batch
+            .column(2)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0),
+        alfa
+    );
+}

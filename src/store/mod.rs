@@ -12,6 +12,7 @@ pub mod input;
 pub mod log;
 mod persist;
 pub use persist::{read_whole, write_atomically};
+pub use version::cast_columns;
 mod append;
 mod logs;
 mod provider;

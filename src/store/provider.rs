@@ -55,7 +55,7 @@ impl LiveTable {
 #[async_trait]
 impl TableProvider for LiveTable {
     fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        super::version::text_as_views(&self.schema)
     }
 
     fn table_type(&self) -> TableType {
@@ -86,9 +86,15 @@ impl TableProvider for LiveTable {
             inputs.push(parts.scan(state, projection, filters, limit).await?);
         }
         if !rows.tail.is_empty() || inputs.is_empty() {
-            // The batches are shared, not copied: the tail as it is at planning time.
-            let partitions = super::partition(&rows.tail, self.partitions);
-            let tail = MemTable::try_new(self.schema.clone(), partitions)?;
+            // The tail as it is at planning time, cast to the parts' view types.
+            let schema = self.schema();
+            let tail = rows
+                .tail
+                .iter()
+                .map(|batch| super::version::cast_columns(batch, &schema))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let partitions = super::partition(&tail, self.partitions);
+            let tail = MemTable::try_new(schema, partitions)?;
             inputs.push(tail.scan(state, projection, filters, limit).await?);
         }
         UnionExec::try_new(inputs)

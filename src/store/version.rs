@@ -16,6 +16,43 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 
+/// `schema` with its text columns as Arrow's view type (`Utf8View`): the Parquet scan decodes
+/// text straight into views, which DataFusion groups, compares and filters faster than plain
+/// strings. Queries' results give text as `Utf8` again (`crate::query`).
+pub fn text_as_views(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<arrow::datatypes::FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            arrow::datatypes::DataType::Utf8 => Arc::new(
+                f.as_ref()
+                    .clone()
+                    .with_data_type(arrow::datatypes::DataType::Utf8View),
+            ),
+            _ => f.clone(),
+        })
+        .collect();
+    Arc::new(arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ))
+}
+
+/// `batch` with its columns cast to `schema`'s types (text buffers are shared, not copied, between
+/// `Utf8` and `Utf8View`).
+pub fn cast_columns(
+    batch: &arrow::record_batch::RecordBatch,
+    schema: &SchemaRef,
+) -> Result<arrow::record_batch::RecordBatch, arrow::error::ArrowError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| arrow::compute::cast(column, field.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    arrow::record_batch::RecordBatch::try_new(schema.clone(), columns)
+}
+
 /// The file of version `version` of `table`'s snapshot, in the schema's folder `dir`.
 pub fn path(dir: &Path, table: &str, version: u64) -> PathBuf {
     dir.join(format!("{table}.v{version:012}.parquet"))
@@ -110,7 +147,7 @@ pub fn in_place_files(
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
-        .with_schema(schema.clone());
+        .with_schema(text_as_views(schema));
     Ok(Arc::new(
         ListingTable::try_new(config).map_err(|e| e.to_string())?,
     ))
