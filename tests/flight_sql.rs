@@ -123,26 +123,14 @@ fn adbc_flight_sql_over_tls() {
 /// `FlightInfo` carries the row count when the statement ended before it was answered.
 #[test]
 fn a_statement_ticket_is_fetched_once_by_its_own_key() {
-    use arrow_flight::sql::client::FlightSqlServiceClient;
-
     let service = Service::start("10s");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(format!(
-            "http://127.0.0.1:{}",
-            service.flight_port
-        ))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect to Flight SQL");
-        let mut analyst = FlightSqlServiceClient::new(channel.clone());
-        analyst.set_token(service.analyst.clone());
-        let mut admin = FlightSqlServiceClient::new(channel);
-        admin.set_token(service.admin.clone());
+        let mut analyst = flight_client(&service, &service.analyst).await;
+        let mut admin = flight_client(&service, &service.admin).await;
 
         let sql = "SELECT id FROM prova.tipi ORDER BY id";
         let info = analyst.execute(sql.into(), None).await.expect("execute");
@@ -169,6 +157,24 @@ fn a_statement_ticket_is_fetched_once_by_its_own_key() {
     });
 }
 
+/// A Flight SQL client of the service with `key` as its bearer token.
+async fn flight_client(
+    service: &Service,
+    key: &str,
+) -> arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!(
+        "http://127.0.0.1:{}",
+        service.flight_port
+    ))
+    .unwrap()
+    .connect()
+    .await
+    .expect("connect to Flight SQL");
+    let mut client = arrow_flight::sql::client::FlightSqlServiceClient::new(channel);
+    client.set_token(key.to_string());
+    client
+}
+
 /// The rows a ticket's fetch returns.
 async fn rows(
     client: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
@@ -191,8 +197,6 @@ async fn rows(
 /// cancelled.
 #[test]
 fn a_statement_runs_on_after_its_flight_info_and_an_abandoned_fetch_stops_it() {
-    use arrow_flight::sql::client::FlightSqlServiceClient;
-
     // A limit the statement would reach if its `FlightInfo` waited for it to end.
     let service = Service::start("30s");
     // A worker thread of its own: the client's connection keeps running between the calls
@@ -203,16 +207,7 @@ fn a_statement_runs_on_after_its_flight_info_and_an_abandoned_fetch_stops_it() {
         .build()
         .unwrap();
     let (mut analyst, info) = runtime.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(format!(
-            "http://127.0.0.1:{}",
-            service.flight_port
-        ))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect to Flight SQL");
-        let mut analyst = FlightSqlServiceClient::new(channel);
-        analyst.set_token(service.analyst.clone());
+        let mut analyst = flight_client(&service, &service.analyst).await;
         let info = analyst.execute(SLOW.into(), None).await.expect("execute");
         (analyst, info)
     });
