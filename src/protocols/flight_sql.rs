@@ -101,7 +101,9 @@ fn joined(
 ) -> Result<QueryResult, Status> {
     match ended {
         Ok(result) => result.map_err(|e| status(&e)),
-        Err(e) => Err(Status::internal(format!("the statement's task failed: {e}"))),
+        Err(e) => Err(Status::internal(format!(
+            "the statement's task failed: {e}"
+        ))),
     }
 }
 
@@ -428,11 +430,19 @@ impl FlightSqlService for FlightSql {
             Ok(Ok(schema)) => (schema, -1, Outcome::Running(task)),
             Ok(Err(_not_planned)) => {
                 let result = joined(task.await)?;
-                (result.schema.clone(), result.rows() as i64, Outcome::Done(result))
+                (
+                    result.schema.clone(),
+                    result.rows() as i64,
+                    Outcome::Done(result),
+                )
             }
             Err(ended) => {
                 let result = joined(ended)?;
-                (result.schema.clone(), result.rows() as i64, Outcome::Done(result))
+                (
+                    result.schema.clone(),
+                    result.rows() as i64,
+                    Outcome::Done(result),
+                )
             }
         };
         let ticket = TicketStatementQuery {
@@ -570,7 +580,7 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.session(&request).await?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         flight_info(
             &schema,
             query.as_any().encode_to_vec(),
@@ -751,14 +761,13 @@ fn string_column(result: &QueryResult, column: usize) -> Vec<String> {
         .flat_map(|batch| {
             let array = arrow::compute::cast(batch.column(column), &DataType::Utf8)
                 .expect("text columns cast to Utf8");
-            let strings = array
+            array
                 .as_any()
                 .downcast_ref::<StringArray>()
                 .expect("a Utf8 array")
                 .iter()
                 .map(|v| v.unwrap_or_default().to_string())
-                .collect::<Vec<_>>();
-            strings
+                .collect::<Vec<_>>()
         })
         .collect()
 }
