@@ -703,25 +703,8 @@ impl QueryEngine {
 /// `store::version::text_as_views`), and every consumer of a result (the formats, the protocols,
 /// suppression, the dashboards) sees one text type whatever the storage.
 pub fn plain_schema(schema: &SchemaRef) -> SchemaRef {
-    use arrow::datatypes::{DataType, Field, Schema};
-    if !schema
-        .fields()
-        .iter()
-        .any(|f| f.data_type() == &DataType::Utf8View)
-    {
-        return schema.clone();
-    }
-    Arc::new(Schema::new_with_metadata(
-        schema
-            .fields()
-            .iter()
-            .map(|f| match f.data_type() {
-                DataType::Utf8View => Arc::new(Field::clone(f).with_data_type(DataType::Utf8)),
-                _ => f.clone(),
-            })
-            .collect::<Vec<_>>(),
-        schema.metadata().clone(),
-    ))
+    use arrow::datatypes::DataType;
+    crate::store::retyped(schema, &DataType::Utf8View, DataType::Utf8)
 }
 
 /// A result in its `plain_schema`.

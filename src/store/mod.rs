@@ -12,7 +12,7 @@ pub mod input;
 pub mod log;
 mod persist;
 pub use persist::{read_whole, write_atomically};
-pub use version::cast_columns;
+pub use version::{cast_columns, retyped};
 mod append;
 mod logs;
 mod provider;

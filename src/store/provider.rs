@@ -43,9 +43,10 @@ impl std::fmt::Debug for LiveTable {
 }
 
 impl LiveTable {
+    /// `schema` is the rows' own; the table shows its text as views, as its parts are read.
     pub fn new(schema: SchemaRef, rows: RowSource, partitions: usize) -> Self {
         Self {
-            schema,
+            schema: super::version::text_as_views(&schema),
             rows,
             partitions: partitions.max(1),
         }
@@ -55,7 +56,7 @@ impl LiveTable {
 #[async_trait]
 impl TableProvider for LiveTable {
     fn schema(&self) -> SchemaRef {
-        super::version::text_as_views(&self.schema)
+        self.schema.clone()
     }
 
     fn table_type(&self) -> TableType {
@@ -87,14 +88,13 @@ impl TableProvider for LiveTable {
         }
         if !rows.tail.is_empty() || inputs.is_empty() {
             // The tail as it is at planning time, cast to the parts' view types.
-            let schema = self.schema();
             let tail = rows
                 .tail
                 .iter()
-                .map(|batch| super::version::cast_columns(batch, &schema))
+                .map(|batch| super::version::cast_columns(batch, &self.schema))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             let partitions = super::partition(&tail, self.partitions);
-            let tail = MemTable::try_new(schema, partitions)?;
+            let tail = MemTable::try_new(self.schema.clone(), partitions)?;
             inputs.push(tail.scan(state, projection, filters, limit).await?);
         }
         UnionExec::try_new(inputs)

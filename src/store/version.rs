@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -18,24 +18,28 @@ use datafusion::datasource::listing::{
 
 /// `schema` with its text columns as Arrow's view type (`Utf8View`): the Parquet scan decodes
 /// text straight into views, which DataFusion groups, compares and filters faster than plain
-/// strings. Queries' results give text as `Utf8` again (`crate::query`).
+/// strings. Queries' results give text as `Utf8` again (`crate::query::plain_schema`).
 pub fn text_as_views(schema: &SchemaRef) -> SchemaRef {
-    let fields: Vec<arrow::datatypes::FieldRef> = schema
+    retyped(schema, &DataType::Utf8, DataType::Utf8View)
+}
+
+/// `schema` with its top-level columns of type `from` as `to`; the same schema when it has none.
+pub fn retyped(schema: &SchemaRef, from: &DataType, to: DataType) -> SchemaRef {
+    if !schema.fields().iter().any(|f| f.data_type() == from) {
+        return schema.clone();
+    }
+    let fields: Vec<FieldRef> = schema
         .fields()
         .iter()
-        .map(|f| match f.data_type() {
-            arrow::datatypes::DataType::Utf8 => Arc::new(
-                f.as_ref()
-                    .clone()
-                    .with_data_type(arrow::datatypes::DataType::Utf8View),
-            ),
-            _ => f.clone(),
+        .map(|f| {
+            if f.data_type() == from {
+                Arc::new(f.as_ref().clone().with_data_type(to.clone()))
+            } else {
+                f.clone()
+            }
         })
         .collect();
-    Arc::new(arrow::datatypes::Schema::new_with_metadata(
-        fields,
-        schema.metadata().clone(),
-    ))
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// `batch` with its columns cast to `schema`'s types (text buffers are shared, not copied, between
