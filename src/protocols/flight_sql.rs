@@ -87,6 +87,16 @@ enum Outcome {
 }
 
 impl Outcome {
+    /// A statement that ended before its `FlightInfo` was answered: its schema, its row count
+    /// and its result.
+    fn ended(result: QueryResult) -> (SchemaRef, i64, Outcome) {
+        (
+            result.schema.clone(),
+            result.rows() as i64,
+            Outcome::Done(result),
+        )
+    }
+
     async fn result(self) -> Result<QueryResult, Status> {
         match self {
             Outcome::Done(result) => Ok(result),
@@ -428,22 +438,8 @@ impl FlightSqlService for FlightSql {
         };
         let (schema, rows, outcome) = match planned {
             Ok(Ok(schema)) => (schema, -1, Outcome::Running(task)),
-            Ok(Err(_not_planned)) => {
-                let result = joined(task.await)?;
-                (
-                    result.schema.clone(),
-                    result.rows() as i64,
-                    Outcome::Done(result),
-                )
-            }
-            Err(ended) => {
-                let result = joined(ended)?;
-                (
-                    result.schema.clone(),
-                    result.rows() as i64,
-                    Outcome::Done(result),
-                )
-            }
+            Ok(Err(_not_planned)) => Outcome::ended(joined(task.await)?),
+            Err(ended) => Outcome::ended(joined(ended)?),
         };
         let ticket = TicketStatementQuery {
             statement_handle: self.keep(&session, outcome).into(),
