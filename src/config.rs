@@ -353,6 +353,11 @@ pub struct QueryLimits {
     /// query threads' stacks are sized for it.
     #[serde(default = "default_max_expression_depth")]
     pub max_expression_depth: usize,
+    /// Partitions a query's scans and aggregations are split into. More than the query threads,
+    /// so that a core taken by another process holds back a small share of a query, not half of
+    /// it (benches/README.md, storage); at least 1. Unset: twice the query threads (one per core).
+    #[serde(default)]
+    pub partitions: Option<usize>,
 }
 
 impl Default for QueryLimits {
@@ -364,6 +369,7 @@ impl Default for QueryLimits {
             max_concurrent: default_max_concurrent(),
             max_sql_bytes: default_max_sql_bytes(),
             max_expression_depth: default_max_expression_depth(),
+            partitions: None,
         }
     }
 }
@@ -564,11 +570,14 @@ impl Config {
             &mut problems,
         );
 
-        if service.query.max_rows == 0 || service.query.max_concurrent == 0 {
+        if service.query.max_rows == 0
+            || service.query.max_concurrent == 0
+            || service.query.partitions == Some(0)
+        {
             problems.push(Problem::new(
                 path,
                 Some("[query]".into()),
-                "max_rows and max_concurrent must be at least 1",
+                "max_rows, max_concurrent and partitions must be at least 1",
             ));
         }
 

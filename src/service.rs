@@ -31,10 +31,9 @@ impl Service {
     /// Build the store and engine, restoring the snapshots persisted by an earlier run so that
     /// data is served at once, even when a source is gone.
     pub async fn new(config: Config) -> Arc<Self> {
-        let partitions = std::thread::available_parallelism().map_or(2, |n| n.get());
         let store = Store::open(
             &config.data_dir(),
-            partitions,
+            crate::query::partitions(&config.service.query),
             config.service.storage.memory_cache.as_u64(),
         );
         store.set_sort_memory(config.service.storage.sort_memory.as_u64() as usize);

@@ -552,10 +552,11 @@ pub fn write_config(dir: &Path, tables: &[(&str, &Path)], refresh: &str) {
     std::fs::write(
         dir.join("cruscotto.toml"),
         format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\n{QUERY_LIMITS}\n\
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\n{QUERY_LIMITS}{}\n\
              # No key needed on 127.0.0.1, and no rate limit in the way of the timed runs.\n\
              [access]\nanonymous = \"analyst\"\nrequests_per_minute = 1000000\nburst = 100000\n",
-            dir.join("var").display().to_string()
+            dir.join("var").display().to_string(),
+            partitions_setting(),
         ),
     )
     .expect("write the configuration");
@@ -571,6 +572,20 @@ pub fn write_config(dir: &Path, tables: &[(&str, &Path)], refresh: &str) {
     }
     std::fs::create_dir_all(dir.join("connectors")).expect("connectors folder");
     std::fs::write(dir.join("connectors/bench.toml"), connector).expect("write the connector");
+}
+
+/// `partitions = N` for the `[query]` section when `CRUSCOTTO_BENCH_PARTITIONS` is set (to
+/// compare partition counts); otherwise nothing, and the server's default applies.
+fn partitions_setting() -> String {
+    match std::env::var("CRUSCOTTO_BENCH_PARTITIONS") {
+        Ok(n) => format!(
+            "partitions = {}\n",
+            n.trim()
+                .parse::<usize>()
+                .expect("CRUSCOTTO_BENCH_PARTITIONS: a whole number")
+        ),
+        Err(_) => String::new(),
+    }
 }
 
 /// The columns the server stores `readings` sorted by: the metric first (what (c) filters on

@@ -172,6 +172,13 @@ pub struct QueryEngine {
     running: RunningQueries,
 }
 
+/// The partitions a query's scans and aggregations are split into: `[query] partitions`, else
+/// twice the query threads (a core busy with another process then holds back a quarter of a
+/// query on two cores, not half of it).
+pub fn partitions(limits: &QueryLimits) -> usize {
+    limits.partitions.unwrap_or(2 * runtime::threads())
+}
+
 /// How long every query slot may stay taken, with queries waiting, before /readyz says the
 /// query pool is saturated.
 pub const SATURATED_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
@@ -186,7 +193,7 @@ impl QueryEngine {
             // are not pushed into the Parquet decoder (DataFusion's default): on the sensor
             // bench's versions sorted by metric, pushing them made the filtered group-by 1.5-1.7x
             // slower and the full group-by no faster (benches/README.md, storage).
-            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+            .with_target_partitions(partitions(&limits));
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
@@ -729,6 +736,24 @@ fn plain_text(
 #[cfg(test)]
 mod pool_health_tests {
     use super::*;
+
+    /// `[query] partitions` is what queries are split into, and unset it is twice the query
+    /// threads, so that one busy core holds back a small share of a query.
+    #[tokio::test]
+    async fn queries_are_split_into_the_configured_partitions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), 2);
+        let split = |partitions| {
+            let limits = QueryLimits {
+                partitions,
+                ..QueryLimits::default()
+            };
+            let engine = QueryEngine::new(&store, Vec::new(), limits);
+            engine.base.state().config().target_partitions()
+        };
+        assert_eq!(split(Some(3)), 3);
+        assert_eq!(split(None), 2 * runtime::threads());
+    }
 
     /// Query threads that stop answering (as with a statement that never yields) make the pool
     /// unhealthy, which /readyz reports as a 503; once they are free it is healthy again.

@@ -22,9 +22,8 @@ impl QueryRuntime {
     /// Threads with stacks sized for statements `max_depth` levels deep. The stack is reserved
     /// address space; only the pages a deep query touches are ever backed by memory.
     pub(super) fn new(max_depth: usize) -> Self {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
+            .worker_threads(threads())
             .thread_name("cruscotto-query")
             .thread_stack_size(stack_size(max_depth))
             .enable_all()
@@ -32,6 +31,11 @@ impl QueryRuntime {
             .expect("the query runtime starts");
         Self(Some(runtime))
     }
+}
+
+/// One query thread per core.
+pub(super) fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 fn stack_size(max_depth: usize) -> usize {
