@@ -261,11 +261,11 @@ pub fn explain(
             "access denied: {server} does not know the access key id (InvalidAccessKeyId); \
              check `[object_store] access_key_id` or AWS_ACCESS_KEY_ID"
         ),
-        (Some("SignatureDoesNotMatch"), _) => format!(
-            "access denied: the secret access key does not match the access key id \
-             (SignatureDoesNotMatch); check `[object_store] secret_access_key` or \
-             AWS_SECRET_ACCESS_KEY"
-        ),
+        (Some("SignatureDoesNotMatch"), _) => "access denied: the secret access key does not \
+                                                match the access key id (SignatureDoesNotMatch); \
+                                                check `[object_store] secret_access_key` or \
+                                                AWS_SECRET_ACCESS_KEY"
+            .to_string(),
         (Some(code), object_store::Error::PermissionDenied { .. })
         | (Some(code), object_store::Error::Unauthenticated { .. }) => {
             format!("access denied ({code}): the credentials may not read `{key}` in `{bucket}`")
