@@ -29,13 +29,18 @@ pub async fn plan_everything(config: &Config) -> Vec<Problem> {
         1,
         config.service.storage.memory_cache.as_u64(),
     );
+    // Objects are downloaded to the scratch folder, not to the service's data_dir.
+    let objects = crate::objects::ObjectSources {
+        scratch: scratch.0.join("objects"),
+        ..config.object_sources()
+    };
     // Qualified table name → why its schema is not known.
     let mut unknown: BTreeMap<String, String> = BTreeMap::new();
     for connector in &config.connectors {
         let source = connector.file.display().to_string();
         let Some(tables) = connector
             .config
-            .describe(&config.base_dir, &scratch.0)
+            .describe(&config.base_dir, &scratch.0, &objects)
             .await
         else {
             if let ConnectorConfig::Mqtt(mqtt) = &connector.config {

@@ -64,6 +64,10 @@ pub struct ServiceConfig {
     /// Analysts' own tools: the PostgreSQL wire protocol and Arrow Flight SQL (off by default).
     #[serde(default)]
     pub protocols: crate::protocols::ProtocolsConfig,
+    /// An S3-compatible object store that file tables may read from (`path = "s3://bucket/key"`):
+    /// endpoint, region and credentials; what is left out comes from the `AWS_*` variables.
+    #[serde(default)]
+    pub object_store: crate::objects::ObjectStoreConfig,
 }
 
 /// The city (or body) the dashboard is for, `[city]`: the pages' title, tagline, description and
@@ -544,6 +548,8 @@ impl Config {
             }
         }
 
+        problems.extend(service.object_store.validate(path));
+
         let connectors = load_connectors(&base_dir.join(&service.connectors_dir), &mut problems);
         for connector in &connectors {
             problems.extend(connector.config.validate(&connector.file, &base_dir));
@@ -605,6 +611,15 @@ impl Config {
 
     pub fn data_dir(&self) -> PathBuf {
         self.resolve(&self.service.data_dir)
+    }
+
+    /// What file tables on object storage are read with: `[object_store]`, and the data dir's
+    /// folder for downloads.
+    pub fn object_sources(&self) -> crate::objects::ObjectSources {
+        crate::objects::ObjectSources {
+            config: self.service.object_store.clone(),
+            scratch: crate::objects::scratch_dir(&self.data_dir()),
+        }
     }
 }
 

@@ -13,6 +13,7 @@ pub mod datasets;
 pub mod geometry;
 pub mod impact;
 pub mod init;
+pub mod objects;
 pub mod plan;
 pub mod protocols;
 pub mod query;

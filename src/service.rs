@@ -37,6 +37,7 @@ impl Service {
             config.service.storage.memory_cache.as_u64(),
         );
         store.set_sort_memory(config.service.storage.sort_memory.as_u64() as usize);
+        crate::objects::clear_scratch(&config.data_dir());
         for connector in &config.connectors {
             if let ConnectorConfig::Mqtt(mqtt) = &connector.config {
                 // Log tables recover their WAL here, before anything is served.
@@ -122,7 +123,9 @@ impl Service {
             .iter()
             .filter(|c| !c.config.is_stream())
         {
-            let runner = connector.config.build(&self.config.base_dir);
+            let runner = connector
+                .config
+                .build_with(&self.config.base_dir, &self.config.object_sources());
             if !load_connector(&self.store, connector, runner.as_ref()).await {
                 failed.insert(connector.name.clone());
             }
@@ -142,6 +145,7 @@ impl Service {
             for connector in service.config.connectors.clone() {
                 let store = service.store.clone();
                 let base_dir = service.config.base_dir.clone();
+                let objects = service.config.object_sources();
                 match connector.config {
                     ConnectorConfig::Mqtt(config) => {
                         tokio::spawn(crate::connectors::mqtt::run(
@@ -156,7 +160,7 @@ impl Service {
                         // refresh, not a whole refresh interval later.
                         let failures = u32::from(failed.contains(&connector.name));
                         tokio::spawn(async move {
-                            refresh_loop(store, connector, base_dir, failures).await
+                            refresh_loop(store, connector, base_dir, objects, failures).await
                         });
                     }
                 }
@@ -221,9 +225,10 @@ async fn refresh_loop(
     store: Arc<Store>,
     connector: NamedConnector,
     base_dir: std::path::PathBuf,
+    objects: crate::objects::ObjectSources,
     mut failures: u32,
 ) {
-    let runner = connector.config.build(&base_dir);
+    let runner = connector.config.build_with(&base_dir, &objects);
     let refresh = connector.config.refresh();
     loop {
         let delay = if failures == 0 {

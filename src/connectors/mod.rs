@@ -13,6 +13,7 @@ use arrow::datatypes::SchemaRef;
 use futures::future::BoxFuture;
 
 use crate::config_text::Problem;
+use crate::objects::ObjectSources;
 pub use crate::store::input::{
     LoadMode, LoadState, Loaded, LoadedTable, RejectedRecord, Retention, StreamedTable,
 };
@@ -127,11 +128,21 @@ impl ConnectorConfig {
         found.cloned().unwrap_or_default()
     }
 
+    /// A file table on object storage (`s3://...`) is reached with the `AWS_*` variables alone and
+    /// downloaded to the system's temporary folder; the service uses `build_with`.
     pub fn build(&self, base_dir: &Path) -> Box<dyn Connector> {
+        self.build_with(base_dir, &ObjectSources::default())
+    }
+
+    /// `objects`: how a file table on object storage is reached (`[object_store]`) and where it
+    /// is downloaded (under `data_dir`).
+    pub fn build_with(&self, base_dir: &Path, objects: &ObjectSources) -> Box<dyn Connector> {
         match self {
-            ConnectorConfig::File(config) => {
-                Box::new(file::FileConnector::new(config.clone(), base_dir))
-            }
+            ConnectorConfig::File(config) => Box::new(file::FileConnector::new(
+                config.clone(),
+                base_dir,
+                objects.clone(),
+            )),
             ConnectorConfig::Postgres(config) => {
                 Box::new(postgres::PostgresConnector::new(config.clone(), base_dir))
             }
@@ -168,12 +179,13 @@ impl ConnectorConfig {
         &self,
         base_dir: &Path,
         scratch: &Path,
+        objects: &ObjectSources,
     ) -> Option<Vec<(String, Result<Described, String>)>> {
         Some(match self {
             ConnectorConfig::File(config) => {
                 let mut out = Vec::with_capacity(config.tables.len());
                 for table in &config.tables {
-                    let schema = file::describe_table(table, base_dir, scratch)
+                    let schema = file::describe_table(table, base_dir, scratch, objects)
                         .await
                         .map_err(|e| e.to_string());
                     out.push((table.name.clone(), schema));
@@ -265,6 +277,14 @@ pub enum ConnectorError {
     /// `url` never holds credentials (see `http::client::display_url`).
     #[error("{url}: {message}")]
     Http { url: String, message: String },
+    /// An object on S3-compatible storage that could not be read: the bucket or the key missing,
+    /// access refused, the server unreachable. `url` is `s3://bucket/key`, never a credential.
+    #[error("table `{table}`, {url}: {message}")]
+    Object {
+        table: String,
+        url: String,
+        message: String,
+    },
     /// Credentials refused or unusable: a key, a token, a voucher. Never holds a secret.
     #[error("authentication failed: {message}")]
     Authentication { message: String },

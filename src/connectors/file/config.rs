@@ -127,7 +127,8 @@ fn default_unpivot_name_type() -> ColumnType {
 pub struct FileTableConfig {
     /// Table name in SQL: `city.<connector>.<name>`.
     pub name: String,
-    /// File to read, relative to `cruscotto.toml`.
+    /// File to read, relative to `cruscotto.toml`; or an object on S3-compatible storage,
+    /// `s3://bucket/key`, reached with `[object_store]` in `cruscotto.toml`.
     pub path: PathBuf,
     /// Format; by default from the extension.
     #[serde(default)]
@@ -310,7 +311,20 @@ impl FileConnectorConfig {
                 ));
             }
             let path = resolve(base_dir, &table.path);
-            if let Some(simulate) = &table.simulate {
+            let object = crate::objects::ObjectUrl::from_path(&table.path);
+            if let Some(Err(why)) = &object {
+                problems.push(Problem::new(file, at(i, "path"), why.clone()));
+            }
+            if object.is_some() {
+                // Whether the object is there is for the load (or `check`'s reading) to say.
+                if table.simulate.is_some() {
+                    problems.push(Problem::new(
+                        file,
+                        at(i, "simulate"),
+                        "a simulated table's file is written on disk: give it a local path",
+                    ));
+                }
+            } else if let Some(simulate) = &table.simulate {
                 let areas = resolve(base_dir, &simulate.areas);
                 if !areas.is_file() {
                     problems.push(Problem::new(

@@ -1,8 +1,10 @@
-//! The `file` connector: CSV, JSON, NDJSON, Parquet and GeoJSON files on disk, re-read on an
-//! interval. Each `[[table]]` is read on its own, so one missing file fails only its table.
+//! The `file` connector: CSV, JSON, NDJSON, Parquet and GeoJSON files on disk or on
+//! S3-compatible object storage (`object.rs`), re-read on an interval. Each `[[table]]` is read
+//! on its own, so one missing file fails only its table.
 
 mod config;
 mod decode;
+mod object;
 mod streamed;
 // The `http` connector reads response bodies with the same readers, typer and reshaping.
 pub(crate) mod csv;
@@ -32,17 +34,20 @@ use super::{
     TableLoad,
 };
 use crate::config_text::resolve;
+use crate::objects::{ObjectSources, ObjectUrl};
 
 pub struct FileConnector {
     config: FileConnectorConfig,
     base_dir: PathBuf,
+    objects: ObjectSources,
 }
 
 impl FileConnector {
-    pub fn new(config: FileConnectorConfig, base_dir: &Path) -> Self {
+    pub fn new(config: FileConnectorConfig, base_dir: &Path, objects: ObjectSources) -> Self {
         Self {
             config,
             base_dir: base_dir.to_path_buf(),
+            objects,
         }
     }
 }
@@ -52,6 +57,10 @@ impl Connector for FileConnector {
         async move {
             let mut loads = Vec::with_capacity(self.config.tables.len());
             for table in &self.config.tables {
+                if let Some(url) = ObjectUrl::from_path(&table.path) {
+                    loads.push(self.load_object(table, url, state).await);
+                    continue;
+                }
                 let path = resolve(&self.base_dir, &table.path);
                 let result = match simulate_if_missing(table, &path, &self.base_dir).await {
                     Ok(()) => load_unless_unchanged(table, &path, state).await,
@@ -66,6 +75,32 @@ impl Connector for FileConnector {
             loads
         }
         .boxed()
+    }
+}
+
+impl FileConnector {
+    /// A table whose `path` is a URL: read from object storage.
+    async fn load_object(
+        &self,
+        table: &FileTableConfig,
+        url: Result<ObjectUrl, String>,
+        state: &LoadState,
+    ) -> TableLoad {
+        let source = table.path.display().to_string();
+        let result = match url {
+            Ok(url) => object::load_unless_unchanged(table, &url, &self.objects, state).await,
+            // `cruscotto check` refuses such a path; a load says why too.
+            Err(message) => Err(ConnectorError::Object {
+                table: table.name.clone(),
+                url: source.clone(),
+                message,
+            }),
+        };
+        TableLoad {
+            table: table.name.clone(),
+            source,
+            result,
+        }
     }
 }
 
@@ -147,7 +182,6 @@ async fn load_unless_unchanged(
 /// reading it. A file with the fingerprint of the current version's is not read again. The
 /// content counts because a file rewritten in place within the clock's tick keeps its time.
 fn fingerprint(table: &FileTableConfig, path: &Path) -> Result<String, ConnectorError> {
-    use std::hash::{Hash, Hasher};
     let read_error = |source| ConnectorError::Read {
         path: path.to_path_buf(),
         source,
@@ -163,16 +197,22 @@ fn fingerprint(table: &FileTableConfig, path: &Path) -> Result<String, Connector
     #[cfg(not(unix))]
     let inode = 0u64;
     let content = content_hash(path, metadata.len()).map_err(read_error)?;
-    // The settings' Debug form is deterministic: their maps are BTreeMaps.
-    let mut settings = std::collections::hash_map::DefaultHasher::new();
-    format!("{table:?}").hash(&mut settings);
     Ok(format!(
         "{} bytes, modified {modified} ns, inode {inode}, content {content:016x}, \
          settings {:016x}, cruscotto {}",
         metadata.len(),
-        settings.finish(),
+        settings_hash(table),
         env!("CARGO_PKG_VERSION")
     ))
+}
+
+/// A hash of the table's settings, part of its source's fingerprint: a table read differently
+/// is read again. The settings' Debug form is deterministic: their maps are BTreeMaps.
+fn settings_hash(table: &FileTableConfig) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut settings = std::collections::hash_map::DefaultHasher::new();
+    format!("{table:?}").hash(&mut settings);
+    settings.finish()
 }
 
 /// Files up to this size are hashed whole for their fingerprint. A larger file takes longer to
@@ -337,11 +377,24 @@ async fn reshaped(
 /// footer alone; a text file is read and typed (its types are inferred from its values), a CSV
 /// or NDJSON file a batch at a time, but nothing is stored. A simulated table whose file is not
 /// there yet is described from a small simulation in `scratch`.
+/// A table on object storage is downloaded to `objects.scratch` and described the same way.
 pub async fn describe_table(
     table: &FileTableConfig,
     base_dir: &Path,
     scratch: &Path,
+    objects: &ObjectSources,
 ) -> Result<(arrow::datatypes::SchemaRef, Vec<RejectedRecord>), ConnectorError> {
+    match ObjectUrl::from_path(&table.path) {
+        Some(Ok(url)) => return object::describe(table, &url, objects).await,
+        Some(Err(message)) => {
+            return Err(ConnectorError::Object {
+                table: table.name.clone(),
+                url: table.path.display().to_string(),
+                message,
+            });
+        }
+        None => {}
+    }
     let mut path = resolve(base_dir, &table.path);
     if let Some(simulate) = table.simulate.as_ref().filter(|_| !path.exists()) {
         let mut small = table.clone();
@@ -351,6 +404,14 @@ pub async fn describe_table(
         path = scratch.join(format!("{}.{}", table.name, extension_of(&table.path)));
         simulate_if_missing(&small, &path, base_dir).await?;
     }
+    describe_local(table, path).await
+}
+
+/// The schema of a table read from the local file `path`, and the records a load would reject.
+async fn describe_local(
+    table: &FileTableConfig,
+    path: PathBuf,
+) -> Result<(arrow::datatypes::SchemaRef, Vec<RejectedRecord>), ConnectorError> {
     match table.format() {
         Some(FileFormat::Parquet) => {
             return Ok((parquet_batches(table.clone(), path).await?.0, Vec::new()));
