@@ -275,6 +275,36 @@ impl Server {
 
 /// A blocking HTTP client for the tests. reqwest is built without a bundled crypto provider (the
 /// service chooses ring explicitly), so the tests install ring as the process default first.
+/// The virtualenv `$HOME/.cache/<name>` (the same one .ci/run makes up front), made from
+/// `requirements` (a path in the repository) unless `imports` already import in it; its folder.
+/// Callers run this once per process (a `OnceLock`): pip must not run twice at the same time.
+pub fn virtualenv(name: &str, imports: &str, requirements: &str, what: &str) -> PathBuf {
+    let home = std::env::var_os("HOME").expect("HOME is set");
+    let venv = PathBuf::from(home).join(".cache").join(name);
+    let ready = Command::new(venv.join("bin/python"))
+        .args(["-c", &format!("import {imports}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ready {
+        return venv;
+    }
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("python3 (Debian's python3 and python3-venv) makes the {what}'s virtualenv: {e}")
+        });
+    assert!(made.success(), "python3 -m venv {}", venv.display());
+    let installed = Command::new(venv.join("bin/pip"))
+        .args(["install", "-q", "-r"])
+        .arg(Path::new(REPO).join(requirements))
+        .status()
+        .expect("pip runs");
+    assert!(installed.success(), "pip install of the {what} failed");
+    venv
+}
+
 pub fn http_client() -> reqwest::blocking::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::blocking::Client::builder()

@@ -7,10 +7,10 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::common::{BINARY, ConfigDir, REPO, create_key};
+use crate::common::{BINARY, ConfigDir, create_key};
 
 /// A query that only burns CPU (no memory) for far longer than any test: it ends by its time
 /// limit or by being cancelled.
@@ -19,32 +19,16 @@ pub const SLOW: &str =
 
 /// The virtualenv's Python, with every client installed (the venv is made on first use).
 pub fn python() -> PathBuf {
-    static SETUP: Once = Once::new();
-    let home = std::env::var_os("HOME").expect("HOME is set");
-    let venv = PathBuf::from(home).join(".cache/cruscotto-protocols-venv");
-    let python = venv.join("bin/python");
-    SETUP.call_once(|| {
-        let ready = Command::new(&python)
-            .args(["-c", "import psycopg, pgcli, sqlalchemy, adbc_driver_flightsql.dbapi, adbc_driver_postgresql.dbapi, pandas, pyarrow"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if ready {
-            return;
-        }
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 (Debian's python3 and python3-venv) makes the clients' virtualenv");
-        assert!(made.success(), "python3 -m venv {}", venv.display());
-        let installed = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "-r"])
-            .arg(PathBuf::from(REPO).join("tests/pgwire_support/requirements.txt"))
-            .status()
-            .expect("pip runs");
-        assert!(installed.success(), "pip install of the protocol test clients failed");
-    });
-    python
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        crate::common::virtualenv(
+            "cruscotto-protocols-venv",
+            "psycopg, pgcli, sqlalchemy, adbc_driver_flightsql.dbapi, adbc_driver_postgresql.dbapi, pandas, pyarrow",
+            "tests/pgwire_support/requirements.txt",
+            "protocol test clients",
+        )
+    })
+    .join("bin/python")
 }
 
 /// The running service with pgwire and Flight SQL on free ports; killed when dropped.

@@ -6,42 +6,23 @@
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
+use crate::common::REPO;
 
 /// The virtualenv's Python, with moto[server] and boto3 installed (the venv is made on first use).
 pub fn venv() -> PathBuf {
-    static SETUP: Once = Once::new();
-    let home = std::env::var_os("HOME").expect("HOME is set");
-    let venv = PathBuf::from(home).join(".cache/cruscotto-s3-venv");
-    let python = venv.join("bin/python");
-    SETUP.call_once(|| {
-        let ready = Command::new(&python)
-            .args(["-c", "import moto.server, boto3, flask_cors"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if ready {
-            return;
-        }
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 (Debian's python3 and python3-venv) makes the S3 server's virtualenv");
-        assert!(made.success(), "python3 -m venv {}", venv.display());
-        let installed = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "-r"])
-            .arg(PathBuf::from(REPO).join("tests/s3_support/requirements.txt"))
-            .status()
-            .expect("pip runs");
-        assert!(
-            installed.success(),
-            "pip install of moto[server] and boto3 failed"
-        );
-    });
-    venv
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        crate::common::virtualenv(
+            "cruscotto-s3-venv",
+            "moto.server, boto3, flask_cors",
+            "tests/s3_support/requirements.txt",
+            "S3 server (moto[server] and boto3)",
+        )
+    })
+    .clone()
 }
 
 /// A running moto S3 server with one IAM user allowed `s3:*`, whose key every request must carry.
